@@ -1,0 +1,3 @@
+module uswitch
+
+go 1.26.8

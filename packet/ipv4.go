@@ -1,0 +1,76 @@
+package packet
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// IPv4 protocol numbers and header limits.
+const (
+	IPv4MinHeaderLen = 20
+	ProtoICMP        = 1
+	ProtoTCP         = 6
+	ProtoUDP         = 17
+)
+
+// IPv4 is a view over an IPv4 packet (header and payload).
+type IPv4 []byte
+
+// Valid reports whether the slice holds a well-formed header: version 4, a
+// header length of at least 20 bytes that fits, and a total length that
+// covers the header and fits in the slice. Trailing Ethernet padding beyond
+// the total length is allowed.
+func (p IPv4) Valid() bool {
+	if len(p) < IPv4MinHeaderLen || p[0]>>4 != 4 {
+		return false
+	}
+	hl := p.HeaderLen()
+	tl := int(p.TotalLen())
+	return hl >= IPv4MinHeaderLen && hl <= tl && tl <= len(p)
+}
+
+// HeaderLen is the header length in bytes (IHL*4).
+func (p IPv4) HeaderLen() int { return int(p[0]&0x0f) * 4 }
+
+// TotalLen is the total length field.
+func (p IPv4) TotalLen() uint16 { return binary.BigEndian.Uint16(p[2:4]) }
+
+// TTL is the time-to-live field.
+func (p IPv4) TTL() uint8 { return p[8] }
+
+// Protocol is the transport protocol number.
+func (p IPv4) Protocol() uint8 { return p[9] }
+
+// HeaderChecksum is the stored header checksum.
+func (p IPv4) HeaderChecksum() uint16 { return binary.BigEndian.Uint16(p[10:12]) }
+
+// Src is the source address.
+func (p IPv4) Src() [4]byte { return [4]byte(p[12:16]) }
+
+// Dst is the destination address.
+func (p IPv4) Dst() [4]byte { return [4]byte(p[16:20]) }
+
+// SrcAddr is the source address as a netip.Addr.
+func (p IPv4) SrcAddr() netip.Addr { return netip.AddrFrom4(p.Src()) }
+
+// DstAddr is the destination address as a netip.Addr.
+func (p IPv4) DstAddr() netip.Addr { return netip.AddrFrom4(p.Dst()) }
+
+// HeaderChecksumValid reports whether the header checksum verifies.
+func (p IPv4) HeaderChecksumValid() bool { return Checksum(p[:p.HeaderLen()], 0) == 0 }
+
+// SetHeaderChecksum recomputes the header checksum from scratch.
+func (p IPv4) SetHeaderChecksum() {
+	p[10], p[11] = 0, 0
+	binary.BigEndian.PutUint16(p[10:12], Checksum(p[:p.HeaderLen()], 0))
+}
+
+// DecTTL decrements the TTL and updates the header checksum incrementally.
+func (p IPv4) DecTTL() {
+	old := binary.BigEndian.Uint16(p[8:10])
+	p[8]--
+	binary.BigEndian.PutUint16(p[10:12], ChecksumUpdate16(p.HeaderChecksum(), old, binary.BigEndian.Uint16(p[8:10])))
+}
+
+// Payload is the transport part, bounded by the total length.
+func (p IPv4) Payload() []byte { return p[p.HeaderLen():p.TotalLen()] }

@@ -1,0 +1,79 @@
+// Package stats owns the per-port counters of the datapath: packets and
+// bytes received and sent, and dropped frames by reason. Counters are atomic
+// so any datapath goroutine may count without a lock.
+package stats
+
+import "sync/atomic"
+
+// Reason says why a frame was dropped.
+type Reason uint8
+
+// Drop reasons, shared by every stage so `uswitch ports` reads the same names
+// everywhere.
+const (
+	Truncated    Reason = iota // shorter than its headers say
+	BadSrcMAC                  // multicast or zero source MAC
+	PortSecurity               // source MAC not the endpoint's own
+	SamePort                   // destination learned on the ingress port
+	TxError                    // the egress device refused the frame
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	Truncated:    "truncated",
+	BadSrcMAC:    "bad-src-mac",
+	PortSecurity: "port-security",
+	SamePort:     "same-port",
+	TxError:      "tx-error",
+}
+
+func (r Reason) String() string { return reasonNames[r] }
+
+// Port holds one port's counters.
+type Port struct {
+	RxPackets, RxBytes atomic.Uint64
+	TxPackets, TxBytes atomic.Uint64
+	drops              [numReasons]atomic.Uint64
+}
+
+// Rx counts a received frame of n bytes.
+func (p *Port) Rx(n int) {
+	p.RxPackets.Add(1)
+	p.RxBytes.Add(uint64(n))
+}
+
+// Tx counts a sent frame of n bytes.
+func (p *Port) Tx(n int) {
+	p.TxPackets.Add(1)
+	p.TxBytes.Add(uint64(n))
+}
+
+// Drop counts a frame dropped for reason r.
+func (p *Port) Drop(r Reason) { p.drops[r].Add(1) }
+
+// Dropped returns the count for one reason.
+func (p *Port) Dropped(r Reason) uint64 { return p.drops[r].Load() }
+
+// Snapshot is a plain copy of a port's counters, for the API and the CLI.
+type Snapshot struct {
+	RxPackets uint64            `json:"rx_packets"`
+	RxBytes   uint64            `json:"rx_bytes"`
+	TxPackets uint64            `json:"tx_packets"`
+	TxBytes   uint64            `json:"tx_bytes"`
+	Drops     map[string]uint64 `json:"drops"`
+}
+
+// Snapshot copies the counters; drop reasons with a zero count are left out.
+func (p *Port) Snapshot() Snapshot {
+	s := Snapshot{
+		RxPackets: p.RxPackets.Load(), RxBytes: p.RxBytes.Load(),
+		TxPackets: p.TxPackets.Load(), TxBytes: p.TxBytes.Load(),
+		Drops: map[string]uint64{},
+	}
+	for r := range numReasons {
+		if n := p.drops[r].Load(); n > 0 {
+			s.Drops[r.String()] = n
+		}
+	}
+	return s
+}
