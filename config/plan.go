@@ -103,7 +103,7 @@ type Interface struct {
 type Publish struct {
 	HostPort      uint16 `json:"host_port"`
 	ContainerPort uint16 `json:"container_port"`
-	Proto         string `json:"proto"` // tcp | udp
+	Proto         string `json:"proto"`  // tcp | udp
 	Random        bool   `json:"random"` // host port picked from publish_range
 }
 

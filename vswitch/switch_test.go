@@ -1,0 +1,370 @@
+package vswitch
+
+import (
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/stretchr/testify/require"
+
+	"uswitch/clock"
+	"uswitch/packet"
+	"uswitch/stats"
+)
+
+// sink is a Device that records what it was given, for assertions.
+type sink struct{ frames [][]byte }
+
+func (s *sink) WriteFrame(f []byte) error {
+	s.frames = append(s.frames, append([]byte(nil), f...))
+	return nil
+}
+
+func (s *sink) take() [][]byte {
+	f := s.frames
+	s.frames = nil
+	return f
+}
+
+type rig struct {
+	sw    *Switch
+	clk   *clock.Fake
+	ports []*Port
+	sinks []*sink
+}
+
+func newRig(t *testing.T, n int, c Config) *rig {
+	t.Helper()
+	r := &rig{clk: &clock.Fake{}}
+	c.Name = "test"
+	c.Clock = r.clk
+	r.sw = New(c)
+	for i := range n {
+		s := &sink{}
+		p, err := r.sw.AddPort(PortConfig{Name: string(rune('a' + i))}, s)
+		require.NoError(t, err)
+		r.ports = append(r.ports, p)
+		r.sinks = append(r.sinks, s)
+	}
+	return r
+}
+
+// delivered returns, per port, how many frames it was given, and clears them.
+func (r *rig) delivered() []int {
+	out := make([]int, len(r.sinks))
+	for i, s := range r.sinks {
+		out[i] = len(s.take())
+	}
+	return out
+}
+
+func mac(b byte) packet.MAC { return packet.MAC{0x02, 0x42, 0, 0, 0, b} }
+
+// frame builds an Ethernet/IPv4/UDP frame with gopacket.
+func frame(t testing.TB, src, dst packet.MAC) []byte {
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(src[:]), DstMAC: net.HardwareAddr(dst[:]), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{10, 0, 0, src[5]}, DstIP: net.IP{10, 0, 0, dst[5]}}
+	udp := &layers.UDP{SrcPort: 1000, DstPort: 2000}
+	require.NoError(t, udp.SetNetworkLayerForChecksum(ip))
+	buf := gopacket.NewSerializeBuffer()
+	require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload("hello")))
+	return buf.Bytes()
+}
+
+func TestUnknownUnicastFloodsExceptIngress(t *testing.T) {
+	r := newRig(t, 3, Config{})
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)))
+	require.Equal(t, []int{0, 1, 1}, r.delivered())
+}
+
+func TestBroadcastAndMulticastFlood(t *testing.T) {
+	r := newRig(t, 4, Config{})
+	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast))
+	require.Equal(t, []int{1, 0, 1, 1}, r.delivered())
+	// A multicast destination floods even when a "station" with that MAC
+	// could never be learned (multicast sources are refused).
+	r.sw.Input(r.ports[2], frame(t, mac(3), packet.MAC{0x01, 0x00, 0x5e, 0, 0, 1}))
+	require.Equal(t, []int{1, 1, 0, 1}, r.delivered())
+}
+
+func TestLearningThenKnownUnicastToOnePort(t *testing.T) {
+	r := newRig(t, 3, Config{})
+	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast)) // learn mac(2) on b
+	r.delivered()
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)))
+	require.Equal(t, []int{0, 1, 0}, r.delivered())
+	// and the reply goes back to a only, since mac(1) was learned too
+	r.sw.Input(r.ports[1], frame(t, mac(2), mac(1)))
+	require.Equal(t, []int{1, 0, 0}, r.delivered())
+
+	entries := r.sw.Entries()
+	require.Len(t, entries, 2)
+	require.Equal(t, Entry{MAC: mac(1), Port: "a"}, entries[0])
+	require.Equal(t, Entry{MAC: mac(2), Port: "b"}, entries[1])
+}
+
+func TestFrameIsDeliveredIntact(t *testing.T) {
+	r := newRig(t, 2, Config{})
+	f := frame(t, mac(1), mac(2))
+	r.sw.Input(r.ports[0], f)
+	got := r.sinks[1].take()
+	require.Len(t, got, 1)
+	require.Equal(t, f, got[0])
+	pkt := gopacket.NewPacket(got[0], layers.LayerTypeEthernet, gopacket.Default)
+	require.Nil(t, pkt.ErrorLayer())
+	require.Equal(t, []byte("hello"), pkt.ApplicationLayer().Payload())
+}
+
+func TestNoHairpinBackToIngress(t *testing.T) {
+	r := newRig(t, 3, Config{})
+	r.sw.Input(r.ports[0], frame(t, mac(1), packet.Broadcast))
+	r.sw.Input(r.ports[0], frame(t, mac(9), packet.Broadcast))
+	r.delivered()
+	// mac(9) lives on a: a frame from a to mac(9) must not go back out of a
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(9)))
+	require.Equal(t, []int{0, 0, 0}, r.delivered())
+	require.EqualValues(t, 1, r.ports[0].Stats.Dropped(stats.SamePort))
+}
+
+func TestAgeingWithFakeClock(t *testing.T) {
+	r := newRig(t, 3, Config{Ageing: 10 * time.Second})
+	events, cancel := r.sw.Subscribe()
+	defer cancel()
+	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast))
+	require.Equal(t, Learned, (<-events).Type)
+	r.delivered()
+
+	r.clk.Advance(9 * time.Second)
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)))
+	require.Equal(t, []int{0, 1, 0}, r.delivered(), "entry still fresh")
+	require.Equal(t, Learned, (<-events).Type) // mac(1)
+
+	r.clk.Advance(2 * time.Second) // mac(2) last seen 11 s ago
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)))
+	require.Equal(t, []int{0, 1, 1}, r.delivered(), "an aged entry is unknown: flood")
+
+	r.sw.Expire()
+	ev := <-events
+	require.Equal(t, Aged, ev.Type)
+	require.Equal(t, mac(2), ev.MAC)
+	require.Equal(t, "b", ev.Port)
+	require.Len(t, r.sw.Entries(), 1) // mac(1) was refreshed just now
+}
+
+func TestRefreshKeepsEntryAlive(t *testing.T) {
+	r := newRig(t, 2, Config{Ageing: 10 * time.Second})
+	for range 5 {
+		r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast))
+		r.clk.Advance(6 * time.Second)
+		r.sw.Expire()
+	}
+	require.Len(t, r.sw.Entries(), 1)
+}
+
+func TestStationMove(t *testing.T) {
+	r := newRig(t, 3, Config{})
+	events, cancel := r.sw.Subscribe()
+	defer cancel()
+	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast))
+	<-events
+	r.sw.Input(r.ports[2], frame(t, mac(2), packet.Broadcast)) // moved to c
+	ev := <-events
+	require.Equal(t, Moved, ev.Type)
+	require.Equal(t, "c", ev.Port)
+	require.Equal(t, "b", ev.From)
+	r.delivered()
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)))
+	require.Equal(t, []int{0, 0, 1}, r.delivered())
+}
+
+func TestStaticEntry(t *testing.T) {
+	r := newRig(t, 3, Config{Ageing: time.Second})
+	require.NoError(t, r.sw.AddStatic(0, mac(7), r.ports[2]))
+	require.Error(t, r.sw.AddStatic(0, packet.Broadcast, r.ports[2]))
+	// a frame claiming mac(7) from elsewhere does not move a static entry
+	r.sw.Input(r.ports[1], frame(t, mac(7), packet.Broadcast))
+	r.clk.Advance(time.Hour)
+	r.sw.Expire()
+	r.delivered()
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(7)))
+	require.Equal(t, []int{0, 0, 1}, r.delivered())
+	e := r.sw.Entries()
+	require.True(t, e[len(e)-1].Static)
+}
+
+func TestFDBMax(t *testing.T) {
+	r := newRig(t, 3, Config{MaxEntries: 2})
+	for i := byte(1); i <= 5; i++ {
+		r.sw.Input(r.ports[0], frame(t, mac(i), packet.Broadcast))
+	}
+	require.Len(t, r.sw.Entries(), 2)
+	require.EqualValues(t, 3, r.sw.LearnRefused.Load())
+	r.delivered()
+	// an unlearned station is still reachable, by flooding
+	r.sw.Input(r.ports[1], frame(t, mac(20), mac(5)))
+	require.Equal(t, []int{1, 0, 1}, r.delivered())
+	// and a learned one by unicast
+	r.sw.Input(r.ports[1], frame(t, mac(20), mac(1)))
+	require.Equal(t, []int{1, 0, 0}, r.delivered())
+	// ageing frees room for new stations
+	r.clk.Advance(301 * time.Second)
+	r.sw.Expire()
+	r.sw.Input(r.ports[0], frame(t, mac(30), packet.Broadcast))
+	require.Len(t, r.sw.Entries(), 1)
+}
+
+func TestMalformedFramesDroppedAndCounted(t *testing.T) {
+	r := newRig(t, 2, Config{})
+	good := frame(t, mac(1), mac(2))
+	cases := map[string]struct {
+		frame  []byte
+		reason stats.Reason
+	}{
+		"empty":              {nil, stats.Truncated},
+		"short header":       {good[:13], stats.Truncated},
+		"truncated vlan tag": {append(append([]byte{}, good[:12]...), 0x81, 0x00, 0x00), stats.Truncated},
+		"multicast source":   {frame(t, packet.MAC{0x01, 0, 0, 0, 0, 1}, mac(2)), stats.BadSrcMAC},
+		"zero source":        {frame(t, packet.MAC{}, mac(2)), stats.BadSrcMAC},
+	}
+	for name, c := range cases {
+		before := r.ports[0].Stats.Dropped(c.reason)
+		r.sw.Input(r.ports[0], c.frame)
+		require.Equal(t, before+1, r.ports[0].Stats.Dropped(c.reason), name)
+	}
+	require.Equal(t, []int{0, 0}, r.delivered())
+	require.Empty(t, r.sw.Entries())
+	require.EqualValues(t, len(cases), r.ports[0].Stats.RxPackets.Load())
+}
+
+func TestPortSecurity(t *testing.T) {
+	r := newRig(t, 2, Config{})
+	p, err := r.sw.AddPort(PortConfig{Name: "secure", Secure: true, MAC: mac(5)}, &sink{})
+	require.NoError(t, err)
+	r.sw.Input(p, frame(t, mac(6), packet.Broadcast))
+	require.EqualValues(t, 1, p.Stats.Dropped(stats.PortSecurity))
+	require.Equal(t, []int{0, 0}, r.delivered())
+	r.sw.Input(p, frame(t, mac(5), packet.Broadcast))
+	require.Equal(t, []int{1, 1}, r.delivered())
+}
+
+func TestCounters(t *testing.T) {
+	r := newRig(t, 2, Config{})
+	f := frame(t, mac(1), packet.Broadcast)
+	r.sw.Input(r.ports[0], f)
+	r.sw.Input(r.ports[0], f)
+	s := r.ports[0].Stats.Snapshot()
+	require.EqualValues(t, 2, s.RxPackets)
+	require.EqualValues(t, 2*len(f), s.RxBytes)
+	s = r.ports[1].Stats.Snapshot()
+	require.EqualValues(t, 2, s.TxPackets)
+	require.EqualValues(t, 2*len(f), s.TxBytes)
+}
+
+func TestRemovePortFlushesItsEntries(t *testing.T) {
+	r := newRig(t, 3, Config{})
+	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast))
+	r.sw.Input(r.ports[2], frame(t, mac(3), packet.Broadcast))
+	r.sw.RemovePort(r.ports[1])
+	require.Len(t, r.sw.Entries(), 1)
+	require.Nil(t, r.sw.Port("b"))
+	_, err := r.sw.AddPort(PortConfig{Name: "c"}, &sink{})
+	require.Error(t, err, "duplicate port names are refused")
+}
+
+// TestConcurrentPorts runs one reader per port, as the datapath does, under
+// the race detector.
+func TestConcurrentPorts(t *testing.T) {
+	sw := New(Config{Name: "race", Clock: &clock.Fake{}, MaxEntries: 64})
+	const n = 4
+	ports := make([]*Port, n)
+	for i := range ports {
+		p, err := sw.AddPort(PortConfig{Name: string(rune('a' + i))}, discard{})
+		require.NoError(t, err)
+		ports[i] = p
+	}
+	frames := make([][]byte, n)
+	for i := range frames {
+		frames[i] = frame(t, mac(byte(i+1)), mac(byte((i+1)%n+1)))
+	}
+	done := make(chan struct{})
+	for i := range ports {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for j := range 2000 {
+				sw.Input(ports[i], frames[i])
+				if j%500 == 0 {
+					sw.Expire()
+					_ = sw.Entries()
+				}
+			}
+		}()
+	}
+	for range ports {
+		<-done
+	}
+	require.Len(t, sw.Entries(), n)
+}
+
+type discard struct{}
+
+func (discard) WriteFrame([]byte) error { return nil }
+
+// TestKnownUnicastDoesNotAllocate enforces the zero-allocation hot path.
+func TestKnownUnicastDoesNotAllocate(t *testing.T) {
+	sw, in, f := benchSetup(t)
+	allocs := testing.AllocsPerRun(1000, func() { sw.Input(in, f) })
+	require.Zero(t, allocs)
+}
+
+func benchSetup(t testing.TB) (*Switch, *Port, []byte) {
+	sw := New(Config{Name: "bench", Clock: &clock.Fake{}})
+	a, _ := sw.AddPort(PortConfig{Name: "a"}, discard{})
+	b, _ := sw.AddPort(PortConfig{Name: "b"}, discard{})
+	sw.Input(b, frame(t, mac(2), packet.Broadcast))
+	f := frame(t, mac(1), mac(2))
+	sw.Input(a, f)
+	return sw, a, f
+}
+
+// BenchmarkSwitchForward measures one known-unicast frame through the switch.
+func BenchmarkSwitchForward(b *testing.B) {
+	sw, in, f := benchSetup(b)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(f)))
+	for b.Loop() {
+		sw.Input(in, f)
+	}
+}
+
+// BenchmarkSwitchForwardParallel measures two ports forwarding to each
+// other at once, each from its own goroutine as the datapath's readers do.
+func BenchmarkSwitchForwardParallel(b *testing.B) {
+	sw, _, f := benchSetup(b)
+	ports := sw.Ports()
+	frames := [][]byte{f, frame(b, mac(2), mac(1))}
+	var next atomic.Int32
+	b.ReportAllocs()
+	b.SetParallelism(1)
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(next.Add(1)-1) % 2
+		for pb.Next() {
+			sw.Input(ports[i], frames[i])
+		}
+	})
+}
+
+func FuzzInput(f *testing.F) {
+	f.Add(frame(f, mac(1), mac(2)))
+	f.Add(frame(f, mac(1), packet.Broadcast))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sw := New(Config{Name: "fuzz", Clock: &clock.Fake{}, MaxEntries: 4})
+		a, _ := sw.AddPort(PortConfig{Name: "a", Secure: len(b)%2 == 0, MAC: mac(1)}, discard{})
+		_, _ = sw.AddPort(PortConfig{Name: "b"}, discard{})
+		sw.Input(a, b)
+		sw.Input(a, b)
+	})
+}
