@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Side-by-side: two namespaces talking through a kernel veth+bridge, then
+# through uswitch, measured in the same run with the same tools. Prints each
+# figure and uswitch's ratio to the kernel's.
+#
+# Needs root, iperf3 and ping (installed when missing). Everything it makes
+# is named ub<pid>-*, lives in namespaces it creates (the kernel bridge too,
+# so the root namespace is not touched), and is removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" = 0 ] || { echo "bench/net.sh needs root (namespaces)"; exit 1; }
+if ! command -v iperf3 >/dev/null || ! command -v ping >/dev/null; then
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 iputils-ping >/dev/null
+fi
+BIN=${BIN:-bin/uswitch}
+[ -x "$BIN" ] || go build -o "$BIN" ./cmd/uswitch
+SECS=${SECS:-5}
+P=ub$(($$ % 10000))
+USW_PID=""
+work=$(mktemp -d)
+
+cleanup() {
+	set +e
+	[ -n "$USW_PID" ] && kill -TERM "$USW_PID" 2>/dev/null && wait "$USW_PID" 2>/dev/null
+	for ns in $P-kbr $P-ka $P-kb; do ip netns del "$ns" 2>/dev/null; done
+	"$BIN" down --config "$work/net.toml" >/dev/null 2>&1
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# --- kernel: veth pairs into a bridge that lives in its own namespace
+ip netns add $P-kbr
+ip -n $P-kbr link add br0 type bridge
+ip -n $P-kbr link set br0 up
+i=1
+for side in ka kb; do
+	ip netns add $P-$side
+	ip link add eth0 netns $P-$side type veth peer name v$side netns $P-kbr
+	ip -n $P-kbr link set v$side master br0 up
+	ip -n $P-$side addr add 10.99.0.$((i + 1))/24 dev eth0
+	ip -n $P-$side link set eth0 up
+	ip -n $P-$side link set lo up
+	i=$((i + 1))
+done
+
+# --- uswitch: the same two endpoints on TAPs
+cat >"$work/net.toml" <<TOML
+name = "$P"
+[defaults]
+offload = false
+[[network]]
+name = "lan"
+subnet = "10.98.0.0/24"
+[[endpoint]]
+name = "$P-ua"
+network = "lan"
+[[endpoint]]
+name = "$P-ub"
+network = "lan"
+TOML
+"$BIN" run --config "$work/net.toml" >"$work/run.out" 2>"$work/run.err" &
+USW_PID=$!
+for _ in $(seq 100); do grep -q 'msg=ready' "$work/run.err" && break; sleep 0.1; done
+grep -q 'msg=ready' "$work/run.err" || { cat "$work/run.err"; exit 1; }
+
+# tcp NS_CLIENT NS_SERVER IP -> Gbit/s received
+tcp() {
+	ip netns exec "$2" iperf3 -s -1 -D -B "$3" -p 5201 >/dev/null
+	sleep 0.3
+	ip netns exec "$1" iperf3 -c "$3" -p 5201 -t "$SECS" -f m |
+		awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") printf "%.2f", $(i-1) / 1000 }'
+}
+# rtt NS IP FLAGS -> average ms
+rtt() {
+	ip netns exec "$1" ping $3 -q "$2" | awk -F/ '/^rtt/ { print $5 }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+ip netns exec $P-ka ping -c 3 -i 0.2 -q 10.99.0.3 >/dev/null
+ip netns exec $P-ua ping -c 3 -i 0.2 -q 10.98.0.3 >/dev/null
+
+k_tcp=$(tcp $P-ka $P-kb 10.99.0.3)
+u_tcp=$(tcp $P-ua $P-ub 10.98.0.3)
+k_flood=$(rtt $P-ka 10.99.0.3 "-A -c 2000")
+u_flood=$(rtt $P-ua 10.98.0.3 "-A -c 2000")
+k_paced=$(rtt $P-ka 10.99.0.3 "-c 20 -i 0.05")
+u_paced=$(rtt $P-ua 10.98.0.3 "-c 20 -i 0.05")
+
+printf '%s, %s, %d cores, kernel %s\n\n' "$(date -u +%FT%TZ)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc)" "$(uname -r)"
+printf '%-28s %12s %12s %8s\n' "measure" "kernel br" "uswitch" "ratio"
+printf '%-28s %12s %12s %8s\n' "TCP 1 stream (Gbit/s)" "$k_tcp" "$u_tcp" "$(ratio "$u_tcp" "$k_tcp")"
+printf '%-28s %12s %12s %8s\n' "RTT ping -A (ms)" "$k_flood" "$u_flood" "$(ratio "$u_flood" "$k_flood")"
+printf '%-28s %12s %12s %8s\n' "RTT ping paced (ms)" "$k_paced" "$u_paced" "$(ratio "$u_paced" "$k_paced")"

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"uswitch/clock"
+	"uswitch/config"
+	"uswitch/control"
+	"uswitch/datapath"
+	"uswitch/topo"
+)
+
+// stateDir is where run keeps its state file, lock and control socket.
+const stateDir = "/run/uswitch"
+
+// loadPlan reads --config, or the embedded default topology when path is
+// empty (printing it when printDefault is set, so a newcomer sees it).
+func loadPlan(path string, printDefault io.Writer) (*config.Plan, error) {
+	if path != "" {
+		return config.Load(path)
+	}
+	plan, raw := config.Default()
+	if printDefault != nil {
+		fmt.Fprintf(printDefault, "no --config given: running the embedded default topology\n\n%s\n", raw)
+	}
+	return plan, nil
+}
+
+// cmdCheck validates a config and prints the resolved plan.
+func cmdCheck(args []string) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	cfg := fs.String("config", "", "the net.toml to check (default: the embedded default topology)")
+	out := fs.String("o", "table", "output format: table|json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	plan, err := loadPlan(*cfg, nil)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(plan)
+	}
+	return plan.Write(os.Stdout)
+}
+
+// cmdDown removes what a crashed run of the config's instance left behind.
+func cmdDown(args []string) error {
+	fs := flag.NewFlagSet("down", flag.ContinueOnError)
+	cfg := fs.String("config", "", "the net.toml of the instance (default: the embedded default topology)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	plan, err := loadPlan(*cfg, nil)
+	if err != nil {
+		return err
+	}
+	if err := needRoot("down"); err != nil {
+		return err
+	}
+	unlock, err := topo.Lock(plan.Name, topo.Options{StateDir: stateDir})
+	if err != nil {
+		return fmt.Errorf("down: %w", err)
+	}
+	defer unlock()
+	return topo.Down(plan.Name, topo.Options{StateDir: stateDir})
+}
+
+// cmdRun builds the plan's topology, forwards until SIGINT/SIGTERM, then
+// removes everything it made.
+func cmdRun(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	cfg := fs.String("config", "", "the net.toml to run (default: the embedded default topology)")
+	sock := fs.String("control", "", "control socket path (default /run/uswitch/<name>.sock)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	plan, err := loadPlan(*cfg, os.Stdout)
+	if err != nil {
+		return err
+	}
+	if err := needRoot("run"); err != nil {
+		return err
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		return fmt.Errorf("run: TAP devices need /dev/net/tun (modprobe tun): %w", err)
+	}
+	if *sock == "" {
+		*sock = filepath.Join(stateDir, plan.Name+".sock")
+	}
+	// Signals are caught from here on, so an interrupt during start-up still
+	// removes whatever was made so far.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, plan, *sock, log)
+}
+
+func run(ctx context.Context, plan *config.Plan, sock string, log *slog.Logger) (err error) {
+	opt := topo.Options{StateDir: stateDir}
+	unlock, err := topo.Lock(plan.Name, opt)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	lis, err := control.Listen(sock)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(sock)
+	defer lis.Close()
+
+	t0 := time.Now()
+	tp, err := topo.Apply(ctx, plan, opt)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := tp.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
+		}
+		log.Info("removed everything this run made", "instance", plan.Name)
+	}()
+
+	clk := clock.NewCoarse(10 * time.Millisecond)
+	defer clk.Stop()
+	dp := datapath.New(plan, clk, log)
+	defer dp.Close()
+	for _, p := range tp.Ports {
+		if err := dp.AttachEndpoint(p.Port, p.Dev); err != nil {
+			return err
+		}
+	}
+	dp.Start(time.Second)
+
+	served := make(chan error, 1)
+	go func() { served <- control.Serve(ctx, lis, control.NewHandler(dp)) }()
+
+	if err := ctx.Err(); err != nil {
+		return nil // interrupted during start-up; the defers clean up
+	}
+	writeSummary(os.Stdout, plan)
+	log.Info("ready", "instance", plan.Name, "control", sock, "took", time.Since(t0).Round(time.Millisecond))
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping", "instance", plan.Name)
+	case err := <-served:
+		if err != nil {
+			return fmt.Errorf("control API: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeSummary prints the endpoint table that run shows once ready.
+func writeSummary(w io.Writer, plan *config.Plan) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENDPOINT\tMODE\tNETNS\tINTERFACE\tPORT\tNETWORK\tIP\tMAC\tPUBLISH")
+	for _, ep := range plan.Endpoints {
+		mode := ep.Mode
+		if ep.Mode == config.ModeContainer {
+			mode += ":" + ep.Container
+		}
+		netns := ep.Netns
+		if netns == "" {
+			netns = "-"
+		}
+		var pub []string
+		for _, p := range ep.Publish {
+			pub = append(pub, fmt.Sprintf("%d:%d/%s", p.HostPort, p.ContainerPort, p.Proto))
+		}
+		publish := strings.Join(pub, ",")
+		if publish == "" {
+			publish = "-"
+		}
+		if len(ep.Interfaces) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\t-\t%s\n", ep.Name, mode, netns, publish)
+			continue
+		}
+		for i, ifc := range ep.Interfaces {
+			if i > 0 {
+				publish = ""
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ep.Name, mode, netns, ifc.Name, ifc.Port, ifc.Network, ifc.Prefix, ifc.MAC, publish)
+		}
+	}
+	tw.Flush()
+}
+
+func needRoot(cmd string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%s: creating namespaces and TAP devices needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN); try sudo", cmd)
+	}
+	return nil
+}

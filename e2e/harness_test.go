@@ -1,0 +1,272 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netns"
+)
+
+// binary is the uswitch binary built once by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 || os.Getenv("USWITCH_SKIP_E2E") != "" {
+		// Tests skip one by one with the reason; nothing to build.
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "uswitch-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "uswitch")
+	out, err := exec.Command("go", "build", "-race", "-o", binary, "../cmd/uswitch").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building uswitch: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// needRoot skips a test that needs root and real namespaces.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Getenv("USWITCH_SKIP_E2E") != "" {
+		t.Skip("USWITCH_SKIP_E2E is set")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("end-to-end test needs root (namespaces, TAP devices); run `sudo make test`")
+	}
+}
+
+// prefix returns a name prefix unique to this test process and tag, so
+// parallel runs and leftovers never collide with anything else.
+func prefix(tag string) string {
+	return fmt.Sprintf("u%d%s", os.Getpid()%10000, tag)
+}
+
+// instance is a running `uswitch run`.
+type instance struct {
+	t      *testing.T
+	name   string
+	config string
+	cmd    *exec.Cmd
+	stdout *lockedBuffer
+	stderr *lockedBuffer
+	exited chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// writeConfig writes a net.toml for instance name into the test's temp dir.
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "net.toml")
+	require.NoError(t, os.WriteFile(p, []byte(text), 0o644))
+	return p
+}
+
+// start runs `uswitch run --config cfg` and waits for `ready`. The instance
+// is stopped (SIGTERM) and `uswitch down` run at the end of the test.
+func start(t *testing.T, name, cfg string) *instance {
+	t.Helper()
+	in := &instance{t: t, name: name, config: cfg, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	in.cmd = exec.Command(binary, "run", "--config", cfg)
+	in.cmd.Stdout = in.stdout
+	pr, pw := io.Pipe()
+	in.cmd.Stderr = io.MultiWriter(in.stderr, pw)
+	require.NoError(t, in.cmd.Start())
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "msg=ready") {
+				close(ready)
+				break
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	go func() { in.exited <- in.cmd.Wait(); pw.Close() }()
+	t.Cleanup(func() {
+		in.stop()
+		if out, err := exec.Command(binary, "down", "--config", cfg).CombinedOutput(); err != nil {
+			t.Errorf("uswitch down: %v\n%s", err, out)
+		}
+		if t.Failed() {
+			t.Logf("uswitch stdout:\n%s\nstderr:\n%s", in.stdout, in.stderr)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-in.exited:
+		in.exited <- err
+		t.Fatalf("uswitch run exited before ready: %v\nstderr:\n%s", err, in.stderr)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("uswitch run not ready after 60s\nstderr:\n%s", in.stderr)
+	}
+	return in
+}
+
+// stop sends SIGTERM and waits for the process to exit; it returns the
+// exit error. Calling it again is harmless.
+func (in *instance) stop() error {
+	if in.cmd.ProcessState != nil {
+		return nil
+	}
+	_ = in.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-in.exited:
+		return err
+	case <-time.After(30 * time.Second):
+		_ = in.cmd.Process.Kill()
+		return fmt.Errorf("uswitch did not stop within 30s after SIGTERM")
+	}
+}
+
+// kill sends SIGKILL, as a crash would, and waits for the exit.
+func (in *instance) kill() {
+	_ = in.cmd.Process.Kill()
+	<-in.exited
+}
+
+// cli runs a uswitch subcommand against this instance and returns stdout.
+func (in *instance) cli(args ...string) (string, error) {
+	args = append(args, "--config", in.config)
+	var out, errb strings.Builder
+	c := exec.Command(binary, args...)
+	c.Stdout, c.Stderr = &out, &errb
+	err := c.Run()
+	if err != nil {
+		err = fmt.Errorf("uswitch %s: %w: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), err
+}
+
+// inNetns runs fn on an OS thread switched into the named namespace. Sockets
+// fn creates stay in that namespace after it returns.
+func inNetns(t *testing.T, name string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		// The thread is never unlocked: if switching back failed it must
+		// die with the goroutine rather than return to the pool.
+		orig, err := netns.Get()
+		if err != nil {
+			t.Errorf("netns.Get: %v", err)
+			return
+		}
+		defer orig.Close()
+		h, err := netns.GetFromName(name)
+		if err != nil {
+			t.Errorf("netns %q: %v", name, err)
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			t.Errorf("setns %q: %v", name, err)
+			return
+		}
+		fn()
+		if err := netns.Set(orig); err == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	<-done
+}
+
+// listen opens a TCP listener inside a namespace.
+func listen(t *testing.T, ns, addr string) net.Listener {
+	t.Helper()
+	var l net.Listener
+	var err error
+	inNetns(t, ns, func() { l, err = net.Listen("tcp4", addr) })
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// dial opens a TCP connection from inside a namespace.
+func dial(t *testing.T, ns, addr string) net.Conn {
+	t.Helper()
+	var c net.Conn
+	var err error
+	inNetns(t, ns, func() {
+		d := net.Dialer{Timeout: 5 * time.Second}
+		c, err = d.DialContext(context.Background(), "tcp4", addr)
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// nsExec runs a command inside a namespace with `ip netns exec`.
+func nsExec(ns string, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// ping sends count echo requests from ns to ip and fails the test unless
+// every one is answered.
+func ping(t *testing.T, ns, ip string) {
+	t.Helper()
+	out, err := nsExec(ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", ip)
+	require.NoError(t, err, "ping %s from %s:\n%s", ip, ns, out)
+	require.Contains(t, out, " 0% packet loss", out)
+}
+
+// netnsExists reports whether `ip netns` knows name.
+func netnsExists(name string) bool {
+	_, err := os.Stat(filepath.Join("/var/run/netns", name))
+	return err == nil
+}
+
+// linksWithPrefix lists root-namespace links whose name starts with p.
+func linksWithPrefix(t *testing.T, p string) []string {
+	out, err := exec.Command("ip", "-o", "link", "show").Output()
+	require.NoError(t, err)
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 {
+			n := strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":")
+			if strings.HasPrefix(n, p) {
+				names = append(names, n)
+			}
+		}
+	}
+	return names
+}

@@ -1,0 +1,211 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// l2Config is one network with three endpoints: two on TAPs, one on a veth.
+func l2Config(name string) string {
+	return fmt.Sprintf(`
+name = %[1]q
+
+[[network]]
+name = "lan"
+subnet = "10.77.0.0/24"
+
+[[endpoint]]
+name = "%[1]s-a"
+network = "lan"
+
+[[endpoint]]
+name = "%[1]s-b"
+network = "lan"
+
+[[endpoint]]
+name = "%[1]s-c"
+network = "lan"
+link = "veth"
+`, name)
+}
+
+type fdbRow struct {
+	Network string `json:"network"`
+	MAC     string `json:"mac"`
+	Port    string `json:"port"`
+	Static  bool   `json:"static"`
+}
+
+func TestL2ThreeNamespaces(t *testing.T) {
+	needRoot(t)
+	name := prefix("l2")
+	cfg := writeConfig(t, l2Config(name))
+	in := start(t, name, cfg)
+
+	// `uswitch fdb --watch` running before any traffic reports the learning.
+	watch := exec.Command(binary, "fdb", "--watch", "-o", "json", "--config", cfg)
+	var watchOut lockedBuffer
+	watch.Stdout = &watchOut
+	require.NoError(t, watch.Start())
+	t.Cleanup(func() { watch.Process.Kill(); watch.Wait() })
+	time.Sleep(300 * time.Millisecond) // let the watch subscribe
+
+	ips := map[string]string{name + "-a": "10.77.0.2", name + "-b": "10.77.0.3", name + "-c": "10.77.0.4"}
+	t.Run("ping every pair", func(t *testing.T) {
+		for from := range ips {
+			for to, ip := range ips {
+				if from != to {
+					ping(t, from, ip)
+				}
+			}
+		}
+	})
+
+	t.Run("watch reported learning", func(t *testing.T) {
+		require.Eventually(t, func() bool { return strings.Contains(watchOut.String(), `"event":"learned"`) }, 5*time.Second, 50*time.Millisecond, watchOut.String())
+		var ev struct {
+			Event, Network, MAC, Port string
+		}
+		first := strings.SplitN(watchOut.String(), "\n", 2)[0]
+		require.NoError(t, json.Unmarshal([]byte(first), &ev))
+		require.Equal(t, "lan", ev.Network)
+		require.Contains(t, ips, ev.Port)
+	})
+
+	t.Run("fdb lists each MAC on its own port", func(t *testing.T) {
+		out, err := in.cli("fdb", "-o", "json")
+		require.NoError(t, err)
+		var rows []fdbRow
+		require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
+		got := map[string]string{}
+		for _, r := range rows {
+			got[r.Port] = r.MAC
+		}
+		// MACs derived from the IPs: 02:42 + the four address bytes.
+		require.Equal(t, "02:42:0a:4d:00:02", got[name+"-a"])
+		require.Equal(t, "02:42:0a:4d:00:03", got[name+"-b"])
+		require.Equal(t, "02:42:0a:4d:00:04", got[name+"-c"])
+	})
+
+	t.Run("tcp transfer arrives intact", func(t *testing.T) {
+		for _, pair := range [][2]string{{name + "-a", name + "-b"}, {name + "-b", name + "-c"}} {
+			l := listen(t, pair[1], ips[pair[1]]+":5001")
+			payload := make([]byte, 8<<20)
+			_, _ = rand.Read(payload)
+			got := make(chan [32]byte, 1)
+			go func() {
+				c, err := l.Accept()
+				if err != nil {
+					got <- [32]byte{}
+					return
+				}
+				defer c.Close()
+				h := sha256.New()
+				_, _ = io.Copy(h, c)
+				got <- [32]byte(h.Sum(nil))
+			}()
+			c := dial(t, pair[0], ips[pair[1]]+":5001")
+			_, err := io.Copy(c, bytes.NewReader(payload))
+			require.NoError(t, err)
+			require.NoError(t, c.Close())
+			select {
+			case sum := <-got:
+				require.Equal(t, sha256.Sum256(payload), sum, "%s -> %s", pair[0], pair[1])
+			case <-time.After(30 * time.Second):
+				t.Fatalf("transfer %s -> %s did not finish", pair[0], pair[1])
+			}
+		}
+	})
+
+	t.Run("ports count the traffic", func(t *testing.T) {
+		out, err := in.cli("ports", "-o", "json")
+		require.NoError(t, err)
+		var ports []struct {
+			Name      string `json:"name"`
+			RxPackets uint64 `json:"rx_packets"`
+			TxPackets uint64 `json:"tx_packets"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &ports))
+		require.Len(t, ports, 3)
+		for _, p := range ports {
+			require.Greater(t, p.RxPackets, uint64(1000), p.Name)
+			require.Greater(t, p.TxPackets, uint64(1000), p.Name)
+		}
+	})
+
+	t.Run("SIGTERM removes everything", func(t *testing.T) {
+		require.NoError(t, in.stop())
+		for ns := range ips {
+			require.False(t, netnsExists(ns), "netns %s left behind", ns)
+			_, err := os.Stat(filepath.Join("/etc/netns", ns))
+			require.True(t, os.IsNotExist(err), "/etc/netns/%s left behind", ns)
+		}
+		require.Empty(t, linksWithPrefix(t, name))
+		for _, f := range []string{".sock", ".json", ".state.json"} {
+			_, err := os.Stat(filepath.Join("/run/uswitch", name+f))
+			require.True(t, os.IsNotExist(err), "%s%s left behind", name, f)
+		}
+	})
+}
+
+func TestRunAfterKill9(t *testing.T) {
+	needRoot(t)
+	name := prefix("k9")
+	cfg := writeConfig(t, l2Config(name))
+	first := start(t, name, cfg)
+	first.kill()
+	require.True(t, netnsExists(name+"-a"), "a killed run leaves its namespaces")
+
+	second := start(t, name, cfg)
+	ping(t, name+"-a", "10.77.0.4")
+	ping(t, name+"-c", "10.77.0.3")
+	require.NoError(t, second.stop())
+	require.False(t, netnsExists(name+"-a"))
+	require.Empty(t, linksWithPrefix(t, name))
+}
+
+func TestDownAfterKill9(t *testing.T) {
+	needRoot(t)
+	name := prefix("dn")
+	cfg := writeConfig(t, l2Config(name))
+	in := start(t, name, cfg)
+	in.kill()
+	out, err := exec.Command(binary, "down", "--config", cfg).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.False(t, netnsExists(name+"-a"))
+	require.False(t, netnsExists(name+"-c"))
+	require.Empty(t, linksWithPrefix(t, name))
+	out, err = exec.Command(binary, "down", "--config", cfg).CombinedOutput()
+	require.NoError(t, err, "down is idempotent: %s", out)
+}
+
+func TestBadConfigCreatesNothing(t *testing.T) {
+	needRoot(t)
+	name := prefix("bad")
+	cfg := writeConfig(t, l2Config(name)+"\n[[endpoint]]\nname = \""+name+"-d\"\nnetwork = \"lan\"\nip = \"10.78.0.9\"\n")
+	out, err := exec.Command(binary, "run", "--config", cfg).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "outside")
+	require.False(t, netnsExists(name+"-a"))
+	require.Empty(t, linksWithPrefix(t, name))
+}
+
+func TestInspectionWithoutInstance(t *testing.T) {
+	needRoot(t)
+	cfg := writeConfig(t, l2Config(prefix("none")))
+	out, err := exec.Command(binary, "fdb", "--config", cfg).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "no uswitch instance is running")
+}
