@@ -74,3 +74,42 @@ func (p IPv4) DecTTL() {
 
 // Payload is the transport part, bounded by the total length.
 func (p IPv4) Payload() []byte { return p[p.HeaderLen():p.TotalLen()] }
+
+// IPv4 flag bits in the flags/fragment-offset field.
+const (
+	IPv4DontFragment  = 0x4000
+	IPv4MoreFragments = 0x2000
+	ipv4OffsetMask    = 0x1fff
+)
+
+// ID is the identification field.
+func (p IPv4) ID() uint16 { return binary.BigEndian.Uint16(p[4:6]) }
+
+// FlagsOffset is the raw flags and fragment offset field.
+func (p IPv4) FlagsOffset() uint16 { return binary.BigEndian.Uint16(p[6:8]) }
+
+// SetFlagsOffset sets the raw flags and fragment offset field (the header
+// checksum is not updated).
+func (p IPv4) SetFlagsOffset(v uint16) { binary.BigEndian.PutUint16(p[6:8], v) }
+
+// DontFragment reports whether DF is set.
+func (p IPv4) DontFragment() bool { return p.FlagsOffset()&IPv4DontFragment != 0 }
+
+// FragmentOffset is the fragment offset in 8-byte units.
+func (p IPv4) FragmentOffset() uint16 { return p.FlagsOffset() & ipv4OffsetMask }
+
+// IsFragment reports whether the packet is a fragment (offset or MF set).
+func (p IPv4) IsFragment() bool { return p.FlagsOffset()&(IPv4MoreFragments|ipv4OffsetMask) != 0 }
+
+// SetTotalLen sets the total length field (the header checksum is not
+// updated).
+func (p IPv4) SetTotalLen(n uint16) { binary.BigEndian.PutUint16(p[2:4], n) }
+
+// SetTTL sets the TTL (the header checksum is not updated).
+func (p IPv4) SetTTL(t uint8) { p[8] = t }
+
+// SetSrc sets the source address (no checksum update).
+func (p IPv4) SetSrc(a [4]byte) { copy(p[12:16], a[:]) }
+
+// SetDst sets the destination address (no checksum update).
+func (p IPv4) SetDst(a [4]byte) { copy(p[16:20], a[:]) }

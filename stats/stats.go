@@ -16,6 +16,17 @@ const (
 	PortSecurity               // source MAC not the endpoint's own
 	SamePort                   // destination learned on the ingress port
 	TxError                    // the egress device refused the frame
+	BadARP                     // an ARP packet that is not Ethernet/IPv4 or is cut short
+	BadIPHeader                // an IPv4 header that does not parse
+	BadChecksum                // an IPv4 header checksum that does not verify
+	Martian                    // a source or destination no router forwards
+	NotForwarded               // broadcast, multicast or non-IPv4 traffic a router does not route
+	TTLExceeded                // TTL ran out here (answered with time exceeded)
+	NoRoute                    // no route to the destination (answered with net unreachable)
+	Isolated                   // forwarding between networks that isolation forbids
+	FragNeeded                 // DF set and the egress MTU too small (answered with frag needed)
+	NeighFailed                // the next hop did not answer ARP (answered with host unreachable)
+	NeighQueue                 // dropped from a full queue waiting for ARP resolution
 	numReasons
 )
 
@@ -25,6 +36,17 @@ var reasonNames = [numReasons]string{
 	PortSecurity: "port-security",
 	SamePort:     "same-port",
 	TxError:      "tx-error",
+	BadARP:       "bad-arp",
+	BadIPHeader:  "bad-ip-header",
+	BadChecksum:  "bad-checksum",
+	Martian:      "martian",
+	NotForwarded: "not-forwarded",
+	TTLExceeded:  "ttl-exceeded",
+	NoRoute:      "no-route",
+	Isolated:     "isolated",
+	FragNeeded:   "frag-needed",
+	NeighFailed:  "neigh-failed",
+	NeighQueue:   "neigh-queue-full",
 }
 
 func (r Reason) String() string { return reasonNames[r] }
@@ -45,6 +67,13 @@ type Port struct {
 func (p *Port) Rx(n int) {
 	p.RxPackets.Store(p.RxPackets.Load() + 1)
 	p.RxBytes.Store(p.RxBytes.Load() + uint64(n))
+}
+
+// RxShared counts a received frame on a port that several goroutines feed
+// (a router port, into which every reader may route).
+func (p *Port) RxShared(n int) {
+	p.RxPackets.Add(1)
+	p.RxBytes.Add(uint64(n))
 }
 
 // Tx counts a sent frame of n bytes.

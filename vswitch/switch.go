@@ -26,6 +26,9 @@ type PortConfig struct {
 	// are dropped and counted.
 	Secure bool
 	MAC    packet.MAC
+	// Shared marks a port that several goroutines feed (a router port);
+	// its receive counters then use atomic adds.
+	Shared bool
 }
 
 // Port is one attachment of a switch. Its counters are live.
@@ -127,7 +130,11 @@ func (s *Switch) Port(name string) *Port {
 // Input switches one frame that arrived on port in. It returns after the
 // frame has been written to every egress port.
 func (s *Switch) Input(in *Port, frame []byte) {
-	in.Stats.Rx(len(frame))
+	if in.Shared {
+		in.Stats.RxShared(len(frame))
+	} else {
+		in.Stats.Rx(len(frame))
+	}
 	eth := packet.Ethernet(frame)
 	if !eth.Valid() {
 		in.Stats.Drop(stats.Truncated)

@@ -1,0 +1,231 @@
+package router
+
+import (
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+
+	"uswitch/clock"
+	"uswitch/packet"
+	"uswitch/stats"
+)
+
+const (
+	// maxGenerated is the size of the router's pooled buffers: a full
+	// 64 KiB packet for fragmentation, with room for the Ethernet header.
+	maxGenerated = 65536 + packet.EthernetHeaderLen
+	// icmpQuoteMax bounds an ICMP error to 576 bytes, as RFC 1812 and Linux do.
+	icmpQuoteMax = 576 - packet.IPv4MinHeaderLen - packet.ICMPHeaderLen
+	generatedTTL = 64
+)
+
+// local handles a packet addressed to one of the router's own addresses.
+func (r *Router) local(p *Port, frame []byte) {
+	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
+	if ip.IsFragment() {
+		p.stats.Drop(stats.NotForwarded) // the router reassembles nothing
+		return
+	}
+	switch ip.Protocol() {
+	case packet.ProtoICMP:
+		m := packet.ICMP(ip.Payload())
+		if !m.Valid() || packet.Checksum(m, 0) != 0 {
+			p.stats.Drop(stats.BadChecksum)
+			return
+		}
+		if m.Type() == packet.ICMPEchoRequest && m.Code() == 0 {
+			r.echoReply(frame)
+		}
+	case packet.ProtoUDP:
+		r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)
+	case packet.ProtoTCP:
+		r.reset(frame)
+	default:
+		r.icmpError(frame, packet.ICMPUnreachable, 2 /* protocol unreachable */, 0)
+	}
+}
+
+// echoReply turns an echo request into its reply in place and sends it.
+func (r *Router) echoReply(frame []byte) {
+	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
+	src, dst := ip.Src(), ip.Dst()
+	ip.SetSrc(dst)
+	ip.SetDst(src)
+	ip.SetTTL(generatedTTL)
+	ip.SetHeaderChecksum()
+	m := packet.ICMP(ip.Payload())
+	old := binary.BigEndian.Uint16(m[0:2])
+	m[0] = packet.ICMPEchoReply
+	binary.BigEndian.PutUint16(m[2:4], packet.ChecksumUpdate16(m.Checksum(), old, binary.BigEndian.Uint16(m[0:2])))
+	r.send(frame)
+}
+
+// send routes a packet the router itself originates.
+func (r *Router) send(frame []byte) {
+	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
+	out, nh, ok := r.routes.lookup(ip.Dst())
+	if !ok {
+		return
+	}
+	packet.Ethernet(frame).SetEtherType(packet.EtherTypeIPv4)
+	out.sendVia(nh, frame)
+}
+
+// icmpError answers the packet in frame with an ICMP error, unless RFC 1122
+// forbids it (an error about an error, a non-first fragment, a source that
+// is not one host) or the rate limit says no.
+func (r *Router) icmpError(frame []byte, typ, code uint8, mtu uint16) {
+	orig := packet.IPv4(frame[packet.EthernetHeaderLen:])
+	src := orig.Src()
+	if orig.FragmentOffset() != 0 || martianSrc(src) || src == [4]byte{} || r.isDirectedBroadcast(src) {
+		return
+	}
+	if orig.Protocol() == packet.ProtoICMP {
+		m := packet.ICMP(orig.Payload())
+		if !m.Valid() || m.IsError() {
+			return
+		}
+	}
+	if !(typ == packet.ICMPUnreachable && code == packet.ICMPCodeFragNeeded) && !r.limit.allow(src) {
+		return
+	}
+	out, _, ok := r.routes.lookup(src)
+	if !ok {
+		return
+	}
+	quote := len(orig)
+	if quote > icmpQuoteMax {
+		quote = icmpQuoteMax
+	}
+	bp := r.bufs.Get().(*[]byte)
+	defer r.bufs.Put(bp)
+	n := packet.EthernetHeaderLen + packet.IPv4MinHeaderLen + packet.ICMPHeaderLen + quote
+	f := (*bp)[:n]
+	ip := f[packet.EthernetHeaderLen:]
+	packet.PutIPv4Header(ip, uint16(len(ip)), r.nextID(), generatedTTL, packet.ProtoICMP, out.ip, src)
+	m := packet.ICMP(ip[packet.IPv4MinHeaderLen:])
+	m[0], m[1] = typ, code
+	binary.BigEndian.PutUint32(m[4:8], uint32(mtu))
+	copy(m[packet.ICMPHeaderLen:], orig[:quote])
+	m.SetChecksum()
+	r.send(f)
+}
+
+// reset answers a TCP segment to a closed port with RST, as RFC 793 says.
+func (r *Router) reset(frame []byte) {
+	orig := packet.IPv4(frame[packet.EthernetHeaderLen:])
+	t := packet.TCP(orig.Payload())
+	if !t.Valid() || t.Flags()&packet.TCPRst != 0 {
+		return
+	}
+	bp := r.bufs.Get().(*[]byte)
+	defer r.bufs.Put(bp)
+	n := packet.EthernetHeaderLen + packet.IPv4MinHeaderLen + packet.TCPMinHeaderLen
+	f := (*bp)[:n]
+	ip := f[packet.EthernetHeaderLen:]
+	packet.PutIPv4Header(ip, uint16(len(ip)), r.nextID(), generatedTTL, packet.ProtoTCP, orig.Dst(), orig.Src())
+	rst := ip[packet.IPv4MinHeaderLen:]
+	clear(rst)
+	binary.BigEndian.PutUint16(rst[0:2], binary.BigEndian.Uint16(t[2:4]))
+	binary.BigEndian.PutUint16(rst[2:4], binary.BigEndian.Uint16(t[0:2]))
+	rst[12] = 5 << 4
+	if t.Flags()&packet.TCPAck != 0 {
+		binary.BigEndian.PutUint32(rst[4:8], t.Ack())
+		rst[13] = packet.TCPRst
+	} else {
+		seglen := uint32(len(t) - t.HeaderLen())
+		if t.Flags()&packet.TCPSyn != 0 {
+			seglen++
+		}
+		if t.Flags()&packet.TCPFin != 0 {
+			seglen++
+		}
+		binary.BigEndian.PutUint32(rst[8:12], t.Seq()+seglen)
+		rst[13] = packet.TCPRst | packet.TCPAck
+	}
+	sum := packet.PseudoHeaderSum(orig.Dst(), orig.Src(), packet.ProtoTCP, packet.TCPMinHeaderLen)
+	binary.BigEndian.PutUint16(rst[16:18], packet.Checksum(rst, sum))
+	r.send(f)
+}
+
+// fragment sends an oversized frame out of p as fragments of at most p's
+// MTU (RFC 791); options are copied into every fragment.
+func (r *Router) fragment(p *Port, frame []byte) {
+	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
+	hl := ip.HeaderLen()
+	data := ip[hl:ip.TotalLen()]
+	chunk := (p.MTU - hl) &^ 7
+	if chunk <= 0 {
+		return
+	}
+	base := ip.FlagsOffset()
+	bp := r.bufs.Get().(*[]byte)
+	defer r.bufs.Put(bp)
+	for off := 0; off < len(data); off += chunk {
+		end := min(off+chunk, len(data))
+		n := packet.EthernetHeaderLen + hl + end - off
+		f := (*bp)[:n]
+		copy(f, frame[:packet.EthernetHeaderLen+hl])
+		copy(f[packet.EthernetHeaderLen+hl:], data[off:end])
+		fip := packet.IPv4(f[packet.EthernetHeaderLen:])
+		fo := base&^packet.IPv4MoreFragments + uint16(off/8)
+		if end < len(data) || base&packet.IPv4MoreFragments != 0 {
+			fo |= packet.IPv4MoreFragments
+		}
+		fip.SetFlagsOffset(fo)
+		fip.SetTotalLen(uint16(hl + end - off))
+		fip.SetHeaderChecksum()
+		p.link.Send(f)
+	}
+}
+
+func (r *Router) nextID() uint16 { return uint16(atomic.AddUint32(&r.ipID, 1)) }
+
+// rateLimiter bounds the ICMP errors the router sends like Linux: a global
+// token bucket (icmp_msgs_per_sec 1000, icmp_msgs_burst 50) and one per
+// destination (icmp_ratelimit 1 s, burst 6), the latter kept in a small
+// fixed table so a flood of sources cannot grow memory.
+type rateLimiter struct {
+	mu     sync.Mutex
+	clock  clock.Clock
+	global bucket
+	dests  [256]struct {
+		ip [4]byte
+		b  bucket
+	}
+}
+
+type bucket struct {
+	tokens float64
+	last   int64
+}
+
+func (b *bucket) take(now int64, rate, burst float64) bool {
+	if b.last == 0 {
+		b.tokens = burst
+	} else {
+		b.tokens = min(burst, b.tokens+float64(now-b.last)/1e9*rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+func newRateLimiter(clk clock.Clock) *rateLimiter { return &rateLimiter{clock: clk} }
+
+func (l *rateLimiter) allow(dst [4]byte) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.clock.Now() + 1 // never 0, which means "unused"
+	slot := &l.dests[(uint(dst[0])*31+uint(dst[1])*17+uint(dst[2])*7+uint(dst[3]))%uint(len(l.dests))]
+	if slot.ip != dst {
+		slot.ip, slot.b = dst, bucket{}
+	}
+	if !slot.b.take(now, 1, 6) {
+		return false
+	}
+	return l.global.take(now, 1000, 50)
+}

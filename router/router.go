@@ -1,0 +1,280 @@
+// Package router owns layer 3: the router ports that hold each network's
+// gateway (and the uplink's address), the longest-prefix routing table,
+// forwarding with TTL decrement and incremental checksum updates, the policy
+// between networks (isolation, internal networks), local delivery (ICMP
+// echo, TCP reset and port unreachable for everything else), and the ICMP
+// errors a Linux router sends, rate limited like icmp_ratelimit.
+//
+// A frame reaches the router on the goroutine that read it and leaves it,
+// rewritten in place, on that same goroutine: a forwarded frame is never
+// copied unless it must wait for ARP resolution or be fragmented.
+package router
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"uswitch/arp"
+	"uswitch/clock"
+	"uswitch/packet"
+	"uswitch/stats"
+)
+
+// Link is where a router port's frames go: the network's switch, or the
+// uplink TAP. Send must not keep frame.
+type Link interface {
+	Send(frame []byte)
+}
+
+// PortConfig describes a router port.
+type PortConfig struct {
+	Name     string       // "gw/<network>" or "uplink"
+	Network  string       // the network's name; "" for the uplink
+	MAC      packet.MAC   // the port's MAC
+	Addr     netip.Prefix // the port's address and its subnet's length
+	MTU      int
+	Isolate  bool // no forwarding to other networks
+	Internal bool // no forwarding to or from the uplink
+	ARP      arp.Config
+}
+
+// Port is one interface of the router.
+type Port struct {
+	PortConfig
+	ip     [4]byte
+	subnet netip.Prefix
+	bcast  [4]byte // the subnet's broadcast address (none for /31 and /32)
+	link   Link
+	stats  *stats.Port
+	arp    *arp.Cache
+	r      *Router
+}
+
+// Router is the instance's one router.
+type Router struct {
+	clock  clock.Clock
+	log    *slog.Logger
+	ports  []*Port
+	uplink *Port
+	routes table
+	addrs  [][4]byte // every address the router owns
+	limit  *rateLimiter
+	bufs   sync.Pool
+	ipID   uint32 // IP id of generated packets, atomically bumped
+}
+
+// New returns a router with no ports.
+func New(clk clock.Clock, log *slog.Logger) *Router {
+	r := &Router{clock: clk, log: log, limit: newRateLimiter(clk)}
+	r.bufs.New = func() any { b := make([]byte, maxGenerated); return &b }
+	return r
+}
+
+// AddPort adds a router port whose frames leave through link and whose
+// counters (drops by reason) are st. A connected route to the port's subnet
+// comes with it. Ports are added before traffic flows.
+func (r *Router) AddPort(c PortConfig, link Link, st *stats.Port) (*Port, error) {
+	if !c.Addr.Addr().Is4() {
+		return nil, fmt.Errorf("router port %q: address %v is not IPv4", c.Name, c.Addr)
+	}
+	p := &Port{PortConfig: c, ip: c.Addr.Addr().As4(), subnet: c.Addr.Masked(), link: link, stats: st, r: r}
+	if p.subnet.Bits() < 31 {
+		p.bcast = broadcastOf(p.subnet)
+	}
+	p.arp = arp.New(c.ARP, c.MAC, p.ip, r.clock, (*arpOutput)(p))
+	r.ports = append(r.ports, p)
+	if c.Network == "" {
+		r.uplink = p
+	}
+	r.addrs = append(r.addrs, p.ip)
+	r.routes.add(route{prefix: p.subnet, port: p})
+	return p, nil
+}
+
+// AddRoute adds a route to prefix through port p via gateway gw (a zero gw
+// means directly connected).
+func (r *Router) AddRoute(prefix netip.Prefix, p *Port, gw netip.Addr) {
+	rt := route{prefix: prefix.Masked(), port: p}
+	if gw.IsValid() {
+		rt.gw, rt.hasGW = gw.As4(), true
+	}
+	r.routes.add(rt)
+}
+
+// Ports returns the router's ports in the order they were added.
+func (r *Router) Ports() []*Port { return r.ports }
+
+// Neighbours returns the port's ARP cache.
+func (p *Port) Neighbours() *arp.Cache { return p.arp }
+
+// Tick runs every port's ARP timers.
+func (r *Router) Tick() {
+	for _, p := range r.ports {
+		p.arp.Tick()
+	}
+}
+
+// WriteFrame makes a router port a switch device: a frame the network's
+// switch delivers to the gateway enters the router here.
+func (p *Port) WriteFrame(frame []byte) error {
+	p.Input(frame)
+	return nil
+}
+
+// Input routes one frame that arrived on p. The frame may be rewritten in
+// place: only unicast frames to the port's own MAC are, and those reach no
+// other port.
+func (p *Port) Input(frame []byte) {
+	eth := packet.Ethernet(frame)
+	if !eth.Valid() {
+		p.stats.Drop(stats.Truncated)
+		return
+	}
+	switch eth.EtherType() {
+	case packet.EtherTypeARP:
+		a := packet.ARP(eth.Payload())
+		if !a.Valid() {
+			p.stats.Drop(stats.BadARP)
+			return
+		}
+		p.arp.Input(a)
+		return
+	case packet.EtherTypeIPv4:
+	default:
+		return // IPv6, VLAN-tagged, ...: not routed, and nothing to count
+	}
+	if eth.Dst() != p.MAC {
+		return // broadcast or multicast IPv4: no router forwards it
+	}
+	ip := packet.IPv4(eth.Payload())
+	if !ip.Valid() {
+		p.stats.Drop(stats.BadIPHeader)
+		return
+	}
+	if !ip.HeaderChecksumValid() {
+		p.stats.Drop(stats.BadChecksum)
+		return
+	}
+	frame = frame[:packet.EthernetHeaderLen+int(ip.TotalLen())] // drop Ethernet padding
+	ip = packet.IPv4(frame[packet.EthernetHeaderLen:])
+	src, dst := ip.Src(), ip.Dst()
+	if martianSrc(src) || martianDst(dst) {
+		p.stats.Drop(stats.Martian)
+		return
+	}
+	r := p.r
+	if r.isLocal(dst) {
+		r.local(p, frame)
+		return
+	}
+	if dst == [4]byte{255, 255, 255, 255} || dst[0] >= 224 || r.isDirectedBroadcast(dst) {
+		p.stats.Drop(stats.NotForwarded)
+		return
+	}
+	out, nh, ok := r.routes.lookup(dst)
+	if !ok {
+		p.stats.Drop(stats.NoRoute)
+		r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodeNetUnreach, 0)
+		return
+	}
+	if !allowed(p, out) {
+		p.stats.Drop(stats.Isolated)
+		return
+	}
+	if ip.TTL() <= 1 {
+		p.stats.Drop(stats.TTLExceeded)
+		r.icmpError(frame, packet.ICMPTimeExceeded, 0, 0)
+		return
+	}
+	if int(ip.TotalLen()) > out.MTU && ip.DontFragment() {
+		p.stats.Drop(stats.FragNeeded)
+		r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodeFragNeeded, uint16(out.MTU))
+		return
+	}
+	ip.DecTTL()
+	out.sendVia(nh, frame)
+}
+
+// allowed is the forwarding policy between two ports: isolated networks
+// reach no other network, internal networks neither reach nor are reached
+// from the uplink.
+func allowed(in, out *Port) bool {
+	if in == out {
+		return true
+	}
+	if in.Network == "" || out.Network == "" {
+		return !in.Internal && !out.Internal
+	}
+	return !in.Isolate && !out.Isolate
+}
+
+// sendVia sends an IPv4 frame out of p to next hop nh, resolving nh's MAC
+// first if need be.
+func (p *Port) sendVia(nh [4]byte, frame []byte) {
+	eth := packet.Ethernet(frame)
+	eth.SetSrc(p.MAC)
+	mac, ok := p.arp.Lookup(nh)
+	if !ok {
+		p.arp.Resolve(nh, frame)
+		return
+	}
+	p.transmit(frame, mac)
+}
+
+// transmit puts a frame with a resolved next hop on the wire, fragmenting
+// it when it exceeds the port's MTU.
+func (p *Port) transmit(frame []byte, mac packet.MAC) {
+	packet.Ethernet(frame).SetDst(mac)
+	if len(frame)-packet.EthernetHeaderLen > p.MTU {
+		p.r.fragment(p, frame)
+		return
+	}
+	p.link.Send(frame)
+}
+
+func (r *Router) isLocal(ip [4]byte) bool {
+	for _, a := range r.addrs {
+		if a == ip {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Router) isDirectedBroadcast(ip [4]byte) bool {
+	for _, p := range r.ports {
+		if ip == p.bcast && ip != [4]byte{} {
+			return true
+		}
+	}
+	return false
+}
+
+func broadcastOf(pfx netip.Prefix) [4]byte {
+	a := pfx.Masked().Addr().As4()
+	host := ^uint32(0) >> pfx.Bits()
+	return [4]byte{a[0] | byte(host>>24), a[1] | byte(host>>16), a[2] | byte(host>>8), a[3] | byte(host)}
+}
+
+// martianSrc: sources no router accepts (RFC 1812 5.3.7).
+func martianSrc(a [4]byte) bool {
+	return a[0] == 0 || a[0] == 127 || a[0] >= 224
+}
+
+// martianDst: destinations no router forwards or delivers.
+func martianDst(a [4]byte) bool { return a[0] == 0 || a[0] == 127 }
+
+// arpOutput adapts a Port to what its ARP cache needs.
+type arpOutput Port
+
+func (o *arpOutput) SendARP(frame []byte) { (*Port)(o).link.Send(frame) }
+
+func (o *arpOutput) Release(frame []byte, mac packet.MAC) { (*Port)(o).transmit(frame, mac) }
+
+func (o *arpOutput) Unreachable(frame []byte) {
+	p := (*Port)(o)
+	p.stats.Drop(stats.NeighFailed)
+	p.r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodeHostUnreach, 0)
+}

@@ -1,0 +1,511 @@
+package router
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/stretchr/testify/require"
+
+	"uswitch/clock"
+	"uswitch/packet"
+	"uswitch/stats"
+)
+
+// capture is a Link that keeps copies of what the router sent.
+type capture struct{ frames [][]byte }
+
+func (c *capture) Send(f []byte) { c.frames = append(c.frames, append([]byte(nil), f...)) }
+
+func (c *capture) take() [][]byte {
+	f := c.frames
+	c.frames = nil
+	return f
+}
+
+type rig struct {
+	r     *Router
+	clk   *clock.Fake
+	ports map[string]*Port
+	links map[string]*capture
+	stats map[string]*stats.Port
+}
+
+var (
+	frontGW  = netip.MustParsePrefix("172.20.0.1/24")
+	backGW   = netip.MustParsePrefix("172.21.0.1/24")
+	uplinkIP = netip.MustParsePrefix("10.250.0.2/30")
+	hostIP   = netip.MustParseAddr("10.250.0.1")
+	webIP    = netip.MustParseAddr("172.20.0.10")
+	dbIP     = netip.MustParseAddr("172.21.0.20")
+	webMAC   = packet.MAC{0x02, 0x42, 172, 20, 0, 10}
+	dbMAC    = packet.MAC{0x02, 0x42, 172, 21, 0, 20}
+	hostMAC  = packet.MAC{0x02, 0xaa, 0, 0, 0, 1}
+)
+
+func macFor(a netip.Addr) packet.MAC {
+	b := a.As4()
+	return packet.MAC{0x02, 0x42, b[0], b[1], b[2], b[3]}
+}
+
+// newRig: networks front and back (isolated unless told), an uplink with a
+// default route to the host.
+func newRig(t *testing.T, isolate bool, mtuBack int) *rig {
+	t.Helper()
+	g := &rig{clk: &clock.Fake{}, ports: map[string]*Port{}, links: map[string]*capture{}, stats: map[string]*stats.Port{}}
+	g.clk.Advance(time.Hour)
+	g.r = New(g.clk, nil)
+	add := func(c PortConfig) {
+		c.MAC = macFor(c.Addr.Addr())
+		g.links[c.Name], g.stats[c.Name] = &capture{}, &stats.Port{}
+		p, err := g.r.AddPort(c, g.links[c.Name], g.stats[c.Name])
+		require.NoError(t, err)
+		g.ports[c.Name] = p
+	}
+	add(PortConfig{Name: "gw/front", Network: "front", Addr: frontGW, MTU: 1500, Isolate: isolate})
+	add(PortConfig{Name: "gw/back", Network: "back", Addr: backGW, MTU: mtuBack, Isolate: isolate})
+	add(PortConfig{Name: "uplink", Addr: uplinkIP, MTU: 1500})
+	g.r.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), g.ports["uplink"], hostIP)
+	return g
+}
+
+// learn makes the router know a neighbour by an ARP request to its gateway.
+func (g *rig) learn(t *testing.T, port string, ip netip.Addr, mac packet.MAC) {
+	p := g.ports[port]
+	g.ports[port].Input(arpReq(t, mac, ip, p.Addr.Addr()))
+	g.links[port].take()
+}
+
+func arpReq(t testing.TB, smac packet.MAC, sip, tip netip.Addr) []byte {
+	eth := &layers.Ethernet{SrcMAC: hw(smac), DstMAC: hw(packet.Broadcast), EthernetType: layers.EthernetTypeARP}
+	a := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+		Operation: layers.ARPRequest, SourceHwAddress: hw(smac), SourceProtAddress: sip.AsSlice(), DstHwAddress: make([]byte, 6), DstProtAddress: tip.AsSlice()}
+	return serialize(t, eth, a)
+}
+
+func hw(m packet.MAC) net.HardwareAddr { return net.HardwareAddr(append([]byte(nil), m[:]...)) }
+
+func serialize(t testing.TB, l ...gopacket.SerializableLayer) []byte {
+	buf := gopacket.NewSerializeBuffer()
+	require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, l...))
+	return buf.Bytes()
+}
+
+type ipOpt func(*layers.IPv4)
+
+func ttl(n uint8) ipOpt { return func(ip *layers.IPv4) { ip.TTL = n } }
+func df(ip *layers.IPv4) { ip.Flags = layers.IPv4DontFragment }
+
+// udpTo builds a UDP frame from (smac, src) to dst, sent to the gateway MAC dmac.
+func udpTo(t testing.TB, smac, dmac packet.MAC, src, dst netip.Addr, payload int, opts ...ipOpt) []byte {
+	eth := &layers.Ethernet{SrcMAC: hw(smac), DstMAC: hw(dmac), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Id: 77, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	for _, o := range opts {
+		o(ip)
+	}
+	udp := &layers.UDP{SrcPort: 4000, DstPort: 5000}
+	_ = udp.SetNetworkLayerForChecksum(ip)
+	return serialize(t, eth, ip, udp, gopacket.Payload(make([]byte, payload)))
+}
+
+func icmpEcho(t testing.TB, smac, dmac packet.MAC, src, dst netip.Addr) []byte {
+	eth := &layers.Ethernet{SrcMAC: hw(smac), DstMAC: hw(dmac), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 9, Seq: 1}
+	return serialize(t, eth, ip, icmp, gopacket.Payload("ping-payload"))
+}
+
+func decode(f []byte) gopacket.Packet {
+	return gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+}
+
+// requireChecksumsValid re-serializes the decoded headers with fresh
+// checksums (gopacket's, independent of ours) and compares.
+func requireChecksumsValid(t *testing.T, f []byte) {
+	t.Helper()
+	p := decode(f)
+	require.Nil(t, p.ErrorLayer())
+	ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	want := ip.Checksum
+	fresh := *ip
+	buf := gopacket.NewSerializeBuffer()
+	require.NoError(t, fresh.SerializeTo(buf, gopacket.SerializeOptions{ComputeChecksums: true}))
+	require.Equal(t, want, fresh.Checksum, "IPv4 header checksum")
+	if u, ok := p.Layer(layers.LayerTypeUDP).(*layers.UDP); ok {
+		want := u.Checksum
+		c := *u
+		_ = c.SetNetworkLayerForChecksum(ip)
+		buf := gopacket.NewSerializeBuffer()
+		require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{ComputeChecksums: true}, &c, gopacket.Payload(u.Payload)))
+		require.Equal(t, want, c.Checksum, "UDP checksum")
+	}
+	if ic, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ok {
+		require.Zero(t, packet.Checksum(append(append([]byte{}, ic.Contents...), ic.Payload...), 0), "ICMP checksum")
+	}
+}
+
+func TestGatewayAnswersARP(t *testing.T) {
+	g := newRig(t, true, 1500)
+	g.ports["gw/front"].Input(arpReq(t, webMAC, webIP, frontGW.Addr()))
+	out := g.links["gw/front"].take()
+	require.Len(t, out, 1)
+	a := decode(out[0]).Layer(layers.LayerTypeARP).(*layers.ARP)
+	require.EqualValues(t, layers.ARPReply, a.Operation)
+	require.Equal(t, frontGW.Addr().AsSlice(), []byte(a.SourceProtAddress))
+	require.Equal(t, hw(macFor(frontGW.Addr())), net.HardwareAddr(a.SourceHwAddress))
+	// and nothing for an address the router does not own
+	g.ports["gw/front"].Input(arpReq(t, webMAC, webIP, netip.MustParseAddr("172.20.0.99")))
+	require.Empty(t, g.links["gw/front"].take())
+}
+
+func TestGatewayAnswersPing(t *testing.T) {
+	g := newRig(t, true, 1500)
+	g.learn(t, "gw/front", webIP, webMAC)
+	for _, target := range []netip.Addr{frontGW.Addr(), backGW.Addr(), uplinkIP.Addr()} {
+		g.ports["gw/front"].Input(icmpEcho(t, webMAC, macFor(frontGW.Addr()), webIP, target))
+		out := g.links["gw/front"].take()
+		require.Len(t, out, 1, target)
+		p := decode(out[0])
+		ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		require.Equal(t, target.AsSlice(), []byte(ip.SrcIP.To4()))
+		require.Equal(t, webIP.AsSlice(), []byte(ip.DstIP.To4()))
+		ic := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+		require.Equal(t, uint8(layers.ICMPv4TypeEchoReply), ic.TypeCode.Type())
+		require.EqualValues(t, 9, ic.Id)
+		require.Equal(t, []byte("ping-payload"), ic.Payload)
+		require.Equal(t, hw(webMAC), p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet).DstMAC)
+		requireChecksumsValid(t, out[0])
+	}
+}
+
+func TestForwardBetweenOpenNetworks(t *testing.T) {
+	g := newRig(t, false, 1500)
+	g.learn(t, "gw/back", dbIP, dbMAC)
+	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 100)
+	g.ports["gw/front"].Input(in)
+	out := g.links["gw/back"].take()
+	require.Len(t, out, 1)
+	p := decode(out[0])
+	eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	require.Equal(t, hw(macFor(backGW.Addr())), eth.SrcMAC)
+	require.Equal(t, hw(dbMAC), eth.DstMAC)
+	ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	require.EqualValues(t, 63, ip.TTL)
+	requireChecksumsValid(t, out[0])
+	require.Empty(t, g.links["gw/front"].take())
+}
+
+func TestIsolatedNetworksDoNotForward(t *testing.T) {
+	g := newRig(t, true, 1500)
+	g.learn(t, "gw/back", dbIP, dbMAC)
+	g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10))
+	require.Empty(t, g.links["gw/back"].take())
+	require.Empty(t, g.links["gw/front"].take(), "dropped silently, like Docker's isolation chains")
+	require.EqualValues(t, 1, g.stats["gw/front"].Dropped(stats.Isolated))
+	// isolated networks still reach the uplink
+	g.learn(t, "uplink", hostIP, hostMAC)
+	g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, netip.MustParseAddr("10.250.0.1"), 10))
+	require.Len(t, g.links["uplink"].take(), 1)
+}
+
+func TestInternalNetworkHasNoUplink(t *testing.T) {
+	g := newRig(t, true, 1500)
+	g.ports["gw/back"].Internal = true
+	g.learn(t, "uplink", hostIP, hostMAC)
+	g.learn(t, "gw/back", dbIP, dbMAC)
+	g.ports["gw/back"].Input(udpTo(t, dbMAC, macFor(backGW.Addr()), dbIP, netip.MustParseAddr("8.8.8.8"), 10))
+	require.Empty(t, g.links["uplink"].take())
+	g.ports["uplink"].Input(udpTo(t, hostMAC, macFor(uplinkIP.Addr()), hostIP, dbIP, 10))
+	require.Empty(t, g.links["gw/back"].take())
+	require.EqualValues(t, 1, g.stats["uplink"].Dropped(stats.Isolated))
+}
+
+func TestUplinkReachesEndpointsWithoutNAT(t *testing.T) {
+	g := newRig(t, true, 1500)
+	g.learn(t, "gw/front", webIP, webMAC)
+	g.ports["uplink"].Input(udpTo(t, hostMAC, macFor(uplinkIP.Addr()), hostIP, webIP, 10))
+	out := g.links["gw/front"].take()
+	require.Len(t, out, 1)
+	ip := decode(out[0]).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	require.Equal(t, hostIP.AsSlice(), []byte(ip.SrcIP.To4()))
+}
+
+func TestARPResolutionQueuesAndReleases(t *testing.T) {
+	g := newRig(t, false, 1500)
+	g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10))
+	out := g.links["gw/back"].take()
+	require.Len(t, out, 1)
+	a := decode(out[0]).Layer(layers.LayerTypeARP).(*layers.ARP)
+	require.EqualValues(t, layers.ARPRequest, a.Operation)
+	require.Equal(t, dbIP.AsSlice(), []byte(a.DstProtAddress))
+
+	// the reply releases the queued packet
+	eth := &layers.Ethernet{SrcMAC: hw(dbMAC), DstMAC: hw(macFor(backGW.Addr())), EthernetType: layers.EthernetTypeARP}
+	rep := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+		Operation: layers.ARPReply, SourceHwAddress: hw(dbMAC), SourceProtAddress: dbIP.AsSlice(), DstHwAddress: hw(macFor(backGW.Addr())), DstProtAddress: backGW.Addr().AsSlice()}
+	g.ports["gw/back"].Input(serialize(t, eth, rep))
+	out = g.links["gw/back"].take()
+	require.Len(t, out, 1)
+	require.Equal(t, hw(dbMAC), decode(out[0]).Layer(layers.LayerTypeEthernet).(*layers.Ethernet).DstMAC)
+	requireChecksumsValid(t, out[0])
+}
+
+func TestARPFailureSendsHostUnreachable(t *testing.T) {
+	g := newRig(t, false, 1500)
+	g.learn(t, "gw/front", webIP, webMAC)
+	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10)
+	g.ports["gw/front"].Input(in)
+	for range 4 {
+		g.clk.Advance(time.Second)
+		g.r.Tick()
+	}
+	require.Len(t, g.links["gw/back"].take(), 3, "three ARP requests")
+	out := g.links["gw/front"].take()
+	require.Len(t, out, 1)
+	ic := decode(out[0]).Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	require.Equal(t, layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeHost), ic.TypeCode)
+	require.EqualValues(t, 1, g.stats["gw/back"].Dropped(stats.NeighFailed))
+}
+
+// requireICMPError checks an ICMP error: type/code, source, and that it
+// quotes the original packet's header (with the TTL it had here).
+func requireICMPError(t *testing.T, f []byte, tc layers.ICMPv4TypeCode, from netip.Addr, orig []byte) *layers.ICMPv4 {
+	t.Helper()
+	requireChecksumsValid(t, f)
+	p := decode(f)
+	ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	require.Equal(t, from.AsSlice(), []byte(ip.SrcIP.To4()))
+	ic := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	require.Equal(t, tc, ic.TypeCode)
+	quoted := gopacket.NewPacket(ic.Payload, layers.LayerTypeIPv4, gopacket.Default)
+	qip := quoted.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	oip := decode(orig).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	require.Equal(t, oip.SrcIP, qip.SrcIP)
+	require.Equal(t, oip.DstIP, qip.DstIP)
+	require.Equal(t, oip.Id, qip.Id)
+	require.Equal(t, orig[14:14+28], ic.Payload[:28], "quotes the IP header and the first 8 bytes")
+	return ic
+}
+
+func TestTTLExceeded(t *testing.T) {
+	g := newRig(t, false, 1500)
+	g.learn(t, "gw/front", webIP, webMAC)
+	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10, ttl(1))
+	orig := append([]byte(nil), in...)
+	g.ports["gw/front"].Input(in)
+	require.Empty(t, g.links["gw/back"].take())
+	out := g.links["gw/front"].take()
+	require.Len(t, out, 1)
+	requireICMPError(t, out[0], layers.CreateICMPv4TypeCode(layers.ICMPv4TypeTimeExceeded, 0), frontGW.Addr(), orig)
+	require.EqualValues(t, 1, g.stats["gw/front"].Dropped(stats.TTLExceeded))
+}
+
+func TestNoRouteWithoutUplink(t *testing.T) {
+	g := &rig{clk: &clock.Fake{}}
+	g.r = New(g.clk, nil)
+	link, st := &capture{}, &stats.Port{}
+	p, err := g.r.AddPort(PortConfig{Name: "gw/front", Network: "front", Addr: frontGW, MTU: 1500, MAC: macFor(frontGW.Addr())}, link, st)
+	require.NoError(t, err)
+	p.Input(arpReq(t, webMAC, webIP, frontGW.Addr()))
+	link.take()
+	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, netip.MustParseAddr("8.8.8.8"), 10)
+	orig := append([]byte(nil), in...)
+	p.Input(in)
+	out := link.take()
+	require.Len(t, out, 1)
+	requireICMPError(t, out[0], layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeNet), frontGW.Addr(), orig)
+	require.EqualValues(t, 1, st.Dropped(stats.NoRoute))
+}
+
+func TestFragNeededWithDF(t *testing.T) {
+	g := newRig(t, false, 1000)
+	g.learn(t, "gw/front", webIP, webMAC)
+	g.learn(t, "gw/back", dbIP, dbMAC)
+	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 1400, df)
+	orig := append([]byte(nil), in...)
+	g.ports["gw/front"].Input(in)
+	require.Empty(t, g.links["gw/back"].take())
+	out := g.links["gw/front"].take()
+	require.Len(t, out, 1)
+	ic := requireICMPError(t, out[0], layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeFragmentationNeeded), frontGW.Addr(), orig)
+	require.EqualValues(t, 1000, ic.Seq, "next-hop MTU in the low 16 bits")
+}
+
+func TestFragmentsWithoutDF(t *testing.T) {
+	g := newRig(t, false, 1000)
+	g.learn(t, "gw/back", dbIP, dbMAC)
+	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 2500)
+	g.ports["gw/front"].Input(in)
+	out := g.links["gw/back"].take()
+	require.Len(t, out, 3)
+	var data []byte
+	for i, f := range out {
+		requireChecksumsValid(t, f)
+		ip := decode(f).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		require.LessOrEqual(t, int(ip.Length), 1000)
+		require.EqualValues(t, len(data)/8, ip.FragOffset)
+		require.Equal(t, i < 2, ip.Flags&layers.IPv4MoreFragments != 0)
+		require.EqualValues(t, 63, ip.TTL)
+		data = append(data, f[14+20:]...)
+	}
+	require.Equal(t, in[14+20:], data, "fragments carry the whole UDP datagram")
+}
+
+func TestLocalUDPAndTCP(t *testing.T) {
+	g := newRig(t, true, 1500)
+	g.learn(t, "gw/front", webIP, webMAC)
+	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 10)
+	orig := append([]byte(nil), in...)
+	g.ports["gw/front"].Input(in)
+	out := g.links["gw/front"].take()
+	require.Len(t, out, 1)
+	requireICMPError(t, out[0], layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort), frontGW.Addr(), orig)
+
+	eth := &layers.Ethernet{SrcMAC: hw(webMAC), DstMAC: hw(macFor(frontGW.Addr())), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: webIP.AsSlice(), DstIP: frontGW.Addr().AsSlice()}
+	tcp := &layers.TCP{SrcPort: 40000, DstPort: 22, Seq: 1000, SYN: true, Window: 1000}
+	_ = tcp.SetNetworkLayerForChecksum(ip)
+	g.ports["gw/front"].Input(serialize(t, eth, ip, tcp))
+	out = g.links["gw/front"].take()
+	require.Len(t, out, 1)
+	p := decode(out[0])
+	rst := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	require.True(t, rst.RST && rst.ACK)
+	require.EqualValues(t, 1001, rst.Ack)
+	require.EqualValues(t, 22, rst.SrcPort)
+	require.EqualValues(t, 40000, rst.DstPort)
+	c := *rst
+	_ = c.SetNetworkLayerForChecksum(p.Layer(layers.LayerTypeIPv4).(*layers.IPv4))
+	require.NoError(t, c.SerializeTo(gopacket.NewSerializeBuffer(), gopacket.SerializeOptions{ComputeChecksums: true}))
+	require.Equal(t, rst.Checksum, c.Checksum, "TCP checksum")
+}
+
+func TestICMPErrorsRateLimited(t *testing.T) {
+	g := newRig(t, false, 1500)
+	g.learn(t, "gw/front", webIP, webMAC)
+	for range 20 {
+		g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10, ttl(1)))
+	}
+	require.Len(t, g.links["gw/front"].take(), 6, "burst of 6 per destination")
+	g.clk.Advance(time.Second)
+	for range 5 {
+		g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10, ttl(1)))
+	}
+	require.Len(t, g.links["gw/front"].take(), 1, "then one a second")
+	require.EqualValues(t, 25, g.stats["gw/front"].Dropped(stats.TTLExceeded))
+}
+
+func TestNoICMPErrorAboutICMPError(t *testing.T) {
+	g := newRig(t, false, 1500)
+	g.learn(t, "gw/front", webIP, webMAC)
+	eth := &layers.Ethernet{SrcMAC: hw(webMAC), DstMAC: hw(macFor(frontGW.Addr())), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 1, Protocol: layers.IPProtocolICMPv4, SrcIP: webIP.AsSlice(), DstIP: dbIP.AsSlice()}
+	ic := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, 3)}
+	g.ports["gw/front"].Input(serialize(t, eth, ip, ic, gopacket.Payload(make([]byte, 28))))
+	require.Empty(t, g.links["gw/front"].take())
+}
+
+func TestMalformedDroppedAndCounted(t *testing.T) {
+	g := newRig(t, false, 1500)
+	gw := macFor(frontGW.Addr())
+	good := udpTo(t, webMAC, gw, webIP, dbIP, 10)
+	badSum := append([]byte(nil), good...)
+	badSum[14+10] ^= 0xff
+	badLen := append([]byte(nil), good...)
+	badLen[14+2], badLen[14+3] = 0xff, 0xff
+	badIHL := append([]byte(nil), good...)
+	badIHL[14] = 0x44
+	martian := udpTo(t, webMAC, gw, netip.MustParseAddr("127.0.0.1"), dbIP, 10)
+	cases := []struct {
+		name   string
+		frame  []byte
+		reason stats.Reason
+	}{
+		{"short ethernet", good[:10], stats.Truncated},
+		{"short ip", good[:20], stats.BadIPHeader},
+		{"bad total length", badLen, stats.BadIPHeader},
+		{"bad ihl", badIHL, stats.BadIPHeader},
+		{"bad checksum", badSum, stats.BadChecksum},
+		{"martian source", martian, stats.Martian},
+		{"short arp", arpReq(t, webMAC, webIP, frontGW.Addr())[:30], stats.BadARP},
+	}
+	for _, c := range cases {
+		before := g.stats["gw/front"].Dropped(c.reason)
+		g.ports["gw/front"].Input(c.frame)
+		require.Equal(t, before+1, g.stats["gw/front"].Dropped(c.reason), c.name)
+	}
+	for _, l := range g.links {
+		require.Empty(t, l.take())
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	g := newRig(t, true, 1500)
+	rs := g.r.Routes()
+	require.Len(t, rs, 4)
+	require.Equal(t, "10.250.0.0/30", rs[0].Prefix.String())
+	require.Equal(t, "0.0.0.0/0", rs[3].Prefix.String())
+	require.Equal(t, "10.250.0.1", rs[3].Via)
+	for _, c := range []struct{ dst, port string }{{"172.20.0.77", "gw/front"}, {"172.21.3.4", "uplink"}, {"172.21.0.4", "gw/back"}, {"1.1.1.1", "uplink"}} {
+		p, _, ok := g.r.routes.lookup(netip.MustParseAddr(c.dst).As4())
+		require.True(t, ok)
+		require.Equal(t, c.port, p.Name, c.dst)
+	}
+}
+
+type discard struct{}
+
+func (discard) Send([]byte) {}
+
+func routedSetup(t testing.TB) (*Port, []byte) {
+	r := New(&clock.Fake{}, nil)
+	front, _ := r.AddPort(PortConfig{Name: "gw/front", Network: "front", Addr: frontGW, MTU: 1500, MAC: macFor(frontGW.Addr())}, discard{}, &stats.Port{})
+	back, _ := r.AddPort(PortConfig{Name: "gw/back", Network: "back", Addr: backGW, MTU: 1500, MAC: macFor(backGW.Addr())}, discard{}, &stats.Port{})
+	back.Input(arpReq(t, dbMAC, dbIP, backGW.Addr()))
+	return front, udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 64, ttl(255))
+}
+
+// forwardOnce routes a fresh copy of tmpl: forwarding rewrites the frame in
+// place (MACs, TTL), so each round starts from the template.
+func forwardOnce(front *Port, f, tmpl []byte) {
+	copy(f, tmpl)
+	front.Input(f)
+}
+
+func TestForwardDoesNotAllocate(t *testing.T) {
+	front, tmpl := routedSetup(t)
+	f := make([]byte, len(tmpl))
+	out := &capture{}
+	front.r.ports[1].link = out
+	forwardOnce(front, f, tmpl)
+	require.Len(t, out.take(), 1, "the packet was forwarded")
+	front.r.ports[1].link = discard{}
+	require.Zero(t, testing.AllocsPerRun(1000, func() { forwardOnce(front, f, tmpl) }))
+}
+
+// BenchmarkRouterForward: one packet routed between two networks (the
+// router alone, including a 120-byte copy of the template per round).
+func BenchmarkRouterForward(b *testing.B) {
+	front, tmpl := routedSetup(b)
+	f := make([]byte, len(tmpl))
+	b.ReportAllocs()
+	for b.Loop() {
+		forwardOnce(front, f, tmpl)
+	}
+}
+
+func FuzzPortInput(f *testing.F) {
+	f.Add(udpTo(f, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10))
+	f.Add(icmpEcho(f, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr()))
+	f.Add(arpReq(f, webMAC, webIP, frontGW.Addr()))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		g := newRig(&testing.T{}, false, 1000)
+		g.learn(&testing.T{}, "gw/back", dbIP, dbMAC)
+		g.ports["gw/front"].Input(b)
+		g.ports["uplink"].Input(b)
+		g.r.Tick()
+	})
+}
