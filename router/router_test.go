@@ -96,7 +96,7 @@ func serialize(t testing.TB, l ...gopacket.SerializableLayer) []byte {
 
 type ipOpt func(*layers.IPv4)
 
-func ttl(n uint8) ipOpt { return func(ip *layers.IPv4) { ip.TTL = n } }
+func ttl(n uint8) ipOpt  { return func(ip *layers.IPv4) { ip.TTL = n } }
 func df(ip *layers.IPv4) { ip.Flags = layers.IPv4DontFragment }
 
 // udpTo builds a UDP frame from (smac, src) to dst, sent to the gateway MAC dmac.
