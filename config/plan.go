@@ -33,6 +33,7 @@ type Defaults struct {
 // Uplink is the router's link to the host.
 type Uplink struct {
 	Address       netip.Prefix `json:"address"`      // the router's side
+	MAC           packet.MAC   `json:"mac"`          // the router side's MAC: 02:42 + address bytes
 	HostAddress   netip.Prefix `json:"host_address"` // the host side's TAP
 	HostDevice    string       `json:"host_device"`  // "<name>-up"
 	Netns         string       `json:"netns"`        // "" = root namespace

@@ -1,23 +1,30 @@
-// Package datapath owns a running instance's forwarding: one learning switch
-// per network of a Plan, one reader goroutine per attached port that carries
-// each frame through the switch to its egress ports (run to completion), and
-// the periodic FDB ageing sweep. The same wiring runs with real TAP/veth
-// ports in production and in-memory ports in tests.
+// Package datapath owns a running instance's forwarding plane: one learning
+// switch per network of a Plan, the router with a gateway port on each
+// switch and the uplink, one reader goroutine per attached device that
+// carries each frame through switch and router to its egress device (run to
+// completion), and the timers (FDB ageing, ARP). The same wiring runs with
+// real TAP/veth ports in production and in-memory ports in tests.
 package datapath
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"uswitch/clock"
 	"uswitch/config"
+	"uswitch/router"
 	"uswitch/stats"
 	"uswitch/tap"
 	"uswitch/vswitch"
 )
+
+// UplinkPort is the name of the router's port to the host.
+const UplinkPort = "uplink"
 
 // Datapath is the forwarding plane of one instance.
 type Datapath struct {
@@ -25,25 +32,60 @@ type Datapath struct {
 	clock    clock.Clock
 	networks []*vswitch.Switch
 	byName   map[string]*vswitch.Switch
+	router   *router.Router
+	uplink   *uplink
 	log      *slog.Logger
 
-	mu     sync.Mutex
-	ports  []*attached
-	wg     sync.WaitGroup
-	stop   chan struct{}
-	closed bool
+	mu      sync.Mutex
+	readers []reader
+	wg      sync.WaitGroup
+	stop    chan struct{}
+	closed  bool
 }
 
-type attached struct {
-	sw   *vswitch.Switch
-	port *vswitch.Port
+// reader is one device the datapath reads from.
+type reader struct {
+	name string
 	dev  tap.Port
 }
 
-// New builds one switch per network of plan. Nothing runs until Attach and
-// Start.
-func New(plan *config.Plan, clk clock.Clock, log *slog.Logger) *Datapath {
+// uplink is the router's port to the host: a device with no switch in
+// between, so the datapath counts its frames itself. The router port exists
+// from New on; the device arrives with AttachUplink.
+type uplink struct {
+	port  *router.Port
+	dev   atomic.Pointer[tap.Port]
+	stats stats.Port
+}
+
+// Send implements router.Link for the uplink.
+func (u *uplink) Send(frame []byte) {
+	dev := u.dev.Load()
+	if dev == nil {
+		u.stats.Drop(stats.TxError)
+		return
+	}
+	if err := (*dev).WriteFrame(frame); err != nil {
+		u.stats.Drop(stats.TxError)
+		return
+	}
+	u.stats.Tx(len(frame))
+}
+
+// switchLink is a router port's way onto its network: frames enter the
+// switch as if received on the gateway's switch port.
+type switchLink struct {
+	sw   *vswitch.Switch
+	port *vswitch.Port
+}
+
+func (l switchLink) Send(frame []byte) { l.sw.Input(l.port, frame) }
+
+// New builds one switch per network of plan, and the router with a gateway
+// port on each. Nothing runs until devices are attached and Start is called.
+func New(plan *config.Plan, clk clock.Clock, log *slog.Logger) (*Datapath, error) {
 	d := &Datapath{plan: plan, clock: clk, byName: map[string]*vswitch.Switch{}, log: log, stop: make(chan struct{})}
+	d.router = router.New(clk, log)
 	for _, n := range plan.Networks {
 		sw := vswitch.New(vswitch.Config{
 			Name:       n.Name,
@@ -53,9 +95,49 @@ func New(plan *config.Plan, clk clock.Clock, log *slog.Logger) *Datapath {
 		})
 		d.networks = append(d.networks, sw)
 		d.byName[n.Name] = sw
+		if err := d.addGateway(sw, n); err != nil {
+			return nil, err
+		}
 	}
-	return d
+	if u := plan.Uplink; u != nil {
+		d.uplink = &uplink{}
+		rp, err := d.router.AddPort(router.PortConfig{Name: UplinkPort, MAC: u.MAC, Addr: u.Address, MTU: 1500}, d.uplink, &d.uplink.stats)
+		if err != nil {
+			return nil, fmt.Errorf("uplink: %w", err)
+		}
+		d.uplink.port = rp
+		d.router.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), rp, u.HostAddress.Addr())
+	}
+	return d, nil
 }
+
+// addGateway attaches the router's port for network n to its switch, with
+// a static FDB entry so frames to the gateway MAC reach the router alone.
+func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) error {
+	var rp *router.Port
+	name := "gw/" + n.Name
+	swp, err := sw.AddPort(vswitch.PortConfig{Name: name, MAC: n.GatewayMAC, Shared: true},
+		vswitch.DeviceFunc(func(f []byte) error { rp.Input(f); return nil }))
+	if err != nil {
+		return err
+	}
+	rp, err = d.router.AddPort(router.PortConfig{
+		Name:     name,
+		Network:  n.Name,
+		MAC:      n.GatewayMAC,
+		Addr:     netip.PrefixFrom(n.Gateway, n.Subnet.Bits()),
+		MTU:      n.MTU,
+		Isolate:  n.Isolate,
+		Internal: n.Internal,
+	}, switchLink{sw: sw, port: swp}, &swp.Stats)
+	if err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+	return sw.AddStatic(0, n.GatewayMAC, swp)
+}
+
+// Router returns the instance's router.
+func (d *Datapath) Router() *router.Router { return d.router }
 
 // Network returns the switch of the named network, or nil.
 func (d *Datapath) Network(name string) *vswitch.Switch { return d.byName[name] }
@@ -92,45 +174,74 @@ func (d *Datapath) Attach(network string, pc vswitch.PortConfig, dev tap.Port) e
 	if err != nil {
 		return err
 	}
-	a := &attached{sw: sw, port: p, dev: dev}
-	d.ports = append(d.ports, a)
-	d.wg.Add(1)
-	go d.read(a)
+	d.startReader(pc.Name, dev, func(f []byte) { sw.Input(p, f) }, func() { sw.RemovePort(p) })
 	return nil
 }
 
-// read is a port's reader: one buffer, reused for every frame, carried
-// through the switch before the next read.
-func (d *Datapath) read(a *attached) {
-	defer d.wg.Done()
-	buf := make([]byte, tap.MaxFrame)
-	for {
-		n, err := a.dev.ReadFrame(buf)
-		if err != nil {
-			select {
-			case <-d.stop:
-			default:
-				d.log.Error("port lost, detaching it", "port", a.port.Name, "network", a.sw.Name(), "err", err)
-				a.sw.RemovePort(a.port)
-			}
-			return
-		}
-		a.sw.Input(a.port, buf[:n])
+// AttachUplink gives the router's uplink port its device (the TAP whose
+// other side is the host) and starts reading from it.
+func (d *Datapath) AttachUplink(dev tap.Port) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.closed:
+		return errors.New("datapath closed")
+	case d.uplink == nil:
+		return errors.New("the plan has no uplink")
+	case d.uplink.dev.Load() != nil:
+		return errors.New("uplink already attached")
 	}
+	up := d.uplink
+	up.dev.Store(&dev)
+	d.startReader(UplinkPort, dev, func(f []byte) {
+		up.stats.Rx(len(f))
+		up.port.Input(f)
+	}, func() { up.dev.Store(nil) })
+	return nil
 }
 
-// Start runs the FDB ageing sweep until Close.
-func (d *Datapath) Start(sweep time.Duration) {
+// startReader runs a device's reader: one buffer, reused for every frame,
+// carried through the datapath before the next read. Called with d.mu held.
+func (d *Datapath) startReader(name string, dev tap.Port, input func([]byte), lost func()) {
+	d.readers = append(d.readers, reader{name: name, dev: dev})
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		t := time.NewTicker(sweep)
+		buf := make([]byte, tap.MaxFrame)
+		for {
+			n, err := dev.ReadFrame(buf)
+			if err != nil {
+				select {
+				case <-d.stop:
+				default:
+					d.log.Error("port lost, detaching it", "port", name, "err", err)
+					lost()
+				}
+				return
+			}
+			input(buf[:n])
+		}
+	}()
+}
+
+// Start runs the timers until Close: ARP every tick, FDB ageing every
+// second.
+func (d *Datapath) Start(tick time.Duration) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		t := time.NewTicker(tick)
 		defer t.Stop()
+		last := time.Now()
 		for {
 			select {
 			case <-t.C:
-				for _, sw := range d.networks {
-					sw.Expire()
+				d.router.Tick()
+				if time.Since(last) >= time.Second {
+					last = time.Now()
+					for _, sw := range d.networks {
+						sw.Expire()
+					}
 				}
 			case <-d.stop:
 				return
@@ -149,9 +260,9 @@ func (d *Datapath) Close() error {
 	d.closed = true
 	close(d.stop)
 	var errs []error
-	for _, a := range d.ports {
-		if err := a.dev.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("port %q: %w", a.port.Name, err))
+	for _, r := range d.readers {
+		if err := r.dev.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("port %q: %w", r.name, err))
 		}
 	}
 	d.mu.Unlock()
@@ -166,13 +277,16 @@ type PortInfo struct {
 	stats.Snapshot
 }
 
-// Ports returns every port of every network, in plan order.
+// Ports returns every port of every network in plan order, then the uplink.
 func (d *Datapath) Ports() []PortInfo {
 	var out []PortInfo
 	for _, sw := range d.networks {
 		for _, p := range sw.Ports() {
 			out = append(out, PortInfo{Name: p.Name, Network: sw.Name(), Snapshot: p.Stats.Snapshot()})
 		}
+	}
+	if d.uplink != nil {
+		out = append(out, PortInfo{Name: UplinkPort, Snapshot: d.uplink.stats.Snapshot()})
 	}
 	return out
 }

@@ -19,6 +19,12 @@ type Device interface {
 	WriteFrame(frame []byte) error
 }
 
+// DeviceFunc adapts a function to a Device.
+type DeviceFunc func(frame []byte) error
+
+// WriteFrame calls f.
+func (f DeviceFunc) WriteFrame(frame []byte) error { return f(frame) }
+
 // PortConfig describes a port being added to a switch.
 type PortConfig struct {
 	Name string

@@ -140,14 +140,17 @@ func run(ctx context.Context, plan *config.Plan, sock string, log *slog.Logger) 
 
 	clk := clock.NewCoarse(10 * time.Millisecond)
 	defer clk.Stop()
-	dp := datapath.New(plan, clk, log)
+	dp, err := datapath.New(plan, clk, log)
+	if err != nil {
+		return err
+	}
 	defer dp.Close()
 	for _, p := range tp.Ports {
 		if err := dp.AttachEndpoint(p.Port, p.Dev); err != nil {
 			return err
 		}
 	}
-	dp.Start(time.Second)
+	dp.Start(250 * time.Millisecond)
 
 	served := make(chan error, 1)
 	go func() { served <- control.Serve(ctx, lis, control.NewHandler(dp)) }()
