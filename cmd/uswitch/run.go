@@ -187,7 +187,7 @@ func writeSummary(w io.Writer, plan *config.Plan) {
 		}
 		var pub []string
 		for _, p := range ep.Publish {
-			pub = append(pub, fmt.Sprintf("%d:%d/%s", p.HostPort, p.ContainerPort, p.Proto))
+			pub = append(pub, p.String())
 		}
 		publish := strings.Join(pub, ",")
 		if publish == "" {

@@ -1,0 +1,150 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+
+	"uswitch/packet"
+)
+
+// netState is a network during resolution.
+type netState struct {
+	*Network
+	s     scope
+	valid bool                  // subnet and gateway are usable
+	taken map[netip.Addr]string // address → who holds it
+	next  netip.Addr            // where the search for a free address resumes
+}
+
+var networkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// networks checks the [[network]] tables, against each other and the uplink.
+func (p *parser) networks(raws []rawNetwork, up *Uplink) []Network {
+	nets := make([]Network, len(raws))
+	p.nets = map[string]*netState{}
+	for i := range raws {
+		r, n := &raws[i], &nets[i]
+		table := fmt.Sprintf("network[%d]", i)
+		s := p.scope(table, fmt.Sprintf("network #%d", i+1))
+		name, ok := s.required("name", r.Name)
+		if ok {
+			s = p.scope(table, fmt.Sprintf("network %q", name))
+			if !networkName.MatchString(name) || len(name) > 15 {
+				s.errorf("name", "name must be 1-15 characters of a-z, 0-9, '_' and '-'")
+			} else if name == "uplink" {
+				s.errorf("name", `name "uplink" is reserved for the uplink`)
+			}
+		}
+		*n = Network{
+			Name:       name,
+			Masquerade: s.boolean("masquerade", r.Masquerade, true),
+			Internal:   s.boolean("internal", r.Internal, false),
+			Isolate:    s.boolean("isolate", r.Isolate, true),
+			DNS:        s.boolean("dns", r.DNS, true),
+			MTU:        s.integer("mtu", r.MTU, 1500, 68, 65535),
+		}
+		ns := &netState{Network: n, s: s, taken: map[netip.Addr]string{}}
+		ns.valid = subnet(s, r, n)
+		if n.Gateway.IsValid() {
+			n.GatewayMAC = derivedMAC(n.Gateway)
+		}
+		ns.next = n.Subnet.Addr().Next()
+		if first, dup := p.nets[name]; dup {
+			s.errorf("name", "duplicate name, first defined at line %d", p.loc.line(first.s.table, "name"))
+			continue
+		}
+		if ok {
+			p.nets[name] = ns
+			p.netList = append(p.netList, ns)
+		}
+	}
+	for j, b := range p.netList {
+		for _, a := range p.netList[:j] {
+			if a.valid && b.valid && a.Subnet.Overlaps(b.Subnet) {
+				b.s.errorf("subnet", "subnet %s overlaps network %q (%s)", b.Subnet, a.Name, a.Subnet)
+			}
+		}
+		if up != nil && up.Address.IsValid() && b.valid && up.Address.Overlaps(b.Subnet) {
+			s := p.scope("uplink", "uplink")
+			s.errorf("address", "address %s overlaps network %q (%s)", up.Address, b.Name, b.Subnet)
+		}
+	}
+	return nets
+}
+
+// subnet sets n's subnet and gateway and reports whether both are valid.
+func subnet(s scope, r *rawNetwork, n *Network) bool {
+	str, ok := s.required("subnet", r.Subnet)
+	if !ok {
+		return false
+	}
+	pfx, err := netip.ParsePrefix(str)
+	switch {
+	case err != nil || !pfx.Addr().Is4():
+		s.errorf("subnet", "subnet %q is not an IPv4 prefix like 172.20.0.0/24", str)
+		return false
+	case pfx != pfx.Masked():
+		s.errorf("subnet", "subnet %s has host bits set: did you mean %s?", pfx, pfx.Masked())
+		return false
+	}
+	if msg := checkBits(pfx); msg != "" {
+		s.errorf("subnet", "subnet %s: %s", pfx, msg)
+		return false
+	}
+	n.Subnet = pfx
+	gw, ok := s.str("gateway", r.Gateway)
+	if !ok {
+		n.Gateway = pfx.Addr().Next()
+		return r.Gateway == nil
+	}
+	addr, err := netip.ParseAddr(gw)
+	switch {
+	case err != nil || !addr.Is4():
+		s.errorf("gateway", "gateway %q is not an IPv4 address", gw)
+	case !pfx.Contains(addr):
+		s.errorf("gateway", "gateway %s is outside subnet %s", addr, pfx)
+	case hostAddress(addr, pfx) != "":
+		s.errorf("gateway", "gateway %s is %s of subnet %s", addr, hostAddress(addr, pfx), pfx)
+	default:
+		n.Gateway = addr
+		return true
+	}
+	return false
+}
+
+// checkBits limits prefix lengths to what makes a usable IPv4 LAN.
+func checkBits(p netip.Prefix) string {
+	if p.Bits() < 8 || p.Bits() > 30 {
+		return "the prefix length must be between /8 and /30"
+	}
+	return ""
+}
+
+// hostAddress says why addr, inside subnet, cannot be a host's address, or
+// returns "".
+func hostAddress(addr netip.Addr, subnet netip.Prefix) string {
+	switch addr {
+	case subnet.Addr():
+		return "the network address"
+	case broadcast(subnet):
+		return "the broadcast address"
+	}
+	return ""
+}
+
+// broadcast returns the last address of an IPv4 prefix.
+func broadcast(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	for i := range a {
+		hostBits := min(max(32-p.Bits()-8*(3-i), 0), 8)
+		a[i] |= byte(1<<hostBits - 1)
+	}
+	return netip.AddrFrom4(a)
+}
+
+// derivedMAC is Docker's MAC for an IPv4 address: 02:42 and its four bytes.
+func derivedMAC(ip netip.Addr) packet.MAC {
+	a := ip.As4()
+	return packet.MAC{0x02, 0x42, a[0], a[1], a[2], a[3]}
+}
