@@ -138,8 +138,9 @@ func TestL2ThreeNamespaces(t *testing.T) {
 			TxPackets uint64 `json:"tx_packets"`
 		}
 		require.NoError(t, json.Unmarshal([]byte(out), &ports))
-		require.Len(t, ports, 3)
-		for _, p := range ports {
+		require.Len(t, ports, 4, "three endpoints and the gateway")
+		require.Equal(t, "gw/lan", ports[0].Name)
+		for _, p := range ports[1:] {
 			require.Greater(t, p.RxPackets, uint64(1000), p.Name)
 			require.Greater(t, p.TxPackets, uint64(1000), p.Name)
 		}

@@ -145,6 +145,11 @@ func run(ctx context.Context, plan *config.Plan, sock string, log *slog.Logger) 
 		return err
 	}
 	defer dp.Close()
+	if tp.Uplink != nil {
+		if err := dp.AttachUplink(tp.Uplink); err != nil {
+			return err
+		}
+	}
 	for _, p := range tp.Ports {
 		if err := dp.AttachEndpoint(p.Port, p.Dev); err != nil {
 			return err

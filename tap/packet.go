@@ -1,0 +1,213 @@
+package tap
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Packet is an AF_PACKET socket bound to one interface (typically the host
+// end of a veth pair). It reads every frame the interface receives and
+// sends frames out of it; PACKET_IGNORE_OUTGOING keeps it from reading back
+// what it (or the host) transmits on that interface.
+//
+// The kernel strips 802.1Q/802.1ad tags into packet metadata before packet
+// sockets see a frame; Packet reads the tag from PACKET_AUXDATA and puts it
+// back, so ReadFrame returns the frame as it was on the wire.
+type Packet struct {
+	f       *os.File
+	rc      syscall.RawConn
+	name    string
+	ifindex int
+	closed  atomic.Bool
+
+	// Read state, reused by the single reader so a read allocates nothing.
+	rd struct {
+		buf     []byte
+		oob     [64]byte
+		n, oobn int
+		err     error
+		fn      func(fd uintptr) bool
+	}
+}
+
+// OpenPacket opens an AF_PACKET SOCK_RAW socket for all protocols on the
+// interface ifname with index ifindex, in the calling thread's network
+// namespace. The socket is non-blocking and managed by the Go netpoller, so
+// Close unblocks a pending ReadFrame.
+func OpenPacket(ifname string, ifindex int) (*Packet, error) {
+	if ifindex <= 0 {
+		return nil, fmt.Errorf("packet socket on %q: invalid ifindex %d", ifname, ifindex)
+	}
+	// Protocol 0: the socket receives nothing until bind names the
+	// interface, so it never sees frames of other interfaces.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			return nil, fmt.Errorf("packet socket on %q: %w (uswitch run needs root)", ifname, err)
+		}
+		return nil, fmt.Errorf("packet socket on %q: %w", ifname, err)
+	}
+	fail := func(what string, err error) (*Packet, error) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("packet socket on %q: %s: %w", ifname, what, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
+		return fail("PACKET_IGNORE_OUTGOING", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
+		return fail("PACKET_AUXDATA", err)
+	}
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	// os.NewFile sees the non-blocking flag and registers fd with the poller.
+	f := os.NewFile(uintptr(fd), "packet:"+ifname)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("packet socket on %q: %w", ifname, err)
+	}
+	p := &Packet{f: f, rc: rc, name: ifname, ifindex: ifindex}
+	p.rd.fn = p.recv
+	return p, nil
+}
+
+// recv is the raw read run by the netpoller; false means "wait and retry".
+func (p *Packet) recv(fd uintptr) bool {
+	r := &p.rd
+	for {
+		r.n, r.oobn, _, _, r.err = unix.Recvmsg(int(fd), r.buf, r.oob[:auxSpace], 0)
+		if r.err != unix.EINTR {
+			return r.err != unix.EAGAIN
+		}
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// Name returns the interface the socket is bound to.
+func (p *Packet) Name() string { return p.name }
+
+// Ifindex returns the index of the interface the socket is bound to.
+func (p *Packet) Ifindex() int { return p.ifindex }
+
+// sizeofAuxdata is sizeof(struct tpacket_auxdata).
+const sizeofAuxdata = 20
+
+// auxSpace is room for one PACKET_AUXDATA control message.
+var auxSpace = unix.CmsgSpace(sizeofAuxdata)
+
+// ReadFrame implements Port. A frame longer than b is truncated to len(b).
+func (p *Packet) ReadFrame(b []byte) (int, error) {
+	if p.closed.Load() {
+		return 0, ErrClosed
+	}
+	// Leave room to re-insert a VLAN tag without losing the frame's end.
+	r := &p.rd
+	r.buf = b
+	if len(b) > 4 {
+		r.buf = b[:len(b)-4]
+	}
+	err := p.rc.Read(r.fn)
+	r.buf = nil
+	if err == nil {
+		err = r.err
+	}
+	if err != nil {
+		if p.closed.Load() { // the poller's "use of closed file"
+			return 0, ErrClosed
+		}
+		return 0, portErr("packet", p.name, "read", err)
+	}
+	n := min(r.n, len(b)) // recvmsg never reports more without MSG_TRUNC
+	return restoreVLAN(b, n, r.oob[:r.oobn]), nil
+}
+
+// restoreVLAN re-inserts the VLAN tag the kernel moved into the auxdata of
+// the n-byte frame in b, and returns the new length. It parses the control
+// message by hand so that reading allocates nothing.
+func restoreVLAN(b []byte, n int, oob []byte) int {
+	if n < 12 || n+4 > len(b) {
+		return n
+	}
+	tci, tpid, ok := auxVLAN(oob)
+	if !ok {
+		return n
+	}
+	copy(b[16:n+4], b[12:n])
+	binary.BigEndian.PutUint16(b[12:14], tpid)
+	binary.BigEndian.PutUint16(b[14:16], tci)
+	return n + 4
+}
+
+// auxVLAN finds the PACKET_AUXDATA message in oob and returns the VLAN tag
+// it carries, if any.
+func auxVLAN(oob []byte) (tci, tpid uint16, ok bool) {
+	hdr := unix.CmsgLen(0)
+	for len(oob) >= hdr {
+		var l int
+		if unix.SizeofCmsghdr == 16 {
+			l = int(binary.NativeEndian.Uint64(oob[0:8]))
+		} else {
+			l = int(binary.NativeEndian.Uint32(oob[0:4]))
+		}
+		lenSize := unix.SizeofCmsghdr - 8
+		level := int32(binary.NativeEndian.Uint32(oob[lenSize:]))
+		typ := int32(binary.NativeEndian.Uint32(oob[lenSize+4:]))
+		if l < hdr || l > len(oob) {
+			return 0, 0, false
+		}
+		data := oob[hdr:l]
+		if level == unix.SOL_PACKET && typ == unix.PACKET_AUXDATA && len(data) >= sizeofAuxdata {
+			// struct tpacket_auxdata: status u32, len u32, snaplen u32,
+			// mac u16, net u16, vlan_tci u16, vlan_tpid u16.
+			status := binary.NativeEndian.Uint32(data[0:4])
+			tci = binary.NativeEndian.Uint16(data[16:18])
+			tpid = binary.NativeEndian.Uint16(data[18:20])
+			if status&unix.TP_STATUS_VLAN_VALID == 0 && tci == 0 {
+				return 0, 0, false
+			}
+			if status&unix.TP_STATUS_VLAN_TPID_VALID == 0 || tpid == 0 {
+				tpid = unix.ETH_P_8021Q
+			}
+			return tci, tpid, true
+		}
+		next := unix.CmsgSpace(l - hdr)
+		if next > len(oob) {
+			break
+		}
+		oob = oob[next:]
+	}
+	return 0, 0, false
+}
+
+// WriteFrame implements Port: it transmits frame out of the interface, so
+// the other end of the veth receives it. It does not keep frame.
+func (p *Packet) WriteFrame(frame []byte) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if _, err := p.f.Write(frame); err != nil {
+		if p.closed.Load() {
+			return ErrClosed
+		}
+		return portErr("packet", p.name, "write", err)
+	}
+	return nil
+}
+
+// Close implements Port.
+func (p *Packet) Close() error {
+	p.closed.Store(true)
+	if err := p.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+		return fmt.Errorf("packet %s: close: %w", p.name, err)
+	}
+	return nil
+}

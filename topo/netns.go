@@ -1,0 +1,176 @@
+package topo
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// netnsDir is where `ip netns` keeps its bind mounts; etcNetnsDir is where
+// `ip netns exec` finds the per-namespace files it bind-mounts over /etc.
+const (
+	netnsDir    = "/var/run/netns"
+	etcNetnsDir = "/etc/netns"
+)
+
+// validName checks a name used as a file name (instance, namespace).
+func validName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("invalid name %q", name)
+	}
+	return nil
+}
+
+// validIfname checks an interface name the way the kernel does.
+func validIfname(name string) error {
+	if name == "" || len(name) >= unix.IFNAMSIZ || name == "." || name == ".." ||
+		strings.ContainsAny(name, "/: \t\n\v\f\r\x00") {
+		return fmt.Errorf("invalid interface name %q (1 to 15 bytes, no '/', ':' or spaces)", name)
+	}
+	return nil
+}
+
+func netnsPath(name string) string { return filepath.Join(netnsDir, name) }
+
+// netnsExists reports whether `ip netns list` would show name.
+func netnsExists(name string) bool {
+	_, err := os.Lstat(netnsPath(name))
+	return err == nil
+}
+
+// openNetns returns a handle to the named namespace; the caller closes it.
+func openNetns(name string) (netns.NsHandle, error) {
+	if err := validName(name); err != nil {
+		return netns.None(), err
+	}
+	h, err := netns.GetFromPath(netnsPath(name))
+	if err != nil {
+		return netns.None(), fmt.Errorf("open netns %q: %w", name, err)
+	}
+	return h, nil
+}
+
+// onSwitchedThread runs enter and then fn on a locked OS thread and then
+// switches the thread back to the namespace it started in. Only if that
+// fails is the thread left locked, so that the runtime terminates it (or,
+// for the main thread, parks it for good) instead of letting other
+// goroutines run in the wrong namespace. (Simply discarding every switched
+// thread is not enough: the main thread cannot exit, and a parked main
+// thread would keep the namespace alive and make /proc/PID/net and
+// /proc/PID/ns/net show it.)
+func onSwitchedThread(enter, fn func() error) error {
+	ch := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- fmt.Errorf("current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		err = enter()
+		if err == nil {
+			err = fn()
+		}
+		if rerr := netns.Set(orig); rerr != nil {
+			ch <- errors.Join(err, fmt.Errorf("return to the original netns: %w", rerr))
+			return // still locked: the thread is not reused
+		}
+		runtime.UnlockOSThread()
+		ch <- err
+	}()
+	return <-ch
+}
+
+// inNetns runs fn on a thread switched into ns (see onSwitchedThread).
+func inNetns(ns netns.NsHandle, fn func() error) error {
+	return onSwitchedThread(func() error {
+		if err := netns.Set(ns); err != nil {
+			return fmt.Errorf("setns: %w", err)
+		}
+		return nil
+	}, fn)
+}
+
+// createNetns creates a named network namespace the way `ip netns add`
+// does: an empty file in /var/run/netns bind-mounted from a new
+// namespace's /proc/.../ns/net. It fails with fs.ErrExist if the name is
+// taken.
+func createNetns(name string) error {
+	if err := validName(name); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		return err
+	}
+	path := netnsPath(name)
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	unshare := func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("unshare: %w", err)
+		}
+		return nil
+	}
+	err = onSwitchedThread(unshare, func() error {
+		src := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind mount %s: %w", path, err)
+		}
+		return nil
+	})
+	if err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
+}
+
+// deleteNetns removes a named namespace the way `ip netns del` does:
+// unmount and remove the bind file. The namespace itself disappears once
+// no process, socket or handle refers to it. A missing namespace is fine.
+func deleteNetns(name string) error {
+	if err := validName(name); err != nil {
+		return err
+	}
+	path := netnsPath(name)
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil &&
+		!errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func isLinkNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
+}
+
+// retryDump repeats a netlink dump that the kernel interrupted (the data
+// changed while it was being read, so the result may be partial).
+func retryDump[T any](fn func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for range 10 {
+		v, err = fn()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+	}
+	return v, err
+}

@@ -1,0 +1,233 @@
+package topo
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultStateDir holds state and lock files when Options.StateDir is empty.
+const DefaultStateDir = "/run/uswitch"
+
+// Options configure Apply, Down and Lock.
+type Options struct {
+	StateDir string // default DefaultStateDir
+}
+
+func (o Options) dir() string {
+	if o.StateDir == "" {
+		return DefaultStateDir
+	}
+	return o.StateDir
+}
+
+// StatePath is the state file of instance name: <StateDir>/<name>.json.
+func StatePath(name string, opt Options) string {
+	return filepath.Join(opt.dir(), name+".json")
+}
+
+// State is what one instance made, as recorded in its state file. Every
+// object is recorded before it is created, so the file may name objects
+// that were never made; removing those is a no-op.
+type State struct {
+	Name  string    `json:"name"`
+	PID   int       `json:"pid"`
+	Netns []string  `json:"netns,omitempty"` // `ip netns` names (bind mounts in /var/run/netns)
+	Links []LinkRef `json:"links,omitempty"` // links that outlive the process (veth host ends)
+	Files []string  `json:"files,omitempty"` // files written (under /etc/netns)
+	Dirs  []string  `json:"dirs,omitempty"`  // directories created (under /etc/netns), parents first
+}
+
+// LinkRef names a link in a namespace ("" = the namespace uswitch runs in).
+type LinkRef struct {
+	Name  string `json:"name"`
+	Netns string `json:"netns,omitempty"`
+}
+
+func (s *State) hasNetns(name string) bool {
+	return s != nil && slices.Contains(s.Netns, name)
+}
+
+func (s *State) hasLink(l LinkRef) bool {
+	return s != nil && slices.Contains(s.Links, l)
+}
+
+// ReadState reads the state file of instance name; it returns nil, nil
+// when there is none.
+func ReadState(name string, opt Options) (*State, error) {
+	path := StatePath(name, opt)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state file: %w", err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("state file %s: %w (remove it by hand if it is not uswitch's)", path, err)
+	}
+	return &s, nil
+}
+
+// writeState writes s to path atomically (temporary file + rename), so a
+// crash leaves either the old or the new state, never a torn one.
+func writeState(path string, s *State) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("state file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("state file: %w", err)
+	}
+	return nil
+}
+
+// Down removes what instance name made, as recorded in its state file, and
+// then the state file. It works after the instance was killed (TAP devices
+// died with it; namespaces, veth host ends and files did not). It is
+// idempotent: without a state file there is nothing to do. Every object is
+// attempted; the errors are joined.
+//
+// Down does not check that the instance is stopped: `uswitch down` should
+// hold Lock(name) while calling it.
+func Down(name string, opt Options) error {
+	if err := validName(name); err != nil {
+		return fmt.Errorf("instance %q: %w", name, err)
+	}
+	s, err := ReadState(name, opt)
+	if err != nil {
+		return fmt.Errorf("instance %q: %w", name, err)
+	}
+	if s == nil {
+		return nil
+	}
+	if err := teardown(s); err != nil {
+		return fmt.Errorf("instance %q: %w", name, err)
+	}
+	if err := os.Remove(StatePath(name, opt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("instance %q: state file: %w", name, err)
+	}
+	return nil
+}
+
+// teardown removes everything s records, newest first: links (deleting a
+// veth host end deletes its peer too), namespaces (the devices inside go
+// with them), files, then directories. Objects already gone are fine.
+func teardown(s *State) error {
+	var errs []error
+	for _, l := range slices.Backward(s.Links) {
+		if err := deleteLink(l); err != nil {
+			errs = append(errs, fmt.Errorf("link %q: %w", l.Name, err))
+		}
+	}
+	for _, n := range slices.Backward(s.Netns) {
+		if err := deleteNetns(n); err != nil {
+			errs = append(errs, fmt.Errorf("netns %q: %w", n, err))
+		}
+	}
+	for _, f := range slices.Backward(s.Files) {
+		if err := underEtcNetns(f); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	for _, d := range slices.Backward(s.Dirs) {
+		if err := underEtcNetns(d); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		// A directory that is not empty holds someone else's files: leave it.
+		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotEmpty(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isNotEmpty(err error) bool {
+	return errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST)
+}
+
+// underEtcNetns guards teardown against a damaged state file: only paths
+// in /etc/netns are ever removed.
+func underEtcNetns(p string) error {
+	c := filepath.Clean(p)
+	if c != p || (c != etcNetnsDir && !strings.HasPrefix(c, etcNetnsDir+"/")) {
+		return fmt.Errorf("state file names %q, which is not in %s: not removed", p, etcNetnsDir)
+	}
+	return nil
+}
+
+// linkExists reports whether the link is there (in its namespace, if that
+// exists).
+func linkExists(l LinkRef) bool {
+	h := &netlink.Handle{}
+	if l.Netns != "" {
+		ns, err := openNetns(l.Netns)
+		if err != nil {
+			return false
+		}
+		defer ns.Close()
+		if h, err = netlink.NewHandleAt(ns); err != nil {
+			return false
+		}
+		defer h.Close()
+	}
+	_, err := retryDump(func() (netlink.Link, error) { return h.LinkByName(l.Name) })
+	return err == nil
+}
+
+// deleteLink deletes a link, if it still exists.
+func deleteLink(l LinkRef) error {
+	if err := validIfname(l.Name); err != nil {
+		return err
+	}
+	h := &netlink.Handle{} // no sockets of its own: the calling thread's namespace
+	if l.Netns != "" {
+		ns, err := openNetns(l.Netns)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // the link went with its namespace
+		}
+		if err != nil {
+			return err
+		}
+		defer ns.Close()
+		nh, err := netlink.NewHandleAt(ns)
+		if err != nil {
+			return err
+		}
+		defer nh.Close()
+		h = nh
+	}
+	link, err := h.LinkByName(l.Name)
+	if err != nil {
+		if isLinkNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if err := h.LinkDel(link); err != nil && !isLinkNotFound(err) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,543 @@
+package topo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"uswitch/config"
+	"uswitch/tap"
+)
+
+// Topology is what Apply made for one instance. Close removes it.
+type Topology struct {
+	Name  string    // the instance (plan) name
+	Ports []PortDev // one per bridge-mode interface, in plan order
+	// Uplink is the router side of the uplink TAP (nil without [uplink]);
+	// its other side, <name>-up, is the host's interface.
+	Uplink tap.Port
+
+	mu     sync.Mutex
+	path   string // state file
+	st     State
+	closed bool
+	err    error
+}
+
+// PortDev is the device behind one switch port.
+type PortDev struct {
+	Port     string   // switch port name (config.Interface.Port): "web", "web/eth1"
+	Network  string   // network name
+	Endpoint string   // endpoint name
+	Netns    string   // namespace holding the interface
+	Ifname   string   // interface name inside the namespace: "eth0"
+	Link     string   // config.LinkTAP or config.LinkVeth
+	HostLink string   // veth only: the host end the AF_PACKET socket reads
+	Dev      tap.Port // *tap.TAP or *tap.Packet
+}
+
+// State returns a copy of what the topology recorded in its state file.
+func (t *Topology) State() State {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.st
+	s.Netns = append([]string(nil), s.Netns...)
+	s.Links = append([]LinkRef(nil), s.Links...)
+	s.Files = append([]string(nil), s.Files...)
+	s.Dirs = append([]string(nil), s.Dirs...)
+	return s
+}
+
+// record adds objects to the state and writes the state file, before the
+// objects are created.
+func (t *Topology) record(fn func(s *State)) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fn(&t.st)
+	return writeState(t.path, &t.st)
+}
+
+// Apply makes what plan needs in the kernel. It first removes what a
+// previous run of the same instance left behind (from its state file); it
+// refuses, creating nothing, when a namespace or host link it needs exists
+// but is not in that state file. Each namespace, host link, file and
+// directory is recorded in the state file before it is created, so a kill
+// at any point leaves a state Down can clean. On error Apply removes what
+// it made and returns the error.
+//
+// Per endpoint mode: bridge gets a namespace with lo up, one TAP or veth
+// per interface (address, MAC, MTU, up), a default route via the first
+// interface's gateway and /etc/netns/<ns>/{hosts,hostname,resolv.conf};
+// none gets a namespace with lo up only; host and container get nothing
+// of their own. With [uplink], a TAP named <name>-up carries host_address
+// in the uplink's namespace (created if missing, and then removed at
+// teardown), with routes to every non-internal subnet via the router's
+// address when uplink.routes is set; the routes go with the TAP.
+//
+// Apply must run in the namespace uswitch works in (normally the root
+// namespace), and the caller should hold Lock(plan.Name).
+func Apply(ctx context.Context, plan *config.Plan, opt Options) (*Topology, error) {
+	if plan == nil {
+		return nil, errors.New("topo: nil plan")
+	}
+	if err := checkPlan(plan); err != nil {
+		return nil, fmt.Errorf("instance %q: %w", plan.Name, err)
+	}
+	old, err := ReadState(plan.Name, opt)
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: %w", plan.Name, err)
+	}
+	if err := checkForeign(plan, old); err != nil {
+		return nil, fmt.Errorf("instance %q: %w", plan.Name, err)
+	}
+	if old != nil {
+		slog.Info("removing what a previous run left behind", "instance", plan.Name, "pid", old.PID,
+			"netns", old.Netns, "links", len(old.Links), "files", len(old.Files))
+		if err := teardown(old); err != nil {
+			return nil, fmt.Errorf("instance %q: removing what a previous run left behind: %w", plan.Name, err)
+		}
+	}
+	t := &Topology{Name: plan.Name, path: StatePath(plan.Name, opt), st: State{Name: plan.Name, PID: os.Getpid()}}
+	if err := t.record(func(*State) {}); err != nil {
+		return nil, fmt.Errorf("instance %q: %w", plan.Name, err)
+	}
+	if err := t.build(ctx, plan); err != nil {
+		if cerr := t.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("removing what was made: %w", cerr))
+		}
+		return nil, fmt.Errorf("instance %q: %w", plan.Name, err)
+	}
+	return t, nil
+}
+
+// Close closes the port devices and removes everything the topology made,
+// then its state file. It is idempotent and tries every object, joining
+// the errors; on error the state file stays so Down can retry.
+func (t *Topology) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return t.err
+	}
+	t.closed = true
+	t.mu.Unlock()
+
+	var errs []error
+	for _, p := range t.Ports {
+		if err := p.Dev.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("port %q: %w", p.Port, err))
+		}
+	}
+	if t.Uplink != nil {
+		if err := t.Uplink.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("uplink: %w", err))
+		}
+	}
+	st := t.State()
+	if err := teardown(&st); err != nil {
+		errs = append(errs, err)
+	} else if err := os.Remove(t.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("state file: %w", err))
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		err = fmt.Errorf("instance %q: %w", t.Name, err)
+	}
+	t.mu.Lock()
+	t.err = err
+	t.mu.Unlock()
+	return err
+}
+
+// namespaced reports whether mode gets a namespace of its own.
+func namespaced(mode string) bool { return mode == config.ModeBridge || mode == config.ModeNone }
+
+// checkPlan rejects, before anything is made, what topo cannot apply.
+func checkPlan(p *config.Plan) error {
+	if err := validName(p.Name); err != nil {
+		return fmt.Errorf("instance name: %w", err)
+	}
+	byName := map[string]*config.Endpoint{}
+	for i := range p.Endpoints {
+		byName[p.Endpoints[i].Name] = &p.Endpoints[i]
+	}
+	nsSeen := map[string]string{}
+	hostSeen := map[string]string{}
+	for i := range p.Endpoints {
+		ep := &p.Endpoints[i]
+		switch ep.Mode {
+		case config.ModeBridge, config.ModeNone:
+			if err := validName(ep.Netns); err != nil {
+				return fmt.Errorf("endpoint %q: netns: %w", ep.Name, err)
+			}
+			if other, dup := nsSeen[ep.Netns]; dup {
+				return fmt.Errorf("endpoint %q: netns %q is also endpoint %q's", ep.Name, ep.Netns, other)
+			}
+			nsSeen[ep.Netns] = ep.Name
+		case config.ModeHost:
+		case config.ModeContainer:
+			if _, ok := byName[ep.Container]; !ok {
+				return fmt.Errorf("endpoint %q: container:%s names no endpoint", ep.Name, ep.Container)
+			}
+		default:
+			return fmt.Errorf("endpoint %q: unknown mode %q", ep.Name, ep.Mode)
+		}
+		if ep.Mode != config.ModeBridge {
+			continue
+		}
+		switch ep.Link {
+		case "", config.LinkTAP, config.LinkVeth:
+		default:
+			return fmt.Errorf("endpoint %q: unknown link %q", ep.Name, ep.Link)
+		}
+		for _, ifc := range ep.Interfaces {
+			if err := validIfname(ifc.Name); err != nil {
+				return fmt.Errorf("endpoint %q: %w", ep.Name, err)
+			}
+			if ep.Link == config.LinkVeth {
+				h := HostLinkName(p.Name, ifc.Port)
+				if other, dup := hostSeen[h]; dup {
+					return fmt.Errorf("endpoint %q: host link name %q of port %q collides with port %q", ep.Name, h, ifc.Port, other)
+				}
+				hostSeen[h] = ifc.Port
+			}
+		}
+	}
+	return nil
+}
+
+// checkForeign fails if a namespace or host link the plan needs exists but
+// was not made by this instance (as far as its state file old says).
+func checkForeign(p *config.Plan, old *State) error {
+	if u := p.Uplink; u != nil {
+		ref := LinkRef{Name: u.HostDevice, Netns: u.Netns}
+		if linkExists(ref) && !old.hasLink(ref) {
+			return fmt.Errorf("link %q already exists and was not made by uswitch instance %q", u.HostDevice, p.Name)
+		}
+	}
+	for _, ep := range p.Endpoints {
+		if !namespaced(ep.Mode) {
+			continue
+		}
+		if netnsExists(ep.Netns) && !old.hasNetns(ep.Netns) {
+			return fmt.Errorf("netns %q already exists and was not made by uswitch instance %q", ep.Netns, p.Name)
+		}
+		if ep.Mode != config.ModeBridge || ep.Link != config.LinkVeth {
+			continue
+		}
+		for _, ifc := range ep.Interfaces {
+			ref := LinkRef{Name: HostLinkName(p.Name, ifc.Port)}
+			_, err := retryDump(func() (netlink.Link, error) { return netlink.LinkByName(ref.Name) })
+			if err == nil && !old.hasLink(ref) {
+				return fmt.Errorf("link %q already exists and was not made by uswitch instance %q", ref.Name, p.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// build makes every endpoint's namespace and links. Only bridge and none
+// endpoints make anything; a container endpoint shares its target's
+// namespace (which this loop creates wherever the target is in the plan)
+// and a host endpoint stays in the root namespace.
+func (t *Topology) build(ctx context.Context, p *config.Plan) error {
+	for i := range p.Endpoints {
+		ep := &p.Endpoints[i]
+		if !namespaced(ep.Mode) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := t.addEndpoint(ctx, p, ep); err != nil {
+			return fmt.Errorf("endpoint %q: %w", ep.Name, err)
+		}
+	}
+	if p.Uplink != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := t.addUplink(p); err != nil {
+			return fmt.Errorf("uplink: %w", err)
+		}
+	}
+	return nil
+}
+
+// addUplink opens the uplink TAP, moves it into the uplink's namespace if
+// one is named, and configures the host side there: host_address, up, and
+// the routes to the instance's subnets.
+func (t *Topology) addUplink(p *config.Plan) error {
+	u := p.Uplink
+	h := &netlink.Handle{} // the namespace uswitch runs in
+	if u.Netns != "" {
+		if !netnsExists(u.Netns) {
+			if err := t.record(func(s *State) { s.Netns = append(s.Netns, u.Netns) }); err != nil {
+				return err
+			}
+			if err := createNetns(u.Netns); err != nil {
+				return fmt.Errorf("create netns %q: %w", u.Netns, err)
+			}
+		}
+		ns, err := openNetns(u.Netns)
+		if err != nil {
+			return err
+		}
+		defer ns.Close()
+		if h, err = netlink.NewHandleAt(ns); err != nil {
+			return fmt.Errorf("netns %q: netlink: %w", u.Netns, err)
+		}
+		defer h.Close()
+		if lo, err := retryDump(func() (netlink.Link, error) { return h.LinkByName("lo") }); err == nil {
+			_ = h.LinkSetUp(lo)
+		}
+	}
+	ref := LinkRef{Name: u.HostDevice, Netns: u.Netns}
+	if err := t.record(func(s *State) { s.Links = append(s.Links, ref) }); err != nil {
+		return err
+	}
+	dev, err := tap.OpenTAP(u.HostDevice)
+	if err != nil {
+		return err
+	}
+	t.Uplink = dev
+	l, err := retryDump(func() (netlink.Link, error) { return netlink.LinkByName(u.HostDevice) })
+	if err != nil {
+		return fmt.Errorf("TAP %s: %w", u.HostDevice, err)
+	}
+	if u.Netns != "" {
+		ns, err := openNetns(u.Netns)
+		if err != nil {
+			return err
+		}
+		err = netlink.LinkSetNsFd(l, int(ns))
+		ns.Close()
+		if err != nil {
+			return fmt.Errorf("TAP %s: move to netns %q: %w", u.HostDevice, u.Netns, err)
+		}
+	}
+	if err := configureIface(h, config.Interface{Name: u.HostDevice, Prefix: u.HostAddress, MTU: 1500}); err != nil {
+		return fmt.Errorf("%s: %w", u.HostDevice, err)
+	}
+	if !u.Routes {
+		return nil
+	}
+	l, err = retryDump(func() (netlink.Link, error) { return h.LinkByName(u.HostDevice) })
+	if err != nil {
+		return fmt.Errorf("%s: %w", u.HostDevice, err)
+	}
+	for _, n := range p.Networks {
+		if n.Internal {
+			continue
+		}
+		dst := &net.IPNet{IP: net.IP(n.Subnet.Addr().AsSlice()), Mask: net.CIDRMask(n.Subnet.Bits(), 32)}
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: net.IP(u.Address.Addr().AsSlice())}); err != nil {
+			return fmt.Errorf("route %s via %s dev %s: %w", n.Subnet, u.Address.Addr(), u.HostDevice, err)
+		}
+	}
+	return nil
+}
+
+// addEndpoint makes the namespace of a bridge or none endpoint and, for
+// bridge, its interfaces, default route and /etc/netns files.
+func (t *Topology) addEndpoint(ctx context.Context, p *config.Plan, ep *config.Endpoint) error {
+	if err := t.record(func(s *State) { s.Netns = append(s.Netns, ep.Netns) }); err != nil {
+		return err
+	}
+	if err := createNetns(ep.Netns); err != nil {
+		if errors.Is(err, fs.ErrExist) { // made by someone else meanwhile: not ours to delete
+			t.record(func(s *State) { s.Netns = s.Netns[:len(s.Netns)-1] })
+			return fmt.Errorf("netns %q already exists and was not made by uswitch instance %q", ep.Netns, p.Name)
+		}
+		return fmt.Errorf("create netns %q: %w", ep.Netns, err)
+	}
+	ns, err := openNetns(ep.Netns)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netns %q: netlink: %w", ep.Netns, err)
+	}
+	defer h.Close()
+	lo, err := retryDump(func() (netlink.Link, error) { return h.LinkByName("lo") })
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		return fmt.Errorf("netns %q: lo up: %w", ep.Netns, err)
+	}
+	if ep.Mode != config.ModeBridge {
+		return nil
+	}
+
+	for _, ifc := range ep.Interfaces {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		pd := PortDev{Port: ifc.Port, Network: ifc.Network, Endpoint: ep.Name, Netns: ep.Netns, Ifname: ifc.Name, Link: ep.Link}
+		var err error
+		if ep.Link == config.LinkVeth {
+			err = t.addVeth(p, ns, h, ifc, &pd)
+		} else {
+			pd.Link = config.LinkTAP
+			err = t.addTAP(ns, h, ifc, &pd)
+		}
+		if pd.Dev != nil {
+			t.Ports = append(t.Ports, pd)
+		}
+		if err != nil {
+			return fmt.Errorf("%s (%s): %w", ifc.Name, pd.Link, err)
+		}
+	}
+	if len(ep.Interfaces) > 0 && ep.Interfaces[0].Gateway.IsValid() {
+		ifc := ep.Interfaces[0]
+		l, err := retryDump(func() (netlink.Link, error) { return h.LinkByName(ifc.Name) })
+		if err == nil {
+			err = h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.IP(ifc.Gateway.AsSlice()), Scope: netlink.SCOPE_UNIVERSE})
+		}
+		if err != nil {
+			return fmt.Errorf("default route via %s: %w", ifc.Gateway, err)
+		}
+	}
+	return t.writeNetnsFiles(p, ep)
+}
+
+// addTAP opens a TAP under a temporary name in the root namespace, moves
+// it into ns and configures it there as ifc.
+func (t *Topology) addTAP(ns netns.NsHandle, h *netlink.Handle, ifc config.Interface, pd *PortDev) error {
+	tmp := tempTAPName()
+	dev, err := tap.OpenTAP(tmp)
+	if err != nil {
+		return err
+	}
+	pd.Dev = dev // from here on, Close closes it (and the device vanishes)
+	l, err := retryDump(func() (netlink.Link, error) { return netlink.LinkByName(tmp) })
+	if err != nil {
+		return fmt.Errorf("TAP %s: %w", tmp, err)
+	}
+	if err := netlink.LinkSetNsFd(l, int(ns)); err != nil {
+		return fmt.Errorf("TAP %s: move to netns %q: %w", tmp, pd.Netns, err)
+	}
+	l, err = retryDump(func() (netlink.Link, error) { return h.LinkByName(tmp) })
+	if err == nil {
+		err = h.LinkSetName(l, ifc.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("TAP %s: rename to %s: %w", tmp, ifc.Name, err)
+	}
+	return configureIface(h, ifc)
+}
+
+// addVeth creates a veth pair whose peer is made directly inside ns as
+// ifc.Name, configures the peer, turns off its offloads, and opens an
+// AF_PACKET socket on the host end.
+func (t *Topology) addVeth(p *config.Plan, ns netns.NsHandle, h *netlink.Handle, ifc config.Interface, pd *PortDev) error {
+	host := HostLinkName(p.Name, ifc.Port)
+	pd.HostLink = host
+	ref := LinkRef{Name: host}
+	if err := t.record(func(s *State) { s.Links = append(s.Links, ref) }); err != nil {
+		return err
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = host
+	if ifc.MTU > 0 {
+		attrs.MTU = ifc.MTU
+	}
+	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: ifc.Name, PeerTxQLen: -1, PeerNamespace: netlink.NsFd(int(ns))}
+	if !ifc.MAC.IsZero() {
+		veth.PeerHardwareAddr = net.HardwareAddr(ifc.MAC[:])
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		if errors.Is(err, fs.ErrExist) { // appeared meanwhile: not ours to delete
+			t.record(func(s *State) { s.Links = s.Links[:len(s.Links)-1] })
+			return fmt.Errorf("link %q already exists and was not made by uswitch instance %q", host, p.Name)
+		}
+		return fmt.Errorf("create veth %s/%s: %w", host, ifc.Name, err)
+	}
+	if err := configureIface(h, ifc); err != nil {
+		return err
+	}
+	if err := inNetns(ns, func() error { return tap.DisableOffloads(ifc.Name) }); err != nil {
+		return fmt.Errorf("netns %q: %w", pd.Netns, err)
+	}
+
+	// The host end carries no address and must stay silent: no ARP, no
+	// IPv6 link-local address (so no DAD, router or MLD solicitations).
+	hl, err := retryDump(func() (netlink.Link, error) { return netlink.LinkByName(host) })
+	if err != nil {
+		return fmt.Errorf("host end %s: %w", host, err)
+	}
+	if err := netlink.LinkSetAlias(hl, hostLinkAlias(p.Name, ifc.Port)); err != nil {
+		return fmt.Errorf("host end %s: alias: %w", host, err)
+	}
+	if err := netlink.LinkSetARPOff(hl); err != nil {
+		return fmt.Errorf("host end %s: arp off: %w", host, err)
+	}
+	quietIPv6(&netlink.Handle{}, hl)
+	if err := tap.DisableOffloads(host); err != nil {
+		return fmt.Errorf("host end: %w", err)
+	}
+	if err := netlink.LinkSetUp(hl); err != nil {
+		return fmt.Errorf("host end %s: up: %w", host, err)
+	}
+	dev, err := tap.OpenPacket(host, hl.Attrs().Index)
+	if err != nil {
+		return err
+	}
+	pd.Dev = dev
+	return nil
+}
+
+// configureIface gives the link ifc.Name in h's namespace its MAC, MTU and
+// address, and brings it up.
+func configureIface(h *netlink.Handle, ifc config.Interface) error {
+	l, err := retryDump(func() (netlink.Link, error) { return h.LinkByName(ifc.Name) })
+	if err != nil {
+		return err
+	}
+	if !ifc.MAC.IsZero() {
+		if err := h.LinkSetHardwareAddr(l, net.HardwareAddr(ifc.MAC[:])); err != nil {
+			return fmt.Errorf("set MAC %s: %w", ifc.MAC, err)
+		}
+	}
+	if ifc.MTU > 0 {
+		if err := h.LinkSetMTU(l, ifc.MTU); err != nil {
+			return fmt.Errorf("set MTU %d: %w", ifc.MTU, err)
+		}
+	}
+	quietIPv6(h, l)
+	if ifc.Prefix.IsValid() {
+		addr := &netlink.Addr{IPNet: &net.IPNet{
+			IP:   net.IP(ifc.Prefix.Addr().AsSlice()),
+			Mask: net.CIDRMask(ifc.Prefix.Bits(), ifc.Prefix.Addr().BitLen()),
+		}}
+		if err := h.AddrAdd(l, addr); err != nil {
+			return fmt.Errorf("add address %s: %w", ifc.Prefix, err)
+		}
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
+	return nil
+}
+
+// quietIPv6 keeps the kernel from giving l an IPv6 link-local address, so
+// it sends no DAD, router solicitations or MLD reports (like Docker, which
+// disables IPv6 on container interfaces unless IPv6 is configured).
+// Best effort: a kernel without IPv6 has nothing to silence.
+func quietIPv6(h *netlink.Handle, l netlink.Link) {
+	const addrGenModeNone = 1 // IN6_ADDR_GEN_MODE_NONE
+	if err := h.LinkSetIP6AddrGenMode(l, addrGenModeNone); err != nil {
+		slog.Debug("cannot disable IPv6 address generation", "link", l.Attrs().Name, "err", err)
+	}
+}
