@@ -1,0 +1,24 @@
+// Package control owns the control API of a running instance (HTTP/1.1 +
+// JSON over a unix socket, mode 0600, so `curl --unix-socket` works) and the
+// client the CLI's inspection commands use.
+//
+// Endpoints (all GET):
+//
+//	/v1/fdb[?network=N]         the MAC learning tables ([]FDBEntry)
+//	/v1/fdb?watch=1[&network=N] FDB events (vswitch.Event), one JSON object a line
+//	/v1/ports                   every port's counters ([]datapath.PortInfo)
+//	/metrics                    Prometheus text format
+//
+// The server side is Listen, NewHandler and Serve over a Backend (the
+// datapath). The client side is Client. Wire types are FDBEntry,
+// datapath.PortInfo and vswitch.Event; errors are {"error": "..."}.
+package control
+
+import "path/filepath"
+
+// RunDir is where instances put their control sockets.
+const RunDir = "/run/uswitch"
+
+// SocketPath is the control socket of the instance named name:
+// /run/uswitch/NAME.sock.
+func SocketPath(name string) string { return filepath.Join(RunDir, name+".sock") }
