@@ -9,6 +9,7 @@
 package arp
 
 import (
+	"fmt"
 	"net/netip"
 	"sort"
 	"sync"
@@ -36,6 +37,17 @@ func (s State) String() string { return stateNames[s] }
 
 // MarshalText makes states read well in JSON.
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a state's name back, for API clients.
+func (s *State) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = State(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown neighbour state %q", b)
+}
 
 // Config sets a cache's timers and limits; zero fields take Linux's
 // defaults.

@@ -528,3 +528,29 @@ func TestClientNoInstance(t *testing.T) {
 	require.EqualError(t, err, "no uswitch instance is running (control socket "+stalePath+": connect: connection refused)")
 	require.True(t, strings.HasPrefix(err.Error(), "no uswitch instance is running"))
 }
+
+func TestNeighAndRoutes(t *testing.T) {
+	l := newLab(t)
+	// web asks for its gateway: the router answers and learns web.
+	l.ports["web"].Inject(arpRequest(t, macWeb, net.IPv4(172, 20, 0, 10), net.IPv4(172, 20, 0, 1)))
+	c := serve(t, l.dp)
+	var neigh []NeighEntry
+	require.Eventually(t, func() bool {
+		require.NoError(t, c.GetJSON(context.Background(), "/v1/neigh", &neigh))
+		return len(neigh) == 1
+	}, 5*time.Second, 5*time.Millisecond)
+	require.Equal(t, "gw/front", neigh[0].Port)
+	require.Equal(t, "172.20.0.10", neigh[0].IP.String())
+	require.Equal(t, macWeb, *neigh[0].MAC)
+	require.Equal(t, "REACHABLE", neigh[0].State.String())
+
+	var raw []map[string]any
+	require.NoError(t, c.GetJSON(context.Background(), "/v1/routes", &raw))
+	require.Len(t, raw, 2)
+	require.Equal(t, "172.20.0.0/24", raw[0]["dst"])
+	require.Equal(t, "gw/front", raw[0]["dev"])
+	require.Equal(t, "172.20.0.1", raw[0]["prefsrc"])
+
+	var v any
+	require.ErrorContains(t, c.GetJSON(context.Background(), "/v1/neigh?x=1", &v), "unknown query parameter")
+}

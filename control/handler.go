@@ -19,17 +19,19 @@ import (
 
 	"uswitch/datapath"
 	"uswitch/packet"
+	"uswitch/router"
 	"uswitch/vswitch"
 )
 
 // Backend is what the control API inspects. *datapath.Datapath satisfies
-// it; later features (neighbours, conntrack, routes, rules, capture) add
-// methods here.
+// it; later features (conntrack, rules, capture) add methods here.
 type Backend interface {
 	// Networks returns the learning switches, one per network, in plan order.
 	Networks() []*vswitch.Switch
 	// Ports returns every port's identity and counters.
 	Ports() []datapath.PortInfo
+	// Router returns the router, for its neighbours and routes.
+	Router() *router.Router
 }
 
 // FDBEntry is one row of GET /v1/fdb.
@@ -86,9 +88,11 @@ func NewHandler(b Backend) http.Handler {
 		ErrorHandling: promhttp.ContinueOnError,
 	})
 	h.routes = map[string]route{
-		"/v1/fdb":   {http.MethodGet, apiFunc(h.fdb)},
-		"/v1/ports": {http.MethodGet, apiFunc(h.ports)},
-		"/metrics":  {http.MethodGet, metrics},
+		"/v1/fdb":    {http.MethodGet, apiFunc(h.fdb)},
+		"/v1/ports":  {http.MethodGet, apiFunc(h.ports)},
+		"/v1/neigh":  {http.MethodGet, apiFunc(h.neigh)},
+		"/v1/routes": {http.MethodGet, apiFunc(h.routeTable)},
+		"/metrics":   {http.MethodGet, metrics},
 	}
 	return h
 }

@@ -103,6 +103,8 @@ func start(t *testing.T, name, cfg string) *instance {
 	t.Helper()
 	in := &instance{t: t, name: name, config: cfg, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
 	in.cmd = exec.Command(binary, "run", "--config", cfg)
+	// If the test binary dies (a timeout), uswitch gets SIGTERM and cleans up.
+	in.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	in.cmd.Stdout = in.stdout
 	pr, pw := io.Pipe()
 	in.cmd.Stderr = io.MultiWriter(in.stderr, pw)

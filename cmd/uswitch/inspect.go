@@ -226,7 +226,14 @@ func cmdPorts(args []string) error { return ports(context.Background(), args, os
 
 // ports is `uswitch ports`.
 func ports(ctx context.Context, args []string, w io.Writer) error {
-	fs := newFlagSet("ports", "[-o table|json] [--control PATH | --config FILE]")
+	var list []datapath.PortInfo
+	return inspect(ctx, "ports", "/v1/ports", args, w, &list, func() *table { return portsTable(list) })
+}
+
+// inspect is the whole of a simple inspection command: the common flags,
+// one GET of path into v, and v rendered as tbl's table or as JSON.
+func inspect(ctx context.Context, name, path string, args []string, w io.Writer, v any, tbl func() *table) error {
+	fs := newFlagSet(name, "[-o table|json] [--control PATH | --config FILE]")
 	var f inspectFlags
 	f.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -236,11 +243,10 @@ func ports(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var list []datapath.PortInfo
-	if err := getJSON(ctx, c, "/v1/ports", &list); err != nil {
+	if err := getJSON(ctx, c, path, v); err != nil {
 		return err
 	}
-	return render(w, f.output, list, func() *table { return portsTable(list) })
+	return render(w, f.output, v, tbl)
 }
 
 // portsTable lays out port counters, one port a row.

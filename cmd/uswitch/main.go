@@ -31,6 +31,8 @@ var commands = []command{
 	{"down", "--config FILE", "remove what a crashed run left behind", cmdDown},
 	{"fdb", "[--network N] [--watch] [-o json]", "show the MAC learning table, or watch it change", cmdFDB},
 	{"ports", "[-o json]", "show every port's packet, byte and drop counters", cmdPorts},
+	{"neigh", "[-o json]", "show the router's ARP cache per network", cmdNeigh},
+	{"routes", "[-o json]", "show the routing table", cmdRoutes},
 	{"version", "", "print the version and build information", cmdVersion},
 }
 

@@ -7,10 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -78,7 +78,15 @@ func cmdDown(args []string) error {
 		return fmt.Errorf("down: %w", err)
 	}
 	defer unlock()
-	return topo.Down(plan.Name, topo.Options{StateDir: stateDir})
+	if err := topo.Down(plan.Name, topo.Options{StateDir: stateDir}); err != nil {
+		return err
+	}
+	// Holding the lock, no instance of this name runs: a socket left by a
+	// killed run is stale.
+	if err := os.Remove(control.SocketPath(plan.Name)); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+		return fmt.Errorf("down: %w", err)
+	}
+	return nil
 }
 
 // cmdRun builds the plan's topology, forwards until SIGINT/SIGTERM, then
@@ -102,12 +110,15 @@ func cmdRun(args []string) error {
 		return fmt.Errorf("run: TAP devices need /dev/net/tun (modprobe tun): %w", err)
 	}
 	if *sock == "" {
-		*sock = filepath.Join(stateDir, plan.Name+".sock")
+		*sock = control.SocketPath(plan.Name)
 	}
 	// Signals are caught from here on, so an interrupt during start-up still
 	// removes whatever was made so far.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A reader of our output that goes away (`uswitch run | head`, a test
+	// that died) must not kill us with SIGPIPE before we clean up.
+	signal.Ignore(syscall.SIGPIPE)
 	return run(ctx, plan, *sock, log)
 }
 
