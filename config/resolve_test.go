@@ -310,16 +310,17 @@ func TestDefault(t *testing.T) {
 	p, raw := Default()
 	require.Equal(t, defaultTOML, raw)
 	require.Equal(t, "demo", p.Name)
-	require.Nil(t, p.Uplink)
-	require.Len(t, p.Networks, 1)
+	require.Equal(t, "demo-host", p.Uplink.Netns, "the demo's host side is a namespace of its own")
+	require.Len(t, p.Networks, 2)
 	require.Equal(t, "bridge", p.Networks[0].Name)
+	require.False(t, p.Networks[1].Isolate)
 	require.Equal(t, map[string]string{
-		"demo-a": "172.29.0.2/24",
-		"demo-b": "172.29.0.3/24",
-		"demo-c": "172.29.0.4/24",
+		"demo-a":  "172.29.0.2/24",
+		"demo-b":  "172.29.0.3/24",
+		"demo-c":  "172.29.0.4/24",
+		"demo-db": "172.30.0.2/24",
 	}, ips(p))
 	for _, e := range p.Endpoints {
-		require.Equal(t, LinkTAP, e.Link)
 		require.Equal(t, e.Name, e.Netns)
 	}
 }

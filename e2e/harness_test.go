@@ -97,12 +97,13 @@ func writeConfig(t *testing.T, text string) string {
 	return p
 }
 
-// start runs `uswitch run --config cfg` and waits for `ready`. The instance
-// is stopped (SIGTERM) and `uswitch down` run at the end of the test.
+// start runs `uswitch run --config cfg` (with cfg "", the embedded default
+// topology) and waits for `ready`. The instance is stopped (SIGTERM) and
+// `uswitch down` run at the end of the test.
 func start(t *testing.T, name, cfg string) *instance {
 	t.Helper()
 	in := &instance{t: t, name: name, config: cfg, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
-	in.cmd = exec.Command(binary, "run", "--config", cfg)
+	in.cmd = exec.Command(binary, append([]string{"run"}, in.configArgs()...)...)
 	// If the test binary dies (a timeout), uswitch gets SIGTERM and cleans up.
 	in.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	in.cmd.Stdout = in.stdout
@@ -123,7 +124,7 @@ func start(t *testing.T, name, cfg string) *instance {
 	go func() { in.exited <- in.cmd.Wait(); pw.Close() }()
 	t.Cleanup(func() {
 		in.stop()
-		if out, err := exec.Command(binary, "down", "--config", cfg).CombinedOutput(); err != nil {
+		if out, err := exec.Command(binary, append([]string{"down"}, in.configArgs()...)...).CombinedOutput(); err != nil {
 			t.Errorf("uswitch down: %v\n%s", err, out)
 		}
 		if t.Failed() {
@@ -163,9 +164,21 @@ func (in *instance) kill() {
 	<-in.exited
 }
 
+// configArgs selects the instance's config on a uswitch command line.
+func (in *instance) configArgs() []string {
+	if in.config == "" {
+		return nil
+	}
+	return []string{"--config", in.config}
+}
+
 // cli runs a uswitch subcommand against this instance and returns stdout.
 func (in *instance) cli(args ...string) (string, error) {
-	args = append(args, "--config", in.config)
+	if in.config == "" {
+		args = append(args, "--control", "/run/uswitch/"+in.name+".sock")
+	} else {
+		args = append(args, in.configArgs()...)
+	}
 	var out, errb strings.Builder
 	c := exec.Command(binary, args...)
 	c.Stdout, c.Stderr = &out, &errb
