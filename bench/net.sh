@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Side-by-side: two namespaces talking through a kernel veth+bridge, then
-# through uswitch, measured in the same run with the same tools. Prints each
-# figure and uswitch's ratio to the kernel's.
+# Side-by-side, in the same run with the same tools: two namespaces talking
+# through a kernel veth+bridge and through uswitch's switch; two namespaces
+# on two subnets talking through a kernel router (a namespace with
+# ip_forward) and through uswitch's router. Prints each figure and
+# uswitch's ratio to the kernel's.
 #
 # Needs root, iperf3 and ping (installed when missing). Everything it makes
 # is named ub<pid>-*, lives in namespaces it creates (the kernel bridge too,
@@ -23,7 +25,7 @@ work=$(mktemp -d)
 cleanup() {
 	set +e
 	[ -n "$USW_PID" ] && kill -TERM "$USW_PID" 2>/dev/null && wait "$USW_PID" 2>/dev/null
-	for ns in $P-kbr $P-ka $P-kb; do ip netns del "$ns" 2>/dev/null; done
+	for ns in $P-kbr $P-ka $P-kb $P-krt $P-kra $P-krb; do ip netns del "$ns" 2>/dev/null; done
 	"$BIN" down --config "$work/net.toml" >/dev/null 2>&1
 	rm -rf "$work"
 }
@@ -44,7 +46,24 @@ for side in ka kb; do
 	i=$((i + 1))
 done
 
-# --- uswitch: the same two endpoints on TAPs
+# --- kernel: a router namespace between two subnets (its own ip_forward)
+ip netns add $P-krt
+ip netns exec $P-krt sysctl -qw net.ipv4.ip_forward=1
+ip -n $P-krt link set lo up
+i=1
+for side in kra krb; do
+	ip netns add $P-$side
+	ip link add eth0 netns $P-$side type veth peer name v$side netns $P-krt
+	ip -n $P-krt addr add 10.97.$i.1/24 dev v$side
+	ip -n $P-krt link set v$side up
+	ip -n $P-$side addr add 10.97.$i.2/24 dev eth0
+	ip -n $P-$side link set eth0 up
+	ip -n $P-$side link set lo up
+	ip -n $P-$side route add default via 10.97.$i.1
+	i=$((i + 1))
+done
+
+# --- uswitch: the same endpoints on TAPs, switched and routed
 cat >"$work/net.toml" <<TOML
 name = "$P"
 [defaults]
@@ -58,6 +77,20 @@ network = "lan"
 [[endpoint]]
 name = "$P-ub"
 network = "lan"
+[[network]]
+name = "r1"
+subnet = "10.96.1.0/24"
+isolate = false
+[[network]]
+name = "r2"
+subnet = "10.96.2.0/24"
+isolate = false
+[[endpoint]]
+name = "$P-ura"
+network = "r1"
+[[endpoint]]
+name = "$P-urb"
+network = "r2"
 TOML
 "$BIN" run --config "$work/net.toml" >"$work/run.out" 2>"$work/run.err" &
 USW_PID=$!
@@ -79,6 +112,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 ip netns exec $P-ka ping -c 3 -i 0.2 -q 10.99.0.3 >/dev/null
 ip netns exec $P-ua ping -c 3 -i 0.2 -q 10.98.0.3 >/dev/null
+ip netns exec $P-kra ping -c 3 -i 0.2 -q 10.97.2.2 >/dev/null
+ip netns exec $P-ura ping -c 3 -i 0.2 -q 10.96.2.2 >/dev/null
 
 k_tcp=$(tcp $P-ka $P-kb 10.99.0.3)
 u_tcp=$(tcp $P-ua $P-ub 10.98.0.3)
@@ -86,9 +121,15 @@ k_flood=$(rtt $P-ka 10.99.0.3 "-A -c 2000")
 u_flood=$(rtt $P-ua 10.98.0.3 "-A -c 2000")
 k_paced=$(rtt $P-ka 10.99.0.3 "-c 20 -i 0.05")
 u_paced=$(rtt $P-ua 10.98.0.3 "-c 20 -i 0.05")
+kr_tcp=$(tcp $P-kra $P-krb 10.97.2.2)
+ur_tcp=$(tcp $P-ura $P-urb 10.96.2.2)
+kr_flood=$(rtt $P-kra 10.97.2.2 "-A -c 2000")
+ur_flood=$(rtt $P-ura 10.96.2.2 "-A -c 2000")
 
 printf '%s, %s, %d cores, kernel %s\n\n' "$(date -u +%FT%TZ)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc)" "$(uname -r)"
-printf '%-28s %12s %12s %8s\n' "measure" "kernel br" "uswitch" "ratio"
+printf '%-28s %12s %12s %8s\n' "measure" "kernel" "uswitch" "ratio"
 printf '%-28s %12s %12s %8s\n' "TCP 1 stream (Gbit/s)" "$k_tcp" "$u_tcp" "$(ratio "$u_tcp" "$k_tcp")"
 printf '%-28s %12s %12s %8s\n' "RTT ping -A (ms)" "$k_flood" "$u_flood" "$(ratio "$u_flood" "$k_flood")"
 printf '%-28s %12s %12s %8s\n' "RTT ping paced (ms)" "$k_paced" "$u_paced" "$(ratio "$u_paced" "$k_paced")"
+printf '%-28s %12s %12s %8s\n' "routed TCP (Gbit/s)" "$kr_tcp" "$ur_tcp" "$(ratio "$ur_tcp" "$kr_tcp")"
+printf '%-28s %12s %12s %8s\n' "routed RTT ping -A (ms)" "$kr_flood" "$ur_flood" "$(ratio "$ur_flood" "$kr_flood")"
