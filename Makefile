@@ -28,7 +28,7 @@ vet:
 
 # Go microbenchmarks of the fast paths (ns/frame, allocs/op).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./vswitch ./datapath
+	$(GO) test -run '^$$' -bench . -benchmem ./vswitch ./router ./datapath
 
 # Side by side with the kernel bridge in the same run (needs root).
 bench-net: build
@@ -37,6 +37,8 @@ bench-net: build
 # Each fuzz target for a short, bounded time.
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzInput -fuzztime 20s ./vswitch
+	$(GO) test -run '^$$' -fuzz FuzzPortInput -fuzztime 20s ./router
+	$(GO) test -run '^$$' -fuzz FuzzViews -fuzztime 20s ./packet
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./config
 
 clean:
