@@ -17,6 +17,7 @@ import (
 
 	"uswitch/clock"
 	"uswitch/config"
+	"uswitch/nat"
 	"uswitch/router"
 	"uswitch/stats"
 	"uswitch/tap"
@@ -33,6 +34,7 @@ type Datapath struct {
 	networks []*vswitch.Switch
 	byName   map[string]*vswitch.Switch
 	router   *router.Router
+	tracker  *nat.Tracker
 	uplink   *uplink
 	log      *slog.Logger
 
@@ -85,7 +87,12 @@ func (l switchLink) Send(frame []byte) { l.sw.Input(l.port, frame) }
 // port on each. Nothing runs until devices are attached and Start is called.
 func New(plan *config.Plan, clk clock.Clock, log *slog.Logger) (*Datapath, error) {
 	d := &Datapath{plan: plan, clock: clk, byName: map[string]*vswitch.Switch{}, log: log, stop: make(chan struct{})}
-	d.router = router.New(clk, log)
+	rules, err := nat.Compile(plan, log)
+	if err != nil {
+		return nil, err
+	}
+	d.tracker = nat.NewTracker(rules, plan.Defaults.ConntrackMax, clk)
+	d.router = router.New(clk, log, d.tracker)
 	for _, n := range plan.Networks {
 		sw := vswitch.New(vswitch.Config{
 			Name:       n.Name,
@@ -122,19 +129,20 @@ func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) error {
 		return err
 	}
 	rp, err = d.router.AddPort(router.PortConfig{
-		Name:     name,
-		Network:  n.Name,
-		MAC:      n.GatewayMAC,
-		Addr:     netip.PrefixFrom(n.Gateway, n.Subnet.Bits()),
-		MTU:      n.MTU,
-		Isolate:  n.Isolate,
-		Internal: n.Internal,
+		Name:    name,
+		Network: n.Name,
+		MAC:     n.GatewayMAC,
+		Addr:    netip.PrefixFrom(n.Gateway, n.Subnet.Bits()),
+		MTU:     n.MTU,
 	}, switchLink{sw: sw, port: swp}, &swp.Stats)
 	if err != nil {
 		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
 	return sw.AddStatic(0, n.GatewayMAC, swp)
 }
+
+// Tracker returns the connection tracker and rule set.
+func (d *Datapath) Tracker() *nat.Tracker { return d.tracker }
 
 // Router returns the instance's router.
 func (d *Datapath) Router() *router.Router { return d.router }
@@ -224,8 +232,12 @@ func (d *Datapath) startReader(name string, dev tap.Port, input func([]byte), lo
 	}()
 }
 
-// Start runs the timers until Close: ARP every tick, FDB ageing every
-// second.
+// sweepShards is how many of the connection table's 256 shards each tick
+// sweeps for expired connections.
+const sweepShards = 16
+
+// Start runs the timers until Close: ARP and a slice of the connection
+// table's expiry sweep every tick, FDB ageing every second.
 func (d *Datapath) Start(tick time.Duration) {
 	d.wg.Add(1)
 	go func() {
@@ -237,6 +249,7 @@ func (d *Datapath) Start(tick time.Duration) {
 			select {
 			case <-t.C:
 				d.router.Tick()
+				d.tracker.Table.Sweep(sweepShards)
 				if time.Since(last) >= time.Second {
 					last = time.Now()
 					for _, sw := range d.networks {

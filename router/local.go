@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"uswitch/clock"
+	"uswitch/nat"
 	"uswitch/packet"
 	"uswitch/stats"
 )
@@ -64,7 +65,7 @@ func (r *Router) echoReply(frame []byte) {
 func (r *Router) send(frame []byte) {
 	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
 	out, nh, ok := r.routes.lookup(ip.Dst())
-	if !ok {
+	if !ok || r.ct.Output(ip, out.iface).Action != nat.Accept {
 		return
 	}
 	packet.Ethernet(frame).SetEtherType(packet.EtherTypeIPv4)

@@ -18,6 +18,7 @@ import (
 
 	"uswitch/arp"
 	"uswitch/clock"
+	"uswitch/nat"
 	"uswitch/packet"
 	"uswitch/stats"
 )
@@ -30,14 +31,12 @@ type Link interface {
 
 // PortConfig describes a router port.
 type PortConfig struct {
-	Name     string       // "gw/<network>" or "uplink"
-	Network  string       // the network's name; "" for the uplink
-	MAC      packet.MAC   // the port's MAC
-	Addr     netip.Prefix // the port's address and its subnet's length
-	MTU      int
-	Isolate  bool // no forwarding to other networks
-	Internal bool // no forwarding to or from the uplink
-	ARP      arp.Config
+	Name    string       // "gw/<network>" or "uplink"
+	Network string       // the network's name; "" for the uplink
+	MAC     packet.MAC   // the port's MAC
+	Addr    netip.Prefix // the port's address and its subnet's length
+	MTU     int
+	ARP     arp.Config
 }
 
 // Port is one interface of the router.
@@ -46,6 +45,7 @@ type Port struct {
 	ip     [4]byte
 	subnet netip.Prefix
 	bcast  [4]byte // the subnet's broadcast address (none for /31 and /32)
+	iface  string  // what rules call it: the network's name, or "uplink"
 	link   Link
 	stats  *stats.Port
 	arp    *arp.Cache
@@ -56,6 +56,7 @@ type Port struct {
 type Router struct {
 	clock  clock.Clock
 	log    *slog.Logger
+	ct     *nat.Tracker
 	ports  []*Port
 	uplink *Port
 	routes table
@@ -65,9 +66,9 @@ type Router struct {
 	ipID   uint32 // IP id of generated packets, atomically bumped
 }
 
-// New returns a router with no ports.
-func New(clk clock.Clock, log *slog.Logger) *Router {
-	r := &Router{clock: clk, log: log, limit: newRateLimiter(clk)}
+// New returns a router with no ports whose hooks are ct's.
+func New(clk clock.Clock, log *slog.Logger, ct *nat.Tracker) *Router {
+	r := &Router{clock: clk, log: log, ct: ct, limit: newRateLimiter(clk)}
 	r.bufs.New = func() any { b := make([]byte, maxGenerated); return &b }
 	return r
 }
@@ -82,6 +83,10 @@ func (r *Router) AddPort(c PortConfig, link Link, st *stats.Port) (*Port, error)
 	p := &Port{PortConfig: c, ip: c.Addr.Addr().As4(), subnet: c.Addr.Masked(), link: link, stats: st, r: r}
 	if p.subnet.Bits() < 31 {
 		p.bcast = broadcastOf(p.subnet)
+	}
+	p.iface = c.Network
+	if c.Network == "" {
+		p.iface = nat.UplinkName
 	}
 	p.arp = arp.New(c.ARP, c.MAC, p.ip, r.clock, (*arpOutput)(p))
 	r.ports = append(r.ports, p)
@@ -165,7 +170,17 @@ func (p *Port) Input(frame []byte) {
 		return
 	}
 	r := p.r
+	var fl nat.Flow
+	if v := r.ct.Prerouting(&fl, ip, p.iface); v.Action != nat.Accept {
+		r.deny(p, frame, v)
+		return
+	}
+	dst = ip.Dst()
 	if r.isLocal(dst) {
+		if v := r.ct.Filter(&fl, nat.Input, ""); v.Action != nat.Accept {
+			r.deny(p, frame, v)
+			return
+		}
 		r.local(p, frame)
 		return
 	}
@@ -179,13 +194,13 @@ func (p *Port) Input(frame []byte) {
 		r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodeNetUnreach, 0)
 		return
 	}
-	if !allowed(p, out) {
-		p.stats.Drop(stats.Isolated)
-		return
-	}
 	if ip.TTL() <= 1 {
 		p.stats.Drop(stats.TTLExceeded)
 		r.icmpError(frame, packet.ICMPTimeExceeded, 0, 0)
+		return
+	}
+	if v := r.ct.Filter(&fl, nat.Forward, out.iface); v.Action != nat.Accept {
+		r.deny(p, frame, v)
 		return
 	}
 	if int(ip.TotalLen()) > out.MTU && ip.DontFragment() {
@@ -193,21 +208,26 @@ func (p *Port) Input(frame []byte) {
 		r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodeFragNeeded, uint16(out.MTU))
 		return
 	}
+	if v := r.ct.Postrouting(&fl, ip, out.iface, out.ip); v.Action != nat.Accept {
+		r.deny(p, frame, v)
+		return
+	}
 	ip.DecTTL()
 	out.sendVia(nh, frame)
 }
 
-// allowed is the forwarding policy between two ports: isolated networks
-// reach no other network, internal networks neither reach nor are reached
-// from the uplink.
-func allowed(in, out *Port) bool {
-	if in == out {
-		return true
+// deny counts a packet a hook refused and, for reject, answers it: a TCP
+// reset, or ICMP port unreachable for anything else.
+func (r *Router) deny(p *Port, frame []byte, v nat.Verdict) {
+	p.stats.Drop(v.Reason)
+	if v.Action != nat.Reject {
+		return
 	}
-	if in.Network == "" || out.Network == "" {
-		return !in.Internal && !out.Internal
+	if packet.IPv4(frame[packet.EthernetHeaderLen:]).Protocol() == packet.ProtoTCP {
+		r.reset(frame)
+		return
 	}
-	return !in.Isolate && !out.Isolate
+	r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)
 }
 
 // sendVia sends an IPv4 frame out of p to next hop nh, resolving nh's MAC

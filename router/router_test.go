@@ -1,6 +1,7 @@
 package router
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -11,6 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"uswitch/clock"
+	"uswitch/config"
+	"uswitch/nat"
 	"uswitch/packet"
 	"uswitch/stats"
 )
@@ -51,13 +54,35 @@ func macFor(a netip.Addr) packet.MAC {
 	return packet.MAC{0x02, 0x42, b[0], b[1], b[2], b[3]}
 }
 
+// testPlan is the plan the rig's rules are compiled from.
+func testPlan(isolate bool) *config.Plan {
+	return &config.Plan{
+		Uplink: &config.Uplink{Address: uplinkIP, HostAddress: netip.PrefixFrom(hostIP, 30)},
+		Networks: []config.Network{
+			{Name: "front", Subnet: frontGW.Masked(), Gateway: frontGW.Addr(), Isolate: isolate, Masquerade: false, MTU: 1500},
+			{Name: "back", Subnet: backGW.Masked(), Gateway: backGW.Addr(), Isolate: isolate, MTU: 1500},
+		},
+	}
+}
+
+// tracker compiles plan's rules into a tracker on clk.
+func tracker(t testing.TB, plan *config.Plan, clk clock.Clock) *nat.Tracker {
+	rules, err := nat.Compile(plan, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	return nat.NewTracker(rules, 1000, clk)
+}
+
 // newRig: networks front and back (isolated unless told), an uplink with a
-// default route to the host.
-func newRig(t *testing.T, isolate bool, mtuBack int) *rig {
+// default route to the host; edit changes the plan the rules come from.
+func newRig(t *testing.T, isolate bool, mtuBack int, edit ...func(*config.Plan)) *rig {
 	t.Helper()
 	g := &rig{clk: &clock.Fake{}, ports: map[string]*Port{}, links: map[string]*capture{}, stats: map[string]*stats.Port{}}
 	g.clk.Advance(time.Hour)
-	g.r = New(g.clk, nil)
+	plan := testPlan(isolate)
+	for _, e := range edit {
+		e(plan)
+	}
+	g.r = New(g.clk, nil, tracker(t, plan, g.clk))
 	add := func(c PortConfig) {
 		c.MAC = macFor(c.Addr.Addr())
 		g.links[c.Name], g.stats[c.Name] = &capture{}, &stats.Port{}
@@ -65,8 +90,8 @@ func newRig(t *testing.T, isolate bool, mtuBack int) *rig {
 		require.NoError(t, err)
 		g.ports[c.Name] = p
 	}
-	add(PortConfig{Name: "gw/front", Network: "front", Addr: frontGW, MTU: 1500, Isolate: isolate})
-	add(PortConfig{Name: "gw/back", Network: "back", Addr: backGW, MTU: mtuBack, Isolate: isolate})
+	add(PortConfig{Name: "gw/front", Network: "front", Addr: frontGW, MTU: 1500})
+	add(PortConfig{Name: "gw/back", Network: "back", Addr: backGW, MTU: mtuBack})
 	add(PortConfig{Name: "uplink", Addr: uplinkIP, MTU: 1500})
 	g.r.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), g.ports["uplink"], hostIP)
 	return g
@@ -212,8 +237,7 @@ func TestIsolatedNetworksDoNotForward(t *testing.T) {
 }
 
 func TestInternalNetworkHasNoUplink(t *testing.T) {
-	g := newRig(t, true, 1500)
-	g.ports["gw/back"].Internal = true
+	g := newRig(t, true, 1500, func(p *config.Plan) { p.Networks[1].Internal = true })
 	g.learn(t, "uplink", hostIP, hostMAC)
 	g.learn(t, "gw/back", dbIP, dbMAC)
 	g.ports["gw/back"].Input(udpTo(t, dbMAC, macFor(backGW.Addr()), dbIP, netip.MustParseAddr("8.8.8.8"), 10))
@@ -305,7 +329,7 @@ func TestTTLExceeded(t *testing.T) {
 
 func TestNoRouteWithoutUplink(t *testing.T) {
 	g := &rig{clk: &clock.Fake{}}
-	g.r = New(g.clk, nil)
+	g.r = New(g.clk, nil, tracker(t, &config.Plan{}, g.clk))
 	link, st := &capture{}, &stats.Port{}
 	p, err := g.r.AddPort(PortConfig{Name: "gw/front", Network: "front", Addr: frontGW, MTU: 1500, MAC: macFor(frontGW.Addr())}, link, st)
 	require.NoError(t, err)
@@ -461,7 +485,8 @@ type discard struct{}
 func (discard) Send([]byte) {}
 
 func routedSetup(t testing.TB) (*Port, []byte) {
-	r := New(&clock.Fake{}, nil)
+	clk := &clock.Fake{}
+	r := New(clk, nil, tracker(t, testPlan(false), clk))
 	front, _ := r.AddPort(PortConfig{Name: "gw/front", Network: "front", Addr: frontGW, MTU: 1500, MAC: macFor(frontGW.Addr())}, discard{}, &stats.Port{})
 	back, _ := r.AddPort(PortConfig{Name: "gw/back", Network: "back", Addr: backGW, MTU: 1500, MAC: macFor(backGW.Addr())}, discard{}, &stats.Port{})
 	back.Input(arpReq(t, dbMAC, dbIP, backGW.Addr()))

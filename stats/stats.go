@@ -11,42 +11,46 @@ type Reason uint8
 // Drop reasons, shared by every stage so `uswitch ports` reads the same names
 // everywhere.
 const (
-	Truncated    Reason = iota // shorter than its headers say
-	BadSrcMAC                  // multicast or zero source MAC
-	PortSecurity               // source MAC not the endpoint's own
-	SamePort                   // destination learned on the ingress port
-	TxError                    // the egress device refused the frame
-	BadARP                     // an ARP packet that is not Ethernet/IPv4 or is cut short
-	BadIPHeader                // an IPv4 header that does not parse
-	BadChecksum                // an IPv4 header checksum that does not verify
-	Martian                    // a source or destination no router forwards
-	NotForwarded               // broadcast, multicast or non-IPv4 traffic a router does not route
-	TTLExceeded                // TTL ran out here (answered with time exceeded)
-	NoRoute                    // no route to the destination (answered with net unreachable)
-	Isolated                   // forwarding between networks that isolation forbids
-	FragNeeded                 // DF set and the egress MTU too small (answered with frag needed)
-	NeighFailed                // the next hop did not answer ARP (answered with host unreachable)
-	NeighQueue                 // dropped from a full queue waiting for ARP resolution
+	Truncated     Reason = iota // shorter than its headers say
+	BadSrcMAC                   // multicast or zero source MAC
+	PortSecurity                // source MAC not the endpoint's own
+	SamePort                    // destination learned on the ingress port
+	TxError                     // the egress device refused the frame
+	BadARP                      // an ARP packet that is not Ethernet/IPv4 or is cut short
+	BadIPHeader                 // an IPv4 header that does not parse
+	BadChecksum                 // an IPv4 header checksum that does not verify
+	Martian                     // a source or destination no router forwards
+	NotForwarded                // broadcast, multicast or non-IPv4 traffic a router does not route
+	TTLExceeded                 // TTL ran out here (answered with time exceeded)
+	NoRoute                     // no route to the destination (answered with net unreachable)
+	Isolated                    // forwarding between networks that isolation forbids
+	FragNeeded                  // DF set and the egress MTU too small (answered with frag needed)
+	NeighFailed                 // the next hop did not answer ARP (answered with host unreachable)
+	NeighQueue                  // dropped from a full queue waiting for ARP resolution
+	Filtered                    // dropped or rejected by a [[rule]]
+	ConntrackFull               // a new connection the full connection table refused
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
-	Truncated:    "truncated",
-	BadSrcMAC:    "bad-src-mac",
-	PortSecurity: "port-security",
-	SamePort:     "same-port",
-	TxError:      "tx-error",
-	BadARP:       "bad-arp",
-	BadIPHeader:  "bad-ip-header",
-	BadChecksum:  "bad-checksum",
-	Martian:      "martian",
-	NotForwarded: "not-forwarded",
-	TTLExceeded:  "ttl-exceeded",
-	NoRoute:      "no-route",
-	Isolated:     "isolated",
-	FragNeeded:   "frag-needed",
-	NeighFailed:  "neigh-failed",
-	NeighQueue:   "neigh-queue-full",
+	Truncated:     "truncated",
+	BadSrcMAC:     "bad-src-mac",
+	PortSecurity:  "port-security",
+	SamePort:      "same-port",
+	TxError:       "tx-error",
+	BadARP:        "bad-arp",
+	BadIPHeader:   "bad-ip-header",
+	BadChecksum:   "bad-checksum",
+	Martian:       "martian",
+	NotForwarded:  "not-forwarded",
+	TTLExceeded:   "ttl-exceeded",
+	NoRoute:       "no-route",
+	Isolated:      "isolated",
+	FragNeeded:    "frag-needed",
+	NeighFailed:   "neigh-failed",
+	NeighQueue:    "neigh-queue-full",
+	Filtered:      "filtered",
+	ConntrackFull: "conntrack-full",
 }
 
 func (r Reason) String() string { return reasonNames[r] }

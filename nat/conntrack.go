@@ -1,0 +1,409 @@
+package nat
+
+import (
+	"hash/maphash"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"uswitch/clock"
+	"uswitch/packet"
+)
+
+// TCP connection states, as nf_conntrack names them.
+type TCPState uint8
+
+// TCP states; the order is the column order of the transition table.
+const (
+	tcpNone TCPState = iota
+	TCPSynSent
+	TCPSynRecv
+	TCPEstablished
+	TCPFinWait
+	TCPCloseWait
+	TCPLastAck
+	TCPTimeWait
+	TCPClose
+	TCPSynSent2
+	numTCPStates
+	tcpInvalid // a packet the state machine refuses
+	tcpIgnore  // a packet that changes nothing
+)
+
+var tcpNames = [numTCPStates]string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
+
+func (s TCPState) String() string {
+	if s < numTCPStates {
+		return tcpNames[s]
+	}
+	return "?"
+}
+
+// Linux's default timeouts (nf_conntrack_tcp_timeout_*, udp, icmp, generic).
+var tcpTimeouts = [numTCPStates]time.Duration{
+	tcpNone:        2 * time.Minute,
+	TCPSynSent:     2 * time.Minute,
+	TCPSynRecv:     time.Minute,
+	TCPEstablished: 5 * 24 * time.Hour,
+	TCPFinWait:     2 * time.Minute,
+	TCPCloseWait:   time.Minute,
+	TCPLastAck:     30 * time.Second,
+	TCPTimeWait:    2 * time.Minute,
+	TCPClose:       10 * time.Second,
+	TCPSynSent2:    2 * time.Minute,
+}
+
+const (
+	udpTimeout       = 30 * time.Second
+	udpStreamTimeout = 2 * time.Minute
+	icmpTimeout      = 30 * time.Second
+	genericTimeout   = 10 * time.Minute
+)
+
+// tcpFlagClass is the row of the transition table a segment selects.
+type tcpFlagClass uint8
+
+const (
+	tcpSyn tcpFlagClass = iota
+	tcpSynAck
+	tcpFin
+	tcpAck
+	tcpRst
+	tcpNoFlags
+)
+
+func classify(flags uint8) tcpFlagClass {
+	switch {
+	case flags&packet.TCPRst != 0:
+		return tcpRst
+	case flags&packet.TCPSyn != 0 && flags&packet.TCPAck != 0:
+		return tcpSynAck
+	case flags&packet.TCPSyn != 0:
+		return tcpSyn
+	case flags&packet.TCPFin != 0:
+		return tcpFin
+	case flags&packet.TCPAck != 0:
+		return tcpAck
+	}
+	return tcpNoFlags
+}
+
+// tcpTransitions is nf_conntrack_proto_tcp.c's tcp_conntracks table:
+// [direction][flag class][current state] -> next state.
+var tcpTransitions = func() (t [2][6][numTCPStates]TCPState) {
+	const (
+		sNO, sSS, sSR, sES, sFW, sCW, sLA, sTW, sCL, sS2 = tcpNone, TCPSynSent, TCPSynRecv, TCPEstablished, TCPFinWait, TCPCloseWait, TCPLastAck, TCPTimeWait, TCPClose, TCPSynSent2
+		sIV, sIG                                         = tcpInvalid, tcpIgnore
+	)
+	t[Original] = [6][numTCPStates]TCPState{
+		//          sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2
+		tcpSyn:     {sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2},
+		tcpSynAck:  {sIV, sIV, sSR, sIV, sIV, sIV, sIV, sIV, sIV, sSR},
+		tcpFin:     {sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV},
+		tcpAck:     {sES, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV},
+		tcpRst:     {sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL},
+		tcpNoFlags: {sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV},
+	}
+	t[Reply] = [6][numTCPStates]TCPState{
+		//          sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2
+		tcpSyn:     {sIV, sS2, sIV, sIV, sIV, sIV, sIV, sSS, sIV, sS2},
+		tcpSynAck:  {sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR},
+		tcpFin:     {sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV},
+		tcpAck:     {sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG},
+		tcpRst:     {sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL},
+		tcpNoFlags: {sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV},
+	}
+	return t
+}()
+
+// Dir is the direction of a packet within its connection.
+type Dir uint8
+
+// Directions.
+const (
+	Original Dir = iota // as the connection's first packet went
+	Reply
+)
+
+// NAT kinds applied to a connection.
+const (
+	natSrc uint8 = 1 << iota
+	natDst
+)
+
+// Conn is one tracked connection.
+type Conn struct {
+	orig, reply Tuple // reply: how reply packets look, after NAT
+	nat         uint8
+	tcp         atomic.Uint32 // TCPState
+	replied     atomic.Bool   // a reply was seen: assured in Linux's words
+	expires     atomic.Int64  // clock time
+	packets     [2]atomic.Uint64
+	bytes       [2]atomic.Uint64
+	dead        atomic.Bool // removed from the table
+}
+
+// target is what a packet travelling in dir is rewritten to: the reverse of
+// the other direction's tuple.
+func (c *Conn) target(d Dir) Tuple {
+	if d == Original {
+		return c.reply.Reverse()
+	}
+	return c.orig.Reverse()
+}
+
+// timeout is how long the connection lives without packets in its state.
+func (c *Conn) timeout() time.Duration {
+	switch c.orig.Proto {
+	case packet.ProtoTCP:
+		return tcpTimeouts[c.tcp.Load()]
+	case packet.ProtoUDP:
+		if c.replied.Load() {
+			return udpStreamTimeout
+		}
+		return udpTimeout
+	case packet.ProtoICMP:
+		return icmpTimeout
+	}
+	return genericTimeout
+}
+
+// Table is the connection table: both tuples of every connection, in
+// shards so goroutines forwarding different flows rarely meet on a lock.
+type Table struct {
+	shards [numShards]shard
+	seed   maphash.Seed
+	clock  clock.Clock
+	max    int
+	count  atomic.Int64
+	sweep  atomic.Uint32 // next shard the incremental sweep visits
+
+	// Counters, as `conntrack -S` shows them.
+	Inserted, EarlyDropped, Dropped, Expired atomic.Uint64
+}
+
+const numShards = 256
+
+type shard struct {
+	mu    sync.RWMutex
+	conns map[Tuple]*Conn
+	_     [40]byte // keep shards on separate cache lines
+}
+
+// NewTable returns an empty table holding at most max connections.
+func NewTable(max int, clk clock.Clock) *Table {
+	t := &Table{seed: maphash.MakeSeed(), clock: clk, max: max}
+	for i := range t.shards {
+		t.shards[i].conns = map[Tuple]*Conn{}
+	}
+	return t
+}
+
+func (t *Table) shardOf(k Tuple) *shard {
+	return &t.shards[maphash.Comparable(t.seed, k)%numShards]
+}
+
+// Lookup finds the live connection of a packet with tuple k and the
+// packet's direction in it.
+func (t *Table) Lookup(k Tuple) (*Conn, Dir, bool) {
+	s := t.shardOf(k)
+	s.mu.RLock()
+	c := s.conns[k]
+	s.mu.RUnlock()
+	if c == nil || c.expires.Load() < t.clock.Now() {
+		return nil, 0, false
+	}
+	if k == c.orig {
+		return c, Original, true
+	}
+	return c, Reply, true
+}
+
+// taken reports whether a live connection owns tuple k.
+func (t *Table) taken(k Tuple) bool {
+	_, _, ok := t.Lookup(k)
+	return ok
+}
+
+// insert adds c under both tuples. When the table is full it first drops
+// an unreplied connection (early drop); if there is none, c is refused.
+func (t *Table) insert(c *Conn) bool {
+	if t.max > 0 && t.count.Load() >= int64(t.max) && !t.earlyDrop() {
+		t.Dropped.Add(1)
+		return false
+	}
+	c.expires.Store(t.clock.Now() + int64(c.timeout()))
+	for _, k := range [2]Tuple{c.orig, c.reply} {
+		s := t.shardOf(k)
+		s.mu.Lock()
+		if old := s.conns[k]; old != nil && old != c {
+			t.removeLocked(s, old)
+		}
+		s.conns[k] = c
+		s.mu.Unlock()
+	}
+	t.count.Add(1)
+	t.Inserted.Add(1)
+	return true
+}
+
+// removeLocked unlinks old (whose tuple is in s, locked) from both shards.
+func (t *Table) removeLocked(s *shard, old *Conn) {
+	if !old.dead.CompareAndSwap(false, true) {
+		return
+	}
+	t.count.Add(-1)
+	for _, k := range [2]Tuple{old.orig, old.reply} {
+		o := t.shardOf(k)
+		if o != s {
+			o.mu.Lock()
+		}
+		if o.conns[k] == old {
+			delete(o.conns, k)
+		}
+		if o != s {
+			o.mu.Unlock()
+		}
+	}
+}
+
+// remove unlinks c.
+func (t *Table) remove(c *Conn) {
+	if !c.dead.CompareAndSwap(false, true) {
+		return
+	}
+	t.count.Add(-1)
+	for _, k := range [2]Tuple{c.orig, c.reply} {
+		s := t.shardOf(k)
+		s.mu.Lock()
+		if s.conns[k] == c {
+			delete(s.conns, k)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// earlyDrop removes one connection that never saw a reply, looking through
+// a few shards from a moving start, like Linux's early_drop.
+func (t *Table) earlyDrop() bool {
+	start := t.sweep.Add(1)
+	for i := range uint32(16) {
+		s := &t.shards[(start+i)%numShards]
+		var victim *Conn
+		s.mu.RLock()
+		for _, c := range s.conns {
+			if !c.replied.Load() {
+				victim = c
+				break
+			}
+		}
+		s.mu.RUnlock()
+		if victim != nil {
+			t.remove(victim)
+			t.EarlyDropped.Add(1)
+			return true
+		}
+	}
+	return false
+}
+
+// Sweep removes expired connections from n shards, continuing where the
+// previous call stopped: the datapath calls it on every tick so the whole
+// table is visited every numShards/n ticks, never all at once.
+func (t *Table) Sweep(n int) {
+	now := t.clock.Now()
+	for range n {
+		s := &t.shards[t.sweep.Add(1)%numShards]
+		var gone []*Conn
+		s.mu.RLock()
+		for _, c := range s.conns {
+			if c.expires.Load() < now {
+				gone = append(gone, c)
+			}
+		}
+		s.mu.RUnlock()
+		for _, c := range gone {
+			t.remove(c)
+			t.Expired.Add(1)
+		}
+	}
+}
+
+// Len is the number of connections.
+func (t *Table) Len() int { return int(t.count.Load()) }
+
+// Entry is a connection as `uswitch conntrack` shows it, like conntrack -L.
+type Entry struct {
+	Proto   string        `json:"proto"`
+	State   string        `json:"state,omitempty"` // TCP only
+	Orig    TupleView     `json:"original"`
+	Reply   TupleView     `json:"reply"`
+	SNAT    bool          `json:"snat"`
+	DNAT    bool          `json:"dnat"`
+	Assured bool          `json:"assured"`
+	Timeout time.Duration `json:"timeout_ns"`
+	Packets [2]uint64     `json:"packets"` // original, reply
+	Bytes   [2]uint64     `json:"bytes"`
+	sortKey Tuple
+}
+
+// TupleView is a tuple for JSON.
+type TupleView struct {
+	Src   netip.Addr `json:"src"`
+	Dst   netip.Addr `json:"dst"`
+	Sport uint16     `json:"sport"`
+	Dport uint16     `json:"dport"`
+}
+
+func view(t Tuple) TupleView {
+	return TupleView{Src: netip.AddrFrom4(t.Src), Dst: netip.AddrFrom4(t.Dst), Sport: t.Sport, Dport: t.Dport}
+}
+
+// Entries lists the live connections, sorted by original tuple.
+func (t *Table) Entries() []Entry {
+	now := t.clock.Now()
+	seen := map[*Conn]bool{}
+	out := []Entry{}
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.RLock()
+		for _, c := range s.conns {
+			left := c.expires.Load() - now
+			if seen[c] || left < 0 {
+				continue
+			}
+			seen[c] = true
+			e := Entry{Proto: protoName(c.orig.Proto), Orig: view(c.orig), Reply: view(c.reply),
+				SNAT: c.nat&natSrc != 0, DNAT: c.nat&natDst != 0, Assured: c.replied.Load(),
+				Timeout: time.Duration(left), sortKey: c.orig}
+			if c.orig.Proto == packet.ProtoTCP {
+				e.State = TCPState(c.tcp.Load()).String()
+			}
+			for d := range 2 {
+				e.Packets[d], e.Bytes[d] = c.packets[d].Load(), c.bytes[d].Load()
+			}
+			out = append(out, e)
+		}
+		s.mu.RUnlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return less(out[i].sortKey, out[j].sortKey) })
+	return out
+}
+
+func less(a, b Tuple) bool {
+	if a.Proto != b.Proto {
+		return a.Proto < b.Proto
+	}
+	if a.Src != b.Src {
+		return string(a.Src[:]) < string(b.Src[:])
+	}
+	if a.Dst != b.Dst {
+		return string(a.Dst[:]) < string(b.Dst[:])
+	}
+	if a.Sport != b.Sport {
+		return a.Sport < b.Sport
+	}
+	return a.Dport < b.Dport
+}

@@ -1,0 +1,16 @@
+// Package nat owns what iptables and nf_conntrack do for docker0, in
+// userspace: the connection table (5-tuples of both directions, the TCP
+// state machine of Linux with its timeouts, UDP and ICMP echo, a size limit
+// with early drop of unreplied connections, expiry without a global sweep),
+// source and destination NAT decided on a connection's first packet and
+// applied to every later packet of both directions with incremental
+// checksum updates (RFC 1624), translation of the ICMP errors related to a
+// connection (inner header included), and the rule engine: the hooks
+// prerouting, input, forward, output and postrouting with the [[rule]]
+// entries of the config followed by the built-in rules compiled from it
+// (published ports, hairpin, masquerade, isolation), with counters.
+//
+// The router calls a Tracker at each hook with a Flow that lives on its
+// stack: the per-packet path of an established connection allocates
+// nothing.
+package nat

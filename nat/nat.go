@@ -1,0 +1,334 @@
+package nat
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+
+	"uswitch/clock"
+	"uswitch/packet"
+	"uswitch/stats"
+)
+
+// Tracker is the connection tracking and NAT of one router: a table, a
+// rule set and the hooks the router calls.
+type Tracker struct {
+	Table *Table
+	Rules *Rules
+	clock clock.Clock
+	seed  maphash.Seed
+}
+
+// NewTracker returns a tracker over rules with a table of at most max
+// connections.
+func NewTracker(rules *Rules, max int, clk clock.Clock) *Tracker {
+	return &Tracker{Table: NewTable(max, clk), Rules: rules, clock: clk, seed: maphash.MakeSeed()}
+}
+
+// Flow is one packet's passage through the hooks. The router keeps it on
+// its stack from Prerouting to Postrouting.
+type Flow struct {
+	meta    Meta
+	orig    Tuple // as the packet arrived
+	conn    *Conn
+	dir     Dir
+	tracked bool // a connection exists or will be made at Postrouting
+	related bool // an ICMP error about conn
+	dnat    bool // a new connection whose destination was translated
+}
+
+// Prerouting is the first hook: it finds the packet's connection (or its
+// related connection, for an ICMP error), updates its state, runs the
+// prerouting rules, and translates the destination: the DNAT of a new
+// connection, or what an existing connection's NAT says. It returns the
+// verdict (Accept, Drop or Reject).
+func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
+	*f = Flow{meta: Meta{In: in, Size: len(ip)}}
+	tup, ok := tupleOf(ip)
+	f.meta.T, f.orig = tup, tup
+	if !ok {
+		f.meta.State = StateInvalid
+		if ip.Protocol() == packet.ProtoICMP && t.relatedIn(f, ip) {
+			f.meta.State = StateRelated
+		}
+		return t.Rules.filterVerdict(Prerouting, &f.meta)
+	}
+	if c, d, found := t.Table.Lookup(tup); found {
+		f.conn, f.dir, f.tracked = c, d, true
+		f.meta.State = t.update(c, d, ip)
+		if c.nat&natDst != 0 {
+			f.meta.State |= stateDNAT
+		}
+		if v := t.Rules.filterVerdict(Prerouting, &f.meta); v.Action != Accept {
+			return v
+		}
+		if c.nat != 0 {
+			tg := c.target(d)
+			rewriteDst(ip, tg)
+			f.meta.T.Dst, f.meta.T.Dport = tg.Dst, tg.Dport
+		}
+		return accept
+	}
+	f.meta.State = StateNew
+	f.tracked = true
+	if tup.Proto == packet.ProtoTCP {
+		if c := classify(packet.TCP(ip.Payload()).Flags()); len(ip.Payload()) < 14 || (c != tcpSyn && c != tcpAck) {
+			f.meta.State, f.tracked = StateInvalid, false // not a connection's first segment
+		}
+	}
+	if v := t.Rules.filterVerdict(Prerouting, &f.meta); v.Action != Accept || !f.tracked {
+		return v
+	}
+	if r := t.Rules.natRule(Prerouting, &f.meta); r != nil && r.Action == DNAT {
+		tg := f.meta.T
+		tg.Dst = r.toAddr
+		if r.toPort != 0 && tup.Proto != packet.ProtoICMP {
+			tg.Dport = r.toPort
+		}
+		rewriteDst(ip, tg)
+		f.meta.T = tg
+		f.meta.State |= stateDNAT
+		f.dnat = true
+	}
+	return accept
+}
+
+// Filter runs a filter hook (input, forward or output) for the packet.
+func (t *Tracker) Filter(f *Flow, h Hook, out string) Verdict {
+	f.meta.Out = out
+	return t.Rules.filterVerdict(h, &f.meta)
+}
+
+// Postrouting is the last hook: it runs the postrouting rules, translates
+// the source (the SNAT of a connection, or the masquerade decided now for a
+// new one), and makes the connection of a new flow. outAddr is the egress
+// port's address, for masquerade. A full table refuses the new connection
+// with Drop.
+func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]byte) Verdict {
+	f.meta.Out = out
+	if v := t.Rules.filterVerdict(Postrouting, &f.meta); v.Action != Accept {
+		return v
+	}
+	switch {
+	case f.related:
+		if f.conn.nat != 0 {
+			relatedOut(ip, f.conn.target(f.dir))
+		}
+		return accept
+	case f.conn != nil:
+		if f.conn.nat != 0 {
+			rewriteSrc(ip, f.conn.target(f.dir))
+		}
+		return accept
+	case !f.tracked:
+		return accept
+	}
+	cur := f.meta.T
+	c := &Conn{orig: f.orig}
+	if f.dnat {
+		c.nat |= natDst
+	}
+	src, sport := cur.Src, cur.Sport
+	if r := t.Rules.natRule(Postrouting, &f.meta); r != nil {
+		switch r.Action {
+		case Masquerade:
+			src = outAddr
+		case SNAT:
+			src = r.toAddr
+			if r.toPort != 0 && cur.Proto != packet.ProtoICMP {
+				sport = r.toPort
+			}
+		}
+		if src != cur.Src || sport != cur.Sport {
+			c.nat |= natSrc
+		}
+	}
+	c.reply = Tuple{Src: cur.Dst, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
+	if c.nat&natSrc != 0 && !t.freePort(&c.reply) {
+		t.Table.Dropped.Add(1)
+		return full
+	}
+	if cur.Proto == packet.ProtoTCP {
+		if classify(packet.TCP(ip.Payload()).Flags()) == tcpSyn {
+			c.tcp.Store(uint32(TCPSynSent))
+		} else {
+			c.tcp.Store(uint32(TCPEstablished)) // picked up mid-stream, like nf_conntrack_tcp_loose
+		}
+	}
+	c.packets[Original].Store(1)
+	c.bytes[Original].Store(uint64(f.meta.Size))
+	if !t.Table.insert(c) {
+		return full
+	}
+	if c.nat&natSrc != 0 {
+		rewriteSrc(ip, c.reply.Reverse())
+	}
+	return accept
+}
+
+var full = Verdict{Action: Drop, Reason: stats.ConntrackFull}
+
+// freePort makes the reply tuple unique: the source port is kept when no
+// connection uses it, else another is picked from 1024-65535 starting at a
+// hash of the tuple (for ICMP, the echo id).
+func (t *Tracker) freePort(reply *Tuple) bool {
+	if !t.Table.taken(*reply) {
+		return true
+	}
+	const lo, n = 1024, 65536 - 1024
+	start := uint32(maphash.Comparable(t.seed, *reply))
+	for i := range uint32(n) {
+		p := uint16(lo + (start+i)%n)
+		reply.Dport = p
+		if reply.Proto == packet.ProtoICMP {
+			reply.Sport = p
+		}
+		if !t.Table.taken(*reply) {
+			return true
+		}
+		if i >= 4096 {
+			break // the port space of this destination is crowded: give up
+		}
+	}
+	return false
+}
+
+// update moves a connection's state for a packet in direction d and
+// returns the packet's state bits for rules.
+func (t *Tracker) update(c *Conn, d Dir, ip packet.IPv4) uint8 {
+	if c.orig.Proto == packet.ProtoTCP {
+		l4 := ip.Payload()
+		if len(l4) < 14 {
+			return StateInvalid
+		}
+		cur := TCPState(c.tcp.Load())
+		next := tcpTransitions[d][classify(l4[13])][cur]
+		switch next {
+		case tcpInvalid:
+			return StateInvalid
+		case tcpIgnore:
+		default:
+			if next != cur {
+				c.tcp.CompareAndSwap(uint32(cur), uint32(next))
+			}
+		}
+	}
+	if d == Reply && !c.replied.Load() {
+		c.replied.Store(true)
+	}
+	if exp := t.clock.Now() + int64(c.timeout()); c.expires.Load() != exp {
+		c.expires.Store(exp)
+	}
+	c.packets[d].Add(1)
+	c.bytes[d].Add(uint64(len(ip)))
+	if d == Reply || c.replied.Load() {
+		return StateEstablished
+	}
+	return StateNew
+}
+
+// relatedIn recognises an ICMP error quoting a packet of a tracked
+// connection and translates what prerouting translates: the outer
+// destination and the quoted packet's source.
+func (t *Tracker) relatedIn(f *Flow, ip packet.IPv4) bool {
+	inner, ihl, it, ok := quoted(ip)
+	if !ok {
+		return false
+	}
+	c, d, found := t.Table.Lookup(it.Reverse())
+	if !found {
+		return false
+	}
+	f.conn, f.dir, f.related, f.tracked = c, d, true, true
+	if c.nat != 0 {
+		tg := c.target(d)
+		setAddr(ip, ipDst, tg.Dst, ipSum)
+		rewriteQuoted(inner, ihl, ipSrc, 0, tg.Dst, tg.Dport)
+		fixICMPSum(ip)
+		f.meta.T.Dst = tg.Dst
+	}
+	return true
+}
+
+// relatedOut translates what postrouting translates in a related ICMP
+// error: the outer source and the quoted packet's destination.
+func relatedOut(ip packet.IPv4, tg Tuple) {
+	inner, ihl, _, ok := quoted(ip)
+	if !ok {
+		return
+	}
+	setAddr(ip, ipSrc, tg.Src, ipSum)
+	rewriteQuoted(inner, ihl, ipDst, 2, tg.Src, tg.Sport)
+	fixICMPSum(ip)
+}
+
+// quoted returns the packet quoted by an ICMP error, its header length and
+// its tuple.
+func quoted(ip packet.IPv4) (inner []byte, ihl int, it Tuple, ok bool) {
+	m := packet.ICMP(ip.Payload())
+	if !m.Valid() || !m.IsError() {
+		return nil, 0, it, false
+	}
+	inner = m[packet.ICMPHeaderLen:]
+	if len(inner) < packet.IPv4MinHeaderLen || inner[0]>>4 != 4 {
+		return nil, 0, it, false
+	}
+	ihl = int(inner[0]&0x0f) * 4
+	if ihl < packet.IPv4MinHeaderLen || len(inner) < ihl+8 {
+		return nil, 0, it, false
+	}
+	it = Tuple{Src: [4]byte(inner[12:16]), Dst: [4]byte(inner[16:20]), Proto: inner[9]}
+	l4 := inner[ihl:]
+	switch it.Proto {
+	case packet.ProtoTCP, packet.ProtoUDP:
+		it.Sport, it.Dport = binary.BigEndian.Uint16(l4[0:2]), binary.BigEndian.Uint16(l4[2:4])
+	case packet.ProtoICMP:
+		if l4[0] != packet.ICMPEchoRequest && l4[0] != packet.ICMPEchoReply {
+			return nil, 0, it, false
+		}
+		it.Sport, it.Dport = binary.BigEndian.Uint16(l4[4:6]), binary.BigEndian.Uint16(l4[4:6])
+	default:
+		return nil, 0, it, false
+	}
+	return inner, ihl, it, true
+}
+
+// rewriteQuoted sets an address (at addrOff of the quoted header) and a
+// port (at portOff of its transport header; the echo id for ICMP) of a
+// quoted packet, keeping its header checksum and, where the quote holds it,
+// its transport checksum right.
+func rewriteQuoted(inner []byte, ihl, addrOff, portOff int, addr [4]byte, port uint16) {
+	l4 := inner[ihl:]
+	sum := -1
+	switch inner[9] {
+	case packet.ProtoUDP:
+		if l4[6] != 0 || l4[7] != 0 {
+			sum = ihl + 6
+		}
+	case packet.ProtoTCP:
+		if len(l4) >= 18 {
+			sum = ihl + 16
+		}
+	}
+	setAddr(inner, addrOff, addr, ipSum, sum)
+	if inner[9] == packet.ProtoICMP {
+		sum = -1
+		if len(l4) >= 4 {
+			sum = ihl + 2
+		}
+		setPort(inner, ihl+4, port, sum)
+		return
+	}
+	setPort(inner, ihl+portOff, port, sum)
+}
+
+// fixICMPSum recomputes an ICMP error's checksum after its quote changed
+// (errors are at most 576 bytes: the slow path can afford it).
+func fixICMPSum(ip packet.IPv4) { packet.ICMP(ip.Payload()).SetChecksum() }
+
+// Output runs the output hook for a packet the router itself sends (an
+// echo reply, an ICMP error, a reset) out of the port named out.
+func (t *Tracker) Output(ip packet.IPv4, out string) Verdict {
+	tup, _ := tupleOf(ip)
+	m := Meta{T: tup, Out: out, Size: len(ip), State: StateNew}
+	return t.Rules.filterVerdict(Output, &m)
+}

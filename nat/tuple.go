@@ -1,0 +1,146 @@
+package nat
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"uswitch/packet"
+)
+
+// Tuple is one direction of a connection. For ICMP echo both ports hold the
+// echo identifier, so a tuple and its reverse carry it alike.
+type Tuple struct {
+	Src, Dst     [4]byte
+	Sport, Dport uint16
+	Proto        uint8
+}
+
+// Reverse is the tuple of the opposite direction.
+func (t Tuple) Reverse() Tuple {
+	return Tuple{Src: t.Dst, Dst: t.Src, Sport: t.Dport, Dport: t.Sport, Proto: t.Proto}
+}
+
+func (t Tuple) String() string {
+	return fmt.Sprintf("%s src=%s dst=%s sport=%d dport=%d", protoName(t.Proto),
+		netip.AddrFrom4(t.Src), netip.AddrFrom4(t.Dst), t.Sport, t.Dport)
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case packet.ProtoTCP:
+		return "tcp"
+	case packet.ProtoUDP:
+		return "udp"
+	case packet.ProtoICMP:
+		return "icmp"
+	}
+	return fmt.Sprintf("proto-%d", p)
+}
+
+// tupleOf reads the tuple of an IPv4 packet whose header is valid. ok is
+// false for what cannot be tracked: a non-first fragment, a TCP or UDP
+// packet too short for its ports, and ICMP that is not an echo (errors are
+// handled as related; other types are not tracked).
+func tupleOf(ip packet.IPv4) (t Tuple, ok bool) {
+	t = Tuple{Src: ip.Src(), Dst: ip.Dst(), Proto: ip.Protocol()}
+	if ip.FragmentOffset() != 0 {
+		return t, false
+	}
+	l4 := ip.Payload()
+	switch t.Proto {
+	case packet.ProtoTCP, packet.ProtoUDP:
+		if len(l4) < 4 {
+			return t, false
+		}
+		t.Sport, t.Dport = binary.BigEndian.Uint16(l4[0:2]), binary.BigEndian.Uint16(l4[2:4])
+	case packet.ProtoICMP:
+		m := packet.ICMP(l4)
+		if !m.Valid() || (m.Type() != packet.ICMPEchoRequest && m.Type() != packet.ICMPEchoReply) {
+			return t, false
+		}
+		t.Sport, t.Dport = m.ID(), m.ID()
+	}
+	return t, true
+}
+
+// l4Checksum returns the offset, within the IP payload, of the transport
+// checksum that covers the addresses (the pseudo header), or -1.
+func l4Checksum(proto uint8, l4 []byte) int {
+	switch proto {
+	case packet.ProtoTCP:
+		if len(l4) >= 18 {
+			return 16
+		}
+	case packet.ProtoUDP:
+		if len(l4) >= 8 && (l4[6] != 0 || l4[7] != 0) { // checksum 0: none, keep it so
+			return 6
+		}
+	}
+	return -1
+}
+
+// setAddr rewrites the 4-byte address at b[off:] and adjusts the 16-bit
+// checksums at the given offsets of b (negative offsets are skipped).
+func setAddr(b []byte, off int, v [4]byte, sums ...int) {
+	old := [4]byte(b[off : off+4])
+	if old == v {
+		return
+	}
+	copy(b[off:], v[:])
+	for _, s := range sums {
+		if s >= 0 {
+			binary.BigEndian.PutUint16(b[s:], packet.ChecksumUpdate32(binary.BigEndian.Uint16(b[s:]), old, v))
+		}
+	}
+}
+
+// setPort rewrites the 16-bit field at b[off:] and adjusts the checksums at
+// the given offsets of b (negative offsets are skipped).
+func setPort(b []byte, off int, v uint16, sums ...int) {
+	old := binary.BigEndian.Uint16(b[off:])
+	if old == v {
+		return
+	}
+	binary.BigEndian.PutUint16(b[off:], v)
+	for _, s := range sums {
+		if s >= 0 {
+			binary.BigEndian.PutUint16(b[s:], packet.ChecksumUpdate16(binary.BigEndian.Uint16(b[s:]), old, v))
+		}
+	}
+}
+
+// Field offsets in an IPv4 header.
+const (
+	ipSum = 10
+	ipSrc = 12
+	ipDst = 16
+)
+
+// rewriteDst gives ip (a full packet, header valid) the destination of t:
+// address and port (the echo id for ICMP), with every checksum adjusted.
+func rewriteDst(ip packet.IPv4, t Tuple) { rewrite(ip, ipDst, 2, t.Dst, t.Dport) }
+
+// rewriteSrc gives ip the source address and port of t.
+func rewriteSrc(ip packet.IPv4, t Tuple) { rewrite(ip, ipSrc, 0, t.Src, t.Sport) }
+
+// rewrite sets the address at addrOff of the IP header and the port at
+// portOff of the transport header (the id of an ICMP echo, whatever the
+// side).
+func rewrite(ip packet.IPv4, addrOff, portOff int, addr [4]byte, port uint16) {
+	hl := ip.HeaderLen()
+	b := ip[:ip.TotalLen()]
+	proto := ip.Protocol()
+	l4 := b[hl:]
+	sum := l4Checksum(proto, l4)
+	if sum >= 0 {
+		sum += hl
+	}
+	setAddr(b, addrOff, addr, ipSum, sum)
+	switch proto {
+	case packet.ProtoTCP, packet.ProtoUDP:
+		setPort(b, hl+portOff, port, sum)
+	case packet.ProtoICMP:
+		setPort(b, hl+4, port, hl+2) // the echo id, under the ICMP checksum
+	}
+}

@@ -1,0 +1,293 @@
+// Package proxy owns the userland proxy (docker-proxy's role): for every
+// published port of an instance it listens on the host's own port, on all
+// addresses of the uplink's namespace (0.0.0.0:HOSTPORT, so that
+// 127.0.0.1:HOSTPORT works there), and relays each TCP connection or UDP
+// flow to the endpoint's address and container port. Outgoing connections
+// are made from inside that namespace too, so they reach the endpoint
+// through the host side of the uplink and its routes.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"uswitch/config"
+)
+
+// Protocols a Mapping can name.
+const (
+	ProtoTCP = "tcp"
+	ProtoUDP = "udp"
+)
+
+const (
+	dialTimeout     = 5 * time.Second  // TCP connect to the target
+	defaultUDPIdle  = 90 * time.Second // an idle UDP flow is closed after this
+	defaultMaxFlows = 4096             // UDP flows per mapping
+	maxDatagram     = 64 * 1024        // largest UDP payload relayed
+)
+
+// Mapping is one published port.
+type Mapping struct {
+	Proto    string         // "tcp" or "udp"
+	HostPort uint16         // the port listened on, on every address of the namespace
+	Target   netip.AddrPort // the endpoint's address and container port
+	Endpoint string         // the endpoint's name, for logs
+}
+
+// name is the mapping as users wrote it: "8080/tcp".
+func (m Mapping) name() string { return fmt.Sprintf("%d/%s", m.HostPort, m.Proto) }
+
+// attrs are the slog attributes that identify the mapping.
+func (m Mapping) attrs() []any {
+	return []any{"publish", m.name(), "endpoint", m.Endpoint, "target", m.Target.String()}
+}
+
+// Mappings lists the published ports of a plan (bridge endpoints with
+// publishes), in plan order. The target is the endpoint's first interface's
+// address. It does not look at Uplink.UserlandProxy: whether to start a
+// proxy at all is the caller's decision.
+func Mappings(p *config.Plan) []Mapping {
+	if p == nil {
+		return nil
+	}
+	var out []Mapping
+	for _, ep := range p.Endpoints {
+		if ep.Mode != config.ModeBridge || len(ep.Interfaces) == 0 {
+			continue
+		}
+		ip := ep.Interfaces[0].IP
+		for _, pub := range ep.Publish {
+			out = append(out, Mapping{
+				Proto:    pub.Proto,
+				HostPort: pub.HostPort,
+				Target:   netip.AddrPortFrom(ip, pub.ContainerPort),
+				Endpoint: ep.Name,
+			})
+		}
+	}
+	return out
+}
+
+// options are the tunables tests change.
+type options struct {
+	udpIdle  time.Duration // idle UDP flows are closed after this
+	maxFlows int           // UDP flows per mapping; beyond it new clients are dropped
+}
+
+func defaultOptions() options {
+	return options{udpIdle: defaultUDPIdle, maxFlows: defaultMaxFlows}
+}
+
+// Proxy is a running userland proxy; Close stops it.
+type Proxy struct {
+	log    *slog.Logger
+	ns     netns.NsHandle // the namespace to work in; None = the current one
+	opts   options
+	ctx    context.Context // cancelled by Close: aborts dials in progress
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine started by goTrack
+	udp    []*udpRelay    // for counters
+
+	mu     sync.Mutex
+	closed bool
+	open   map[io.Closer]struct{} // listeners and connections Close must close
+
+	closeOnce sync.Once
+}
+
+// Start listens for every mapping inside namespace netnsName ("" = the
+// calling process's current namespace; otherwise an `ip netns` name,
+// /var/run/netns/NAME) and relays until Close. ctx bounds only the setup.
+// If any listener cannot be opened (typically: the port is in use), what
+// was opened is closed and the error names the mapping, e.g.
+// `publish 8080/tcp: listen 0.0.0.0:8080 in netns "x": address already in use`.
+// log may be nil.
+func Start(ctx context.Context, netnsName string, maps []Mapping, log *slog.Logger) (*Proxy, error) {
+	return start(ctx, netnsName, maps, log, defaultOptions())
+}
+
+func start(ctx context.Context, netnsName string, maps []Mapping, log *slog.Logger, opts options) (*Proxy, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for _, m := range maps {
+		if err := validate(m); err != nil {
+			return nil, err
+		}
+	}
+	ns := netns.None()
+	where := "the current netns"
+	if netnsName != "" {
+		where = fmt.Sprintf("netns %q", netnsName)
+		h, err := openNetns(netnsName)
+		if err != nil {
+			return nil, err
+		}
+		ns = h
+	}
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p := &Proxy{
+		log:    log,
+		ns:     ns,
+		opts:   opts,
+		ctx:    pctx,
+		cancel: cancel,
+		open:   make(map[io.Closer]struct{}),
+	}
+	for _, m := range maps {
+		if err := p.listen(ctx, m, where); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	log.Info("userland proxy started", "ports", len(maps), "netns", netnsName)
+	return p, nil
+}
+
+// validate checks what Start relies on; a Plan's mappings always pass.
+func validate(m Mapping) error {
+	switch {
+	case m.Proto != ProtoTCP && m.Proto != ProtoUDP:
+		return fmt.Errorf("publish %s: unsupported protocol %q", m.name(), m.Proto)
+	case m.HostPort == 0:
+		return fmt.Errorf("publish %s: host port 0", m.name())
+	case !m.Target.IsValid() || m.Target.Port() == 0:
+		return fmt.Errorf("publish %s: invalid target %q", m.name(), m.Target)
+	}
+	return nil
+}
+
+// listen opens m's listening socket inside the namespace and starts serving it.
+func (p *Proxy) listen(ctx context.Context, m Mapping, where string) error {
+	addr := netip.AddrPortFrom(netip.IPv4Unspecified(), m.HostPort).String()
+	var lc net.ListenConfig
+	var ln io.Closer
+	err := p.inNetns(func() error {
+		var err error
+		if m.Proto == ProtoTCP {
+			ln, err = lc.Listen(ctx, "tcp", addr)
+		} else {
+			ln, err = lc.ListenPacket(ctx, "udp", addr)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("publish %s: listen %s in %s: %w", m.name(), addr, where, rootCause(err))
+	}
+	var serve func()
+	switch l := ln.(type) {
+	case *net.TCPListener:
+		serve = func() { p.acceptTCP(m, l) }
+	case *net.UDPConn:
+		r := &udpRelay{p: p, m: m, ln: l, flows: make(map[netip.AddrPort]*udpFlow)}
+		p.udp = append(p.udp, r)
+		serve = r.serve
+	}
+	if !p.goTrack(ln, serve) {
+		ln.Close()
+		return errors.New("proxy closed")
+	}
+	p.log.Debug("userland proxy listening", m.attrs()...)
+	return nil
+}
+
+// rootCause strips the "listen tcp ...: bind:" layers that the message
+// already says, keeping the errno ("address already in use") for errors.Is.
+func rootCause(err error) error {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	return err
+}
+
+// goTrack registers c to be closed by Close and runs fn in a goroutine that
+// Close waits for. It returns false, starting nothing, if the proxy is
+// already closed; the caller then closes c itself.
+func (p *Proxy) goTrack(c io.Closer, fn func()) bool {
+	if !p.track(c) {
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// track registers c to be closed by Close; false if already closed.
+func (p *Proxy) track(c io.Closer) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.open[c] = struct{}{}
+	return true
+}
+
+// forget closes c and unregisters it.
+func (p *Proxy) forget(c io.Closer) {
+	c.Close()
+	p.mu.Lock()
+	delete(p.open, c)
+	p.mu.Unlock()
+}
+
+// Close stops the listeners and every relay, and waits for all of the
+// proxy's goroutines to end. It always returns nil; calling it again does
+// nothing.
+func (p *Proxy) Close() error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		open := p.open
+		p.open = nil
+		p.mu.Unlock()
+		p.cancel()
+		for c := range open {
+			c.Close()
+		}
+		p.wg.Wait()
+		if p.ns.IsOpen() {
+			p.ns.Close()
+		}
+		p.log.Info("userland proxy stopped")
+	})
+	return nil
+}
+
+// flows is the number of open UDP flows, over all mappings.
+func (p *Proxy) flows() int {
+	n := 0
+	for _, r := range p.udp {
+		r.mu.Lock()
+		n += len(r.flows)
+		r.mu.Unlock()
+	}
+	return n
+}
+
+// droppedFlows counts the UDP datagrams dropped because the flow table was full.
+func (p *Proxy) droppedFlows() uint64 {
+	var n uint64
+	for _, r := range p.udp {
+		n += r.dropped.Load()
+	}
+	return n
+}
