@@ -20,6 +20,7 @@ import (
 	"uswitch/config"
 	"uswitch/control"
 	"uswitch/datapath"
+	"uswitch/proxy"
 	"uswitch/topo"
 )
 
@@ -167,6 +168,16 @@ func run(ctx context.Context, plan *config.Plan, sock string, log *slog.Logger) 
 		}
 	}
 	dp.Start(250 * time.Millisecond)
+
+	if u := plan.Uplink; u != nil && u.UserlandProxy {
+		if maps := proxy.Mappings(plan); len(maps) > 0 {
+			px, err := proxy.Start(ctx, u.Netns, maps, log)
+			if err != nil {
+				return fmt.Errorf("userland proxy: %w", err)
+			}
+			defer px.Close()
+		}
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- control.Serve(ctx, lis, control.NewHandler(dp)) }()
