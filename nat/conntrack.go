@@ -1,7 +1,7 @@
 package nat
 
 import (
-	"hash/maphash"
+	"encoding/binary"
 	"net/netip"
 	"sort"
 	"sync"
@@ -174,7 +174,6 @@ func (c *Conn) timeout() time.Duration {
 // shards so goroutines forwarding different flows rarely meet on a lock.
 type Table struct {
 	shards [numShards]shard
-	seed   maphash.Seed
 	clock  clock.Clock
 	max    int
 	count  atomic.Int64
@@ -188,26 +187,41 @@ const numShards = 256
 
 type shard struct {
 	mu    sync.RWMutex
-	conns map[Tuple]*Conn
+	conns map[key]*Conn
 	_     [40]byte // keep shards on separate cache lines
+}
+
+// key packs a tuple into 16 bytes without padding, which the map hashes
+// faster than the 13-byte struct with its field-by-field hash.
+type key struct{ addrs, rest uint64 }
+
+func (t Tuple) key() key {
+	return key{
+		addrs: uint64(binary.BigEndian.Uint32(t.Src[:]))<<32 | uint64(binary.BigEndian.Uint32(t.Dst[:])),
+		rest:  uint64(t.Sport)<<24 | uint64(t.Dport)<<8 | uint64(t.Proto),
+	}
+}
+
+// shard picks a key's shard with a multiplicative hash.
+func (k key) shard() uint64 {
+	return ((k.addrs ^ k.rest*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9) >> 56
 }
 
 // NewTable returns an empty table holding at most max connections.
 func NewTable(max int, clk clock.Clock) *Table {
-	t := &Table{seed: maphash.MakeSeed(), clock: clk, max: max}
+	t := &Table{clock: clk, max: max}
 	for i := range t.shards {
-		t.shards[i].conns = map[Tuple]*Conn{}
+		t.shards[i].conns = map[key]*Conn{}
 	}
 	return t
 }
 
-func (t *Table) shardOf(k Tuple) *shard {
-	return &t.shards[maphash.Comparable(t.seed, k)%numShards]
-}
+func (t *Table) shardOf(k key) *shard { return &t.shards[k.shard()] }
 
 // Lookup finds the live connection of a packet with tuple k and the
 // packet's direction in it.
-func (t *Table) Lookup(k Tuple) (*Conn, Dir, bool) {
+func (t *Table) Lookup(tup Tuple) (*Conn, Dir, bool) {
+	k := tup.key()
 	s := t.shardOf(k)
 	s.mu.RLock()
 	c := s.conns[k]
@@ -215,7 +229,7 @@ func (t *Table) Lookup(k Tuple) (*Conn, Dir, bool) {
 	if c == nil || c.expires.Load() < t.clock.Now() {
 		return nil, 0, false
 	}
-	if k == c.orig {
+	if tup == c.orig {
 		return c, Original, true
 	}
 	return c, Reply, true
@@ -235,7 +249,7 @@ func (t *Table) insert(c *Conn) bool {
 		return false
 	}
 	c.expires.Store(t.clock.Now() + int64(c.timeout()))
-	for _, k := range [2]Tuple{c.orig, c.reply} {
+	for _, k := range [2]key{c.orig.key(), c.reply.key()} {
 		s := t.shardOf(k)
 		s.mu.Lock()
 		if old := s.conns[k]; old != nil && old != c {
@@ -255,7 +269,7 @@ func (t *Table) removeLocked(s *shard, old *Conn) {
 		return
 	}
 	t.count.Add(-1)
-	for _, k := range [2]Tuple{old.orig, old.reply} {
+	for _, k := range [2]key{old.orig.key(), old.reply.key()} {
 		o := t.shardOf(k)
 		if o != s {
 			o.mu.Lock()
@@ -275,7 +289,7 @@ func (t *Table) remove(c *Conn) {
 		return
 	}
 	t.count.Add(-1)
-	for _, k := range [2]Tuple{c.orig, c.reply} {
+	for _, k := range [2]key{c.orig.key(), c.reply.key()} {
 		s := t.shardOf(k)
 		s.mu.Lock()
 		if s.conns[k] == c {
