@@ -138,9 +138,14 @@ tcp() {
 	ip netns exec "$1" iperf3 -c "$3" -p 5201 -t "$SECS" -f m |
 		awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") printf "%.2f", $(i-1) / 1000 }'
 }
-# rtt NS IP FLAGS -> average ms
+# rtt NS IP FLAGS -> average round trip in µs. ping prints its average in
+# whole µs, too coarse for the kernel's ~2 µs; with -A (the next echo leaves
+# when the reply arrives) the run's total time over its count is finer.
 rtt() {
-	ip netns exec "$1" ping $3 -q "$2" | awk -F/ '/^rtt/ { print $5 }'
+	case "$3" in
+	-A*) ip netns exec "$1" ping $3 -q "$2" | awk '/transmitted/ { for (i = 1; i <= NF; i++) if ($i == "time") { sub("ms", "", $(i+1)); printf "%.1f", $(i+1) * 1000 / $1 } }' ;;
+	*) ip netns exec "$1" ping $3 -q "$2" | awk -F/ '/^rtt/ { printf "%.1f", $5 * 1000 }' ;;
+	esac
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
@@ -167,8 +172,8 @@ ur_flood=$(rtt $P-ura 10.96.2.2 "-A -c 2000")
 printf '%s, %s, %d cores, kernel %s\n\n' "$(date -u +%FT%TZ)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc)" "$(uname -r)"
 printf '%-28s %12s %12s %8s\n' "measure" "kernel" "uswitch" "ratio"
 printf '%-28s %12s %12s %8s\n' "TCP 1 stream (Gbit/s)" "$k_tcp" "$u_tcp" "$(ratio "$u_tcp" "$k_tcp")"
-printf '%-28s %12s %12s %8s\n' "RTT ping -A (ms)" "$k_flood" "$u_flood" "$(ratio "$u_flood" "$k_flood")"
-printf '%-28s %12s %12s %8s\n' "RTT ping paced (ms)" "$k_paced" "$u_paced" "$(ratio "$u_paced" "$k_paced")"
+printf '%-28s %12s %12s %8s\n' "RTT ping -A (us)" "$k_flood" "$u_flood" "$(ratio "$u_flood" "$k_flood")"
+printf '%-28s %12s %12s %8s\n' "RTT ping paced (us)" "$k_paced" "$u_paced" "$(ratio "$u_paced" "$k_paced")"
 printf '%-28s %12s %12s %8s\n' "routed TCP (Gbit/s)" "$kr_tcp" "$ur_tcp" "$(ratio "$ur_tcp" "$kr_tcp")"
-printf '%-28s %12s %12s %8s\n' "routed RTT ping -A (ms)" "$kr_flood" "$ur_flood" "$(ratio "$ur_flood" "$kr_flood")"
+printf '%-28s %12s %12s %8s\n' "routed RTT ping -A (us)" "$kr_flood" "$ur_flood" "$(ratio "$ur_flood" "$kr_flood")"
 printf '%-28s %12s %12s %8s\n' "masquerade TCP (Gbit/s)" "$kn_tcp" "$un_tcp" "$(ratio "$un_tcp" "$kn_tcp")"
