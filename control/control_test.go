@@ -34,6 +34,8 @@ var (
 	macWeb  = packet.MAC{0x02, 0x42, 0xac, 0x14, 0x00, 0x0a}
 	macAPI  = packet.MAC{0x02, 0x42, 0xac, 0x14, 0x00, 0x0b}
 	macDB   = packet.MAC{0x02, 0x42, 0xac, 0x14, 0x00, 0x0c}
+
+	macUplink = packet.MAC{0x02, 0x42, 0x0a, 0xfa, 0x00, 0x02}
 )
 
 // lab is a datapath with two networks: "front" with three in-memory ports
@@ -47,7 +49,12 @@ type lab struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	plan := &config.Plan{
+	return newLabPlan(t, labPlan())
+}
+
+// labPlan is the plan of newLab: networks front and back, no uplink.
+func labPlan() *config.Plan {
+	return &config.Plan{
 		Name:     "test",
 		Defaults: config.Defaults{FDBAgeing: 300 * time.Second},
 		Networks: []config.Network{
@@ -55,6 +62,41 @@ func newLab(t *testing.T) *lab {
 			network("back", "172.21.0.0/24", gwBack),
 		},
 	}
+}
+
+// newNATLab is newLab with an uplink (10.250.0.2/30, the host side
+// 10.250.0.1, its in-memory device in ports["uplink"]), front masqueraded
+// to it, web (172.20.0.10) publishing 8080:80/tcp and a user rule at line
+// 42 (forward: drop udp to port 9999), so that the rule set has user and
+// built-in rules in most hooks.
+func newNATLab(t *testing.T) *lab {
+	t.Helper()
+	plan := labPlan()
+	plan.Uplink = &config.Uplink{
+		Address:     netip.MustParsePrefix("10.250.0.2/30"),
+		HostAddress: netip.MustParsePrefix("10.250.0.1/30"),
+		MAC:         macUplink,
+	}
+	plan.Networks[0].Masquerade = true
+	web := netip.MustParseAddr("172.20.0.10")
+	plan.Endpoints = []config.Endpoint{{
+		Name: "web", Mode: config.ModeBridge,
+		Interfaces: []config.Interface{{Name: "eth0", Port: "web", Network: "front", IP: web,
+			Prefix: netip.PrefixFrom(web, 24), MAC: macWeb, Gateway: plan.Networks[0].Gateway, MTU: 1500}},
+		Publish: []config.Publish{{HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+	}}
+	plan.Rules = []config.Rule{{Hook: "forward", Proto: "udp", Dport: [2]uint16{9999, 9999}, Action: "drop", Line: 42}}
+	l := newLabPlan(t, plan)
+	up := tap.NewMem(64)
+	require.NoError(t, l.dp.AttachUplink(up))
+	l.ports["uplink"] = up
+	return l
+}
+
+// newLabPlan runs a datapath over plan with three in-memory ports on front:
+// web, api and db.
+func newLabPlan(t *testing.T, plan *config.Plan) *lab {
+	t.Helper()
 	l := &lab{clk: &clock.Fake{}, ports: map[string]*tap.Mem{}}
 	dp, err := datapath.New(plan, l.clk, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
@@ -91,10 +133,18 @@ func arpRequest(t *testing.T, src packet.MAC, srcIP, dstIP net.IP) []byte {
 // udpFrame is a unicast IPv4/UDP frame from src to dst, built with gopacket.
 func udpFrame(t *testing.T, src, dst packet.MAC, payload string) []byte {
 	t.Helper()
+	return udp4(t, src, dst, "172.20.0.10:40000", "172.20.0.11:53", payload)
+}
+
+// udp4 is a unicast IPv4/UDP frame from src to dst MAC between two
+// "ip:port" addresses, built with gopacket.
+func udp4(t *testing.T, src, dst packet.MAC, from, to string, payload string) []byte {
+	t.Helper()
+	f, d := netip.MustParseAddrPort(from), netip.MustParseAddrPort(to)
 	eth := &layers.Ethernet{SrcMAC: src[:], DstMAC: dst[:], EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP,
-		SrcIP: net.IPv4(172, 20, 0, 10), DstIP: net.IPv4(172, 20, 0, 11)}
-	udp := &layers.UDP{SrcPort: 40000, DstPort: 53}
+		SrcIP: f.Addr().AsSlice(), DstIP: d.Addr().AsSlice()}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(f.Port()), DstPort: layers.UDPPort(d.Port())}
 	require.NoError(t, udp.SetNetworkLayerForChecksum(ip))
 	buf := gopacket.NewSerializeBuffer()
 	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}

@@ -7,11 +7,16 @@
 //	/v1/fdb[?network=N]         the MAC learning tables ([]FDBEntry)
 //	/v1/fdb?watch=1[&network=N] FDB events (vswitch.Event), one JSON object a line
 //	/v1/ports                   every port's counters ([]datapath.PortInfo)
+//	/v1/neigh                   the router's ARP caches ([]NeighEntry)
+//	/v1/routes                  the routing table ([]router.Route)
+//	/v1/conntrack[?proto=P]     the connection table ([]nat.Entry); P: tcp, udp, icmp
+//	/v1/rules                   the compiled rules and their counters ([]nat.RuleRow)
 //	/metrics                    Prometheus text format
 //
 // The server side is Listen, NewHandler and Serve over a Backend (the
 // datapath). The client side is Client. Wire types are FDBEntry,
-// datapath.PortInfo and vswitch.Event; errors are {"error": "..."}.
+// NeighEntry, datapath.PortInfo, vswitch.Event, router.Route, nat.Entry and
+// nat.RuleRow; errors are {"error": "..."}.
 package control
 
 import "path/filepath"

@@ -18,13 +18,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"uswitch/datapath"
+	"uswitch/nat"
 	"uswitch/packet"
 	"uswitch/router"
 	"uswitch/vswitch"
 )
 
 // Backend is what the control API inspects. *datapath.Datapath satisfies
-// it; later features (conntrack, rules, capture) add methods here.
+// it; later features (capture) add methods here.
 type Backend interface {
 	// Networks returns the learning switches, one per network, in plan order.
 	Networks() []*vswitch.Switch
@@ -32,6 +33,8 @@ type Backend interface {
 	Ports() []datapath.PortInfo
 	// Router returns the router, for its neighbours and routes.
 	Router() *router.Router
+	// Tracker returns the connection tracker and its compiled rule set.
+	Tracker() *nat.Tracker
 }
 
 // FDBEntry is one row of GET /v1/fdb.
@@ -88,11 +91,13 @@ func NewHandler(b Backend) http.Handler {
 		ErrorHandling: promhttp.ContinueOnError,
 	})
 	h.routes = map[string]route{
-		"/v1/fdb":    {http.MethodGet, apiFunc(h.fdb)},
-		"/v1/ports":  {http.MethodGet, apiFunc(h.ports)},
-		"/v1/neigh":  {http.MethodGet, apiFunc(h.neigh)},
-		"/v1/routes": {http.MethodGet, apiFunc(h.routeTable)},
-		"/metrics":   {http.MethodGet, metrics},
+		"/v1/fdb":       {http.MethodGet, apiFunc(h.fdb)},
+		"/v1/ports":     {http.MethodGet, apiFunc(h.ports)},
+		"/v1/neigh":     {http.MethodGet, apiFunc(h.neigh)},
+		"/v1/routes":    {http.MethodGet, apiFunc(h.routeTable)},
+		"/v1/conntrack": {http.MethodGet, apiFunc(h.conntrack)},
+		"/v1/rules":     {http.MethodGet, apiFunc(h.rules)},
+		"/metrics":      {http.MethodGet, metrics},
 	}
 	return h
 }

@@ -1,6 +1,10 @@
 package control
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // collector reads the backend's counters at scrape time, so the datapath
 // keeps a single set of counters and pays nothing between scrapes.
@@ -12,10 +16,14 @@ type collector struct {
 	drops              *prometheus.Desc
 	fdbEntries         *prometheus.Desc
 	learnRefused       *prometheus.Desc
+
+	ctEntries, ctInserted, ctEarlyDrop, ctDrop, ctExpired *prometheus.Desc
+	rulePackets, ruleBytes                                *prometheus.Desc
 }
 
 func newCollector(b Backend) *collector {
 	port := []string{"port", "network"}
+	rule := []string{"hook", "rule"}
 	return &collector{
 		b:            b,
 		rxPackets:    prometheus.NewDesc("uswitch_port_rx_packets_total", "Frames received on a switch port.", port, nil),
@@ -25,12 +33,21 @@ func newCollector(b Backend) *collector {
 		drops:        prometheus.NewDesc("uswitch_port_drops_total", "Frames dropped on a switch port, by reason.", []string{"port", "network", "reason"}, nil),
 		fdbEntries:   prometheus.NewDesc("uswitch_fdb_entries", "Live entries in a network's MAC learning table.", []string{"network"}, nil),
 		learnRefused: prometheus.NewDesc("uswitch_fdb_learn_refused_total", "New MACs not learned because the network's table was full.", []string{"network"}, nil),
+
+		ctEntries:   prometheus.NewDesc("uswitch_conntrack_entries", "Connections in the connection table.", nil, nil),
+		ctInserted:  prometheus.NewDesc("uswitch_conntrack_inserted_total", "Connections added to the connection table.", nil, nil),
+		ctEarlyDrop: prometheus.NewDesc("uswitch_conntrack_early_drop_total", "Unreplied connections dropped to make room in a full table.", nil, nil),
+		ctDrop:      prometheus.NewDesc("uswitch_conntrack_drop_total", "New connections refused: table full or no free NAT port.", nil, nil),
+		ctExpired:   prometheus.NewDesc("uswitch_conntrack_expired_total", "Connections removed after their timeout.", nil, nil),
+		rulePackets: prometheus.NewDesc("uswitch_rule_packets_total", "Packets a rule matched; rule is its 1-based position in the hook and its comment.", rule, nil),
+		ruleBytes:   prometheus.NewDesc("uswitch_rule_bytes_total", "Bytes of the packets a rule matched; rule is its 1-based position in the hook and its comment.", rule, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.fdbEntries, c.learnRefused} {
+	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.fdbEntries, c.learnRefused,
+		c.ctEntries, c.ctInserted, c.ctEarlyDrop, c.ctDrop, c.ctExpired, c.rulePackets, c.ruleBytes} {
 		ch <- d
 	}
 }
@@ -53,4 +70,32 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.fdbEntries, prometheus.GaugeValue, float64(len(sw.Entries())), sw.Name())
 		counter(c.learnRefused, sw.LearnRefused.Load(), sw.Name())
 	}
+	t := c.b.Tracker()
+	if t == nil {
+		return
+	}
+	if tb := t.Table; tb != nil {
+		ch <- prometheus.MustNewConstMetric(c.ctEntries, prometheus.GaugeValue, float64(tb.Len()))
+		counter(c.ctInserted, tb.Inserted.Load())
+		counter(c.ctEarlyDrop, tb.EarlyDropped.Load())
+		counter(c.ctDrop, tb.Dropped.Load())
+		counter(c.ctExpired, tb.Expired.Load())
+	}
+	if t.Rules != nil {
+		hook, n := "", 0
+		for _, r := range t.Rules.Rows() {
+			if r.Hook != hook {
+				hook, n = r.Hook, 0
+			}
+			n++
+			label := ruleLabel(n, r.Comment)
+			counter(c.rulePackets, r.Packets, r.Hook, label)
+			counter(c.ruleBytes, r.Bytes, r.Hook, label)
+		}
+	}
 }
+
+// ruleLabel is the rule label of the uswitch_rule_* metrics for the n-th
+// (from 1) rule of its hook, as `uswitch rules` lists them: "3: isolation".
+// The position keeps rules with the same comment apart.
+func ruleLabel(n int, comment string) string { return fmt.Sprintf("%d: %s", n, comment) }

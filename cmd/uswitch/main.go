@@ -1,7 +1,7 @@
 // Command uswitch builds Docker-style container networks out of Linux
 // network namespaces and switches, routes and NATs their traffic in
 // userspace. `uswitch run` runs an instance; the inspection commands
-// (fdb, ports, ...) are thin clients of its control API.
+// (fdb, ports, conntrack, ...) are thin clients of its control API.
 package main
 
 import (
@@ -33,6 +33,8 @@ var commands = []command{
 	{"ports", "[-o json]", "show every port's packet, byte and drop counters", cmdPorts},
 	{"neigh", "[-o json]", "show the router's ARP cache per network", cmdNeigh},
 	{"routes", "[-o json]", "show the routing table", cmdRoutes},
+	{"conntrack", "[--proto P] [-o json]", "show the connection table, like conntrack -L", cmdConntrack},
+	{"rules", "[-x] [-o json]", "show the compiled rules per hook with their counters", cmdRules},
 	{"version", "", "print the version and build information", cmdVersion},
 }
 

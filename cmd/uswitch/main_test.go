@@ -47,7 +47,7 @@ func TestDispatchUsage(t *testing.T) {
 		require.Regexp(t, "(?m)^  "+regexp.QuoteMeta(synopsis)+"   +"+regexp.QuoteMeta(c.summary)+"$", out)
 	}
 	require.Contains(t, out, "  help [COMMAND]")
-	require.NotContains(t, out, "conntrack", "unbuilt commands are not listed")
+	require.NotContains(t, out, "capture", "unbuilt commands are not listed")
 
 	code, out2, _ := runCLI(t, "--help")
 	require.Equal(t, 0, code)
@@ -67,6 +67,9 @@ func TestDispatchFlagErrors(t *testing.T) {
 		{"fdb", "extra"},
 		{"ports", "-o", "yaml"},
 		{"version", "x"},
+		{"conntrack", "--proto"},
+		{"conntrack", "-o", "xml"},
+		{"rules", "extra"},
 	} {
 		code, _, errOut := runCLI(t, args...)
 		require.Equal(t, 2, code, "%v", args)
@@ -76,6 +79,10 @@ func TestDispatchFlagErrors(t *testing.T) {
 	require.Equal(t, 0, code)
 	code, _, _ = runCLI(t, "ports", "-h")
 	require.Equal(t, 0, code)
+	code, _, _ = runCLI(t, "help", "conntrack")
+	require.Equal(t, 0, code)
+	code, _, _ = runCLI(t, "rules", "-h")
+	require.Equal(t, 0, code)
 }
 
 func TestDispatchNoInstance(t *testing.T) {
@@ -84,6 +91,12 @@ func TestDispatchNoInstance(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Empty(t, out)
 	require.Equal(t, "uswitch: no uswitch instance is running (control socket "+sock+": connect: no such file or directory)\n", errOut)
+	for _, cmd := range []string{"conntrack", "rules"} {
+		code, out, errOut = runCLI(t, cmd, "--control", sock)
+		require.Equal(t, 1, code, cmd)
+		require.Empty(t, out, cmd)
+		require.True(t, strings.HasPrefix(errOut, "uswitch: no uswitch instance is running"), errOut)
+	}
 }
 
 // instance is a datapath with one network "front", two in-memory ports,
@@ -97,7 +110,12 @@ type instance struct {
 
 func startInstance(t *testing.T) *instance {
 	t.Helper()
-	plan := &config.Plan{
+	return startInstancePlan(t, instancePlan())
+}
+
+// instancePlan is the plan of startInstance.
+func instancePlan() *config.Plan {
+	return &config.Plan{
 		Name:     "test",
 		Defaults: config.Defaults{FDBAgeing: 300 * time.Second},
 		Networks: []config.Network{{
@@ -105,6 +123,12 @@ func startInstance(t *testing.T) *instance {
 			GatewayMAC: packet.MAC{0x02, 0x42, 0xac, 0x14, 0x00, 0x01}, MTU: 1500,
 		}},
 	}
+}
+
+// startInstancePlan is startInstance over plan; when the plan has an
+// uplink, its in-memory device is ports["uplink"].
+func startInstancePlan(t *testing.T, plan *config.Plan) *instance {
+	t.Helper()
 	in := &instance{ports: map[string]*tap.Mem{}, sock: filepath.Join(t.TempDir(), "test.sock")}
 	dp, err := datapath.New(plan, &clock.Fake{}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
@@ -114,6 +138,11 @@ func startInstance(t *testing.T) *instance {
 		m := tap.NewMem(64)
 		require.NoError(t, in.dp.Attach("front", vswitch.PortConfig{Name: name}, m))
 		in.ports[name] = m
+	}
+	if plan.Uplink != nil {
+		m := tap.NewMem(64)
+		require.NoError(t, in.dp.AttachUplink(m))
+		in.ports["uplink"] = m
 	}
 	l, err := control.Listen(in.sock)
 	require.NoError(t, err)

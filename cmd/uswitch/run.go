@@ -57,7 +57,10 @@ func cmdCheck(args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(plan)
 	}
-	return plan.Write(os.Stdout)
+	if err := plan.Write(os.Stdout); err != nil {
+		return err
+	}
+	return writeCompiledRules(os.Stdout, plan)
 }
 
 // cmdDown removes what a crashed run of the config's instance left behind.

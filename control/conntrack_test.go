@@ -1,0 +1,194 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"uswitch/nat"
+	"uswitch/packet"
+)
+
+var macHost = packet.MAC{0x02, 0xaa, 0, 0, 0, 1} // the uplink's host side
+
+// natRules is the rule set of newNATLab, counters aside.
+var natRules = []nat.RuleRow{
+	{Hook: "prerouting", Action: "dnat", Spec: "-d 10.250.0.2/32 -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80",
+		Comment: "publish web 8080:80/tcp"},
+	{Hook: "forward", Action: "drop", Spec: "-p udp --dport 9999 -j DROP", Comment: "rule line 42", Line: 42},
+	{Hook: "forward", Action: "accept", Spec: "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", Comment: "established"},
+	{Hook: "forward", Action: "accept", Spec: "-d 172.20.0.10/32 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j ACCEPT",
+		Comment: "publish web 8080:80/tcp"},
+	{Hook: "postrouting", Action: "masquerade",
+		Spec:    "-s 172.20.0.0/24 -d 172.20.0.10/32 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j MASQUERADE",
+		Comment: "hairpin web 8080:80/tcp"},
+	{Hook: "postrouting", Action: "masquerade", Spec: "-s 172.20.0.0/24 -o uplink -j MASQUERADE", Comment: "masquerade front"},
+}
+
+// connect has web send a UDP datagram (33 bytes of IP) to the host side of
+// the uplink, 10.250.0.1:53, and waits until the router, having made the
+// connection, asks the uplink for the host's MAC. With reply, the host
+// answers to the masqueraded address and the reply reaches conntrack.
+func (l *lab) connect(t *testing.T, reply bool) {
+	t.Helper()
+	l.ports["web"].Inject(udp4(t, macWeb, gwFront, "172.20.0.10:40000", "10.250.0.1:53", "hello"))
+	require.NotNil(t, l.ports["uplink"].Recv(5*time.Second), "the router ARPs for the host")
+	if !reply {
+		return
+	}
+	l.ports["uplink"].Inject(udp4(t, macHost, macUplink, "10.250.0.1:53", "10.250.0.2:40000", "world"))
+	// The reply is translated back to web, whose MAC the router asks front for.
+	require.NotNil(t, l.ports["web"].Recv(5*time.Second), "the router ARPs for web")
+}
+
+func TestConntrackEmpty(t *testing.T) {
+	l := newNATLab(t)
+	c := serve(t, l.dp)
+	code, hdr, body := rawGet(t, c, "GET", "/v1/conntrack")
+	require.Equal(t, 200, code)
+	require.Equal(t, "application/json", hdr.Get("Content-Type"))
+	require.Equal(t, "[]\n", body, "an empty table is an empty array, not null")
+
+	// Without an uplink there are no connections either, and still rules.
+	c = serve(t, newLab(t).dp)
+	_, _, body = rawGet(t, c, "GET", "/v1/conntrack?proto=tcp")
+	require.Equal(t, "[]\n", body)
+	var rows []nat.RuleRow
+	require.NoError(t, c.GetJSON(context.Background(), "/v1/rules", &rows))
+	require.Equal(t, []nat.RuleRow{{Hook: "forward", Action: "accept",
+		Spec: "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", Comment: "established"}}, rows)
+}
+
+func TestConntrackConnection(t *testing.T) {
+	l := newNATLab(t)
+	c := serve(t, l.dp)
+	ctx := context.Background()
+	l.connect(t, false)
+
+	var raw []map[string]any
+	require.NoError(t, c.GetJSON(ctx, "/v1/conntrack", &raw))
+	require.Equal(t, []map[string]any{{
+		"proto":      "udp",
+		"original":   map[string]any{"src": "172.20.0.10", "dst": "10.250.0.1", "sport": 40000.0, "dport": 53.0},
+		"reply":      map[string]any{"src": "10.250.0.1", "dst": "10.250.0.2", "sport": 53.0, "dport": 40000.0},
+		"snat":       true,
+		"dnat":       false,
+		"assured":    false,
+		"timeout_ns": 30e9,
+		"packets":    []any{1.0, 0.0},
+		"bytes":      []any{33.0, 0.0},
+	}}, raw, "UDP has no state; the fake clock has not moved, so the whole UDP timeout is left")
+
+	// The host answers: the connection is assured, with the reply counted
+	// and UDP's stream timeout.
+	l.ports["uplink"].Inject(udp4(t, macHost, macUplink, "10.250.0.1:53", "10.250.0.2:40000", "world"))
+	var entries []nat.Entry
+	require.Eventually(t, func() bool {
+		require.NoError(t, c.GetJSON(ctx, "/v1/conntrack", &entries))
+		return len(entries) == 1 && entries[0].Assured
+	}, 5*time.Second, time.Millisecond)
+	e := entries[0]
+	require.Equal(t, [2]uint64{1, 1}, e.Packets)
+	require.Equal(t, [2]uint64{33, 33}, e.Bytes)
+	require.Equal(t, 2*time.Minute, e.Timeout)
+	require.True(t, e.SNAT)
+	require.Equal(t, "10.250.0.2", e.Reply.Dst.String())
+
+	for _, tc := range []struct {
+		query string
+		n     int
+	}{{"", 1}, {"?proto=udp", 1}, {"?proto=tcp", 0}, {"?proto=icmp", 0}} {
+		var got []nat.Entry
+		require.NoError(t, c.GetJSON(ctx, "/v1/conntrack"+tc.query, &got))
+		require.Len(t, got, tc.n, tc.query)
+	}
+}
+
+func TestRules(t *testing.T) {
+	l := newNATLab(t)
+	c := serve(t, l.dp)
+	ctx := context.Background()
+
+	var rows []nat.RuleRow
+	require.NoError(t, c.GetJSON(ctx, "/v1/rules", &rows))
+	require.Equal(t, natRules, rows)
+
+	var raw []map[string]any
+	require.NoError(t, c.GetJSON(ctx, "/v1/rules", &raw))
+	require.Equal(t, map[string]any{"hook": "forward", "packets": 0.0, "bytes": 0.0, "action": "drop",
+		"spec": "-p udp --dport 9999 -j DROP", "comment": "rule line 42", "line": 42.0}, raw[1])
+	require.NotContains(t, raw[2], "line", "built-ins have no config line")
+
+	// The request is masqueraded; its reply is accepted as established.
+	l.connect(t, true)
+	require.NoError(t, c.GetJSON(ctx, "/v1/rules", &rows))
+	want := slices.Clone(natRules)
+	want[2].Packets, want[2].Bytes = 1, 33
+	want[5].Packets, want[5].Bytes = 1, 33
+	require.Equal(t, want, rows)
+}
+
+func TestConntrackMetrics(t *testing.T) {
+	l := newNATLab(t)
+	c := serve(t, l.dp)
+	l.connect(t, true)
+
+	body, err := c.Stream(context.Background(), "/metrics")
+	require.NoError(t, err)
+	b, err := io.ReadAll(body)
+	body.Close()
+	require.NoError(t, err)
+	lines := strings.Split(string(b), "\n")
+	for _, want := range []string{
+		"# TYPE uswitch_conntrack_entries gauge",
+		"uswitch_conntrack_entries 1",
+		"# TYPE uswitch_conntrack_inserted_total counter",
+		"uswitch_conntrack_inserted_total 1",
+		"uswitch_conntrack_early_drop_total 0",
+		"uswitch_conntrack_drop_total 0",
+		"uswitch_conntrack_expired_total 0",
+		"# TYPE uswitch_rule_packets_total counter",
+		`uswitch_rule_packets_total{hook="prerouting",rule="1: publish web 8080:80/tcp"} 0`,
+		`uswitch_rule_packets_total{hook="forward",rule="1: rule line 42"} 0`,
+		`uswitch_rule_packets_total{hook="forward",rule="2: established"} 1`,
+		`uswitch_rule_bytes_total{hook="forward",rule="2: established"} 33`,
+		`uswitch_rule_packets_total{hook="forward",rule="3: publish web 8080:80/tcp"} 0`,
+		`uswitch_rule_packets_total{hook="postrouting",rule="1: hairpin web 8080:80/tcp"} 0`,
+		`uswitch_rule_packets_total{hook="postrouting",rule="2: masquerade front"} 1`,
+		`uswitch_rule_bytes_total{hook="postrouting",rule="2: masquerade front"} 33`,
+	} {
+		require.True(t, slices.Contains(lines, want), "/metrics lacks the line %q", want)
+	}
+}
+
+func TestConntrackErrors(t *testing.T) {
+	l := newNATLab(t)
+	c := serve(t, l.dp)
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		msg          string
+	}{
+		{"GET", "/v1/conntrack?proto=sctp", 400, `query parameter proto="sctp": want tcp, udp or icmp`},
+		{"GET", "/v1/conntrack?proto=", 400, `query parameter proto="": want tcp, udp or icmp`},
+		{"GET", "/v1/conntrack?proto=tcp&proto=udp", 400, `query parameter "proto" given 2 times`},
+		{"GET", "/v1/conntrack?network=front", 400, `unknown query parameter "network" (/v1/conntrack takes proto)`},
+		{"POST", "/v1/conntrack", 405, "method POST not allowed on /v1/conntrack (use GET)"},
+		{"GET", "/v1/rules?hook=forward", 400, `unknown query parameter "hook": /v1/rules takes none`},
+		{"DELETE", "/v1/rules", 405, "method DELETE not allowed on /v1/rules (use GET)"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			code, _, body := rawGet(t, c, tc.method, tc.path)
+			require.Equal(t, tc.code, code)
+			var eb errorBody
+			require.NoError(t, json.Unmarshal([]byte(body), &eb), body)
+			require.Equal(t, tc.msg, eb.Error)
+		})
+	}
+}
