@@ -163,22 +163,26 @@ func (c *Cache) Lookup(ip [4]byte) (packet.MAC, bool) {
 // Resolve queues frame (copied) until ip resolves, starting resolution if
 // none is under way. When the queue is full the oldest frame is dropped, as
 // Linux does.
-func (c *Cache) Resolve(ip [4]byte, frame []byte) {
-	if mac, resolved := c.enqueue(ip, frame); resolved {
+// It reports whether a packet was dropped to make room (or frame itself,
+// when the table is full).
+func (c *Cache) Resolve(ip [4]byte, frame []byte) (dropped bool) {
+	mac, resolved, dropped := c.enqueue(ip, frame)
+	if resolved {
 		c.out.Release(frame, mac)
 	}
+	return dropped
 }
 
 // enqueue queues frame for ip, or reports the MAC if ip resolved meanwhile
 // (another goroutine may have learned it since the caller's Lookup).
-func (c *Cache) enqueue(ip [4]byte, frame []byte) (packet.MAC, bool) {
+func (c *Cache) enqueue(ip [4]byte, frame []byte) (mac packet.MAC, resolved, dropped bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.clock.Now()
 	n := (*c.table.Load())[ip]
 	if n != nil {
 		if st := State(n.state.Load()); st == Reachable || st == Stale {
-			return macOf(n.mac.Load()), true
+			return macOf(n.mac.Load()), true, false
 		}
 	}
 	start := false
@@ -186,7 +190,7 @@ func (c *Cache) enqueue(ip [4]byte, frame []byte) (packet.MAC, bool) {
 	case n == nil:
 		if len(*c.table.Load()) >= c.cfg.MaxEntries && !c.gcLocked(now) {
 			c.TableFull.Add(1)
-			return packet.MAC{}, false
+			return packet.MAC{}, false, true
 		}
 		n = &neighbour{ip: ip, created: now}
 		c.insertLocked(n)
@@ -204,9 +208,10 @@ func (c *Cache) enqueue(ip [4]byte, frame []byte) (packet.MAC, bool) {
 	if len(n.queue) >= c.cfg.QueueLen {
 		n.queue = n.queue[1:]
 		c.QueueDrops.Add(1)
+		dropped = true
 	}
 	n.queue = append(n.queue, append([]byte(nil), frame...))
-	return packet.MAC{}, false
+	return packet.MAC{}, false, dropped
 }
 
 // Input handles an ARP packet that arrived on the port's network. It

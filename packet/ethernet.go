@@ -9,7 +9,6 @@ const (
 	EtherTypeIPv4     = 0x0800
 	EtherTypeARP      = 0x0806
 	EtherTypeVLAN     = 0x8100
-	EtherTypeIPv6     = 0x86dd
 )
 
 // Ethernet is a view over an Ethernet II frame.

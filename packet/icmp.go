@@ -4,16 +4,15 @@ import "encoding/binary"
 
 // ICMPv4 types and codes the router sends and answers.
 const (
-	ICMPEchoReply         = 0
-	ICMPUnreachable       = 3
-	ICMPEchoRequest       = 8
-	ICMPTimeExceeded      = 11
-	ICMPCodeNetUnreach    = 0
-	ICMPCodeHostUnreach   = 1
-	ICMPCodePortUnreach   = 3
-	ICMPCodeFragNeeded    = 4
-	ICMPCodeAdminProhibit = 13
-	ICMPHeaderLen         = 8
+	ICMPEchoReply       = 0
+	ICMPUnreachable     = 3
+	ICMPEchoRequest     = 8
+	ICMPTimeExceeded    = 11
+	ICMPCodeNetUnreach  = 0
+	ICMPCodeHostUnreach = 1
+	ICMPCodePortUnreach = 3
+	ICMPCodeFragNeeded  = 4
+	ICMPHeaderLen       = 8
 )
 
 // ICMP is a view over an ICMPv4 message (the IPv4 payload).

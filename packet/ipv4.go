@@ -50,9 +50,6 @@ func (p IPv4) Src() [4]byte { return [4]byte(p[12:16]) }
 // Dst is the destination address.
 func (p IPv4) Dst() [4]byte { return [4]byte(p[16:20]) }
 
-// SrcAddr is the source address as a netip.Addr.
-func (p IPv4) SrcAddr() netip.Addr { return netip.AddrFrom4(p.Src()) }
-
 // DstAddr is the destination address as a netip.Addr.
 func (p IPv4) DstAddr() netip.Addr { return netip.AddrFrom4(p.Dst()) }
 

@@ -237,7 +237,9 @@ func (p *Port) sendVia(nh [4]byte, frame []byte) {
 	eth.SetSrc(p.MAC)
 	mac, ok := p.arp.Lookup(nh)
 	if !ok {
-		p.arp.Resolve(nh, frame)
+		if p.arp.Resolve(nh, frame) {
+			p.stats.Drop(stats.NeighQueue)
+		}
 		return
 	}
 	p.transmit(frame, mac)

@@ -534,3 +534,11 @@ func FuzzPortInput(f *testing.F) {
 		g.r.Tick()
 	})
 }
+
+func TestNeighbourQueueOverflowCounted(t *testing.T) {
+	g := newRig(t, false, 1500)
+	for range 5 {
+		g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10))
+	}
+	require.EqualValues(t, 2, g.stats["gw/back"].Dropped(stats.NeighQueue), "3 wait for ARP, the oldest 2 went")
+}

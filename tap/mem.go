@@ -1,6 +1,7 @@
 package tap
 
 import (
+	"errors"
 	"sync"
 	"time"
 )
@@ -9,13 +10,15 @@ import (
 // (the frames "the namespace sends"); what the datapath writes is queued for
 // the test to take with Recv (the frames "the namespace receives").
 type Mem struct {
-	in      chan []byte
-	out     chan []byte
-	once    sync.Once
-	closed  chan struct{}
-	Dropped int // frames written while the out queue was full; owned by writers via mu
-	mu      sync.Mutex
+	in     chan []byte
+	out    chan []byte
+	once   sync.Once
+	closed chan struct{}
 }
+
+// ErrQueueFull is what WriteFrame returns when nobody took the written
+// frames fast enough; the switch counts it as a tx error.
+var ErrQueueFull = errors.New("in-memory port: queue full")
 
 // NewMem returns a port that buffers up to depth frames in each direction.
 func NewMem(depth int) *Mem {
@@ -41,7 +44,7 @@ func (m *Mem) ReadFrame(b []byte) (int, error) {
 }
 
 // WriteFrame implements Port. It copies frame; when the queue is full the
-// frame is dropped and counted, like a real device with a full queue.
+// frame is dropped with ErrQueueFull, like a real device with a full queue.
 func (m *Mem) WriteFrame(frame []byte) error {
 	select {
 	case <-m.closed:
@@ -50,12 +53,10 @@ func (m *Mem) WriteFrame(frame []byte) error {
 	}
 	select {
 	case m.out <- append([]byte(nil), frame...):
+		return nil
 	default:
-		m.mu.Lock()
-		m.Dropped++
-		m.mu.Unlock()
+		return ErrQueueFull
 	}
-	return nil
 }
 
 // Recv returns the next frame the datapath wrote, or nil after timeout.
