@@ -138,6 +138,26 @@ func createNetns(name string) error {
 	return nil
 }
 
+// aliasNetns makes name a second `ip netns` name of the namespace named
+// target (a bind mount of its file), for container-mode endpoints. It fails
+// with fs.ErrExist if name is taken.
+func aliasNetns(name, target string) error {
+	if err := validName(name); err != nil {
+		return err
+	}
+	path := netnsPath(name)
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if err := unix.Mount(netnsPath(target), path, "none", unix.MS_BIND, ""); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("bind mount %s on %s: %w", netnsPath(target), path, err)
+	}
+	return nil
+}
+
 // deleteNetns removes a named namespace the way `ip netns del` does:
 // unmount and remove the bind file. The namespace itself disappears once
 // no process, socket or handle refers to it. A missing namespace is fine.

@@ -224,6 +224,9 @@ func checkForeign(p *config.Plan, old *State) error {
 		}
 	}
 	for _, ep := range p.Endpoints {
+		if ep.Mode == config.ModeContainer && netnsExists(ep.Name) && !old.hasNetns(ep.Name) {
+			return fmt.Errorf("netns %q already exists and was not made by uswitch instance %q", ep.Name, p.Name)
+		}
 		if !namespaced(ep.Mode) {
 			continue
 		}
@@ -258,6 +261,24 @@ func (t *Topology) build(ctx context.Context, p *config.Plan) error {
 			return err
 		}
 		if err := t.addEndpoint(ctx, p, ep); err != nil {
+			return fmt.Errorf("endpoint %q: %w", ep.Name, err)
+		}
+	}
+	// Container-mode endpoints: their name becomes another `ip netns` name
+	// of their target's namespace, made now that every target exists.
+	for i := range p.Endpoints {
+		ep := &p.Endpoints[i]
+		if ep.Mode != config.ModeContainer || ep.Name == ep.Netns {
+			continue
+		}
+		if err := t.record(func(s *State) { s.Netns = append(s.Netns, ep.Name) }); err != nil {
+			return err
+		}
+		if err := aliasNetns(ep.Name, ep.Netns); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				t.record(func(s *State) { s.Netns = s.Netns[:len(s.Netns)-1] })
+				return fmt.Errorf("endpoint %q: netns %q already exists and was not made by uswitch instance %q", ep.Name, ep.Name, p.Name)
+			}
 			return fmt.Errorf("endpoint %q: %w", ep.Name, err)
 		}
 	}
