@@ -252,35 +252,18 @@ func (t *Table) insert(c *Conn) bool {
 	for _, k := range [2]key{c.orig.key(), c.reply.key()} {
 		s := t.shardOf(k)
 		s.mu.Lock()
-		if old := s.conns[k]; old != nil && old != c {
-			t.removeLocked(s, old)
-		}
+		old := s.conns[k]
 		s.conns[k] = c
 		s.mu.Unlock()
+		if old != nil && old != c {
+			// Unlinked with no shard lock held: its other tuple may be in
+			// a shard another insert holds while waiting for this one.
+			t.remove(old)
+		}
 	}
 	t.count.Add(1)
 	t.Inserted.Add(1)
 	return true
-}
-
-// removeLocked unlinks old (whose tuple is in s, locked) from both shards.
-func (t *Table) removeLocked(s *shard, old *Conn) {
-	if !old.dead.CompareAndSwap(false, true) {
-		return
-	}
-	t.count.Add(-1)
-	for _, k := range [2]key{old.orig.key(), old.reply.key()} {
-		o := t.shardOf(k)
-		if o != s {
-			o.mu.Lock()
-		}
-		if o.conns[k] == old {
-			delete(o.conns, k)
-		}
-		if o != s {
-			o.mu.Unlock()
-		}
-	}
 }
 
 // remove unlinks c.
@@ -299,16 +282,18 @@ func (t *Table) remove(c *Conn) {
 	}
 }
 
-// earlyDrop removes one connection that never saw a reply, looking through
-// a few shards from a moving start, like Linux's early_drop.
+// earlyDrop removes one connection that expired but was not swept yet or
+// that never saw a reply, looking through a few shards from a moving start,
+// like Linux's early_drop.
 func (t *Table) earlyDrop() bool {
 	start := t.sweep.Add(1)
+	now := t.clock.Now()
 	for i := range uint32(16) {
 		s := &t.shards[(start+i)%numShards]
 		var victim *Conn
 		s.mu.RLock()
 		for _, c := range s.conns {
-			if !c.replied.Load() {
+			if !c.replied.Load() || c.expires.Load() < now {
 				victim = c
 				break
 			}
@@ -316,7 +301,11 @@ func (t *Table) earlyDrop() bool {
 		s.mu.RUnlock()
 		if victim != nil {
 			t.remove(victim)
-			t.EarlyDropped.Add(1)
+			if victim.expires.Load() < now {
+				t.Expired.Add(1)
+			} else {
+				t.EarlyDropped.Add(1)
+			}
 			return true
 		}
 	}

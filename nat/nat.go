@@ -71,7 +71,8 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 	f.meta.State = StateNew
 	f.tracked = true
 	if tup.Proto == packet.ProtoTCP {
-		if c := classify(packet.TCP(ip.Payload()).Flags()); len(ip.Payload()) < 14 || (c != tcpSyn && c != tcpAck) {
+		l4 := ip.Payload()
+		if len(l4) < 14 || (classify(l4[13]) != tcpSyn && classify(l4[13]) != tcpAck) {
 			f.meta.State, f.tracked = StateInvalid, false // not a connection's first segment
 		}
 	}
@@ -81,7 +82,7 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 	if r := t.Rules.natRule(Prerouting, &f.meta); r != nil && r.Action == DNAT {
 		tg := f.meta.T
 		tg.Dst = r.toAddr
-		if r.toPort != 0 && tup.Proto != packet.ProtoICMP {
+		if r.toPort != 0 && hasPorts(tup.Proto) {
 			tg.Dport = r.toPort
 		}
 		rewriteDst(ip, tg)
@@ -111,7 +112,7 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 	switch {
 	case f.related:
 		if f.conn.nat != 0 {
-			relatedOut(ip, f.conn.target(f.dir))
+			relatedOut(ip, f.conn, f.dir)
 		}
 		return accept
 	case f.conn != nil:
@@ -134,7 +135,7 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 			src = outAddr
 		case SNAT:
 			src = r.toAddr
-			if r.toPort != 0 && cur.Proto != packet.ProtoICMP {
+			if r.toPort != 0 && hasPorts(cur.Proto) {
 				sport = r.toPort
 			}
 		}
@@ -169,10 +170,14 @@ var full = Verdict{Action: Drop, Reason: stats.ConntrackFull}
 
 // freePort makes the reply tuple unique: the source port is kept when no
 // connection uses it, else another is picked from 1024-65535 starting at a
-// hash of the tuple (for ICMP, the echo id).
+// hash of the tuple (for ICMP, the echo id). A protocol without ports
+// cannot be made unique.
 func (t *Tracker) freePort(reply *Tuple) bool {
 	if !t.Table.taken(*reply) {
 		return true
+	}
+	if !hasPorts(reply.Proto) && reply.Proto != packet.ProtoICMP {
+		return false // nothing but the addresses tells its packets apart
 	}
 	const lo, n = 1024, 65536 - 1024
 	start := uint32(maphash.Comparable(t.seed, *reply))
@@ -250,13 +255,22 @@ func (t *Tracker) relatedIn(f *Flow, ip packet.IPv4) bool {
 }
 
 // relatedOut translates what postrouting translates in a related ICMP
-// error: the outer source and the quoted packet's destination.
-func relatedOut(ip packet.IPv4, tg Tuple) {
+// error travelling in direction d of c: the quoted packet's destination,
+// and the outer source when c translates sources in that direction. Like
+// Linux, an error from a router on the way (time exceeded, frag needed)
+// otherwise keeps its sender: it is not the connection's peer.
+func relatedOut(ip packet.IPv4, c *Conn, d Dir) {
 	inner, ihl, _, ok := quoted(ip)
 	if !ok {
 		return
 	}
-	setAddr(ip, ipSrc, tg.Src, ipSum)
+	tg, from := c.target(d), c.orig
+	if d == Reply {
+		from = c.reply
+	}
+	if tg.Src != from.Src {
+		setAddr(ip, ipSrc, tg.Src, ipSum)
+	}
 	rewriteQuoted(inner, ihl, ipDst, 2, tg.Src, tg.Sport)
 	fixICMPSum(ip)
 }
@@ -319,6 +333,9 @@ func rewriteQuoted(inner []byte, ihl, addrOff, portOff int, addr [4]byte, port u
 		return
 	}
 	setPort(inner, ihl+portOff, port, sum)
+	if inner[9] == packet.ProtoUDP && sum >= 0 {
+		udpSumNotZero(inner[sum:])
+	}
 }
 
 // fixICMPSum recomputes an ICMP error's checksum after its quote changed
@@ -326,9 +343,22 @@ func rewriteQuoted(inner []byte, ihl, addrOff, portOff int, addr [4]byte, port u
 func fixICMPSum(ip packet.IPv4) { packet.ICMP(ip.Payload()).SetChecksum() }
 
 // Output runs the output hook for a packet the router itself sends (an
-// echo reply, an ICMP error, a reset) out of the port named out.
+// echo reply, an ICMP error, a reset) out of the port named out. An ICMP
+// error quotes the packet as prerouting left it: when that packet belongs
+// to a translated connection, the quote is translated back to what its
+// sender knows, as postrouting does for errors that pass through.
 func (t *Tracker) Output(ip packet.IPv4, out string) Verdict {
-	tup, _ := tupleOf(ip)
+	tup, ok := tupleOf(ip)
 	m := Meta{T: tup, Out: out, Size: len(ip), State: StateNew}
+	if !ok && tup.Proto == packet.ProtoICMP {
+		if _, _, it, ok := quoted(ip); ok {
+			if c, d, found := t.Table.Lookup(it.Reverse()); found {
+				m.State = StateRelated
+				if c.nat != 0 {
+					relatedOut(ip, c, d)
+				}
+			}
+		}
+	}
 	return t.Rules.filterVerdict(Output, &m)
 }

@@ -236,6 +236,9 @@ func Compile(p *config.Plan, log *slog.Logger) (*Rules, error) {
 			continue
 		}
 		ifc := ep.Interfaces[0]
+		if p.Network(ifc.Network).Internal {
+			continue // no way in from the uplink, published or not
+		}
 		for _, pb := range ep.Publish {
 			pubs = append(pubs, pub{ep.Name, *p.Network(ifc.Network), ifc.IP.As4(), pb})
 		}

@@ -64,6 +64,10 @@ func tupleOf(ip packet.IPv4) (t Tuple, ok bool) {
 	return t, true
 }
 
+// hasPorts reports whether proto's tuples hold ports that NAT may change
+// (ICMP echo holds its identifier in both instead).
+func hasPorts(proto uint8) bool { return proto == packet.ProtoTCP || proto == packet.ProtoUDP }
+
 // l4Checksum returns the offset, within the IP payload, of the transport
 // checksum that covers the addresses (the pseudo header), or -1.
 func l4Checksum(proto uint8, l4 []byte) int {
@@ -142,5 +146,17 @@ func rewrite(ip packet.IPv4, addrOff, portOff int, addr [4]byte, port uint16) {
 		setPort(b, hl+portOff, port, sum)
 	case packet.ProtoICMP:
 		setPort(b, hl+4, port, hl+2) // the echo id, under the ICMP checksum
+	}
+	if proto == packet.ProtoUDP && sum >= 0 {
+		udpSumNotZero(b[sum:])
+	}
+}
+
+// udpSumNotZero keeps an updated UDP checksum from reading 0, which says
+// the datagram has none: 0xffff is the same sum (RFC 768; Linux's
+// CSUM_MANGLED_0).
+func udpSumNotZero(sum []byte) {
+	if sum[0] == 0 && sum[1] == 0 {
+		sum[0], sum[1] = 0xff, 0xff
 	}
 }

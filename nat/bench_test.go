@@ -1,0 +1,128 @@
+package nat
+
+import (
+	"encoding/binary"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// established sets up a masqueraded TCP connection from web to remote:443
+// and returns a segment of each direction, as they arrive.
+func established(tb testing.TB, g *rig) (out, in []byte) {
+	c := newTCPConn(g)
+	c.handshake()
+	return tcpPkt(tb, c.cli, c.srv, fACK|fPSH, "0123456789abcdef"),
+		tcpPkt(tb, c.srv, c.masq, fACK|fPSH, "fedcba9876543210")
+}
+
+// hooks runs one packet through prerouting, forward and postrouting as the
+// router does for a forwarded packet, without the test's bookkeeping.
+func hooks(tr *Tracker, ip []byte, in, out string, outAddr [4]byte) Verdict {
+	var f Flow
+	if v := tr.Prerouting(&f, ip, in); v.Action != Accept {
+		return v
+	}
+	if v := tr.Filter(&f, Forward, out); v.Action != Accept {
+		return v
+	}
+	return tr.Postrouting(&f, ip, out, outAddr)
+}
+
+func TestEstablishedFlowAllocatesNothing(t *testing.T) {
+	g := newRig(t)
+	outPkt, inPkt := established(t, g)
+	buf := make([]byte, len(outPkt))
+	front, uplink := frontGW.As4(), uplinkAddr.As4()
+	allocs := testing.AllocsPerRun(1000, func() {
+		copy(buf, outPkt)
+		if hooks(g.tr, buf, "front", UplinkName, uplink).Action != Accept {
+			panic("dropped")
+		}
+		copy(buf, inPkt)
+		if hooks(g.tr, buf, UplinkName, "front", front).Action != Accept {
+			panic("dropped")
+		}
+	})
+	require.Zero(t, allocs, "allocations per packet pair")
+	// and it did translate
+	requireFlow(t, buf, ap(remoteAddr, 443), ap(webAddr, 40000))
+	requireChecksums(t, buf)
+}
+
+// BenchmarkNATEstablished is the per-packet cost of the hooks for a
+// masqueraded TCP connection, both directions alternating.
+func BenchmarkNATEstablished(b *testing.B) {
+	g := newRig(b)
+	outPkt, inPkt := established(b, g)
+	buf := make([]byte, len(outPkt))
+	front, uplink := frontGW.As4(), uplinkAddr.As4()
+	b.SetBytes(int64(len(outPkt)))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i&1 == 0 {
+			copy(buf, outPkt)
+			hooks(g.tr, buf, "front", UplinkName, uplink)
+		} else {
+			copy(buf, inPkt)
+			hooks(g.tr, buf, UplinkName, "front", front)
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(i), "ns/packet")
+}
+
+// BenchmarkConntrackInsert is the cost of a new connection: a masqueraded
+// UDP flow per operation, through all the hooks.
+func BenchmarkConntrackInsert(b *testing.B) {
+	g := newRig(b, maxConns(0))
+	tmpl := udpPkt(b, ap(webAddr, 1), ap(remoteAddr, 53), "q")
+	buf := make([]byte, len(tmpl))
+	uplink := uplinkAddr.As4()
+	b.ReportAllocs()
+	i := uint32(0)
+	for b.Loop() {
+		copy(buf, tmpl)
+		buf[18] = byte(i >> 16) // to 198.51.x.7: masquerade has 64k ports per peer
+		binary.BigEndian.PutUint16(buf[20:22], uint16(i))
+		if hooks(g.tr, buf, "front", UplinkName, uplink).Action != Accept {
+			b.Fatal("refused")
+		}
+		i++
+	}
+	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "inserts/s")
+}
+
+// BenchmarkConntrackMemory reports the heap a connection costs in a table
+// of 1,000,000 masqueraded UDP flows.
+func BenchmarkConntrackMemory(b *testing.B) {
+	const n = 1_000_000
+	tmpl := udpPkt(b, ap(webAddr, 1), ap(remoteAddr, 53), "q")
+	buf := make([]byte, len(tmpl))
+	uplink := uplinkAddr.As4()
+	for b.Loop() {
+		g := newRig(b, maxConns(0))
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := range uint32(n) {
+			copy(buf, tmpl)
+			buf[18] = byte(i >> 16) // to 198.51.x.7: masquerade has 64k ports per peer
+			binary.BigEndian.PutUint16(buf[20:22], uint16(i))
+			if hooks(g.tr, buf, "front", UplinkName, uplink).Action != Accept {
+				b.Fatal("refused")
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if g.tr.Table.Len() != n {
+			b.Fatalf("%d connections", g.tr.Table.Len())
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/entry")
+		g.clk.Advance(time.Hour)
+		runtime.KeepAlive(g)
+	}
+}
