@@ -76,6 +76,9 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 			f.meta.State, f.tracked = StateInvalid, false // not a connection's first segment
 		}
 	}
+	if tup.Proto == packet.ProtoICMP && packet.ICMP(ip.Payload()).Type() == packet.ICMPEchoReply {
+		f.meta.State, f.tracked = StateInvalid, false // a reply to no request, as Linux says
+	}
 	if v := t.Rules.filterVerdict(Prerouting, &f.meta); v.Action != Accept || !f.tracked {
 		return v
 	}

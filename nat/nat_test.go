@@ -414,3 +414,13 @@ func TestPortlessProtocol(t *testing.T) {
 	requireFlow(t, in, ap(remoteAddr, 0), ap(webAddr, 0))
 	require.Len(t, g.tr.Table.Entries(), 1)
 }
+
+func TestLoneEchoReplyIsInvalid(t *testing.T) {
+	g := newRig(t)
+	pkt := ping(t, netip.MustParseAddr("10.250.0.1"), uplinkAddr, 5, 1, true)
+	var f Flow
+	g.tr.Prerouting(&f, packet.IPv4(pkt), UplinkName)
+	require.Equal(t, StateInvalid, f.meta.State)
+	require.False(t, f.tracked)
+	require.Zero(t, g.tr.Table.Len())
+}
