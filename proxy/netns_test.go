@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netns"
+
+	"uswitch/nsthread"
 )
 
 // ipCmd runs ip(8) with args.
@@ -53,7 +55,7 @@ func TestNamespace(t *testing.T) {
 	// Targets inside the namespace, on its own 127.0.0.1.
 	var tln net.Listener
 	var upc *net.UDPConn
-	require.NoError(t, runIn(ns, func() error {
+	require.NoError(t, nsthread.In(ns, func() error {
 		var err error
 		if tln, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
 			return err
@@ -81,7 +83,7 @@ func TestNamespace(t *testing.T) {
 	// From inside the namespace, 127.0.0.1:port is relayed.
 	var c *net.TCPConn
 	var uc *net.UDPConn
-	require.NoError(t, runIn(ns, func() error {
+	require.NoError(t, nsthread.In(ns, func() error {
 		dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
 		tc, err := net.DialTimeout("tcp", dst.String(), 2*time.Second)
 		if err != nil {
@@ -112,7 +114,7 @@ func TestNamespace(t *testing.T) {
 func TestNamespacePortInUse(t *testing.T) {
 	name, ns := testNetns(t)
 	var busy net.Listener
-	require.NoError(t, runIn(ns, func() error {
+	require.NoError(t, nsthread.In(ns, func() error {
 		var err error
 		busy, err = net.Listen("tcp", ":0")
 		return err

@@ -22,6 +22,8 @@ import (
 	"github.com/vishvananda/netns"
 
 	"uswitch/config"
+
+	"uswitch/nsthread"
 )
 
 // Protocols a Mapping can name.
@@ -133,7 +135,7 @@ func start(ctx context.Context, netnsName string, maps []Mapping, log *slog.Logg
 	where := "the current netns"
 	if netnsName != "" {
 		where = fmt.Sprintf("netns %q", netnsName)
-		h, err := openNetns(netnsName)
+		h, err := nsthread.Open(netnsName)
 		if err != nil {
 			return nil, err
 		}

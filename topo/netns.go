@@ -6,12 +6,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"uswitch/nsthread"
 )
 
 // netnsDir is where `ip netns` keeps its bind mounts; etcNetnsDir is where
@@ -58,49 +59,6 @@ func openNetns(name string) (netns.NsHandle, error) {
 	return h, nil
 }
 
-// onSwitchedThread runs enter and then fn on a locked OS thread and then
-// switches the thread back to the namespace it started in. Only if that
-// fails is the thread left locked, so that the runtime terminates it (or,
-// for the main thread, parks it for good) instead of letting other
-// goroutines run in the wrong namespace. (Simply discarding every switched
-// thread is not enough: the main thread cannot exit, and a parked main
-// thread would keep the namespace alive and make /proc/PID/net and
-// /proc/PID/ns/net show it.)
-func onSwitchedThread(enter, fn func() error) error {
-	ch := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- fmt.Errorf("current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		err = enter()
-		if err == nil {
-			err = fn()
-		}
-		if rerr := netns.Set(orig); rerr != nil {
-			ch <- errors.Join(err, fmt.Errorf("return to the original netns: %w", rerr))
-			return // still locked: the thread is not reused
-		}
-		runtime.UnlockOSThread()
-		ch <- err
-	}()
-	return <-ch
-}
-
-// inNetns runs fn on a thread switched into ns (see onSwitchedThread).
-func inNetns(ns netns.NsHandle, fn func() error) error {
-	return onSwitchedThread(func() error {
-		if err := netns.Set(ns); err != nil {
-			return fmt.Errorf("setns: %w", err)
-		}
-		return nil
-	}, fn)
-}
-
 // createNetns creates a named network namespace the way `ip netns add`
 // does: an empty file in /var/run/netns bind-mounted from a new
 // namespace's /proc/.../ns/net. It fails with fs.ErrExist if the name is
@@ -124,7 +82,7 @@ func createNetns(name string) error {
 		}
 		return nil
 	}
-	err = onSwitchedThread(unshare, func() error {
+	err = nsthread.Switched(unshare, func() error {
 		src := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
 		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind mount %s: %w", path, err)

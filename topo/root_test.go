@@ -22,6 +22,8 @@ import (
 	"uswitch/config"
 	"uswitch/packet"
 	"uswitch/tap"
+
+	"uswitch/nsthread"
 )
 
 // These tests need root. Every namespace, link and file they make is named
@@ -204,7 +206,7 @@ func assertApplied(t *testing.T, p *config.Plan, topo *Topology) {
 			}
 			if ep.Link == config.LinkVeth {
 				var off tap.Offloads
-				if err := inNetns(ns, func() (err error) { off, err = tap.GetOffloads("eth0"); return }); err != nil {
+				if err := nsthread.In(ns, func() (err error) { off, err = tap.GetOffloads("eth0"); return }); err != nil {
 					t.Fatal(err)
 				}
 				if off != (tap.Offloads{}) {
@@ -374,7 +376,7 @@ func TestApplyClose(t *testing.T) {
 		t.Fatalf("Apply: %v", err)
 	}
 	st, err := ReadState(p.Name, opt)
-	if err != nil || st == nil || st.PID != os.Getpid() || len(st.Netns) != 3 || len(st.Links) != 1 {
+	if err != nil || st == nil || st.PID != os.Getpid() || len(st.Netns) != 4 || len(st.Links) != 1 { // a, b, n and the alias c
 		t.Fatalf("state file: %+v, %v", st, err)
 	}
 	assertApplied(t, p, topo)

@@ -15,6 +15,8 @@ import (
 
 	"uswitch/config"
 	"uswitch/tap"
+
+	"uswitch/nsthread"
 )
 
 // Topology is what Apply made for one instance. Close removes it.
@@ -488,7 +490,7 @@ func (t *Topology) addVeth(p *config.Plan, ns netns.NsHandle, h *netlink.Handle,
 	if err := configureIface(h, ifc); err != nil {
 		return err
 	}
-	if err := inNetns(ns, func() error { return tap.DisableOffloads(ifc.Name) }); err != nil {
+	if err := nsthread.In(ns, func() error { return tap.DisableOffloads(ifc.Name) }); err != nil {
 		return fmt.Errorf("netns %q: %w", pd.Netns, err)
 	}
 
