@@ -11,6 +11,7 @@
 //	/v1/routes                  the routing table ([]router.Route)
 //	/v1/conntrack[?proto=P]     the connection table ([]nat.Entry); P: tcp, udp, icmp
 //	/v1/rules                   the compiled rules and their counters ([]nat.RuleRow)
+//	/v1/capture[?port=P][&network=N][&count=C]  frames as a pcap stream (application/vnd.tcpdump.pcap)
 //	/metrics                    Prometheus text format
 //
 // The server side is Listen, NewHandler and Serve over a Backend (the

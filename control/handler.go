@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"uswitch/capture"
 	"uswitch/datapath"
 	"uswitch/nat"
 	"uswitch/packet"
@@ -35,6 +36,8 @@ type Backend interface {
 	Router() *router.Router
 	// Tracker returns the connection tracker and its compiled rule set.
 	Tracker() *nat.Tracker
+	// Capture returns the hub that fans switched frames out to captures.
+	Capture() *capture.Hub
 }
 
 // FDBEntry is one row of GET /v1/fdb.
@@ -97,6 +100,7 @@ func NewHandler(b Backend) http.Handler {
 		"/v1/routes":    {http.MethodGet, apiFunc(h.routeTable)},
 		"/v1/conntrack": {http.MethodGet, apiFunc(h.conntrack)},
 		"/v1/rules":     {http.MethodGet, apiFunc(h.rules)},
+		"/v1/capture":   {http.MethodGet, apiFunc(h.capture)},
 		"/metrics":      {http.MethodGet, metrics},
 	}
 	return h

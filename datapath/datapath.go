@@ -11,12 +11,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"uswitch/capture"
 	"uswitch/clock"
 	"uswitch/config"
+	"uswitch/dns"
 	"uswitch/nat"
 	"uswitch/router"
 	"uswitch/stats"
@@ -36,6 +39,8 @@ type Datapath struct {
 	router   *router.Router
 	tracker  *nat.Tracker
 	uplink   *uplink
+	capture  *capture.Hub
+	dns      *dns.Server // nil when no network has dns = true
 	log      *slog.Logger
 
 	mu      sync.Mutex
@@ -55,9 +60,10 @@ type reader struct {
 // between, so the datapath counts its frames itself. The router port exists
 // from New on; the device arrives with AttachUplink.
 type uplink struct {
-	port  *router.Port
-	dev   atomic.Pointer[tap.Port]
-	stats stats.Port
+	port    *router.Port
+	dev     atomic.Pointer[tap.Port]
+	stats   stats.Port
+	capture *capture.Hub
 }
 
 // Send implements router.Link for the uplink.
@@ -66,6 +72,9 @@ func (u *uplink) Send(frame []byte) {
 	if dev == nil {
 		u.stats.Drop(stats.TxError)
 		return
+	}
+	if u.capture.Active() {
+		u.capture.Frame("", UplinkPort, frame)
 	}
 	if err := (*dev).WriteFrame(frame); err != nil {
 		u.stats.Drop(stats.TxError)
@@ -83,10 +92,24 @@ type switchLink struct {
 
 func (l switchLink) Send(frame []byte) { l.sw.Input(l.port, frame) }
 
+// Options are the optional settings of NewWithOptions.
+type Options struct {
+	// DNSDialer dials the [dns] upstream servers of the embedded DNS. nil:
+	// from the uplink's namespace (dns.NetnsDialer(plan.Uplink.Netns)), or
+	// from uswitch's own without an uplink.
+	DNSDialer dns.Dialer
+}
+
 // New builds one switch per network of plan, and the router with a gateway
 // port on each. Nothing runs until devices are attached and Start is called.
 func New(plan *config.Plan, clk clock.Clock, log *slog.Logger) (*Datapath, error) {
+	return NewWithOptions(plan, clk, log, Options{})
+}
+
+// NewWithOptions is New with optional settings.
+func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Options) (*Datapath, error) {
 	d := &Datapath{plan: plan, clock: clk, byName: map[string]*vswitch.Switch{}, log: log, stop: make(chan struct{})}
+	d.capture = capture.NewHub()
 	rules, err := nat.Compile(plan, log)
 	if err != nil {
 		return nil, err
@@ -100,6 +123,7 @@ func New(plan *config.Plan, clk clock.Clock, log *slog.Logger) (*Datapath, error
 			MaxEntries: plan.Defaults.FDBMax,
 			Clock:      clk,
 		})
+		sw.SetObserver(d.capture)
 		d.networks = append(d.networks, sw)
 		d.byName[n.Name] = sw
 		if err := d.addGateway(sw, n); err != nil {
@@ -107,7 +131,7 @@ func New(plan *config.Plan, clk clock.Clock, log *slog.Logger) (*Datapath, error
 		}
 	}
 	if u := plan.Uplink; u != nil {
-		d.uplink = &uplink{}
+		d.uplink = &uplink{capture: d.capture}
 		rp, err := d.router.AddPort(router.PortConfig{Name: UplinkPort, MAC: u.MAC, Addr: u.Address, MTU: 1500}, d.uplink, &d.uplink.stats)
 		if err != nil {
 			return nil, fmt.Errorf("uplink: %w", err)
@@ -115,7 +139,25 @@ func New(plan *config.Plan, clk clock.Clock, log *slog.Logger) (*Datapath, error
 		d.uplink.port = rp
 		d.router.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), rp, u.HostAddress.Addr())
 	}
+	d.startDNS(opt.DNSDialer)
 	return d, nil
+}
+
+// startDNS builds the embedded DNS when a network has dns = true and makes
+// it the router's resolver.
+func (d *Datapath) startDNS(dialer dns.Dialer) {
+	if !slices.ContainsFunc(d.plan.Networks, func(n config.Network) bool { return n.DNS }) {
+		return
+	}
+	if dialer == nil {
+		ns := ""
+		if d.plan.Uplink != nil {
+			ns = d.plan.Uplink.Netns
+		}
+		dialer = dns.NetnsDialer(ns)
+	}
+	d.dns = dns.New(d.plan, dialer, d.log)
+	d.router.SetResolver(d.dns)
 }
 
 // addGateway attaches the router's port for network n to its switch, with
@@ -143,6 +185,13 @@ func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) error {
 
 // Tracker returns the connection tracker and rule set.
 func (d *Datapath) Tracker() *nat.Tracker { return d.tracker }
+
+// DNS returns the embedded DNS, or nil when no network has it.
+func (d *Datapath) DNS() *dns.Server { return d.dns }
+
+// Capture returns the hub that fans the frames of every switch port and of
+// the uplink out to packet captures.
+func (d *Datapath) Capture() *capture.Hub { return d.capture }
 
 // Router returns the instance's router.
 func (d *Datapath) Router() *router.Router { return d.router }
@@ -203,6 +252,9 @@ func (d *Datapath) AttachUplink(dev tap.Port) error {
 	up.dev.Store(&dev)
 	d.startReader(UplinkPort, dev, func(f []byte) {
 		up.stats.Rx(len(f))
+		if up.capture.Active() {
+			up.capture.Frame("", UplinkPort, f)
+		}
 		up.port.Input(f)
 	}, func() { up.dev.Store(nil) })
 	return nil
@@ -280,6 +332,11 @@ func (d *Datapath) Close() error {
 	}
 	d.mu.Unlock()
 	d.wg.Wait()
+	if d.dns != nil {
+		// No reader runs any more, so no query arrives: stop the forwarded
+		// ones still in flight.
+		d.dns.Close()
+	}
 	return errors.Join(errs...)
 }
 

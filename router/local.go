@@ -18,6 +18,7 @@ const (
 	// icmpQuoteMax bounds an ICMP error to 576 bytes, as RFC 1812 and Linux do.
 	icmpQuoteMax = 576 - packet.IPv4MinHeaderLen - packet.ICMPHeaderLen
 	generatedTTL = 64
+	dnsPort      = 53
 )
 
 // local handles a packet addressed to one of the router's own addresses.
@@ -38,12 +39,61 @@ func (r *Router) local(p *Port, frame []byte) {
 			r.echoReply(frame)
 		}
 	case packet.ProtoUDP:
+		if r.resolve(p, frame) {
+			return
+		}
 		r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)
 	case packet.ProtoTCP:
 		r.reset(frame)
 	default:
 		r.icmpError(frame, packet.ICMPUnreachable, 2 /* protocol unreachable */, 0)
 	}
+}
+
+// resolve hands a UDP datagram to port 53 of the ingress network's gateway
+// to the resolver and reports whether it took it. The reply leaves from
+// gateway:53, possibly later and from another goroutine.
+func (r *Router) resolve(p *Port, frame []byte) bool {
+	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
+	u := ip.Payload()
+	if r.dns == nil || p.Network == "" || ip.Dst() != p.ip || len(u) < packet.UDPHeaderLen || packet.Ports(u).Dst() != dnsPort {
+		return false
+	}
+	ulen := int(binary.BigEndian.Uint16(u[4:6]))
+	if ulen < packet.UDPHeaderLen || ulen > len(u) {
+		p.stats.Drop(stats.Truncated)
+		return true
+	}
+	gw, src, sport := p.ip, ip.Src(), packet.Ports(u).Src()
+	return r.dns.Query(p.Network, src, sport, u[packet.UDPHeaderLen:ulen], func(payload []byte) {
+		r.udpReply(gw, dnsPort, src, sport, payload)
+	})
+}
+
+// udpReply sends payload in a UDP datagram the router originates. Any
+// goroutine may call it: the frame is built in a buffer of its own.
+func (r *Router) udpReply(src [4]byte, sport uint16, dst [4]byte, dport uint16, payload []byte) {
+	ulen := packet.UDPHeaderLen + len(payload)
+	if packet.IPv4MinHeaderLen+ulen > 0xffff {
+		return
+	}
+	bp := r.bufs.Get().(*[]byte)
+	defer r.bufs.Put(bp)
+	f := (*bp)[:packet.EthernetHeaderLen+packet.IPv4MinHeaderLen+ulen]
+	ip := f[packet.EthernetHeaderLen:]
+	packet.PutIPv4Header(ip, uint16(len(ip)), r.nextID(), generatedTTL, packet.ProtoUDP, src, dst)
+	u := ip[packet.IPv4MinHeaderLen:]
+	binary.BigEndian.PutUint16(u[0:2], sport)
+	binary.BigEndian.PutUint16(u[2:4], dport)
+	binary.BigEndian.PutUint16(u[4:6], uint16(ulen))
+	u[6], u[7] = 0, 0
+	copy(u[packet.UDPHeaderLen:], payload)
+	sum := packet.Checksum(u, packet.PseudoHeaderSum(src, dst, packet.ProtoUDP, uint16(ulen)))
+	if sum == 0 {
+		sum = 0xffff // 0 means "no checksum" in UDP
+	}
+	binary.BigEndian.PutUint16(u[6:8], sum)
+	r.send(f)
 }
 
 // echoReply turns an echo request into its reply in place and sends it.

@@ -2,7 +2,8 @@
 // gateway (and the uplink's address), the longest-prefix routing table,
 // forwarding with TTL decrement and incremental checksum updates, the policy
 // between networks (isolation, internal networks), local delivery (ICMP
-// echo, TCP reset and port unreachable for everything else), and the ICMP
+// echo, DNS to a gateway handed to the Resolver, TCP reset and port
+// unreachable for everything else), and the ICMP
 // errors a Linux router sends, rate limited like icmp_ratelimit.
 //
 // A frame reaches the router on the goroutine that read it and leaves it,
@@ -64,7 +65,21 @@ type Router struct {
 	limit  *rateLimiter
 	bufs   sync.Pool
 	ipID   uint32 // IP id of generated packets, atomically bumped
+	dns    Resolver
 }
+
+// Resolver answers DNS queries sent to a network's gateway, port 53 (the
+// embedded DNS). Query runs on the datapath goroutine and must not block:
+// it calls reply with the response payload before returning or later, from
+// any goroutine, and must not keep payload. It returns false when network
+// has no DNS, and the router answers port unreachable as for any UDP port.
+type Resolver interface {
+	Query(network string, src [4]byte, sport uint16, payload []byte, reply func(payload []byte)) bool
+}
+
+// SetResolver sets the resolver of DNS queries to the gateways. It is set
+// before traffic flows; without one, port 53 is closed like any other.
+func (r *Router) SetResolver(res Resolver) { r.dns = res }
 
 // New returns a router with no ports whose hooks are ct's.
 func New(clk clock.Clock, log *slog.Logger, ct *nat.Tracker) *Router {

@@ -72,6 +72,37 @@ type Switch struct {
 	LearnRefused atomic.Uint64
 
 	subs subscribers
+
+	observer atomic.Pointer[Observer] // nil: nobody captures
+}
+
+// Observer sees the frames of a switch's ports, for packet capture
+// (*capture.Hub is one). The switch calls Frame, when Active reports true,
+// for every frame a port receives (before any check, so dropped frames are
+// seen too) and for every frame it sends (just before handing it to the
+// port's device: the gateway port's device is the router, which rewrites
+// frames in place and may answer before it returns). Frame must not keep
+// frame and must not block.
+type Observer interface {
+	Active() bool
+	Frame(network, port string, frame []byte)
+}
+
+// SetObserver makes o the switch's observer; nil removes it. Without one a
+// frame costs one atomic load more.
+func (s *Switch) SetObserver(o Observer) {
+	if o == nil {
+		s.observer.Store(nil)
+		return
+	}
+	s.observer.Store(&o)
+}
+
+// observe hands a frame of port p to the observer, if one is set and active.
+func (s *Switch) observe(p *Port, frame []byte) {
+	if o := s.observer.Load(); o != nil && (*o).Active() {
+		(*o).Frame(s.name, p.Name, frame)
+	}
 }
 
 // New returns an empty switch.
@@ -141,6 +172,7 @@ func (s *Switch) Input(in *Port, frame []byte) {
 	} else {
 		in.Stats.Rx(len(frame))
 	}
+	s.observe(in, frame)
 	eth := packet.Ethernet(frame)
 	if !eth.Valid() {
 		in.Stats.Drop(stats.Truncated)
@@ -182,6 +214,7 @@ func (s *Switch) Input(in *Port, frame []byte) {
 }
 
 func (p *Port) write(frame []byte) {
+	p.sw.observe(p, frame)
 	if err := p.dev.WriteFrame(frame); err != nil {
 		p.Stats.Drop(stats.TxError)
 		return

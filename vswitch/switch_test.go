@@ -1,6 +1,9 @@
 package vswitch
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -10,6 +13,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
 
+	"uswitch/capture"
 	"uswitch/clock"
 	"uswitch/packet"
 	"uswitch/stats"
@@ -319,6 +323,51 @@ func TestKnownUnicastDoesNotAllocate(t *testing.T) {
 	require.Zero(t, allocs)
 }
 
+func TestKnownUnicastWithIdleObserverDoesNotAllocate(t *testing.T) {
+	sw, in, f := benchSetup(t)
+	sw.SetObserver(capture.NewHub())
+	allocs := testing.AllocsPerRun(1000, func() { sw.Input(in, f) })
+	require.Zero(t, allocs)
+}
+
+// observed records what an Observer is given.
+type observed struct {
+	active bool
+	frames []string // "network port len"
+}
+
+func (o *observed) Active() bool { return o.active }
+func (o *observed) Frame(network, port string, frame []byte) {
+	o.frames = append(o.frames, fmt.Sprintf("%s %s %d", network, port, len(frame)))
+}
+
+func TestObserver(t *testing.T) {
+	r := newRig(t, 3, Config{})
+	o := &observed{active: true}
+	r.sw.SetObserver(o)
+	bcast := frame(t, mac(1), packet.Broadcast)
+	n := len(bcast)
+	r.sw.Input(r.ports[0], bcast) // flooded: rx on a, tx on b and c
+	require.Equal(t, []string{
+		fmt.Sprintf("test a %d", n), fmt.Sprintf("test b %d", n), fmt.Sprintf("test c %d", n),
+	}, o.frames)
+	o.frames = nil
+	r.sw.Input(r.ports[1], frame(t, mac(2), mac(1))) // known unicast: rx on b, tx on a
+	require.Equal(t, []string{fmt.Sprintf("test b %d", n), fmt.Sprintf("test a %d", n)}, o.frames)
+	o.frames = nil
+	r.sw.Input(r.ports[2], []byte{1, 2, 3}) // dropped, but seen received
+	require.Equal(t, []string{"test c 3"}, o.frames)
+	o.frames = nil
+	o.active = false
+	r.sw.Input(r.ports[0], bcast)
+	require.Empty(t, o.frames, "an inactive observer is not called")
+	o.active = true
+	r.sw.SetObserver(nil)
+	r.sw.Input(r.ports[0], bcast)
+	require.Empty(t, o.frames, "a removed observer is not called")
+	r.delivered()
+}
+
 func benchSetup(t testing.TB) (*Switch, *Port, []byte) {
 	sw := New(Config{Name: "bench", Clock: &clock.Fake{}})
 	a, _ := sw.AddPort(PortConfig{Name: "a"}, discard{})
@@ -332,6 +381,44 @@ func benchSetup(t testing.TB) (*Switch, *Port, []byte) {
 // BenchmarkSwitchForward measures one known-unicast frame through the switch.
 func BenchmarkSwitchForward(b *testing.B) {
 	sw, in, f := benchSetup(b)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(f)))
+	for b.Loop() {
+		sw.Input(in, f)
+	}
+}
+
+// BenchmarkSwitchForwardCapture is BenchmarkSwitchForward with one
+// capture of every port subscribed, drained into a pcap stream by another
+// goroutine as GET /v1/capture does. Frames the drainer cannot keep up with
+// are dropped (dropped/op).
+func BenchmarkSwitchForwardCapture(b *testing.B) {
+	sw, in, f := benchSetup(b)
+	hub := capture.NewHub()
+	sw.SetObserver(hub)
+	sub, err := hub.Subscribe(capture.Filter{})
+	require.NoError(b, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.WritePcap(ctx, io.Discard) }()
+	b.Cleanup(func() {
+		cancel()
+		require.NoError(b, <-done)
+		sub.Close()
+	})
+	b.ReportAllocs()
+	b.SetBytes(int64(len(f)))
+	for b.Loop() {
+		sw.Input(in, f)
+	}
+	b.ReportMetric(float64(sub.Dropped())/float64(b.N), "dropped/op")
+}
+
+// BenchmarkSwitchForwardCaptureIdle is BenchmarkSwitchForward with a
+// capture hub set as observer but nobody capturing, as in production.
+func BenchmarkSwitchForwardCaptureIdle(b *testing.B) {
+	sw, in, f := benchSetup(b)
+	sw.SetObserver(capture.NewHub())
 	b.ReportAllocs()
 	b.SetBytes(int64(len(f)))
 	for b.Loop() {

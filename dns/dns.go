@@ -1,0 +1,385 @@
+// Package dns owns the embedded resolver, Docker's 127.0.0.11 in the role
+// of each network's gateway: on a network with dns = true it answers, at
+// gateway:53, the names and aliases of the endpoints on that network (A
+// with their address on that network, also as "<name>.<network>"; AAAA and
+// other types with no data; PTR for those addresses), says NXDOMAIN for
+// unknown single-label names, names under "<network>" and the names of
+// endpoints on other networks, and forwards every other name to the [dns]
+// upstream servers (REFUSED when there are none). An endpoint on several
+// networks with DNS sees the names of all of them, whichever gateway it
+// asks, its asking network's addresses first.
+//
+// Local answers are built synchronously with no I/O, so the datapath
+// goroutine that hands a query over never blocks; forwarded queries run on a
+// bounded set of worker goroutines that dial the upstream servers through a
+// Dialer (from the uplink's namespace in production) and reply later.
+package dns
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	miekg "github.com/miekg/dns"
+
+	"uswitch/config"
+)
+
+// TTL is the time to live of local answers, in seconds (Docker's).
+const TTL = 600
+
+// Defaults for forwarding.
+const (
+	DefaultMaxInFlight = 64              // forwarded queries at once; beyond, SERVFAIL
+	DefaultTimeout     = 2 * time.Second // per upstream server
+)
+
+// Dialer opens the connections to upstream servers. *net.Dialer is one;
+// NetnsDialer dials from another network namespace.
+type Dialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Stats are the resolver's counters.
+type Stats struct {
+	Queries     uint64 `json:"queries"`      // well-formed queries received
+	Answered    uint64 `json:"answered"`     // answered locally with at least one record
+	NXDomain    uint64 `json:"nxdomain"`     // answered locally with NXDOMAIN
+	Refused     uint64 `json:"refused"`      // not ours and no upstream (or not a standard query)
+	Forwarded   uint64 `json:"forwarded"`    // handed to a worker for the upstream servers
+	Overflow    uint64 `json:"overflow"`     // not forwarded: every worker busy (answered SERVFAIL)
+	UpstreamErr uint64 `json:"upstream_err"` // no upstream server answered (answered SERVFAIL)
+	Malformed   uint64 `json:"malformed"`    // dropped: not a DNS query that parses
+}
+
+type counters struct {
+	queries, answered, nxdomain, refused, forwarded, overflow, upstreamErr, malformed atomic.Uint64
+}
+
+// Server is the embedded resolver of one instance.
+type Server struct {
+	zones map[string]*zone // by network name, networks with dns = true only
+	// views maps an endpoint's address on a network to the zones it sees:
+	// that network's first, then its other networks with DNS, so that an
+	// endpoint on several networks resolves the names of all of them (as
+	// Docker's per-container resolver does) whichever gateway it asks.
+	views    map[view][]*zone
+	known    map[string]bool // every endpoint name and alias of the plan
+	upstream []string
+	dialer   Dialer
+	log      *slog.Logger
+	timeout  time.Duration
+	slots    chan struct{} // one token per forwarded query in flight
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	c        counters
+}
+
+// New builds the resolver for plan's networks that have dns = true.
+// upstream dials plan.DNS.Upstream; it may be nil when there is none.
+func New(plan *config.Plan, upstream Dialer, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		zones:    map[string]*zone{},
+		views:    map[view][]*zone{},
+		known:    map[string]bool{},
+		upstream: append([]string(nil), plan.DNS.Upstream...),
+		dialer:   upstream,
+		log:      log,
+		timeout:  DefaultTimeout,
+		slots:    make(chan struct{}, DefaultMaxInFlight),
+	}
+	if s.dialer == nil {
+		s.dialer = &net.Dialer{}
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for _, n := range plan.Networks {
+		if n.DNS {
+			s.zones[n.Name] = buildZone(plan, n)
+		}
+	}
+	for _, ep := range plan.Endpoints {
+		for _, ifc := range ep.Interfaces {
+			z := s.zones[ifc.Network]
+			if z == nil || !ifc.IP.IsValid() {
+				continue
+			}
+			zs := []*zone{z}
+			for _, other := range ep.Interfaces {
+				if oz := s.zones[other.Network]; oz != nil && !slices.Contains(zs, oz) {
+					zs = append(zs, oz)
+				}
+			}
+			if len(zs) > 1 {
+				s.views[view{ifc.Network, ifc.IP}] = zs
+			}
+		}
+		s.known[strings.ToLower(ep.Name)] = true
+		for _, al := range ep.Aliases {
+			s.known[strings.ToLower(al)] = true
+		}
+	}
+	return s
+}
+
+// Serves reports whether network has the embedded DNS.
+func (s *Server) Serves(network string) bool { return s.zones[network] != nil }
+
+// view is who asks: a network and an address on it.
+type view struct {
+	network string
+	addr    netip.Addr
+}
+
+// zonesFor returns the zones visible to src asking on network.
+func (s *Server) zonesFor(network string, src netip.Addr) []*zone {
+	if zs, ok := s.views[view{network, src}]; ok {
+		return zs
+	}
+	return []*zone{s.zones[network]}
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Queries:     s.c.queries.Load(),
+		Answered:    s.c.answered.Load(),
+		NXDomain:    s.c.nxdomain.Load(),
+		Refused:     s.c.refused.Load(),
+		Forwarded:   s.c.forwarded.Load(),
+		Overflow:    s.c.overflow.Load(),
+		UpstreamErr: s.c.upstreamErr.Load(),
+		Malformed:   s.c.malformed.Load(),
+	}
+}
+
+// Close cancels the forwarded queries in flight and waits for their
+// workers; none replies after Close returns.
+func (s *Server) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// outcome is what resolve decided.
+type outcome int
+
+const (
+	outDrop    outcome = iota // malformed, or a network without DNS: no reply
+	outReply                  // answered locally
+	outForward                // for the upstream servers
+)
+
+// Answer answers a query that arrived on network from what the resolver
+// knows, synchronously and without I/O. ok is false when there is nothing
+// to send: the query is malformed (dropped and counted), the network has no
+// DNS, or the name is for the upstream servers (Query forwards those).
+func (s *Server) Answer(network string, query []byte) (reply []byte, ok bool) {
+	r, out, _ := s.resolve(network, netip.Addr{}, query)
+	return r, out == outReply
+}
+
+// Query is the router's hook: it answers a query that arrived on network
+// from src:sport (an endpoint on several networks with DNS sees the names of
+// all of them, its address on network first) by calling reply with the response payload, either before
+// it returns (local names) or later from a worker goroutine (forwarded
+// names). It returns false, having done nothing, when network has no DNS.
+// payload is not kept after Query returns.
+func (s *Server) Query(network string, src [4]byte, sport uint16, payload []byte, replyFn func(payload []byte)) bool {
+	if !s.Serves(network) {
+		return false
+	}
+	r, out, q := s.resolve(network, netip.AddrFrom4(src), payload)
+	switch out {
+	case outReply:
+		replyFn(r)
+	case outForward:
+		s.forward(q, append([]byte(nil), payload...), replyFn, netip.AddrFrom4(src), sport)
+	}
+	return true
+}
+
+// resolve parses query and decides: a local reply, a drop, or forwarding
+// (q is then the parsed query, for the SERVFAIL should no upstream answer).
+func (s *Server) resolve(network string, src netip.Addr, query []byte) ([]byte, outcome, *miekg.Msg) {
+	if s.zones[network] == nil {
+		return nil, outDrop, nil
+	}
+	q := new(miekg.Msg)
+	if err := q.Unpack(query); err != nil || q.Response {
+		s.c.malformed.Add(1)
+		return nil, outDrop, nil
+	}
+	s.c.queries.Add(1)
+	if q.Opcode != miekg.OpcodeQuery {
+		return s.pack(q, miekg.RcodeNotImplemented, nil), outReply, nil
+	}
+	if len(q.Question) != 1 {
+		return s.pack(q, miekg.RcodeFormatError, nil), outReply, nil
+	}
+	qs := q.Question[0]
+	name := strings.TrimSuffix(strings.ToLower(qs.Name), ".")
+	if qs.Qclass == miekg.ClassINET || qs.Qclass == miekg.ClassANY {
+		if rr, rcode, local := s.local(s.zonesFor(network, src), qs, name); local {
+			return s.pack(q, rcode, rr), outReply, nil
+		}
+	}
+	if len(s.upstream) == 0 {
+		s.c.refused.Add(1)
+		return s.pack(q, miekg.RcodeRefused, nil), outReply, nil
+	}
+	return nil, outForward, q
+}
+
+// local answers qs from zones, in order, when the name is theirs to answer.
+func (s *Server) local(zones []*zone, qs miekg.Question, name string) (rr []miekg.RR, rcode int, local bool) {
+	hdr := func(t uint16) miekg.RR_Header {
+		return miekg.RR_Header{Name: qs.Name, Rrtype: t, Class: miekg.ClassINET, Ttl: TTL}
+	}
+	if ip, ok := reverse(name); ok {
+		i := slices.IndexFunc(zones, func(z *zone) bool { return z.subnet.Contains(ip) })
+		if i < 0 {
+			return nil, 0, false // not our addresses: upstream's business
+		}
+		host, ok := zones[i].ptr[ip]
+		if !ok {
+			s.c.nxdomain.Add(1)
+			return nil, miekg.RcodeNameError, true
+		}
+		if qs.Qtype == miekg.TypePTR || qs.Qtype == miekg.TypeANY {
+			rr = append(rr, &miekg.PTR{Hdr: hdr(miekg.TypePTR), Ptr: miekg.Fqdn(host)})
+			s.c.answered.Add(1)
+		}
+		return rr, miekg.RcodeSuccess, true
+	}
+	var ips []netip.Addr
+	inZone := false
+	for _, z := range zones {
+		found, in := z.lookup(name)
+		if len(found) > 0 {
+			ips = found
+			break
+		}
+		inZone = inZone || in
+	}
+	if len(ips) == 0 {
+		if inZone || s.known[name] {
+			s.c.nxdomain.Add(1)
+			return nil, miekg.RcodeNameError, true
+		}
+		return nil, 0, false
+	}
+	if qs.Qtype == miekg.TypeA || qs.Qtype == miekg.TypeANY {
+		for _, ip := range ips {
+			rr = append(rr, &miekg.A{Hdr: hdr(miekg.TypeA), A: net.IP(ip.AsSlice())})
+		}
+		s.c.answered.Add(1)
+	}
+	// AAAA and every other type of a local name: NOERROR with no answer.
+	return rr, miekg.RcodeSuccess, true
+}
+
+// pack builds the response to q.
+func (s *Server) pack(q *miekg.Msg, rcode int, answer []miekg.RR) []byte {
+	m := new(miekg.Msg)
+	m.SetReply(q)
+	m.Rcode = rcode
+	m.Authoritative = rcode == miekg.RcodeSuccess || rcode == miekg.RcodeNameError
+	m.RecursionAvailable = len(s.upstream) > 0
+	m.Answer = answer
+	size := miekg.MinMsgSize
+	if opt := q.IsEdns0(); opt != nil {
+		size = max(size, int(opt.UDPSize()))
+		m.SetEdns0(uint16(min(size, 4096)), false)
+	}
+	m.Truncate(size)
+	b, err := m.Pack()
+	if err != nil {
+		s.log.Debug("dns: packing a reply", "err", err)
+		m = new(miekg.Msg)
+		m.SetRcode(q, miekg.RcodeServerFailure)
+		b, _ = m.Pack()
+	}
+	return b
+}
+
+// forward sends query to the upstream servers on a worker, unless every
+// worker is busy (then it answers SERVFAIL at once).
+func (s *Server) forward(q *miekg.Msg, query []byte, replyFn func([]byte), src netip.Addr, sport uint16) {
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		s.c.overflow.Add(1)
+		replyFn(s.pack(q, miekg.RcodeServerFailure, nil))
+		return
+	}
+	s.c.forwarded.Add(1)
+	s.wg.Add(1)
+	go func() {
+		defer func() { <-s.slots; s.wg.Done() }()
+		if r, ok := s.exchange(query, q.Id); ok {
+			replyFn(r)
+			return
+		}
+		if s.ctx.Err() != nil {
+			return // closing: nobody to answer
+		}
+		s.c.upstreamErr.Add(1)
+		s.log.Debug("dns: no upstream answered", "name", q.Question[0].Name, "client", src, "port", sport)
+		replyFn(s.pack(q, miekg.RcodeServerFailure, nil))
+	}()
+}
+
+// exchange asks each upstream server in turn, over UDP with a timeout
+// each, and returns the first response that matches the query's ID.
+func (s *Server) exchange(query []byte, id uint16) ([]byte, bool) {
+	buf := make([]byte, 65535)
+	for _, up := range s.upstream {
+		if r, ok := s.ask(up, query, id, buf); ok {
+			return r, true
+		}
+		if s.ctx.Err() != nil {
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+func (s *Server) ask(up string, query []byte, id uint16, buf []byte) ([]byte, bool) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+	defer cancel()
+	c, err := s.dialer.DialContext(ctx, "udp", up)
+	if err != nil {
+		s.log.Debug("dns: dialling upstream", "upstream", up, "err", err)
+		return nil, false
+	}
+	defer c.Close()
+	deadline, _ := ctx.Deadline()
+	_ = c.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := c.Write(query); err != nil {
+		s.log.Debug("dns: writing to upstream", "upstream", up, "err", err)
+		return nil, false
+	}
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			s.log.Debug("dns: reading from upstream", "upstream", up, "err", err)
+			return nil, false
+		}
+		// A response (QR set) to our ID; anything else is ignored.
+		if n >= 12 && uint16(buf[0])<<8|uint16(buf[1]) == id && buf[2]&0x80 != 0 {
+			return append([]byte(nil), buf[:n]...), true
+		}
+	}
+}

@@ -1,0 +1,183 @@
+package router
+
+import (
+	"net/netip"
+	"sync"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	miekg "github.com/miekg/dns"
+	"github.com/stretchr/testify/require"
+
+	"uswitch/config"
+	"uswitch/dns"
+	"uswitch/packet"
+	"uswitch/stats"
+)
+
+// dnsPlan: web (alias www) on front, db on back; back has no DNS unless
+// backDNS.
+func dnsPlan(backDNS bool) *config.Plan {
+	p := testPlan(true)
+	p.Networks[0].DNS = true
+	p.Networks[1].DNS = backDNS
+	p.Endpoints = []config.Endpoint{
+		{Name: "web", Mode: config.ModeBridge, Aliases: []string{"www"}, Interfaces: []config.Interface{{Network: "front", IP: webIP}}},
+		{Name: "db", Mode: config.ModeBridge, Interfaces: []config.Interface{{Network: "back", IP: dbIP}}},
+	}
+	return p
+}
+
+func dnsQuery(t testing.TB, name string) []byte {
+	m := new(miekg.Msg)
+	m.SetQuestion(miekg.Fqdn(name), miekg.TypeA)
+	b, err := m.Pack()
+	require.NoError(t, err)
+	return b
+}
+
+// udpFrame builds a UDP frame from (smac, src:sport) to dst:dport, sent to
+// the gateway MAC dmac.
+func udpFrame(t testing.TB, smac, dmac [6]byte, src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
+	eth := &layers.Ethernet{SrcMAC: hw(smac), DstMAC: hw(dmac), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Id: 77, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+	_ = udp.SetNetworkLayerForChecksum(ip)
+	return serialize(t, eth, ip, udp, gopacket.Payload(payload))
+}
+
+func TestDNSQueryToGatewayIsAnswered(t *testing.T) {
+	g := newRig(t, true, 1500)
+	g.r.SetResolver(dns.New(dnsPlan(false), nil, nil))
+	g.learn(t, "gw/front", webIP, webMAC)
+	q := dnsQuery(t, "www")
+	g.ports["gw/front"].Input(udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40001, 53, q))
+	out := g.links["gw/front"].take()
+	require.Len(t, out, 1)
+	requireChecksumsValid(t, out[0])
+	p := decode(out[0])
+	eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	require.Equal(t, hw(webMAC), eth.DstMAC)
+	require.Equal(t, hw(macFor(frontGW.Addr())), eth.SrcMAC)
+	ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	require.Equal(t, frontGW.Addr().AsSlice(), []byte(ip.SrcIP.To4()))
+	require.Equal(t, webIP.AsSlice(), []byte(ip.DstIP.To4()))
+	require.EqualValues(t, generatedTTL, ip.TTL)
+	u := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+	require.EqualValues(t, 53, u.SrcPort)
+	require.EqualValues(t, 40001, u.DstPort)
+	require.NotZero(t, u.Checksum)
+	m := new(miekg.Msg)
+	require.NoError(t, m.Unpack(u.Payload))
+	require.Equal(t, miekg.RcodeSuccess, m.Rcode)
+	require.Len(t, m.Answer, 1)
+	require.Equal(t, webIP.String(), m.Answer[0].(*miekg.A).A.String())
+	require.EqualValues(t, dns.TTL, m.Answer[0].Header().Ttl)
+
+	// The other network's name is unknown here.
+	g.ports["gw/front"].Input(udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40002, 53, dnsQuery(t, "db")))
+	out = g.links["gw/front"].take()
+	require.Len(t, out, 1)
+	requireChecksumsValid(t, out[0])
+	m = new(miekg.Msg)
+	require.NoError(t, m.Unpack(decode(out[0]).Layer(layers.LayerTypeUDP).(*layers.UDP).Payload))
+	require.Equal(t, miekg.RcodeNameError, m.Rcode)
+}
+
+func TestDNSOnlyAtTheIngressGatewayOfADNSNetwork(t *testing.T) {
+	portUnreach := layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort)
+	for _, c := range []struct {
+		name     string
+		resolver bool
+		port     string
+		src      netip.Addr
+		smac     [6]byte
+		dst      netip.Addr
+	}{
+		{"no resolver", false, "gw/front", webIP, webMAC, frontGW.Addr()},
+		{"network without DNS", true, "gw/back", dbIP, dbMAC, backGW.Addr()},
+		{"another network's gateway", true, "gw/front", webIP, webMAC, backGW.Addr()},
+		{"the uplink address", true, "gw/front", webIP, webMAC, uplinkIP.Addr()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := newRig(t, true, 1500)
+			if c.resolver {
+				g.r.SetResolver(dns.New(dnsPlan(false), nil, nil))
+			}
+			p := g.ports[c.port]
+			g.learn(t, c.port, c.src, c.smac)
+			in := udpFrame(t, c.smac, p.MAC, c.src, c.dst, 40000, 53, dnsQuery(t, "web"))
+			orig := append([]byte(nil), in...)
+			p.Input(in)
+			out := g.links[c.port].take()
+			require.Len(t, out, 1)
+			requireICMPError(t, out[0], portUnreach, p.Addr.Addr(), orig)
+		})
+	}
+}
+
+func TestDNSBadUDPLengthDropped(t *testing.T) {
+	g := newRig(t, true, 1500)
+	g.r.SetResolver(dns.New(dnsPlan(false), nil, nil))
+	g.learn(t, "gw/front", webIP, webMAC)
+	f := udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40000, 53, dnsQuery(t, "web"))
+	f[14+20+4], f[14+20+5] = 0xff, 0xff // UDP length beyond the packet
+	g.ports["gw/front"].Input(f)
+	require.Empty(t, g.links["gw/front"].take())
+	require.EqualValues(t, 1, g.stats["gw/front"].Snapshot().Drops[stats.Truncated.String()])
+}
+
+// laterResolver replies from another goroutine after Query returned, as a
+// forwarded query does, with a payload of n bytes.
+type laterResolver struct {
+	n  int
+	wg sync.WaitGroup
+}
+
+func (l *laterResolver) Query(network string, src [4]byte, sport uint16, payload []byte, reply func([]byte)) bool {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		b := make([]byte, l.n)
+		for i := range b {
+			b[i] = byte(i)
+		}
+		reply(b)
+	}()
+	return true
+}
+
+func TestDNSReplyFromAnotherGoroutine(t *testing.T) {
+	for _, n := range []int{0, 1, 511, 3000} { // odd lengths and a reply above the MTU (fragmented)
+		g := newRig(t, true, 1500)
+		res := &laterResolver{n: n}
+		g.r.SetResolver(res)
+		g.learn(t, "gw/front", webIP, webMAC)
+		in := udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40000, 53, dnsQuery(t, "web"))
+		g.ports["gw/front"].Input(in)
+		clear(in) // the reader's buffer is reused at once
+		res.wg.Wait()
+		out := g.links["gw/front"].take()
+		if n < 1500 {
+			require.Len(t, out, 1)
+			// Not DNS, so gopacket would not decode it: check by hand.
+			ip := packet.IPv4(out[0][packet.EthernetHeaderLen:])
+			require.True(t, ip.Valid() && ip.HeaderChecksumValid())
+			require.Equal(t, [4]byte(frontGW.Addr().As4()), ip.Src())
+			require.Equal(t, [4]byte(webIP.As4()), ip.Dst())
+			u := ip.Payload()
+			require.Len(t, u, packet.UDPHeaderLen+n)
+			require.EqualValues(t, 53, packet.Ports(u).Src())
+			require.EqualValues(t, 40000, packet.Ports(u).Dst())
+			require.EqualValues(t, len(u), int(u[4])<<8|int(u[5]))
+			require.NotZero(t, int(u[6])<<8|int(u[7]))
+			require.Zero(t, packet.Checksum(u, packet.PseudoHeaderSum(ip.Src(), ip.Dst(), packet.ProtoUDP, uint16(len(u)))), "UDP checksum")
+			for i, b := range u[packet.UDPHeaderLen:] {
+				require.Equal(t, byte(i), b)
+			}
+			continue
+		}
+		require.Len(t, out, 3, "fragments")
+	}
+}
