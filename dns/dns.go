@@ -184,7 +184,7 @@ const (
 // to send: the query is malformed (dropped and counted), the network has no
 // DNS, or the name is for the upstream servers (Query forwards those).
 func (s *Server) Answer(network string, query []byte) (reply []byte, ok bool) {
-	r, out, _ := s.resolve(network, netip.Addr{}, query)
+	r, out, _ := s.resolve(network, netip.Addr{}, query, false)
 	return r, out == outReply
 }
 
@@ -195,10 +195,20 @@ func (s *Server) Answer(network string, query []byte) (reply []byte, ok bool) {
 // names). It returns false, having done nothing, when network has no DNS.
 // payload is not kept after Query returns.
 func (s *Server) Query(network string, src [4]byte, sport uint16, payload []byte, replyFn func(payload []byte)) bool {
+	return s.query(network, src, sport, payload, false, replyFn)
+}
+
+// QueryTCP is Query for a query that came over TCP: its response is not
+// truncated to a datagram's size.
+func (s *Server) QueryTCP(network string, src [4]byte, sport uint16, payload []byte, replyFn func(payload []byte)) bool {
+	return s.query(network, src, sport, payload, true, replyFn)
+}
+
+func (s *Server) query(network string, src [4]byte, sport uint16, payload []byte, tcp bool, replyFn func(payload []byte)) bool {
 	if !s.Serves(network) {
 		return false
 	}
-	r, out, q := s.resolve(network, netip.AddrFrom4(src), payload)
+	r, out, q := s.resolve(network, netip.AddrFrom4(src), payload, tcp)
 	switch out {
 	case outReply:
 		replyFn(r)
@@ -210,7 +220,7 @@ func (s *Server) Query(network string, src [4]byte, sport uint16, payload []byte
 
 // resolve parses query and decides: a local reply, a drop, or forwarding
 // (q is then the parsed query, for the SERVFAIL should no upstream answer).
-func (s *Server) resolve(network string, src netip.Addr, query []byte) ([]byte, outcome, *miekg.Msg) {
+func (s *Server) resolve(network string, src netip.Addr, query []byte, tcp bool) ([]byte, outcome, *miekg.Msg) {
 	if s.zones[network] == nil {
 		return nil, outDrop, nil
 	}
@@ -221,21 +231,21 @@ func (s *Server) resolve(network string, src netip.Addr, query []byte) ([]byte, 
 	}
 	s.c.queries.Add(1)
 	if q.Opcode != miekg.OpcodeQuery {
-		return s.pack(q, miekg.RcodeNotImplemented, nil), outReply, nil
+		return s.pack(q, miekg.RcodeNotImplemented, nil, tcp), outReply, nil
 	}
 	if len(q.Question) != 1 {
-		return s.pack(q, miekg.RcodeFormatError, nil), outReply, nil
+		return s.pack(q, miekg.RcodeFormatError, nil, tcp), outReply, nil
 	}
 	qs := q.Question[0]
 	name := strings.TrimSuffix(strings.ToLower(qs.Name), ".")
 	if qs.Qclass == miekg.ClassINET || qs.Qclass == miekg.ClassANY {
 		if rr, rcode, local := s.local(s.zonesFor(network, src), qs, name); local {
-			return s.pack(q, rcode, rr), outReply, nil
+			return s.pack(q, rcode, rr, tcp), outReply, nil
 		}
 	}
 	if len(s.upstream) == 0 {
 		s.c.refused.Add(1)
-		return s.pack(q, miekg.RcodeRefused, nil), outReply, nil
+		return s.pack(q, miekg.RcodeRefused, nil, tcp), outReply, nil
 	}
 	return nil, outForward, q
 }
@@ -288,8 +298,9 @@ func (s *Server) local(zones []*zone, qs miekg.Question, name string) (rr []miek
 	return rr, miekg.RcodeSuccess, true
 }
 
-// pack builds the response to q.
-func (s *Server) pack(q *miekg.Msg, rcode int, answer []miekg.RR) []byte {
+// pack builds the response to q, truncated to what the client can take
+// in a datagram unless it came over TCP.
+func (s *Server) pack(q *miekg.Msg, rcode int, answer []miekg.RR, tcp bool) []byte {
 	m := new(miekg.Msg)
 	m.SetReply(q)
 	m.Rcode = rcode
@@ -300,6 +311,9 @@ func (s *Server) pack(q *miekg.Msg, rcode int, answer []miekg.RR) []byte {
 	if opt := q.IsEdns0(); opt != nil {
 		size = max(size, int(opt.UDPSize()))
 		m.SetEdns0(uint16(min(size, 4096)), false)
+	}
+	if tcp {
+		size = miekg.MaxMsgSize
 	}
 	m.Truncate(size)
 	b, err := m.Pack()
@@ -319,7 +333,7 @@ func (s *Server) forward(q *miekg.Msg, query []byte, replyFn func([]byte), src n
 	case s.slots <- struct{}{}:
 	default:
 		s.c.overflow.Add(1)
-		replyFn(s.pack(q, miekg.RcodeServerFailure, nil))
+		replyFn(s.pack(q, miekg.RcodeServerFailure, nil, false))
 		return
 	}
 	s.c.forwarded.Add(1)
@@ -335,7 +349,7 @@ func (s *Server) forward(q *miekg.Msg, query []byte, replyFn func([]byte), src n
 		}
 		s.c.upstreamErr.Add(1)
 		s.log.Debug("dns: no upstream answered", "name", q.Question[0].Name, "client", src, "port", sport)
-		replyFn(s.pack(q, miekg.RcodeServerFailure, nil))
+		replyFn(s.pack(q, miekg.RcodeServerFailure, nil, false))
 	}()
 }
 

@@ -123,6 +123,19 @@ func TestDNSNamesAndAliases(t *testing.T) {
 		require.NoError(t, err, out)
 		require.Contains(t, out, b)
 	})
+	t.Run("over TCP too", func(t *testing.T) {
+		q := new(miekg.Msg)
+		q.SetQuestion("bravo.", miekg.TypeA)
+		var r *miekg.Msg
+		var err error
+		inNetns(t, a, func() {
+			c := &miekg.Client{Net: "tcp", Timeout: 3 * time.Second}
+			r, _, err = c.Exchange(q, "10.90.0.1:53")
+		})
+		require.NoError(t, err)
+		require.Len(t, r.Answer, 1)
+		require.Equal(t, "10.90.0.11", r.Answer[0].(*miekg.A).A.String())
+	})
 	// Still forwarding normally, and the process is alive.
 	ping(t, a, "10.90.0.11")
 	require.Nil(t, in.cmd.ProcessState)

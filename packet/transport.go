@@ -46,5 +46,6 @@ const (
 	TCPFin = 0x01
 	TCPSyn = 0x02
 	TCPRst = 0x04
+	TCPPsh = 0x08
 	TCPAck = 0x10
 )

@@ -148,6 +148,10 @@ func (l *laterResolver) Query(network string, src [4]byte, sport uint16, payload
 	return true
 }
 
+func (l *laterResolver) QueryTCP(network string, src [4]byte, sport uint16, payload []byte, reply func([]byte)) bool {
+	return l.Query(network, src, sport, payload, reply)
+}
+
 func TestDNSReplyFromAnotherGoroutine(t *testing.T) {
 	for _, n := range []int{0, 1, 511, 3000} { // odd lengths and a reply above the MTU (fragmented)
 		g := newRig(t, true, 1500)
@@ -180,4 +184,75 @@ func TestDNSReplyFromAnotherGoroutine(t *testing.T) {
 		}
 		require.Len(t, out, 3, "fragments")
 	}
+}
+
+// tcpFrame is a TCP segment from web to the front gateway's port 53.
+func tcpFrame(t testing.TB, seq, ack uint32, syn, ackf, fin bool, payload []byte) []byte {
+	eth := &layers.Ethernet{SrcMAC: hw(webMAC), DstMAC: hw(macFor(frontGW.Addr())), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: webIP.AsSlice(), DstIP: frontGW.Addr().AsSlice()}
+	tcp := &layers.TCP{SrcPort: 40100, DstPort: 53, Seq: seq, Ack: ack, SYN: syn, ACK: ackf, FIN: fin, Window: 65535}
+	_ = tcp.SetNetworkLayerForChecksum(ip)
+	return serialize(t, eth, ip, tcp, gopacket.Payload(payload))
+}
+
+func tcpOf(t *testing.T, f []byte) *layers.TCP {
+	t.Helper()
+	p := decode(f)
+	tcp := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	c := *tcp
+	_ = c.SetNetworkLayerForChecksum(p.Layer(layers.LayerTypeIPv4).(*layers.IPv4))
+	require.NoError(t, gopacket.SerializeLayers(gopacket.NewSerializeBuffer(), gopacket.SerializeOptions{ComputeChecksums: true}, &c, gopacket.Payload(tcp.Payload)))
+	require.Equal(t, tcp.Checksum, c.Checksum, "TCP checksum")
+	return tcp
+}
+
+func TestDNSOverTCP(t *testing.T) {
+	g := newRig(t, true, 1500)
+	g.r.SetResolver(dns.New(dnsPlan(false), nil, nil))
+	g.learn(t, "gw/front", webIP, webMAC)
+	in := g.ports["gw/front"]
+	out := g.links["gw/front"]
+
+	in.Input(tcpFrame(t, 1000, 0, true, false, false, nil))
+	f := out.take()
+	require.Len(t, f, 1)
+	synack := tcpOf(t, f[0])
+	require.True(t, synack.SYN && synack.ACK)
+	require.EqualValues(t, 1001, synack.Ack)
+	isn := synack.Seq
+
+	in.Input(tcpFrame(t, 1001, isn+1, false, true, false, nil)) // handshake done: nothing to say
+	require.Empty(t, out.take())
+
+	q := dnsQuery(t, "www")
+	framed := append([]byte{byte(len(q) >> 8), byte(len(q))}, q...)
+	in.Input(tcpFrame(t, 1001, isn+1, false, true, false, framed))
+	f = out.take()
+	require.Len(t, f, 1)
+	ans := tcpOf(t, f[0])
+	require.True(t, ans.ACK && ans.PSH && ans.FIN)
+	require.Equal(t, isn+1, ans.Seq)
+	require.EqualValues(t, 1001+len(framed), ans.Ack)
+	n := int(ans.Payload[0])<<8 | int(ans.Payload[1])
+	require.Equal(t, len(ans.Payload)-2, n)
+	m := new(miekg.Msg)
+	require.NoError(t, m.Unpack(ans.Payload[2:]))
+	require.Equal(t, webIP.String(), m.Answer[0].(*miekg.A).A.String())
+
+	// the client closes: acknowledged
+	in.Input(tcpFrame(t, 1001+uint32(len(framed)), ans.Seq+uint32(len(ans.Payload))+1, false, true, true, nil))
+	f = out.take()
+	require.Len(t, f, 1)
+	fin := tcpOf(t, f[0])
+	require.True(t, fin.ACK && !fin.FIN)
+	require.EqualValues(t, 1001+len(framed)+1, fin.Ack)
+
+	// other TCP ports of the gateway still get a reset
+	other := tcpFrame(t, 5, 0, true, false, false, nil)
+	other[14+20+2], other[14+20+3] = 0, 22
+	packet.IPv4(other[14:]).SetHeaderChecksum()
+	in.Input(other)
+	f = out.take()
+	require.Len(t, f, 1)
+	require.True(t, decode(f[0]).Layer(layers.LayerTypeTCP).(*layers.TCP).RST)
 }

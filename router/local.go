@@ -44,7 +44,9 @@ func (r *Router) local(p *Port, frame []byte) {
 		}
 		r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)
 	case packet.ProtoTCP:
-		r.reset(frame)
+		if !r.dnsTCP(p, frame) {
+			r.reset(frame)
+		}
 	default:
 		r.icmpError(frame, packet.ICMPUnreachable, 2 /* protocol unreachable */, 0)
 	}

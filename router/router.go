@@ -75,6 +75,8 @@ type Router struct {
 // has no DNS, and the router answers port unreachable as for any UDP port.
 type Resolver interface {
 	Query(network string, src [4]byte, sport uint16, payload []byte, reply func(payload []byte)) bool
+	// QueryTCP is Query for a query that came over TCP (no truncation).
+	QueryTCP(network string, src [4]byte, sport uint16, payload []byte, reply func(payload []byte)) bool
 }
 
 // SetResolver sets the resolver of DNS queries to the gateways. It is set
