@@ -209,7 +209,11 @@ func (d *Datapath) AttachEndpoint(port string, dev tap.Port) error {
 	for _, ep := range d.plan.Endpoints {
 		for _, ifc := range ep.Interfaces {
 			if ifc.Port == port {
-				return d.Attach(ifc.Network, vswitch.PortConfig{Name: port, Secure: ep.PortSecurity, MAC: ifc.MAC}, dev)
+				pc := vswitch.PortConfig{Name: port, Secure: ep.PortSecurity, MAC: ifc.MAC}
+				if ifc.IP.Is4() {
+					pc.IP = ifc.IP.As4()
+				}
+				return d.Attach(ifc.Network, pc, dev)
 			}
 		}
 	}

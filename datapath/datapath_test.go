@@ -204,7 +204,7 @@ func routedSetup(t testing.TB) (*vswitch.Switch, *vswitch.Port, *vswitch.Port, [
 	dp, err := New(testPlan(false), &clock.Fake{}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	front, back := dp.Network("front"), dp.Network("back")
-	web, err := front.AddPort(vswitch.PortConfig{Name: "web", Secure: true, MAC: webMAC}, discard{})
+	web, err := front.AddPort(vswitch.PortConfig{Name: "web", Secure: true, MAC: webMAC, IP: [4]byte{172, 20, 0, 10}}, discard{})
 	require.NoError(t, err)
 	db, err := back.AddPort(vswitch.PortConfig{Name: "db"}, discard{})
 	require.NoError(t, err)

@@ -13,7 +13,7 @@ type Reason uint8
 const (
 	Truncated     Reason = iota // shorter than its headers say
 	BadSrcMAC                   // multicast or zero source MAC
-	PortSecurity                // source MAC not the endpoint's own
+	PortSecurity                // port security: source MAC not the endpoint's own, or a VLAN tag
 	SamePort                    // destination learned on the ingress port
 	TxError                     // the egress device refused the frame
 	BadARP                      // an ARP packet that is not Ethernet/IPv4 or is cut short
@@ -29,6 +29,8 @@ const (
 	NeighQueue                  // dropped from a full queue waiting for ARP resolution
 	Filtered                    // dropped or rejected by a [[rule]]
 	ConntrackFull               // a new connection the full connection table refused
+	SpoofedIP                   // port security: an IPv4 source not the endpoint's own (nor 0.0.0.0)
+	SpoofedARP                  // port security: an ARP sender MAC or IP not the endpoint's own
 	numReasons
 )
 
@@ -51,6 +53,8 @@ var reasonNames = [numReasons]string{
 	NeighQueue:    "neigh-queue-full",
 	Filtered:      "filtered",
 	ConntrackFull: "conntrack-full",
+	SpoofedIP:     "spoofed-ip",
+	SpoofedARP:    "spoofed-arp",
 }
 
 func (r Reason) String() string { return reasonNames[r] }

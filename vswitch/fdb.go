@@ -12,6 +12,13 @@ type fdbKey uint64
 
 func keyOf(vlan uint16, m packet.MAC) fdbKey { return fdbKey(uint64(vlan)<<48 | m.Uint64()) }
 
+// foldSize bounds the copying a new MAC costs: up to it the settled map is
+// copied per new MAC; beyond it, new MACs go to a recent map of at most
+// foldSize entries, folded into the settled map when full. Filling a table
+// of n entries so copies about n*foldSize/2 + n²/(2*foldSize) entries
+// instead of n²/2: a MAC flood cannot make learning quadratic in fdb_max.
+const foldSize = 128
+
 // entry is one FDB row. Its port and last-seen time change in place
 // (station move, refresh) so the common case never copies the table.
 type entry struct {

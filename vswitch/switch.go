@@ -3,6 +3,7 @@ package vswitch
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -28,10 +29,18 @@ func (f DeviceFunc) WriteFrame(frame []byte) error { return f(frame) }
 // PortConfig describes a port being added to a switch.
 type PortConfig struct {
 	Name string
-	// Secure turns on port security: frames whose source MAC is not MAC
-	// are dropped and counted.
+	// Secure turns on port security for an endpoint's port: frames whose
+	// source MAC is not MAC, VLAN-tagged frames, IPv4 packets whose source
+	// is neither IP nor 0.0.0.0 and ARP packets whose sender MAC is not MAC
+	// or whose sender IP is neither IP nor 0.0.0.0 are dropped and counted
+	// (port-security, spoofed-ip, spoofed-arp). So an endpoint can neither
+	// steal another station's MAC nor claim the gateway's or a neighbour's
+	// address in ARP. The 0.0.0.0 exception lets DHCP-style discovers and
+	// ARP probes (RFC 5227) through.
 	Secure bool
 	MAC    packet.MAC
+	// IP is the endpoint's IPv4 address on this port (used when Secure).
+	IP [4]byte
 	// Shared marks a port that several goroutines feed (a router port);
 	// its receive counters then use atomic adds.
 	Shared bool
@@ -63,8 +72,14 @@ type Switch struct {
 	ports atomic.Pointer[[]*Port] // copy on write: read per flood without a lock
 
 	// The FDB is read on every frame without a lock: readers load the map
-	// pointer; writers (a new MAC, ageing, flushes) copy it under mu.
+	// pointers; writers (a new MAC, ageing, flushes) copy under mu. It is
+	// two maps so that a MAC flood filling a large table does not copy the
+	// whole table per new MAC: once fdb holds foldSize entries, new ones
+	// go to the small recent map, which is folded into fdb when it reaches
+	// foldSize and at every Expire. A station is looked up in fdb first,
+	// so the settled stations cost one lookup, as with a single map.
 	fdb     atomic.Pointer[map[fdbKey]*entry]
+	recent  atomic.Pointer[map[fdbKey]*entry] // nil when empty
 	mu      sync.Mutex
 	learned int // dynamic entries, under mu
 
@@ -188,15 +203,17 @@ func (s *Switch) Input(in *Port, frame []byte) {
 		in.Stats.Drop(stats.BadSrcMAC)
 		return
 	}
-	if in.Secure && src != in.MAC {
-		in.Stats.Drop(stats.PortSecurity)
-		return
+	if in.Secure {
+		if r, ok := in.check(eth, src); !ok {
+			in.Stats.Drop(r)
+			return
+		}
 	}
 	now := s.clock.Now()
 	fdb := *s.fdb.Load()
 	s.learn(fdb, in, vlan, src, now)
 	if !dst.IsMulticast() {
-		if e := fdb[keyOf(vlan, dst)]; e != nil && (e.static || now-e.seen.Load() <= s.ageing) {
+		if e := s.lookup(fdb, keyOf(vlan, dst)); e != nil && (e.static || now-e.seen.Load() <= s.ageing) {
 			out := e.port.Load()
 			if out == in {
 				in.Stats.Drop(stats.SamePort)
@@ -213,6 +230,40 @@ func (s *Switch) Input(in *Port, frame []byte) {
 	}
 }
 
+// check applies port security to a valid frame from a secure port p whose
+// source MAC is src. It reports whether the frame may pass, and if not why.
+func (p *Port) check(eth packet.Ethernet, src packet.MAC) (stats.Reason, bool) {
+	if src != p.MAC {
+		return stats.PortSecurity, false
+	}
+	switch eth.EtherType() {
+	case packet.EtherTypeIPv4:
+		ip := packet.IPv4(eth.Payload())
+		if len(ip) < packet.IPv4MinHeaderLen {
+			return stats.Truncated, false // no source to check
+		}
+		if s := ip.Src(); s != p.IP && s != ([4]byte{}) {
+			return stats.SpoofedIP, false
+		}
+	case packet.EtherTypeARP:
+		a := packet.ARP(eth.Payload())
+		if !a.Valid() {
+			return stats.BadARP, false // nothing a secure port needs to send
+		}
+		if a.SenderMAC() != p.MAC {
+			return stats.SpoofedARP, false
+		}
+		if s := a.SenderIP(); s != p.IP && s != ([4]byte{}) {
+			return stats.SpoofedARP, false
+		}
+	case packet.EtherTypeVLAN:
+		// An endpoint has no business tagging: a tag would let it reach
+		// VLANs (and FDB keys) it does not belong to.
+		return stats.PortSecurity, false
+	}
+	return 0, true
+}
+
 func (p *Port) write(frame []byte) {
 	p.sw.observe(p, frame)
 	if err := p.dev.WriteFrame(frame); err != nil {
@@ -222,10 +273,24 @@ func (p *Port) write(frame []byte) {
 	p.Stats.Tx(len(frame))
 }
 
+// lookup returns the FDB entry for k, or nil, from fdb (the loaded settled
+// map) or the recent map. It takes no lock. Racing with a fold it may miss
+// an entry once: the frame is then flooded, or its source relearned under
+// the lock, which finds the entry.
+func (s *Switch) lookup(fdb map[fdbKey]*entry, k fdbKey) *entry {
+	if e := fdb[k]; e != nil {
+		return e
+	}
+	if r := s.recent.Load(); r != nil {
+		return (*r)[k]
+	}
+	return nil
+}
+
 // learn records that src was seen on in. Known stations are refreshed in
 // place; only a new MAC takes the lock and copies the table.
 func (s *Switch) learn(fdb map[fdbKey]*entry, in *Port, vlan uint16, src packet.MAC, now int64) {
-	if e := fdb[keyOf(vlan, src)]; e != nil {
+	if e := s.lookup(fdb, keyOf(vlan, src)); e != nil {
 		if e.static {
 			return
 		}
@@ -251,21 +316,48 @@ func (s *Switch) learn(fdb map[fdbKey]*entry, in *Port, vlan uint16, src packet.
 
 // insertLocked adds an entry unless one exists; it reports whether it did.
 func (s *Switch) insertLocked(vlan uint16, mac packet.MAC, p *Port, static bool, now int64) bool {
-	old := *s.fdb.Load()
 	k := keyOf(vlan, mac)
-	if _, ok := old[k]; ok {
+	fdb := *s.fdb.Load()
+	if s.lookup(fdb, k) != nil {
 		return false // learned by another port's goroutine meanwhile
-	}
-	fdb := make(map[fdbKey]*entry, len(old)+1)
-	for k, v := range old {
-		fdb[k] = v
 	}
 	e := &entry{mac: mac, vlan: vlan, static: static}
 	e.port.Store(p)
 	e.seen.Store(now)
-	fdb[k] = e
-	s.fdb.Store(&fdb)
+	if len(fdb) < foldSize {
+		// A small table: copying it is as cheap as copying recent.
+		fdb = maps.Clone(fdb)
+		fdb[k] = e
+		s.fdb.Store(&fdb)
+		return true
+	}
+	recent := map[fdbKey]*entry{}
+	if r := s.recent.Load(); r != nil {
+		recent = maps.Clone(*r)
+	}
+	recent[k] = e
+	s.recent.Store(&recent)
+	if len(recent) >= foldSize {
+		s.foldLocked()
+	}
 	return true
+}
+
+// foldLocked merges the recent map into the settled one. The merged map is
+// published before recent is emptied: a reader that loads recent and then
+// fdb sees every entry (some maybe twice); one that loads them the other
+// way round, as lookup does, may miss the folded entries once.
+func (s *Switch) foldLocked() {
+	r := s.recent.Load()
+	if r == nil {
+		return
+	}
+	old := *s.fdb.Load()
+	fdb := make(map[fdbKey]*entry, len(old)+len(*r))
+	maps.Copy(fdb, old)
+	maps.Copy(fdb, *r)
+	s.fdb.Store(&fdb)
+	s.recent.Store(nil)
 }
 
 // AddStatic pins mac on port p, like `bridge fdb add ... static`. A learned
@@ -291,10 +383,11 @@ func (s *Switch) Expire() {
 	s.rewriteLocked(func(e *entry) bool { return e.static || now-e.seen.Load() <= s.ageing }, Aged)
 }
 
-// rewriteLocked keeps the entries for which keep is true, publishing ev for
-// each learned entry dropped (no event when ev is empty). It copies the
-// table only when something goes.
+// rewriteLocked folds the recent entries in, then keeps the entries for
+// which keep is true, publishing ev for each learned entry dropped (no event
+// when ev is empty). It copies the table only when something goes.
 func (s *Switch) rewriteLocked(keep func(*entry) bool, ev EventType) {
+	s.foldLocked()
 	old := *s.fdb.Load()
 	var gone []*entry
 	for _, e := range old {
@@ -325,14 +418,26 @@ func (s *Switch) rewriteLocked(keep func(*entry) bool, ev EventType) {
 // Entries returns the FDB sorted by port then MAC, with ages.
 func (s *Switch) Entries() []Entry {
 	now := s.clock.Now()
+	var recent map[fdbKey]*entry
+	if r := s.recent.Load(); r != nil { // before fdb: see foldLocked
+		recent = *r
+	}
 	fdb := *s.fdb.Load()
-	out := make([]Entry, 0, len(fdb))
-	for _, e := range fdb {
+	out := make([]Entry, 0, len(fdb)+len(recent))
+	add := func(e *entry) {
 		age := now - e.seen.Load()
 		if !e.static && age > s.ageing {
-			continue // expired; the next sweep removes it
+			return // expired; the next sweep removes it
 		}
 		out = append(out, Entry{MAC: e.mac, VLAN: e.vlan, Port: e.port.Load().Name, Static: e.static, Age: time.Duration(age)})
+	}
+	for _, e := range fdb {
+		add(e)
+	}
+	for k, e := range recent {
+		if _, dup := fdb[k]; !dup { // loaded across a fold
+			add(e)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Port != out[j].Port {

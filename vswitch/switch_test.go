@@ -245,7 +245,7 @@ func TestMalformedFramesDroppedAndCounted(t *testing.T) {
 
 func TestPortSecurity(t *testing.T) {
 	r := newRig(t, 2, Config{})
-	p, err := r.sw.AddPort(PortConfig{Name: "secure", Secure: true, MAC: mac(5)}, &sink{})
+	p, err := r.sw.AddPort(PortConfig{Name: "secure", Secure: true, MAC: mac(5), IP: [4]byte{10, 0, 0, 5}}, &sink{})
 	require.NoError(t, err)
 	r.sw.Input(p, frame(t, mac(6), packet.Broadcast))
 	require.EqualValues(t, 1, p.Stats.Dropped(stats.PortSecurity))
@@ -368,9 +368,13 @@ func TestObserver(t *testing.T) {
 	r.delivered()
 }
 
-func benchSetup(t testing.TB) (*Switch, *Port, []byte) {
+func benchSetup(t testing.TB) (*Switch, *Port, []byte) { return benchSetupSecure(t, false) }
+
+// benchSetupSecure is benchSetup with port security on the ingress port
+// when secure is true (its MAC and IP are those of the frame's source).
+func benchSetupSecure(t testing.TB, secure bool) (*Switch, *Port, []byte) {
 	sw := New(Config{Name: "bench", Clock: &clock.Fake{}})
-	a, _ := sw.AddPort(PortConfig{Name: "a"}, discard{})
+	a, _ := sw.AddPort(PortConfig{Name: "a", Secure: secure, MAC: mac(1), IP: [4]byte{10, 0, 0, 1}}, discard{})
 	b, _ := sw.AddPort(PortConfig{Name: "b"}, discard{})
 	sw.Input(b, frame(t, mac(2), packet.Broadcast))
 	f := frame(t, mac(1), mac(2))
@@ -386,6 +390,18 @@ func BenchmarkSwitchForward(b *testing.B) {
 	for b.Loop() {
 		sw.Input(in, f)
 	}
+}
+
+// BenchmarkSwitchForwardSecure is BenchmarkSwitchForward with port
+// security on the ingress port: the source MAC and IPv4 source are checked.
+func BenchmarkSwitchForwardSecure(b *testing.B) {
+	sw, in, f := benchSetupSecure(b, true)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(f)))
+	for b.Loop() {
+		sw.Input(in, f)
+	}
+	require.Empty(b, in.Stats.Snapshot().Drops, "the secure ingress must not drop the benchmark's frames")
 }
 
 // BenchmarkSwitchForwardCapture is BenchmarkSwitchForward with one
@@ -447,9 +463,11 @@ func FuzzInput(f *testing.F) {
 	f.Add(frame(f, mac(1), mac(2)))
 	f.Add(frame(f, mac(1), packet.Broadcast))
 	f.Add([]byte{})
+	f.Add(arpFrame(f, 1, mac(1), packet.Broadcast, mac(1), [4]byte{10, 0, 0, 1}, packet.MAC{}, [4]byte{10, 0, 0, 2}))
+	f.Add(udpFrame(f, mac(1), packet.Broadcast, [4]byte{}, [4]byte{255, 255, 255, 255}, 68, 67))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sw := New(Config{Name: "fuzz", Clock: &clock.Fake{}, MaxEntries: 4})
-		a, _ := sw.AddPort(PortConfig{Name: "a", Secure: len(b)%2 == 0, MAC: mac(1)}, discard{})
+		a, _ := sw.AddPort(PortConfig{Name: "a", Secure: len(b)%2 == 0, MAC: mac(1), IP: [4]byte{10, 0, 0, 1}}, discard{})
 		_, _ = sw.AddPort(PortConfig{Name: "b"}, discard{})
 		sw.Input(a, b)
 		sw.Input(a, b)

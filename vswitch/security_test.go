@@ -1,0 +1,280 @@
+package vswitch
+
+import (
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/stretchr/testify/require"
+
+	"uswitch/clock"
+	"uswitch/packet"
+	"uswitch/stats"
+)
+
+// The secure port of these tests is endpoint 10.0.0.5 with MAC mac(5); the
+// gateway is 10.0.0.1 (mac(1)), a neighbour 10.0.0.2 (mac(2)).
+var (
+	secIP  = [4]byte{10, 0, 0, 5}
+	gwIP   = [4]byte{10, 0, 0, 1}
+	peerIP = [4]byte{10, 0, 0, 2}
+	zeroIP = [4]byte{}
+)
+
+// secureRig is a rig of two plain ports (a, b) and a third port "s" with
+// the given port security.
+func secureRig(t *testing.T, secure bool) (*rig, *Port) {
+	t.Helper()
+	r := newRig(t, 2, Config{})
+	s := &sink{}
+	p, err := r.sw.AddPort(PortConfig{Name: "s", Secure: secure, MAC: mac(5), IP: secIP}, s)
+	require.NoError(t, err)
+	r.ports = append(r.ports, p)
+	r.sinks = append(r.sinks, s)
+	return r, p
+}
+
+func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
+	t.Helper()
+	buf := gopacket.NewSerializeBuffer()
+	require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...))
+	return append([]byte(nil), buf.Bytes()...)
+}
+
+func hw(m packet.MAC) net.HardwareAddr { return net.HardwareAddr(m[:]) }
+
+// udpFrame builds an Ethernet/IPv4/UDP frame with explicit addresses.
+func udpFrame(t testing.TB, srcMAC, dstMAC packet.MAC, src, dst [4]byte, sport, dport uint16) []byte {
+	eth := &layers.Ethernet{SrcMAC: hw(srcMAC), DstMAC: hw(dstMAC), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP(src[:]), DstIP: net.IP(dst[:])}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+	require.NoError(t, udp.SetNetworkLayerForChecksum(ip))
+	return serialize(t, eth, ip, udp, gopacket.Payload("x"))
+}
+
+// arpFrame builds an Ethernet/ARP frame; ethSrc is the Ethernet source,
+// sha/spa the ARP sender.
+func arpFrame(t testing.TB, op uint16, ethSrc, ethDst, sha packet.MAC, spa [4]byte, tha packet.MAC, tpa [4]byte) []byte {
+	eth := &layers.Ethernet{SrcMAC: hw(ethSrc), DstMAC: hw(ethDst), EthernetType: layers.EthernetTypeARP}
+	arp := &layers.ARP{
+		AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+		Operation:       op,
+		SourceHwAddress: hw(sha), SourceProtAddress: spa[:],
+		DstHwAddress: hw(tha), DstProtAddress: tpa[:],
+	}
+	return serialize(t, eth, arp)
+}
+
+// spoofCases are frames a secure port "s" (mac(5), 10.0.0.5) must drop,
+// with the reason each is counted under.
+func spoofCases(t *testing.T) map[string]struct {
+	frame  []byte
+	reason stats.Reason
+} {
+	bcast := packet.Broadcast
+	own := udpFrame(t, mac(5), mac(2), secIP, peerIP, 1000, 2000)
+	vlan := serialize(t,
+		&layers.Ethernet{SrcMAC: hw(mac(5)), DstMAC: hw(mac(2)), EthernetType: layers.EthernetTypeDot1Q},
+		&layers.Dot1Q{VLANIdentifier: 7, Type: layers.EthernetTypeIPv4},
+		&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP(secIP[:]), DstIP: net.IP(peerIP[:])},
+		gopacket.Payload("x"))
+	shortIP := append(append([]byte(nil), own[:packet.EthernetHeaderLen]...), own[packet.EthernetHeaderLen:packet.EthernetHeaderLen+12]...)
+	arpOK := arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), secIP, packet.MAC{}, peerIP)
+	shortARP := arpOK[:packet.EthernetHeaderLen+20]
+	return map[string]struct {
+		frame  []byte
+		reason stats.Reason
+	}{
+		"source MAC of another station": {udpFrame(t, mac(6), mac(2), secIP, peerIP, 1000, 2000), stats.PortSecurity},
+		"source MAC of the gateway":     {frame(t, mac(1), bcast), stats.PortSecurity},
+		"IPv4 source of a neighbour":    {udpFrame(t, mac(5), mac(2), peerIP, peerIP, 1000, 2000), stats.SpoofedIP},
+		"IPv4 source of the gateway":    {udpFrame(t, mac(5), mac(1), gwIP, [4]byte{8, 8, 8, 8}, 1000, 53), stats.SpoofedIP},
+		"IPv4 second address":           {udpFrame(t, mac(5), mac(2), [4]byte{10, 0, 0, 99}, peerIP, 1000, 2000), stats.SpoofedIP},
+		"IPv4 broadcast from spoofed":   {udpFrame(t, mac(5), bcast, [4]byte{10, 0, 0, 6}, [4]byte{255, 255, 255, 255}, 68, 67), stats.SpoofedIP},
+		"IPv4 header cut short":         {shortIP, stats.Truncated},
+		"ARP sender MAC not the port's": {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(6), secIP, packet.MAC{}, peerIP), stats.SpoofedARP},
+		"ARP gratuitous for gateway IP": {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), gwIP, packet.MAC{}, gwIP), stats.SpoofedARP},
+		"ARP reply claiming gateway":    {arpFrame(t, layers.ARPReply, mac(5), mac(2), mac(5), gwIP, mac(2), peerIP), stats.SpoofedARP},
+		"ARP reply claiming neighbour":  {arpFrame(t, layers.ARPReply, mac(5), mac(1), mac(5), peerIP, mac(1), gwIP), stats.SpoofedARP},
+		"ARP request from other IP":     {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), [4]byte{10, 0, 0, 99}, packet.MAC{}, peerIP), stats.SpoofedARP},
+		"ARP cut short":                 {shortARP, stats.BadARP},
+		"VLAN tagged":                   {vlan, stats.PortSecurity},
+	}
+}
+
+func TestPortSecuritySpoofingDropped(t *testing.T) {
+	for name, c := range spoofCases(t) {
+		t.Run(name, func(t *testing.T) {
+			r, p := secureRig(t, true)
+			r.sw.Input(p, c.frame)
+			require.Equal(t, []int{0, 0, 0}, r.delivered(), "nothing is delivered")
+			snap := p.Stats.Snapshot()
+			require.Equal(t, map[string]uint64{c.reason.String(): 1}, snap.Drops, "counted once, under its own reason")
+			require.EqualValues(t, 1, snap.RxPackets)
+			require.Empty(t, r.sw.Entries(), "a dropped frame teaches the switch nothing")
+		})
+	}
+}
+
+func TestPortSecurityReasonNames(t *testing.T) {
+	require.Equal(t, "port-security", stats.PortSecurity.String())
+	require.Equal(t, "spoofed-ip", stats.SpoofedIP.String())
+	require.Equal(t, "spoofed-arp", stats.SpoofedARP.String())
+}
+
+// TestPortSecurityAllowsOwnTraffic: what an endpoint legitimately sends
+// passes, DHCP-style 0.0.0.0 sources and ARP probes included.
+func TestPortSecurityAllowsOwnTraffic(t *testing.T) {
+	bcast := packet.Broadcast
+	ipv6 := serialize(t,
+		&layers.Ethernet{SrcMAC: hw(mac(5)), DstMAC: hw(packet.MAC{0x33, 0x33, 0, 0, 0, 2}), EthernetType: layers.EthernetTypeIPv6},
+		&layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolNoNextHeader, SrcIP: net.ParseIP("fe80::42:aff:fe00:5"), DstIP: net.ParseIP("ff02::2")})
+	cases := map[string][]byte{
+		"own IPv4 unicast":           udpFrame(t, mac(5), mac(2), secIP, peerIP, 1000, 2000),
+		"own IPv4 to the world":      udpFrame(t, mac(5), mac(1), secIP, [4]byte{8, 8, 8, 8}, 1000, 53),
+		"DHCP discover from 0.0.0.0": udpFrame(t, mac(5), bcast, zeroIP, [4]byte{255, 255, 255, 255}, 68, 67),
+		"ARP request":                arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), secIP, packet.MAC{}, peerIP),
+		"ARP reply":                  arpFrame(t, layers.ARPReply, mac(5), mac(2), mac(5), secIP, mac(2), peerIP),
+		"ARP probe from 0.0.0.0":     arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), zeroIP, packet.MAC{}, secIP),
+		"gratuitous ARP for own IP":  arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), secIP, packet.MAC{}, secIP),
+		"IPv6 from own MAC (not L3)": ipv6,
+	}
+	for name, f := range cases {
+		t.Run(name, func(t *testing.T) {
+			r, p := secureRig(t, true)
+			r.sw.Input(p, f)
+			require.Equal(t, []int{1, 1, 0}, r.delivered(), "flooded to both other ports")
+			require.Empty(t, p.Stats.Snapshot().Drops)
+		})
+	}
+}
+
+// TestPortSecurityOptOut: with Secure false (port_security = false for the
+// endpoint) every spoofing frame that is a valid Ethernet frame is switched.
+func TestPortSecurityOptOut(t *testing.T) {
+	for name, c := range spoofCases(t) {
+		t.Run(name, func(t *testing.T) {
+			r, p := secureRig(t, false)
+			r.sw.Input(p, c.frame)
+			require.Empty(t, p.Stats.Snapshot().Drops)
+			require.Equal(t, []int{1, 1, 0}, r.delivered(), "switched like any frame (nothing is learned yet: flooded)")
+		})
+	}
+}
+
+// counter is a Device that counts frames without keeping them.
+type counter struct{ n int }
+
+func (c *counter) WriteFrame([]byte) error { c.n++; return nil }
+
+// floodMAC returns the i-th MAC of a flood: locally administered unicast,
+// pseudo-random low 40 bits, distinct for every i < 2^40 (multiplying by an
+// odd number is a bijection modulo 2^40).
+func floodMAC(i int) packet.MAC {
+	x := uint64(i+1) * 0xbf58476d1ce4e5b9 & (1<<40 - 1)
+	return packet.MAC{0x06, byte(x >> 32), byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)}
+}
+
+const (
+	floodFrames  = 100_000
+	floodFDBMax  = 8192     // the default fdb_max
+	floodHeapMax = 16 << 20 // bytes of live heap the flood may add
+	knownEvery   = 100      // a known-flow frame after every so many flood frames
+)
+
+// floodRig is a switch with two stations that talk (a: mac(1), b: mac(2),
+// learned) and an attacker's port c.
+func floodRig(t *testing.T, secure bool) (sw *Switch, a, b, c *Port, ca, cb *counter) {
+	t.Helper()
+	sw = New(Config{Name: "flood", Clock: &clock.Fake{}, MaxEntries: floodFDBMax})
+	ca, cb = &counter{}, &counter{}
+	a, err := sw.AddPort(PortConfig{Name: "a"}, ca)
+	require.NoError(t, err)
+	b, err = sw.AddPort(PortConfig{Name: "b"}, cb)
+	require.NoError(t, err)
+	c, err = sw.AddPort(PortConfig{Name: "c", Secure: secure, MAC: mac(3), IP: [4]byte{10, 0, 0, 3}}, &counter{})
+	require.NoError(t, err)
+	sw.Input(a, frame(t, mac(1), packet.Broadcast))
+	sw.Input(b, frame(t, mac(2), packet.Broadcast))
+	require.Len(t, sw.Entries(), 2)
+	ca.n, cb.n = 0, 0
+	return sw, a, b, c, ca, cb
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestMACFloodKeepsFDBBounded floods 100,000 random source MACs from an
+// insecure port into a switch with fdb_max 8192: the FDB stops at 8192
+// entries, the rest is counted as refused, the live heap grows by less than
+// 16 MiB, and the known flow a -> b keeps being switched by unicast to b
+// alone throughout.
+func TestMACFloodKeepsFDBBounded(t *testing.T) {
+	sw, a, _, c, ca, cb := floodRig(t, false)
+	known := frame(t, mac(1), mac(2))
+	f := frame(t, mac(9), mac(0xee)) // unknown unicast destination: flooded
+	before := heapInUse()
+	var total runtime.MemStats
+	runtime.ReadMemStats(&total)
+	allocBefore := total.TotalAlloc
+	start := time.Now()
+	knownSent := 0
+	for i := range floodFrames {
+		packet.Ethernet(f).SetSrc(floodMAC(i))
+		sw.Input(c, f)
+		if i%knownEvery == 0 {
+			na, nb := ca.n, cb.n
+			sw.Input(a, known)
+			knownSent++
+			if ca.n != na || cb.n != nb+1 {
+				t.Fatalf("flood frame %d: the known frame a -> b went to a %d times and to b %d times, want 0 and 1", i, ca.n-na, cb.n-nb)
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	after := heapInUse()
+	runtime.ReadMemStats(&total)
+	runtime.KeepAlive(sw)
+
+	require.Len(t, sw.Entries(), floodFDBMax, "the FDB holds at fdb_max")
+	require.EqualValues(t, floodFrames-(floodFDBMax-2), sw.LearnRefused.Load(), "every MAC beyond fdb_max is refused and counted")
+	require.Equal(t, floodFrames, ca.n, "flood frames (unknown unicast) reach a")
+	require.Equal(t, floodFrames+knownSent, cb.n, "flood frames and the known flow reach b")
+	require.Empty(t, c.Stats.Snapshot().Drops)
+	growth := int64(after) - int64(before)
+	t.Logf("flood of %d MACs: %v, live heap %+d KiB (bound %d KiB), %d MiB allocated in all",
+		floodFrames, elapsed.Round(time.Millisecond), growth>>10, floodHeapMax>>10, (total.TotalAlloc-allocBefore)>>20)
+	require.Less(t, growth, int64(floodHeapMax), "live heap growth under the flood")
+
+	// With the table full, the known flow still costs no allocation.
+	require.Zero(t, testing.AllocsPerRun(1000, func() { sw.Input(a, known) }))
+}
+
+// TestMACFloodFromSecurePortDropped: the same flood from a port with port
+// security is dropped whole, learns nothing and delivers nothing.
+func TestMACFloodFromSecurePortDropped(t *testing.T) {
+	sw, a, _, c, ca, cb := floodRig(t, true)
+	known := frame(t, mac(1), mac(2))
+	f := udpFrame(t, mac(9), mac(0xee), [4]byte{10, 0, 0, 3}, peerIP, 1000, 2000)
+	for i := range floodFrames {
+		packet.Ethernet(f).SetSrc(floodMAC(i))
+		sw.Input(c, f)
+		if i%knownEvery == 0 {
+			nb := cb.n
+			sw.Input(a, known)
+			require.Equal(t, nb+1, cb.n)
+		}
+	}
+	require.EqualValues(t, floodFrames, c.Stats.Dropped(stats.PortSecurity))
+	require.Len(t, sw.Entries(), 2, "nothing learned")
+	require.Zero(t, sw.LearnRefused.Load())
+	require.Zero(t, ca.n, "nothing of the flood delivered")
+	require.Equal(t, floodFrames/knownEvery, cb.n, "only the known flow reached b")
+}
