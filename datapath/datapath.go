@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -278,14 +279,27 @@ func (d *Datapath) startReader(name string, dev tap.Port, input func([]byte), lo
 				select {
 				case <-d.stop:
 				default:
-					d.log.Error("port lost, detaching it", "port", name, "err", err)
+					// A device that goes away (its namespace deleted from
+					// outside) is an event to report, not a datapath error.
+					d.log.Warn("port lost, detaching it", "port", name, "err", err)
 					lost()
 				}
 				return
 			}
-			input(buf[:n])
+			d.carry(name, input, buf[:n])
 		}
 	}()
+}
+
+// carry runs one frame through the datapath. A bug that panics on some
+// frame costs that frame, logged with its port, not the whole switch.
+func (d *Datapath) carry(port string, input func([]byte), frame []byte) {
+	defer func() {
+		if e := recover(); e != nil {
+			d.log.Error("frame handling panicked; frame dropped", "port", port, "panic", e, "stack", string(debug.Stack()))
+		}
+	}()
+	input(frame)
 }
 
 // sweepShards is how many of the connection table's 256 shards each tick
