@@ -1,0 +1,30 @@
+package datapath
+
+import (
+	"bytes"
+	"log/slog"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"uswitch/clock"
+)
+
+func TestPanicCostsOneFrame(t *testing.T) {
+	var logs bytes.Buffer
+	d, err := New(testPlan(false), &clock.Fake{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	require.NoError(t, err)
+	defer d.Close()
+	calls := 0
+	input := func(f []byte) {
+		calls++
+		if f[0] == 0xff {
+			panic("bug")
+		}
+	}
+	d.carry("web", input, []byte{0xff})
+	d.carry("web", input, []byte{0x00})
+	require.Equal(t, 2, calls, "the next frame is carried as usual")
+	require.Contains(t, logs.String(), "frame handling panicked")
+	require.Contains(t, logs.String(), "port=web")
+}
