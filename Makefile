@@ -34,12 +34,15 @@ bench:
 bench-net: build
 	./bench/net.sh
 
-# Each fuzz target for a short, bounded time.
+# Each fuzz target for a short, bounded time (FUZZTIME each; CI uses 10s).
+FUZZTIME ?= 20s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzInput -fuzztime 20s ./vswitch
-	$(GO) test -run '^$$' -fuzz FuzzPortInput -fuzztime 20s ./router
-	$(GO) test -run '^$$' -fuzz FuzzViews -fuzztime 20s ./packet
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./config
+	$(GO) test -run '^$$' -fuzz '^FuzzInput$$' -fuzztime $(FUZZTIME) ./vswitch
+	$(GO) test -run '^$$' -fuzz '^FuzzPortInput$$' -fuzztime $(FUZZTIME) ./router
+	$(GO) test -run '^$$' -fuzz '^FuzzViews$$' -fuzztime $(FUZZTIME) ./packet
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
+	$(GO) test -run '^$$' -fuzz '^FuzzHooks$$' -fuzztime $(FUZZTIME) ./nat
+	$(GO) test -run '^$$' -fuzz '^FuzzDatapath$$' -fuzztime $(FUZZTIME) ./datapath
 
 clean:
 	rm -rf bin

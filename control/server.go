@@ -14,13 +14,36 @@ import (
 )
 
 // Server limits. There is no read or write timeout: watch streams live as
-// long as their client, and a read deadline would cancel them.
+// long as their client, and a read deadline would cancel them. Requests
+// are bounded instead by the time and size of their headers (a larger
+// header gets 431; a client that does not finish its headers in time is
+// disconnected) and by their body: every endpoint is a GET that takes
+// none, so a GET with a body is refused with 400 and any body is cut at
+// maxBodyBytes.
 const (
-	readHeaderTimeout = 5 * time.Second
-	idleTimeout       = 60 * time.Second
-	maxHeaderBytes    = 16 << 10
-	shutdownTimeout   = 5 * time.Second
+	idleTimeout     = 60 * time.Second
+	maxHeaderBytes  = 8 << 10
+	maxBodyBytes    = 1 << 10
+	shutdownTimeout = 5 * time.Second
 )
+
+// readHeaderTimeout is a variable so that tests can shorten it.
+var readHeaderTimeout = 5 * time.Second
+
+// limitBody refuses a GET that carries a body (ContentLength -1 is a
+// chunked one) and caps any other body; other methods go on to h, which
+// answers them 405.
+func limitBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.ContentLength != 0 {
+			w.Header().Set("Connection", "close")
+			writeError(w, errorf(http.StatusBadRequest, "%s takes no request body", r.URL.Path))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		h.ServeHTTP(w, r)
+	})
+}
 
 // Listen creates the control socket at path: it creates the parent
 // directory (0755), replaces a stale socket file that nothing answers on,
@@ -77,7 +100,7 @@ func removeStale(path string) error {
 // shutdown caused by ctx, or the error that stopped serving.
 func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           limitBody(h),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,

@@ -1,0 +1,125 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// serveAt is serve, returning the socket path for raw connections.
+func serveAt(t *testing.T, b Backend) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	l, err := Listen(path)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, l, NewHandler(b)) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return after cancel")
+		}
+	})
+	return path
+}
+
+// rawRequest writes req on a new connection to the socket and reads one
+// response.
+func rawRequest(t *testing.T, path, req string) (*http.Response, string) {
+	t.Helper()
+	c, err := net.Dial("unix", path)
+	require.NoError(t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.WriteString(c, req)
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(body)
+}
+
+func TestOversizedHeader(t *testing.T) {
+	path := serveAt(t, newLab(t).dp)
+	// Well under the limit: answered.
+	resp, body := rawRequest(t, path, "GET /v1/ports HTTP/1.1\r\nHost: uswitch\r\nX-Pad: "+strings.Repeat("a", 2<<10)+"\r\nConnection: close\r\n\r\n")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	// Far over it (64 KiB of headers): 431, without reading them all.
+	resp, body = rawRequest(t, path, "GET /v1/ports HTTP/1.1\r\nHost: uswitch\r\nX-Pad: "+strings.Repeat("a", 64<<10)+"\r\n\r\n")
+	require.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode, body)
+}
+
+// TestSlowlorisCutOff: a client that sends its headers a line at a time and
+// never finishes them is disconnected once readHeaderTimeout has passed
+// since its first byte, however steadily it trickles.
+func TestSlowlorisCutOff(t *testing.T) {
+	old := readHeaderTimeout
+	readHeaderTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { readHeaderTimeout = old }) // runs after the server stopped
+	path := serveAt(t, newLab(t).dp)
+
+	c, err := net.Dial("unix", path)
+	require.NoError(t, err)
+	defer c.Close()
+	t0 := time.Now()
+	_, err = io.WriteString(c, "GET /v1/ports HTTP/1.1\r\nHost: uswitch\r\n")
+	require.NoError(t, err)
+	closed := make(chan time.Duration, 1)
+	go func() {
+		// The server answers nothing; the read ends when it hangs up.
+		io.Copy(io.Discard, c)
+		closed <- time.Since(t0)
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	limit := time.After(5 * time.Second)
+	for {
+		select {
+		case took := <-closed:
+			require.GreaterOrEqual(t, took, 300*time.Millisecond, "cut off before the timeout")
+			require.Less(t, took, 3*time.Second)
+			return
+		case <-tick.C:
+			// Writes may fail once the server has hung up: that is the point.
+			_, _ = io.WriteString(c, "X-Slow: a\r\n")
+		case <-limit:
+			t.Fatal("slow client still connected after 5s")
+		}
+	}
+}
+
+func TestRequestBodyRefused(t *testing.T) {
+	path := serveAt(t, newLab(t).dp)
+	for _, req := range []string{
+		"GET /v1/fdb HTTP/1.1\r\nHost: uswitch\r\nContent-Length: 5\r\n\r\nhello",
+		"GET /v1/fdb HTTP/1.1\r\nHost: uswitch\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	} {
+		resp, body := rawRequest(t, path, req)
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+		require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+		var eb errorBody
+		require.NoError(t, json.Unmarshal([]byte(body), &eb), body)
+		require.Equal(t, "/v1/fdb takes no request body", eb.Error)
+	}
+	// A wrong method with a body is still a wrong method.
+	resp, body := rawRequest(t, path, "POST /v1/fdb HTTP/1.1\r\nHost: uswitch\r\nContent-Length: 5\r\n\r\nhello")
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, body)
+	// Without a body, the same request is answered.
+	resp, body = rawRequest(t, path, "GET /v1/fdb HTTP/1.1\r\nHost: uswitch\r\nConnection: close\r\n\r\n")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+}
