@@ -2,6 +2,7 @@ package nat
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"sort"
 	"sync"
@@ -178,6 +179,7 @@ type Table struct {
 	max    int
 	count  atomic.Int64
 	sweep  atomic.Uint32 // next shard the incremental sweep visits
+	seed   uint64        // keys the shard hash
 
 	// Counters, as `conntrack -S` shows them.
 	Inserted, EarlyDropped, Dropped, Expired atomic.Uint64
@@ -202,21 +204,22 @@ func (t Tuple) key() key {
 	}
 }
 
-// shard picks a key's shard with a multiplicative hash.
-func (k key) shard() uint64 {
-	return ((k.addrs ^ k.rest*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9) >> 56
+// shard picks a key's shard with a multiplicative hash keyed by the
+// table's random seed, so nobody outside can aim flows at one shard lock.
+func (k key) shard(seed uint64) uint64 {
+	return ((k.addrs ^ seed ^ k.rest*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9) >> 56
 }
 
 // NewTable returns an empty table holding at most max connections.
 func NewTable(max int, clk clock.Clock) *Table {
-	t := &Table{clock: clk, max: max}
+	t := &Table{clock: clk, max: max, seed: rand.Uint64()}
 	for i := range t.shards {
 		t.shards[i].conns = map[key]*Conn{}
 	}
 	return t
 }
 
-func (t *Table) shardOf(k key) *shard { return &t.shards[k.shard()] }
+func (t *Table) shardOf(k key) *shard { return &t.shards[k.shard(t.seed)] }
 
 // Lookup finds the live connection of a packet with tuple k and the
 // packet's direction in it.
