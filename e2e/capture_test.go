@@ -12,25 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// captureConfig is one network with two endpoints.
-func captureConfig(name string) string {
-	return fmt.Sprintf(`
-name = %[1]q
-
-[[network]]
-name = "lan"
-subnet = "10.78.0.0/24"
-
-[[endpoint]]
-name = "%[1]s-a"
-network = "lan"
-
-[[endpoint]]
-name = "%[1]s-b"
-network = "lan"
-`, name)
-}
-
 // runCapture starts cmd (a `uswitch capture`, maybe in a shell pipeline),
 // waits until it listens, then has ns ping ip until cmd exits, and returns
 // cmd's stdout and stderr.
@@ -68,10 +49,10 @@ func TestCapture(t *testing.T) {
 	_, err := exec.LookPath("tcpdump")
 	require.NoError(t, err, "tcpdump reads the captures (.ci/run installs it)")
 	name := prefix("cap")
-	cfg := writeConfig(t, captureConfig(name))
+	cfg := writeConfig(t, l2Config(name)) // a, b (and c) on 10.77.0.0/24
 	start(t, name, cfg)
 	a, b := name+"-a", name+"-b"
-	const ipB = "10.78.0.3"
+	const ipB = "10.77.0.3"
 	ping(t, a, ipB) // ARP is resolved: the captures see ICMP at once
 
 	t.Run("to a file", func(t *testing.T) {
@@ -91,13 +72,13 @@ func TestCapture(t *testing.T) {
 		t.Logf("tcpdump -r %s -n:\n%s", file, text)
 		require.Contains(t, text, "ICMP echo request", text)
 		require.Contains(t, text, "ICMP echo reply", text)
-		require.Regexp(t, `IP 10\.78\.0\.2 > 10\.78\.0\.3: ICMP echo request`, text)
+		require.Regexp(t, `IP 10\.77\.0\.2 > 10\.77\.0\.3: ICMP echo request`, text)
 		require.Len(t, strings.Split(strings.TrimSpace(text), "\n"), 5, "one line a frame:\n%s", text)
 	})
 
 	t.Run("through a pipe", func(t *testing.T) {
 		shell := fmt.Sprintf("set -o pipefail; %s capture -c 4 -w - --config %s | tcpdump -r - -n", binary, cfg)
-		stdout, stderr := runCapture(t, exec.Command("bash", "-c", shell), b, "10.78.0.2")
+		stdout, stderr := runCapture(t, exec.Command("bash", "-c", shell), b, "10.77.0.2")
 		t.Logf("uswitch capture -w - | tcpdump -r - -n:\n%s%s", stdout, stderr)
 		require.Contains(t, stderr, "4 packets captured")
 		require.Contains(t, stdout, "ICMP echo request", "stdout:\n%s\nstderr:\n%s", stdout, stderr)
