@@ -11,7 +11,9 @@ import (
 
 	miekg "github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
+
 	"github.com/vishvananda/netns"
+	"uswitch/nsthread"
 )
 
 // testNetns makes a namespace of the test's own, with lo up, and removes it
@@ -34,23 +36,14 @@ func testNetns(t *testing.T) string {
 // listenIn opens a UDP socket on 127.0.0.1 inside namespace name.
 func listenIn(t *testing.T, name string) net.PacketConn {
 	t.Helper()
+	ns, err := nsthread.Open(name)
+	require.NoError(t, err)
+	defer ns.Close()
 	var pc net.PacketConn
-	var err error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		var h netns.NsHandle
-		if h, err = netns.GetFromName(name); err != nil {
-			return
-		}
-		defer h.Close()
-		if err = netns.Set(h); err != nil {
-			return
-		}
+	err = nsthread.In(ns, func() (err error) {
 		pc, err = net.ListenPacket("udp4", "127.0.0.1:0")
-	}()
-	<-done
+		return err
+	})
 	require.NoError(t, err)
 	t.Cleanup(func() { pc.Close() })
 	return pc

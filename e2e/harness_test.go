@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,7 +16,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/vishvananda/netns"
+
+	"uswitch/nsthread"
 )
 
 // binary is the uswitch binary built once by TestMain.
@@ -193,34 +193,10 @@ func (in *instance) cli(args ...string) (string, error) {
 // fn creates stay in that namespace after it returns.
 func inNetns(t *testing.T, name string, fn func()) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		// The thread is never unlocked: if switching back failed it must
-		// die with the goroutine rather than return to the pool.
-		orig, err := netns.Get()
-		if err != nil {
-			t.Errorf("netns.Get: %v", err)
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			t.Errorf("netns %q: %v", name, err)
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			t.Errorf("setns %q: %v", name, err)
-			return
-		}
-		fn()
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	<-done
+	ns, err := nsthread.Open(name)
+	require.NoError(t, err)
+	defer ns.Close()
+	require.NoError(t, nsthread.In(ns, func() error { fn(); return nil }))
 }
 
 // listen opens a TCP listener inside a namespace.

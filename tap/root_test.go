@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 
@@ -16,6 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"uswitch/nsthread"
 )
 
 // These tests need root. Everything they create lives in anonymous network
@@ -38,7 +39,7 @@ var prefix = fmt.Sprintf("ustp%d", os.Getpid()%1000)
 func newNetns(t *testing.T) netns.NsHandle {
 	t.Helper()
 	var h netns.NsHandle
-	err := onSwitchedThread(func() error { return unix.Unshare(unix.CLONE_NEWNET) }, func() (err error) {
+	err := nsthread.Switched(func() error { return unix.Unshare(unix.CLONE_NEWNET) }, func() (err error) {
 		h, err = netns.Get()
 		return err
 	})
@@ -47,38 +48,6 @@ func newNetns(t *testing.T) netns.NsHandle {
 	}
 	t.Cleanup(func() { h.Close() })
 	return h
-}
-
-// onSwitchedThread runs enter and fn on a locked thread, then switches the
-// thread back to its namespace; if that fails the thread stays locked and
-// is never reused.
-func onSwitchedThread(enter, fn func() error) error {
-	ch := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- err
-			return
-		}
-		defer orig.Close()
-		if err = enter(); err == nil {
-			err = fn()
-		}
-		if rerr := netns.Set(orig); rerr != nil {
-			ch <- errors.Join(err, rerr)
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- err
-	}()
-	return <-ch
-}
-
-// inNetns runs fn on a thread switched into ns.
-func inNetns(ns netns.NsHandle, fn func() error) error {
-	return onSwitchedThread(func() error { return netns.Set(ns) }, fn)
 }
 
 func handleAt(t *testing.T, ns netns.NsHandle) *netlink.Handle {
@@ -241,7 +210,7 @@ func TestTAPRoundTrip(t *testing.T) {
 	h := handleAt(t, ns)
 	name := prefix + "t"
 	var tp *TAP
-	if err := inNetns(ns, func() (err error) { tp, err = OpenTAP(name); return }); err != nil {
+	if err := nsthread.In(ns, func() (err error) { tp, err = OpenTAP(name); return }); err != nil {
 		t.Fatalf("OpenTAP: %v", err)
 	}
 	t.Cleanup(func() { tp.Close() })
@@ -273,7 +242,7 @@ func TestOpenTAPDuplicateName(t *testing.T) {
 	needRoot(t)
 	ns := newNetns(t)
 	name := prefix + "d"
-	err := inNetns(ns, func() error {
+	err := nsthread.In(ns, func() error {
 		a, err := OpenTAP(name)
 		if err != nil {
 			return err
@@ -311,12 +280,12 @@ func vethInNetns(t *testing.T, ns netns.NsHandle, h *netlink.Handle, disable boo
 		t.Fatal(err)
 	}
 	if disable {
-		if err := inNetns(ns, func() error { return DisableOffloads(peer) }); err != nil {
+		if err := nsthread.In(ns, func() error { return DisableOffloads(peer) }); err != nil {
 			t.Fatalf("DisableOffloads: %v", err)
 		}
 	}
 	var pk *Packet
-	if err := inNetns(ns, func() (err error) { pk, err = OpenPacket(host, hl.Attrs().Index); return }); err != nil {
+	if err := nsthread.In(ns, func() (err error) { pk, err = OpenPacket(host, hl.Attrs().Index); return }); err != nil {
 		t.Fatalf("OpenPacket: %v", err)
 	}
 	t.Cleanup(func() { pk.Close() })
@@ -330,7 +299,7 @@ func TestPacketRoundTrip(t *testing.T) {
 	pk, peer, mac := vethInNetns(t, ns, h, true)
 
 	var off Offloads
-	if err := inNetns(ns, func() (err error) { off, err = GetOffloads(peer); return }); err != nil {
+	if err := nsthread.In(ns, func() (err error) { off, err = GetOffloads(peer); return }); err != nil {
 		t.Fatalf("GetOffloads: %v", err)
 	}
 	if off != (Offloads{}) {
@@ -348,7 +317,7 @@ func TestPacketRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	var inner *Packet
-	if err := inNetns(ns, func() (err error) { inner, err = OpenPacket(peer, pl.Attrs().Index); return }); err != nil {
+	if err := nsthread.In(ns, func() (err error) { inner, err = OpenPacket(peer, pl.Attrs().Index); return }); err != nil {
 		t.Fatalf("OpenPacket(peer): %v", err)
 	}
 	defer inner.Close()
@@ -383,7 +352,7 @@ func TestPacketChecksums(t *testing.T) {
 				t.Fatalf("neigh: %v", err)
 			}
 			r := startReader(pk)
-			err := inNetns(ns, func() error {
+			err := nsthread.In(ns, func() error {
 				c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP("10.99.1.99"), Port: 9999})
 				if err != nil {
 					return err

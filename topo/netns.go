@@ -64,6 +64,39 @@ func openNetns(name string) (netns.NsHandle, error) {
 // namespace's /proc/.../ns/net. It fails with fs.ErrExist if the name is
 // taken.
 func createNetns(name string) error {
+	unshare := func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("unshare: %w", err)
+		}
+		return nil
+	}
+	return bindNetns(name, func(path string) error {
+		return nsthread.Switched(unshare, func() error {
+			src := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+			if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind mount %s: %w", path, err)
+			}
+			return nil
+		})
+	})
+}
+
+// aliasNetns makes name a second `ip netns` name of the namespace named
+// target (a bind mount of its file), for container-mode endpoints. It fails
+// with fs.ErrExist if name is taken.
+func aliasNetns(name, target string) error {
+	return bindNetns(name, func(path string) error {
+		if err := unix.Mount(netnsPath(target), path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind mount %s on %s: %w", netnsPath(target), path, err)
+		}
+		return nil
+	})
+}
+
+// bindNetns makes the file /var/run/netns/name, failing with fs.ErrExist
+// if it is taken, and has mount bind a namespace on it; the file goes
+// again if that fails.
+func bindNetns(name string, mount func(path string) error) error {
 	if err := validName(name); err != nil {
 		return err
 	}
@@ -76,42 +109,9 @@ func createNetns(name string) error {
 		return err
 	}
 	f.Close()
-	unshare := func() error {
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("unshare: %w", err)
-		}
-		return nil
-	}
-	err = nsthread.Switched(unshare, func() error {
-		src := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
-		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind mount %s: %w", path, err)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := mount(path); err != nil {
 		os.Remove(path)
 		return err
-	}
-	return nil
-}
-
-// aliasNetns makes name a second `ip netns` name of the namespace named
-// target (a bind mount of its file), for container-mode endpoints. It fails
-// with fs.ErrExist if name is taken.
-func aliasNetns(name, target string) error {
-	if err := validName(name); err != nil {
-		return err
-	}
-	path := netnsPath(name)
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		return err
-	}
-	f.Close()
-	if err := unix.Mount(netnsPath(target), path, "none", unix.MS_BIND, ""); err != nil {
-		os.Remove(path)
-		return fmt.Errorf("bind mount %s on %s: %w", netnsPath(target), path, err)
 	}
 	return nil
 }
