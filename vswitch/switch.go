@@ -81,7 +81,7 @@ type Switch struct {
 	fdb     atomic.Pointer[map[fdbKey]*entry]
 	recent  atomic.Pointer[map[fdbKey]*entry] // nil when empty
 	mu      sync.Mutex
-	learned int // dynamic entries, under mu
+	learned atomic.Int64 // dynamic entries; changed under mu, read without it
 
 	// LearnRefused counts new MACs not learned because the FDB was full.
 	LearnRefused atomic.Uint64
@@ -302,14 +302,20 @@ func (s *Switch) learn(fdb map[fdbKey]*entry, in *Port, vlan uint16, src packet.
 		}
 		return
 	}
+	// A full table refuses without the lock, so a MAC flood does not make
+	// every reader queue on it.
+	if s.max > 0 && s.learned.Load() >= int64(s.max) {
+		s.LearnRefused.Add(1)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.max > 0 && s.learned >= s.max {
+	if s.max > 0 && s.learned.Load() >= int64(s.max) {
 		s.LearnRefused.Add(1)
 		return
 	}
 	if s.insertLocked(vlan, src, in, false, now) {
-		s.learned++
+		s.learned.Add(1)
 		s.subs.publish(Event{Type: Learned, Network: s.name, MAC: src, VLAN: vlan, Port: in.Name})
 	}
 }
@@ -407,7 +413,7 @@ func (s *Switch) rewriteLocked(keep func(*entry) bool, ev EventType) {
 	s.fdb.Store(&fdb)
 	for _, e := range gone {
 		if !e.static {
-			s.learned--
+			s.learned.Add(-1)
 		}
 		if ev != "" {
 			s.subs.publish(Event{Type: ev, Network: s.name, MAC: e.mac, VLAN: e.vlan, Port: e.port.Load().Name})
