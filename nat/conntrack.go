@@ -269,10 +269,11 @@ func (t *Table) insert(c *Conn) bool {
 	return true
 }
 
-// remove unlinks c.
-func (t *Table) remove(c *Conn) {
+// remove unlinks c and reports whether this call did: a connection whose
+// two tuples share a shard is seen twice by a sweep but removed once.
+func (t *Table) remove(c *Conn) bool {
 	if !c.dead.CompareAndSwap(false, true) {
-		return
+		return false
 	}
 	t.count.Add(-1)
 	for _, k := range [2]key{c.orig.key(), c.reply.key()} {
@@ -283,6 +284,7 @@ func (t *Table) remove(c *Conn) {
 		}
 		s.mu.Unlock()
 	}
+	return true
 }
 
 // earlyDrop removes one connection that expired but was not swept yet or
@@ -302,8 +304,7 @@ func (t *Table) earlyDrop() bool {
 			}
 		}
 		s.mu.RUnlock()
-		if victim != nil {
-			t.remove(victim)
+		if victim != nil && t.remove(victim) {
 			if victim.expires.Load() < now {
 				t.Expired.Add(1)
 			} else {
@@ -331,8 +332,9 @@ func (t *Table) Sweep(n int) {
 		}
 		s.mu.RUnlock()
 		for _, c := range gone {
-			t.remove(c)
-			t.Expired.Add(1)
+			if t.remove(c) {
+				t.Expired.Add(1)
+			}
 		}
 	}
 }

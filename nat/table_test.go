@@ -79,6 +79,18 @@ func TestConntrackMaxReclaimsExpired(t *testing.T) {
 	require.Zero(t, g.tr.Table.Dropped.Load())
 }
 
+// A connection whose two tuples hash to the same shard is seen twice by a
+// sweep; it is still one expiry. With 1000 flows and 256 shards some always
+// share one.
+func TestSweepCountsEachConnectionOnce(t *testing.T) {
+	g := newRig(t, maxConns(2000))
+	fill(g, 1000, true)
+	g.clk.Advance(udpStreamTimeout + time.Second)
+	g.tr.Table.Sweep(numShards)
+	require.Zero(t, g.tr.Table.Len())
+	require.EqualValues(t, 1000, g.tr.Table.Expired.Load())
+}
+
 func TestSYNFloodKeepsTableBoundedAndFlowsAlive(t *testing.T) {
 	g := newRig(t, maxConns(1000))
 	c := newTCPConn(g)
