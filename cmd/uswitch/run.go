@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -99,6 +100,7 @@ func cmdRun(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	cfg := fs.String("config", "", "the net.toml to run (default: the embedded default topology)")
 	sock := fs.String("control", "", "control socket path (default /run/uswitch/<name>.sock)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -109,6 +111,17 @@ func cmdRun(args []string) error {
 	}
 	if err := needRoot("run"); err != nil {
 		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return fmt.Errorf("run: cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("run: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		return fmt.Errorf("run: TAP devices need /dev/net/tun (modprobe tun): %w", err)
