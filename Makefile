@@ -30,9 +30,13 @@ vet:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./vswitch ./router ./datapath
 
-# Side by side with the kernel bridge in the same run (needs root).
+# The kernel, uswitch offload and uswitch plain side by side in the same run
+# (needs root); writes bench/RESULTS.md with both instances' CPU profiles.
+# SECS seconds per iperf3 test; PROFILE=0 runs without --cpuprofile.
+SECS    ?= 5
+PROFILE ?= 1
 bench-net: build
-	./bench/net.sh
+	SECS=$(SECS) PROFILE=$(PROFILE) ./bench/net.sh
 
 # Each fuzz target for a short, bounded time (FUZZTIME each; CI uses 10s).
 FUZZTIME ?= 20s

@@ -90,11 +90,18 @@ type Output interface {
 	// SendARP puts an ARP frame on the port's network. The frame is not
 	// kept after the call.
 	SendARP(frame []byte)
-	// Release sends a queued frame now that its next hop resolved to mac.
-	Release(frame []byte, mac packet.MAC)
+	// Release sends a queued frame (with the offloads it was queued with)
+	// now that its next hop resolved to mac.
+	Release(frame []byte, off packet.Offload, mac packet.MAC)
 	// Unreachable reports a queued frame whose next hop did not resolve,
 	// for an ICMP host unreachable.
-	Unreachable(frame []byte)
+	Unreachable(frame []byte, off packet.Offload)
+}
+
+// queued is a frame waiting for its next hop, copied.
+type queued struct {
+	frame []byte
+	off   packet.Offload
 }
 
 type neighbour struct {
@@ -104,7 +111,7 @@ type neighbour struct {
 	confirmed atomic.Int64 // last reply or request from it
 	probed    atomic.Int64 // last probe sent
 	probes    atomic.Int32 // unanswered probes
-	queue     [][]byte     // under Cache.mu
+	queue     []queued     // under Cache.mu
 	created   int64
 }
 
@@ -160,22 +167,22 @@ func (c *Cache) Lookup(ip [4]byte) (packet.MAC, bool) {
 	return macOf(n.mac.Load()), true
 }
 
-// Resolve queues frame (copied) until ip resolves, starting resolution if
-// none is under way. When the queue is full the oldest frame is dropped, as
+// Resolve queues frame (copied) and its offloads until ip resolves,
+// starting resolution if none is under way. When the queue is full the oldest frame is dropped, as
 // Linux does.
 // It reports whether a packet was dropped to make room (or frame itself,
 // when the table is full).
-func (c *Cache) Resolve(ip [4]byte, frame []byte) (dropped bool) {
-	mac, resolved, dropped := c.enqueue(ip, frame)
+func (c *Cache) Resolve(ip [4]byte, frame []byte, off packet.Offload) (dropped bool) {
+	mac, resolved, dropped := c.enqueue(ip, frame, off)
 	if resolved {
-		c.out.Release(frame, mac)
+		c.out.Release(frame, off, mac)
 	}
 	return dropped
 }
 
 // enqueue queues frame for ip, or reports the MAC if ip resolved meanwhile
 // (another goroutine may have learned it since the caller's Lookup).
-func (c *Cache) enqueue(ip [4]byte, frame []byte) (mac packet.MAC, resolved, dropped bool) {
+func (c *Cache) enqueue(ip [4]byte, frame []byte, off packet.Offload) (mac packet.MAC, resolved, dropped bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.clock.Now()
@@ -210,7 +217,7 @@ func (c *Cache) enqueue(ip [4]byte, frame []byte) (mac packet.MAC, resolved, dro
 		c.QueueDrops.Add(1)
 		dropped = true
 	}
-	n.queue = append(n.queue, append([]byte(nil), frame...))
+	n.queue = append(n.queue, queued{append([]byte(nil), frame...), off})
 	return packet.MAC{}, false, dropped
 }
 
@@ -262,8 +269,8 @@ func (c *Cache) learn(ip [4]byte, mac packet.MAC, create bool) {
 	queued := n.queue
 	n.queue = nil
 	c.mu.Unlock()
-	for _, f := range queued {
-		c.out.Release(f, mac)
+	for _, q := range queued {
+		c.out.Release(q.frame, q.off, mac)
 	}
 }
 
@@ -274,7 +281,7 @@ func (c *Cache) learn(ip [4]byte, mac packet.MAC, create bool) {
 // or so.
 func (c *Cache) Tick() {
 	now := c.clock.Now()
-	var unreachable [][]byte
+	var unreachable []queued
 	c.mu.Lock()
 	for _, n := range *c.table.Load() {
 		switch State(n.state.Load()) {
@@ -301,8 +308,8 @@ func (c *Cache) Tick() {
 	}
 	c.gcLocked(now)
 	c.mu.Unlock()
-	for _, f := range unreachable {
-		c.out.Unreachable(f)
+	for _, q := range unreachable {
+		c.out.Unreachable(q.frame, q.off)
 	}
 }
 

@@ -17,6 +17,7 @@ type recorder struct {
 	arps        []*layers.ARP
 	arpDst      []packet.MAC
 	released    [][]byte
+	releasedOff []packet.Offload
 	releasedTo  []packet.MAC
 	unreachable [][]byte
 }
@@ -26,11 +27,12 @@ func (r *recorder) SendARP(f []byte) {
 	r.arps = append(r.arps, p.Layer(layers.LayerTypeARP).(*layers.ARP))
 	r.arpDst = append(r.arpDst, packet.Ethernet(f).Dst())
 }
-func (r *recorder) Release(f []byte, m packet.MAC) {
+func (r *recorder) Release(f []byte, off packet.Offload, m packet.MAC) {
 	r.released = append(r.released, f)
+	r.releasedOff = append(r.releasedOff, off)
 	r.releasedTo = append(r.releasedTo, m)
 }
-func (r *recorder) Unreachable(f []byte) { r.unreachable = append(r.unreachable, f) }
+func (r *recorder) Unreachable(f []byte, _ packet.Offload) { r.unreachable = append(r.unreachable, f) }
 
 var (
 	gwMAC  = packet.MAC{0x02, 0x42, 10, 0, 0, 1}
@@ -89,8 +91,9 @@ func TestAddressProbeAnsweredNotLearned(t *testing.T) {
 
 func TestResolveQueuesThenReleasesOnReply(t *testing.T) {
 	c, r, _ := newCache()
-	c.Resolve(hostIP, []byte("pkt1"))
-	c.Resolve(hostIP, []byte("pkt2"))
+	gso := packet.Offload{Flags: packet.VnetNeedsCsum, GSOType: packet.GSOTCPv4, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}
+	c.Resolve(hostIP, []byte("pkt1"), packet.Offload{})
+	c.Resolve(hostIP, []byte("pkt2"), gso)
 	require.Len(t, r.arps, 1, "one request for two queued packets")
 	req := r.arps[0]
 	require.EqualValues(t, layers.ARPRequest, req.Operation)
@@ -102,6 +105,7 @@ func TestResolveQueuesThenReleasesOnReply(t *testing.T) {
 
 	c.Input(arpFrame(t, packet.ARPReply, hostM, hostIP, gwMAC, gwIP))
 	require.Equal(t, [][]byte{[]byte("pkt1"), []byte("pkt2")}, r.released)
+	require.Equal(t, []packet.Offload{{}, gso}, r.releasedOff, "a queued super-frame keeps its offloads")
 	require.Equal(t, []packet.MAC{hostM, hostM}, r.releasedTo)
 	require.Equal(t, Reachable, c.Entries()[0].State)
 }
@@ -109,7 +113,7 @@ func TestResolveQueuesThenReleasesOnReply(t *testing.T) {
 func TestQueueIsBounded(t *testing.T) {
 	c, r, _ := newCache()
 	for i := range 10 {
-		c.Resolve(hostIP, []byte{byte(i)})
+		c.Resolve(hostIP, []byte{byte(i)}, packet.Offload{})
 	}
 	require.EqualValues(t, 7, c.QueueDrops.Load())
 	c.Input(arpFrame(t, packet.ARPReply, hostM, hostIP, gwMAC, gwIP))
@@ -118,7 +122,7 @@ func TestQueueIsBounded(t *testing.T) {
 
 func TestResolutionFailsAfterProbes(t *testing.T) {
 	c, r, clk := newCache()
-	c.Resolve(hostIP, []byte("lost"))
+	c.Resolve(hostIP, []byte("lost"), packet.Offload{})
 	for range 3 {
 		clk.Advance(time.Second)
 		c.Tick()
@@ -130,7 +134,7 @@ func TestResolutionFailsAfterProbes(t *testing.T) {
 	require.False(t, ok)
 
 	// a new packet restarts resolution
-	c.Resolve(hostIP, []byte("again"))
+	c.Resolve(hostIP, []byte("again"), packet.Offload{})
 	require.Len(t, r.arps, 4)
 	// failed entries are forgotten after FailedTTL
 	c.Input(arpFrame(t, packet.ARPReply, hostM, hostIP, gwMAC, gwIP))
@@ -139,7 +143,7 @@ func TestResolutionFailsAfterProbes(t *testing.T) {
 
 func TestFailedEntryForgotten(t *testing.T) {
 	c, _, clk := newCache()
-	c.Resolve(hostIP, []byte("x"))
+	c.Resolve(hostIP, []byte("x"), packet.Offload{})
 	for range 3 {
 		clk.Advance(time.Second)
 		c.Tick()
@@ -206,7 +210,7 @@ func TestTableIsBounded(t *testing.T) {
 	r := &recorder{}
 	c := New(Config{MaxEntries: 4}, gwMAC, gwIP, &clock.Fake{}, r)
 	for i := range 10 {
-		c.Resolve([4]byte{10, 0, 1, byte(i)}, []byte{1})
+		c.Resolve([4]byte{10, 0, 1, byte(i)}, []byte{1}, packet.Offload{})
 	}
 	require.Len(t, c.Entries(), 4)
 	require.EqualValues(t, 6, c.TableFull.Load())

@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
-# Side-by-side, in the same run with the same tools: two namespaces talking
-# through a kernel veth+bridge and through uswitch's switch; two namespaces
-# on two subnets talking through a kernel router (a namespace with
-# ip_forward) and through uswitch's router; a namespace reaching a "host"
-# through masquerade: the kernel's iptables MASQUERADE in a router
-# namespace, and uswitch's uplink. Prints each figure and uswitch's ratio to
-# the kernel's.
+# Side-by-side, in the same run with the same tools, the kernel and two
+# uswitch instances: "uswitch offload" (offload = true, TAPs with
+# IFF_VNET_HDR) and "uswitch plain" (offload = false).
 #
-# Needs root, iperf3 and ping (installed when missing). Everything it makes
-# is named ub<pid>-*, lives in namespaces it creates (the kernel bridge too,
-# so the root namespace is not touched), and is removed on exit.
+#   - L2: two namespaces on a kernel veth+bridge, and on each instance's
+#     switch: TCP 1 stream, TCP 2 streams, ping -A and paced ping round trip,
+#     UDP 64-byte packets delivered per second;
+#   - routed: two namespaces on two subnets through a kernel router (a
+#     namespace with ip_forward) and through each instance's router: TCP 1
+#     stream and ping -A;
+#   - masquerade: a namespace reaching a "host" namespace through the
+#     kernel's iptables MASQUERADE in a router namespace, and through each
+#     instance's uplink: TCP 1 stream.
+#
+# Prints a markdown table with uswitch's ratio to the kernel for each figure
+# and writes it to bench/RESULTS.md (overwritten each run). With PROFILE=1
+# (the default) both instances run with --cpuprofile, and the top of each
+# whole-run profile is appended to RESULTS.md once they have stopped.
+#
+# Knobs: SECS (seconds per iperf3 test, default 5), PROFILE (1/0), BIN.
+#
+# Needs root, iperf3, ping and iptables (installed when missing), python3 to
+# read iperf3's JSON, and go for the profile report. Everything it makes is
+# named ub<pid>*, lives in namespaces it creates (the kernel bridge and
+# router too, so the root namespace's links, routes, iptables and sysctls
+# are not touched), and is removed on exit, whichever way the script ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,21 +32,76 @@ cd "$(dirname "$0")/.."
 if ! command -v iperf3 >/dev/null || ! command -v ping >/dev/null || ! command -v iptables >/dev/null; then
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 iputils-ping iptables >/dev/null
 fi
+command -v python3 >/dev/null || { echo "bench/net.sh needs python3 (to read iperf3 --json)"; exit 1; }
 BIN=${BIN:-bin/uswitch}
 [ -x "$BIN" ] || go build -o "$BIN" ./cmd/uswitch
 SECS=${SECS:-5}
+PROFILE=${PROFILE:-1}
+RESULTS=${RESULTS:-bench/RESULTS.md}
 P=ub$(($$ % 10000))
-USW_PID=""
+PLAIN=$P      # instance name (and prefix of its endpoints) of uswitch plain
+OFFL=${P}o    # ... and of uswitch offload
+PLAIN_PID=""
+OFFL_PID=""
 work=$(mktemp -d)
+KERNEL_NS="$P-kbr $P-ka $P-kb $P-krt $P-kra $P-krb $P-knr $P-kna $P-knh"
+
+log() { echo "bench/net.sh: $*" >&2; }
+
+# alive PID: running, not exited (a child that exited stays a zombie, which
+# kill -0 still finds, until waited for).
+alive() {
+	local st
+	st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) && [ "$st" != Z ]
+}
+
+# stop_pid PID: SIGTERM, then wait for it (SIGKILL after 20 s). PID is a
+# child of this shell, so it stays a zombie, not reused, until waited for.
+stop_pid() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+	for i in $(seq 200); do
+		alive "$pid" || break
+		sleep 0.1
+	done
+	if alive "$pid"; then
+		log "pid $pid did not stop on SIGTERM in 20 s; SIGKILL"
+		kill -KILL "$pid" 2>/dev/null
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+# kill_iperf_server PIDFILE: a daemonized iperf3 server of ours (-I PIDFILE)
+# that is still running, e.g. because its client never connected.
+kill_iperf_server() {
+	local pid
+	pid=$(cat "$1" 2>/dev/null) || return 0
+	rm -f "$1"
+	[[ $pid =~ ^[0-9]+$ ]] || return 0
+	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = iperf3 ] && kill -TERM "$pid" 2>/dev/null
+	return 0
+}
 
 cleanup() {
 	set +e
-	[ -n "$USW_PID" ] && kill -TERM "$USW_PID" 2>/dev/null && wait "$USW_PID" 2>/dev/null
-	for ns in $P-kbr $P-ka $P-kb $P-krt $P-kra $P-krb $P-knr $P-kna $P-knh; do ip netns del "$ns" 2>/dev/null; done
-	"$BIN" down --config "$work/net.toml" >/dev/null 2>&1
+	trap '' INT TERM
+	[ -n "$OFFL_PID" ] && stop_pid "$OFFL_PID"
+	[ -n "$PLAIN_PID" ] && stop_pid "$PLAIN_PID"
+	OFFL_PID="" PLAIN_PID=""
+	for f in "$work"/iperf-*.pid; do [ -e "$f" ] && kill_iperf_server "$f"; done
+	for ns in $KERNEL_NS; do ip netns del "$ns" 2>/dev/null; done
+	for name in "$OFFL" "$PLAIN"; do
+		[ -f "$work/$name.toml" ] || continue
+		"$BIN" down --config "$work/$name.toml" >/dev/null 2>&1 || log "uswitch down $name failed"
+		# The lock file outlives every run by design; ours are named after
+		# this script's pid and no one else uses them.
+		rm -f "/run/uswitch/$name.lock"
+	done
 	rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # --- kernel: veth pairs into a bridge that lives in its own namespace
 ip netns add $P-kbr
@@ -86,94 +156,259 @@ ip -n $P-knh link set eth0 up
 ip -n $P-kna route add default via 10.95.1.1
 ip netns exec $P-knr iptables -t nat -A POSTROUTING -s 10.95.1.0/24 -o vknh -j MASQUERADE
 
-# --- uswitch: the same endpoints on TAPs, switched, routed and masqueraded
-cat >"$work/net.toml" <<TOML
-name = "$P"
+# --- uswitch: the same endpoints on TAPs, switched, routed and masqueraded.
+# usw_config NAME PREFIX OFFLOAD NET: endpoints are namespaces PREFIX-a,
+# PREFIX-b (L2), PREFIX-ra, PREFIX-rb (routed), PREFIX-m (masqueraded) and
+# the uplink's host side PREFIX-h; subnets are 10.NET-x.*:
+#   10.NET.0.0/24 L2, 10.(NET-2).1-2.0/24 routed, 10.(NET-4).1.0/24 and
+#   10.(NET-4).9.0/30 masquerade.
+usw_config() {
+	local name=$1 pfx=$2 offload=$3 l2=$4 rt=$(($4 - 2)) nat=$(($4 - 4))
+	cat <<TOML
+name = "$name"
 [defaults]
-offload = false
+offload = $offload
 [uplink]
-address = "10.94.9.1/30"
-host_address = "10.94.9.2/30"
-netns = "$P-uh"
+address = "10.$nat.9.1/30"
+host_address = "10.$nat.9.2/30"
+netns = "$pfx-h"
 routes = false
 [[network]]
 name = "m"
-subnet = "10.94.1.0/24"
+subnet = "10.$nat.1.0/24"
 [[endpoint]]
-name = "$P-um"
+name = "$pfx-m"
 network = "m"
 [[network]]
 name = "lan"
-subnet = "10.98.0.0/24"
+subnet = "10.$l2.0.0/24"
 [[endpoint]]
-name = "$P-ua"
+name = "$pfx-a"
 network = "lan"
 [[endpoint]]
-name = "$P-ub"
+name = "$pfx-b"
 network = "lan"
 [[network]]
 name = "r1"
-subnet = "10.96.1.0/24"
+subnet = "10.$rt.1.0/24"
 isolate = false
 [[network]]
 name = "r2"
-subnet = "10.96.2.0/24"
+subnet = "10.$rt.2.0/24"
 isolate = false
 [[endpoint]]
-name = "$P-ura"
+name = "$pfx-ra"
 network = "r1"
 [[endpoint]]
-name = "$P-urb"
+name = "$pfx-rb"
 network = "r2"
 TOML
-"$BIN" run --config "$work/net.toml" >"$work/run.out" 2>"$work/run.err" &
-USW_PID=$!
-for _ in $(seq 100); do grep -q 'msg=ready' "$work/run.err" && break; sleep 0.1; done
-grep -q 'msg=ready' "$work/run.err" || { cat "$work/run.err"; exit 1; }
-
-# tcp NS_CLIENT NS_SERVER IP -> Gbit/s received
-tcp() {
-	ip netns exec "$2" iperf3 -s -1 -D -B "$3" -p 5201 >/dev/null
-	sleep 0.3
-	ip netns exec "$1" iperf3 -c "$3" -p 5201 -t "$SECS" -f m |
-		awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") printf "%.2f", $(i-1) / 1000 }'
 }
+# plain: 10.98 L2, 10.96 routed, 10.94 masquerade (as before);
+# offload: 10.93 L2, 10.91 routed, 10.89 masquerade. Kernel: 10.99, 10.97, 10.95.
+usw_config "$PLAIN" "$P-u" false 98 >"$work/$PLAIN.toml"
+usw_config "$OFFL" "$P-o" true 93 >"$work/$OFFL.toml"
+
+# usw_start NAME -> starts the instance in the background; sets LAST_PID.
+usw_start() {
+	local name=$1 prof=()
+	[ "$PROFILE" = 1 ] && prof=(--cpuprofile "$work/$name.pprof")
+	"$BIN" run --config "$work/$name.toml" --control "$work/$name.sock" "${prof[@]}" \
+		>"$work/$name.out" 2>"$work/$name.err" &
+	LAST_PID=$!
+}
+usw_ready() {
+	local name=$1 pid=$2 i
+	for i in $(seq 200); do
+		grep -q 'msg=ready' "$work/$name.err" && return 0
+		alive "$pid" || break
+		sleep 0.1
+	done
+	log "uswitch instance $name did not become ready:"
+	cat "$work/$name.err" >&2
+	return 1
+}
+usw_start "$PLAIN"
+PLAIN_PID=$LAST_PID
+usw_start "$OFFL"
+OFFL_PID=$LAST_PID
+usw_ready "$PLAIN" "$PLAIN_PID"
+usw_ready "$OFFL" "$OFFL_PID"
+
+# --- measures. Each runs under a timeout; a failure prints why and records
+# "-" instead of stopping the run. Every iperf3 test gets its own port and
+# server pid file, and its server is killed if it outlived the test.
+port=5200
+declare -A R
+
+# iperf NS_CLIENT NS_SERVER IP KIND [iperf3 client args...] -> the figure:
+# KIND tcp: receiver Gbit/s (all streams); udp: receiver's delivered kpps.
+iperf() {
+	local c=$1 s=$2 ip=$3 kind=$4 i rc=0
+	shift 4
+	local pidf=$work/iperf-$port.pid json=$work/iperf-$port.json
+	ip netns exec "$s" iperf3 -s -1 -D -B "$ip" -p "$port" -I "$pidf" >/dev/null
+	for i in $(seq 50); do
+		ip netns exec "$s" ss -Htln "sport = :$port" 2>/dev/null | grep -q . && break
+		sleep 0.1
+	done
+	timeout --foreground -k 5 $((SECS + 30)) \
+		ip netns exec "$c" iperf3 -c "$ip" -p "$port" -t "$SECS" --connect-timeout 3000 -J "$@" >"$json" || rc=$?
+	kill_iperf_server "$pidf"
+	python3 - "$json" "$kind" "$rc" <<'PY'
+import json, sys
+path, kind, rc = sys.argv[1], sys.argv[2], sys.argv[3]
+if rc == "124":
+    sys.exit("iperf3 client killed: no result in the time allowed (timeout)")
+try:
+    d = json.load(open(path))
+except Exception as e:
+    sys.exit(f"iperf3 exited {rc}, output is not JSON ({e})")
+if d.get("error"):
+    sys.exit(f"iperf3: {d['error']}")
+r = d["end"]["sum_received"]
+if kind == "tcp":
+    print("%.2f" % (r["bits_per_second"] / 1e9))
+else:
+    secs = r["seconds"]
+    if secs <= 0:
+        sys.exit("iperf3: receiver measured 0 seconds")
+    print("%.1f" % ((r["packets"] - r["lost_packets"]) / secs / 1e3))
+PY
+}
+tcp() { iperf "$1" "$2" "$3" tcp; }
+tcp2() { iperf "$1" "$2" "$3" tcp -P 2; }
+udp64() { iperf "$1" "$2" "$3" udp -u -l 64 -b 0; }
+
 # rtt NS IP FLAGS -> average round trip in µs. ping prints its average in
 # whole µs, too coarse for the kernel's ~2 µs; with -A (the next echo leaves
 # when the reply arrives) the run's total time over its count is finer.
+# A few lost replies still give a figure; none received (no rtt line) fails.
 rtt() {
+	local out rc=0
+	out=$(timeout --foreground -k 5 60 ip netns exec "$1" ping $3 -q "$2" 2>&1) || rc=$?
+	if ! grep -q '^rtt' <<<"$out"; then
+		echo "ping exited $rc: $(tail -n 3 <<<"$out" | tr '\n' ' ')" >&2
+		return 1
+	fi
 	case "$3" in
-	-A*) ip netns exec "$1" ping $3 -q "$2" | awk '/transmitted/ { for (i = 1; i <= NF; i++) if ($i == "time") { sub("ms", "", $(i+1)); printf "%.1f", $(i+1) * 1000 / $1 } }' ;;
-	*) ip netns exec "$1" ping $3 -q "$2" | awk -F/ '/^rtt/ { printf "%.1f", $5 * 1000 }' ;;
+	-A*) echo "$out" | awk '/transmitted/ { for (i = 1; i <= NF; i++) if ($i == "time") { sub("ms", "", $(i+1)); printf "%.1f", $(i+1) * 1000 / $1 } }' ;;
+	*) echo "$out" | awk -F/ '/^rtt/ { printf "%.1f", $5 * 1000 }' ;;
 	esac
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+# flood/paced NS_CLIENT NS_SERVER IP (the server's namespace is unused).
+flood() { rtt "$1" "$3" "-A -c 2000"; }
+paced() { rtt "$1" "$3" "-c 20 -i 0.05"; }
 
-ip netns exec $P-ka ping -c 3 -i 0.2 -q 10.99.0.3 >/dev/null
-ip netns exec $P-ua ping -c 3 -i 0.2 -q 10.98.0.3 >/dev/null
-ip netns exec $P-kra ping -c 3 -i 0.2 -q 10.97.2.2 >/dev/null
-ip netns exec $P-ura ping -c 3 -i 0.2 -q 10.96.2.2 >/dev/null
-ip netns exec $P-kna ping -c 3 -i 0.2 -q 10.95.9.2 >/dev/null
-ip netns exec $P-um ping -c 3 -i 0.2 -q 10.94.9.2 >/dev/null
+# m KEY FUNC ARGS... -> R[KEY] is the figure FUNC prints, or "-".
+m() {
+	local key=$1 out rc=0
+	shift
+	port=$((port + 1))
+	out=$("$@" 2>"$work/err") || rc=$?
+	if [ "$rc" = 0 ] && [[ $out =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+		R[$key]=$out
+	else
+		log "$key failed (exit $rc: $*): $(tr '\n' ' ' <"$work/err")${out:+ output: $out}"
+		R[$key]="-"
+	fi
+}
 
-k_tcp=$(tcp $P-ka $P-kb 10.99.0.3)
-u_tcp=$(tcp $P-ua $P-ub 10.98.0.3)
-k_flood=$(rtt $P-ka 10.99.0.3 "-A -c 2000")
-u_flood=$(rtt $P-ua 10.98.0.3 "-A -c 2000")
-k_paced=$(rtt $P-ka 10.99.0.3 "-c 20 -i 0.05")
-u_paced=$(rtt $P-ua 10.98.0.3 "-c 20 -i 0.05")
-kr_tcp=$(tcp $P-kra $P-krb 10.97.2.2)
-ur_tcp=$(tcp $P-ura $P-urb 10.96.2.2)
-kn_tcp=$(tcp $P-kna $P-knh 10.95.9.2)
-un_tcp=$(tcp $P-um $P-uh 10.94.9.2)
-kr_flood=$(rtt $P-kra 10.97.2.2 "-A -c 2000")
-ur_flood=$(rtt $P-ura 10.96.2.2 "-A -c 2000")
+# Each measure runs for the kernel, uswitch offload and uswitch plain in
+# turn, so background load on a busy machine spreads over all three.
+# measure KEY FUNC  K_CLIENT K_SERVER K_IP  O_CLIENT O_SERVER O_IP  U_CLIENT U_SERVER U_IP
+measure() {
+	local key=$1 f=$2
+	m "$key.k" "$f" "$3" "$4" "$5"
+	m "$key.o" "$f" "$6" "$7" "$8"
+	m "$key.u" "$f" "$9" "${10}" "${11}"
+	log "$(printf '%-10s kernel %8s  offload %8s  plain %8s' "$key" "${R[$key.k]}" "${R[$key.o]}" "${R[$key.u]}")"
+}
+# The three setups' endpoints: L2, routed, masquerade (client, server, IP).
+L2="$P-ka $P-kb 10.99.0.3  $P-o-a $P-o-b 10.93.0.3  $P-u-a $P-u-b 10.98.0.3"
+RT="$P-kra $P-krb 10.97.2.2  $P-o-ra $P-o-rb 10.91.2.2  $P-u-ra $P-u-rb 10.96.2.2"
+NAT="$P-kna $P-knh 10.95.9.2  $P-o-m $P-o-h 10.89.9.2  $P-u-m $P-u-h 10.94.9.2"
+# Warm-up: ARP, FDB, conntrack; tells early when a path does not work.
+for set in "$L2" "$RT" "$NAT"; do
+	set -- $set
+	while [ $# -ge 3 ]; do
+		ip netns exec "$1" ping -c 3 -i 0.2 -W 2 -q "$3" >/dev/null || log "warm-up ping $1 -> $3 failed"
+		shift 3
+	done
+done
 
-printf '%s, %s, %d cores, kernel %s\n\n' "$(date -u +%FT%TZ)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc)" "$(uname -r)"
-printf '%-28s %12s %12s %8s\n' "measure" "kernel" "uswitch" "ratio"
-printf '%-28s %12s %12s %8s\n' "TCP 1 stream (Gbit/s)" "$k_tcp" "$u_tcp" "$(ratio "$u_tcp" "$k_tcp")"
-printf '%-28s %12s %12s %8s\n' "RTT ping -A (us)" "$k_flood" "$u_flood" "$(ratio "$u_flood" "$k_flood")"
-printf '%-28s %12s %12s %8s\n' "RTT ping paced (us)" "$k_paced" "$u_paced" "$(ratio "$u_paced" "$k_paced")"
-printf '%-28s %12s %12s %8s\n' "routed TCP (Gbit/s)" "$kr_tcp" "$ur_tcp" "$(ratio "$ur_tcp" "$kr_tcp")"
-printf '%-28s %12s %12s %8s\n' "routed RTT ping -A (us)" "$kr_flood" "$ur_flood" "$(ratio "$ur_flood" "$kr_flood")"
-printf '%-28s %12s %12s %8s\n' "masquerade TCP (Gbit/s)" "$kn_tcp" "$un_tcp" "$(ratio "$un_tcp" "$kn_tcp")"
+# shellcheck disable=SC2086 # the endpoint lists split on purpose
+{
+	measure tcp1 tcp $L2
+	measure tcp2 tcp2 $L2
+	measure flood flood $L2
+	measure paced paced $L2
+	measure udp64 udp64 $L2
+	measure rtcp1 tcp $RT
+	measure rflood flood $RT
+	measure ntcp1 tcp $NAT
+}
+
+# --- report
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "-" }'; }
+row() {
+	local k=${R[$2.k]:--} o=${R[$2.o]:--} u=${R[$2.u]:--}
+	printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$k" "$o" "$(ratio "$o" "$k")" "$u" "$(ratio "$u" "$k")"
+}
+rev=$(git describe --always --dirty 2>/dev/null || echo unknown)
+binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
+{
+	echo "# bench/net.sh results"
+	echo
+	printf '%s, %s, %d cores, kernel %s, SECS=%s, git %s (binary %s)\n' \
+		"$(date -u +%FT%TZ)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
+		"$(nproc)" "$(uname -r)" "$SECS" "$rev" "${binver:-unknown}"
+	echo
+	echo "| measure | kernel | uswitch offload | ratio | uswitch plain | ratio |"
+	echo "|---|---:|---:|---:|---:|---:|"
+	row "L2 TCP 1 stream (Gbit/s)" tcp1
+	row "L2 TCP 2 streams (Gbit/s)" tcp2
+	row "L2 RTT ping -A (µs)" flood
+	row "L2 RTT ping -i 0.05 (µs)" paced
+	row "L2 UDP 64 B delivered (kpps)" udp64
+	row "routed TCP 1 stream (Gbit/s)" rtcp1
+	row "routed RTT ping -A (µs)" rflood
+	row "masquerade TCP 1 stream (Gbit/s)" ntcp1
+	echo
+	echo "ratio = uswitch / kernel: higher is better for Gbit/s and kpps, lower is better for RTT (µs)."
+	echo "TCP figures are iperf3's receiver side; UDP is iperf3 -u -l 64 -b 0, datagrams the receiver got"
+	echo "(sent minus lost) per second. \"-\" is a measure that failed (its error is on stderr)."
+	echo "uswitch offload runs with offload = true, uswitch plain with offload = false, both at once."
+	if [ "$PROFILE" = 1 ]; then
+		echo "PROFILE=1: both instances ran with --cpuprofile (a few % of overhead on the uswitch figures)."
+	fi
+} >"$work/results.md"
+cat "$work/results.md"
+
+# --- CPU profiles: stop each instance so it writes its profile, then append
+# the top of it.
+if [ "$PROFILE" = 1 ]; then
+	stop_pid "$OFFL_PID"
+	OFFL_PID=""
+	stop_pid "$PLAIN_PID"
+	PLAIN_PID=""
+	for name in "$OFFL" "$PLAIN"; do
+		case $name in "$OFFL") what=offload ;; *) what=plain ;; esac
+		{
+			echo
+			echo "## CPU profile (uswitch $what instance, whole run)"
+			echo
+			echo '```'
+			if [ ! -s "$work/$name.pprof" ]; then
+				echo "no profile written ($work/$name.pprof is missing or empty)"
+			elif ! go tool pprof -top -nodecount=15 "$BIN" "$work/$name.pprof" 2>&1; then
+				echo "go tool pprof failed"
+			fi
+			echo '```'
+		} >"$work/prof-$name.md"
+		cat "$work/prof-$name.md" >>"$work/results.md"
+		cat "$work/prof-$name.md"
+	done
+fi
+cp "$work/results.md" "$RESULTS"
+log "wrote $RESULTS"

@@ -29,6 +29,9 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
+	"uswitch/gso"
+	"uswitch/packet"
 )
 
 // Limits of a subscription and of a hub. A subscription holds at most
@@ -79,10 +82,20 @@ func (h *Hub) Active() bool { return h.active.Load() }
 
 // Frame offers one frame seen on port of network (network "" for the
 // uplink) to every matching subscription. It copies what it keeps, never
-// blocks, and never keeps frame.
-func (h *Hub) Frame(network, port string, frame []byte) {
+// blocks, and never keeps frame. A frame with offloads is captured as what
+// a wire would carry: its segments, with complete checksums.
+func (h *Hub) Frame(network, port string, frame []byte, off packet.Offload) {
 	p := h.subs.Load()
 	if p == nil {
+		return
+	}
+	if !off.Plain() {
+		bp := wire.Get().(*[]byte)
+		defer wire.Put(bp)
+		_ = gso.Segment(frame, off, *bp, func(f []byte) error {
+			h.Frame(network, port, f, packet.Offload{})
+			return nil
+		})
 		return
 	}
 	var mono int64 = -1 // read once, for the first subscription that queues
@@ -161,6 +174,9 @@ type record struct {
 	length int
 	data   []byte
 }
+
+// wire holds the buffers a frame with offloads is segmented in.
+var wire = sync.Pool{New: func() any { b := make([]byte, 65536+64); return &b }}
 
 var records = sync.Pool{New: func() any { return &record{data: make([]byte, 0, 2048)} }}
 

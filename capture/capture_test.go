@@ -3,6 +3,7 @@ package capture
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +14,9 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
 	"github.com/stretchr/testify/require"
+	"uswitch/packet"
 )
 
 // testFrame is a distinct frame of n bytes (n >= 14): broadcast Ethernet,
@@ -27,14 +30,14 @@ func testFrame(i, n int) []byte {
 	return f
 }
 
-// packet is one frame read back from a pcap stream.
-type packet struct {
+// captured is one frame read back from a pcap stream.
+type captured struct {
 	data []byte
 	ci   gopacket.CaptureInfo
 }
 
 // decode reads a whole pcap stream with gopacket and checks its header.
-func decode(t *testing.T, b []byte) []packet {
+func decode(t *testing.T, b []byte) []captured {
 	t.Helper()
 	r, err := pcapgo.NewReader(bytes.NewReader(b))
 	require.NoError(t, err)
@@ -43,19 +46,19 @@ func decode(t *testing.T, b []byte) []packet {
 	// Nanosecond timestamps (pcapgo's Resolution has the two swapped in
 	// v1.1.19: check the magic number).
 	require.Equal(t, []byte{0x4d, 0x3c, 0xb2, 0xa1}, b[:4])
-	var out []packet
+	var out []captured
 	for {
 		data, ci, err := r.ReadPacketData()
 		if errors.Is(err, io.EOF) {
 			return out
 		}
 		require.NoError(t, err)
-		out = append(out, packet{data, ci})
+		out = append(out, captured{data, ci})
 	}
 }
 
 // capture runs WritePcap until it returns and decodes what it wrote.
-func capture(t *testing.T, ctx context.Context, s *Subscription) []packet {
+func capture(t *testing.T, ctx context.Context, s *Subscription) []captured {
 	t.Helper()
 	var buf bytes.Buffer
 	require.NoError(t, s.WritePcap(ctx, &buf))
@@ -83,7 +86,7 @@ func TestFanOutToTwoSubscribers(t *testing.T) {
 	for i := range 5 {
 		f := testFrame(i, 60+i)
 		frames = append(frames, f)
-		h.Frame("front", "web", f)
+		h.Frame("front", "web", f, packet.Offload{})
 		f[20] ^= 0xff // the hub keeps copies, not the caller's buffer
 	}
 	after := time.Now()
@@ -122,7 +125,7 @@ func TestFilters(t *testing.T) {
 		{"back", "db"}, {"back", "gw/back"}, {"", "uplink"}, {"front", "web"},
 	}
 	for i, s := range seen {
-		h.Frame(s.network, s.port, testFrame(i, 64))
+		h.Frame(s.network, s.port, testFrame(i, 64), packet.Offload{})
 	}
 	// ids writes what s has queued (its Count set to that) and returns
 	// the frames' numbers.
@@ -148,7 +151,7 @@ func TestCount(t *testing.T) {
 	h := NewHub()
 	s := subscribe(t, h, Filter{Count: 3})
 	for i := range 10 {
-		h.Frame("front", "web", testFrame(i, 60))
+		h.Frame("front", "web", testFrame(i, 60), packet.Offload{})
 	}
 	got := capture(t, context.Background(), s)
 	require.Len(t, got, 3)
@@ -163,7 +166,7 @@ func TestSnaplen(t *testing.T) {
 	h := NewHub()
 	s := subscribe(t, h, Filter{Count: 1})
 	big := testFrame(7, 70000) // a GSO super-frame of an offloading TAP
-	h.Frame("front", "web", big)
+	h.Frame("front", "web", big, packet.Offload{})
 	got := capture(t, context.Background(), s)
 	require.Len(t, got, 1)
 	require.Equal(t, 70000, got[0].ci.Length)
@@ -183,7 +186,7 @@ func TestSlowReaderDrops(t *testing.T) {
 	go func() {
 		defer close(done)
 		for range n {
-			h.Frame("front", "web", f)
+			h.Frame("front", "web", f, packet.Offload{})
 		}
 	}()
 	select {
@@ -195,7 +198,7 @@ func TestSlowReaderDrops(t *testing.T) {
 	require.Equal(t, uint64(n-QueueFrames), s.Dropped())
 	require.Equal(t, int64(QueueFrames*len(f)), s.queued.Load())
 
-	allocs := testing.AllocsPerRun(1000, func() { h.Frame("front", "web", f) })
+	allocs := testing.AllocsPerRun(1000, func() { h.Frame("front", "web", f, packet.Offload{}) })
 	require.Zero(t, allocs, "dropping allocates nothing")
 	require.Equal(t, uint64(n-QueueFrames+1001), s.Dropped())
 
@@ -203,7 +206,7 @@ func TestSlowReaderDrops(t *testing.T) {
 	big := subscribe(t, h, Filter{Port: "uplink"})
 	g := testFrame(2, 60000)
 	for range 1000 {
-		h.Frame("", "uplink", g)
+		h.Frame("", "uplink", g, packet.Offload{})
 	}
 	require.LessOrEqual(t, big.queued.Load(), int64(QueueBytes))
 	require.Equal(t, QueueBytes/len(g), len(big.queue))
@@ -215,7 +218,7 @@ func TestSlowReaderDrops(t *testing.T) {
 	s.filter.Count = QueueFrames + 1
 	go func() {
 		time.Sleep(10 * time.Millisecond)
-		h.Frame("front", "web", testFrame(9, 60))
+		h.Frame("front", "web", testFrame(9, 60), packet.Offload{})
 	}()
 	got := capture(t, context.Background(), s)
 	require.Len(t, got, QueueFrames+1)
@@ -256,7 +259,7 @@ func TestEndsOnContextAndClose(t *testing.T) {
 	require.True(t, h.Active())
 	s.Close()
 	require.False(t, h.Active(), "inactive once every capture is closed")
-	h.Frame("front", "web", testFrame(1, 60)) // nobody: nothing happens
+	h.Frame("front", "web", testFrame(1, 60), packet.Offload{}) // nobody: nothing happens
 }
 
 // flushWriter counts flushes and fails writes once told to.
@@ -278,26 +281,26 @@ func (w *flushWriter) Flush() error { w.flushes++; return nil }
 func TestFlushAndWriteError(t *testing.T) {
 	h := NewHub()
 	s := subscribe(t, h, Filter{Count: 2})
-	h.Frame("front", "web", testFrame(1, 60))
+	h.Frame("front", "web", testFrame(1, 60), packet.Offload{})
 	w := &flushWriter{}
 	errc := make(chan error, 1)
 	go func() { errc <- s.WritePcap(context.Background(), w) }()
 	time.Sleep(20 * time.Millisecond)
-	h.Frame("front", "web", testFrame(2, 60))
+	h.Frame("front", "web", testFrame(2, 60), packet.Offload{})
 	require.NoError(t, <-errc)
 	// The header, the queue found empty after frame 1, and the end.
 	require.GreaterOrEqual(t, w.flushes, 3)
 	require.Len(t, decode(t, w.Bytes()), 2)
 
 	s2 := subscribe(t, h, Filter{})
-	h.Frame("front", "web", testFrame(1, 60))
+	h.Frame("front", "web", testFrame(1, 60), packet.Offload{})
 	err := s2.WritePcap(context.Background(), &flushWriter{fail: true})
 	require.ErrorContains(t, err, "broken pipe")
 }
 
 func TestSubscribeErrors(t *testing.T) {
 	var h Hub // the zero value works
-	h.Frame("front", "web", testFrame(1, 60))
+	h.Frame("front", "web", testFrame(1, 60), packet.Offload{})
 	_, err := h.Subscribe(Filter{Count: -1})
 	require.Error(t, err)
 	for range MaxSubscriptions {
@@ -325,7 +328,7 @@ func TestConcurrent(t *testing.T) {
 				default:
 				}
 				if h.Active() {
-					h.Frame("front", fmt.Sprint("p", p), f)
+					h.Frame("front", fmt.Sprint("p", p), f, packet.Offload{})
 				}
 			}
 		}()
@@ -356,7 +359,7 @@ func BenchmarkFrameIdle(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if h.Active() {
-			h.Frame("front", "web", f)
+			h.Frame("front", "web", f, packet.Offload{})
 		}
 	}
 }
@@ -375,7 +378,7 @@ func BenchmarkFrameCaptured(b *testing.B) {
 	b.SetBytes(int64(len(f)))
 	for b.Loop() {
 		if h.Active() {
-			h.Frame("front", "web", f)
+			h.Frame("front", "web", f, packet.Offload{})
 		}
 		if len(s.queue) >= QueueFrames/2 {
 			for len(s.queue) > 0 {
@@ -397,12 +400,45 @@ func BenchmarkFrameDropped(b *testing.B) {
 	defer s.Close()
 	f := testFrame(1, 1514)
 	for range QueueFrames {
-		h.Frame("front", "web", f)
+		h.Frame("front", "web", f, packet.Offload{})
 	}
 	b.ReportAllocs()
 	for b.Loop() {
 		if h.Active() {
-			h.Frame("front", "web", f)
+			h.Frame("front", "web", f, packet.Offload{})
 		}
+	}
+}
+
+// A super-frame is captured as the segments a wire would carry, each with
+// complete, valid checksums, like tcpdump on a NIC without offloads.
+func TestSuperFrameCapturedAsSegments(t *testing.T) {
+	h := NewHub()
+	s := subscribe(t, h, Filter{Count: 3})
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: []byte{10, 0, 0, 1}, DstIP: []byte{10, 0, 0, 2}}
+	tcp := &layers.TCP{SrcPort: 1, DstPort: 2, Seq: 100, ACK: true, Window: 9}
+	_ = tcp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true},
+		&layers.Ethernet{SrcMAC: []byte{2, 0, 0, 0, 0, 1}, DstMAC: []byte{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4},
+		ip, tcp, gopacket.Payload(bytes.Repeat([]byte("x"), 2500))))
+	f := buf.Bytes()
+	ip4 := packet.IPv4(f[14:])
+	ip4.SetHeaderChecksum()
+	l4 := f[34:]
+	sum := packet.PseudoHeaderSum(ip4.Src(), ip4.Dst(), packet.ProtoTCP, uint16(len(l4)))
+	binary.BigEndian.PutUint16(l4[16:], ^packet.Checksum(nil, sum))
+	h.Frame("front", "web", f, packet.Offload{Flags: packet.VnetNeedsCsum, GSOType: packet.GSOTCPv4, GSOSize: 1000, CsumStart: 34, CsumOffset: 16})
+
+	got := capture(t, context.Background(), s)
+	require.Len(t, got, 3)
+	for i, c := range got {
+		p := gopacket.NewPacket(c.data, layers.LayerTypeEthernet, gopacket.Default)
+		seg := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		require.EqualValues(t, 100+1000*i, seg.Seq)
+		require.Len(t, seg.Payload, min(1000, 2500-1000*i))
+		gip := packet.IPv4(c.data[14:])
+		require.True(t, gip.HeaderChecksumValid())
+		require.Zero(t, packet.Checksum(gip.Payload(), packet.PseudoHeaderSum(gip.Src(), gip.Dst(), packet.ProtoTCP, uint16(len(gip.Payload())))))
 	}
 }

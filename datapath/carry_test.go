@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"uswitch/clock"
+	"uswitch/packet"
 )
 
 func TestPanicCostsOneFrame(t *testing.T) {
@@ -16,14 +17,14 @@ func TestPanicCostsOneFrame(t *testing.T) {
 	require.NoError(t, err)
 	defer d.Close()
 	calls := 0
-	input := func(f []byte) {
+	input := func(f []byte, _ packet.Offload) {
 		calls++
 		if f[0] == 0xff {
 			panic("bug")
 		}
 	}
-	d.carry("web", input, []byte{0xff})
-	d.carry("web", input, []byte{0x00})
+	d.carry("web", input, []byte{0xff}, packet.Offload{})
+	d.carry("web", input, []byte{0x00}, packet.Offload{})
 	require.Equal(t, 2, calls, "the next frame is carried as usual")
 	require.Contains(t, logs.String(), "frame handling panicked")
 	require.Contains(t, logs.String(), "port=web")

@@ -22,6 +22,7 @@ import (
 	"uswitch/config"
 	"uswitch/dns"
 	"uswitch/nat"
+	"uswitch/packet"
 	"uswitch/router"
 	"uswitch/stats"
 	"uswitch/tap"
@@ -68,16 +69,16 @@ type uplink struct {
 }
 
 // Send implements router.Link for the uplink.
-func (u *uplink) Send(frame []byte) {
+func (u *uplink) Send(frame []byte, off packet.Offload) {
 	dev := u.dev.Load()
 	if dev == nil {
 		u.stats.Drop(stats.TxError)
 		return
 	}
 	if u.capture.Active() {
-		u.capture.Frame("", UplinkPort, frame)
+		u.capture.Frame("", UplinkPort, frame, off)
 	}
-	if err := (*dev).WriteFrame(frame); err != nil {
+	if err := (*dev).WriteFrame(frame, off); err != nil {
 		u.stats.Drop(stats.TxError)
 		return
 	}
@@ -91,7 +92,7 @@ type switchLink struct {
 	port *vswitch.Port
 }
 
-func (l switchLink) Send(frame []byte) { l.sw.Input(l.port, frame) }
+func (l switchLink) Send(frame []byte, off packet.Offload) { l.sw.Input(l.port, frame, off) }
 
 // Options are the optional settings of NewWithOptions.
 type Options struct {
@@ -167,7 +168,7 @@ func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) error {
 	var rp *router.Port
 	name := "gw/" + n.Name
 	swp, err := sw.AddPort(vswitch.PortConfig{Name: name, MAC: n.GatewayMAC, Shared: true},
-		vswitch.DeviceFunc(func(f []byte) error { rp.Input(f); return nil }))
+		vswitch.DeviceFunc(func(f []byte, off packet.Offload) error { rp.Input(f, off); return nil }))
 	if err != nil {
 		return err
 	}
@@ -236,7 +237,7 @@ func (d *Datapath) Attach(network string, pc vswitch.PortConfig, dev tap.Port) e
 	if err != nil {
 		return err
 	}
-	d.startReader(pc.Name, dev, func(f []byte) { sw.Input(p, f) }, func() { sw.RemovePort(p) })
+	d.startReader(pc.Name, dev, func(f []byte, off packet.Offload) { sw.Input(p, f, off) }, func() { sw.RemovePort(p) })
 	return nil
 }
 
@@ -255,26 +256,26 @@ func (d *Datapath) AttachUplink(dev tap.Port) error {
 	}
 	up := d.uplink
 	up.dev.Store(&dev)
-	d.startReader(UplinkPort, dev, func(f []byte) {
+	d.startReader(UplinkPort, dev, func(f []byte, off packet.Offload) {
 		up.stats.Rx(len(f))
 		if up.capture.Active() {
-			up.capture.Frame("", UplinkPort, f)
+			up.capture.Frame("", UplinkPort, f, off)
 		}
-		up.port.Input(f)
+		up.port.Input(f, off)
 	}, func() { up.dev.Store(nil) })
 	return nil
 }
 
 // startReader runs a device's reader: one buffer, reused for every frame,
 // carried through the datapath before the next read. Called with d.mu held.
-func (d *Datapath) startReader(name string, dev tap.Port, input func([]byte), lost func()) {
+func (d *Datapath) startReader(name string, dev tap.Port, input func([]byte, packet.Offload), lost func()) {
 	d.readers = append(d.readers, reader{name: name, dev: dev})
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
 		buf := make([]byte, tap.MaxFrame)
 		for {
-			n, err := dev.ReadFrame(buf)
+			n, off, err := dev.ReadFrame(buf)
 			if err != nil {
 				select {
 				case <-d.stop:
@@ -286,20 +287,20 @@ func (d *Datapath) startReader(name string, dev tap.Port, input func([]byte), lo
 				}
 				return
 			}
-			d.carry(name, input, buf[:n])
+			d.carry(name, input, buf[:n], off)
 		}
 	}()
 }
 
 // carry runs one frame through the datapath. A bug that panics on some
 // frame costs that frame, logged with its port, not the whole switch.
-func (d *Datapath) carry(port string, input func([]byte), frame []byte) {
+func (d *Datapath) carry(port string, input func([]byte, packet.Offload), frame []byte, off packet.Offload) {
 	defer func() {
 		if e := recover(); e != nil {
 			d.log.Error("frame handling panicked; frame dropped", "port", port, "panic", e, "stack", string(debug.Stack()))
 		}
 	}()
-	input(frame)
+	input(frame, off)
 }
 
 // sweepShards is how many of the connection table's 256 shards each tick

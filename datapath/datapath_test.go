@@ -193,9 +193,9 @@ func TestUplinkToEndpoint(t *testing.T) {
 
 type discard struct{}
 
-func (discard) ReadFrame([]byte) (int, error) { select {} }
-func (discard) WriteFrame([]byte) error       { return nil }
-func (discard) Close() error                  { return nil }
+func (discard) ReadFrame([]byte) (int, error)           { select {} }
+func (discard) WriteFrame([]byte, packet.Offload) error { return nil }
+func (discard) Close() error                            { return nil }
 
 // routedSetup wires the plan with silent devices and teaches both sides
 // their neighbours, for the zero-allocation test and the benchmark of the
@@ -208,15 +208,15 @@ func routedSetup(t testing.TB) (*vswitch.Switch, *vswitch.Port, *vswitch.Port, [
 	require.NoError(t, err)
 	db, err := back.AddPort(vswitch.PortConfig{Name: "db"}, discard{})
 	require.NoError(t, err)
-	front.Input(web, arpRequest(t, webMAC, "172.20.0.10", "172.20.0.1"))
-	back.Input(db, arpRequest(t, dbMAC, "172.21.0.20", "172.21.0.1"))
+	front.Input(web, arpRequest(t, webMAC, "172.20.0.10", "172.20.0.1"), packet.Offload{})
+	back.Input(db, arpRequest(t, dbMAC, "172.21.0.20", "172.21.0.1"), packet.Offload{})
 	return front, web, db, udp(t, webMAC, frontG, "172.20.0.10", "172.21.0.20", 64)
 }
 
 func TestRoutedPathDoesNotAllocate(t *testing.T) {
 	sw, in, out, tmpl := routedSetup(t)
 	f := make([]byte, len(tmpl))
-	require.Zero(t, testing.AllocsPerRun(1000, func() { copy(f, tmpl); sw.Input(in, f) }))
+	require.Zero(t, testing.AllocsPerRun(1000, func() { copy(f, tmpl); sw.Input(in, f, packet.Offload{}) }))
 	// 1001 runs (AllocsPerRun warms up once) and the gateway's ARP reply
 	require.EqualValues(t, 1002, out.Stats.TxPackets.Load(), "every frame reached db")
 }
@@ -230,6 +230,6 @@ func BenchmarkRoutedPath(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		copy(f, tmpl)
-		sw.Input(in, f)
+		sw.Input(in, f, packet.Offload{})
 	}
 }

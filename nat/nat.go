@@ -27,6 +27,11 @@ func NewTracker(rules *Rules, max int, clk clock.Clock) *Tracker {
 // Flow is one packet's passage through the hooks. The router keeps it on
 // its stack from Prerouting to Postrouting.
 type Flow struct {
+	// Partial says the packet's transport checksum is partial (an
+	// offloaded frame's): the caller sets it before Prerouting, which
+	// keeps it, so translations adjust only its pseudo-header part.
+	Partial bool
+
 	meta    Meta
 	orig    Tuple // as the packet arrived
 	conn    *Conn
@@ -42,7 +47,7 @@ type Flow struct {
 // connection, or what an existing connection's NAT says. It returns the
 // verdict (Accept, Drop or Reject).
 func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
-	*f = Flow{meta: Meta{In: in, Size: len(ip)}}
+	*f = Flow{Partial: f.Partial, meta: Meta{In: in, Size: len(ip)}}
 	tup, ok := tupleOf(ip)
 	f.meta.T, f.orig = tup, tup
 	if !ok {
@@ -63,7 +68,7 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 		}
 		if c.nat != 0 {
 			tg := c.target(d)
-			rewriteDst(ip, tg)
+			rewriteDst(ip, tg, f.Partial)
 			f.meta.T.Dst, f.meta.T.Dport = tg.Dst, tg.Dport
 		}
 		return accept
@@ -88,7 +93,7 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 		if r.toPort != 0 && hasPorts(tup.Proto) {
 			tg.Dport = r.toPort
 		}
-		rewriteDst(ip, tg)
+		rewriteDst(ip, tg, f.Partial)
 		f.meta.T = tg
 		f.meta.State |= stateDNAT
 		f.dnat = true
@@ -120,7 +125,7 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 		return accept
 	case f.conn != nil:
 		if f.conn.nat != 0 {
-			rewriteSrc(ip, f.conn.target(f.dir))
+			rewriteSrc(ip, f.conn.target(f.dir), f.Partial)
 		}
 		return accept
 	case !f.tracked:
@@ -164,7 +169,7 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 		return full
 	}
 	if c.nat&natSrc != 0 {
-		rewriteSrc(ip, c.reply.Reverse())
+		rewriteSrc(ip, c.reply.Reverse(), f.Partial)
 	}
 	return accept
 }

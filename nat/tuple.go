@@ -123,20 +123,35 @@ const (
 
 // rewriteDst gives ip (a full packet, header valid) the destination of t:
 // address and port (the echo id for ICMP), with every checksum adjusted.
-func rewriteDst(ip packet.IPv4, t Tuple) { rewrite(ip, ipDst, 2, t.Dst, t.Dport) }
+// partial says the transport checksum is a partial one (see rewrite).
+func rewriteDst(ip packet.IPv4, t Tuple, partial bool) { rewrite(ip, ipDst, 2, t.Dst, t.Dport, partial) }
 
 // rewriteSrc gives ip the source address and port of t.
-func rewriteSrc(ip packet.IPv4, t Tuple) { rewrite(ip, ipSrc, 0, t.Src, t.Sport) }
+func rewriteSrc(ip packet.IPv4, t Tuple, partial bool) { rewrite(ip, ipSrc, 0, t.Src, t.Sport, partial) }
 
 // rewrite sets the address at addrOff of the IP header and the port at
 // portOff of the transport header (the id of an ICMP echo, whatever the
 // side).
-func rewrite(ip packet.IPv4, addrOff, portOff int, addr [4]byte, port uint16) {
+//
+// A partial transport checksum (an offloaded frame's, to be completed by
+// whoever segments it) holds only the pseudo header's sum, not
+// complemented: the address changes it, the port does not (the port is
+// summed when the checksum is completed), as Linux's
+// inet_proto_csum_replace4 does for CHECKSUM_PARTIAL.
+func rewrite(ip packet.IPv4, addrOff, portOff int, addr [4]byte, port uint16, partial bool) {
 	hl := ip.HeaderLen()
 	b := ip[:ip.TotalLen()]
 	proto := ip.Protocol()
 	l4 := b[hl:]
 	sum := l4Checksum(proto, l4)
+	if partial && hasPorts(proto) {
+		if p := partialSum(proto, l4); p >= 0 {
+			p += hl
+			old := [4]byte(b[addrOff : addrOff+4])
+			binary.BigEndian.PutUint16(b[p:], ^packet.ChecksumUpdate32(^binary.BigEndian.Uint16(b[p:]), old, addr))
+		}
+		sum = -1
+	}
 	if sum >= 0 {
 		sum += hl
 	}
@@ -150,6 +165,18 @@ func rewrite(ip packet.IPv4, addrOff, portOff int, addr [4]byte, port uint16) {
 	if proto == packet.ProtoUDP && sum >= 0 {
 		udpSumNotZero(b[sum:])
 	}
+}
+
+// partialSum returns the offset, within the IP payload, of a TCP or UDP
+// partial checksum, or -1 when the header is too short to hold one.
+func partialSum(proto uint8, l4 []byte) int {
+	if proto == packet.ProtoTCP && len(l4) >= 18 {
+		return 16
+	}
+	if proto == packet.ProtoUDP && len(l4) >= 8 {
+		return 6
+	}
+	return -1
 }
 
 // udpSumNotZero keeps an updated UDP checksum from reading 0, which says

@@ -52,7 +52,7 @@ func TestDNSQueryToGatewayIsAnswered(t *testing.T) {
 	g.r.SetResolver(dns.New(dnsPlan(false), nil, nil))
 	g.learn(t, "gw/front", webIP, webMAC)
 	q := dnsQuery(t, "www")
-	g.ports["gw/front"].Input(udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40001, 53, q))
+	g.ports["gw/front"].Input(udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40001, 53, q), packet.Offload{})
 	out := g.links["gw/front"].take()
 	require.Len(t, out, 1)
 	requireChecksumsValid(t, out[0])
@@ -76,7 +76,7 @@ func TestDNSQueryToGatewayIsAnswered(t *testing.T) {
 	require.EqualValues(t, dns.TTL, m.Answer[0].Header().Ttl)
 
 	// The other network's name is unknown here.
-	g.ports["gw/front"].Input(udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40002, 53, dnsQuery(t, "db")))
+	g.ports["gw/front"].Input(udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40002, 53, dnsQuery(t, "db")), packet.Offload{})
 	out = g.links["gw/front"].take()
 	require.Len(t, out, 1)
 	requireChecksumsValid(t, out[0])
@@ -109,7 +109,7 @@ func TestDNSOnlyAtTheIngressGatewayOfADNSNetwork(t *testing.T) {
 			g.learn(t, c.port, c.src, c.smac)
 			in := udpFrame(t, c.smac, p.MAC, c.src, c.dst, 40000, 53, dnsQuery(t, "web"))
 			orig := append([]byte(nil), in...)
-			p.Input(in)
+			p.Input(in, packet.Offload{})
 			out := g.links[c.port].take()
 			require.Len(t, out, 1)
 			requireICMPError(t, out[0], portUnreach, p.Addr.Addr(), orig)
@@ -123,7 +123,7 @@ func TestDNSBadUDPLengthDropped(t *testing.T) {
 	g.learn(t, "gw/front", webIP, webMAC)
 	f := udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40000, 53, dnsQuery(t, "web"))
 	f[14+20+4], f[14+20+5] = 0xff, 0xff // UDP length beyond the packet
-	g.ports["gw/front"].Input(f)
+	g.ports["gw/front"].Input(f, packet.Offload{})
 	require.Empty(t, g.links["gw/front"].take())
 	require.EqualValues(t, 1, g.stats["gw/front"].Snapshot().Drops[stats.Truncated.String()])
 }
@@ -159,7 +159,7 @@ func TestDNSReplyFromAnotherGoroutine(t *testing.T) {
 		g.r.SetResolver(res)
 		g.learn(t, "gw/front", webIP, webMAC)
 		in := udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40000, 53, dnsQuery(t, "web"))
-		g.ports["gw/front"].Input(in)
+		g.ports["gw/front"].Input(in, packet.Offload{})
 		clear(in) // the reader's buffer is reused at once
 		res.wg.Wait()
 		out := g.links["gw/front"].take()
@@ -213,7 +213,7 @@ func TestDNSOverTCP(t *testing.T) {
 	in := g.ports["gw/front"]
 	out := g.links["gw/front"]
 
-	in.Input(tcpFrame(t, 1000, 0, true, false, false, nil))
+	in.Input(tcpFrame(t, 1000, 0, true, false, false, nil), packet.Offload{})
 	f := out.take()
 	require.Len(t, f, 1)
 	synack := tcpOf(t, f[0])
@@ -221,12 +221,12 @@ func TestDNSOverTCP(t *testing.T) {
 	require.EqualValues(t, 1001, synack.Ack)
 	isn := synack.Seq
 
-	in.Input(tcpFrame(t, 1001, isn+1, false, true, false, nil)) // handshake done: nothing to say
+	in.Input(tcpFrame(t, 1001, isn+1, false, true, false, nil), packet.Offload{}) // handshake done: nothing to say
 	require.Empty(t, out.take())
 
 	q := dnsQuery(t, "www")
 	framed := append([]byte{byte(len(q) >> 8), byte(len(q))}, q...)
-	in.Input(tcpFrame(t, 1001, isn+1, false, true, false, framed))
+	in.Input(tcpFrame(t, 1001, isn+1, false, true, false, framed), packet.Offload{})
 	f = out.take()
 	require.Len(t, f, 1)
 	ans := tcpOf(t, f[0])
@@ -240,7 +240,7 @@ func TestDNSOverTCP(t *testing.T) {
 	require.Equal(t, webIP.String(), m.Answer[0].(*miekg.A).A.String())
 
 	// the client closes: acknowledged
-	in.Input(tcpFrame(t, 1001+uint32(len(framed)), ans.Seq+uint32(len(ans.Payload))+1, false, true, true, nil))
+	in.Input(tcpFrame(t, 1001+uint32(len(framed)), ans.Seq+uint32(len(ans.Payload))+1, false, true, true, nil), packet.Offload{})
 	f = out.take()
 	require.Len(t, f, 1)
 	fin := tcpOf(t, f[0])
@@ -251,7 +251,7 @@ func TestDNSOverTCP(t *testing.T) {
 	other := tcpFrame(t, 5, 0, true, false, false, nil)
 	other[14+20+2], other[14+20+3] = 0, 22
 	packet.IPv4(other[14:]).SetHeaderChecksum()
-	in.Input(other)
+	in.Input(other, packet.Offload{})
 	f = out.take()
 	require.Len(t, f, 1)
 	require.True(t, decode(f[0]).Layer(layers.LayerTypeTCP).(*layers.TCP).RST)

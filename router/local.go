@@ -2,10 +2,12 @@ package router
 
 import (
 	"encoding/binary"
+	"errors"
 	"sync"
 	"sync/atomic"
 
 	"uswitch/clock"
+	"uswitch/gso"
 	"uswitch/nat"
 	"uswitch/packet"
 	"uswitch/stats"
@@ -21,7 +23,35 @@ const (
 	dnsPort      = 53
 )
 
-// local handles a packet addressed to one of the router's own addresses.
+// localWire handles a frame addressed to one of the router's own
+// addresses: as is when it is plain, else as the wire frames it stands for.
+func (r *Router) localWire(p *Port, frame []byte, off packet.Offload) {
+	if off.Plain() {
+		r.local(p, frame)
+		return
+	}
+	r.segment(frame, off, func(f []byte) bool { r.local(p, f); return true })
+}
+
+// segment calls each with the wire frames of a frame with offloads, built
+// in a pooled buffer, until it returns false. A frame that cannot be
+// segmented is dropped.
+func (r *Router) segment(frame []byte, off packet.Offload, each func([]byte) bool) {
+	bp := r.bufs.Get().(*[]byte)
+	defer r.bufs.Put(bp)
+	_ = gso.Segment(frame, off, *bp, func(f []byte) error {
+		if !each(f) {
+			return errEnough
+		}
+		return nil
+	})
+}
+
+// errEnough stops a segmentation early.
+var errEnough = errors.New("enough segments")
+
+// local handles a plain packet addressed to one of the router's own
+// addresses.
 func (r *Router) local(p *Port, frame []byte) {
 	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
 	if ip.IsFragment() {
@@ -42,13 +72,13 @@ func (r *Router) local(p *Port, frame []byte) {
 		if r.resolve(p, frame) {
 			return
 		}
-		r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)
+		r.icmpError(frame, packet.Offload{}, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)
 	case packet.ProtoTCP:
 		if !r.dnsTCP(p, frame) {
 			r.reset(frame)
 		}
 	default:
-		r.icmpError(frame, packet.ICMPUnreachable, 2 /* protocol unreachable */, 0)
+		r.icmpError(frame, packet.Offload{}, packet.ICMPUnreachable, 2 /* protocol unreachable */, 0)
 	}
 }
 
@@ -121,13 +151,21 @@ func (r *Router) send(frame []byte) {
 		return
 	}
 	packet.Ethernet(frame).SetEtherType(packet.EtherTypeIPv4)
-	out.sendVia(nh, frame)
+	out.sendVia(nh, frame, packet.Offload{})
 }
 
 // icmpError answers the packet in frame with an ICMP error, unless RFC 1122
 // forbids it (an error about an error, a non-first fragment, a source that
-// is not one host) or the rate limit says no.
-func (r *Router) icmpError(frame []byte, typ, code uint8, mtu uint16) {
+// is not one host) or the rate limit says no. The error about a super-frame
+// quotes its first segment, as a wire would have carried it.
+func (r *Router) icmpError(frame []byte, off packet.Offload, typ, code uint8, mtu uint16) {
+	if !off.Plain() {
+		r.segment(frame, off, func(f []byte) bool {
+			r.icmpError(f, packet.Offload{}, typ, code, mtu)
+			return false
+		})
+		return
+	}
 	orig := packet.IPv4(frame[packet.EthernetHeaderLen:])
 	src := orig.Src()
 	if orig.FragmentOffset() != 0 || martianSrc(src) || src == [4]byte{} || r.isDirectedBroadcast(src) {
@@ -202,8 +240,13 @@ func (r *Router) reset(frame []byte) {
 }
 
 // fragment sends an oversized frame out of p as fragments of at most p's
-// MTU (RFC 791); options are copied into every fragment.
-func (r *Router) fragment(p *Port, frame []byte) {
+// MTU (RFC 791); options are copied into every fragment. A frame with
+// offloads is segmented first, and each segment fragmented if need be.
+func (r *Router) fragment(p *Port, frame []byte, off packet.Offload) {
+	if !off.Plain() {
+		r.segment(frame, off, func(f []byte) bool { r.fragment(p, f, packet.Offload{}); return true })
+		return
+	}
 	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
 	hl := ip.HeaderLen()
 	data := ip[hl:ip.TotalLen()]
@@ -228,7 +271,7 @@ func (r *Router) fragment(p *Port, frame []byte) {
 		fip.SetFlagsOffset(fo)
 		fip.SetTotalLen(uint16(hl + end - off))
 		fip.SetHeaderChecksum()
-		p.link.Send(f)
+		p.link.Send(f, packet.Offload{})
 	}
 }
 

@@ -25,9 +25,11 @@ import (
 )
 
 // Link is where a router port's frames go: the network's switch, or the
-// uplink TAP. Send must not keep frame.
+// uplink TAP. Send must not keep frame; off is the frame's offloads, as it
+// arrived (the router forwards super-frames and partial checksums as they
+// are, and sends what it makes itself plain).
 type Link interface {
-	Send(frame []byte)
+	Send(frame []byte, off packet.Offload)
 }
 
 // PortConfig describes a router port.
@@ -140,15 +142,18 @@ func (r *Router) Tick() {
 
 // WriteFrame makes a router port a switch device: a frame the network's
 // switch delivers to the gateway enters the router here.
-func (p *Port) WriteFrame(frame []byte) error {
-	p.Input(frame)
+func (p *Port) WriteFrame(frame []byte, off packet.Offload) error {
+	p.Input(frame, off)
 	return nil
 }
 
-// Input routes one frame that arrived on p. The frame may be rewritten in
-// place: only unicast frames to the port's own MAC are, and those reach no
-// other port.
-func (p *Port) Input(frame []byte) {
+// Input routes one frame that arrived on p with offloads off. The frame may
+// be rewritten in place: only unicast frames to the port's own MAC are, and
+// those reach no other port. A super-frame is routed whole (TTL and
+// addresses changed once, only the pseudo-header part of a partial checksum
+// adjusted) and segmented only where it must be: for the router's own use,
+// for an ICMP error's quote, and when its segments exceed the egress MTU.
+func (p *Port) Input(frame []byte, off packet.Offload) {
 	eth := packet.Ethernet(frame)
 	if !eth.Valid() {
 		p.stats.Drop(stats.Truncated)
@@ -187,18 +192,18 @@ func (p *Port) Input(frame []byte) {
 		return
 	}
 	r := p.r
-	var fl nat.Flow
+	fl := nat.Flow{Partial: off.NeedsCsum()}
 	if v := r.ct.Prerouting(&fl, ip, p.iface); v.Action != nat.Accept {
-		r.deny(p, frame, v)
+		r.deny(p, frame, off, v)
 		return
 	}
 	dst = ip.Dst()
 	if r.isLocal(dst) {
 		if v := r.ct.Filter(&fl, nat.Input, ""); v.Action != nat.Accept {
-			r.deny(p, frame, v)
+			r.deny(p, frame, off, v)
 			return
 		}
-		r.local(p, frame)
+		r.localWire(p, frame, off)
 		return
 	}
 	if dst == [4]byte{255, 255, 255, 255} || dst[0] >= 224 || r.isDirectedBroadcast(dst) {
@@ -208,34 +213,48 @@ func (p *Port) Input(frame []byte) {
 	out, nh, ok := r.routes.lookup(dst)
 	if !ok {
 		p.stats.Drop(stats.NoRoute)
-		r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodeNetUnreach, 0)
+		r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeNetUnreach, 0)
 		return
 	}
 	if ip.TTL() <= 1 {
 		p.stats.Drop(stats.TTLExceeded)
-		r.icmpError(frame, packet.ICMPTimeExceeded, 0, 0)
+		r.icmpError(frame, off, packet.ICMPTimeExceeded, 0, 0)
 		return
 	}
 	if v := r.ct.Filter(&fl, nat.Forward, out.iface); v.Action != nat.Accept {
-		r.deny(p, frame, v)
+		r.deny(p, frame, off, v)
 		return
 	}
-	if int(ip.TotalLen()) > out.MTU && ip.DontFragment() {
+	if wireLen(ip, off) > out.MTU && ip.DontFragment() {
 		p.stats.Drop(stats.FragNeeded)
-		r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodeFragNeeded, uint16(out.MTU))
+		r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeFragNeeded, uint16(out.MTU))
 		return
 	}
 	if v := r.ct.Postrouting(&fl, ip, out.iface, out.ip); v.Action != nat.Accept {
-		r.deny(p, frame, v)
+		r.deny(p, frame, off, v)
 		return
 	}
 	ip.DecTTL()
-	out.sendVia(nh, frame)
+	out.sendVia(nh, frame, off)
+}
+
+// wireLen is the IP length of the largest packet frame's IPv4 packet ip
+// stands for on a wire: its own, or for a super-frame its first segment's.
+func wireLen(ip packet.IPv4, off packet.Offload) int {
+	n := int(ip.TotalLen())
+	if !off.IsGSO() {
+		return n
+	}
+	hdr := ip.HeaderLen() + packet.UDPHeaderLen
+	if t := packet.TCP(ip.Payload()); ip.Protocol() == packet.ProtoTCP && t.Valid() {
+		hdr = ip.HeaderLen() + t.HeaderLen()
+	}
+	return min(n, hdr+int(off.GSOSize))
 }
 
 // deny counts a packet a hook refused and, for reject, answers it: a TCP
 // reset, or ICMP port unreachable for anything else.
-func (r *Router) deny(p *Port, frame []byte, v nat.Verdict) {
+func (r *Router) deny(p *Port, frame []byte, off packet.Offload, v nat.Verdict) {
 	p.stats.Drop(v.Reason)
 	if v.Action != nat.Reject {
 		return
@@ -244,33 +263,33 @@ func (r *Router) deny(p *Port, frame []byte, v nat.Verdict) {
 		r.reset(frame)
 		return
 	}
-	r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)
+	r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)
 }
 
 // sendVia sends an IPv4 frame out of p to next hop nh, resolving nh's MAC
 // first if need be.
-func (p *Port) sendVia(nh [4]byte, frame []byte) {
+func (p *Port) sendVia(nh [4]byte, frame []byte, off packet.Offload) {
 	eth := packet.Ethernet(frame)
 	eth.SetSrc(p.MAC)
 	mac, ok := p.arp.Lookup(nh)
 	if !ok {
-		if p.arp.Resolve(nh, frame) {
+		if p.arp.Resolve(nh, frame, off) {
 			p.stats.Drop(stats.NeighQueue)
 		}
 		return
 	}
-	p.transmit(frame, mac)
+	p.transmit(frame, off, mac)
 }
 
 // transmit puts a frame with a resolved next hop on the wire, fragmenting
-// it when it exceeds the port's MTU.
-func (p *Port) transmit(frame []byte, mac packet.MAC) {
+// it when it (or a segment of it) exceeds the port's MTU.
+func (p *Port) transmit(frame []byte, off packet.Offload, mac packet.MAC) {
 	packet.Ethernet(frame).SetDst(mac)
-	if len(frame)-packet.EthernetHeaderLen > p.MTU {
-		p.r.fragment(p, frame)
+	if wireLen(packet.IPv4(frame[packet.EthernetHeaderLen:]), off) > p.MTU {
+		p.r.fragment(p, frame, off)
 		return
 	}
-	p.link.Send(frame)
+	p.link.Send(frame, off)
 }
 
 func (r *Router) isLocal(ip [4]byte) bool {
@@ -308,12 +327,14 @@ func martianDst(a [4]byte) bool { return a[0] == 0 || a[0] == 127 }
 // arpOutput adapts a Port to what its ARP cache needs.
 type arpOutput Port
 
-func (o *arpOutput) SendARP(frame []byte) { (*Port)(o).link.Send(frame) }
+func (o *arpOutput) SendARP(frame []byte) { (*Port)(o).link.Send(frame, packet.Offload{}) }
 
-func (o *arpOutput) Release(frame []byte, mac packet.MAC) { (*Port)(o).transmit(frame, mac) }
+func (o *arpOutput) Release(frame []byte, off packet.Offload, mac packet.MAC) {
+	(*Port)(o).transmit(frame, off, mac)
+}
 
-func (o *arpOutput) Unreachable(frame []byte) {
+func (o *arpOutput) Unreachable(frame []byte, off packet.Offload) {
 	p := (*Port)(o)
 	p.stats.Drop(stats.NeighFailed)
-	p.r.icmpError(frame, packet.ICMPUnreachable, packet.ICMPCodeHostUnreach, 0)
+	p.r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeHostUnreach, 0)
 }

@@ -18,14 +18,21 @@ import (
 	"uswitch/stats"
 )
 
-// capture is a Link that keeps copies of what the router sent.
-type capture struct{ frames [][]byte }
+// capture is a Link that keeps copies of what the router sent, and the
+// offloads it sent them with.
+type capture struct {
+	frames [][]byte
+	offs   []packet.Offload
+}
 
-func (c *capture) Send(f []byte) { c.frames = append(c.frames, append([]byte(nil), f...)) }
+func (c *capture) Send(f []byte, off packet.Offload) {
+	c.frames = append(c.frames, append([]byte(nil), f...))
+	c.offs = append(c.offs, off)
+}
 
 func (c *capture) take() [][]byte {
 	f := c.frames
-	c.frames = nil
+	c.frames, c.offs = nil, nil
 	return f
 }
 
@@ -100,7 +107,7 @@ func newRig(t *testing.T, isolate bool, mtuBack int, edit ...func(*config.Plan))
 // learn makes the router know a neighbour by an ARP request to its gateway.
 func (g *rig) learn(t *testing.T, port string, ip netip.Addr, mac packet.MAC) {
 	p := g.ports[port]
-	g.ports[port].Input(arpReq(t, mac, ip, p.Addr.Addr()))
+	g.ports[port].Input(arpReq(t, mac, ip, p.Addr.Addr()), packet.Offload{})
 	g.links[port].take()
 }
 
@@ -174,7 +181,7 @@ func requireChecksumsValid(t *testing.T, f []byte) {
 
 func TestGatewayAnswersARP(t *testing.T) {
 	g := newRig(t, true, 1500)
-	g.ports["gw/front"].Input(arpReq(t, webMAC, webIP, frontGW.Addr()))
+	g.ports["gw/front"].Input(arpReq(t, webMAC, webIP, frontGW.Addr()), packet.Offload{})
 	out := g.links["gw/front"].take()
 	require.Len(t, out, 1)
 	a := decode(out[0]).Layer(layers.LayerTypeARP).(*layers.ARP)
@@ -182,7 +189,7 @@ func TestGatewayAnswersARP(t *testing.T) {
 	require.Equal(t, frontGW.Addr().AsSlice(), []byte(a.SourceProtAddress))
 	require.Equal(t, hw(macFor(frontGW.Addr())), net.HardwareAddr(a.SourceHwAddress))
 	// and nothing for an address the router does not own
-	g.ports["gw/front"].Input(arpReq(t, webMAC, webIP, netip.MustParseAddr("172.20.0.99")))
+	g.ports["gw/front"].Input(arpReq(t, webMAC, webIP, netip.MustParseAddr("172.20.0.99")), packet.Offload{})
 	require.Empty(t, g.links["gw/front"].take())
 }
 
@@ -190,7 +197,7 @@ func TestGatewayAnswersPing(t *testing.T) {
 	g := newRig(t, true, 1500)
 	g.learn(t, "gw/front", webIP, webMAC)
 	for _, target := range []netip.Addr{frontGW.Addr(), backGW.Addr(), uplinkIP.Addr()} {
-		g.ports["gw/front"].Input(icmpEcho(t, webMAC, macFor(frontGW.Addr()), webIP, target))
+		g.ports["gw/front"].Input(icmpEcho(t, webMAC, macFor(frontGW.Addr()), webIP, target), packet.Offload{})
 		out := g.links["gw/front"].take()
 		require.Len(t, out, 1, target)
 		p := decode(out[0])
@@ -210,7 +217,7 @@ func TestForwardBetweenOpenNetworks(t *testing.T) {
 	g := newRig(t, false, 1500)
 	g.learn(t, "gw/back", dbIP, dbMAC)
 	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 100)
-	g.ports["gw/front"].Input(in)
+	g.ports["gw/front"].Input(in, packet.Offload{})
 	out := g.links["gw/back"].take()
 	require.Len(t, out, 1)
 	p := decode(out[0])
@@ -226,13 +233,13 @@ func TestForwardBetweenOpenNetworks(t *testing.T) {
 func TestIsolatedNetworksDoNotForward(t *testing.T) {
 	g := newRig(t, true, 1500)
 	g.learn(t, "gw/back", dbIP, dbMAC)
-	g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10))
+	g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10), packet.Offload{})
 	require.Empty(t, g.links["gw/back"].take())
 	require.Empty(t, g.links["gw/front"].take(), "dropped silently, like Docker's isolation chains")
 	require.EqualValues(t, 1, g.stats["gw/front"].Dropped(stats.Isolated))
 	// isolated networks still reach the uplink
 	g.learn(t, "uplink", hostIP, hostMAC)
-	g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, netip.MustParseAddr("10.250.0.1"), 10))
+	g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, netip.MustParseAddr("10.250.0.1"), 10), packet.Offload{})
 	require.Len(t, g.links["uplink"].take(), 1)
 }
 
@@ -240,9 +247,9 @@ func TestInternalNetworkHasNoUplink(t *testing.T) {
 	g := newRig(t, true, 1500, func(p *config.Plan) { p.Networks[1].Internal = true })
 	g.learn(t, "uplink", hostIP, hostMAC)
 	g.learn(t, "gw/back", dbIP, dbMAC)
-	g.ports["gw/back"].Input(udpTo(t, dbMAC, macFor(backGW.Addr()), dbIP, netip.MustParseAddr("8.8.8.8"), 10))
+	g.ports["gw/back"].Input(udpTo(t, dbMAC, macFor(backGW.Addr()), dbIP, netip.MustParseAddr("8.8.8.8"), 10), packet.Offload{})
 	require.Empty(t, g.links["uplink"].take())
-	g.ports["uplink"].Input(udpTo(t, hostMAC, macFor(uplinkIP.Addr()), hostIP, dbIP, 10))
+	g.ports["uplink"].Input(udpTo(t, hostMAC, macFor(uplinkIP.Addr()), hostIP, dbIP, 10), packet.Offload{})
 	require.Empty(t, g.links["gw/back"].take())
 	require.EqualValues(t, 1, g.stats["uplink"].Dropped(stats.Isolated))
 }
@@ -250,7 +257,7 @@ func TestInternalNetworkHasNoUplink(t *testing.T) {
 func TestUplinkReachesEndpointsWithoutNAT(t *testing.T) {
 	g := newRig(t, true, 1500)
 	g.learn(t, "gw/front", webIP, webMAC)
-	g.ports["uplink"].Input(udpTo(t, hostMAC, macFor(uplinkIP.Addr()), hostIP, webIP, 10))
+	g.ports["uplink"].Input(udpTo(t, hostMAC, macFor(uplinkIP.Addr()), hostIP, webIP, 10), packet.Offload{})
 	out := g.links["gw/front"].take()
 	require.Len(t, out, 1)
 	ip := decode(out[0]).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
@@ -259,7 +266,7 @@ func TestUplinkReachesEndpointsWithoutNAT(t *testing.T) {
 
 func TestARPResolutionQueuesAndReleases(t *testing.T) {
 	g := newRig(t, false, 1500)
-	g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10))
+	g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10), packet.Offload{})
 	out := g.links["gw/back"].take()
 	require.Len(t, out, 1)
 	a := decode(out[0]).Layer(layers.LayerTypeARP).(*layers.ARP)
@@ -270,7 +277,7 @@ func TestARPResolutionQueuesAndReleases(t *testing.T) {
 	eth := &layers.Ethernet{SrcMAC: hw(dbMAC), DstMAC: hw(macFor(backGW.Addr())), EthernetType: layers.EthernetTypeARP}
 	rep := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
 		Operation: layers.ARPReply, SourceHwAddress: hw(dbMAC), SourceProtAddress: dbIP.AsSlice(), DstHwAddress: hw(macFor(backGW.Addr())), DstProtAddress: backGW.Addr().AsSlice()}
-	g.ports["gw/back"].Input(serialize(t, eth, rep))
+	g.ports["gw/back"].Input(serialize(t, eth, rep), packet.Offload{})
 	out = g.links["gw/back"].take()
 	require.Len(t, out, 1)
 	require.Equal(t, hw(dbMAC), decode(out[0]).Layer(layers.LayerTypeEthernet).(*layers.Ethernet).DstMAC)
@@ -281,7 +288,7 @@ func TestARPFailureSendsHostUnreachable(t *testing.T) {
 	g := newRig(t, false, 1500)
 	g.learn(t, "gw/front", webIP, webMAC)
 	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10)
-	g.ports["gw/front"].Input(in)
+	g.ports["gw/front"].Input(in, packet.Offload{})
 	for range 4 {
 		g.clk.Advance(time.Second)
 		g.r.Tick()
@@ -319,7 +326,7 @@ func TestTTLExceeded(t *testing.T) {
 	g.learn(t, "gw/front", webIP, webMAC)
 	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10, ttl(1))
 	orig := append([]byte(nil), in...)
-	g.ports["gw/front"].Input(in)
+	g.ports["gw/front"].Input(in, packet.Offload{})
 	require.Empty(t, g.links["gw/back"].take())
 	out := g.links["gw/front"].take()
 	require.Len(t, out, 1)
@@ -333,11 +340,11 @@ func TestNoRouteWithoutUplink(t *testing.T) {
 	link, st := &capture{}, &stats.Port{}
 	p, err := g.r.AddPort(PortConfig{Name: "gw/front", Network: "front", Addr: frontGW, MTU: 1500, MAC: macFor(frontGW.Addr())}, link, st)
 	require.NoError(t, err)
-	p.Input(arpReq(t, webMAC, webIP, frontGW.Addr()))
+	p.Input(arpReq(t, webMAC, webIP, frontGW.Addr()), packet.Offload{})
 	link.take()
 	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, netip.MustParseAddr("8.8.8.8"), 10)
 	orig := append([]byte(nil), in...)
-	p.Input(in)
+	p.Input(in, packet.Offload{})
 	out := link.take()
 	require.Len(t, out, 1)
 	requireICMPError(t, out[0], layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeNet), frontGW.Addr(), orig)
@@ -350,7 +357,7 @@ func TestFragNeededWithDF(t *testing.T) {
 	g.learn(t, "gw/back", dbIP, dbMAC)
 	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 1400, df)
 	orig := append([]byte(nil), in...)
-	g.ports["gw/front"].Input(in)
+	g.ports["gw/front"].Input(in, packet.Offload{})
 	require.Empty(t, g.links["gw/back"].take())
 	out := g.links["gw/front"].take()
 	require.Len(t, out, 1)
@@ -362,7 +369,7 @@ func TestFragmentsWithoutDF(t *testing.T) {
 	g := newRig(t, false, 1000)
 	g.learn(t, "gw/back", dbIP, dbMAC)
 	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 2500)
-	g.ports["gw/front"].Input(in)
+	g.ports["gw/front"].Input(in, packet.Offload{})
 	out := g.links["gw/back"].take()
 	require.Len(t, out, 3)
 	var data []byte
@@ -383,7 +390,7 @@ func TestLocalUDPAndTCP(t *testing.T) {
 	g.learn(t, "gw/front", webIP, webMAC)
 	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 10)
 	orig := append([]byte(nil), in...)
-	g.ports["gw/front"].Input(in)
+	g.ports["gw/front"].Input(in, packet.Offload{})
 	out := g.links["gw/front"].take()
 	require.Len(t, out, 1)
 	requireICMPError(t, out[0], layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort), frontGW.Addr(), orig)
@@ -392,7 +399,7 @@ func TestLocalUDPAndTCP(t *testing.T) {
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: webIP.AsSlice(), DstIP: frontGW.Addr().AsSlice()}
 	tcp := &layers.TCP{SrcPort: 40000, DstPort: 22, Seq: 1000, SYN: true, Window: 1000}
 	_ = tcp.SetNetworkLayerForChecksum(ip)
-	g.ports["gw/front"].Input(serialize(t, eth, ip, tcp))
+	g.ports["gw/front"].Input(serialize(t, eth, ip, tcp), packet.Offload{})
 	out = g.links["gw/front"].take()
 	require.Len(t, out, 1)
 	p := decode(out[0])
@@ -411,12 +418,12 @@ func TestICMPErrorsRateLimited(t *testing.T) {
 	g := newRig(t, false, 1500)
 	g.learn(t, "gw/front", webIP, webMAC)
 	for range 20 {
-		g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10, ttl(1)))
+		g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10, ttl(1)), packet.Offload{})
 	}
 	require.Len(t, g.links["gw/front"].take(), 6, "burst of 6 per destination")
 	g.clk.Advance(time.Second)
 	for range 5 {
-		g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10, ttl(1)))
+		g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10, ttl(1)), packet.Offload{})
 	}
 	require.Len(t, g.links["gw/front"].take(), 1, "then one a second")
 	require.EqualValues(t, 25, g.stats["gw/front"].Dropped(stats.TTLExceeded))
@@ -428,7 +435,7 @@ func TestNoICMPErrorAboutICMPError(t *testing.T) {
 	eth := &layers.Ethernet{SrcMAC: hw(webMAC), DstMAC: hw(macFor(frontGW.Addr())), EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: 1, Protocol: layers.IPProtocolICMPv4, SrcIP: webIP.AsSlice(), DstIP: dbIP.AsSlice()}
 	ic := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, 3)}
-	g.ports["gw/front"].Input(serialize(t, eth, ip, ic, gopacket.Payload(make([]byte, 28))))
+	g.ports["gw/front"].Input(serialize(t, eth, ip, ic, gopacket.Payload(make([]byte, 28))), packet.Offload{})
 	require.Empty(t, g.links["gw/front"].take())
 }
 
@@ -458,7 +465,7 @@ func TestMalformedDroppedAndCounted(t *testing.T) {
 	}
 	for _, c := range cases {
 		before := g.stats["gw/front"].Dropped(c.reason)
-		g.ports["gw/front"].Input(c.frame)
+		g.ports["gw/front"].Input(c.frame, packet.Offload{})
 		require.Equal(t, before+1, g.stats["gw/front"].Dropped(c.reason), c.name)
 	}
 	for _, l := range g.links {
@@ -482,14 +489,14 @@ func TestRoutes(t *testing.T) {
 
 type discard struct{}
 
-func (discard) Send([]byte) {}
+func (discard) Send([]byte, packet.Offload) {}
 
 func routedSetup(t testing.TB) (*Port, []byte) {
 	clk := &clock.Fake{}
 	r := New(clk, nil, tracker(t, testPlan(false), clk))
 	front, _ := r.AddPort(PortConfig{Name: "gw/front", Network: "front", Addr: frontGW, MTU: 1500, MAC: macFor(frontGW.Addr())}, discard{}, &stats.Port{})
 	back, _ := r.AddPort(PortConfig{Name: "gw/back", Network: "back", Addr: backGW, MTU: 1500, MAC: macFor(backGW.Addr())}, discard{}, &stats.Port{})
-	back.Input(arpReq(t, dbMAC, dbIP, backGW.Addr()))
+	back.Input(arpReq(t, dbMAC, dbIP, backGW.Addr()), packet.Offload{})
 	return front, udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 64, ttl(255))
 }
 
@@ -497,7 +504,7 @@ func routedSetup(t testing.TB) (*Port, []byte) {
 // place (MACs, TTL), so each round starts from the template.
 func forwardOnce(front *Port, f, tmpl []byte) {
 	copy(f, tmpl)
-	front.Input(f)
+	front.Input(f, packet.Offload{})
 }
 
 func TestForwardDoesNotAllocate(t *testing.T) {
@@ -529,8 +536,8 @@ func FuzzPortInput(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		g := newRig(&testing.T{}, false, 1000)
 		g.learn(&testing.T{}, "gw/back", dbIP, dbMAC)
-		g.ports["gw/front"].Input(b)
-		g.ports["uplink"].Input(b)
+		g.ports["gw/front"].Input(b, packet.Offload{})
+		g.ports["uplink"].Input(b, packet.Offload{})
 		g.r.Tick()
 	})
 }
@@ -538,7 +545,7 @@ func FuzzPortInput(f *testing.F) {
 func TestNeighbourQueueOverflowCounted(t *testing.T) {
 	g := newRig(t, false, 1500)
 	for range 5 {
-		g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10))
+		g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10), packet.Offload{})
 	}
 	require.EqualValues(t, 2, g.stats["gw/back"].Dropped(stats.NeighQueue), "3 wait for ARP, the oldest 2 went")
 }

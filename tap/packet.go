@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"uswitch/packet"
 )
 
 // Packet is an AF_PACKET socket bound to one interface (typically the host
@@ -24,23 +26,23 @@ type Packet struct {
 	rc      syscall.RawConn
 	name    string
 	ifindex int
+	vnet    bool
 	closed  atomic.Bool
-
-	// Read state, reused by the single reader so a read allocates nothing.
-	rd struct {
-		buf     []byte
-		oob     [64]byte
-		n, oobn int
-		err     error
-		fn      func(fd uintptr) bool
-	}
+	rd      msgReader
 }
 
 // OpenPacket opens an AF_PACKET SOCK_RAW socket for all protocols on the
 // interface ifname with index ifindex, in the calling thread's network
 // namespace. The socket is non-blocking and managed by the Go netpoller, so
 // Close unblocks a pending ReadFrame.
-func OpenPacket(ifname string, ifindex int) (*Packet, error) {
+//
+// With vnet set the socket has PACKET_VNET_HDR: the kernel hands it the
+// interface's GSO super-frames and partial checksums with a virtio-net
+// header, and takes the same, so the namespace side of a veth can keep its
+// offloads on. Without it the namespace side must have them off
+// (DisableOffloads): a plain packet socket would read partial checksums it
+// cannot tell from bad ones.
+func OpenPacket(ifname string, ifindex int, vnet bool) (*Packet, error) {
 	if ifindex <= 0 {
 		return nil, fmt.Errorf("packet socket on %q: invalid ifindex %d", ifname, ifindex)
 	}
@@ -63,6 +65,11 @@ func OpenPacket(ifname string, ifindex int) (*Packet, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
 		return fail("PACKET_AUXDATA", err)
 	}
+	if vnet {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+			return fail("PACKET_VNET_HDR", err)
+		}
+	}
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
@@ -74,20 +81,9 @@ func OpenPacket(ifname string, ifindex int) (*Packet, error) {
 		f.Close()
 		return nil, fmt.Errorf("packet socket on %q: %w", ifname, err)
 	}
-	p := &Packet{f: f, rc: rc, name: ifname, ifindex: ifindex}
-	p.rd.fn = p.recv
+	p := &Packet{f: f, rc: rc, name: ifname, ifindex: ifindex, vnet: vnet}
+	p.rd.init(vnet, true)
 	return p, nil
-}
-
-// recv is the raw read run by the netpoller; false means "wait and retry".
-func (p *Packet) recv(fd uintptr) bool {
-	r := &p.rd
-	for {
-		r.n, r.oobn, _, _, r.err = unix.Recvmsg(int(fd), r.buf, r.oob[:auxSpace], 0)
-		if r.err != unix.EINTR {
-			return r.err != unix.EAGAIN
-		}
-	}
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -105,29 +101,27 @@ const sizeofAuxdata = 20
 var auxSpace = unix.CmsgSpace(sizeofAuxdata)
 
 // ReadFrame implements Port. A frame longer than b is truncated to len(b).
-func (p *Packet) ReadFrame(b []byte) (int, error) {
+func (p *Packet) ReadFrame(b []byte) (int, packet.Offload, error) {
 	if p.closed.Load() {
-		return 0, ErrClosed
+		return 0, packet.Offload{}, ErrClosed
 	}
 	// Leave room to re-insert a VLAN tag without losing the frame's end.
-	r := &p.rd
-	r.buf = b
+	buf := b
 	if len(b) > 4 {
-		r.buf = b[:len(b)-4]
+		buf = b[:len(b)-4]
 	}
-	err := p.rc.Read(r.fn)
-	r.buf = nil
-	if err == nil {
-		err = r.err
-	}
+	n, off, err := p.rd.read(p.rc, buf)
 	if err != nil {
 		if p.closed.Load() { // the poller's "use of closed file"
-			return 0, ErrClosed
+			return 0, off, ErrClosed
 		}
-		return 0, portErr("packet", p.name, "read", err)
+		return 0, off, portErr("packet", p.name, "read", err)
 	}
-	n := min(r.n, len(b)) // recvmsg never reports more without MSG_TRUNC
-	return restoreVLAN(b, n, r.oob[:r.oobn]), nil
+	m := restoreVLAN(b, n, p.rd.control())
+	if m != n && off.NeedsCsum() {
+		off.CsumStart += uint16(m - n) // the tag moved the transport header
+	}
+	return m, off, nil
 }
 
 // restoreVLAN re-inserts the VLAN tag the kernel moved into the auxdata of
@@ -189,18 +183,31 @@ func auxVLAN(oob []byte) (tci, tpid uint16, ok bool) {
 }
 
 // WriteFrame implements Port: it transmits frame out of the interface, so
-// the other end of the veth receives it. It does not keep frame.
-func (p *Packet) WriteFrame(frame []byte) error {
+// the other end of the veth receives it: with its vnet header when the
+// socket has one, else as the wire frames it stands for. It does not keep
+// frame.
+func (p *Packet) WriteFrame(frame []byte, off packet.Offload) error {
 	if p.closed.Load() {
 		return ErrClosed
 	}
-	if _, err := p.f.Write(frame); err != nil {
+	var err error
+	if p.vnet {
+		err = writeVnet(p.rc, frame, off)
+	} else {
+		err = writeWire(frame, off, p.write)
+	}
+	if err != nil {
 		if p.closed.Load() {
 			return ErrClosed
 		}
 		return portErr("packet", p.name, "write", err)
 	}
 	return nil
+}
+
+func (p *Packet) write(frame []byte) error {
+	_, err := p.f.Write(frame)
+	return err
 }
 
 // Close implements Port.

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"uswitch/nsthread"
+	"uswitch/packet"
 )
 
 // These tests need root. Everything they create lives in anonymous network
@@ -96,7 +97,7 @@ func startReader(p Port) *reader {
 	go func() {
 		b := make([]byte, MaxFrame)
 		for {
-			n, err := p.ReadFrame(b)
+			n, _, err := p.ReadFrame(b)
 			if err != nil {
 				r.done <- err
 				return
@@ -119,7 +120,7 @@ func (r *reader) await(t *testing.T, p Port, probe []byte, match func([]byte) bo
 	defer tick.Stop()
 	send := func() {
 		if probe != nil {
-			if err := p.WriteFrame(probe); err != nil {
+			if err := p.WriteFrame(probe, packet.Offload{}); err != nil {
 				t.Fatalf("write: %v", err)
 			}
 		}
@@ -196,7 +197,7 @@ func closeUnblocks(t *testing.T, p Port, r *reader) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Close did not unblock ReadFrame")
 	}
-	if err := p.WriteFrame(make([]byte, 60)); !errors.Is(err, ErrClosed) {
+	if err := p.WriteFrame(make([]byte, 60), packet.Offload{}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("write after close: %v, want ErrClosed", err)
 	}
 	if err := p.Close(); err != nil {
@@ -285,7 +286,7 @@ func vethInNetns(t *testing.T, ns netns.NsHandle, h *netlink.Handle, disable boo
 		}
 	}
 	var pk *Packet
-	if err := nsthread.In(ns, func() (err error) { pk, err = OpenPacket(host, hl.Attrs().Index); return }); err != nil {
+	if err := nsthread.In(ns, func() (err error) { pk, err = OpenPacket(host, hl.Attrs().Index, false); return }); err != nil {
 		t.Fatalf("OpenPacket: %v", err)
 	}
 	t.Cleanup(func() { pk.Close() })
@@ -317,13 +318,13 @@ func TestPacketRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	var inner *Packet
-	if err := nsthread.In(ns, func() (err error) { inner, err = OpenPacket(peer, pl.Attrs().Index); return }); err != nil {
+	if err := nsthread.In(ns, func() (err error) { inner, err = OpenPacket(peer, pl.Attrs().Index, false); return }); err != nil {
 		t.Fatalf("OpenPacket(peer): %v", err)
 	}
 	defer inner.Close()
 	for _, vlan := range []uint16{100, 4094} {
 		frame := arpRequest(t, vlan, fakeMAC, "10.99.2.99", "10.99.2.2")
-		if err := inner.WriteFrame(frame); err != nil {
+		if err := inner.WriteFrame(frame, packet.Offload{}); err != nil {
 			t.Fatal(err)
 		}
 		r.await(t, pk, nil, func(f []byte) bool { return bytes.Equal(f, frame) })

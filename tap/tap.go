@@ -8,10 +8,13 @@ import (
 	"syscall"
 
 	"github.com/songgao/water"
+
+	"uswitch/packet"
 )
 
-// TAP is a Linux TAP device opened with songgao/water. Frames are plain
-// Ethernet frames (no packet-information or vnet header). The device is not
+// TAP is a Linux TAP device opened with songgao/water, the plain path
+// (offload = false): frames are plain Ethernet frames (no packet-information
+// or vnet header), one per read or write. The device is not
 // persistent: it disappears when the TAP is closed or the process dies,
 // whichever namespace it has been moved to.
 type TAP struct {
@@ -66,18 +69,23 @@ func unwrapPath(err error) error {
 func (t *TAP) Name() string { return t.name }
 
 // ReadFrame implements Port: it blocks until the kernel hands the TAP a
-// frame. After Close it returns ErrClosed.
-func (t *TAP) ReadFrame(b []byte) (int, error) {
+// frame, always a plain one. After Close it returns ErrClosed.
+func (t *TAP) ReadFrame(b []byte) (int, packet.Offload, error) {
 	n, err := t.ifce.Read(b)
 	if err != nil {
-		return 0, portErr("TAP", t.name, "read", err)
+		return 0, packet.Offload{}, portErr("TAP", t.name, "read", err)
 	}
-	return n, nil
+	return n, packet.Offload{}, nil
 }
 
 // WriteFrame implements Port: it injects frame into the kernel as if it had
-// been received by the TAP device. It does not keep frame.
-func (t *TAP) WriteFrame(frame []byte) error {
+// been received by the TAP device, segmented first if off asks for it. It
+// does not keep frame.
+func (t *TAP) WriteFrame(frame []byte, off packet.Offload) error {
+	return writeWire(frame, off, t.write)
+}
+
+func (t *TAP) write(frame []byte) error {
 	if _, err := t.ifce.Write(frame); err != nil {
 		return portErr("TAP", t.name, "write", err)
 	}

@@ -326,7 +326,7 @@ func arpRoundTrip(t *testing.T, pd PortDev, ifc config.Interface) {
 	go func() {
 		b := make([]byte, tap.MaxFrame)
 		for {
-			n, err := pd.Dev.ReadFrame(b)
+			n, _, err := pd.Dev.ReadFrame(b)
 			if err != nil {
 				close(frames)
 				return
@@ -342,7 +342,7 @@ func arpRoundTrip(t *testing.T, pd PortDev, ifc config.Interface) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		if err := pd.Dev.WriteFrame(probe); err != nil {
+		if err := pd.Dev.WriteFrame(probe, packet.Offload{}); err != nil {
 			t.Fatalf("port %s: write: %v", pd.Port, err)
 		}
 	wait:
@@ -400,7 +400,7 @@ func TestApplyClose(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	for _, pd := range topo.Ports {
-		if _, err := pd.Dev.ReadFrame(make([]byte, 64)); !errors.Is(err, tap.ErrClosed) {
+		if _, _, err := pd.Dev.ReadFrame(make([]byte, 64)); !errors.Is(err, tap.ErrClosed) {
 			t.Errorf("port %s: read after Close: %v", pd.Port, err)
 		}
 	}

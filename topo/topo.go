@@ -43,7 +43,7 @@ type PortDev struct {
 	Ifname   string   // interface name inside the namespace: "eth0"
 	Link     string   // config.LinkTAP or config.LinkVeth
 	HostLink string   // veth only: the host end the AF_PACKET socket reads
-	Dev      tap.Port // *tap.TAP or *tap.Packet
+	Dev      tap.Port // *tap.TAP, *tap.VnetTAP or *tap.Packet
 }
 
 // State returns a copy of what the topology recorded in its state file.
@@ -327,7 +327,7 @@ func (t *Topology) addUplink(p *config.Plan) error {
 	if err := t.record(func(s *State) { s.Links = append(s.Links, ref) }); err != nil {
 		return err
 	}
-	dev, err := tap.OpenTAP(u.HostDevice)
+	dev, err := openTAP(u.HostDevice, p.Defaults.Offload)
 	if err != nil {
 		return err
 	}
@@ -413,7 +413,7 @@ func (t *Topology) addEndpoint(ctx context.Context, p *config.Plan, ep *config.E
 			err = t.addVeth(p, ns, h, ifc, &pd)
 		} else {
 			pd.Link = config.LinkTAP
-			err = t.addTAP(ns, h, ifc, &pd)
+			err = t.addTAP(p, ns, h, ifc, &pd)
 		}
 		if pd.Dev != nil {
 			t.Ports = append(t.Ports, pd)
@@ -437,9 +437,9 @@ func (t *Topology) addEndpoint(ctx context.Context, p *config.Plan, ep *config.E
 
 // addTAP opens a TAP under a temporary name in the root namespace, moves
 // it into ns and configures it there as ifc.
-func (t *Topology) addTAP(ns netns.NsHandle, h *netlink.Handle, ifc config.Interface, pd *PortDev) error {
+func (t *Topology) addTAP(p *config.Plan, ns netns.NsHandle, h *netlink.Handle, ifc config.Interface, pd *PortDev) error {
 	tmp := tempTAPName()
-	dev, err := tap.OpenTAP(tmp)
+	dev, err := openTAP(tmp, p.Defaults.Offload)
 	if err != nil {
 		return err
 	}
@@ -490,8 +490,13 @@ func (t *Topology) addVeth(p *config.Plan, ns netns.NsHandle, h *netlink.Handle,
 	if err := configureIface(h, ifc); err != nil {
 		return err
 	}
-	if err := nsthread.In(ns, func() error { return tap.DisableOffloads(ifc.Name) }); err != nil {
-		return fmt.Errorf("netns %q: %w", pd.Netns, err)
+	// With offloads the host end's packet socket reads the namespace's
+	// super-frames and partial checksums with their vnet headers; without,
+	// the namespace side must send only complete wire frames.
+	if !p.Defaults.Offload {
+		if err := nsthread.In(ns, func() error { return tap.DisableOffloads(ifc.Name) }); err != nil {
+			return fmt.Errorf("netns %q: %w", pd.Netns, err)
+		}
 	}
 
 	// The host end carries no address and must stay silent: no ARP, no
@@ -507,13 +512,15 @@ func (t *Topology) addVeth(p *config.Plan, ns netns.NsHandle, h *netlink.Handle,
 		return fmt.Errorf("host end %s: arp off: %w", host, err)
 	}
 	quietIPv6(&netlink.Handle{}, hl)
-	if err := tap.DisableOffloads(host); err != nil {
-		return fmt.Errorf("host end: %w", err)
+	if !p.Defaults.Offload {
+		if err := tap.DisableOffloads(host); err != nil {
+			return fmt.Errorf("host end: %w", err)
+		}
 	}
 	if err := netlink.LinkSetUp(hl); err != nil {
 		return fmt.Errorf("host end %s: up: %w", host, err)
 	}
-	dev, err := tap.OpenPacket(host, hl.Attrs().Index)
+	dev, err := tap.OpenPacket(host, hl.Attrs().Index, p.Defaults.Offload)
 	if err != nil {
 		return err
 	}
@@ -563,4 +570,21 @@ func quietIPv6(h *netlink.Handle, l netlink.Link) {
 	if err := h.LinkSetIP6AddrGenMode(l, addrGenModeNone); err != nil {
 		slog.Debug("cannot disable IPv6 address generation", "link", l.Attrs().Name, "err", err)
 	}
+}
+
+// openTAP opens a TAP for a port: with vnet headers and offloads when the
+// plan has them on, else the plain kind.
+func openTAP(name string, offload bool) (tap.Port, error) {
+	if offload {
+		dev, err := tap.OpenVnetTAP(name)
+		if err != nil {
+			return nil, err
+		}
+		return dev, nil
+	}
+	dev, err := tap.OpenTAP(name)
+	if err != nil {
+		return nil, err
+	}
+	return dev, nil
 }

@@ -17,7 +17,7 @@ func TestLargeFDB(t *testing.T) {
 	r := newRig(t, 3, Config{Ageing: 10 * time.Second})
 	const n = 1000
 	for i := range n {
-		r.sw.Input(r.ports[1+i%2], frame(t, floodMAC(i), packet.Broadcast))
+		r.sw.Input(r.ports[1+i%2], frame(t, floodMAC(i), packet.Broadcast), packet.Offload{})
 	}
 	r.delivered()
 	require.Len(t, r.sw.Entries(), n)
@@ -28,35 +28,35 @@ func TestLargeFDB(t *testing.T) {
 	require.Contains(t, *r.sw.fdb.Load(), keyOf(0, inMain))
 
 	// Known unicast to either goes to one port only.
-	r.sw.Input(r.ports[0], frame(t, mac(1), inRecent))
+	r.sw.Input(r.ports[0], frame(t, mac(1), inRecent), packet.Offload{})
 	require.Equal(t, []int{0, 0, 1}, r.delivered())
-	r.sw.Input(r.ports[0], frame(t, mac(1), inMain))
+	r.sw.Input(r.ports[0], frame(t, mac(1), inMain), packet.Offload{})
 	require.Equal(t, []int{0, 1, 0}, r.delivered())
 
 	// A station in the recent map moves.
 	events, cancel := r.sw.Subscribe()
 	defer cancel()
-	r.sw.Input(r.ports[1], frame(t, inRecent, packet.Broadcast))
+	r.sw.Input(r.ports[1], frame(t, inRecent, packet.Broadcast), packet.Offload{})
 	ev := <-events
 	require.Equal(t, Moved, ev.Type)
 	require.Equal(t, "b", ev.Port)
 	r.delivered()
-	r.sw.Input(r.ports[0], frame(t, mac(1), inRecent))
+	r.sw.Input(r.ports[0], frame(t, mac(1), inRecent), packet.Offload{})
 	require.Equal(t, []int{0, 1, 0}, r.delivered())
 
 	// A static pin replaces a learned entry wherever it is.
 	pinned := floodMAC(n - 2)
 	require.NoError(t, r.sw.AddStatic(0, pinned, r.ports[2]))
-	r.sw.Input(r.ports[1], frame(t, pinned, packet.Broadcast)) // does not move it
+	r.sw.Input(r.ports[1], frame(t, pinned, packet.Broadcast), packet.Offload{}) // does not move it
 	r.delivered()
-	r.sw.Input(r.ports[0], frame(t, mac(1), pinned))
+	r.sw.Input(r.ports[0], frame(t, mac(1), pinned), packet.Offload{})
 	require.Equal(t, []int{0, 0, 1}, r.delivered())
 
 	// Ageing: only what was refreshed (and the static pin) survives, and
 	// the sweep leaves nothing in the recent map.
 	r.clk.Advance(9 * time.Second)
 	for _, m := range []packet.MAC{inMain, inRecent} {
-		r.sw.Input(r.ports[1], frame(t, m, packet.Broadcast))
+		r.sw.Input(r.ports[1], frame(t, m, packet.Broadcast), packet.Offload{})
 	}
 	r.clk.Advance(2 * time.Second)
 	r.sw.Expire()
@@ -70,7 +70,7 @@ func TestLargeFDB(t *testing.T) {
 
 	// Relearning past foldSize and flushing a port empties both maps of it.
 	for i := range n {
-		r.sw.Input(r.ports[2], frame(t, floodMAC(n+i), packet.Broadcast))
+		r.sw.Input(r.ports[2], frame(t, floodMAC(n+i), packet.Broadcast), packet.Offload{})
 	}
 	require.Len(t, r.sw.Entries(), n+3)
 	require.NotNil(t, r.sw.recent.Load())
@@ -86,7 +86,7 @@ func TestLargeFDB(t *testing.T) {
 func TestLargeFDBMaxEntries(t *testing.T) {
 	r := newRig(t, 2, Config{MaxEntries: 3*foldSize + 7})
 	for i := range 5 * foldSize {
-		r.sw.Input(r.ports[0], frame(t, floodMAC(i), packet.Broadcast))
+		r.sw.Input(r.ports[0], frame(t, floodMAC(i), packet.Broadcast), packet.Offload{})
 	}
 	require.Len(t, r.sw.Entries(), 3*foldSize+7)
 	require.EqualValues(t, 2*foldSize-7, r.sw.LearnRefused.Load())
@@ -110,10 +110,10 @@ func TestConcurrentLearningLargeFDB(t *testing.T) {
 			f := frame(t, mac(1), packet.Broadcast)
 			for j := range perPort {
 				packet.Ethernet(f).SetSrc(floodMAC(i*perPort + j))
-				sw.Input(ports[i], f)
+				sw.Input(ports[i], f, packet.Offload{})
 				// known unicast to a station another port learned
 				packet.Ethernet(f).SetDst(floodMAC(((i+1)%n)*perPort + j/2))
-				sw.Input(ports[i], f)
+				sw.Input(ports[i], f, packet.Offload{})
 				packet.Ethernet(f).SetDst(packet.Broadcast)
 				if j%150 == 0 {
 					sw.Expire()

@@ -109,7 +109,7 @@ func TestPortSecuritySpoofingDropped(t *testing.T) {
 	for name, c := range spoofCases(t) {
 		t.Run(name, func(t *testing.T) {
 			r, p := secureRig(t, true)
-			r.sw.Input(p, c.frame)
+			r.sw.Input(p, c.frame, packet.Offload{})
 			require.Equal(t, []int{0, 0, 0}, r.delivered(), "nothing is delivered")
 			snap := p.Stats.Snapshot()
 			require.Equal(t, map[string]uint64{c.reason.String(): 1}, snap.Drops, "counted once, under its own reason")
@@ -145,7 +145,7 @@ func TestPortSecurityAllowsOwnTraffic(t *testing.T) {
 	for name, f := range cases {
 		t.Run(name, func(t *testing.T) {
 			r, p := secureRig(t, true)
-			r.sw.Input(p, f)
+			r.sw.Input(p, f, packet.Offload{})
 			require.Equal(t, []int{1, 1, 0}, r.delivered(), "flooded to both other ports")
 			require.Empty(t, p.Stats.Snapshot().Drops)
 		})
@@ -158,7 +158,7 @@ func TestPortSecurityOptOut(t *testing.T) {
 	for name, c := range spoofCases(t) {
 		t.Run(name, func(t *testing.T) {
 			r, p := secureRig(t, false)
-			r.sw.Input(p, c.frame)
+			r.sw.Input(p, c.frame, packet.Offload{})
 			require.Empty(t, p.Stats.Snapshot().Drops)
 			require.Equal(t, []int{1, 1, 0}, r.delivered(), "switched like any frame (nothing is learned yet: flooded)")
 		})
@@ -168,7 +168,7 @@ func TestPortSecurityOptOut(t *testing.T) {
 // counter is a Device that counts frames without keeping them.
 type counter struct{ n int }
 
-func (c *counter) WriteFrame([]byte) error { c.n++; return nil }
+func (c *counter) WriteFrame([]byte, packet.Offload) error { c.n++; return nil }
 
 // floodMAC returns the i-th MAC of a flood: locally administered unicast,
 // pseudo-random low 40 bits, distinct for every i < 2^40 (multiplying by an
@@ -197,8 +197,8 @@ func floodRig(t *testing.T, secure bool) (sw *Switch, a, b, c *Port, ca, cb *cou
 	require.NoError(t, err)
 	c, err = sw.AddPort(PortConfig{Name: "c", Secure: secure, MAC: mac(3), IP: [4]byte{10, 0, 0, 3}}, &counter{})
 	require.NoError(t, err)
-	sw.Input(a, frame(t, mac(1), packet.Broadcast))
-	sw.Input(b, frame(t, mac(2), packet.Broadcast))
+	sw.Input(a, frame(t, mac(1), packet.Broadcast), packet.Offload{})
+	sw.Input(b, frame(t, mac(2), packet.Broadcast), packet.Offload{})
 	require.Len(t, sw.Entries(), 2)
 	ca.n, cb.n = 0, 0
 	return sw, a, b, c, ca, cb
@@ -228,10 +228,10 @@ func TestMACFloodKeepsFDBBounded(t *testing.T) {
 	knownSent := 0
 	for i := range floodFrames {
 		packet.Ethernet(f).SetSrc(floodMAC(i))
-		sw.Input(c, f)
+		sw.Input(c, f, packet.Offload{})
 		if i%knownEvery == 0 {
 			na, nb := ca.n, cb.n
-			sw.Input(a, known)
+			sw.Input(a, known, packet.Offload{})
 			knownSent++
 			if ca.n != na || cb.n != nb+1 {
 				t.Fatalf("flood frame %d: the known frame a -> b went to a %d times and to b %d times, want 0 and 1", i, ca.n-na, cb.n-nb)
@@ -254,7 +254,7 @@ func TestMACFloodKeepsFDBBounded(t *testing.T) {
 	require.Less(t, growth, int64(floodHeapMax), "live heap growth under the flood")
 
 	// With the table full, the known flow still costs no allocation.
-	require.Zero(t, testing.AllocsPerRun(1000, func() { sw.Input(a, known) }))
+	require.Zero(t, testing.AllocsPerRun(1000, func() { sw.Input(a, known, packet.Offload{}) }))
 }
 
 // TestMACFloodFromSecurePortDropped: the same flood from a port with port
@@ -265,10 +265,10 @@ func TestMACFloodFromSecurePortDropped(t *testing.T) {
 	f := udpFrame(t, mac(9), mac(0xee), [4]byte{10, 0, 0, 3}, peerIP, 1000, 2000)
 	for i := range floodFrames {
 		packet.Ethernet(f).SetSrc(floodMAC(i))
-		sw.Input(c, f)
+		sw.Input(c, f, packet.Offload{})
 		if i%knownEvery == 0 {
 			nb := cb.n
-			sw.Input(a, known)
+			sw.Input(a, known, packet.Offload{})
 			require.Equal(t, nb+1, cb.n)
 		}
 	}

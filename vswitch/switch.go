@@ -15,16 +15,18 @@ import (
 )
 
 // Device is where a port's egress frames go: a TAP, an AF_PACKET socket, a
-// router port, or an in-memory queue. WriteFrame must not keep frame.
+// router port, or an in-memory queue. WriteFrame must not keep frame; a
+// device that cannot take off (a super-frame, a partial checksum) turns the
+// frame into wire frames itself.
 type Device interface {
-	WriteFrame(frame []byte) error
+	WriteFrame(frame []byte, off packet.Offload) error
 }
 
 // DeviceFunc adapts a function to a Device.
-type DeviceFunc func(frame []byte) error
+type DeviceFunc func(frame []byte, off packet.Offload) error
 
 // WriteFrame calls f.
-func (f DeviceFunc) WriteFrame(frame []byte) error { return f(frame) }
+func (f DeviceFunc) WriteFrame(frame []byte, off packet.Offload) error { return f(frame, off) }
 
 // PortConfig describes a port being added to a switch.
 type PortConfig struct {
@@ -100,7 +102,7 @@ type Switch struct {
 // frame and must not block.
 type Observer interface {
 	Active() bool
-	Frame(network, port string, frame []byte)
+	Frame(network, port string, frame []byte, off packet.Offload)
 }
 
 // SetObserver makes o the switch's observer; nil removes it. Without one a
@@ -114,9 +116,9 @@ func (s *Switch) SetObserver(o Observer) {
 }
 
 // observe hands a frame of port p to the observer, if one is set and active.
-func (s *Switch) observe(p *Port, frame []byte) {
+func (s *Switch) observe(p *Port, frame []byte, off packet.Offload) {
 	if o := s.observer.Load(); o != nil && (*o).Active() {
-		(*o).Frame(s.name, p.Name, frame)
+		(*o).Frame(s.name, p.Name, frame, off)
 	}
 }
 
@@ -179,15 +181,18 @@ func (s *Switch) Port(name string) *Port {
 	return nil
 }
 
-// Input switches one frame that arrived on port in. It returns after the
-// frame has been written to every egress port.
-func (s *Switch) Input(in *Port, frame []byte) {
+// Input switches one frame that arrived on port in with offloads off (the
+// zero Offload for a plain frame). It returns after the frame has been
+// written to every egress port; the frame is forwarded as it came, a
+// super-frame unsegmented, and each egress device makes of it what it can
+// take.
+func (s *Switch) Input(in *Port, frame []byte, off packet.Offload) {
 	if in.Shared {
 		in.Stats.RxShared(len(frame))
 	} else {
 		in.Stats.Rx(len(frame))
 	}
-	s.observe(in, frame)
+	s.observe(in, frame, off)
 	eth := packet.Ethernet(frame)
 	if !eth.Valid() {
 		in.Stats.Drop(stats.Truncated)
@@ -219,13 +224,13 @@ func (s *Switch) Input(in *Port, frame []byte) {
 				in.Stats.Drop(stats.SamePort)
 				return
 			}
-			out.write(frame)
+			out.write(frame, off)
 			return
 		}
 	}
 	for _, out := range *s.ports.Load() {
 		if out != in {
-			out.write(frame)
+			out.write(frame, off)
 		}
 	}
 }
@@ -264,9 +269,9 @@ func (p *Port) check(eth packet.Ethernet, src packet.MAC) (stats.Reason, bool) {
 	return 0, true
 }
 
-func (p *Port) write(frame []byte) {
-	p.sw.observe(p, frame)
-	if err := p.dev.WriteFrame(frame); err != nil {
+func (p *Port) write(frame []byte, off packet.Offload) {
+	p.sw.observe(p, frame, off)
+	if err := p.dev.WriteFrame(frame, off); err != nil {
 		p.Stats.Drop(stats.TxError)
 		return
 	}

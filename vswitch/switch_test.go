@@ -22,7 +22,7 @@ import (
 // sink is a Device that records what it was given, for assertions.
 type sink struct{ frames [][]byte }
 
-func (s *sink) WriteFrame(f []byte) error {
+func (s *sink) WriteFrame(f []byte, _ packet.Offload) error {
 	s.frames = append(s.frames, append([]byte(nil), f...))
 	return nil
 }
@@ -80,28 +80,28 @@ func frame(t testing.TB, src, dst packet.MAC) []byte {
 
 func TestUnknownUnicastFloodsExceptIngress(t *testing.T) {
 	r := newRig(t, 3, Config{})
-	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)))
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)), packet.Offload{})
 	require.Equal(t, []int{0, 1, 1}, r.delivered())
 }
 
 func TestBroadcastAndMulticastFlood(t *testing.T) {
 	r := newRig(t, 4, Config{})
-	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast))
+	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast), packet.Offload{})
 	require.Equal(t, []int{1, 0, 1, 1}, r.delivered())
 	// A multicast destination floods even when a "station" with that MAC
 	// could never be learned (multicast sources are refused).
-	r.sw.Input(r.ports[2], frame(t, mac(3), packet.MAC{0x01, 0x00, 0x5e, 0, 0, 1}))
+	r.sw.Input(r.ports[2], frame(t, mac(3), packet.MAC{0x01, 0x00, 0x5e, 0, 0, 1}), packet.Offload{})
 	require.Equal(t, []int{1, 1, 0, 1}, r.delivered())
 }
 
 func TestLearningThenKnownUnicastToOnePort(t *testing.T) {
 	r := newRig(t, 3, Config{})
-	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast)) // learn mac(2) on b
+	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast), packet.Offload{}) // learn mac(2) on b
 	r.delivered()
-	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)))
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)), packet.Offload{})
 	require.Equal(t, []int{0, 1, 0}, r.delivered())
 	// and the reply goes back to a only, since mac(1) was learned too
-	r.sw.Input(r.ports[1], frame(t, mac(2), mac(1)))
+	r.sw.Input(r.ports[1], frame(t, mac(2), mac(1)), packet.Offload{})
 	require.Equal(t, []int{1, 0, 0}, r.delivered())
 
 	entries := r.sw.Entries()
@@ -113,7 +113,7 @@ func TestLearningThenKnownUnicastToOnePort(t *testing.T) {
 func TestFrameIsDeliveredIntact(t *testing.T) {
 	r := newRig(t, 2, Config{})
 	f := frame(t, mac(1), mac(2))
-	r.sw.Input(r.ports[0], f)
+	r.sw.Input(r.ports[0], f, packet.Offload{})
 	got := r.sinks[1].take()
 	require.Len(t, got, 1)
 	require.Equal(t, f, got[0])
@@ -124,11 +124,11 @@ func TestFrameIsDeliveredIntact(t *testing.T) {
 
 func TestNoHairpinBackToIngress(t *testing.T) {
 	r := newRig(t, 3, Config{})
-	r.sw.Input(r.ports[0], frame(t, mac(1), packet.Broadcast))
-	r.sw.Input(r.ports[0], frame(t, mac(9), packet.Broadcast))
+	r.sw.Input(r.ports[0], frame(t, mac(1), packet.Broadcast), packet.Offload{})
+	r.sw.Input(r.ports[0], frame(t, mac(9), packet.Broadcast), packet.Offload{})
 	r.delivered()
 	// mac(9) lives on a: a frame from a to mac(9) must not go back out of a
-	r.sw.Input(r.ports[0], frame(t, mac(1), mac(9)))
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(9)), packet.Offload{})
 	require.Equal(t, []int{0, 0, 0}, r.delivered())
 	require.EqualValues(t, 1, r.ports[0].Stats.Dropped(stats.SamePort))
 }
@@ -137,17 +137,17 @@ func TestAgeingWithFakeClock(t *testing.T) {
 	r := newRig(t, 3, Config{Ageing: 10 * time.Second})
 	events, cancel := r.sw.Subscribe()
 	defer cancel()
-	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast))
+	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast), packet.Offload{})
 	require.Equal(t, Learned, (<-events).Type)
 	r.delivered()
 
 	r.clk.Advance(9 * time.Second)
-	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)))
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)), packet.Offload{})
 	require.Equal(t, []int{0, 1, 0}, r.delivered(), "entry still fresh")
 	require.Equal(t, Learned, (<-events).Type) // mac(1)
 
 	r.clk.Advance(2 * time.Second) // mac(2) last seen 11 s ago
-	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)))
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)), packet.Offload{})
 	require.Equal(t, []int{0, 1, 1}, r.delivered(), "an aged entry is unknown: flood")
 
 	r.sw.Expire()
@@ -161,7 +161,7 @@ func TestAgeingWithFakeClock(t *testing.T) {
 func TestRefreshKeepsEntryAlive(t *testing.T) {
 	r := newRig(t, 2, Config{Ageing: 10 * time.Second})
 	for range 5 {
-		r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast))
+		r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast), packet.Offload{})
 		r.clk.Advance(6 * time.Second)
 		r.sw.Expire()
 	}
@@ -172,15 +172,15 @@ func TestStationMove(t *testing.T) {
 	r := newRig(t, 3, Config{})
 	events, cancel := r.sw.Subscribe()
 	defer cancel()
-	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast))
+	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast), packet.Offload{})
 	<-events
-	r.sw.Input(r.ports[2], frame(t, mac(2), packet.Broadcast)) // moved to c
+	r.sw.Input(r.ports[2], frame(t, mac(2), packet.Broadcast), packet.Offload{}) // moved to c
 	ev := <-events
 	require.Equal(t, Moved, ev.Type)
 	require.Equal(t, "c", ev.Port)
 	require.Equal(t, "b", ev.From)
 	r.delivered()
-	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)))
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(2)), packet.Offload{})
 	require.Equal(t, []int{0, 0, 1}, r.delivered())
 }
 
@@ -189,11 +189,11 @@ func TestStaticEntry(t *testing.T) {
 	require.NoError(t, r.sw.AddStatic(0, mac(7), r.ports[2]))
 	require.Error(t, r.sw.AddStatic(0, packet.Broadcast, r.ports[2]))
 	// a frame claiming mac(7) from elsewhere does not move a static entry
-	r.sw.Input(r.ports[1], frame(t, mac(7), packet.Broadcast))
+	r.sw.Input(r.ports[1], frame(t, mac(7), packet.Broadcast), packet.Offload{})
 	r.clk.Advance(time.Hour)
 	r.sw.Expire()
 	r.delivered()
-	r.sw.Input(r.ports[0], frame(t, mac(1), mac(7)))
+	r.sw.Input(r.ports[0], frame(t, mac(1), mac(7)), packet.Offload{})
 	require.Equal(t, []int{0, 0, 1}, r.delivered())
 	e := r.sw.Entries()
 	require.True(t, e[len(e)-1].Static)
@@ -202,21 +202,21 @@ func TestStaticEntry(t *testing.T) {
 func TestFDBMax(t *testing.T) {
 	r := newRig(t, 3, Config{MaxEntries: 2})
 	for i := byte(1); i <= 5; i++ {
-		r.sw.Input(r.ports[0], frame(t, mac(i), packet.Broadcast))
+		r.sw.Input(r.ports[0], frame(t, mac(i), packet.Broadcast), packet.Offload{})
 	}
 	require.Len(t, r.sw.Entries(), 2)
 	require.EqualValues(t, 3, r.sw.LearnRefused.Load())
 	r.delivered()
 	// an unlearned station is still reachable, by flooding
-	r.sw.Input(r.ports[1], frame(t, mac(20), mac(5)))
+	r.sw.Input(r.ports[1], frame(t, mac(20), mac(5)), packet.Offload{})
 	require.Equal(t, []int{1, 0, 1}, r.delivered())
 	// and a learned one by unicast
-	r.sw.Input(r.ports[1], frame(t, mac(20), mac(1)))
+	r.sw.Input(r.ports[1], frame(t, mac(20), mac(1)), packet.Offload{})
 	require.Equal(t, []int{1, 0, 0}, r.delivered())
 	// ageing frees room for new stations
 	r.clk.Advance(301 * time.Second)
 	r.sw.Expire()
-	r.sw.Input(r.ports[0], frame(t, mac(30), packet.Broadcast))
+	r.sw.Input(r.ports[0], frame(t, mac(30), packet.Broadcast), packet.Offload{})
 	require.Len(t, r.sw.Entries(), 1)
 }
 
@@ -235,7 +235,7 @@ func TestMalformedFramesDroppedAndCounted(t *testing.T) {
 	}
 	for name, c := range cases {
 		before := r.ports[0].Stats.Dropped(c.reason)
-		r.sw.Input(r.ports[0], c.frame)
+		r.sw.Input(r.ports[0], c.frame, packet.Offload{})
 		require.Equal(t, before+1, r.ports[0].Stats.Dropped(c.reason), name)
 	}
 	require.Equal(t, []int{0, 0}, r.delivered())
@@ -247,18 +247,18 @@ func TestPortSecurity(t *testing.T) {
 	r := newRig(t, 2, Config{})
 	p, err := r.sw.AddPort(PortConfig{Name: "secure", Secure: true, MAC: mac(5), IP: [4]byte{10, 0, 0, 5}}, &sink{})
 	require.NoError(t, err)
-	r.sw.Input(p, frame(t, mac(6), packet.Broadcast))
+	r.sw.Input(p, frame(t, mac(6), packet.Broadcast), packet.Offload{})
 	require.EqualValues(t, 1, p.Stats.Dropped(stats.PortSecurity))
 	require.Equal(t, []int{0, 0}, r.delivered())
-	r.sw.Input(p, frame(t, mac(5), packet.Broadcast))
+	r.sw.Input(p, frame(t, mac(5), packet.Broadcast), packet.Offload{})
 	require.Equal(t, []int{1, 1}, r.delivered())
 }
 
 func TestCounters(t *testing.T) {
 	r := newRig(t, 2, Config{})
 	f := frame(t, mac(1), packet.Broadcast)
-	r.sw.Input(r.ports[0], f)
-	r.sw.Input(r.ports[0], f)
+	r.sw.Input(r.ports[0], f, packet.Offload{})
+	r.sw.Input(r.ports[0], f, packet.Offload{})
 	s := r.ports[0].Stats.Snapshot()
 	require.EqualValues(t, 2, s.RxPackets)
 	require.EqualValues(t, 2*len(f), s.RxBytes)
@@ -269,8 +269,8 @@ func TestCounters(t *testing.T) {
 
 func TestRemovePortFlushesItsEntries(t *testing.T) {
 	r := newRig(t, 3, Config{})
-	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast))
-	r.sw.Input(r.ports[2], frame(t, mac(3), packet.Broadcast))
+	r.sw.Input(r.ports[1], frame(t, mac(2), packet.Broadcast), packet.Offload{})
+	r.sw.Input(r.ports[2], frame(t, mac(3), packet.Broadcast), packet.Offload{})
 	r.sw.RemovePort(r.ports[1])
 	require.Len(t, r.sw.Entries(), 1)
 	require.Nil(t, r.sw.Port("b"))
@@ -298,7 +298,7 @@ func TestConcurrentPorts(t *testing.T) {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			for j := range 2000 {
-				sw.Input(ports[i], frames[i])
+				sw.Input(ports[i], frames[i], packet.Offload{})
 				if j%500 == 0 {
 					sw.Expire()
 					_ = sw.Entries()
@@ -314,19 +314,19 @@ func TestConcurrentPorts(t *testing.T) {
 
 type discard struct{}
 
-func (discard) WriteFrame([]byte) error { return nil }
+func (discard) WriteFrame([]byte, packet.Offload) error { return nil }
 
 // TestKnownUnicastDoesNotAllocate enforces the zero-allocation hot path.
 func TestKnownUnicastDoesNotAllocate(t *testing.T) {
 	sw, in, f := benchSetup(t)
-	allocs := testing.AllocsPerRun(1000, func() { sw.Input(in, f) })
+	allocs := testing.AllocsPerRun(1000, func() { sw.Input(in, f, packet.Offload{}) })
 	require.Zero(t, allocs)
 }
 
 func TestKnownUnicastWithIdleObserverDoesNotAllocate(t *testing.T) {
 	sw, in, f := benchSetup(t)
 	sw.SetObserver(capture.NewHub())
-	allocs := testing.AllocsPerRun(1000, func() { sw.Input(in, f) })
+	allocs := testing.AllocsPerRun(1000, func() { sw.Input(in, f, packet.Offload{}) })
 	require.Zero(t, allocs)
 }
 
@@ -337,7 +337,7 @@ type observed struct {
 }
 
 func (o *observed) Active() bool { return o.active }
-func (o *observed) Frame(network, port string, frame []byte) {
+func (o *observed) Frame(network, port string, frame []byte, _ packet.Offload) {
 	o.frames = append(o.frames, fmt.Sprintf("%s %s %d", network, port, len(frame)))
 }
 
@@ -347,23 +347,23 @@ func TestObserver(t *testing.T) {
 	r.sw.SetObserver(o)
 	bcast := frame(t, mac(1), packet.Broadcast)
 	n := len(bcast)
-	r.sw.Input(r.ports[0], bcast) // flooded: rx on a, tx on b and c
+	r.sw.Input(r.ports[0], bcast, packet.Offload{}) // flooded: rx on a, tx on b and c
 	require.Equal(t, []string{
 		fmt.Sprintf("test a %d", n), fmt.Sprintf("test b %d", n), fmt.Sprintf("test c %d", n),
 	}, o.frames)
 	o.frames = nil
-	r.sw.Input(r.ports[1], frame(t, mac(2), mac(1))) // known unicast: rx on b, tx on a
+	r.sw.Input(r.ports[1], frame(t, mac(2), mac(1)), packet.Offload{}) // known unicast: rx on b, tx on a
 	require.Equal(t, []string{fmt.Sprintf("test b %d", n), fmt.Sprintf("test a %d", n)}, o.frames)
 	o.frames = nil
-	r.sw.Input(r.ports[2], []byte{1, 2, 3}) // dropped, but seen received
+	r.sw.Input(r.ports[2], []byte{1, 2, 3}, packet.Offload{}) // dropped, but seen received
 	require.Equal(t, []string{"test c 3"}, o.frames)
 	o.frames = nil
 	o.active = false
-	r.sw.Input(r.ports[0], bcast)
+	r.sw.Input(r.ports[0], bcast, packet.Offload{})
 	require.Empty(t, o.frames, "an inactive observer is not called")
 	o.active = true
 	r.sw.SetObserver(nil)
-	r.sw.Input(r.ports[0], bcast)
+	r.sw.Input(r.ports[0], bcast, packet.Offload{})
 	require.Empty(t, o.frames, "a removed observer is not called")
 	r.delivered()
 }
@@ -376,9 +376,9 @@ func benchSetupSecure(t testing.TB, secure bool) (*Switch, *Port, []byte) {
 	sw := New(Config{Name: "bench", Clock: &clock.Fake{}})
 	a, _ := sw.AddPort(PortConfig{Name: "a", Secure: secure, MAC: mac(1), IP: [4]byte{10, 0, 0, 1}}, discard{})
 	b, _ := sw.AddPort(PortConfig{Name: "b"}, discard{})
-	sw.Input(b, frame(t, mac(2), packet.Broadcast))
+	sw.Input(b, frame(t, mac(2), packet.Broadcast), packet.Offload{})
 	f := frame(t, mac(1), mac(2))
-	sw.Input(a, f)
+	sw.Input(a, f, packet.Offload{})
 	return sw, a, f
 }
 
@@ -388,7 +388,7 @@ func BenchmarkSwitchForward(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(f)))
 	for b.Loop() {
-		sw.Input(in, f)
+		sw.Input(in, f, packet.Offload{})
 	}
 }
 
@@ -399,7 +399,7 @@ func BenchmarkSwitchForwardSecure(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(f)))
 	for b.Loop() {
-		sw.Input(in, f)
+		sw.Input(in, f, packet.Offload{})
 	}
 	require.Empty(b, in.Stats.Snapshot().Drops, "the secure ingress must not drop the benchmark's frames")
 }
@@ -425,7 +425,7 @@ func BenchmarkSwitchForwardCapture(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(f)))
 	for b.Loop() {
-		sw.Input(in, f)
+		sw.Input(in, f, packet.Offload{})
 	}
 	b.ReportMetric(float64(sub.Dropped())/float64(b.N), "dropped/op")
 }
@@ -438,7 +438,7 @@ func BenchmarkSwitchForwardCaptureIdle(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(f)))
 	for b.Loop() {
-		sw.Input(in, f)
+		sw.Input(in, f, packet.Offload{})
 	}
 }
 
@@ -454,7 +454,7 @@ func BenchmarkSwitchForwardParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := int(next.Add(1)-1) % 2
 		for pb.Next() {
-			sw.Input(ports[i], frames[i])
+			sw.Input(ports[i], frames[i], packet.Offload{})
 		}
 	})
 }
@@ -469,7 +469,7 @@ func FuzzInput(f *testing.F) {
 		sw := New(Config{Name: "fuzz", Clock: &clock.Fake{}, MaxEntries: 4})
 		a, _ := sw.AddPort(PortConfig{Name: "a", Secure: len(b)%2 == 0, MAC: mac(1), IP: [4]byte{10, 0, 0, 1}}, discard{})
 		_, _ = sw.AddPort(PortConfig{Name: "b"}, discard{})
-		sw.Input(a, b)
-		sw.Input(a, b)
+		sw.Input(a, b, packet.Offload{})
+		sw.Input(a, b, packet.Offload{})
 	})
 }

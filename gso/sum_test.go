@@ -1,0 +1,63 @@
+package gso
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"uswitch/packet"
+)
+
+// sumInitials are initial values worth trying: zero, the two one's
+// complement zeros, a pseudo-header sized sum, and large ones.
+var sumInitials = []uint32{0, 1, 0xffff, 0x10000, 0x2fffd, 0x1234567, 0x7ffe0000}
+
+func TestSum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	buf := make([]byte, 70000)
+	for i := range buf {
+		buf[i] = byte(rng.Uint32())
+	}
+	ones := make([]byte, 70000)
+	for i := range ones {
+		ones[i] = 0xff
+	}
+	zeros := make([]byte, 70000)
+	lengths := []int{1499, 1500, 9000, 65535, 65536, 70000}
+	for n := 0; n <= 300; n++ {
+		lengths = append(lengths, n)
+	}
+	for _, data := range [][]byte{buf, ones, zeros} {
+		for _, n := range lengths {
+			for off := range 8 { // every alignment of the 8-byte loads
+				if off+n > len(data) {
+					continue
+				}
+				b := data[off : off+n]
+				for _, init := range sumInitials {
+					if uint64(init)+uint64(n+1)/2*0xffff >= 1<<32 {
+						continue // packet's 32-bit sum would overflow
+					}
+					if got, want := ^sum(b, init), packet.Checksum(b, init); got != want {
+						t.Fatalf("len %d off %d initial %#x: sum gives checksum %#04x, packet.Checksum %#04x", n, off, init, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+func FuzzSum(f *testing.F) {
+	f.Add([]byte{}, uint32(0))
+	f.Add([]byte{0xff}, uint32(0xffff))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint32(1))
+	f.Add([]byte("an odd number of bytes, more than thirty-two of them"), uint32(0x2fffd))
+	f.Fuzz(func(t *testing.T, b []byte, initial uint32) {
+		initial &= 0x7fffffff // packet's 32-bit sum must not overflow
+		if len(b) > 1<<16 {
+			b = b[:1<<16]
+		}
+		if got, want := ^sum(b, initial), packet.Checksum(b, initial); got != want {
+			t.Fatalf("len %d initial %#x: sum gives checksum %#04x, packet.Checksum %#04x", len(b), initial, got, want)
+		}
+	})
+}
