@@ -218,4 +218,3 @@ func requireValidCapture(t *testing.T, file string) {
 	}
 	require.Greater(t, tcpFrames, 100)
 }
-

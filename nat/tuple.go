@@ -124,10 +124,14 @@ const (
 // rewriteDst gives ip (a full packet, header valid) the destination of t:
 // address and port (the echo id for ICMP), with every checksum adjusted.
 // partial says the transport checksum is a partial one (see rewrite).
-func rewriteDst(ip packet.IPv4, t Tuple, partial bool) { rewrite(ip, ipDst, 2, t.Dst, t.Dport, partial) }
+func rewriteDst(ip packet.IPv4, t Tuple, partial bool) {
+	rewrite(ip, ipDst, 2, t.Dst, t.Dport, partial)
+}
 
 // rewriteSrc gives ip the source address and port of t.
-func rewriteSrc(ip packet.IPv4, t Tuple, partial bool) { rewrite(ip, ipSrc, 0, t.Src, t.Sport, partial) }
+func rewriteSrc(ip packet.IPv4, t Tuple, partial bool) {
+	rewrite(ip, ipSrc, 0, t.Src, t.Sport, partial)
+}
 
 // rewrite sets the address at addrOff of the IP header and the port at
 // portOff of the transport header (the id of an ICMP echo, whatever the
