@@ -28,7 +28,7 @@ vet:
 
 # Go microbenchmarks of the fast paths (ns/frame, allocs/op).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./vswitch ./router ./datapath
+	$(GO) test -run '^$$' -bench . -benchmem ./vswitch ./router ./nat ./datapath ./gso ./packet
 
 # The kernel, uswitch offload and uswitch plain side by side in the same run
 # (needs root); writes bench/RESULTS.md with both instances' CPU profiles.
@@ -47,6 +47,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
 	$(GO) test -run '^$$' -fuzz '^FuzzHooks$$' -fuzztime $(FUZZTIME) ./nat
 	$(GO) test -run '^$$' -fuzz '^FuzzDatapath$$' -fuzztime $(FUZZTIME) ./datapath
+	$(GO) test -run '^$$' -fuzz '^FuzzSegment$$' -fuzztime $(FUZZTIME) ./gso
+	$(GO) test -run '^$$' -fuzz '^FuzzSum$$' -fuzztime $(FUZZTIME) ./packet
 
 clean:
 	rm -rf bin

@@ -1,6 +1,11 @@
-// Package bench holds uswitch's performance measurements: net.sh compares
-// TCP throughput and ping round-trip time between two namespaces through
-// uswitch and through a kernel veth+bridge in the same run, and the Go
-// benchmarks of each fast path live beside the code they measure
-// (`make bench`).
+// Package bench holds uswitch's side-by-side measurement: net.sh (`make
+// bench-net`) builds the same topologies on the kernel (veth+bridge, a
+// router namespace, iptables MASQUERADE) and on two uswitch instances, one
+// with offloads (vnet_hdr TAPs) and one without, and measures them in the
+// same run: TCP with 1 and 2 streams, ping RTT back-to-back and paced, UDP
+// 64-byte packets delivered, routed and masqueraded TCP. It prints each
+// uswitch figure as a ratio of the kernel's, writes the table to
+// RESULTS.md with the date and machine, and appends a CPU profile of each
+// instance. The Go benchmarks of each fast path live beside the code they
+// measure (`make bench`).
 package bench

@@ -1,10 +1,7 @@
 package gso
 
 import (
-	"fmt"
 	"testing"
-
-	"uswitch/packet"
 )
 
 func benchSegment(b *testing.B, s spec) {
@@ -38,23 +35,5 @@ func BenchmarkComplete1500(b *testing.B) {
 		if err := Complete(frame, o); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-func BenchmarkSum(b *testing.B) {
-	buf := patternBytes(1 << 16)
-	for _, n := range []int{40, 1500, 1 << 16} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			b.SetBytes(int64(n))
-			for b.Loop() {
-				sum(buf[:n], 0)
-			}
-		})
-		b.Run(fmt.Sprintf("%d/packet.Checksum", n), func(b *testing.B) {
-			b.SetBytes(int64(n))
-			for b.Loop() {
-				packet.Checksum(buf[:n], 0)
-			}
-		})
 	}
 }

@@ -153,7 +153,7 @@ func checkCsumOffsets(frame []byte, o packet.Offload) error {
 
 // complete is Complete on offsets checked to fit frame.
 func complete(frame []byte, o packet.Offload) {
-	c := ^sum(frame[o.CsumStart:], 0)
+	c := packet.Checksum(frame[o.CsumStart:], 0)
 	if c == 0 {
 		c = 0xffff
 	}
@@ -225,7 +225,7 @@ func parse(frame []byte, o packet.Offload) (layout, error) {
 		}
 		l.l4 = l.l3 + ipv6HeaderLen
 		maxLen += ipv6HeaderLen
-		l.pseudo = uint32(sum(ip[8:ipv6HeaderLen], 0)) + uint32(l.proto)
+		l.pseudo = uint32(packet.Sum(ip[8:ipv6HeaderLen], 0)) + uint32(l.proto)
 	default:
 		return l, malformed("network protocol does not match the GSO type")
 	}
@@ -280,7 +280,7 @@ func (l *layout) fix(seg []byte, i, off int, last bool) {
 		binary.BigEndian.PutUint16(t[4:6], uint16(len(t)))
 	}
 	t[csumAt], t[csumAt+1] = 0, 0
-	c := ^sum(t, l.pseudo+uint32(len(t)))
+	c := packet.Checksum(t, l.pseudo+uint32(len(t)))
 	if c == 0 && l.proto == packet.ProtoUDP {
 		c = 0xffff
 	}

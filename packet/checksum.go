@@ -1,24 +1,56 @@
 package packet
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // Checksum returns the Internet checksum (RFC 1071) of b folded into initial,
 // as the one's complement of the one's complement sum. Pass 0 as initial for
 // a plain header checksum, or a pseudo-header sum from PseudoHeaderSum.
 func Checksum(b []byte, initial uint32) uint16 {
-	return ^fold(sum(b, initial))
+	return ^Sum(b, initial)
 }
 
-func sum(b []byte, s uint32) uint32 {
-	n := len(b)
-	i := 0
-	for ; i+1 < n; i += 2 {
-		s += uint32(binary.BigEndian.Uint16(b[i:]))
+// Sum returns the one's complement sum of b, read as big-endian 16-bit
+// words with an odd last byte padded with a zero, added to initial and
+// folded to 16 bits (not complemented: what a partial checksum holds). It
+// reads 32 bytes a round into a 64-bit accumulator whose carries wrap
+// around, which is the same sum since 2^16 ≡ 1 modulo 0xffff.
+func Sum(b []byte, initial uint32) uint16 {
+	acc := uint64(initial)
+	var c uint64
+	for len(b) >= 32 {
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[0:8]), 0)
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[8:16]), c)
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[16:24]), c)
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[24:32]), c)
+		acc += c // cannot overflow: after a carry acc is at most 2^64-2
+		b = b[32:]
 	}
-	if i < n {
-		s += uint32(b[i]) << 8
+	for len(b) >= 8 {
+		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b), 0)
+		acc += c
+		b = b[8:]
 	}
-	return s
+	// The rest, up to 7 bytes, starts at an even offset: it goes into the
+	// same 64-bit word position as a zero-padded last word would.
+	var tail uint64
+	if len(b) >= 4 {
+		tail = uint64(binary.BigEndian.Uint32(b)) << 32
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		tail |= uint64(binary.BigEndian.Uint16(b)) << 16
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		tail |= uint64(b[0]) << 8
+	}
+	acc, c = bits.Add64(acc, tail, 0)
+	acc += c
+	s, c32 := bits.Add32(uint32(acc>>32), uint32(acc), 0)
+	return fold(s + c32)
 }
 
 func fold(s uint32) uint16 {

@@ -1,11 +1,22 @@
-package gso
+package packet
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
-
-	"uswitch/packet"
 )
+
+// refChecksum is RFC 1071 word by word, the plain reference the fast Sum
+// must agree with.
+func refChecksum(b []byte, s uint32) uint16 {
+	for ; len(b) >= 2; b = b[2:] {
+		s += uint32(b[0])<<8 | uint32(b[1])
+	}
+	if len(b) == 1 {
+		s += uint32(b[0]) << 8
+	}
+	return ^fold(s)
+}
 
 // sumInitials are initial values worth trying: zero, the two one's
 // complement zeros, a pseudo-header sized sum, and large ones.
@@ -35,10 +46,10 @@ func TestSum(t *testing.T) {
 				b := data[off : off+n]
 				for _, init := range sumInitials {
 					if uint64(init)+uint64(n+1)/2*0xffff >= 1<<32 {
-						continue // packet's 32-bit sum would overflow
+						continue // the reference's 32-bit sum would overflow
 					}
-					if got, want := ^sum(b, init), packet.Checksum(b, init); got != want {
-						t.Fatalf("len %d off %d initial %#x: sum gives checksum %#04x, packet.Checksum %#04x", n, off, init, got, want)
+					if got, want := Checksum(b, init), refChecksum(b, init); got != want {
+						t.Fatalf("len %d off %d initial %#x: Checksum %#04x, the reference %#04x", n, off, init, got, want)
 					}
 				}
 			}
@@ -52,12 +63,27 @@ func FuzzSum(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint32(1))
 	f.Add([]byte("an odd number of bytes, more than thirty-two of them"), uint32(0x2fffd))
 	f.Fuzz(func(t *testing.T, b []byte, initial uint32) {
-		initial &= 0x7fffffff // packet's 32-bit sum must not overflow
+		initial &= 0x7fffffff // the reference's 32-bit sum must not overflow
 		if len(b) > 1<<16 {
 			b = b[:1<<16]
 		}
-		if got, want := ^sum(b, initial), packet.Checksum(b, initial); got != want {
-			t.Fatalf("len %d initial %#x: sum gives checksum %#04x, packet.Checksum %#04x", len(b), initial, got, want)
+		if got, want := Checksum(b, initial), refChecksum(b, initial); got != want {
+			t.Fatalf("len %d initial %#x: Checksum %#04x, the reference %#04x", len(b), initial, got, want)
 		}
 	})
+}
+
+func BenchmarkChecksum(b *testing.B) {
+	buf := make([]byte, 1<<16)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	for _, n := range []int{20, 1500, 1 << 16} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				Checksum(buf[:n], 0)
+			}
+		})
+	}
 }
