@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -144,16 +143,13 @@ type Conn struct {
 	packets     [2]atomic.Uint64
 	bytes       [2]atomic.Uint64
 	dead        atomic.Bool // removed from the table
+	links       [2]link     // its entries in the table's index: orig, reply
+	targets     [2]Tuple    // what target returns, set on insert
 }
 
 // target is what a packet travelling in dir is rewritten to: the reverse of
 // the other direction's tuple.
-func (c *Conn) target(d Dir) Tuple {
-	if d == Original {
-		return c.reply.Reverse()
-	}
-	return c.orig.Reverse()
-}
+func (c *Conn) target(d Dir) Tuple { return c.targets[d] }
 
 // timeout is how long the connection lives without packets in its state.
 func (c *Conn) timeout() time.Duration {
@@ -187,14 +183,7 @@ type Table struct {
 
 const numShards = 256
 
-type shard struct {
-	mu    sync.RWMutex
-	conns map[key]*Conn
-	_     [40]byte // keep shards on separate cache lines
-}
-
-// key packs a tuple into 16 bytes without padding, which the map hashes
-// faster than the 13-byte struct with its field-by-field hash.
+// key packs a tuple into 16 bytes without padding.
 type key struct{ addrs, rest uint64 }
 
 func (t Tuple) key() key {
@@ -204,35 +193,30 @@ func (t Tuple) key() key {
 	}
 }
 
-// shard picks a key's shard with a multiplicative hash keyed by the
-// table's random seed, so nobody outside can aim flows at one shard lock.
-func (k key) shard(seed uint64) uint64 {
-	return ((k.addrs ^ seed ^ k.rest*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9) >> 56
-}
-
 // NewTable returns an empty table holding at most max connections.
 func NewTable(max int, clk clock.Clock) *Table {
 	t := &Table{clock: clk, max: max, seed: rand.Uint64()}
 	for i := range t.shards {
-		t.shards[i].conns = map[key]*Conn{}
+		t.shards[i].idx.Store(newIndex(minSlots))
 	}
 	return t
 }
 
-func (t *Table) shardOf(k key) *shard { return &t.shards[k.shard(t.seed)] }
+// shardOf picks a key's shard by a hash keyed by the table's random seed,
+// so nobody outside can aim flows at one shard.
+func (t *Table) shardOf(hash uint64) *shard { return &t.shards[hash>>56] }
 
-// Lookup finds the live connection of a packet with tuple k and the
-// packet's direction in it.
-func (t *Table) Lookup(tup Tuple) (*Conn, Dir, bool) {
-	k := tup.key()
-	s := t.shardOf(k)
-	s.mu.RLock()
-	c := s.conns[k]
-	s.mu.RUnlock()
-	if c == nil || c.expires.Load() < t.clock.Now() {
+// Lookup finds the live connection of a packet with tuple tup and the
+// packet's direction in it. It takes no lock.
+func (t *Table) Lookup(tup Tuple) (*Conn, Dir, bool) { return t.lookup(tup.key()) }
+
+func (t *Table) lookup(k key) (*Conn, Dir, bool) {
+	h := k.hash(t.seed)
+	c := t.shardOf(h).get(k, h)
+	if c == nil || c.expires.Load() < t.clock.Now() || c.dead.Load() {
 		return nil, 0, false
 	}
-	if tup == c.orig {
+	if k == c.links[Original].k {
 		return c, Original, true
 	}
 	return c, Reply, true
@@ -252,11 +236,15 @@ func (t *Table) insert(c *Conn) bool {
 		return false
 	}
 	c.expires.Store(t.clock.Now() + int64(c.timeout()))
-	for _, k := range [2]key{c.orig.key(), c.reply.key()} {
-		s := t.shardOf(k)
+	c.targets = [2]Tuple{Original: c.reply.Reverse(), Reply: c.orig.Reverse()}
+	for i, tup := range [2]Tuple{c.orig, c.reply} {
+		k := tup.key()
+		c.links[i] = link{k: k, hash: k.hash(t.seed), c: c}
+	}
+	for i := range c.links {
+		s := t.shardOf(c.links[i].hash)
 		s.mu.Lock()
-		old := s.conns[k]
-		s.conns[k] = c
+		old := s.put(&c.links[i])
 		s.mu.Unlock()
 		if old != nil && old != c {
 			// Unlinked with no shard lock held: its other tuple may be in
@@ -276,12 +264,11 @@ func (t *Table) remove(c *Conn) bool {
 		return false
 	}
 	t.count.Add(-1)
-	for _, k := range [2]key{c.orig.key(), c.reply.key()} {
-		s := t.shardOf(k)
+	for i := range c.links {
+		l := &c.links[i]
+		s := t.shardOf(l.hash)
 		s.mu.Lock()
-		if s.conns[k] == c {
-			delete(s.conns, k)
-		}
+		s.del(l.k, l.hash, c)
 		s.mu.Unlock()
 	}
 	return true
@@ -296,14 +283,15 @@ func (t *Table) earlyDrop() bool {
 	for i := range uint32(16) {
 		s := &t.shards[(start+i)%numShards]
 		var victim *Conn
-		s.mu.RLock()
-		for _, c := range s.conns {
+		s.mu.Lock()
+		s.each(func(c *Conn) bool {
 			if !c.replied.Load() || c.expires.Load() < now {
 				victim = c
-				break
+				return false
 			}
-		}
-		s.mu.RUnlock()
+			return true
+		})
+		s.mu.Unlock()
 		if victim != nil && t.remove(victim) {
 			if victim.expires.Load() < now {
 				t.Expired.Add(1)
@@ -324,13 +312,14 @@ func (t *Table) Sweep(n int) {
 	for range n {
 		s := &t.shards[t.sweep.Add(1)%numShards]
 		var gone []*Conn
-		s.mu.RLock()
-		for _, c := range s.conns {
+		s.mu.Lock()
+		s.each(func(c *Conn) bool {
 			if c.expires.Load() < now {
 				gone = append(gone, c)
 			}
-		}
-		s.mu.RUnlock()
+			return true
+		})
+		s.mu.Unlock()
 		for _, c := range gone {
 			if t.remove(c) {
 				t.Expired.Add(1)
@@ -376,11 +365,11 @@ func (t *Table) Entries() []Entry {
 	out := []Entry{}
 	for i := range t.shards {
 		s := &t.shards[i]
-		s.mu.RLock()
-		for _, c := range s.conns {
+		s.mu.Lock()
+		s.each(func(c *Conn) bool {
 			left := c.expires.Load() - now
 			if seen[c] || left < 0 {
-				continue
+				return true
 			}
 			seen[c] = true
 			e := Entry{Proto: protoName(c.orig.Proto), Orig: view(c.orig), Reply: view(c.reply),
@@ -393,8 +382,9 @@ func (t *Table) Entries() []Entry {
 				e.Packets[d], e.Bytes[d] = c.packets[d].Load(), c.bytes[d].Load()
 			}
 			out = append(out, e)
-		}
-		s.mu.RUnlock()
+			return true
+		})
+		s.mu.Unlock()
 	}
 	sort.Slice(out, func(i, j int) bool { return less(out[i].sortKey, out[j].sortKey) })
 	return out

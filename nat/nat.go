@@ -48,16 +48,16 @@ type Flow struct {
 // verdict (Accept, Drop or Reject).
 func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 	*f = Flow{Partial: f.Partial, meta: Meta{In: in, Size: len(ip)}}
-	tup, ok := tupleOf(ip)
-	f.meta.T, f.orig = tup, tup
+	ok := f.meta.T.read(ip)
 	if !ok {
+		f.orig = f.meta.T
 		f.meta.State = StateInvalid
 		if ip.Protocol() == packet.ProtoICMP && t.relatedIn(f, ip) {
 			f.meta.State = StateRelated
 		}
 		return t.Rules.filterVerdict(Prerouting, &f.meta)
 	}
-	if c, d, found := t.Table.Lookup(tup); found {
+	if c, d, found := t.Table.lookup(keyOf(ip, &f.meta.T)); found {
 		f.conn, f.dir, f.tracked = c, d, true
 		f.meta.State = t.update(c, d, ip)
 		if c.nat&natDst != 0 {
@@ -73,6 +73,8 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 		}
 		return accept
 	}
+	f.orig = f.meta.T
+	tup := &f.orig
 	f.meta.State = StateNew
 	f.tracked = true
 	if tup.Proto == packet.ProtoTCP {

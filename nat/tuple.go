@@ -43,25 +43,36 @@ func protoName(p uint8) string {
 // packet too short for its ports, and ICMP that is not an echo (errors are
 // handled as related; other types are not tracked).
 func tupleOf(ip packet.IPv4) (t Tuple, ok bool) {
-	t = Tuple{Src: ip.Src(), Dst: ip.Dst(), Proto: ip.Protocol()}
+	ok = t.read(ip)
+	return t, ok
+}
+
+// keyOf is the key of ip's tuple t, the addresses read from ip at once.
+func keyOf(ip packet.IPv4, t *Tuple) key {
+	return key{addrs: binary.BigEndian.Uint64(ip[12:20]), rest: uint64(t.Sport)<<24 | uint64(t.Dport)<<8 | uint64(t.Proto)}
+}
+
+// read sets t to the tuple of ip, as tupleOf says.
+func (t *Tuple) read(ip packet.IPv4) bool {
+	*t = Tuple{Src: ip.Src(), Dst: ip.Dst(), Proto: ip.Protocol()}
 	if ip.FragmentOffset() != 0 {
-		return t, false
+		return false
 	}
 	l4 := ip.Payload()
 	switch t.Proto {
 	case packet.ProtoTCP, packet.ProtoUDP:
 		if len(l4) < 4 {
-			return t, false
+			return false
 		}
 		t.Sport, t.Dport = binary.BigEndian.Uint16(l4[0:2]), binary.BigEndian.Uint16(l4[2:4])
 	case packet.ProtoICMP:
 		m := packet.ICMP(l4)
 		if !m.Valid() || (m.Type() != packet.ICMPEchoRequest && m.Type() != packet.ICMPEchoReply) {
-			return t, false
+			return false
 		}
 		t.Sport, t.Dport = m.ID(), m.ID()
 	}
-	return t, true
+	return true
 }
 
 // hasPorts reports whether proto's tuples hold ports that NAT may change

@@ -225,7 +225,7 @@ func (p *Port) Input(frame []byte, off packet.Offload) {
 		r.deny(p, frame, off, v)
 		return
 	}
-	if wireLen(ip, off) > out.MTU && ip.DontFragment() {
+	if int(ip.TotalLen()) > out.MTU && ip.DontFragment() && wireLen(ip, off) > out.MTU {
 		p.stats.Drop(stats.FragNeeded)
 		r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeFragNeeded, uint16(out.MTU))
 		return
@@ -285,7 +285,7 @@ func (p *Port) sendVia(nh [4]byte, frame []byte, off packet.Offload) {
 // it when it (or a segment of it) exceeds the port's MTU.
 func (p *Port) transmit(frame []byte, off packet.Offload, mac packet.MAC) {
 	packet.Ethernet(frame).SetDst(mac)
-	if wireLen(packet.IPv4(frame[packet.EthernetHeaderLen:]), off) > p.MTU {
+	if len(frame)-packet.EthernetHeaderLen > p.MTU && (!off.IsGSO() || wireLen(packet.IPv4(frame[packet.EthernetHeaderLen:]), off) > p.MTU) {
 		p.r.fragment(p, frame, off)
 		return
 	}
