@@ -92,11 +92,15 @@ func (h *Hub) Frame(network, port string, frame []byte, off packet.Offload) {
 	if !off.Plain() {
 		bp := wire.Get().(*[]byte)
 		defer wire.Put(bp)
-		_ = gso.Segment(frame, off, *bp, func(f []byte) error {
+		err := gso.Segment(frame, off, *bp, func(f []byte) error {
 			h.Frame(network, port, f, packet.Offload{})
 			return nil
 		})
-		return
+		if err == nil {
+			return
+		}
+		// Offloads that do not fit the frame (nothing was emitted): the
+		// frame is recorded as it came, for whoever debugs that.
 	}
 	var mono int64 = -1 // read once, for the first subscription that queues
 	for _, s := range *p {

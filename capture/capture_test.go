@@ -442,3 +442,14 @@ func TestSuperFrameCapturedAsSegments(t *testing.T) {
 		require.Zero(t, packet.Checksum(gip.Payload(), packet.PseudoHeaderSum(gip.Src(), gip.Dst(), packet.ProtoTCP, uint16(len(gip.Payload())))))
 	}
 }
+
+// A frame whose offloads do not fit it is recorded as it came.
+func TestMalformedOffloadCapturedRaw(t *testing.T) {
+	h := NewHub()
+	s := subscribe(t, h, Filter{Count: 1})
+	f := testFrame(1, 60)
+	h.Frame("front", "web", f, packet.Offload{Flags: packet.VnetNeedsCsum, CsumStart: 200, CsumOffset: 16})
+	got := capture(t, context.Background(), s)
+	require.Len(t, got, 1)
+	require.Equal(t, f, got[0].data)
+}
