@@ -39,17 +39,27 @@ bench-net: build
 	SECS=$(SECS) PROFILE=$(PROFILE) ./bench/net.sh
 
 # Each fuzz target for a short, bounded time (FUZZTIME each; CI uses 10s).
+# Go 1.26's fuzz coordinator can fail a target with a bare "context deadline
+# exceeded" when -fuzztime runs out mid-input (go.dev/issue/75804, fixed in
+# Go 1.27): that, and only that, is reported and not failed. A crasher
+# ("Failing input written to ...") or any other error fails.
 FUZZTIME ?= 20s
+FUZZ_TARGETS := vswitch:FuzzInput router:FuzzPortInput packet:FuzzViews packet:FuzzSum \
+	config:FuzzParse nat:FuzzHooks datapath:FuzzDatapath datapath:FuzzDatapathOffload gso:FuzzSegment
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzInput$$' -fuzztime $(FUZZTIME) ./vswitch
-	$(GO) test -run '^$$' -fuzz '^FuzzPortInput$$' -fuzztime $(FUZZTIME) ./router
-	$(GO) test -run '^$$' -fuzz '^FuzzViews$$' -fuzztime $(FUZZTIME) ./packet
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
-	$(GO) test -run '^$$' -fuzz '^FuzzHooks$$' -fuzztime $(FUZZTIME) ./nat
-	$(GO) test -run '^$$' -fuzz '^FuzzDatapath$$' -fuzztime $(FUZZTIME) ./datapath
-	$(GO) test -run '^$$' -fuzz '^FuzzDatapathOffload$$' -fuzztime $(FUZZTIME) ./datapath
-	$(GO) test -run '^$$' -fuzz '^FuzzSegment$$' -fuzztime $(FUZZTIME) ./gso
-	$(GO) test -run '^$$' -fuzz '^FuzzSum$$' -fuzztime $(FUZZTIME) ./packet
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "$(GO) test -run '^$$' -fuzz '^$$fn$$' -fuzztime $(FUZZTIME) ./$$pkg"; \
+		out=$$($(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg 2>&1); rc=$$?; \
+		echo "$$out" | tail -n 4; \
+		if [ $$rc -ne 0 ]; then \
+			if echo "$$out" | grep -q 'context deadline exceeded' && ! echo "$$out" | grep -q 'Failing input written'; then \
+				echo "$$fn: the fuzz coordinator's deadline race (go.dev/issue/75804), not a finding"; \
+			else \
+				echo "$$out"; exit 1; \
+			fi; \
+		fi; \
+	done
 
 clean:
 	rm -rf bin
