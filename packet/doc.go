@@ -1,7 +1,8 @@
 // Package packet owns the wire formats uswitch touches on its hot path:
 // zero-copy header views over []byte (Ethernet, ARP, IPv4), the MAC address
-// type the forwarding tables are keyed on, and Internet checksums with
-// incremental updates (RFC 1624).
+// type the forwarding tables are keyed on, Internet checksums with
+// incremental updates (RFC 1624), and the virtio-net header (Offload) that
+// says what a frame from an offloading device still needs.
 //
 // Views never copy and never allocate; a view over a too-short slice must be
 // checked with its Valid method before any accessor is used.
