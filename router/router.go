@@ -147,8 +147,8 @@ func (p *Port) WriteFrame(frame []byte, off packet.Offload) error {
 	return nil
 }
 
-// Input routes one frame that arrived on p with offloads off. The frame may
-// be rewritten in place: only unicast frames to the port's own MAC are, and
+// Input routes one frame that arrived on p; off is what its virtio-net
+// header said (zero for a plain frame). The frame may be rewritten in place: only unicast frames to the port's own MAC are, and
 // those reach no other port. A super-frame is routed whole (TTL and
 // addresses changed once, only the pseudo-header part of a partial checksum
 // adjusted) and segmented only where it must be: for the router's own use,

@@ -181,8 +181,8 @@ func (s *Switch) Port(name string) *Port {
 	return nil
 }
 
-// Input switches one frame that arrived on port in with offloads off (the
-// zero Offload for a plain frame). It returns after the frame has been
+// Input switches one frame that arrived on port in; off is what its
+// virtio-net header said (zero for a plain frame). It returns after the frame has been
 // written to every egress port; the frame is forwarded as it came, a
 // super-frame unsegmented, and each egress device makes of it what it can
 // take.
