@@ -90,9 +90,7 @@ func (h *Hub) Frame(network, port string, frame []byte, off packet.Offload) {
 		return
 	}
 	if !off.Plain() {
-		bp := wire.Get().(*[]byte)
-		defer wire.Put(bp)
-		err := gso.Segment(frame, off, *bp, func(f []byte) error {
+		err := gso.Wire(frame, off, func(f []byte) error {
 			h.Frame(network, port, f, packet.Offload{})
 			return nil
 		})
@@ -178,9 +176,6 @@ type record struct {
 	length int
 	data   []byte
 }
-
-// wire holds the buffers a frame with offloads is segmented in.
-var wire = sync.Pool{New: func() any { b := make([]byte, 65536+64); return &b }}
 
 var records = sync.Pool{New: func() any { return &record{data: make([]byte, 0, 2048)} }}
 

@@ -193,9 +193,7 @@ func TestUplinkToEndpoint(t *testing.T) {
 
 type discard struct{}
 
-func (discard) ReadFrame([]byte) (int, error)           { select {} }
 func (discard) WriteFrame([]byte, packet.Offload) error { return nil }
-func (discard) Close() error                            { return nil }
 
 // routedSetup wires the plan with silent devices and teaches both sides
 // their neighbours, for the zero-allocation test and the benchmark of the

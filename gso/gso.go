@@ -12,6 +12,7 @@ package gso
 import (
 	"encoding/binary"
 	"errors"
+	"sync"
 
 	"uswitch/packet"
 )
@@ -285,4 +286,23 @@ func (l *layout) fix(seg []byte, i, off int, last bool) {
 		c = 0xffff
 	}
 	binary.BigEndian.PutUint16(t[csumAt:], c)
+}
+
+// MaxFrame is the size of Wire's pooled buffers: the largest frame a
+// super-frame's segments or checksum completion can need (a 64 KiB IP
+// packet, an Ethernet header and a tag, rounded up).
+const MaxFrame = 65536 + 64
+
+var scratch = sync.Pool{New: func() any { b := make([]byte, MaxFrame); return &b }}
+
+// Wire is Segment with a scratch buffer of its own, from a pool: what a
+// device or capture that takes only wire frames calls. It allocates
+// nothing once the pool is warm.
+func Wire(frame []byte, o packet.Offload, emit func([]byte) error) error {
+	if o.Plain() {
+		return emit(frame)
+	}
+	bp := scratch.Get().(*[]byte)
+	defer scratch.Put(bp)
+	return Segment(frame, o, *bp, emit)
 }

@@ -358,7 +358,8 @@ func fixICMPSum(ip packet.IPv4) { packet.ICMP(ip.Payload()).SetChecksum() }
 // to a translated connection, the quote is translated back to what its
 // sender knows, as postrouting does for errors that pass through.
 func (t *Tracker) Output(ip packet.IPv4, out string) Verdict {
-	tup, ok := tupleOf(ip)
+	var tup Tuple
+	ok := tup.read(ip)
 	m := Meta{T: tup, Out: out, Size: len(ip), State: StateNew}
 	if !ok && tup.Proto == packet.ProtoICMP {
 		if _, _, it, ok := quoted(ip); ok {

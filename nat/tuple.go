@@ -38,21 +38,15 @@ func protoName(p uint8) string {
 	return fmt.Sprintf("proto-%d", p)
 }
 
-// tupleOf reads the tuple of an IPv4 packet whose header is valid. ok is
-// false for what cannot be tracked: a non-first fragment, a TCP or UDP
-// packet too short for its ports, and ICMP that is not an echo (errors are
-// handled as related; other types are not tracked).
-func tupleOf(ip packet.IPv4) (t Tuple, ok bool) {
-	ok = t.read(ip)
-	return t, ok
-}
-
 // keyOf is the key of ip's tuple t, the addresses read from ip at once.
 func keyOf(ip packet.IPv4, t *Tuple) key {
 	return key{addrs: binary.BigEndian.Uint64(ip[12:20]), rest: uint64(t.Sport)<<24 | uint64(t.Dport)<<8 | uint64(t.Proto)}
 }
 
-// read sets t to the tuple of ip, as tupleOf says.
+// read sets t to the tuple of an IPv4 packet whose header is valid. It
+// reports false for what cannot be tracked: a non-first fragment, a TCP or
+// UDP packet too short for its ports, and ICMP that is not an echo (errors
+// are handled as related; other types are not tracked).
 func (t *Tuple) read(ip packet.IPv4) bool {
 	*t = Tuple{Src: ip.Src(), Dst: ip.Dst(), Proto: ip.Protocol()}
 	if ip.FragmentOffset() != 0 {

@@ -33,13 +33,10 @@ func (r *Router) localWire(p *Port, frame []byte, off packet.Offload) {
 	r.segment(frame, off, func(f []byte) bool { r.local(p, f); return true })
 }
 
-// segment calls each with the wire frames of a frame with offloads, built
-// in a pooled buffer, until it returns false. A frame that cannot be
-// segmented is dropped.
+// segment calls each with the wire frames of a frame with offloads until
+// it returns false. A frame that cannot be segmented is dropped.
 func (r *Router) segment(frame []byte, off packet.Offload, each func([]byte) bool) {
-	bp := r.bufs.Get().(*[]byte)
-	defer r.bufs.Put(bp)
-	_ = gso.Segment(frame, off, *bp, func(f []byte) error {
+	_ = gso.Wire(frame, off, func(f []byte) error {
 		if !each(f) {
 			return errEnough
 		}

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"uswitch/gso"
 	"uswitch/packet"
 )
 
@@ -79,7 +80,7 @@ func (m *Mem) WriteFrame(frame []byte, off packet.Offload) error {
 	if m.offloads {
 		return m.queue(frame, off)
 	}
-	return writeWire(frame, off, func(b []byte) error { return m.queue(b, packet.Offload{}) })
+	return gso.Wire(frame, off, func(b []byte) error { return m.queue(b, packet.Offload{}) })
 }
 
 func (m *Mem) queue(frame []byte, off packet.Offload) error {

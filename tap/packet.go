@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"uswitch/gso"
 	"uswitch/packet"
 )
 
@@ -194,7 +195,7 @@ func (p *Packet) WriteFrame(frame []byte, off packet.Offload) error {
 	if p.vnet {
 		err = writeVnet(p.rc, frame, off)
 	} else {
-		err = writeWire(frame, off, p.write)
+		err = gso.Wire(frame, off, p.write)
 	}
 	if err != nil {
 		if p.closed.Load() {

@@ -2,7 +2,6 @@ package tap
 
 import (
 	"errors"
-	"sync"
 
 	"uswitch/gso"
 	"uswitch/packet"
@@ -10,7 +9,7 @@ import (
 
 // MaxFrame is the largest frame a port reads (a 64 KiB super-frame plus
 // headers); a reader's buffer of this size never truncates.
-const MaxFrame = 65536 + 64
+const MaxFrame = gso.MaxFrame
 
 // ErrClosed is returned by a port's reads and writes after Close.
 var ErrClosed = errors.New("port closed")
@@ -25,18 +24,4 @@ type Port interface {
 	ReadFrame(b []byte) (int, packet.Offload, error)
 	WriteFrame(b []byte, off packet.Offload) error
 	Close() error
-}
-
-// scratch holds the buffers software segmentation builds wire frames in.
-var scratch = sync.Pool{New: func() any { b := make([]byte, MaxFrame); return &b }}
-
-// writeWire writes frame to a device that takes only plain frames: as is
-// when it is one, else segmented and with its checksums completed.
-func writeWire(frame []byte, off packet.Offload, write func([]byte) error) error {
-	if off.Plain() {
-		return write(frame)
-	}
-	bp := scratch.Get().(*[]byte)
-	defer scratch.Put(bp)
-	return gso.Segment(frame, off, *bp, write)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/songgao/water"
 
+	"uswitch/gso"
 	"uswitch/packet"
 )
 
@@ -82,7 +83,7 @@ func (t *TAP) ReadFrame(b []byte) (int, packet.Offload, error) {
 // been received by the TAP device, segmented first if off asks for it. It
 // does not keep frame.
 func (t *TAP) WriteFrame(frame []byte, off packet.Offload) error {
-	return writeWire(frame, off, t.write)
+	return gso.Wire(frame, off, t.write)
 }
 
 func (t *TAP) write(frame []byte) error {

@@ -187,26 +187,31 @@ func (r *msgReader) read(rc syscall.RawConn, b []byte) (int, packet.Offload, err
 // as a raw system call, which keeps the goroutine's P instead of handing it
 // off and winning it back (measured: 7% more TCP throughput).
 func (r *msgReader) recv(fd uintptr) bool {
+	var done bool
+	if r.sock {
+		r.msg.SetControllen(auxSpace)
+		r.n, done, r.err = rawCall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&r.msg)), 0)
+	} else {
+		r.n, done, r.err = rawCall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(r.msg.Iov)), uintptr(r.msg.Iovlen))
+	}
+	return done
+}
+
+// rawCall makes a system call on a non-blocking descriptor for the
+// netpoller: retried on EINTR, not done on EAGAIN (wait and retry), else
+// its result or error.
+func rawCall(trap, a1, a2, a3 uintptr) (n int, done bool, err error) {
 	for {
-		var n uintptr
-		var e unix.Errno
-		if r.sock {
-			r.msg.SetControllen(auxSpace)
-			n, _, e = unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&r.msg)), 0)
-		} else {
-			n, _, e = unix.RawSyscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(r.msg.Iov)), uintptr(r.msg.Iovlen))
-		}
+		r, _, e := unix.RawSyscall(trap, a1, a2, a3)
 		switch e {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false
+			return 0, false, nil
 		case 0:
-			r.n, r.err = int(n), nil
-		default:
-			r.n, r.err = 0, e
+			return int(r), true, nil
 		}
-		return true
+		return 0, true, e
 	}
 }
 
@@ -251,18 +256,7 @@ func writeVnet(rc syscall.RawConn, frame []byte, off packet.Offload) error {
 // send is the raw write run by the netpoller. A TAP or packet socket
 // write never blocks (a full queue drops), so it is a raw system call too.
 func (w *vnetWrite) send(fd uintptr) bool {
-	for {
-		_, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), 2)
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		case 0:
-			w.err = nil
-		default:
-			w.err = e
-		}
-		return true
-	}
+	var done bool
+	_, done, w.err = rawCall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), 2)
+	return done
 }
