@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Side-by-side, in the same run with the same tools, the kernel and two
+# Side-by-side, in the same run with the same tools, the kernel and three
 # uswitch instances: "uswitch offload" (offload = true, TAPs with
-# IFF_VNET_HDR) and "uswitch plain" (offload = false).
+# IFF_VNET_HDR), "uswitch busy-poll" (the same, run with --busy-poll) and
+# "uswitch plain" (offload = false).
 #
 #   - L2: two namespaces on a kernel veth+bridge, and on each instance's
 #     switch: TCP 1 stream, TCP 2 streams, ping -A and paced ping round trip,
@@ -15,10 +16,12 @@
 #
 # Prints a markdown table with uswitch's ratio to the kernel for each figure
 # and writes it to bench/RESULTS.md (overwritten each run). With PROFILE=1
-# (the default) both instances run with --cpuprofile, and the top of each
+# (the default) every instance runs with --cpuprofile, and the top of each
 # whole-run profile is appended to RESULTS.md once they have stopped.
 #
-# Knobs: SECS (seconds per iperf3 test, default 5), PROFILE (1/0), BIN.
+# Knobs: SECS (seconds per iperf3 test, default 5), PROFILE (1/0), BIN,
+# ONLY (a space-separated list of measure keys to run, e.g. "tcp1 flood";
+# the others are reported as "-").
 #
 # Needs root, iperf3, ping and iptables (installed when missing), python3 to
 # read iperf3's JSON, and go for the profile report. Everything it makes is
@@ -40,9 +43,11 @@ PROFILE=${PROFILE:-1}
 RESULTS=${RESULTS:-bench/RESULTS.md}
 P=ub$(($$ % 10000))
 PLAIN=$P      # instance name (and prefix of its endpoints) of uswitch plain
-OFFL=${P}o    # ... and of uswitch offload
+OFFL=${P}o    # ... of uswitch offload
+POLL=${P}p    # ... and of uswitch busy-poll
 PLAIN_PID=""
 OFFL_PID=""
+POLL_PID=""
 work=$(mktemp -d)
 KERNEL_NS="$P-kbr $P-ka $P-kb $P-krt $P-kra $P-krb $P-knr $P-kna $P-knh"
 
@@ -86,11 +91,12 @@ cleanup() {
 	set +e
 	trap '' INT TERM
 	[ -n "$OFFL_PID" ] && stop_pid "$OFFL_PID"
+	[ -n "$POLL_PID" ] && stop_pid "$POLL_PID"
 	[ -n "$PLAIN_PID" ] && stop_pid "$PLAIN_PID"
-	OFFL_PID="" PLAIN_PID=""
+	OFFL_PID="" POLL_PID="" PLAIN_PID=""
 	for f in "$work"/iperf-*.pid; do [ -e "$f" ] && kill_iperf_server "$f"; done
 	for ns in $KERNEL_NS; do ip netns del "$ns" 2>/dev/null; done
-	for name in "$OFFL" "$PLAIN"; do
+	for name in "$OFFL" "$POLL" "$PLAIN"; do
 		[ -f "$work/$name.toml" ] || continue
 		"$BIN" down --config "$work/$name.toml" >/dev/null 2>&1 || log "uswitch down $name failed"
 		# The lock file outlives every run by design; ours are named after
@@ -205,15 +211,19 @@ network = "r2"
 TOML
 }
 # plain: 10.98 L2, 10.96 routed, 10.94 masquerade (as before);
-# offload: 10.93 L2, 10.91 routed, 10.89 masquerade. Kernel: 10.99, 10.97, 10.95.
+# offload: 10.93 L2, 10.91 routed, 10.89 masquerade;
+# busy-poll: 10.87 L2, 10.85 routed, 10.83 masquerade. Kernel: 10.99, 10.97, 10.95.
 usw_config "$PLAIN" "$P-u" false 98 >"$work/$PLAIN.toml"
 usw_config "$OFFL" "$P-o" true 93 >"$work/$OFFL.toml"
+usw_config "$POLL" "$P-p" true 87 >"$work/$POLL.toml"
 
-# usw_start NAME -> starts the instance in the background; sets LAST_PID.
+# usw_start NAME [run flags...] -> starts the instance in the background;
+# sets LAST_PID.
 usw_start() {
 	local name=$1 prof=()
+	shift
 	[ "$PROFILE" = 1 ] && prof=(--cpuprofile "$work/$name.pprof")
-	"$BIN" run --config "$work/$name.toml" --control "$work/$name.sock" "${prof[@]}" \
+	"$BIN" run --config "$work/$name.toml" --control "$work/$name.sock" "${prof[@]}" "$@" \
 		>"$work/$name.out" 2>"$work/$name.err" &
 	LAST_PID=$!
 }
@@ -232,8 +242,11 @@ usw_start "$PLAIN"
 PLAIN_PID=$LAST_PID
 usw_start "$OFFL"
 OFFL_PID=$LAST_PID
+usw_start "$POLL" --busy-poll
+POLL_PID=$LAST_PID
 usw_ready "$PLAIN" "$PLAIN_PID"
 usw_ready "$OFFL" "$OFFL_PID"
+usw_ready "$POLL" "$POLL_PID"
 
 # --- measures. Each runs under a timeout; a failure prints why and records
 # "-" instead of stopping the run. Every iperf3 test gets its own port and
@@ -325,20 +338,28 @@ m() {
 	fi
 }
 
-# Each measure runs for the kernel, uswitch offload and uswitch plain in
-# turn, so background load on a busy machine spreads over all three.
-# measure KEY FUNC  K_CLIENT K_SERVER K_IP  O_CLIENT O_SERVER O_IP  U_CLIENT U_SERVER U_IP
+# Each measure runs for the kernel, uswitch offload, uswitch plain and
+# uswitch busy-poll in turn, so background load on a busy machine spreads
+# over all of them. Busy-poll goes last and is given a moment after its
+# turn: its thread keeps spinning (at idle priority) for 10 ms after the
+# last frame, which would otherwise overlap the next figure.
+# measure KEY FUNC  K_CLIENT K_SERVER K_IP  O_CLIENT O_SERVER O_IP  U_CLIENT U_SERVER U_IP  P_CLIENT P_SERVER P_IP
 measure() {
 	local key=$1 f=$2
+	if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $key "* ]]; then
+		return 0
+	fi
 	m "$key.k" "$f" "$3" "$4" "$5"
 	m "$key.o" "$f" "$6" "$7" "$8"
 	m "$key.u" "$f" "$9" "${10}" "${11}"
-	log "$(printf '%-10s kernel %8s  offload %8s  plain %8s' "$key" "${R[$key.k]}" "${R[$key.o]}" "${R[$key.u]}")"
+	m "$key.p" "$f" "${12}" "${13}" "${14}"
+	sleep 0.2
+	log "$(printf '%-10s kernel %8s  offload %8s  plain %8s  busy-poll %8s' "$key" "${R[$key.k]}" "${R[$key.o]}" "${R[$key.u]}" "${R[$key.p]}")"
 }
-# The three setups' endpoints: L2, routed, masquerade (client, server, IP).
-L2="$P-ka $P-kb 10.99.0.3  $P-o-a $P-o-b 10.93.0.3  $P-u-a $P-u-b 10.98.0.3"
-RT="$P-kra $P-krb 10.97.2.2  $P-o-ra $P-o-rb 10.91.2.2  $P-u-ra $P-u-rb 10.96.2.2"
-NAT="$P-kna $P-knh 10.95.9.2  $P-o-m $P-o-h 10.89.9.2  $P-u-m $P-u-h 10.94.9.2"
+# The four setups' endpoints: L2, routed, masquerade (client, server, IP).
+L2="$P-ka $P-kb 10.99.0.3  $P-o-a $P-o-b 10.93.0.3  $P-u-a $P-u-b 10.98.0.3  $P-p-a $P-p-b 10.87.0.3"
+RT="$P-kra $P-krb 10.97.2.2  $P-o-ra $P-o-rb 10.91.2.2  $P-u-ra $P-u-rb 10.96.2.2  $P-p-ra $P-p-rb 10.85.2.2"
+NAT="$P-kna $P-knh 10.95.9.2  $P-o-m $P-o-h 10.89.9.2  $P-u-m $P-u-h 10.94.9.2  $P-p-m $P-p-h 10.83.9.2"
 # Warm-up: ARP, FDB, conntrack; tells early when a path does not work.
 for set in "$L2" "$RT" "$NAT"; do
 	set -- $set
@@ -363,8 +384,9 @@ done
 # --- report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() {
-	local k=${R[$2.k]:--} o=${R[$2.o]:--} u=${R[$2.u]:--}
-	printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$k" "$o" "$(ratio "$o" "$k")" "$u" "$(ratio "$u" "$k")"
+	local k=${R[$2.k]:--} o=${R[$2.o]:--} p=${R[$2.p]:--} u=${R[$2.u]:--}
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$k" "$o" "$(ratio "$o" "$k")" \
+		"$p" "$(ratio "$p" "$k")" "$u" "$(ratio "$u" "$k")"
 }
 rev=$(git describe --always --dirty 2>/dev/null || echo unknown)
 binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
@@ -375,8 +397,8 @@ binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
 		"$(date -u +%FT%TZ)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
 		"$(nproc)" "$(uname -r)" "$SECS" "$rev" "${binver:-unknown}"
 	echo
-	echo "| measure | kernel | uswitch offload | ratio | uswitch plain | ratio |"
-	echo "|---|---:|---:|---:|---:|---:|"
+	echo "| measure | kernel | uswitch offload | ratio | uswitch offload, busy-poll | ratio | uswitch plain | ratio |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 	row "L2 TCP 1 stream (Gbit/s)" tcp1
 	row "L2 TCP 2 streams (Gbit/s)" tcp2
 	row "L2 RTT ping -A (µs)" flood
@@ -390,9 +412,10 @@ binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
 	echo "TCP figures are iperf3's receiver side; UDP is iperf3 -u -l 64 -b 0, datagrams the receiver got"
 	echo "(sent minus lost) per second. ping -A is the median of five runs of 2000 (total time / count)."
 	echo "\"-\" is a measure that failed (its error is on stderr)."
-	echo "uswitch offload runs with offload = true, uswitch plain with offload = false, both at once."
+	echo "uswitch offload runs with offload = true, busy-poll the same with \`uswitch run --busy-poll\`,"
+	echo "uswitch plain with offload = false, all at once."
 	if [ "$PROFILE" = 1 ]; then
-		echo "PROFILE=1: both instances ran with --cpuprofile (a few % of overhead on the uswitch figures)."
+		echo "PROFILE=1: every instance ran with --cpuprofile (a few % of overhead on the uswitch figures)."
 	fi
 } >"$work/results.md"
 cat "$work/results.md"
@@ -402,10 +425,12 @@ cat "$work/results.md"
 if [ "$PROFILE" = 1 ]; then
 	stop_pid "$OFFL_PID"
 	OFFL_PID=""
+	stop_pid "$POLL_PID"
+	POLL_PID=""
 	stop_pid "$PLAIN_PID"
 	PLAIN_PID=""
-	for name in "$OFFL" "$PLAIN"; do
-		case $name in "$OFFL") what=offload ;; *) what=plain ;; esac
+	for name in "$OFFL" "$POLL" "$PLAIN"; do
+		case $name in "$OFFL") what=offload ;; "$POLL") what=busy-poll ;; *) what=plain ;; esac
 		{
 			echo
 			echo "## CPU profile (uswitch $what instance, whole run)"

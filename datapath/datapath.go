@@ -43,6 +43,7 @@ type Datapath struct {
 	uplink   *uplink
 	capture  *capture.Hub
 	dns      *dns.Server // nil when no network has dns = true
+	poller   *poller     // nil without Options.BusyPoll
 	log      *slog.Logger
 
 	mu      sync.Mutex
@@ -100,6 +101,10 @@ type Options struct {
 	// from the uplink's namespace (dns.NetnsDialer(plan.Uplink.Netns)), or
 	// from uswitch's own without an uplink.
 	DNSDialer dns.Dialer
+	// BusyPoll serves the ports that are tap.Polled from one busy-polling
+	// thread (see poll.go) instead of a reader goroutine each. The thread
+	// keeps one of the process's Ps while it spins.
+	BusyPoll bool
 }
 
 // New builds one switch per network of plan, and the router with a gateway
@@ -142,6 +147,14 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 		d.router.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), rp, u.HostAddress.Addr())
 	}
 	d.startDNS(opt.DNSDialer)
+	if opt.BusyPoll {
+		if d.poller, err = newPoller(d); err != nil {
+			if d.dns != nil {
+				d.dns.Close()
+			}
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
@@ -237,7 +250,10 @@ func (d *Datapath) Attach(network string, pc vswitch.PortConfig, dev tap.Port) e
 	if err != nil {
 		return err
 	}
-	d.startReader(pc.Name, dev, func(f []byte, off packet.Offload) { sw.Input(p, f, off) }, func() { sw.RemovePort(p) })
+	if err := d.startReader(pc.Name, dev, func(f []byte, off packet.Offload) { sw.Input(p, f, off) }, func() { sw.RemovePort(p) }); err != nil {
+		sw.RemovePort(p)
+		return err
+	}
 	return nil
 }
 
@@ -256,19 +272,31 @@ func (d *Datapath) AttachUplink(dev tap.Port) error {
 	}
 	up := d.uplink
 	up.dev.Store(&dev)
-	d.startReader(UplinkPort, dev, func(f []byte, off packet.Offload) {
+	if err := d.startReader(UplinkPort, dev, func(f []byte, off packet.Offload) {
 		up.stats.Rx(len(f))
 		if up.capture.Active() {
 			up.capture.Frame("", UplinkPort, f, off)
 		}
 		up.port.Input(f, off)
-	}, func() { up.dev.Store(nil) })
+	}, func() { up.dev.Store(nil) }); err != nil {
+		up.dev.Store(nil)
+		return err
+	}
 	return nil
 }
 
-// startReader runs a device's reader: one buffer, reused for every frame,
-// carried through the datapath before the next read. Called with d.mu held.
-func (d *Datapath) startReader(name string, dev tap.Port, input func([]byte, packet.Offload), lost func()) {
+// startReader reads a device: a reader goroutine with one buffer, reused
+// for every frame, carried through the datapath before the next read; or,
+// with busy polling and a polled device, the busy-poll thread. Called with
+// d.mu held.
+func (d *Datapath) startReader(name string, dev tap.Port, input func([]byte, packet.Offload), lost func()) error {
+	if pd, ok := dev.(tap.Polled); ok && d.poller != nil {
+		if err := d.poller.add(name, pd, input, lost); err != nil {
+			return err
+		}
+		d.readers = append(d.readers, reader{name: name, dev: dev})
+		return nil
+	}
 	d.readers = append(d.readers, reader{name: name, dev: dev})
 	d.wg.Add(1)
 	go func() {
@@ -290,6 +318,7 @@ func (d *Datapath) startReader(name string, dev tap.Port, input func([]byte, pac
 			d.carry(name, input, buf[:n], off)
 		}
 	}()
+	return nil
 }
 
 // carry runs one frame through the datapath. A bug that panics on some
@@ -343,6 +372,9 @@ func (d *Datapath) Close() error {
 	}
 	d.closed = true
 	close(d.stop)
+	if d.poller != nil {
+		d.poller.close()
+	}
 	var errs []error
 	for _, r := range d.readers {
 		if err := r.dev.Close(); err != nil {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync/atomic"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -23,19 +21,18 @@ import (
 // sockets see a frame; Packet reads the tag from PACKET_AUXDATA and puts it
 // back, so ReadFrame returns the frame as it was on the wire.
 type Packet struct {
-	f       *os.File
-	rc      syscall.RawConn
+	d       *desc
 	name    string
 	ifindex int
 	vnet    bool
-	closed  atomic.Bool
 	rd      msgReader
 }
 
 // OpenPacket opens an AF_PACKET SOCK_RAW socket for all protocols on the
 // interface ifname with index ifindex, in the calling thread's network
 // namespace. The socket is non-blocking and managed by the Go netpoller, so
-// Close unblocks a pending ReadFrame.
+// Close unblocks a pending ReadFrame; polled leaves it out of the netpoller
+// for a poll thread (Polled).
 //
 // With vnet set the socket has PACKET_VNET_HDR: the kernel hands it the
 // interface's GSO super-frames and partial checksums with a virtio-net
@@ -43,7 +40,7 @@ type Packet struct {
 // offloads on. Without it the namespace side must have them off
 // (DisableOffloads): a plain packet socket would read partial checksums it
 // cannot tell from bad ones.
-func OpenPacket(ifname string, ifindex int, vnet bool) (*Packet, error) {
+func OpenPacket(ifname string, ifindex int, vnet, polled bool) (*Packet, error) {
 	if ifindex <= 0 {
 		return nil, fmt.Errorf("packet socket on %q: invalid ifindex %d", ifname, ifindex)
 	}
@@ -75,14 +72,11 @@ func OpenPacket(ifname string, ifindex int, vnet bool) (*Packet, error) {
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
 	}
-	// os.NewFile sees the non-blocking flag and registers fd with the poller.
-	f := os.NewFile(uintptr(fd), "packet:"+ifname)
-	rc, err := f.SyscallConn()
+	d, err := newDesc(fd, "packet:"+ifname, polled)
 	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("packet socket on %q: %w", ifname, err)
 	}
-	p := &Packet{f: f, rc: rc, name: ifname, ifindex: ifindex, vnet: vnet}
+	p := &Packet{d: d, name: ifname, ifindex: ifindex, vnet: vnet}
 	p.rd.init(vnet, true)
 	return p, nil
 }
@@ -103,26 +97,42 @@ var auxSpace = unix.CmsgSpace(sizeofAuxdata)
 
 // ReadFrame implements Port. A frame longer than b is truncated to len(b).
 func (p *Packet) ReadFrame(b []byte) (int, packet.Offload, error) {
-	if p.closed.Load() {
-		return 0, packet.Offload{}, ErrClosed
+	n, off, _, err := p.read(b, true)
+	return n, off, err
+}
+
+// TryReadFrame implements Polled.
+func (p *Packet) TryReadFrame(b []byte) (int, packet.Offload, bool, error) {
+	return p.read(b, false)
+}
+
+// Fd implements Polled.
+func (p *Packet) Fd() int { return p.d.fd }
+
+func (p *Packet) read(b []byte, block bool) (int, packet.Offload, bool, error) {
+	if p.d.closed.Load() {
+		return 0, packet.Offload{}, false, ErrClosed
 	}
 	// Leave room to re-insert a VLAN tag without losing the frame's end.
 	buf := b
 	if len(b) > 4 {
 		buf = b[:len(b)-4]
 	}
-	n, off, err := p.rd.read(p.rc, buf)
+	n, off, ok, err := p.rd.read(p.d, buf, block)
 	if err != nil {
-		if p.closed.Load() { // the poller's "use of closed file"
-			return 0, off, ErrClosed
+		if p.d.closed.Load() { // the poller's "use of closed file"
+			return 0, off, false, ErrClosed
 		}
-		return 0, off, portErr("packet", p.name, "read", err)
+		return 0, off, false, portErr("packet", p.name, "read", err)
+	}
+	if !ok {
+		return 0, off, false, nil
 	}
 	m := restoreVLAN(b, n, p.rd.control())
 	if m != n && off.NeedsCsum() {
 		off.CsumStart += uint16(m - n) // the tag moved the transport header
 	}
-	return m, off, nil
+	return m, off, true, nil
 }
 
 // restoreVLAN re-inserts the VLAN tag the kernel moved into the auxdata of
@@ -188,17 +198,17 @@ func auxVLAN(oob []byte) (tci, tpid uint16, ok bool) {
 // socket has one, else as the wire frames it stands for. It does not keep
 // frame.
 func (p *Packet) WriteFrame(frame []byte, off packet.Offload) error {
-	if p.closed.Load() {
+	if p.d.closed.Load() {
 		return ErrClosed
 	}
 	var err error
 	if p.vnet {
-		err = writeVnet(p.rc, frame, off)
+		err = writeFrame(p.d, frame, off, true)
 	} else {
 		err = gso.Wire(frame, off, p.write)
 	}
 	if err != nil {
-		if p.closed.Load() {
+		if p.d.closed.Load() {
 			return ErrClosed
 		}
 		return portErr("packet", p.name, "write", err)
@@ -207,14 +217,12 @@ func (p *Packet) WriteFrame(frame []byte, off packet.Offload) error {
 }
 
 func (p *Packet) write(frame []byte) error {
-	_, err := p.f.Write(frame)
-	return err
+	return writeFrame(p.d, frame, packet.Offload{}, false)
 }
 
 // Close implements Port.
 func (p *Packet) Close() error {
-	p.closed.Store(true)
-	if err := p.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+	if err := p.d.close(); err != nil && !errors.Is(err, os.ErrClosed) {
 		return fmt.Errorf("packet %s: close: %w", p.name, err)
 	}
 	return nil

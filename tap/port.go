@@ -25,3 +25,14 @@ type Port interface {
 	WriteFrame(b []byte, off packet.Offload) error
 	Close() error
 }
+
+// Polled is a port opened for a poll thread (OpenVnetTAP and OpenPacket
+// with polled set): its descriptor is left out of the Go netpoller, so a
+// frame's arrival wakes no goroutine. The poll thread watches Fd with epoll
+// of its own and reads with TryReadFrame, which never blocks: ok is false
+// when no frame was waiting. ReadFrame and WriteFrame work as on any port.
+type Polled interface {
+	Port
+	Fd() int
+	TryReadFrame(b []byte) (n int, off packet.Offload, ok bool, err error)
+}

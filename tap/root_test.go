@@ -287,7 +287,7 @@ func vethInNetns(t *testing.T, ns netns.NsHandle, h *netlink.Handle, disable boo
 		}
 	}
 	var pk *Packet
-	if err := nsthread.In(ns, func() (err error) { pk, err = OpenPacket(host, hl.Attrs().Index, false); return }); err != nil {
+	if err := nsthread.In(ns, func() (err error) { pk, err = OpenPacket(host, hl.Attrs().Index, false, false); return }); err != nil {
 		t.Fatalf("OpenPacket: %v", err)
 	}
 	t.Cleanup(func() { pk.Close() })
@@ -319,7 +319,7 @@ func TestPacketRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	var inner *Packet
-	if err := nsthread.In(ns, func() (err error) { inner, err = OpenPacket(peer, pl.Attrs().Index, false); return }); err != nil {
+	if err := nsthread.In(ns, func() (err error) { inner, err = OpenPacket(peer, pl.Attrs().Index, false, false); return }); err != nil {
 		t.Fatalf("OpenPacket(peer): %v", err)
 	}
 	defer inner.Close()
@@ -418,7 +418,7 @@ func TestVnetTAPOffloads(t *testing.T) {
 	h := handleAt(t, ns)
 	name := prefix + "v"
 	var tp *VnetTAP
-	if err := nsthread.In(ns, func() (err error) { tp, err = OpenVnetTAP(name); return }); err != nil {
+	if err := nsthread.In(ns, func() (err error) { tp, err = OpenVnetTAP(name, false); return }); err != nil {
 		t.Fatalf("OpenVnetTAP: %v", err)
 	}
 	t.Cleanup(func() { tp.Close() })

@@ -83,7 +83,7 @@ func TestOpenTAPBadName(t *testing.T) {
 }
 
 func TestOpenPacketBadIndex(t *testing.T) {
-	if _, err := OpenPacket("x", 0, false); err == nil {
+	if _, err := OpenPacket("x", 0, false, false); err == nil {
 		t.Fatal("OpenPacket with ifindex 0 succeeded")
 	}
 }

@@ -20,6 +20,10 @@ const DefaultStateDir = "/run/uswitch"
 // Options configure Apply, Down and Lock.
 type Options struct {
 	StateDir string // default DefaultStateDir
+	// Polled opens the TAPs with vnet headers and the veth packet sockets
+	// out of the Go netpoller (tap.Polled), for a datapath that busy-polls
+	// them. Plain TAPs are opened as always.
+	Polled bool
 }
 
 func (o Options) dir() string {

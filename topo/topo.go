@@ -29,6 +29,7 @@ type Topology struct {
 
 	mu     sync.Mutex
 	path   string // state file
+	polled bool   // Options.Polled
 	st     State
 	closed bool
 	err    error
@@ -107,7 +108,7 @@ func Apply(ctx context.Context, plan *config.Plan, opt Options) (*Topology, erro
 			return nil, fmt.Errorf("instance %q: removing what a previous run left behind: %w", plan.Name, err)
 		}
 	}
-	t := &Topology{Name: plan.Name, path: StatePath(plan.Name, opt), st: State{Name: plan.Name, PID: os.Getpid()}}
+	t := &Topology{Name: plan.Name, path: StatePath(plan.Name, opt), polled: opt.Polled, st: State{Name: plan.Name, PID: os.Getpid()}}
 	if err := t.record(func(*State) {}); err != nil {
 		return nil, fmt.Errorf("instance %q: %w", plan.Name, err)
 	}
@@ -327,7 +328,7 @@ func (t *Topology) addUplink(p *config.Plan) error {
 	if err := t.record(func(s *State) { s.Links = append(s.Links, ref) }); err != nil {
 		return err
 	}
-	dev, err := openTAP(u.HostDevice, p.Defaults.Offload)
+	dev, err := t.openTAP(u.HostDevice, p.Defaults.Offload)
 	if err != nil {
 		return err
 	}
@@ -439,7 +440,7 @@ func (t *Topology) addEndpoint(ctx context.Context, p *config.Plan, ep *config.E
 // it into ns and configures it there as ifc.
 func (t *Topology) addTAP(p *config.Plan, ns netns.NsHandle, h *netlink.Handle, ifc config.Interface, pd *PortDev) error {
 	tmp := tempTAPName()
-	dev, err := openTAP(tmp, p.Defaults.Offload)
+	dev, err := t.openTAP(tmp, p.Defaults.Offload)
 	if err != nil {
 		return err
 	}
@@ -520,7 +521,7 @@ func (t *Topology) addVeth(p *config.Plan, ns netns.NsHandle, h *netlink.Handle,
 	if err := netlink.LinkSetUp(hl); err != nil {
 		return fmt.Errorf("host end %s: up: %w", host, err)
 	}
-	dev, err := tap.OpenPacket(host, hl.Attrs().Index, p.Defaults.Offload)
+	dev, err := tap.OpenPacket(host, hl.Attrs().Index, p.Defaults.Offload, t.polled)
 	if err != nil {
 		return err
 	}
@@ -573,10 +574,11 @@ func quietIPv6(h *netlink.Handle, l netlink.Link) {
 }
 
 // openTAP opens a TAP for a port: with vnet headers and offloads when the
-// plan has them on, else the plain kind.
-func openTAP(name string, offload bool) (tap.Port, error) {
+// plan has them on (polled when the topology's ports are), else the plain
+// kind.
+func (t *Topology) openTAP(name string, offload bool) (tap.Port, error) {
 	if offload {
-		dev, err := tap.OpenVnetTAP(name)
+		dev, err := tap.OpenVnetTAP(name, t.polled)
 		if err != nil {
 			return nil, err
 		}
