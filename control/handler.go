@@ -38,6 +38,8 @@ type Backend interface {
 	Tracker() *nat.Tracker
 	// Capture returns the hub that fans switched frames out to captures.
 	Capture() *capture.Hub
+	// BusyPoll returns the busy-poll thread's counters, false without one.
+	BusyPoll() (datapath.BusyPollStats, bool)
 }
 
 // FDBEntry is one row of GET /v1/fdb.

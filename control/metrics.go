@@ -19,6 +19,7 @@ type collector struct {
 
 	ctEntries, ctInserted, ctEarlyDrop, ctDrop, ctExpired *prometheus.Desc
 	rulePackets, ruleBytes                                *prometheus.Desc
+	pollPorts, pollSleeps, pollLifts                      *prometheus.Desc
 }
 
 func newCollector(b Backend) *collector {
@@ -41,13 +42,16 @@ func newCollector(b Backend) *collector {
 		ctExpired:   prometheus.NewDesc("uswitch_conntrack_expired_total", "Connections removed after their timeout.", nil, nil),
 		rulePackets: prometheus.NewDesc("uswitch_rule_packets_total", "Packets a rule matched; rule is its 1-based position in the hook and its comment.", rule, nil),
 		ruleBytes:   prometheus.NewDesc("uswitch_rule_bytes_total", "Bytes of the packets a rule matched; rule is its 1-based position in the hook and its comment.", rule, nil),
+		pollPorts:   prometheus.NewDesc("uswitch_busy_poll_ports", "Ports the busy-poll thread serves (run --busy-poll).", nil, nil),
+		pollSleeps:  prometheus.NewDesc("uswitch_busy_poll_sleeps_total", "Times the busy-poll thread stopped spinning and blocked, idle (run --busy-poll).", nil, nil),
+		pollLifts:   prometheus.NewDesc("uswitch_busy_poll_lifts_total", "Times the watchdog lifted the starved busy-poll thread to normal priority (run --busy-poll).", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.fdbEntries, c.learnRefused,
-		c.ctEntries, c.ctInserted, c.ctEarlyDrop, c.ctDrop, c.ctExpired, c.rulePackets, c.ruleBytes} {
+		c.ctEntries, c.ctInserted, c.ctEarlyDrop, c.ctDrop, c.ctExpired, c.rulePackets, c.ruleBytes, c.pollPorts, c.pollSleeps, c.pollLifts} {
 		ch <- d
 	}
 }
@@ -69,6 +73,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, sw := range c.b.Networks() {
 		ch <- prometheus.MustNewConstMetric(c.fdbEntries, prometheus.GaugeValue, float64(len(sw.Entries())), sw.Name())
 		counter(c.learnRefused, sw.LearnRefused.Load(), sw.Name())
+	}
+	if bp, ok := c.b.BusyPoll(); ok {
+		ch <- prometheus.MustNewConstMetric(c.pollPorts, prometheus.GaugeValue, float64(bp.Ports))
+		counter(c.pollSleeps, bp.Sleeps)
+		counter(c.pollLifts, bp.Lifts)
 	}
 	t := c.b.Tracker()
 	if t == nil {

@@ -23,7 +23,9 @@ import (
 //     priority. A thread at that priority runs only on time no other thread
 //     of the machine wants, and gives way at once to any that wakes, yet it
 //     keeps its CPU from going to sleep between frames: a sender's frame
-//     wakes nobody, and a receiver woken by our write runs at once.
+//     wakes nobody, and a receiver woken by our write runs at once. The
+//     frames that wake it from a blocking wait go through at normal
+//     priority; it turns to SCHED_IDLE at its first empty poll.
 //   - After spinIdle without a frame, and at least spinEmpty polls that
 //     found nothing (time spent preempted is not idle time), it blocks in
 //     epoll_wait, at normal priority, and costs nothing until the next
@@ -60,9 +62,27 @@ type poller struct {
 
 	iter     atomic.Uint64 // turns of the loop
 	spinning atomic.Bool   // the thread is in its spinning phase
-	boosted  atomic.Bool   // the watchdog lifted it to normal priority
+	normal   atomic.Bool   // it runs at normal priority (woken, or lifted by the watchdog)
 	tid      atomic.Int32
-	started  chan struct{} // a spinning phase began (for the watchdog)
+	started  chan struct{} // the thread turned to SCHED_IDLE (for the watchdog)
+
+	sleeps, lifts atomic.Uint64 // BusyPollStats
+}
+
+// BusyPollStats are the busy-poll thread's counters.
+type BusyPollStats struct {
+	Ports  int    `json:"ports"`  // ports the thread serves
+	Sleeps uint64 `json:"sleeps"` // from spinning to a blocking wait
+	Lifts  uint64 `json:"lifts"`  // to normal priority by the watchdog
+}
+
+// BusyPoll returns the busy-poll thread's counters; false without
+// Options.BusyPoll.
+func (d *Datapath) BusyPoll() (BusyPollStats, bool) {
+	if d.poller == nil {
+		return BusyPollStats{}, false
+	}
+	return BusyPollStats{Ports: len(*d.poller.ports.Load()), Sleeps: d.poller.sleeps.Load(), Lifts: d.poller.lifts.Load()}, true
 }
 
 func newPoller(d *Datapath) (*poller, error) {
@@ -158,14 +178,18 @@ func (p *poller) run() {
 				n = int(r)
 			}
 			if n == 0 {
-				if p.boosted.CompareAndSwap(true, false) {
-					setPolicy(0, unix.SCHED_IDLE) // caught up: back to idle time only
+				if p.normal.CompareAndSwap(true, false) {
+					setPolicy(0, unix.SCHED_IDLE) // caught up: idle time only from here
+					select {
+					case p.started <- struct{}{}:
+					default:
+					}
 				}
 				empty++
 				if empty >= spinEmpty && time.Since(last) >= spinIdle {
 					p.spinning.Store(false)
-					setPolicy(0, unix.SCHED_NORMAL)
-					p.boosted.Store(false)
+					p.sleeps.Add(1)
+					setPolicy(0, unix.SCHED_NORMAL) // for the next wake
 				}
 				continue
 			}
@@ -179,12 +203,10 @@ func (p *poller) run() {
 				p.d.log.Error("busy poll: epoll_wait failed; the thread stops", "err", err)
 				return
 			}
-			setPolicy(0, unix.SCHED_IDLE)
+			// The frames that woke the thread go through at normal
+			// priority; it turns to SCHED_IDLE once it has caught up.
+			p.normal.Store(true)
 			p.spinning.Store(true)
-			select {
-			case p.started <- struct{}{}:
-			default:
-			}
 		}
 		last = time.Now()
 		empty = 0
@@ -231,8 +253,9 @@ func (p *poller) watch() {
 		for p.spinning.Load() && !p.stop.Load() {
 			<-t.C
 			it := p.iter.Load()
-			if it == last && p.spinning.Load() && p.boosted.CompareAndSwap(false, true) {
+			if it == last && p.spinning.Load() && p.normal.CompareAndSwap(false, true) {
 				setPolicy(int(p.tid.Load()), unix.SCHED_NORMAL)
+				p.lifts.Add(1)
 			}
 			last = it
 		}

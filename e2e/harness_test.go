@@ -97,13 +97,13 @@ func writeConfig(t *testing.T, text string) string {
 	return p
 }
 
-// start runs `uswitch run --config cfg` (with cfg "", the embedded default
-// topology) and waits for `ready`. The instance is stopped (SIGTERM) and
-// `uswitch down` run at the end of the test.
-func start(t *testing.T, name, cfg string) *instance {
+// start runs `uswitch run --config cfg [flags]` (with cfg "", the embedded
+// default topology) and waits for `ready`. The instance is stopped
+// (SIGTERM) and `uswitch down` run at the end of the test.
+func start(t *testing.T, name, cfg string, flags ...string) *instance {
 	t.Helper()
 	in := &instance{t: t, name: name, config: cfg, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
-	in.cmd = exec.Command(binary, append([]string{"run"}, in.configArgs()...)...)
+	in.cmd = exec.Command(binary, append(append([]string{"run"}, in.configArgs()...), flags...)...)
 	// If the test binary dies (a timeout), uswitch gets SIGTERM and cleans up.
 	in.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	in.cmd.Stdout = in.stdout

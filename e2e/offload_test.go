@@ -108,17 +108,37 @@ func tcpCsumErrors(t *testing.T, ns string) int {
 }
 
 // TestOffloads carries TCP through every kind of path, with offloads on and
-// off: switched between TAPs and to and from a veth, routed between
-// networks, masqueraded to the host and published from it. Every transfer
-// must arrive intact with no receiver counting a checksum error, and a
-// capture during a transfer must hold only valid wire frames.
+// off, each with reader goroutines and with the busy-poll thread (which
+// serves the TAPs with vnet headers and the packet sockets of the veths):
+// switched between TAPs and to and from a veth, routed between networks,
+// masqueraded to the host and published from it. Every transfer must
+// arrive intact with no receiver counting a checksum error, and a capture
+// during a transfer must hold only valid wire frames.
 func TestOffloads(t *testing.T) {
 	needRoot(t)
-	for _, offload := range []bool{true, false} {
-		t.Run(fmt.Sprintf("offload=%t", offload), func(t *testing.T) {
+	for _, mode := range []struct {
+		offload, busyPoll bool
+	}{{true, false}, {false, false}, {true, true}, {false, true}} {
+		offload := mode.offload
+		t.Run(fmt.Sprintf("offload=%t,busy-poll=%t", offload, mode.busyPoll), func(t *testing.T) {
 			name := prefix("off")
 			cfg := writeConfig(t, offloadConfig(name, offload))
-			in := start(t, name, cfg)
+			var flags []string
+			if mode.busyPoll {
+				flags = append(flags, "--busy-poll")
+			}
+			in := start(t, name, cfg, flags...)
+			if mode.busyPoll {
+				// The thread serves the TAPs with vnet headers (a, b, r and
+				// the uplink) and the veth (c); plain TAPs keep readers.
+				n, err := metric(controlClient(name), "uswitch_busy_poll_ports")
+				require.NoError(t, err)
+				want := 1.0
+				if offload {
+					want = 5
+				}
+				require.Equal(t, want, n, "ports served by the busy-poll thread")
+			}
 			a, b, c, r, host := name+"-a", name+"-b", name+"-c", name+"-r", name+"-host"
 			const ipA, ipB, ipC, ipR = "10.78.0.2", "10.78.0.3", "10.78.0.4", "10.79.0.2"
 			const size = 16 << 20

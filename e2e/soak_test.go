@@ -153,8 +153,8 @@ func controlClient(name string) *http.Client {
 	}}
 }
 
-// goroutines reads go_goroutines from /metrics.
-func goroutines(c *http.Client) (int, error) {
+// metric reads an unlabelled metric from /metrics.
+func metric(c *http.Client, name string) (float64, error) {
 	resp, err := c.Get("http://uswitch/metrics")
 	if err != nil {
 		return 0, err
@@ -162,25 +162,32 @@ func goroutines(c *http.Client) (int, error) {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return int(f), err
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(v, 64)
 		}
 	}
-	return 0, fmt.Errorf("no go_goroutines in /metrics")
+	return 0, fmt.Errorf("no %s in /metrics", name)
+}
+
+// goroutines reads go_goroutines from /metrics.
+func goroutines(c *http.Client) (int, error) {
+	f, err := metric(c, "go_goroutines")
+	return int(f), err
 }
 
 type soakSample struct {
 	at         time.Duration
 	goroutines int
 	rssKiB     int
+	conns      int // uswitch_conntrack_entries
 }
 
 // TestSoakMixedTraffic runs TCP transfers (same network, across networks,
 // to the host through the masquerading uplink), UDP request/response and
 // ping in loops for USWITCH_SOAK (default 60s), then checks: every TCP
-// byte arrived intact, no error was logged, goroutines and RSS did not
-// grow between the first and the last 10 s, and each endpoint's switch
+// byte arrived intact, no error was logged, goroutines did not grow and
+// RSS grew no more than the connection table explains between the first
+// and the last 10 s, and each endpoint's switch
 // port received at least the TCP payload its endpoint sent.
 func TestSoakMixedTraffic(t *testing.T) {
 	needRoot(t)
@@ -295,34 +302,37 @@ func TestSoakMixedTraffic(t *testing.T) {
 	pid := in.cmd.Process.Pid
 	var samples []soakSample
 	t0 := time.Now()
-	for time.Now().Before(deadline) {
+	sample := func() {
 		n, err := goroutines(cc)
 		require.NoError(t, err)
-		samples = append(samples, soakSample{at: time.Since(t0), goroutines: n, rssKiB: rssKiB(t, pid)})
+		conns, err := metric(cc, "uswitch_conntrack_entries")
+		require.NoError(t, err)
+		samples = append(samples, soakSample{at: time.Since(t0), goroutines: n, rssKiB: rssKiB(t, pid), conns: int(conns)})
+	}
+	for time.Now().Before(deadline) {
+		sample()
 		time.Sleep(time.Second)
 	}
 	wg.Wait()
 	time.Sleep(500 * time.Millisecond) // let the last frames be counted
-	n, err := goroutines(cc)
-	require.NoError(t, err)
-	samples = append(samples, soakSample{at: time.Since(t0), goroutines: n, rssKiB: rssKiB(t, pid)})
+	sample()
 
 	// First and last 10 s (they overlap when the soak is shorter than 20 s).
 	window := 10 * time.Second
-	var firstG, lastG, firstR, lastR int
+	var firstG, lastG, firstR, lastR, firstC, lastC int
 	for _, s := range samples {
 		if s.at <= window {
-			firstG, firstR = max(firstG, s.goroutines), max(firstR, s.rssKiB)
+			firstG, firstR, firstC = max(firstG, s.goroutines), max(firstR, s.rssKiB), max(firstC, s.conns)
 		}
 		if s.at >= samples[len(samples)-1].at-window {
-			lastG, lastR = max(lastG, s.goroutines), max(lastR, s.rssKiB)
+			lastG, lastR, lastC = max(lastG, s.goroutines), max(lastR, s.rssKiB), max(lastC, s.conns)
 		}
 	}
 	t.Logf("soak %v: %d TCP transfers (bytes sent: a %d, c %d, d %d, e %d), UDP %d/%d answered, %d ping rounds",
 		dur, transfers.Load(), sentBy[a].Load(), sentBy[c].Load(), sentBy[d].Load(), sentBy[e].Load(),
 		udpAnswered.Load(), udpSent.Load(), pingRounds.Load())
-	t.Logf("goroutines: max %d in the first 10s, %d in the last; RSS: max %d KiB in the first 10s, %d KiB in the last",
-		firstG, lastG, firstR, lastR)
+	t.Logf("goroutines: max %d in the first 10s, %d in the last; RSS: max %d KiB in the first 10s, %d KiB in the last; connections: max %d in the first 10s, %d in the last",
+		firstG, lastG, firstR, lastR, firstC, lastC)
 
 	require.Empty(t, errs, "errors during the soak")
 	require.Positive(t, transfers.Load())
@@ -330,14 +340,15 @@ func TestSoakMixedTraffic(t *testing.T) {
 	// UDP has no retransmission: a loss now and then is allowed, 1% is not.
 	require.GreaterOrEqual(t, udpAnswered.Load()*100, udpSent.Load()*99, "UDP answered %d of %d", udpAnswered.Load(), udpSent.Load())
 	require.NotContains(t, in.stderr.String(), "level=ERROR", in.stderr.String())
-	// Slack: a few goroutines for control requests in flight; RSS may
-	// grow with the connection table, which grows for the whole minute
-	// (finished TCP connections stay in TIME_WAIT for 120 s), and the race
-	// detector's shadow memory, but not by more than 64 MiB between the
-	// first and the last 10 s (measured here: +19 MiB).
-	const goroutineSlack, rssSlackKiB = 5, 64 << 10
+	// Slack: a few goroutines for control requests in flight. RSS grows
+	// with the connection table, which grows for the whole minute
+	// (finished TCP connections stay in TIME_WAIT for 120 s): each live
+	// connection may cost connKiB (measured under the race detector, with
+	// its shadow memory and the GC's headroom: 3.2 KiB), and anything else
+	// 64 MiB at most between the first and the last 10 s.
+	const goroutineSlack, rssSlackKiB, connKiB = 5, 64 << 10, 4
 	require.LessOrEqual(t, lastG, firstG+goroutineSlack, "goroutines grew")
-	require.LessOrEqual(t, lastR, firstR+rssSlackKiB, "RSS grew")
+	require.LessOrEqual(t, lastR, firstR+rssSlackKiB+max(lastC-firstC, 0)*connKiB, "RSS grew more than the connection table explains")
 
 	out, err := in.cli("ports", "-o", "json")
 	require.NoError(t, err)

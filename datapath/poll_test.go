@@ -1,0 +1,309 @@
+package datapath
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"uswitch/clock"
+	"uswitch/packet"
+	"uswitch/tap"
+)
+
+// sockPort is a tap.Polled over one end of a SOCK_SEQPACKET socket pair: a
+// real descriptor for the busy-poll thread's epoll set, without root. The
+// test holds the other end (peer): a frame written there is a frame the
+// port receives, and what the switch sends out of the port is read there.
+type sockPort struct {
+	fd     int
+	peer   int
+	mu     sync.RWMutex
+	closed bool
+	fail   atomic.Pointer[error] // TryReadFrame returns it (a device that fails)
+}
+
+func newSockPort(t testing.TB) *sockPort {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	// The peer blocks: the test's reads wait for the switch.
+	require.NoError(t, unix.SetNonblock(fds[1], false))
+	require.NoError(t, unix.SetsockoptTimeval(fds[1], unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2}))
+	s := &sockPort{fd: fds[0], peer: fds[1]}
+	t.Cleanup(func() { s.Close(); unix.Close(s.peer) })
+	return s
+}
+
+func (s *sockPort) Fd() int { return s.fd }
+
+func (s *sockPort) TryReadFrame(b []byte) (int, packet.Offload, bool, error) {
+	if err := s.fail.Load(); err != nil {
+		return 0, packet.Offload{}, false, *err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, packet.Offload{}, false, tap.ErrClosed
+	}
+	n, err := unix.Read(s.fd, b)
+	if err == unix.EAGAIN {
+		return 0, packet.Offload{}, false, nil
+	}
+	if err != nil {
+		return 0, packet.Offload{}, false, err
+	}
+	return n, packet.Offload{}, true, nil
+}
+
+func (s *sockPort) ReadFrame(b []byte) (int, packet.Offload, error) {
+	for {
+		n, off, ok, err := s.TryReadFrame(b)
+		if ok || err != nil {
+			return n, off, err
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (s *sockPort) WriteFrame(b []byte, off packet.Offload) error {
+	if !off.Plain() {
+		return errors.New("sockPort takes plain frames only")
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return tap.ErrClosed
+	}
+	_, err := unix.Write(s.fd, b)
+	return err
+}
+
+func (s *sockPort) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return unix.Close(s.fd)
+}
+
+// send writes a frame into the port, as the namespace behind it would.
+func (s *sockPort) send(t testing.TB, frame []byte) {
+	t.Helper()
+	_, err := unix.Write(s.peer, frame)
+	require.NoError(t, err)
+}
+
+// recv reads the next frame the switch sent out of the port (2 s at most).
+func (s *sockPort) recv(t testing.TB, buf []byte) []byte {
+	t.Helper()
+	n, err := unix.Read(s.peer, buf)
+	require.NoError(t, err, "no frame out of the port")
+	return buf[:n]
+}
+
+// pollTopo is testPlan's front network with web and web2 on socket-pair
+// ports, served by the busy-poll thread.
+func pollTopo(t testing.TB) (*Datapath, *sockPort, *sockPort) {
+	t.Helper()
+	dp, err := NewWithOptions(testPlan(true), &clock.Fake{}, slog.New(slog.DiscardHandler), Options{BusyPoll: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { dp.Close() })
+	web, web2 := newSockPort(t), newSockPort(t)
+	require.NoError(t, dp.AttachEndpoint("web", web))
+	require.NoError(t, dp.AttachEndpoint("web2", web2))
+	return dp, web, web2
+}
+
+// seqFrame is a UDP frame web -> web2 whose payload carries seq.
+func seqFrame(t testing.TB, seq uint32) []byte {
+	f := udp(t, mac4(netip.MustParseAddr("172.20.0.10")), mac4(netip.MustParseAddr("172.20.0.11")), "172.20.0.10", "172.20.0.11", 64)
+	binary.BigEndian.PutUint32(f[len(f)-4:], seq)
+	return f
+}
+
+func TestBusyPollForwardsInOrder(t *testing.T) {
+	_, web, web2 := pollTopo(t)
+	buf := make([]byte, 2048)
+	// The first frame floods (web2's MAC is unknown) and teaches web's.
+	first := seqFrame(t, 0)
+	web.send(t, first)
+	require.Equal(t, first, web2.recv(t, buf))
+	// Bursts (of what the socket pair queues without dropping): each frame
+	// arrives once, in order, on the other port only.
+	const bursts, burst = 20, 32
+	seq := uint32(1)
+	for range bursts {
+		for i := range uint32(burst) {
+			web.send(t, seqFrame(t, seq+i))
+		}
+		for range burst {
+			got := web2.recv(t, buf)
+			require.Equal(t, seq, binary.BigEndian.Uint32(got[len(got)-4:]), "frame %d out of order", seq)
+			seq++
+		}
+	}
+	back := udp(t, mac4(netip.MustParseAddr("172.20.0.11")), mac4(netip.MustParseAddr("172.20.0.10")), "172.20.0.11", "172.20.0.10", 64)
+	web2.send(t, back)
+	require.Equal(t, back, web.recv(t, buf))
+	// Nothing else came out of web (known unicast is not flooded).
+	require.NoError(t, unix.SetNonblock(web.peer, true))
+	_, err := unix.Read(web.peer, buf)
+	require.ErrorIs(t, err, unix.EAGAIN)
+}
+
+func TestBusyPollLostPortIsDetached(t *testing.T) {
+	var logs bytes.Buffer
+	dp, err := NewWithOptions(testPlan(true), &clock.Fake{}, slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)), Options{BusyPoll: true})
+	require.NoError(t, err)
+	defer dp.Close()
+	web, web2 := newSockPort(t), newSockPort(t)
+	require.NoError(t, dp.AttachEndpoint("web", web))
+	require.NoError(t, dp.AttachEndpoint("web2", web2))
+	gone := errors.New("device gone")
+	web.fail.Store(&gone)
+	web.send(t, seqFrame(t, 1)) // makes it readable, so the thread reads it
+	require.Eventually(t, func() bool {
+		for _, p := range dp.Network("front").Ports() {
+			if p.Name == "web" {
+				return false
+			}
+		}
+		return true
+	}, 2*time.Second, time.Millisecond, "web still attached")
+	require.Contains(t, logs.String(), "port lost")
+	// The other port is still served.
+	web2.send(t, udp(t, mac4(netip.MustParseAddr("172.20.0.11")), packet.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "172.20.0.11", "172.20.0.255", 64))
+	require.Eventually(t, func() bool {
+		for _, p := range dp.Ports() {
+			if p.Name == "web2" {
+				return p.RxPackets == 1
+			}
+		}
+		return false
+	}, 2*time.Second, time.Millisecond)
+}
+
+// syncWriter makes a bytes.Buffer safe for the logger's concurrent writes.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
+}
+
+func TestBusyPollSleepsWhenIdle(t *testing.T) {
+	dp, web, web2 := pollTopo(t)
+	buf := make([]byte, 2048)
+	web.send(t, seqFrame(t, 1))
+	web2.recv(t, buf)
+	// spinIdle after the frame the thread blocks; a frame wakes it again.
+	require.Eventually(t, func() bool { s, _ := dp.BusyPoll(); return s.Sleeps >= 1 }, 2*time.Second, time.Millisecond)
+	require.False(t, dp.poller.spinning.Load())
+	web.send(t, seqFrame(t, 2))
+	got := web2.recv(t, buf)
+	require.Equal(t, uint32(2), binary.BigEndian.Uint32(got[len(got)-4:]))
+}
+
+// TestBusyPollWatchdogLifts keeps every CPU busy with threads at normal
+// priority: the SCHED_IDLE thread would get next to nothing, so the
+// watchdog lifts it and the frames still go through.
+func TestBusyPollWatchdogLifts(t *testing.T) {
+	dp, web, web2 := pollTopo(t)
+	buf := make([]byte, 2048)
+	web.send(t, seqFrame(t, 0))
+	web2.recv(t, buf)
+
+	burners := runtime.NumCPU() + 1
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + burners))
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range burners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread() // a thread of its own for the kernel to schedule
+			for !stop.Load() {
+			}
+		}()
+	}
+	defer func() { stop.Store(true); wg.Wait() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for i := uint32(1); ; i++ {
+		web.send(t, seqFrame(t, i))
+		web2.recv(t, buf)
+		if s, _ := dp.BusyPoll(); s.Lifts > 0 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the watchdog never lifted the starved thread")
+	}
+}
+
+func TestBusyPollCloseStopsTheThread(t *testing.T) {
+	dp, web, web2 := pollTopo(t)
+	buf := make([]byte, 2048)
+	web.send(t, seqFrame(t, 1))
+	web2.recv(t, buf)
+	done := make(chan error, 1)
+	go func() { done <- dp.Close() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return: the busy-poll thread or its watchdog did not stop")
+	}
+	// The devices are closed: nothing is forwarded any more.
+	_, err := unix.Write(web.peer, seqFrame(t, 2))
+	require.Error(t, err)
+}
+
+// TestBusyPollDoesNotAllocate: a frame through the busy-poll thread, from
+// one port's descriptor to the other's, allocates nothing.
+func TestBusyPollDoesNotAllocate(t *testing.T) {
+	_, web, web2 := pollTopo(t)
+	buf := make([]byte, 2048)
+	f := seqFrame(t, 1)
+	web.send(t, f)
+	web2.recv(t, buf)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := unix.Write(web.peer, f); err != nil {
+			panic(err)
+		}
+		if _, err := unix.Read(web2.peer, buf); err != nil {
+			panic(err)
+		}
+	})
+	require.Zero(t, allocs)
+}
+
+func TestBusyPollStatsOnlyWithBusyPoll(t *testing.T) {
+	dp, _, _ := pollTopo(t)
+	_, ok := dp.BusyPoll()
+	require.True(t, ok)
+	plain, err := New(testPlan(true), &clock.Fake{}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer plain.Close()
+	_, ok = plain.BusyPoll()
+	require.False(t, ok)
+}
