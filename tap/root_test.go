@@ -411,14 +411,20 @@ func udpChecksumOK(ip []byte) bool {
 // TestVnetTAPOffloads: the kernel hands a vnet_hdr TAP partial checksums
 // and TCP super-frames with their virtio-net headers, which software
 // segmentation turns into valid wire frames; reads and writes allocate
-// nothing.
+// nothing. The same with the descriptor in the Go netpoller and polled.
 func TestVnetTAPOffloads(t *testing.T) {
 	needRoot(t)
+	for _, polled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("polled=%t", polled), func(t *testing.T) { testVnetTAPOffloads(t, polled) })
+	}
+}
+
+func testVnetTAPOffloads(t *testing.T, polled bool) {
 	ns := newNetns(t)
 	h := handleAt(t, ns)
 	name := prefix + "v"
 	var tp *VnetTAP
-	if err := nsthread.In(ns, func() (err error) { tp, err = OpenVnetTAP(name, false); return }); err != nil {
+	if err := nsthread.In(ns, func() (err error) { tp, err = OpenVnetTAP(name, polled); return }); err != nil {
 		t.Fatalf("OpenVnetTAP: %v", err)
 	}
 	t.Cleanup(func() { tp.Close() })
@@ -442,6 +448,38 @@ func TestVnetTAPOffloads(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per write and read", allocs)
+	}
+	if polled {
+		// Nothing waits: a polled read says so at once, without allocating.
+		allocs := testing.AllocsPerRun(50, func() {
+			if _, _, ok, err := tp.TryReadFrame(b); ok || err != nil {
+				t.Fatalf("TryReadFrame with nothing waiting: ok %v, err %v", ok, err)
+			}
+		})
+		if allocs != 0 {
+			t.Fatalf("%v allocations per empty TryReadFrame", allocs)
+		}
+		// The reply to a probe is there to be taken.
+		if err := tp.WriteFrame(probe, packet.Offload{}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			n, _, ok, err := tp.TryReadFrame(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				if n < 42 || binary.BigEndian.Uint16(b[12:14]) != 0x0806 {
+					t.Fatalf("TryReadFrame: %d bytes, not the ARP reply", n)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no ARP reply to TryReadFrame")
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 
 	// A TCP connection from the namespace to the fake peer, whose side
@@ -520,5 +558,43 @@ func requireWireFrames(t *testing.T, f []byte, off packet.Offload, n int) {
 	})
 	if err != nil || got != n {
 		t.Fatalf("segmenting %d bytes with %+v: %d frames, %v; want %d valid ones", len(f), off, got, err, n)
+	}
+}
+
+// TestPolledCloseUnblocksRead: Close ends a polled descriptor's waiting
+// ReadFrame (which sleeps in poll(2)) with ErrClosed, and later calls fail
+// with it too.
+func TestPolledCloseUnblocksRead(t *testing.T) {
+	needRoot(t)
+	ns := newNetns(t)
+	var tp *VnetTAP
+	if err := nsthread.In(ns, func() (err error) { tp, err = OpenVnetTAP(prefix+"c", true); return }); err != nil {
+		t.Fatalf("OpenVnetTAP: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := tp.ReadFrame(make([]byte, MaxFrame))
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := tp.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("ReadFrame after Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("ReadFrame still waiting 2 s after Close")
+	}
+	if _, _, _, err := tp.TryReadFrame(make([]byte, 64)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("TryReadFrame after Close: %v, want ErrClosed", err)
+	}
+	if err := tp.WriteFrame(make([]byte, 60), packet.Offload{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("WriteFrame after Close: %v, want ErrClosed", err)
+	}
+	if err := tp.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
 	}
 }
