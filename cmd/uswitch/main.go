@@ -26,7 +26,7 @@ type command struct {
 }
 
 var commands = []command{
-	{"run", "[--config FILE]", "create the networks and run the datapath until interrupted", cmdRun},
+	{"run", "[--config FILE] [--busy-poll] [--cpuprofile FILE]", "create the networks and run the datapath until interrupted", cmdRun},
 	{"check", "--config FILE", "validate a config and print the resolved plan", cmdCheck},
 	{"down", "--config FILE", "remove what a crashed run left behind", cmdDown},
 	{"fdb", "[--network N] [--watch] [-o json]", "show the MAC learning table, or watch it change", cmdFDB},
