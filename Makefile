@@ -30,9 +30,10 @@ vet:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./vswitch ./router ./nat ./datapath ./gso ./packet
 
-# The kernel, uswitch offload and uswitch plain side by side in the same run
-# (needs root); writes bench/RESULTS.md with both instances' CPU profiles.
-# SECS seconds per iperf3 test; PROFILE=0 runs without --cpuprofile.
+# The kernel and uswitch offload, busy-poll and plain side by side in the
+# same run (needs root); writes bench/RESULTS.md with each instance's CPU
+# profile. SECS seconds per iperf3 test; PROFILE=0 runs without
+# --cpuprofile; HALTPOLL_NS, ONLY: see bench/net.sh.
 SECS    ?= 5
 PROFILE ?= 1
 bench-net: build

@@ -21,7 +21,15 @@
 #
 # Knobs: SECS (seconds per iperf3 test, default 5), PROFILE (1/0), BIN,
 # ONLY (a space-separated list of measure keys to run, e.g. "tcp1 flood";
-# the others are reported as "-").
+# the others are reported as "-"), HALTPOLL_NS (below).
+#
+# A guest whose cpuidle driver is haltpoll halts an idle vCPU after
+# polling for up to guest_halt_poll_ns (the kernel's default is 200000; a
+# machine may set 0), and waking a halted vCPU costs a VM exit. The kernel
+# bridge answers a ping inside the pinger's own system call and never waits
+# for one; every hop through uswitch wakes a thread, often on the other
+# vCPU. RESULTS.md records the value the run had. HALTPOLL_NS=N sets it for
+# the run (all setups alike) and restores the old value on exit.
 #
 # Needs root, iperf3, ping and iptables (installed when missing), python3 to
 # read iperf3's JSON, and go for the profile report. Everything it makes is
@@ -87,9 +95,12 @@ kill_iperf_server() {
 	return 0
 }
 
+HALTPOLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+HALTPOLL_OLD=""
 cleanup() {
 	set +e
 	trap '' INT TERM
+	[ -n "$HALTPOLL_OLD" ] && echo "$HALTPOLL_OLD" >"$HALTPOLL"
 	[ -n "$OFFL_PID" ] && stop_pid "$OFFL_PID"
 	[ -n "$POLL_PID" ] && stop_pid "$POLL_PID"
 	[ -n "$PLAIN_PID" ] && stop_pid "$PLAIN_PID"
@@ -108,6 +119,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+if [ -n "${HALTPOLL_NS:-}" ]; then
+	[ -w "$HALTPOLL" ] || { log "HALTPOLL_NS: no $HALTPOLL on this machine"; exit 1; }
+	HALTPOLL_OLD=$(cat "$HALTPOLL")
+	echo "$HALTPOLL_NS" >"$HALTPOLL"
+fi
 
 # --- kernel: veth pairs into a bridge that lives in its own namespace
 ip netns add $P-kbr
@@ -396,6 +413,14 @@ binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
 	printf '%s, %s, %d cores, kernel %s, SECS=%s, git %s (binary %s)\n' \
 		"$(date -u +%FT%TZ)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
 		"$(nproc)" "$(uname -r)" "$SECS" "$rev" "${binver:-unknown}"
+	if [ -r "$HALTPOLL" ]; then
+		echo
+		if [ -n "${HALTPOLL_NS:-}" ]; then
+			echo "guest_halt_poll_ns = $(cat "$HALTPOLL") for this run (HALTPOLL_NS; the machine has $HALTPOLL_OLD)."
+		else
+			echo "guest_halt_poll_ns = $(cat "$HALTPOLL") (the machine's; see HALTPOLL_NS in bench/net.sh)."
+		fi
+	fi
 	echo
 	echo "| measure | kernel | uswitch offload | ratio | uswitch offload, busy-poll | ratio | uswitch plain | ratio |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|"

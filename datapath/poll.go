@@ -178,7 +178,7 @@ func (p *poller) run() {
 				n = int(r)
 			}
 			if n == 0 {
-				if p.normal.CompareAndSwap(true, false) {
+				if p.normal.Load() && p.normal.CompareAndSwap(true, false) {
 					setPolicy(0, unix.SCHED_IDLE) // caught up: idle time only from here
 					select {
 					case p.started <- struct{}{}:
