@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side, in the same run with the same tools, the kernel and three
 # uswitch instances: "uswitch offload" (offload = true, TAPs with
-# IFF_VNET_HDR), "uswitch busy-poll" (the same, run with --busy-poll) and
-# "uswitch plain" (offload = false).
+# IFF_VNET_HDR, a reader goroutine per port: --busy-poll=false), "uswitch
+# busy-poll" (the same with the busy-poll thread, the default) and "uswitch
+# plain" (offload = false, reader goroutines).
 #
 #   - L2: two namespaces on a kernel veth+bridge, and on each instance's
 #     switch: TCP 1 stream, TCP 2 streams, ping -A and paced ping round trip,
@@ -255,9 +256,9 @@ usw_ready() {
 	cat "$work/$name.err" >&2
 	return 1
 }
-usw_start "$PLAIN"
+usw_start "$PLAIN" --busy-poll=false
 PLAIN_PID=$LAST_PID
-usw_start "$OFFL"
+usw_start "$OFFL" --busy-poll=false
 OFFL_PID=$LAST_PID
 usw_start "$POLL" --busy-poll
 POLL_PID=$LAST_PID
@@ -437,8 +438,9 @@ binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
 	echo "TCP figures are iperf3's receiver side; UDP is iperf3 -u -l 64 -b 0, datagrams the receiver got"
 	echo "(sent minus lost) per second. ping -A is the median of five runs of 2000 (total time / count)."
 	echo "\"-\" is a measure that failed (its error is on stderr)."
-	echo "uswitch offload runs with offload = true, busy-poll the same with \`uswitch run --busy-poll\`,"
-	echo "uswitch plain with offload = false, all at once."
+	echo "uswitch offload runs with offload = true and \`uswitch run --busy-poll=false\` (a reader goroutine"
+	echo "per port), busy-poll the same with the busy-poll thread (the default), uswitch plain with"
+	echo "offload = false and --busy-poll=false, all at once."
 	if [ "$PROFILE" = 1 ]; then
 		echo "PROFILE=1: every instance ran with --cpuprofile (a few % of overhead on the uswitch figures)."
 	fi

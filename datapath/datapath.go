@@ -1,8 +1,9 @@
 // Package datapath owns a running instance's forwarding plane: one learning
 // switch per network of a Plan, the router with a gateway port on each
-// switch and the uplink, one reader goroutine per attached device that
-// carries each frame through switch and router to its egress device (run to
-// completion), and the timers (FDB ageing, ARP). The same wiring runs with
+// switch and the uplink, the readers that carry each frame through switch
+// and router to its egress device (run to completion): one goroutine per
+// attached device, or one busy-poll thread for every polled device
+// (poll.go), and the timers (FDB ageing, ARP). The same wiring runs with
 // real TAP/veth ports in production and in-memory ports in tests.
 package datapath
 
@@ -235,7 +236,7 @@ func (d *Datapath) AttachEndpoint(port string, dev tap.Port) error {
 	return fmt.Errorf("no endpoint interface is named %q", port)
 }
 
-// Attach adds dev to a network's switch and starts its reader goroutine.
+// Attach adds dev to a network's switch and starts reading it.
 func (d *Datapath) Attach(network string, pc vswitch.PortConfig, dev tap.Port) error {
 	sw := d.byName[network]
 	if sw == nil {

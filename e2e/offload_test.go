@@ -123,11 +123,7 @@ func TestOffloads(t *testing.T) {
 		t.Run(fmt.Sprintf("offload=%t,busy-poll=%t", offload, mode.busyPoll), func(t *testing.T) {
 			name := prefix("off")
 			cfg := writeConfig(t, offloadConfig(name, offload))
-			var flags []string
-			if mode.busyPoll {
-				flags = append(flags, "--busy-poll")
-			}
-			in := start(t, name, cfg, flags...)
+			in := start(t, name, cfg, fmt.Sprintf("--busy-poll=%t", mode.busyPoll))
 			if mode.busyPoll {
 				// The thread serves the TAPs with vnet headers (a, b, r and
 				// the uplink) and the veth (c); plain TAPs keep readers.

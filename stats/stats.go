@@ -60,7 +60,8 @@ var reasonNames = [numReasons]string{
 func (r Reason) String() string { return reasonNames[r] }
 
 // Port holds one port's counters. Receive counters have one writer, the
-// port's reader goroutine, so they are bumped without a locked instruction;
+// port's reader (its goroutine, or the busy-poll thread), so they are bumped
+// without a locked instruction;
 // send counters are shared by every ingress goroutine. The two groups sit on
 // separate cache lines so readers of different ports do not contend.
 type Port struct {
