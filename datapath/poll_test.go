@@ -290,19 +290,38 @@ func TestBusyPollCloseStopsTheThread(t *testing.T) {
 	require.Error(t, err)
 }
 
+// warmPollTopo is pollTopo after one frame web -> web2 (web2's port
+// learned, buffers warm); it returns that frame and a receive buffer.
+func warmPollTopo(tb testing.TB) (web, web2 *sockPort, frame, buf []byte) {
+	_, web, web2 = pollTopo(tb)
+	buf = make([]byte, 2048)
+	frame = seqFrame(tb, 1)
+	web.send(tb, frame)
+	web2.recv(tb, buf)
+	return web, web2, frame, buf
+}
+
+// relay writes n copies of frame into web and reads them out of web2.
+func relay(web, web2 *sockPort, frame, buf []byte, n int) error {
+	for range n {
+		if _, err := peerIO(unix.Write, web.peer, frame); err != nil {
+			return err
+		}
+	}
+	for range n {
+		if _, err := peerIO(unix.Read, web2.peer, buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // TestBusyPollDoesNotAllocate: a frame through the busy-poll thread, from
 // one port's descriptor to the other's, allocates nothing.
 func TestBusyPollDoesNotAllocate(t *testing.T) {
-	_, web, web2 := pollTopo(t)
-	buf := make([]byte, 2048)
-	f := seqFrame(t, 1)
-	web.send(t, f)
-	web2.recv(t, buf)
+	web, web2, f, buf := warmPollTopo(t)
 	allocs := testing.AllocsPerRun(200, func() {
-		if _, err := peerIO(unix.Write, web.peer, f); err != nil {
-			panic(err)
-		}
-		if _, err := peerIO(unix.Read, web2.peer, buf); err != nil {
+		if err := relay(web, web2, f, buf, 1); err != nil {
 			panic(err)
 		}
 	})
@@ -324,24 +343,13 @@ func TestBusyPollStatsOnlyWithBusyPoll(t *testing.T) {
 // socket-pair ports, in bursts of 32 (what the pair queues without
 // dropping); ns/frame counts the test's own write and read as well.
 func BenchmarkBusyPollForward(b *testing.B) {
-	_, web, web2 := pollTopo(b)
-	buf := make([]byte, 2048)
-	f := seqFrame(b, 1)
-	web.send(b, f)
-	web2.recv(b, buf)
+	web, web2, f, buf := warmPollTopo(b)
 	const burst = 32
 	b.ReportAllocs()
 	frames := 0
 	for b.Loop() {
-		for range burst {
-			if _, err := peerIO(unix.Write, web.peer, f); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for range burst {
-			if _, err := peerIO(unix.Read, web2.peer, buf); err != nil {
-				b.Fatal(err)
-			}
+		if err := relay(web, web2, f, buf, burst); err != nil {
+			b.Fatal(err)
 		}
 		frames += burst
 	}
