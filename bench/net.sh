@@ -328,14 +328,16 @@ rtt() {
 	esac
 }
 # flood/paced NS_CLIENT NS_SERVER IP (the server's namespace is unused).
-# A back-to-back run is over in milliseconds and lands bimodally: ~3x faster
-# when the pinger and the switch's thread share a CPU than when every hop
-# wakes the other vCPU. flood reports the median of five runs, for the kernel
-# and uswitch alike.
+# A back-to-back run is over in milliseconds and can land bimodally: ~3x
+# faster when the pinger and the switch's thread share a CPU than when
+# every hop wakes the other vCPU. flood reports the median of five runs of
+# 10000, for the kernel and uswitch alike (ping gives the total time in
+# whole ms: 10000 kernel round trips take ~35 ms, so the figure's grain is
+# under 3%).
 flood() {
 	local i v vals=()
 	for i in 1 2 3 4 5; do
-		v=$(rtt "$1" "$3" "-A -c 2000") || return 1
+		v=$(rtt "$1" "$3" "-A -c 10000") || return 1
 		vals+=("$v")
 	done
 	printf '%s\n' "${vals[@]}" | sort -g | sed -n 3p
@@ -436,7 +438,7 @@ binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
 	echo
 	echo "ratio = uswitch / kernel: higher is better for Gbit/s and kpps, lower is better for RTT (µs)."
 	echo "TCP figures are iperf3's receiver side; UDP is iperf3 -u -l 64 -b 0, datagrams the receiver got"
-	echo "(sent minus lost) per second. ping -A is the median of five runs of 2000 (total time / count)."
+	echo "(sent minus lost) per second. ping -A is the median of five runs of 10000 (total time / count)."
 	echo "\"-\" is a measure that failed (its error is on stderr)."
 	echo "uswitch offload runs with offload = true and \`uswitch run --busy-poll=false\` (a reader goroutine"
 	echo "per port), busy-poll the same with the busy-poll thread (the default), uswitch plain with"

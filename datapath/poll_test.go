@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -354,4 +355,36 @@ func BenchmarkBusyPollForward(b *testing.B) {
 		frames += burst
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(frames), "ns/frame")
+}
+
+// holdsCPULatency reports whether this process has /dev/cpu_dma_latency
+// open (the busy-poll thread's PM QoS request).
+func holdsCPULatency(t *testing.T) bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == "/dev/cpu_dma_latency" {
+			return true
+		}
+	}
+	return false
+}
+
+// TestBusyPollHoldsCPULatencyWhileSpinning: the CPU latency request is
+// held while the thread spins after frames, and dropped when it sleeps.
+func TestBusyPollHoldsCPULatencyWhileSpinning(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root may open /dev/cpu_dma_latency")
+	}
+	dp, web, web2 := pollTopo(t)
+	buf := make([]byte, 2048)
+	require.False(t, holdsCPULatency(t), "held before any frame")
+	web.send(t, seqFrame(t, 1))
+	web2.recv(t, buf)
+	require.Eventually(t, func() bool { return holdsCPULatency(t) }, 2*time.Second, 100*time.Microsecond,
+		"not held while spinning")
+	require.Eventually(t, func() bool { s, _ := dp.BusyPoll(); return s.Sleeps >= 1 }, 2*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return !holdsCPULatency(t) }, 2*time.Second, time.Millisecond,
+		"still held after the thread went to sleep")
 }
