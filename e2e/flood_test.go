@@ -170,19 +170,7 @@ func TestFloodRandomSourceMACs(t *testing.T) {
 	ping(t, b, aIP)
 
 	rssAfter := rssKiB(t, pid)
-	var rx uint64
-	out, err := in.cli("ports", "-o", "json")
-	require.NoError(t, err)
-	var ports []struct {
-		Name      string `json:"name"`
-		RxPackets uint64 `json:"rx_packets"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(out), &ports), out)
-	for _, p := range ports {
-		if p.Name == f {
-			rx = p.RxPackets
-		}
-	}
+	rx := in.port(t, f).RxPackets
 	t.Logf("port %s received %d frames", f, rx)
 	t.Logf("flood: %d frames in %v (%d send errors); ping rounds during it: %d, %d with no answer; RSS %d KiB -> %d KiB (%+d KiB)",
 		sent.Load(), took.Round(time.Millisecond), sendErrs.Load(), rounds.Load(), failed.Load(), rssBefore, rssAfter, rssAfter-rssBefore)
@@ -196,7 +184,7 @@ func TestFloodRandomSourceMACs(t *testing.T) {
 	const rssBound = 64 << 10 // KiB
 	require.Less(t, rssAfter-rssBefore, rssBound, "uswitch grew by %d KiB during the flood", rssAfter-rssBefore)
 
-	out, err = in.cli("fdb", "-o", "json")
+	out, err := in.cli("fdb", "-o", "json")
 	require.NoError(t, err)
 	var rows []fdbRow
 	require.NoError(t, json.Unmarshal([]byte(out), &rows))

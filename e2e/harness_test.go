@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"uswitch/datapath"
 	"uswitch/nsthread"
 )
 
@@ -187,6 +189,28 @@ func (in *instance) cli(args ...string) (string, error) {
 		err = fmt.Errorf("uswitch %s: %w: %s", strings.Join(args, " "), err, errb.String())
 	}
 	return out.String(), err
+}
+
+// ports returns every port's counters from `uswitch ports -o json`.
+func (in *instance) ports(t *testing.T) []datapath.PortInfo {
+	t.Helper()
+	out, err := in.cli("ports", "-o", "json")
+	require.NoError(t, err)
+	var ports []datapath.PortInfo
+	require.NoError(t, json.Unmarshal([]byte(out), &ports), out)
+	return ports
+}
+
+// port returns the counters of the port named name.
+func (in *instance) port(t *testing.T, name string) datapath.PortInfo {
+	t.Helper()
+	for _, p := range in.ports(t) {
+		if p.Name == name {
+			return p
+		}
+	}
+	t.Fatalf("no port %q", name)
+	return datapath.PortInfo{}
 }
 
 // inNetns runs fn on an OS thread switched into the named namespace. Sockets

@@ -130,16 +130,7 @@ func TestL2ThreeNamespaces(t *testing.T) {
 	})
 
 	t.Run("ports count the traffic", func(t *testing.T) {
-		out, err := in.cli("ports", "-o", "json")
-		require.NoError(t, err)
-		var ports []struct {
-			Name      string `json:"name"`
-			RxPackets uint64 `json:"rx_packets"`
-			RxBytes   uint64 `json:"rx_bytes"`
-			TxPackets uint64 `json:"tx_packets"`
-			TxBytes   uint64 `json:"tx_bytes"`
-		}
-		require.NoError(t, json.Unmarshal([]byte(out), &ports))
+		ports := in.ports(t)
 		require.Len(t, ports, 4, "three endpoints and the gateway")
 		require.Equal(t, "gw/lan", ports[0].Name)
 		// Each endpoint sent or received 8 MiB (in super-frames, with

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -162,15 +161,7 @@ func TestOffloads(t *testing.T) {
 			})
 			// With offloads, the frames were super-frames; without, none
 			// was larger than a wire frame.
-			out, err := in.cli("ports", "-o", "json")
-			require.NoError(t, err)
-			var ports []struct {
-				Name      string `json:"name"`
-				RxPackets uint64 `json:"rx_packets"`
-				RxBytes   uint64 `json:"rx_bytes"`
-			}
-			require.NoError(t, json.Unmarshal([]byte(out), &ports))
-			for _, p := range ports {
+			for _, p := range in.ports(t) {
 				if p.Name == a || p.Name == c {
 					avg := p.RxBytes / max(p.RxPackets, 1)
 					if offload {

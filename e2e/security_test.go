@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -40,20 +39,7 @@ network = "lan"
 // portDrops returns the drop counters of one port from `uswitch ports -o json`.
 func portDrops(t *testing.T, in *instance, port string) map[string]uint64 {
 	t.Helper()
-	out, err := in.cli("ports", "-o", "json")
-	require.NoError(t, err)
-	var ports []struct {
-		Name  string            `json:"name"`
-		Drops map[string]uint64 `json:"drops"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(out), &ports), out)
-	for _, p := range ports {
-		if p.Name == port {
-			return p.Drops
-		}
-	}
-	t.Fatalf("no port %q in:\n%s", port, out)
-	return nil
+	return in.port(t, port).Drops
 }
 
 // mustNsExec runs a command inside a namespace and fails the test on error.
