@@ -295,10 +295,15 @@ func (d *Datapath) startReader(name string, dev tap.Port, input func([]byte, pac
 		if err := d.poller.add(name, pd, input, lost); err != nil {
 			return err
 		}
-		d.readers = append(d.readers, reader{name: name, dev: dev})
-		return nil
+	} else {
+		d.goRead(name, dev, input, lost)
 	}
 	d.readers = append(d.readers, reader{name: name, dev: dev})
+	return nil
+}
+
+// goRead starts dev's reader goroutine.
+func (d *Datapath) goRead(name string, dev tap.Port, input func([]byte, packet.Offload), lost func()) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -319,7 +324,6 @@ func (d *Datapath) startReader(name string, dev tap.Port, input func([]byte, pac
 			d.carry(name, input, buf[:n], off)
 		}
 	}()
-	return nil
 }
 
 // carry runs one frame through the datapath. A bug that panics on some

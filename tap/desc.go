@@ -80,6 +80,17 @@ func (d *desc) try(fn func(fd uintptr) bool) (bool, error) {
 	return fn(uintptr(d.fd)), nil
 }
 
+// fail returns the error of an operation op on the descriptor of the port
+// kind name: ErrClosed once the descriptor is closed (the netpoller's "use
+// of closed file", a polled call's ErrClosed), else err with the port and
+// operation.
+func (d *desc) fail(kind, name, op string, err error) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	return portErr(kind, name, op, err)
+}
+
 // close closes the descriptor: through the netpoller, which wakes a pending
 // read, or, polled, once no call is under way (a waiting read sees it
 // within pollWaitMs).

@@ -110,7 +110,7 @@ func (p *Packet) TryReadFrame(b []byte) (int, packet.Offload, bool, error) {
 func (p *Packet) Fd() int { return p.d.fd }
 
 func (p *Packet) read(b []byte, block bool) (int, packet.Offload, bool, error) {
-	if p.d.closed.Load() {
+	if p.d.closed.Load() { // a read after Close leaves the reader state alone
 		return 0, packet.Offload{}, false, ErrClosed
 	}
 	// Leave room to re-insert a VLAN tag without losing the frame's end.
@@ -120,10 +120,7 @@ func (p *Packet) read(b []byte, block bool) (int, packet.Offload, bool, error) {
 	}
 	n, off, ok, err := p.rd.read(p.d, buf, block)
 	if err != nil {
-		if p.d.closed.Load() { // the poller's "use of closed file"
-			return 0, off, false, ErrClosed
-		}
-		return 0, off, false, portErr("packet", p.name, "read", err)
+		return 0, off, false, p.d.fail("packet", p.name, "read", err)
 	}
 	if !ok {
 		return 0, off, false, nil
@@ -208,10 +205,7 @@ func (p *Packet) WriteFrame(frame []byte, off packet.Offload) error {
 		err = gso.Wire(frame, off, p.write)
 	}
 	if err != nil {
-		if p.d.closed.Load() {
-			return ErrClosed
-		}
-		return portErr("packet", p.name, "write", err)
+		return p.d.fail("packet", p.name, "write", err)
 	}
 	return nil
 }

@@ -101,10 +101,7 @@ func (t *VnetTAP) Fd() int { return t.d.fd }
 func (t *VnetTAP) read(b []byte, block bool) (int, packet.Offload, bool, error) {
 	n, off, ok, err := t.rd.read(t.d, b, block)
 	if err != nil {
-		if t.d.closed.Load() {
-			return 0, off, false, ErrClosed
-		}
-		return 0, off, false, portErr("TAP", t.name, "read", err)
+		return 0, off, false, t.d.fail("TAP", t.name, "read", err)
 	}
 	return n, off, ok, nil
 }
@@ -116,10 +113,7 @@ func (t *VnetTAP) WriteFrame(frame []byte, off packet.Offload) error {
 		return ErrClosed
 	}
 	if err := writeFrame(t.d, frame, off, true); err != nil {
-		if t.d.closed.Load() {
-			return ErrClosed
-		}
-		return portErr("TAP", t.name, "write", err)
+		return t.d.fail("TAP", t.name, "write", err)
 	}
 	return nil
 }
