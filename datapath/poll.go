@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -121,10 +122,7 @@ func (p *poller) add(name string, dev tap.Polled, input func([]byte, packet.Offl
 	defer p.mu.Unlock()
 	fd := int32(dev.Fd())
 	old := *p.ports.Load()
-	ports := make(map[int32]*polledPort, len(old)+1)
-	for k, v := range old {
-		ports[k] = v
-	}
+	ports := maps.Clone(old)
 	ports[fd] = &polledPort{name: name, dev: dev, input: input, lost: lost}
 	p.ports.Store(&ports)
 	if err := unix.EpollCtl(p.ep, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN, Fd: fd}); err != nil {
@@ -139,13 +137,8 @@ func (p *poller) add(name string, dev tap.Polled, input func([]byte, packet.Offl
 func (p *poller) drop(fd int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	old := *p.ports.Load()
-	ports := make(map[int32]*polledPort, len(old))
-	for k, v := range old {
-		if k != fd {
-			ports[k] = v
-		}
-	}
+	ports := maps.Clone(*p.ports.Load())
+	delete(ports, fd)
 	p.ports.Store(&ports)
 	_ = unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, int(fd), nil)
 }
