@@ -28,7 +28,7 @@ vet:
 
 # Go microbenchmarks of the fast paths (ns/frame, allocs/op).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./vswitch ./router ./nat ./datapath ./gso ./packet
+	$(GO) test -run '^$$' -bench . -benchmem ./switch ./router ./nat ./datapath ./gso ./packet
 
 # The kernel and uswitch offload, busy-poll and plain side by side in the
 # same run (needs root); writes bench/RESULTS.md with each instance's CPU
@@ -45,7 +45,7 @@ bench-net: build
 # Go 1.27): that, and only that, is reported and not failed. A crasher
 # ("Failing input written to ...") or any other error fails.
 FUZZTIME ?= 20s
-FUZZ_TARGETS := vswitch:FuzzInput router:FuzzPortInput packet:FuzzViews packet:FuzzSum \
+FUZZ_TARGETS := switch:FuzzInput router:FuzzPortInput packet:FuzzViews packet:FuzzSum \
 	config:FuzzParse nat:FuzzHooks datapath:FuzzDatapath datapath:FuzzDatapathOffload gso:FuzzSegment
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"uswitch/clock"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // State is a neighbour entry's state, named as `ip neigh` names them.

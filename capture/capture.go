@@ -30,8 +30,8 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
-	"uswitch/gso"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/gso"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // Limits of a subscription and of a hub. A subscription holds at most

@@ -16,7 +16,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/stretchr/testify/require"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // testFrame is a distinct frame of n bytes (n >= 14): broadcast Ethernet,

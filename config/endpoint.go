@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // epState is an endpoint during resolution.

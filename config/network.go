@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"regexp"
 
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // netState is a network during resolution.

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"time"
 
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // Plan is a validated, fully resolved configuration: every default applied,

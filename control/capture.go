@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"uswitch/capture"
+	"github.com/uswitch-dev/uswitch/capture"
 )
 
 // PcapContentType is the media type of GET /v1/capture.

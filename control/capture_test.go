@@ -14,8 +14,8 @@ import (
 	"github.com/google/gopacket/pcapgo"
 	"github.com/stretchr/testify/require"
 
-	"uswitch/datapath"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/datapath"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // readPcap decodes a pcap stream until it ends and returns its frames.

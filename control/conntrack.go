@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"slices"
 
-	"uswitch/nat"
+	"github.com/uswitch-dev/uswitch/nat"
 )
 
 // conntrackProtos are the values ?proto= takes on /v1/conntrack.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"uswitch/nat"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/nat"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 var macHost = packet.MAC{0x02, 0xaa, 0, 0, 0, 1} // the uplink's host side

@@ -17,12 +17,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"uswitch/capture"
-	"uswitch/datapath"
-	"uswitch/nat"
-	"uswitch/packet"
-	"uswitch/router"
-	"uswitch/vswitch"
+	"github.com/uswitch-dev/uswitch/capture"
+	"github.com/uswitch-dev/uswitch/datapath"
+	"github.com/uswitch-dev/uswitch/nat"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/router"
+	vswitch "github.com/uswitch-dev/uswitch/switch"
 )
 
 // Backend is what the control API inspects. *datapath.Datapath satisfies

@@ -4,9 +4,9 @@ import (
 	"net/http"
 	"net/netip"
 
-	"uswitch/arp"
-	"uswitch/packet"
-	"uswitch/router"
+	"github.com/uswitch-dev/uswitch/arp"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/router"
 )
 
 // NeighEntry is one row of GET /v1/neigh: a neighbour of a router port.

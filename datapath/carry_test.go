@@ -7,8 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"uswitch/clock"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 func TestPanicCostsOneFrame(t *testing.T) {

@@ -18,16 +18,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"uswitch/capture"
-	"uswitch/clock"
-	"uswitch/config"
-	"uswitch/dns"
-	"uswitch/nat"
-	"uswitch/packet"
-	"uswitch/router"
-	"uswitch/stats"
-	"uswitch/tap"
-	"uswitch/vswitch"
+	"github.com/uswitch-dev/uswitch/capture"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/dns"
+	"github.com/uswitch-dev/uswitch/nat"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/router"
+	"github.com/uswitch-dev/uswitch/stats"
+	vswitch "github.com/uswitch-dev/uswitch/switch"
+	"github.com/uswitch-dev/uswitch/tap"
 )
 
 // UplinkPort is the name of the router's port to the host.

@@ -11,11 +11,11 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
 
-	"uswitch/clock"
-	"uswitch/config"
-	"uswitch/packet"
-	"uswitch/tap"
-	"uswitch/vswitch"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/packet"
+	vswitch "github.com/uswitch-dev/uswitch/switch"
+	"github.com/uswitch-dev/uswitch/tap"
 )
 
 func mac4(a netip.Addr) packet.MAC {

@@ -11,9 +11,9 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"uswitch/clock"
-	"uswitch/packet"
-	"uswitch/tap"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/tap"
 )
 
 // fuzzPorts are the endpoint ports of testPlan an input can be injected on.

@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"uswitch/packet"
-	"uswitch/tap"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/tap"
 )
 
 // The busy-poll thread (Options.BusyPoll) serves every tap.Polled port

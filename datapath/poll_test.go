@@ -16,9 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"uswitch/clock"
-	"uswitch/packet"
-	"uswitch/tap"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/tap"
 )
 
 // sockPort is a tap.Polled over one end of a SOCK_SEQPACKET socket pair: a

@@ -28,7 +28,7 @@ import (
 
 	miekg "github.com/miekg/dns"
 
-	"uswitch/config"
+	"github.com/uswitch-dev/uswitch/config"
 )
 
 // TTL is the time to live of local answers, in seconds (Docker's).

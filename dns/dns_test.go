@@ -11,7 +11,7 @@ import (
 	miekg "github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
 
-	"uswitch/config"
+	"github.com/uswitch-dev/uswitch/config"
 )
 
 const testConfig = `name = "t"

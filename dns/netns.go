@@ -4,7 +4,7 @@ import (
 	"context"
 	"net"
 
-	"uswitch/nsthread"
+	"github.com/uswitch-dev/uswitch/nsthread"
 )
 
 // NetnsDialer returns a Dialer whose sockets live in the named network

@@ -12,8 +12,8 @@ import (
 	miekg "github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
 
+	"github.com/uswitch-dev/uswitch/nsthread"
 	"github.com/vishvananda/netns"
-	"uswitch/nsthread"
 )
 
 // testNetns makes a namespace of the test's own, with lo up, and removes it

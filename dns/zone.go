@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"uswitch/config"
+	"github.com/uswitch-dev/uswitch/config"
 )
 
 // zone is what the resolver knows about one network with dns = true: the

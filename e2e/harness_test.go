@@ -18,8 +18,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"uswitch/datapath"
-	"uswitch/nsthread"
+	"github.com/uswitch-dev/uswitch/datapath"
+	"github.com/uswitch-dev/uswitch/nsthread"
 )
 
 // binary is the uswitch binary built once by TestMain.

@@ -17,7 +17,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 	"github.com/stretchr/testify/require"
 
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // offloadConfig: lan with two TAP endpoints and a veth one, an open network

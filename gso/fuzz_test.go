@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/gopacket/layers"
 
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // FuzzSegment feeds Segment any frame and offload header: it must not

@@ -14,7 +14,7 @@ import (
 	"errors"
 	"sync"
 
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 var (

@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"uswitch/clock"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // TCP connection states, as nf_conntrack names them.

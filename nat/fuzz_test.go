@@ -5,7 +5,7 @@ import (
 
 	"github.com/google/gopacket/layers"
 
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // truncated cuts an IPv4 packet to n bytes, total length included.

@@ -11,9 +11,9 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
 
-	"uswitch/clock"
-	"uswitch/config"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // The test topology: front (masquerade, isolated) with web, which publishes

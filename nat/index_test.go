@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"uswitch/clock"
+	"github.com/uswitch-dev/uswitch/clock"
 )
 
 func udpConn(src byte, sport uint16) *Conn {

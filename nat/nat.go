@@ -4,9 +4,9 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 
-	"uswitch/clock"
-	"uswitch/packet"
-	"uswitch/stats"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/stats"
 )
 
 // Tracker is the connection tracking and NAT of one router: a table, a

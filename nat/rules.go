@@ -11,9 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"uswitch/config"
-	"uswitch/packet"
-	"uswitch/stats"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/stats"
 )
 
 // Hook is a point of a packet's path where rules are evaluated.

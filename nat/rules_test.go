@@ -14,8 +14,8 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
 
-	"uswitch/config"
-	"uswitch/stats"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/stats"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")

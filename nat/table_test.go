@@ -8,9 +8,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"uswitch/clock"
-	"uswitch/config"
-	"uswitch/stats"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/stats"
 )
 
 func maxConns(n int) func(*config.Plan) {

@@ -7,8 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"uswitch/config"
-	"uswitch/stats"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/stats"
 )
 
 // tcpConn drives one masqueraded TCP connection from web to remote:443.

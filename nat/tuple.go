@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // Tuple is one direction of a connection. For ICMP echo both ports hold the

@@ -1,6 +1,6 @@
 package proxy
 
-import "uswitch/nsthread"
+import "github.com/uswitch-dev/uswitch/nsthread"
 
 // inNetns runs fn inside the proxy's namespace, so the sockets it makes
 // belong there; with no namespace named, in the current one.

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netns"
 
-	"uswitch/nsthread"
+	"github.com/uswitch-dev/uswitch/nsthread"
 )
 
 // ipCmd runs ip(8) with args.

@@ -21,9 +21,9 @@ import (
 
 	"github.com/vishvananda/netns"
 
-	"uswitch/config"
+	"github.com/uswitch-dev/uswitch/config"
 
-	"uswitch/nsthread"
+	"github.com/uswitch-dev/uswitch/nsthread"
 )
 
 // Protocols a Mapping can name.

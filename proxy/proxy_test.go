@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"uswitch/config"
+	"github.com/uswitch-dev/uswitch/config"
 )
 
 func TestMappings(t *testing.T) {

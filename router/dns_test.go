@@ -10,10 +10,10 @@ import (
 	miekg "github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
 
-	"uswitch/config"
-	"uswitch/dns"
-	"uswitch/packet"
-	"uswitch/stats"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/dns"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/stats"
 )
 
 // dnsPlan: web (alias www) on front, db on back; back has no DNS unless

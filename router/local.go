@@ -6,11 +6,11 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"uswitch/clock"
-	"uswitch/gso"
-	"uswitch/nat"
-	"uswitch/packet"
-	"uswitch/stats"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/gso"
+	"github.com/uswitch-dev/uswitch/nat"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/stats"
 )
 
 const (

@@ -17,11 +17,11 @@ import (
 	"net/netip"
 	"sync"
 
-	"uswitch/arp"
-	"uswitch/clock"
-	"uswitch/nat"
-	"uswitch/packet"
-	"uswitch/stats"
+	"github.com/uswitch-dev/uswitch/arp"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/nat"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/stats"
 )
 
 // Link is where a router port's frames go: the network's switch, or the

@@ -11,11 +11,11 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
 
-	"uswitch/clock"
-	"uswitch/config"
-	"uswitch/nat"
-	"uswitch/packet"
-	"uswitch/stats"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/nat"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/stats"
 )
 
 // capture is a Link that keeps copies of what the router sent, and the

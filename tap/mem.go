@@ -5,8 +5,8 @@ import (
 	"sync"
 	"time"
 
-	"uswitch/gso"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/gso"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // Mem is an in-memory Port. What a test Injects is what ReadFrame returns

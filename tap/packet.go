@@ -8,8 +8,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"uswitch/gso"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/gso"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // Packet is an AF_PACKET socket bound to one interface (typically the host

@@ -3,8 +3,8 @@ package tap
 import (
 	"errors"
 
-	"uswitch/gso"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/gso"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // MaxFrame is the largest frame a port reads (a 64 KiB super-frame plus

@@ -16,9 +16,9 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"uswitch/gso"
-	"uswitch/nsthread"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/gso"
+	"github.com/uswitch-dev/uswitch/nsthread"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // These tests need root. Everything they create lives in anonymous network

@@ -9,8 +9,8 @@ import (
 
 	"github.com/songgao/water"
 
-	"uswitch/gso"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/gso"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // TAP is a Linux TAP device opened with songgao/water, the plain path

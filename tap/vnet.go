@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // VnetTAP is a TAP device opened with IFF_VNET_HDR and offloads on

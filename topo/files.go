@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"uswitch/config"
+	"github.com/uswitch-dev/uswitch/config"
 )
 
 // writeNetnsFiles writes /etc/netns/<ns>/hosts, hostname and resolv.conf;

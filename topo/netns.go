@@ -12,7 +12,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"uswitch/nsthread"
+	"github.com/uswitch-dev/uswitch/nsthread"
 )
 
 // netnsDir is where `ip netns` keeps its bind mounts; etcNetnsDir is where

@@ -13,10 +13,10 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"uswitch/config"
-	"uswitch/tap"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/tap"
 
-	"uswitch/nsthread"
+	"github.com/uswitch-dev/uswitch/nsthread"
 )
 
 // Topology is what Apply made for one instance. Close removes it.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"uswitch/config"
+	"github.com/uswitch-dev/uswitch/config"
 )
 
 // Tests that need no privileges.

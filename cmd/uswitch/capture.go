@@ -14,8 +14,8 @@ import (
 	"strconv"
 	"syscall"
 
-	"uswitch/capture"
-	"uswitch/control"
+	"github.com/uswitch-dev/uswitch/capture"
+	"github.com/uswitch-dev/uswitch/control"
 )
 
 func cmdCapture(args []string) error {

@@ -5,8 +5,8 @@ import (
 	"io"
 	"log/slog"
 
-	"uswitch/config"
-	"uswitch/nat"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/nat"
 )
 
 // writeCompiledRules prints, after the resolved plan of `uswitch check`,

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"uswitch/nat"
+	"github.com/uswitch-dev/uswitch/nat"
 )
 
 func cmdConntrack(args []string) error {

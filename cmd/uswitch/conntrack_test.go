@@ -14,9 +14,9 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
 
-	"uswitch/config"
-	"uswitch/nat"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/nat"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 func tv(src, dst string, sport, dport uint16) nat.TupleView {

@@ -19,10 +19,10 @@ import (
 	"syscall"
 	"time"
 
-	"uswitch/config"
-	"uswitch/control"
-	"uswitch/datapath"
-	"uswitch/vswitch"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/control"
+	"github.com/uswitch-dev/uswitch/datapath"
+	vswitch "github.com/uswitch-dev/uswitch/switch"
 )
 
 // requestTimeout bounds one inspection request (not a watch).

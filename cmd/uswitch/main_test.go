@@ -18,13 +18,13 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
 
-	"uswitch/clock"
-	"uswitch/config"
-	"uswitch/control"
-	"uswitch/datapath"
-	"uswitch/packet"
-	"uswitch/tap"
-	"uswitch/vswitch"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/control"
+	"github.com/uswitch-dev/uswitch/datapath"
+	"github.com/uswitch-dev/uswitch/packet"
+	vswitch "github.com/uswitch-dev/uswitch/switch"
+	"github.com/uswitch-dev/uswitch/tap"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {

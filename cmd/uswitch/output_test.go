@@ -10,11 +10,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"uswitch/control"
-	"uswitch/datapath"
-	"uswitch/packet"
-	"uswitch/stats"
-	"uswitch/vswitch"
+	"github.com/uswitch-dev/uswitch/control"
+	"github.com/uswitch-dev/uswitch/datapath"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/stats"
+	vswitch "github.com/uswitch-dev/uswitch/switch"
 )
 
 // lines joins golden lines with newlines, for readable expectations.

@@ -7,8 +7,8 @@ import (
 	"os"
 	"strconv"
 
-	"uswitch/control"
-	"uswitch/router"
+	"github.com/uswitch-dev/uswitch/control"
+	"github.com/uswitch-dev/uswitch/router"
 )
 
 func cmdNeigh(args []string) error { return neigh(context.Background(), args, os.Stdout) }

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"uswitch/nat"
+	"github.com/uswitch-dev/uswitch/nat"
 )
 
 // hooks are the rule hooks in netfilter's order, as `uswitch rules` lists

@@ -18,12 +18,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"uswitch/clock"
-	"uswitch/config"
-	"uswitch/control"
-	"uswitch/datapath"
-	"uswitch/proxy"
-	"uswitch/topo"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/control"
+	"github.com/uswitch-dev/uswitch/datapath"
+	"github.com/uswitch-dev/uswitch/proxy"
+	"github.com/uswitch-dev/uswitch/topo"
 )
 
 // stateDir is where run keeps its state file, lock and control socket.

@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"uswitch/clock"
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // TestLargeFDB exercises a table beyond foldSize, whose newer entries live

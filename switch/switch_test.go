@@ -13,10 +13,10 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
 
-	"uswitch/capture"
-	"uswitch/clock"
-	"uswitch/packet"
-	"uswitch/stats"
+	"github.com/uswitch-dev/uswitch/capture"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/stats"
 )
 
 // sink is a Device that records what it was given, for assertions.

@@ -4,7 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"uswitch/packet"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // fdbKey packs the VLAN id above the 48-bit MAC.

@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"uswitch/clock"
-	"uswitch/packet"
-	"uswitch/stats"
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/stats"
 )
 
 // Device is where a port's egress frames go: a TAP, an AF_PACKET socket, a
