@@ -36,16 +36,16 @@ const UplinkPort = "uplink"
 
 // Datapath is the forwarding plane of one instance.
 type Datapath struct {
-	plan     atomic.Pointer[config.Plan] // the plan running now (SetPlan)
-	clock    clock.Clock
-	nets     atomic.Pointer[netSet] // copy-on-write: AddNetwork, RemoveNetwork
-	router   *router.Router
-	tracker  *nat.Tracker
-	uplink   *uplink
-	capture  *capture.Hub
-	dns      *dns.Server // answers on the networks with dns = true
-	poller   *poller     // nil without Options.BusyPoll
-	log      *slog.Logger
+	plan    atomic.Pointer[config.Plan] // the plan running now (SetPlan)
+	clock   clock.Clock
+	nets    atomic.Pointer[netSet] // copy-on-write: AddNetwork, RemoveNetwork
+	router  *router.Router
+	tracker *nat.Tracker
+	uplink  *uplink
+	capture *capture.Hub
+	dns     *dns.Server // answers on the networks with dns = true
+	poller  *poller     // nil without Options.BusyPoll
+	log     *slog.Logger
 
 	mu      sync.Mutex // readers, closed; serializes network changes
 	readers []reader

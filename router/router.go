@@ -59,18 +59,18 @@ type Port struct {
 
 // Router is the instance's one router.
 type Router struct {
-	clock  clock.Clock
-	log    *slog.Logger
-	ct     *nat.Tracker
+	clock clock.Clock
+	log   *slog.Logger
+	ct    *nat.Tracker
 	// lay is the ports, addresses and routes, copy-on-write: frames read
 	// it without a lock while AddPort, AddRoute and RemovePort (serialized
 	// by mu) publish a new one.
-	lay    atomic.Pointer[layout]
-	mu     sync.Mutex
-	limit  *rateLimiter
-	bufs   sync.Pool
-	ipID   uint32 // IP id of generated packets, atomically bumped
-	dns    Resolver
+	lay   atomic.Pointer[layout]
+	mu    sync.Mutex
+	limit *rateLimiter
+	bufs  sync.Pool
+	ipID  uint32 // IP id of generated packets, atomically bumped
+	dns   Resolver
 }
 
 // Resolver answers DNS queries sent to a network's gateway, port 53 (the
