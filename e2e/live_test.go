@@ -42,6 +42,7 @@ subnet = "10.91.0.0/24"
 [[endpoint]]
 name = "%[1]s-a"
 network = "front"
+ip = "10.91.0.2"
 
 [[endpoint]]
 name = "%[1]s-b"

@@ -128,7 +128,9 @@ func (t *Topology) addAttachment(p *config.Plan, ep *config.Endpoint) error {
 		if err == nil {
 			err = h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.IP(ifc.Gateway.AsSlice()), Scope: netlink.SCOPE_UNIVERSE})
 		}
-		if err != nil {
+		// A namespace with a default route already (another interface's)
+		// keeps it.
+		if err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("default route via %s: %w", ifc.Gateway, err)
 		}
 	}
