@@ -23,6 +23,7 @@ import (
 	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/dns"
+	"github.com/uswitch-dev/uswitch/host"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/router"
@@ -40,6 +41,7 @@ type Datapath struct {
 	clock   clock.Clock
 	nets    atomic.Pointer[netSet] // copy-on-write: AddNetwork, RemoveNetwork
 	router  *router.Router
+	host    *host.Stage
 	tracker *nat.Tracker
 	uplink  *uplink
 	capture *capture.Hub
@@ -119,6 +121,11 @@ type Options struct {
 	// thread (see poll.go) instead of a reader goroutine each. The thread
 	// keeps one of the process's Ps while it spins.
 	BusyPoll bool
+	// CPULatency lets the busy-poll thread hold a CPU latency request of 0
+	// (/dev/cpu_dma_latency) while it spins, so that idle CPUs poll instead
+	// of sleeping (see poll.go). It changes the power state of the whole
+	// machine, so it is off unless asked for.
+	CPULatency bool
 }
 
 // New builds one switch per network of plan, and the router with a gateway
@@ -139,6 +146,8 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 	}
 	d.tracker = nat.NewTracker(rules, plan.Defaults.ConntrackMax, clk)
 	d.router = router.New(clk, log, d.tracker)
+	d.host = host.New(d.router, clk)
+	d.router.SetHost(d.host)
 	for _, n := range plan.Networks {
 		if err := d.addNetwork(n); err != nil {
 			return nil, err
@@ -155,20 +164,18 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 	}
 	d.startDNS(opt.DNSDialer)
 	if opt.BusyPoll {
-		if d.poller, err = newPoller(d); err != nil {
-			if d.dns != nil {
-				d.dns.Close()
-			}
+		if d.poller, err = newPoller(d, opt.CPULatency); err != nil {
+			d.dns.Close()
 			return nil, err
 		}
 	}
 	return d, nil
 }
 
-// startDNS builds the embedded DNS and makes it the router's resolver. It
-// answers only on networks with dns = true (none at all, as if it were not
-// there, when no network has it); it exists anyway so that a network with
-// DNS can be added while the instance runs.
+// startDNS builds the embedded DNS and registers it with the host stage.
+// It answers only on networks with dns = true (none at all, as if it were
+// not there, when no network has it); it exists anyway so that a network
+// with DNS can be added while the instance runs.
 func (d *Datapath) startDNS(dialer dns.Dialer) {
 	plan := d.plan.Load()
 	if dialer == nil {
@@ -179,7 +186,7 @@ func (d *Datapath) startDNS(dialer dns.Dialer) {
 		dialer = dns.NetnsDialer(ns)
 	}
 	d.dns = dns.New(plan, dialer, d.log)
-	d.router.SetResolver(d.dns)
+	d.dns.Register(d.host)
 }
 
 // addNetwork makes network n's switch with the router's gateway port on it
@@ -188,7 +195,7 @@ func (d *Datapath) addNetwork(n config.Network) error {
 	plan := d.plan.Load()
 	sw := vswitch.New(vswitch.Config{
 		Name:       n.Name,
-		Ageing:     plan.Defaults.FDBAgeing,
+		Ageing:     time.Duration(plan.Defaults.FDBAgeing),
 		MaxEntries: plan.Defaults.FDBMax,
 		Clock:      d.clock,
 	})
@@ -288,7 +295,7 @@ func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) (*router.Por
 // Tracker returns the connection tracker and rule set.
 func (d *Datapath) Tracker() *nat.Tracker { return d.tracker }
 
-// DNS returns the embedded DNS, or nil when no network has it.
+// DNS returns the embedded DNS (it answers only on networks with dns = true).
 func (d *Datapath) DNS() *dns.Server { return d.dns }
 
 // Capture returns the hub that fans the frames of every switch port and of
