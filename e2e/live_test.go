@@ -128,8 +128,8 @@ func echoServer(t *testing.T, ns, addr string) {
 	}()
 }
 
-// echo dials addr from ns, sends a line and requires it back.
-func echo(t *testing.T, ns, addr string) {
+// tcpEcho dials addr from ns, sends a line and requires it back.
+func tcpEcho(t *testing.T, ns, addr string) {
 	t.Helper()
 	c := dial(t, ns, addr)
 	c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -190,8 +190,8 @@ func TestLiveEndpointsWhileTransfer(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(hosts), "10.91.0.4\t"+c+" cee")
 	echoServer(t, a, "0.0.0.0:7")
-	echo(t, c, ipOf(eps[a])+":7")
-	echo(t, d, ipOf(eps[a])+":7")
+	tcpEcho(t, c, ipOf(eps[a])+":7")
+	tcpEcho(t, d, ipOf(eps[a])+":7")
 	// DNS names of the new endpoint, from an old one.
 	out, err = nsExec(a, "getent", "hosts", "cee")
 	require.NoError(t, err, out)
@@ -199,8 +199,8 @@ func TestLiveEndpointsWhileTransfer(t *testing.T) {
 	// The published port of the new endpoint: DNAT from the host side, and
 	// the userland proxy.
 	echoServer(t, d, "0.0.0.0:80")
-	echo(t, name+"-host", "10.253.0.2:8088")
-	echo(t, name+"-host", "127.0.0.1:8088")
+	tcpEcho(t, name+"-host", "10.253.0.2:8088")
+	tcpEcho(t, name+"-host", "127.0.0.1:8088")
 
 	// Remove them: namespace, files, port, DNS name, listener all go.
 	_, err = in.cli("endpoint", "rm", c)
@@ -311,7 +311,7 @@ func TestLiveNetworkAddRemove(t *testing.T) {
 	// The host reaches it through the uplink route made for the new network,
 	// and a (not isolated) network routes to it.
 	echoServer(t, e, "0.0.0.0:7")
-	echo(t, name+"-host", "10.92.0.2:7")
+	tcpEcho(t, name+"-host", "10.92.0.2:7")
 	_, err = in.cli("network", "rm", "back")
 	require.ErrorContains(t, err, "still has endpoints")
 	_, err = in.cli("endpoint", "rm", e)
@@ -353,7 +353,7 @@ func TestLiveParallelAdds(t *testing.T) {
 	}
 	require.Len(t, in.endpoints(t), n+2)
 	echoServer(t, name+"-a", "0.0.0.0:7")
-	echo(t, infos[n-1].Name, "10.91.0.2:7")
+	tcpEcho(t, infos[n-1].Name, "10.91.0.2:7")
 }
 
 func TestLiveAttachment(t *testing.T) {
@@ -395,10 +395,10 @@ func TestLiveAttachment(t *testing.T) {
 	require.Contains(t, routes, "via 10.91.0.1 dev eth0")
 	// Traffic both ways, and the attachment's published port.
 	echoServer(t, name+"-a", "0.0.0.0:7")
-	echo(t, ctr, "10.91.0.2:7")
+	tcpEcho(t, ctr, "10.91.0.2:7")
 	echoServer(t, ctr, "0.0.0.0:80")
-	echo(t, name+"-b", "10.91.0.4:80")
-	echo(t, name+"-host", "10.253.0.2:8090")
+	tcpEcho(t, name+"-b", "10.91.0.4:80")
+	tcpEcho(t, name+"-host", "10.253.0.2:8090")
 	_, err = os.Stat(filepath.Join("/etc/netns", ctr))
 	require.True(t, os.IsNotExist(err), "no /etc/netns files for an attachment")
 
