@@ -8,6 +8,7 @@ BIN      := bin/uswitch
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/uswitch
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/uswitch-cni ./cmd/uswitch-cni
 
 # Runs the embedded default topology in the foreground (needs root); Ctrl-C
 # stops it and removes everything it made.
