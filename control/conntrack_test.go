@@ -74,15 +74,15 @@ func TestConntrackConnection(t *testing.T) {
 	var raw []map[string]any
 	require.NoError(t, c.GetJSON(ctx, "/v1/conntrack", &raw))
 	require.Equal(t, []map[string]any{{
-		"proto":      "udp",
-		"original":   map[string]any{"src": "172.20.0.10", "dst": "10.250.0.1", "sport": 40000.0, "dport": 53.0},
-		"reply":      map[string]any{"src": "10.250.0.1", "dst": "10.250.0.2", "sport": 53.0, "dport": 40000.0},
-		"snat":       true,
-		"dnat":       false,
-		"assured":    false,
-		"timeout_ns": 30e9,
-		"packets":    []any{1.0, 0.0},
-		"bytes":      []any{33.0, 0.0},
+		"proto":    "udp",
+		"original": map[string]any{"src": "172.20.0.10", "dst": "10.250.0.1", "sport": 40000.0, "dport": 53.0},
+		"reply":    map[string]any{"src": "10.250.0.1", "dst": "10.250.0.2", "sport": 53.0, "dport": 40000.0},
+		"snat":     true,
+		"dnat":     false,
+		"assured":  false,
+		"timeout":  "30s",
+		"packets":  []any{1.0, 0.0},
+		"bytes":    []any{33.0, 0.0},
 	}}, raw, "UDP has no state; the fake clock has not moved, so the whole UDP timeout is left")
 
 	// The host answers: the connection is assured, with the reply counted
@@ -96,7 +96,7 @@ func TestConntrackConnection(t *testing.T) {
 	e := entries[0]
 	require.Equal(t, [2]uint64{1, 1}, e.Packets)
 	require.Equal(t, [2]uint64{33, 33}, e.Bytes)
-	require.Equal(t, 2*time.Minute, e.Timeout)
+	require.Equal(t, 2*time.Minute, time.Duration(e.Timeout))
 	require.True(t, e.SNAT)
 	require.Equal(t, "10.250.0.2", e.Reply.Dst.String())
 

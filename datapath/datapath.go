@@ -22,6 +22,7 @@ import (
 	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/dns"
+	"github.com/uswitch-dev/uswitch/host"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/router"
@@ -40,6 +41,7 @@ type Datapath struct {
 	networks []*vswitch.Switch
 	byName   map[string]*vswitch.Switch
 	router   *router.Router
+	host     *host.Stage
 	tracker  *nat.Tracker
 	uplink   *uplink
 	capture  *capture.Hub
@@ -106,6 +108,11 @@ type Options struct {
 	// thread (see poll.go) instead of a reader goroutine each. The thread
 	// keeps one of the process's Ps while it spins.
 	BusyPoll bool
+	// CPULatency lets the busy-poll thread hold a CPU latency request of 0
+	// (/dev/cpu_dma_latency) while it spins, so that idle CPUs poll instead
+	// of sleeping (see poll.go). It changes the power state of the whole
+	// machine, so it is off unless asked for.
+	CPULatency bool
 }
 
 // New builds one switch per network of plan, and the router with a gateway
@@ -124,10 +131,12 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 	}
 	d.tracker = nat.NewTracker(rules, plan.Defaults.ConntrackMax, clk)
 	d.router = router.New(clk, log, d.tracker)
+	d.host = host.New(d.router, clk)
+	d.router.SetHost(d.host)
 	for _, n := range plan.Networks {
 		sw := vswitch.New(vswitch.Config{
 			Name:       n.Name,
-			Ageing:     plan.Defaults.FDBAgeing,
+			Ageing:     time.Duration(plan.Defaults.FDBAgeing),
 			MaxEntries: plan.Defaults.FDBMax,
 			Clock:      clk,
 		})
@@ -149,7 +158,7 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 	}
 	d.startDNS(opt.DNSDialer)
 	if opt.BusyPoll {
-		if d.poller, err = newPoller(d); err != nil {
+		if d.poller, err = newPoller(d, opt.CPULatency); err != nil {
 			if d.dns != nil {
 				d.dns.Close()
 			}
@@ -159,8 +168,8 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 	return d, nil
 }
 
-// startDNS builds the embedded DNS when a network has dns = true and makes
-// it the router's resolver.
+// startDNS builds the embedded DNS when a network has dns = true and
+// registers it with the host stage.
 func (d *Datapath) startDNS(dialer dns.Dialer) {
 	if !slices.ContainsFunc(d.plan.Networks, func(n config.Network) bool { return n.DNS }) {
 		return
@@ -173,7 +182,7 @@ func (d *Datapath) startDNS(dialer dns.Dialer) {
 		dialer = dns.NetnsDialer(ns)
 	}
 	d.dns = dns.New(d.plan, dialer, d.log)
-	d.router.SetResolver(d.dns)
+	d.dns.Register(d.host)
 }
 
 // addGateway attaches the router's port for network n to its switch, with

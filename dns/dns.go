@@ -188,7 +188,7 @@ func (s *Server) Answer(network string, query []byte) (reply []byte, ok bool) {
 	return r, out == outReply
 }
 
-// Query is the router's hook: it answers a query that arrived on network
+// Query is the hook of the UDP service: it answers a query that arrived on network
 // from src:sport (an endpoint on several networks with DNS sees the names of
 // all of them, its address on network first) by calling reply with the response payload, either before
 // it returns (local names) or later from a worker goroutine (forwarded
@@ -196,12 +196,6 @@ func (s *Server) Answer(network string, query []byte) (reply []byte, ok bool) {
 // payload is not kept after Query returns.
 func (s *Server) Query(network string, src [4]byte, sport uint16, payload []byte, replyFn func(payload []byte)) bool {
 	return s.query(network, src, sport, payload, false, replyFn)
-}
-
-// QueryTCP is Query for a query that came over TCP: its response is not
-// truncated to a datagram's size.
-func (s *Server) QueryTCP(network string, src [4]byte, sport uint16, payload []byte, replyFn func(payload []byte)) bool {
-	return s.query(network, src, sport, payload, true, replyFn)
 }
 
 func (s *Server) query(network string, src [4]byte, sport uint16, payload []byte, tcp bool, replyFn func(payload []byte)) bool {

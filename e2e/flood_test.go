@@ -124,12 +124,15 @@ func TestFloodRandomSourceMACs(t *testing.T) {
 				return
 			default:
 			}
-			// Exit status 0: at least one of the three was answered.
-			out, err := nsExec(a, "ping", "-c", "3", "-i", "0.2", "-W", "2", bIP)
+			// A round fails when none of its three requests is answered.
+			r, err := echo(a, bIP, echoOpts{count: 3})
 			rounds.Add(1)
 			if err != nil {
 				failed.Add(1)
-				pingOut.WriteString(out)
+				pingOut.WriteString(err.Error() + "\n")
+			} else if r.received == 0 {
+				failed.Add(1)
+				pingOut.WriteString(r.String())
 			}
 		}
 	}()

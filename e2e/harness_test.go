@@ -254,15 +254,6 @@ func nsExec(ns string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// ping sends count echo requests from ns to ip and fails the test unless
-// every one is answered.
-func ping(t *testing.T, ns, ip string) {
-	t.Helper()
-	out, err := nsExec(ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", ip)
-	require.NoError(t, err, "ping %s from %s:\n%s", ip, ns, out)
-	require.Contains(t, out, " 0% packet loss", out)
-}
-
 // netnsExists reports whether `ip netns` knows name.
 func netnsExists(name string) bool {
 	_, err := os.Stat(filepath.Join("/var/run/netns", name))

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/ipv4"
 )
 
 // l3Config: networks front and back (isolated unless open), an internal
@@ -51,13 +52,6 @@ network = "priv"
 `, name, !open)
 }
 
-// noPing fails the test if an echo request from ns to ip is answered.
-func noPing(t *testing.T, ns, ip string) {
-	t.Helper()
-	out, err := nsExec(ns, "ping", "-c", "1", "-W", "1", ip)
-	require.Error(t, err, "ping %s from %s should fail:\n%s", ip, ns, out)
-}
-
 func TestL3IsolatedNetworksAndUplink(t *testing.T) {
 	needRoot(t)
 	name := prefix("l3")
@@ -99,9 +93,10 @@ func TestL3IsolatedNetworksAndUplink(t *testing.T) {
 		require.Empty(t, <-got)
 	})
 	t.Run("TTL 1 probe gets time exceeded from the gateway", func(t *testing.T) {
-		out, _ := nsExec(f, "ping", "-c", "1", "-W", "2", "-t", "1", "10.251.0.1")
-		require.Contains(t, out, "From 10.80.0.1")
-		require.Contains(t, out, "Time to live exceeded")
+		r := mustEcho(t, f, "10.251.0.1", echoOpts{count: 1, ttl: 1})
+		require.Zero(t, r.received, "a TTL 1 request must not reach the host side:\n%s", r)
+		require.Equal(t, []icmpError{{from: "10.80.0.1", typ: ipv4.ICMPTypeTimeExceeded, code: 0, seq: 1}}, r.errors,
+			"time exceeded in transit, from the gateway:\n%s", r)
 	})
 	t.Run("internal network has no way out", func(t *testing.T) {
 		noPing(t, p, "10.251.0.1")
@@ -135,9 +130,9 @@ func TestL3OpenNetworksRoute(t *testing.T) {
 	name := prefix("l3o")
 	start(t, name, writeConfig(t, l3Config(name, true)))
 	f, b := name+"-f", name+"-b"
-	out, err := nsExec(f, "ping", "-c", "2", "-i", "0.2", "-W", "2", "10.81.0.2")
-	require.NoError(t, err, out)
-	require.Contains(t, out, "ttl=63", "one router hop")
+	r := mustEcho(t, f, "10.81.0.2", echoOpts{count: 2})
+	require.Zero(t, r.loss(), r.String())
+	require.Equal(t, []int{63, 63}, r.ttls, "one router hop:\n%s", r)
 	ping(t, b, "10.80.0.2")
 
 	// a TCP transfer across the router

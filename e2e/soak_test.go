@@ -288,10 +288,12 @@ func TestSoakMixedTraffic(t *testing.T) {
 	// ICMP: b -> d (routed), e -> host (through NAT).
 	for _, p := range []struct{ from, to string }{{b, dIP}, {e, hostIP}} {
 		loop(func() {
-			out, err := nsExec(p.from, "ping", "-c", "5", "-i", "0.2", "-W", "2", p.to)
+			r, err := echo(p.from, p.to, echoOpts{count: 5})
 			pingRounds.Add(1)
-			if err != nil || !strings.Contains(out, " 0% packet loss") {
-				fail("ping %s -> %s: %v\n%s", p.from, p.to, err, out)
+			if err != nil {
+				fail("ping %s -> %s: %v", p.from, p.to, err)
+			} else if r.loss() != 0 {
+				fail("ping %s -> %s:\n%s", p.from, p.to, r)
 			}
 		})
 	}

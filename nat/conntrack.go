@@ -333,16 +333,16 @@ func (t *Table) Len() int { return int(t.count.Load()) }
 
 // Entry is a connection as `uswitch conntrack` shows it, like conntrack -L.
 type Entry struct {
-	Proto   string        `json:"proto"`
-	State   string        `json:"state,omitempty"` // TCP only
-	Orig    TupleView     `json:"original"`
-	Reply   TupleView     `json:"reply"`
-	SNAT    bool          `json:"snat"`
-	DNAT    bool          `json:"dnat"`
-	Assured bool          `json:"assured"`
-	Timeout time.Duration `json:"timeout_ns"`
-	Packets [2]uint64     `json:"packets"` // original, reply
-	Bytes   [2]uint64     `json:"bytes"`
+	Proto   string         `json:"proto"`
+	State   string         `json:"state,omitempty"` // TCP only
+	Orig    TupleView      `json:"original"`
+	Reply   TupleView      `json:"reply"`
+	SNAT    bool           `json:"snat"`
+	DNAT    bool           `json:"dnat"`
+	Assured bool           `json:"assured"`
+	Timeout clock.Duration `json:"timeout"` // "117s" in JSON
+	Packets [2]uint64      `json:"packets"` // original, reply
+	Bytes   [2]uint64      `json:"bytes"`
 	sortKey Tuple
 }
 
@@ -374,7 +374,7 @@ func (t *Table) Entries() []Entry {
 			seen[c] = true
 			e := Entry{Proto: protoName(c.orig.Proto), Orig: view(c.orig), Reply: view(c.reply),
 				SNAT: c.nat&natSrc != 0, DNAT: c.nat&natDst != 0, Assured: c.replied.Load(),
-				Timeout: time.Duration(left), sortKey: c.orig}
+				Timeout: clock.Duration(left), sortKey: c.orig}
 			if c.orig.Proto == packet.ProtoTCP {
 				e.State = TCPState(c.tcp.Load()).String()
 			}

@@ -20,7 +20,7 @@ func TestUDPTimeouts(t *testing.T) {
 	cli, srv := ap(webAddr, 5000), ap(remoteAddr, 53)
 	g.forward("front", UplinkName, udpPkt(t, cli, srv, "query"))
 	e := g.entry(cli)
-	require.Equal(t, 30*time.Second, e.Timeout, "unreplied")
+	require.Equal(t, 30*time.Second, time.Duration(e.Timeout), "unreplied")
 	require.False(t, e.Assured)
 	require.Empty(t, e.State)
 
@@ -28,7 +28,7 @@ func TestUDPTimeouts(t *testing.T) {
 	in := g.forward(UplinkName, "front", udpPkt(t, srv, ap(uplinkAddr, 5000), "answer"))
 	requireFlow(t, in, srv, cli)
 	e = g.entry(cli)
-	require.Equal(t, 2*time.Minute, e.Timeout, "replied: a stream")
+	require.Equal(t, 2*time.Minute, time.Duration(e.Timeout), "replied: a stream")
 	require.True(t, e.Assured)
 
 	g.clk.Advance(2*time.Minute - time.Second)
@@ -51,7 +51,7 @@ func TestPingMasquerade(t *testing.T) {
 	e := g.entry(ap(webAddr, 77))
 	require.Equal(t, "icmp", e.Proto)
 	require.Equal(t, TupleView{Src: remoteAddr, Dst: uplinkAddr, Sport: 77, Dport: 77}, e.Reply)
-	require.Equal(t, 30*time.Second, e.Timeout)
+	require.Equal(t, 30*time.Second, time.Duration(e.Timeout))
 
 	in := g.forward(UplinkName, "front", ping(t, remoteAddr, uplinkAddr, 77, 1, true))
 	requireFlow(t, in, ap(remoteAddr, 77), ap(webAddr, 77))

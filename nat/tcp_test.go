@@ -42,7 +42,7 @@ func (c *tcpConn) requireState(s TCPState) {
 	c.g.t.Helper()
 	e := c.g.entry(c.cli)
 	require.Equal(c.g.t, s.String(), e.State)
-	require.Equal(c.g.t, tcpTimeouts[s], e.Timeout, "timeout in %v", s)
+	require.Equal(c.g.t, tcpTimeouts[s], time.Duration(e.Timeout), "timeout in %v", s)
 }
 
 func (c *tcpConn) handshake() {
@@ -99,7 +99,7 @@ func TestTCPHandshakeDataAndClose(t *testing.T) {
 		c.handshake()
 		c.in(fRST, "")
 		c.requireState(TCPClose)
-		require.Equal(t, 10*time.Second, c.g.entry(c.cli).Timeout)
+		require.Equal(t, 10*time.Second, time.Duration(c.g.entry(c.cli).Timeout))
 		c.g.clk.Advance(10*time.Second + time.Millisecond)
 		require.Empty(t, c.g.tr.Table.Entries())
 	})

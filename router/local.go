@@ -20,17 +20,21 @@ const (
 	// icmpQuoteMax bounds an ICMP error to 576 bytes, as RFC 1812 and Linux do.
 	icmpQuoteMax = 576 - packet.IPv4MinHeaderLen - packet.ICMPHeaderLen
 	generatedTTL = 64
-	dnsPort      = 53
 )
 
-// localWire handles a frame addressed to one of the router's own
-// addresses: as is when it is plain, else as the wire frames it stands for.
+// localWire hands a frame addressed to one of the router's own addresses
+// to the host stage: as is when it is plain, else as the wire frames it
+// stands for. Without a host stage nothing is local.
 func (r *Router) localWire(p *Port, frame []byte, off packet.Offload) {
-	if off.Plain() {
-		r.local(p, frame)
+	if r.host == nil {
+		p.stats.Drop(stats.NotForwarded)
 		return
 	}
-	r.segment(frame, off, func(f []byte) bool { r.local(p, f); return true })
+	if off.Plain() {
+		r.host.Deliver(p.in, frame)
+		return
+	}
+	r.segment(frame, off, func(f []byte) bool { r.host.Deliver(p.in, f); return true })
 }
 
 // segment calls each with the wire frames of a frame with offloads until
@@ -47,97 +51,13 @@ func (r *Router) segment(frame []byte, off packet.Offload, each func([]byte) boo
 // errEnough stops a segmentation early.
 var errEnough = errors.New("enough segments")
 
-// local handles a plain packet addressed to one of the router's own
-// addresses.
-func (r *Router) local(p *Port, frame []byte) {
-	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
-	if ip.IsFragment() {
-		p.stats.Drop(stats.NotForwarded) // the router reassembles nothing
-		return
-	}
-	switch ip.Protocol() {
-	case packet.ProtoICMP:
-		m := packet.ICMP(ip.Payload())
-		if !m.Valid() || packet.Checksum(m, 0) != 0 {
-			p.stats.Drop(stats.BadChecksum)
-			return
-		}
-		if m.Type() == packet.ICMPEchoRequest && m.Code() == 0 {
-			r.echoReply(frame)
-		}
-	case packet.ProtoUDP:
-		if r.resolve(p, frame) {
-			return
-		}
-		r.icmpError(frame, packet.Offload{}, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)
-	case packet.ProtoTCP:
-		if !r.dnsTCP(p, frame) {
-			r.reset(frame)
-		}
-	default:
-		r.icmpError(frame, packet.Offload{}, packet.ICMPUnreachable, 2 /* protocol unreachable */, 0)
-	}
-}
+// Originate routes a packet the host stage sends (host.Output).
+func (r *Router) Originate(frame []byte) { r.send(frame) }
 
-// resolve hands a UDP datagram to port 53 of the ingress network's gateway
-// to the resolver and reports whether it took it. The reply leaves from
-// gateway:53, possibly later and from another goroutine.
-func (r *Router) resolve(p *Port, frame []byte) bool {
-	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
-	u := ip.Payload()
-	if r.dns == nil || p.Network == "" || ip.Dst() != p.ip || len(u) < packet.UDPHeaderLen || packet.Ports(u).Dst() != dnsPort {
-		return false
-	}
-	ulen := int(binary.BigEndian.Uint16(u[4:6]))
-	if ulen < packet.UDPHeaderLen || ulen > len(u) {
-		p.stats.Drop(stats.Truncated)
-		return true
-	}
-	gw, src, sport := p.ip, ip.Src(), packet.Ports(u).Src()
-	return r.dns.Query(p.Network, src, sport, u[packet.UDPHeaderLen:ulen], func(payload []byte) {
-		r.udpReply(gw, dnsPort, src, sport, payload)
-	})
-}
-
-// udpReply sends payload in a UDP datagram the router originates. Any
-// goroutine may call it: the frame is built in a buffer of its own.
-func (r *Router) udpReply(src [4]byte, sport uint16, dst [4]byte, dport uint16, payload []byte) {
-	ulen := packet.UDPHeaderLen + len(payload)
-	if packet.IPv4MinHeaderLen+ulen > 0xffff {
-		return
-	}
-	bp := r.bufs.Get().(*[]byte)
-	defer r.bufs.Put(bp)
-	f := (*bp)[:packet.EthernetHeaderLen+packet.IPv4MinHeaderLen+ulen]
-	ip := f[packet.EthernetHeaderLen:]
-	packet.PutIPv4Header(ip, uint16(len(ip)), r.nextID(), generatedTTL, packet.ProtoUDP, src, dst)
-	u := ip[packet.IPv4MinHeaderLen:]
-	binary.BigEndian.PutUint16(u[0:2], sport)
-	binary.BigEndian.PutUint16(u[2:4], dport)
-	binary.BigEndian.PutUint16(u[4:6], uint16(ulen))
-	u[6], u[7] = 0, 0
-	copy(u[packet.UDPHeaderLen:], payload)
-	sum := packet.Checksum(u, packet.PseudoHeaderSum(src, dst, packet.ProtoUDP, uint16(ulen)))
-	if sum == 0 {
-		sum = 0xffff // 0 means "no checksum" in UDP
-	}
-	binary.BigEndian.PutUint16(u[6:8], sum)
-	r.send(f)
-}
-
-// echoReply turns an echo request into its reply in place and sends it.
-func (r *Router) echoReply(frame []byte) {
-	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
-	src, dst := ip.Src(), ip.Dst()
-	ip.SetSrc(dst)
-	ip.SetDst(src)
-	ip.SetTTL(generatedTTL)
-	ip.SetHeaderChecksum()
-	m := packet.ICMP(ip.Payload())
-	old := binary.BigEndian.Uint16(m[0:2])
-	m[0] = packet.ICMPEchoReply
-	binary.BigEndian.PutUint16(m[2:4], packet.ChecksumUpdate16(m.Checksum(), old, binary.BigEndian.Uint16(m[0:2])))
-	r.send(frame)
+// ICMPError answers a plain packet with an ICMP error, within the rate
+// limit (host.Output).
+func (r *Router) ICMPError(frame []byte, typ, code uint8) {
+	r.icmpError(frame, packet.Offload{}, typ, code, 0)
 }
 
 // send routes a packet the router itself originates.
@@ -196,43 +116,6 @@ func (r *Router) icmpError(frame []byte, off packet.Offload, typ, code uint8, mt
 	binary.BigEndian.PutUint32(m[4:8], uint32(mtu))
 	copy(m[packet.ICMPHeaderLen:], orig[:quote])
 	m.SetChecksum()
-	r.send(f)
-}
-
-// reset answers a TCP segment to a closed port with RST, as RFC 793 says.
-func (r *Router) reset(frame []byte) {
-	orig := packet.IPv4(frame[packet.EthernetHeaderLen:])
-	t := packet.TCP(orig.Payload())
-	if !t.Valid() || t.Flags()&packet.TCPRst != 0 {
-		return
-	}
-	bp := r.bufs.Get().(*[]byte)
-	defer r.bufs.Put(bp)
-	n := packet.EthernetHeaderLen + packet.IPv4MinHeaderLen + packet.TCPMinHeaderLen
-	f := (*bp)[:n]
-	ip := f[packet.EthernetHeaderLen:]
-	packet.PutIPv4Header(ip, uint16(len(ip)), r.nextID(), generatedTTL, packet.ProtoTCP, orig.Dst(), orig.Src())
-	rst := ip[packet.IPv4MinHeaderLen:]
-	clear(rst)
-	binary.BigEndian.PutUint16(rst[0:2], binary.BigEndian.Uint16(t[2:4]))
-	binary.BigEndian.PutUint16(rst[2:4], binary.BigEndian.Uint16(t[0:2]))
-	rst[12] = 5 << 4
-	if t.Flags()&packet.TCPAck != 0 {
-		binary.BigEndian.PutUint32(rst[4:8], t.Ack())
-		rst[13] = packet.TCPRst
-	} else {
-		seglen := uint32(len(t) - t.HeaderLen())
-		if t.Flags()&packet.TCPSyn != 0 {
-			seglen++
-		}
-		if t.Flags()&packet.TCPFin != 0 {
-			seglen++
-		}
-		binary.BigEndian.PutUint32(rst[8:12], t.Seq()+seglen)
-		rst[13] = packet.TCPRst | packet.TCPAck
-	}
-	sum := packet.PseudoHeaderSum(orig.Dst(), orig.Src(), packet.ProtoTCP, packet.TCPMinHeaderLen)
-	binary.BigEndian.PutUint16(rst[16:18], packet.Checksum(rst, sum))
 	r.send(f)
 }
 

@@ -1,10 +1,9 @@
 // Package router owns layer 3: the router ports that hold each network's
 // gateway (and the uplink's address), the longest-prefix routing table,
 // forwarding with TTL decrement and incremental checksum updates, the policy
-// between networks (isolation, internal networks), local delivery (ICMP
-// echo, DNS to a gateway handed to the Resolver, TCP reset and port
-// unreachable for everything else), and the ICMP
-// errors a Linux router sends, rate limited like icmp_ratelimit.
+// between networks (isolation, internal networks), and the ICMP errors a
+// Linux router sends, rate limited like icmp_ratelimit. What is addressed
+// to the router's own addresses goes to the host stage (package host).
 //
 // A frame reaches the router on the goroutine that read it and leaves it,
 // rewritten in place, on that same goroutine: a forwarded frame is never
@@ -19,6 +18,7 @@ import (
 
 	"github.com/uswitch-dev/uswitch/arp"
 	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/host"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/stats"
@@ -52,6 +52,7 @@ type Port struct {
 	link   Link
 	stats  *stats.Port
 	arp    *arp.Cache
+	in     host.Ingress // the port as the host stage sees it
 	r      *Router
 }
 
@@ -67,23 +68,13 @@ type Router struct {
 	limit  *rateLimiter
 	bufs   sync.Pool
 	ipID   uint32 // IP id of generated packets, atomically bumped
-	dns    Resolver
+	host   *host.Stage
 }
 
-// Resolver answers DNS queries sent to a network's gateway, port 53 (the
-// embedded DNS). Query runs on the datapath goroutine and must not block:
-// it calls reply with the response payload before returning or later, from
-// any goroutine, and must not keep payload. It returns false when network
-// has no DNS, and the router answers port unreachable as for any UDP port.
-type Resolver interface {
-	Query(network string, src [4]byte, sport uint16, payload []byte, reply func(payload []byte)) bool
-	// QueryTCP is Query for a query that came over TCP (no truncation).
-	QueryTCP(network string, src [4]byte, sport uint16, payload []byte, reply func(payload []byte)) bool
-}
-
-// SetResolver sets the resolver of DNS queries to the gateways. It is set
-// before traffic flows; without one, port 53 is closed like any other.
-func (r *Router) SetResolver(res Resolver) { r.dns = res }
+// SetHost sets the stage that packets to the router's own addresses are
+// delivered to (made with host.New(r, ...)). It is set before traffic
+// flows; without one, nothing is delivered locally.
+func (r *Router) SetHost(h *host.Stage) { r.host = h }
 
 // New returns a router with no ports whose hooks are ct's.
 func New(clk clock.Clock, log *slog.Logger, ct *nat.Tracker) *Router {
@@ -107,6 +98,7 @@ func (r *Router) AddPort(c PortConfig, link Link, st *stats.Port) (*Port, error)
 	if c.Network == "" {
 		p.iface = nat.UplinkName
 	}
+	p.in = host.Ingress{Network: c.Network, Addr: p.ip, Stats: st}
 	p.arp = arp.New(c.ARP, c.MAC, p.ip, r.clock, (*arpOutput)(p))
 	r.ports = append(r.ports, p)
 	if c.Network == "" {
@@ -260,7 +252,9 @@ func (r *Router) deny(p *Port, frame []byte, off packet.Offload, v nat.Verdict) 
 		return
 	}
 	if packet.IPv4(frame[packet.EthernetHeaderLen:]).Protocol() == packet.ProtoTCP {
-		r.reset(frame)
+		if r.host != nil {
+			r.host.Reset(frame)
+		}
 		return
 	}
 	r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)

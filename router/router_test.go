@@ -13,6 +13,7 @@ import (
 
 	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/host"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/stats"
@@ -90,6 +91,7 @@ func newRig(t *testing.T, isolate bool, mtuBack int, edit ...func(*config.Plan))
 		e(plan)
 	}
 	g.r = New(g.clk, nil, tracker(t, plan, g.clk))
+	g.r.SetHost(host.New(g.r, g.clk))
 	add := func(c PortConfig) {
 		c.MAC = macFor(c.Addr.Addr())
 		g.links[c.Name], g.stats[c.Name] = &capture{}, &stats.Port{}

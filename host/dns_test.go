@@ -1,4 +1,4 @@
-package router
+package host_test
 
 import (
 	"net/netip"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/dns"
+	"github.com/uswitch-dev/uswitch/host"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/stats"
 )
@@ -49,7 +50,7 @@ func udpFrame(t testing.TB, smac, dmac [6]byte, src, dst netip.Addr, sport, dpor
 
 func TestDNSQueryToGatewayIsAnswered(t *testing.T) {
 	g := newRig(t, true, 1500)
-	g.r.SetResolver(dns.New(dnsPlan(false), nil, nil))
+	dns.New(dnsPlan(false), nil, nil).Register(g.host)
 	g.learn(t, "gw/front", webIP, webMAC)
 	q := dnsQuery(t, "www")
 	g.ports["gw/front"].Input(udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40001, 53, q), packet.Offload{})
@@ -63,7 +64,7 @@ func TestDNSQueryToGatewayIsAnswered(t *testing.T) {
 	ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 	require.Equal(t, frontGW.Addr().AsSlice(), []byte(ip.SrcIP.To4()))
 	require.Equal(t, webIP.AsSlice(), []byte(ip.DstIP.To4()))
-	require.EqualValues(t, generatedTTL, ip.TTL)
+	require.EqualValues(t, host.TTL, ip.TTL)
 	u := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
 	require.EqualValues(t, 53, u.SrcPort)
 	require.EqualValues(t, 40001, u.DstPort)
@@ -103,7 +104,7 @@ func TestDNSOnlyAtTheIngressGatewayOfADNSNetwork(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			g := newRig(t, true, 1500)
 			if c.resolver {
-				g.r.SetResolver(dns.New(dnsPlan(false), nil, nil))
+				dns.New(dnsPlan(false), nil, nil).Register(g.host)
 			}
 			p := g.ports[c.port]
 			g.learn(t, c.port, c.src, c.smac)
@@ -119,7 +120,7 @@ func TestDNSOnlyAtTheIngressGatewayOfADNSNetwork(t *testing.T) {
 
 func TestDNSBadUDPLengthDropped(t *testing.T) {
 	g := newRig(t, true, 1500)
-	g.r.SetResolver(dns.New(dnsPlan(false), nil, nil))
+	dns.New(dnsPlan(false), nil, nil).Register(g.host)
 	g.learn(t, "gw/front", webIP, webMAC)
 	f := udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40000, 53, dnsQuery(t, "web"))
 	f[14+20+4], f[14+20+5] = 0xff, 0xff // UDP length beyond the packet
@@ -128,14 +129,14 @@ func TestDNSBadUDPLengthDropped(t *testing.T) {
 	require.EqualValues(t, 1, g.stats["gw/front"].Snapshot().Drops[stats.Truncated.String()])
 }
 
-// laterResolver replies from another goroutine after Query returned, as a
-// forwarded query does, with a payload of n bytes.
+// laterResolver replies from another goroutine after ServeUDP returned, as
+// a forwarded query does, with a payload of n bytes.
 type laterResolver struct {
 	n  int
 	wg sync.WaitGroup
 }
 
-func (l *laterResolver) Query(network string, src [4]byte, sport uint16, payload []byte, reply func([]byte)) bool {
+func (l *laterResolver) ServeUDP(in host.Ingress, src [4]byte, sport uint16, payload []byte, reply func([]byte)) bool {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -148,15 +149,11 @@ func (l *laterResolver) Query(network string, src [4]byte, sport uint16, payload
 	return true
 }
 
-func (l *laterResolver) QueryTCP(network string, src [4]byte, sport uint16, payload []byte, reply func([]byte)) bool {
-	return l.Query(network, src, sport, payload, reply)
-}
-
 func TestDNSReplyFromAnotherGoroutine(t *testing.T) {
 	for _, n := range []int{0, 1, 511, 3000} { // odd lengths and a reply above the MTU (fragmented)
 		g := newRig(t, true, 1500)
 		res := &laterResolver{n: n}
-		g.r.SetResolver(res)
+		g.host.HandleUDP(53, res)
 		g.learn(t, "gw/front", webIP, webMAC)
 		in := udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40000, 53, dnsQuery(t, "web"))
 		g.ports["gw/front"].Input(in, packet.Offload{})
@@ -206,9 +203,28 @@ func tcpOf(t *testing.T, f []byte) *layers.TCP {
 	return tcp
 }
 
+// framed is a DNS message with its two-byte length, as TCP carries it.
+func framed(q []byte) []byte { return append([]byte{byte(len(q) >> 8), byte(len(q))}, q...) }
+
+// answerOf decodes the DNS messages of a TCP payload.
+func answersOf(t *testing.T, b []byte) []*miekg.Msg {
+	t.Helper()
+	var out []*miekg.Msg
+	for len(b) > 0 {
+		require.GreaterOrEqual(t, len(b), 2)
+		n := int(b[0])<<8 | int(b[1])
+		require.GreaterOrEqual(t, len(b)-2, n)
+		m := new(miekg.Msg)
+		require.NoError(t, m.Unpack(b[2:2+n]))
+		out = append(out, m)
+		b = b[2+n:]
+	}
+	return out
+}
+
 func TestDNSOverTCP(t *testing.T) {
 	g := newRig(t, true, 1500)
-	g.r.SetResolver(dns.New(dnsPlan(false), nil, nil))
+	dns.New(dnsPlan(false), nil, nil).Register(g.host)
 	g.learn(t, "gw/front", webIP, webMAC)
 	in := g.ports["gw/front"]
 	out := g.links["gw/front"]
@@ -223,31 +239,78 @@ func TestDNSOverTCP(t *testing.T) {
 
 	in.Input(tcpFrame(t, 1001, isn+1, false, true, false, nil), packet.Offload{}) // handshake done: nothing to say
 	require.Empty(t, out.take())
+	require.Equal(t, 1, g.host.Conns())
 
-	q := dnsQuery(t, "www")
-	framed := append([]byte{byte(len(q) >> 8), byte(len(q))}, q...)
-	in.Input(tcpFrame(t, 1001, isn+1, false, true, false, framed), packet.Offload{})
+	// Two queries, one after the other, on the same connection (RFC 7766).
+	seq, ours := uint32(1001), isn+1
+	for _, name := range []string{"www", "web"} {
+		q := framed(dnsQuery(t, name))
+		in.Input(tcpFrame(t, seq, ours, false, true, false, q), packet.Offload{})
+		f = out.take()
+		require.Len(t, f, 1, name)
+		ans := tcpOf(t, f[0])
+		require.True(t, ans.ACK && ans.PSH && !ans.FIN, "the connection stays open for more")
+		require.Equal(t, ours, ans.Seq)
+		seq += uint32(len(q))
+		require.Equal(t, seq, ans.Ack)
+		ms := answersOf(t, ans.Payload)
+		require.Len(t, ms, 1)
+		require.Equal(t, webIP.String(), ms[0].Answer[0].(*miekg.A).A.String())
+		ours += uint32(len(ans.Payload))
+	}
+
+	// Two queries in one segment, then one split across two segments.
+	two := append(framed(dnsQuery(t, "www")), framed(dnsQuery(t, "web"))...)
+	in.Input(tcpFrame(t, seq, ours, false, true, false, two), packet.Offload{})
+	f = out.take()
+	require.Len(t, f, 2)
+	for _, fr := range f {
+		ans := tcpOf(t, fr)
+		require.Equal(t, ours, ans.Seq)
+		require.Len(t, answersOf(t, ans.Payload), 1)
+		ours += uint32(len(ans.Payload))
+	}
+	seq += uint32(len(two))
+	q := framed(dnsQuery(t, "www"))
+	in.Input(tcpFrame(t, seq, ours, false, true, false, q[:5]), packet.Offload{})
+	f = out.take()
+	require.Len(t, f, 1, "half a query is acknowledged")
+	ack := tcpOf(t, f[0])
+	require.Empty(t, ack.Payload)
+	require.Equal(t, seq+5, ack.Ack)
+	in.Input(tcpFrame(t, seq+5, ours, false, true, false, q[5:]), packet.Offload{})
 	f = out.take()
 	require.Len(t, f, 1)
 	ans := tcpOf(t, f[0])
-	require.True(t, ans.ACK && ans.PSH && ans.FIN)
-	require.Equal(t, isn+1, ans.Seq)
-	require.EqualValues(t, 1001+len(framed), ans.Ack)
-	n := int(ans.Payload[0])<<8 | int(ans.Payload[1])
-	require.Equal(t, len(ans.Payload)-2, n)
-	m := new(miekg.Msg)
-	require.NoError(t, m.Unpack(ans.Payload[2:]))
-	require.Equal(t, webIP.String(), m.Answer[0].(*miekg.A).A.String())
+	require.Len(t, answersOf(t, ans.Payload), 1)
+	ours += uint32(len(ans.Payload))
+	seq += uint32(len(q))
 
-	// the client closes: acknowledged
-	in.Input(tcpFrame(t, 1001+uint32(len(framed)), ans.Seq+uint32(len(ans.Payload))+1, false, true, true, nil), packet.Offload{})
+	// A retransmitted segment is acknowledged again and not answered twice.
+	in.Input(tcpFrame(t, seq-uint32(len(q)-5), ours, false, true, false, q[5:]), packet.Offload{})
+	f = out.take()
+	require.Len(t, f, 1)
+	dup := tcpOf(t, f[0])
+	require.Empty(t, dup.Payload)
+	require.Equal(t, seq, dup.Ack)
+
+	// The client closes: acknowledged with our FIN; its last ACK ends it.
+	in.Input(tcpFrame(t, seq, ours, false, true, true, nil), packet.Offload{})
 	f = out.take()
 	require.Len(t, f, 1)
 	fin := tcpOf(t, f[0])
-	require.True(t, fin.ACK && !fin.FIN)
-	require.EqualValues(t, 1001+len(framed)+1, fin.Ack)
+	require.True(t, fin.ACK && fin.FIN)
+	require.Equal(t, seq+1, fin.Ack)
+	require.Equal(t, ours, fin.Seq)
+	in.Input(tcpFrame(t, seq+1, ours+1, false, true, false, nil), packet.Offload{})
+	require.Empty(t, out.take())
+	require.Zero(t, g.host.Conns())
 
-	// other TCP ports of the gateway still get a reset
+	// A segment of no connection, and other TCP ports, get a reset.
+	in.Input(tcpFrame(t, seq+1, ours+1, false, true, false, framed(dnsQuery(t, "www"))), packet.Offload{})
+	f = out.take()
+	require.Len(t, f, 1)
+	require.True(t, tcpOf(t, f[0]).RST)
 	other := tcpFrame(t, 5, 0, true, false, false, nil)
 	other[14+20+2], other[14+20+3] = 0, 22
 	packet.IPv4(other[14:]).SetHeaderChecksum()
@@ -255,4 +318,21 @@ func TestDNSOverTCP(t *testing.T) {
 	f = out.take()
 	require.Len(t, f, 1)
 	require.True(t, decode(f[0]).Layer(layers.LayerTypeTCP).(*layers.TCP).RST)
+}
+
+func TestDNSOverTCPOnlyWhereDNSIs(t *testing.T) {
+	g := newRig(t, true, 1500)
+	dns.New(dnsPlan(false), nil, nil).Register(g.host)
+	g.learn(t, "gw/back", dbIP, dbMAC)
+	eth := &layers.Ethernet{SrcMAC: hw(dbMAC), DstMAC: hw(macFor(backGW.Addr())), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: dbIP.AsSlice(), DstIP: backGW.Addr().AsSlice()}
+	tcp := &layers.TCP{SrcPort: 40100, DstPort: 53, Seq: 7, SYN: true, Window: 65535}
+	_ = tcp.SetNetworkLayerForChecksum(ip)
+	g.ports["gw/back"].Input(serialize(t, eth, ip, tcp), packet.Offload{})
+	f := g.links["gw/back"].take()
+	require.Len(t, f, 1)
+	rst := tcpOf(t, f[0])
+	require.True(t, rst.RST && rst.ACK)
+	require.EqualValues(t, 8, rst.Ack)
+	require.Zero(t, g.host.Conns())
 }
