@@ -95,7 +95,6 @@ func TestLiveChangesWhileFramesFlow(t *testing.T) {
 	require.Eventually(t, func() bool { return got.Load() > before+10 }, 5*time.Second, 10*time.Millisecond, "the stream still flows")
 	close(stop)
 	wg.Wait()
-	require.Greater(t, got.Load(), int64(100))
 
 	var names []string
 	for _, p := range tp.dp.Ports() {
