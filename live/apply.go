@@ -11,7 +11,7 @@ import (
 	"github.com/uswitch-dev/uswitch/config"
 )
 
-// Changes is what an apply changed, in the order it did it.
+// Changes is what an apply changed: networks, then endpoints, then rules.
 type Changes []config.Change
 
 // Apply changes the running instance to match the net.toml data: it
