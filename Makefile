@@ -4,10 +4,21 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin/uswitch
 
-.PHONY: build run test test-unit bench bench-net fuzz vet clean
+# Where `make install` puts things: $(DESTDIR)$(BINDIR)/uswitch, the systemd
+# unit in $(DESTDIR)$(UNITDIR) (a directory systemd reads units from when
+# PREFIX is /usr/local or /usr), and bin/uswitch-cni, when the build made
+# one, in $(DESTDIR)$(CNIDIR), where CNI runtimes look for plugins.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+CNIDIR  ?= /opt/cni/bin
+CNI_BIN ?= bin/uswitch-cni
+
+.PHONY: build run test test-unit bench bench-net fuzz vet clean install uninstall
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/uswitch
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(CNI_BIN) ./cmd/uswitch-cni
 
 # Runs the embedded default topology in the foreground (needs root); Ctrl-C
 # stops it and removes everything it made.
@@ -61,6 +72,18 @@ fuzz:
 			fi; \
 		fi; \
 	done
+
+# The binary, and the unit uswitch@NAME.service that runs
+# /etc/uswitch/NAME.toml (systemctl enable --now uswitch@NAME).
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/uswitch
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|@BINDIR@|$(BINDIR)|g' dist/uswitch@.service > $(DESTDIR)$(UNITDIR)/uswitch@.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/uswitch@.service
+	if [ -f $(CNI_BIN) ]; then install -D -m 0755 $(CNI_BIN) $(DESTDIR)$(CNIDIR)/uswitch-cni; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/uswitch $(DESTDIR)$(UNITDIR)/uswitch@.service $(DESTDIR)$(CNIDIR)/uswitch-cni
 
 clean:
 	rm -rf bin

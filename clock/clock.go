@@ -1,5 +1,6 @@
 // Package clock owns datapath time: a coarse monotonic clock cheap enough to
-// read for every frame, and a fake clock that tests move by hand.
+// read for every frame, a fake clock that tests move by hand, and Duration,
+// which JSON shows as "300s".
 //
 // Times are nanoseconds on an arbitrary monotonic scale; only differences
 // mean anything.

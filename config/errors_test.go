@@ -51,6 +51,9 @@ func TestParseRejects(t *testing.T) {
 		{"publish_range backwards", base + "[defaults]\npublish_range = \"40000-30000\"\n", 6, "range 40000-30000 is backwards"},
 		{"publish_range port 0", base + "[defaults]\npublish_range = \"0-100\"\n", 6, "port 0 is out of range 1-65535"},
 		{"port_security not bool", base + "[defaults]\nport_security = \"yes\"\n", 6, "port_security must be true or false, not string"},
+		{"busy_poll not bool", base + "[defaults]\nbusy_poll = 1\n", 6, "defaults: busy_poll must be true or false, not integer"},
+		{"cpu_latency not bool", base + "[defaults]\ncpu_latency = \"on\"\n", 6, "defaults: cpu_latency must be true or false, not string"},
+		{"cpu_latency misspelt", base + "[defaults]\ncpu_latency_us = 0\n", 6, `defaults: unknown key "cpu_latency_us"`},
 
 		// Uplink and DNS.
 		{"uplink address missing", base + "[uplink]\nhost_address = \"10.250.0.1/30\"\n", 5, "uplink: address is required"},

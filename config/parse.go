@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/uswitch-dev/uswitch/clock"
 )
 
 //go:embed default.toml
@@ -74,6 +76,8 @@ type rawDefaults struct {
 	PublishRange any `toml:"publish_range"`
 	PortSecurity any `toml:"port_security"`
 	Offload      any `toml:"offload"`
+	BusyPoll     any `toml:"busy_poll"`
+	CPULatency   any `toml:"cpu_latency"`
 }
 
 type rawUplink struct {
@@ -328,12 +332,14 @@ func name(s scope, v any) string {
 
 func defaults(s scope, r *rawDefaults) Defaults {
 	d := Defaults{
-		FDBAgeing:    300 * time.Second,
+		FDBAgeing:    clock.Duration(300 * time.Second),
 		PublishRange: [2]uint16{32768, 60999},
 		FDBMax:       s.integer("fdb_max", r.FDBMax, 8192, 1, 1<<30),
-		ConntrackMax: s.integer("conntrack_max", r.ConntrackMax, 65536, 1, 1<<30),
+		ConntrackMax: s.integer("conntrack_max", r.ConntrackMax, DefaultConntrackMax(), 1, 1<<30),
 		PortSecurity: s.boolean("port_security", r.PortSecurity, true),
 		Offload:      s.boolean("offload", r.Offload, true),
+		BusyPoll:     s.boolean("busy_poll", r.BusyPoll, true),
+		CPULatency:   s.boolean("cpu_latency", r.CPULatency, false),
 	}
 	if v, ok := s.str("fdb_ageing", r.FDBAgeing); ok {
 		switch age, err := time.ParseDuration(v); {
@@ -342,7 +348,7 @@ func defaults(s scope, r *rawDefaults) Defaults {
 		case age <= 0:
 			s.errorf("fdb_ageing", "fdb_ageing %q must be positive", v)
 		default:
-			d.FDBAgeing = age
+			d.FDBAgeing = clock.Duration(age)
 		}
 	}
 	if v, ok := s.str("publish_range", r.PublishRange); ok {

@@ -2,8 +2,8 @@ package config
 
 import (
 	"net/netip"
-	"time"
 
+	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/packet"
 )
 
@@ -22,12 +22,20 @@ type Plan struct {
 
 // Defaults are the instance-wide settings of [defaults].
 type Defaults struct {
-	FDBAgeing    time.Duration `json:"fdb_ageing"`
-	FDBMax       int           `json:"fdb_max"`
-	ConntrackMax int           `json:"conntrack_max"`
-	PublishRange [2]uint16     `json:"publish_range"`
-	PortSecurity bool          `json:"port_security"`
-	Offload      bool          `json:"offload"`
+	FDBAgeing    clock.Duration `json:"fdb_ageing"` // "300s" in JSON
+	FDBMax       int            `json:"fdb_max"`
+	ConntrackMax int            `json:"conntrack_max"`
+	PublishRange [2]uint16      `json:"publish_range"`
+	PortSecurity bool           `json:"port_security"`
+	Offload      bool           `json:"offload"`
+	// BusyPoll serves the offloading TAPs and the veths from one
+	// busy-polling thread (datapath/poll.go); `uswitch run --busy-poll`
+	// overrides it.
+	BusyPoll bool `json:"busy_poll"`
+	// CPULatency lets that thread hold a CPU latency request of 0 µs
+	// (/dev/cpu_dma_latency) while it spins: a machine-wide power setting,
+	// so off unless asked for; `uswitch run --cpu-latency` overrides it.
+	CPULatency bool `json:"cpu_latency"`
 }
 
 // Uplink is the router's link to the host.

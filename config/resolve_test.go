@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/packet"
 )
 
@@ -190,12 +191,13 @@ name = "a"
 network = "front"
 `)
 	require.Equal(t, Defaults{
-		FDBAgeing:    300 * time.Second,
+		FDBAgeing:    clock.Duration(300 * time.Second),
 		FDBMax:       8192,
-		ConntrackMax: 65536,
+		ConntrackMax: DefaultConntrackMax(),
 		PublishRange: [2]uint16{32768, 60999},
 		PortSecurity: true,
 		Offload:      true,
+		BusyPoll:     true,
 	}, p.Defaults)
 	require.Equal(t, &Uplink{
 		Address:       netip.MustParsePrefix("10.250.0.2/30"),
@@ -323,4 +325,17 @@ func TestDefault(t *testing.T) {
 	for _, e := range p.Endpoints {
 		require.Equal(t, e.Name, e.Netns)
 	}
+}
+
+func TestBusyPollAndCPULatencyKeys(t *testing.T) {
+	p := parse(t, `name = "t"
+[defaults]
+busy_poll = false
+cpu_latency = true
+[[network]]
+name = "front"
+subnet = "172.20.0.0/24"
+`)
+	require.False(t, p.Defaults.BusyPoll)
+	require.True(t, p.Defaults.CPULatency)
 }

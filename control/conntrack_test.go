@@ -24,18 +24,19 @@ var natRules = []nat.RuleRow{
 	// each network's gateway is the host (SPEC §6)
 	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.20.0.1/32 -i front -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80",
 		Comment: "publish web 8080:80/tcp at gateway front"},
-	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.20.0.1/32 -i front -p tcp --dport 1:65535 -j DNAT --to-destination 10.250.0.1",
+	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.20.0.1/32 -i front -p tcp -j DNAT --to-destination 10.250.0.1",
 		Comment: "host gateway front"},
-	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.20.0.1/32 -i front -p udp --dport 1:65535 -j DNAT --to-destination 10.250.0.1",
+	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.20.0.1/32 -i front -p udp -j DNAT --to-destination 10.250.0.1",
 		Comment: "host gateway front"},
 	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.21.0.1/32 -i back -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80",
 		Comment: "publish web 8080:80/tcp at gateway back"},
-	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.21.0.1/32 -i back -p tcp --dport 1:65535 -j DNAT --to-destination 10.250.0.1",
+	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.21.0.1/32 -i back -p tcp -j DNAT --to-destination 10.250.0.1",
 		Comment: "host gateway back"},
-	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.21.0.1/32 -i back -p udp --dport 1:65535 -j DNAT --to-destination 10.250.0.1",
+	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.21.0.1/32 -i back -p udp -j DNAT --to-destination 10.250.0.1",
 		Comment: "host gateway back"},
 	{Hook: "forward", Action: "drop", Spec: "-p udp --dport 9999 -j DROP", Comment: "rule line 42", Line: 42},
 	{Hook: "forward", Action: "accept", Spec: "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", Comment: "established"},
+	{Hook: "forward", Action: "drop", Spec: "-m conntrack --ctstate INVALID -j DROP", Comment: "invalid"},
 	{Hook: "forward", Action: "accept", Spec: "-d 172.20.0.10/32 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j ACCEPT",
 		Comment: "publish web 8080:80/tcp"},
 	{Hook: "postrouting", Action: "masquerade",
@@ -77,7 +78,8 @@ func TestConntrackEmpty(t *testing.T) {
 	var rows []nat.RuleRow
 	require.NoError(t, c.GetJSON(context.Background(), "/v1/rules", &rows))
 	require.Equal(t, []nat.RuleRow{{Hook: "forward", Action: "accept",
-		Spec: "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", Comment: "established"}}, rows)
+		Spec: "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", Comment: "established"},
+		{Hook: "forward", Action: "drop", Spec: "-m conntrack --ctstate INVALID -j DROP", Comment: "invalid"}}, rows)
 }
 
 func TestConntrackConnection(t *testing.T) {
@@ -89,15 +91,15 @@ func TestConntrackConnection(t *testing.T) {
 	var raw []map[string]any
 	require.NoError(t, c.GetJSON(ctx, "/v1/conntrack", &raw))
 	require.Equal(t, []map[string]any{{
-		"proto":      "udp",
-		"original":   map[string]any{"src": "172.20.0.10", "dst": "10.250.0.1", "sport": 40000.0, "dport": 53.0},
-		"reply":      map[string]any{"src": "10.250.0.1", "dst": "10.250.0.2", "sport": 53.0, "dport": 40000.0},
-		"snat":       true,
-		"dnat":       false,
-		"assured":    false,
-		"timeout_ns": 30e9,
-		"packets":    []any{1.0, 0.0},
-		"bytes":      []any{33.0, 0.0},
+		"proto":    "udp",
+		"original": map[string]any{"src": "172.20.0.10", "dst": "10.250.0.1", "sport": 40000.0, "dport": 53.0},
+		"reply":    map[string]any{"src": "10.250.0.1", "dst": "10.250.0.2", "sport": 53.0, "dport": 40000.0},
+		"snat":     true,
+		"dnat":     false,
+		"assured":  false,
+		"timeout":  "30s",
+		"packets":  []any{1.0, 0.0},
+		"bytes":    []any{33.0, 0.0},
 	}}, raw, "UDP has no state; the fake clock has not moved, so the whole UDP timeout is left")
 
 	// The host answers: the connection is assured, with the reply counted
@@ -111,7 +113,7 @@ func TestConntrackConnection(t *testing.T) {
 	e := entries[0]
 	require.Equal(t, [2]uint64{1, 1}, e.Packets)
 	require.Equal(t, [2]uint64{33, 33}, e.Bytes)
-	require.Equal(t, 2*time.Minute, e.Timeout)
+	require.Equal(t, 2*time.Minute, time.Duration(e.Timeout))
 	require.True(t, e.SNAT)
 	require.Equal(t, "10.250.0.2", e.Reply.Dst.String())
 
@@ -145,7 +147,7 @@ func TestRules(t *testing.T) {
 	require.NoError(t, c.GetJSON(ctx, "/v1/rules", &rows))
 	want := slices.Clone(natRules)
 	want[8].Packets, want[8].Bytes = 1, 33   // established
-	want[11].Packets, want[11].Bytes = 1, 33 // masquerade front
+	want[12].Packets, want[12].Bytes = 1, 33 // masquerade front
 	require.Equal(t, want, rows)
 }
 
@@ -173,7 +175,8 @@ func TestConntrackMetrics(t *testing.T) {
 		`uswitch_rule_packets_total{hook="forward",rule="1: rule line 42"} 0`,
 		`uswitch_rule_packets_total{hook="forward",rule="2: established"} 1`,
 		`uswitch_rule_bytes_total{hook="forward",rule="2: established"} 33`,
-		`uswitch_rule_packets_total{hook="forward",rule="3: publish web 8080:80/tcp"} 0`,
+		`uswitch_rule_packets_total{hook="forward",rule="3: invalid"} 0`,
+		`uswitch_rule_packets_total{hook="forward",rule="4: publish web 8080:80/tcp"} 0`,
 		`uswitch_rule_packets_total{hook="postrouting",rule="1: hairpin web 8080:80/tcp"} 0`,
 		`uswitch_rule_packets_total{hook="postrouting",rule="2: masquerade front"} 1`,
 		`uswitch_rule_bytes_total{hook="postrouting",rule="2: masquerade front"} 33`,

@@ -56,7 +56,7 @@ func newLab(t *testing.T) *lab {
 func labPlan() *config.Plan {
 	return &config.Plan{
 		Name:     "test",
-		Defaults: config.Defaults{FDBAgeing: 300 * time.Second},
+		Defaults: config.Defaults{FDBAgeing: clock.Duration(300 * time.Second)},
 		Networks: []config.Network{
 			network("front", "172.20.0.0/24", gwFront),
 			network("back", "172.21.0.0/24", gwBack),
@@ -246,9 +246,9 @@ func TestFDB(t *testing.T) {
 	require.NoError(t, c.GetJSON(ctx, "/v1/fdb", &all))
 	dynamic, static := split(all)
 	require.Equal(t, []FDBEntry{
-		{Network: "front", MAC: macAPI, Port: "api", AgeSeconds: 1.5},
-		{Network: "front", MAC: macDB, Port: "db", AgeSeconds: 1.5},
-		{Network: "front", MAC: macWeb, Port: "web", AgeSeconds: 1.5},
+		{Network: "front", MAC: macAPI, Port: "api", Age: clock.Duration(1500 * time.Millisecond)},
+		{Network: "front", MAC: macDB, Port: "db", Age: clock.Duration(1500 * time.Millisecond)},
+		{Network: "front", MAC: macWeb, Port: "web", Age: clock.Duration(1500 * time.Millisecond)},
 	}, dynamic)
 	require.Len(t, static, 2)
 	require.Equal(t, [2]any{"gw/front", gwFront}, [2]any{static[0].Port, static[0].MAC})
@@ -276,7 +276,7 @@ func TestFDBJSONShape(t *testing.T) {
 	require.Len(t, raw, 5)
 	require.Equal(t, map[string]any{
 		"network": "front", "mac": "02:42:ac:14:00:0b", "vlan": 0.0,
-		"port": "api", "static": false, "age_seconds": 0.0,
+		"port": "api", "static": false, "age": "0s",
 	}, raw[0])
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/uswitch-dev/uswitch/capture"
+	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/datapath"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
@@ -44,12 +45,12 @@ type Backend interface {
 
 // FDBEntry is one row of GET /v1/fdb.
 type FDBEntry struct {
-	Network    string     `json:"network"`
-	MAC        packet.MAC `json:"mac"`
-	VLAN       uint16     `json:"vlan"`
-	Port       string     `json:"port"`
-	Static     bool       `json:"static"`
-	AgeSeconds float64    `json:"age_seconds"`
+	Network string         `json:"network"`
+	MAC     packet.MAC     `json:"mac"`
+	VLAN    uint16         `json:"vlan"`
+	Port    string         `json:"port"`
+	Static  bool           `json:"static"`
+	Age     clock.Duration `json:"age"` // since last seen; "1.5s" in JSON
 }
 
 // errorBody is the JSON body of every error response.
@@ -226,7 +227,7 @@ func (h *handler) fdb(w http.ResponseWriter, r *http.Request) error {
 		for _, e := range sw.Entries() {
 			out = append(out, FDBEntry{
 				Network: sw.Name(), MAC: e.MAC, VLAN: e.VLAN, Port: e.Port,
-				Static: e.Static, AgeSeconds: e.Age.Seconds(),
+				Static: e.Static, Age: clock.Duration(e.Age),
 			})
 		}
 	}

@@ -5,19 +5,20 @@ import (
 	"net/netip"
 
 	"github.com/uswitch-dev/uswitch/arp"
+	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/router"
 )
 
 // NeighEntry is one row of GET /v1/neigh: a neighbour of a router port.
 type NeighEntry struct {
-	Port       string      `json:"dev"`
-	Network    string      `json:"network,omitempty"`
-	IP         netip.Addr  `json:"ip"`
-	MAC        *packet.MAC `json:"lladdr,omitempty"`
-	State      arp.State   `json:"state"`
-	AgeSeconds float64     `json:"age_seconds"`
-	Queued     int         `json:"queued"`
+	Port    string         `json:"dev"`
+	Network string         `json:"network,omitempty"`
+	IP      netip.Addr     `json:"ip"`
+	MAC     *packet.MAC    `json:"lladdr,omitempty"`
+	State   arp.State      `json:"state"`
+	Age     clock.Duration `json:"age"` // since last confirmed; "1.5s" in JSON
+	Queued  int            `json:"queued"`
 }
 
 // neigh answers GET /v1/neigh: every router port's ARP cache.
@@ -29,7 +30,7 @@ func (h *handler) neigh(w http.ResponseWriter, r *http.Request) error {
 	for _, p := range h.b.Router().Ports() {
 		for _, e := range p.Neighbours().Entries() {
 			out = append(out, NeighEntry{Port: p.Name, Network: p.Network, IP: netip.MustParseAddr(e.IP), MAC: e.MAC,
-				State: e.State, AgeSeconds: e.Age.Seconds(), Queued: e.Queue})
+				State: e.State, Age: clock.Duration(e.Age), Queued: e.Queue})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -108,6 +108,11 @@ type Options struct {
 	// thread (see poll.go) instead of a reader goroutine each. The thread
 	// keeps one of the process's Ps while it spins.
 	BusyPoll bool
+	// CPULatency lets the busy-poll thread hold a CPU latency request of 0
+	// (/dev/cpu_dma_latency) while it spins, so that idle CPUs poll instead
+	// of sleeping (see poll.go). It changes the power state of the whole
+	// machine, so it is off unless asked for.
+	CPULatency bool
 }
 
 // New builds one switch per network of plan, and the router with a gateway
@@ -131,7 +136,7 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 	for _, n := range plan.Networks {
 		sw := vswitch.New(vswitch.Config{
 			Name:       n.Name,
-			Ageing:     plan.Defaults.FDBAgeing,
+			Ageing:     time.Duration(plan.Defaults.FDBAgeing),
 			MaxEntries: plan.Defaults.FDBMax,
 			Clock:      clk,
 		})
@@ -153,7 +158,7 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 	}
 	d.startDNS(opt.DNSDialer)
 	if opt.BusyPoll {
-		if d.poller, err = newPoller(d); err != nil {
+		if d.poller, err = newPoller(d, opt.CPULatency); err != nil {
 			if d.dns != nil {
 				d.dns.Close()
 			}

@@ -41,7 +41,7 @@ func network(name, subnet string, isolate bool) config.Network {
 func testPlan(isolate bool) *config.Plan {
 	return &config.Plan{
 		Name:     "t",
-		Defaults: config.Defaults{FDBAgeing: 300 * time.Second, FDBMax: 100, PortSecurity: true},
+		Defaults: config.Defaults{FDBAgeing: clock.Duration(300 * time.Second), FDBMax: 100, PortSecurity: true},
 		Uplink: &config.Uplink{Address: netip.MustParsePrefix("10.250.0.2/30"), HostAddress: netip.MustParsePrefix("10.250.0.1/30"),
 			MAC: mac4(netip.MustParseAddr("10.250.0.2"))},
 		Networks: []config.Network{network("front", "172.20.0.0/24", isolate), network("back", "172.21.0.0/24", isolate)},

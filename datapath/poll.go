@@ -34,12 +34,13 @@ import (
 //     frame. Measured with TCP between two TAPs: with 1 ms instead of 10 the
 //     thread went to sleep in the short lulls of a transfer and carried 10%
 //     less.
-//   - While it spins it also holds a CPU latency request of 0 (PM QoS,
-//     /dev/cpu_dma_latency), so that the machine's idle CPUs poll instead
-//     of sleeping: a receiver that uswitch's write wakes on another CPU
+//   - With Options.CPULatency, while it spins it also holds a CPU latency
+//     request of 0 (PM QoS, /dev/cpu_dma_latency), so that the machine's
+//     idle CPUs poll instead of sleeping: a receiver that uswitch's write wakes on another CPU
 //     runs without that CPU's wake-up from a halt or a deep C-state (a VM
 //     exit of about 25 µs on this project's VMs, where guests do not
 //     halt-poll). The request goes with the spin, and with the process.
+//     It is a machine-wide power setting, so it is off unless asked for.
 //   - A thread at SCHED_IDLE gets next to no CPU while other threads keep
 //     every CPU busy. A watchdog goroutine sees the loop stop turning
 //     (starveAfter) and lifts the thread to normal priority; the thread
@@ -61,12 +62,14 @@ type polledPort struct {
 
 // poller is the busy-poll thread's state.
 type poller struct {
-	d     *Datapath
-	ep    int // epoll set: every port, and wake
-	wake  int // eventfd: written to stop the thread
-	mu    sync.Mutex
-	ports atomic.Pointer[map[int32]*polledPort] // by descriptor; replaced, never changed
-	stop  atomic.Bool
+	d  *Datapath
+	ep int // epoll set: every port, and wake
+	// latency: hold a CPU latency request while spinning (Options.CPULatency)
+	latency bool
+	wake    int // eventfd: written to stop the thread
+	mu      sync.Mutex
+	ports   atomic.Pointer[map[int32]*polledPort] // by descriptor; replaced, never changed
+	stop    atomic.Bool
 
 	iter     atomic.Uint64 // turns of the loop
 	spinning atomic.Bool   // the thread is in its spinning phase
@@ -93,7 +96,7 @@ func (d *Datapath) BusyPoll() (BusyPollStats, bool) {
 	return BusyPollStats{Ports: len(*d.poller.ports.Load()), Sleeps: d.poller.sleeps.Load(), Lifts: d.poller.lifts.Load()}, true
 }
 
-func newPoller(d *Datapath) (*poller, error) {
+func newPoller(d *Datapath, latency bool) (*poller, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("busy poll: epoll: %w", err)
@@ -108,7 +111,7 @@ func newPoller(d *Datapath) (*poller, error) {
 		unix.Close(wake)
 		return nil, fmt.Errorf("busy poll: epoll: %w", err)
 	}
-	p := &poller{d: d, ep: ep, wake: wake, started: make(chan struct{}, 1)}
+	p := &poller{d: d, ep: ep, wake: wake, latency: latency, started: make(chan struct{}, 1)}
 	p.ports.Store(&map[int32]*polledPort{})
 	d.wg.Add(2)
 	go p.run()
@@ -165,7 +168,7 @@ func (p *poller) run() {
 	defer unix.Close(p.ep)
 	defer unix.Close(p.wake)
 	p.tid.Store(int32(unix.Gettid()))
-	lat := cpuLatency{fd: -1, log: p.d.log}
+	lat := cpuLatency{want: p.latency, fd: -1, log: p.d.log}
 	defer lat.release()
 	buf := make([]byte, tap.MaxFrame)
 	var ev [64]unix.EpollEvent
@@ -280,15 +283,16 @@ func setPolicy(tid int, policy uint32) {
 // cpuLatency is a PM QoS CPU latency request of 0 µs, held while its
 // descriptor is open: the cpuidle governors then keep idle CPUs in their
 // polling state. The kernel drops it when the descriptor closes, so a
-// crashed run leaves nothing behind.
+// crashed run leaves nothing behind. Without want, hold does nothing.
 type cpuLatency struct {
+	want   bool
 	fd     int
 	failed bool
 	log    *slog.Logger
 }
 
 func (c *cpuLatency) hold() {
-	if c.fd >= 0 || c.failed {
+	if !c.want || c.fd >= 0 || c.failed {
 		return
 	}
 	fd, err := unix.Open("/dev/cpu_dma_latency", unix.O_WRONLY|unix.O_CLOEXEC, 0)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/internal/testenv"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/tap"
 )
@@ -130,7 +131,13 @@ func peerIO(op func(int, []byte) (int, error), fd int, b []byte) (int, error) {
 // ports, served by the busy-poll thread.
 func pollTopo(t testing.TB) (*Datapath, *sockPort, *sockPort) {
 	t.Helper()
-	dp, err := NewWithOptions(testPlan(true), &clock.Fake{}, slog.New(slog.DiscardHandler), Options{BusyPoll: true})
+	return pollTopoOptions(t, Options{BusyPoll: true})
+}
+
+// pollTopoOptions is pollTopo with opt.
+func pollTopoOptions(t testing.TB, opt Options) (*Datapath, *sockPort, *sockPort) {
+	t.Helper()
+	dp, err := NewWithOptions(testPlan(true), &clock.Fake{}, slog.New(slog.DiscardHandler), opt)
 	require.NoError(t, err)
 	t.Cleanup(func() { dp.Close() })
 	web, web2 := newSockPort(t), newSockPort(t)
@@ -371,13 +378,12 @@ func holdsCPULatency(t *testing.T) bool {
 	return false
 }
 
-// TestBusyPollHoldsCPULatencyWhileSpinning: the CPU latency request is
-// held while the thread spins after frames, and dropped when it sleeps.
+// TestBusyPollHoldsCPULatencyWhileSpinning: with Options.CPULatency, the
+// CPU latency request is held while the thread spins after frames, and
+// dropped when it sleeps.
 func TestBusyPollHoldsCPULatencyWhileSpinning(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: only root may open /dev/cpu_dma_latency")
-	}
-	dp, web, web2 := pollTopo(t)
+	testenv.NeedRoot(t, "/dev/cpu_dma_latency") // only root may open it
+	dp, web, web2 := pollTopoOptions(t, Options{BusyPoll: true, CPULatency: true})
 	buf := make([]byte, 2048)
 	require.False(t, holdsCPULatency(t), "held before any frame")
 	web.send(t, seqFrame(t, 1))
@@ -387,4 +393,21 @@ func TestBusyPollHoldsCPULatencyWhileSpinning(t *testing.T) {
 	require.Eventually(t, func() bool { s, _ := dp.BusyPoll(); return s.Sleeps >= 1 }, 2*time.Second, time.Millisecond)
 	require.Eventually(t, func() bool { return !holdsCPULatency(t) }, 2*time.Second, time.Millisecond,
 		"still held after the thread went to sleep")
+}
+
+// TestBusyPollNoCPULatencyByDefault: without Options.CPULatency the thread
+// spins without ever opening /dev/cpu_dma_latency (the machine's power
+// states are left alone). Without root nobody could open it, so the test
+// only means something as root.
+func TestBusyPollNoCPULatencyByDefault(t *testing.T) {
+	testenv.NeedRoot(t, "/dev/cpu_dma_latency")
+	dp, web, web2 := pollTopo(t)
+	buf := make([]byte, 2048)
+	for i := range uint32(200) {
+		web.send(t, seqFrame(t, i))
+		web2.recv(t, buf)
+		require.False(t, holdsCPULatency(t), "held while spinning, though not asked for")
+	}
+	require.Eventually(t, func() bool { s, _ := dp.BusyPoll(); return s.Sleeps >= 1 }, 2*time.Second, time.Millisecond)
+	require.False(t, holdsCPULatency(t))
 }

@@ -40,7 +40,7 @@ func (rs *Rules) addGatewayHost(p *config.Plan, pubs []published) {
 				dst: gw, in: n.Name, proto: protoNum(b.p.Proto),
 				dport: [2]uint16{b.p.HostPort, b.p.HostPort}, toAddr: b.target, toPort: b.p.ContainerPort})
 		}
-		ranges := [][2]uint16{{1, 65535}}
+		ranges := [][2]uint16{{0, 0}} // any port
 		if n.DNS {
 			ranges = [][2]uint16{{1, 52}, {54, 65535}}
 		}

@@ -42,7 +42,7 @@ func (c *tcpConn) requireState(s TCPState) {
 	c.g.t.Helper()
 	e := c.g.entry(c.cli)
 	require.Equal(c.g.t, s.String(), e.State)
-	require.Equal(c.g.t, tcpTimeouts[s], e.Timeout, "timeout in %v", s)
+	require.Equal(c.g.t, tcpTimeouts[s], time.Duration(e.Timeout), "timeout in %v", s)
 }
 
 func (c *tcpConn) handshake() {
@@ -99,7 +99,7 @@ func TestTCPHandshakeDataAndClose(t *testing.T) {
 		c.handshake()
 		c.in(fRST, "")
 		c.requireState(TCPClose)
-		require.Equal(t, 10*time.Second, c.g.entry(c.cli).Timeout)
+		require.Equal(t, 10*time.Second, time.Duration(c.g.entry(c.cli).Timeout))
 		c.g.clk.Advance(10*time.Second + time.Millisecond)
 		require.Empty(t, c.g.tr.Table.Entries())
 	})
@@ -212,11 +212,13 @@ func TestTCPMidStreamPickup(t *testing.T) {
 	c.in(fACK, "")
 	require.True(t, g.entry(c.cli).Assured)
 
-	// a FIN, a RST or a SYN/ACK cannot start a connection: not tracked, not NATed
+	// a FIN, a RST or a SYN/ACK cannot start a connection: not tracked,
+	// and dropped at forward as invalid (Docker's --ctstate INVALID -j DROP)
+	// rather than sent out untranslated
 	for _, flags := range []int{fFIN | fACK, fRST, fSYN | fACK} {
 		cli := ap(web2Addr, 40001)
 		r := g.pass("front", tcpPkt(t, cli, c.srv, flags, ""))
-		require.Equal(t, accept, r.v, "invalid, but no rule drops it")
+		require.Equal(t, Verdict{Action: Drop, Reason: stats.CtInvalid}, r.v, "flags %#x", flags)
 		requireFlow(t, r.ip, cli, c.srv)
 		require.Len(t, g.tr.Table.Entries(), 1, "flags %#x", flags)
 	}

@@ -65,7 +65,7 @@ func conntrack(ctx context.Context, args []string, w, stderr io.Writer) error {
 //	tcp      6 431999 ESTABLISHED src=172.20.0.10 dst=10.250.0.1 sport=40000 dport=80 packets=5 bytes=400 src=10.250.0.1 dst=10.250.0.2 sport=80 dport=40000 packets=4 bytes=300 [ASSURED] snat
 func conntrackLine(e nat.Entry) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-8s %d %d ", e.Proto, protoNumber(e.Proto), int64(e.Timeout/time.Second))
+	fmt.Fprintf(&b, "%-8s %d %d ", e.Proto, protoNumber(e.Proto), int64(time.Duration(e.Timeout)/time.Second))
 	if e.State != "" {
 		b.WriteString(e.State + " ")
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
 
+	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
@@ -30,20 +31,20 @@ func TestConntrackLine(t *testing.T) {
 	}{
 		{nat.Entry{Proto: "tcp", State: "ESTABLISHED", Orig: tv("172.20.0.10", "10.250.0.1", 40000, 80),
 			Reply: tv("10.250.0.1", "10.250.0.2", 80, 40000), SNAT: true, Assured: true,
-			Timeout: 431999*time.Second + 500*time.Millisecond, Packets: [2]uint64{5, 4}, Bytes: [2]uint64{400, 300}},
+			Timeout: clock.Duration(431999*time.Second + 500*time.Millisecond), Packets: [2]uint64{5, 4}, Bytes: [2]uint64{400, 300}},
 			"tcp      6 431999 ESTABLISHED src=172.20.0.10 dst=10.250.0.1 sport=40000 dport=80 packets=5 bytes=400 " +
 				"src=10.250.0.1 dst=10.250.0.2 sport=80 dport=40000 packets=4 bytes=300 [ASSURED] snat"},
 		{nat.Entry{Proto: "udp", Orig: tv("10.250.0.1", "10.250.0.2", 5353, 8080),
 			Reply: tv("172.20.0.10", "10.250.0.1", 53, 5353), DNAT: true,
-			Timeout: 29 * time.Second, Packets: [2]uint64{1, 0}, Bytes: [2]uint64{33, 0}},
+			Timeout: clock.Duration(29 * time.Second), Packets: [2]uint64{1, 0}, Bytes: [2]uint64{33, 0}},
 			"udp      17 29 src=10.250.0.1 dst=10.250.0.2 sport=5353 dport=8080 packets=1 bytes=33 [UNREPLIED] " +
 				"src=172.20.0.10 dst=10.250.0.1 sport=53 dport=5353 packets=0 bytes=0 dnat"},
 		{nat.Entry{Proto: "icmp", Orig: tv("172.20.0.10", "8.8.8.8", 7, 7), Reply: tv("8.8.8.8", "10.250.0.2", 1030, 1030),
-			SNAT: true, DNAT: true, Assured: true, Timeout: 30 * time.Second, Packets: [2]uint64{1, 1}, Bytes: [2]uint64{84, 84}},
+			SNAT: true, DNAT: true, Assured: true, Timeout: clock.Duration(30 * time.Second), Packets: [2]uint64{1, 1}, Bytes: [2]uint64{84, 84}},
 			"icmp     1 30 src=172.20.0.10 dst=8.8.8.8 type=8 code=0 id=7 packets=1 bytes=84 " +
 				"src=8.8.8.8 dst=10.250.0.2 type=0 code=0 id=1030 packets=1 bytes=84 [ASSURED] snat dnat"},
 		{nat.Entry{Proto: "proto-47", Orig: tv("172.20.0.10", "172.20.0.11", 0, 0), Reply: tv("172.20.0.11", "172.20.0.10", 0, 0),
-			Timeout: 600 * time.Second},
+			Timeout: clock.Duration(600 * time.Second)},
 			"proto-47 47 600 src=172.20.0.10 dst=172.20.0.11 packets=0 bytes=0 [UNREPLIED] src=172.20.0.11 dst=172.20.0.10 packets=0 bytes=0"},
 	} {
 		require.Equal(t, tc.want, conntrackLine(tc.e))
@@ -107,7 +108,7 @@ func TestConntrackCommand(t *testing.T) {
 	require.NoError(t, json.Unmarshal(out.Bytes(), &entries))
 	require.Len(t, entries, 1)
 	require.Equal(t, tv("172.20.0.10", "10.250.0.1", 40000, 53), entries[0].Orig)
-	require.Equal(t, 30*time.Second, entries[0].Timeout)
+	require.Equal(t, 30*time.Second, time.Duration(entries[0].Timeout))
 	require.True(t, entries[0].SNAT)
 	require.Equal(t, "uswitch: 1 flow entries have been shown.\n", errOut.String())
 
@@ -128,8 +129,11 @@ func TestRulesCommand(t *testing.T) {
 	require.NoError(t, rules(context.Background(), []string{"--control", in.sock}, &out))
 	require.Equal(t, lines(
 		"Chain PREROUTING (policy ACCEPT)",
-		"pkts  bytes  target  prot  in  out  source     destination",
-		"   0      0  DNAT    tcp   *   *    0.0.0.0/0  10.250.0.2   tcp dpt:8080 to:172.20.0.10:80 /* publish web 8080:80/tcp */",
+		"pkts  bytes  target  prot  in     out  source     destination",
+		"   0      0  DNAT    tcp   *      *    0.0.0.0/0  10.250.0.2   tcp dpt:8080 to:172.20.0.10:80 /* publish web 8080:80/tcp */",
+		"   0      0  DNAT    tcp   front  *    0.0.0.0/0  172.20.0.1   tcp dpt:8080 to:172.20.0.10:80 /* publish web 8080:80/tcp at gateway front */",
+		"   0      0  DNAT    tcp   front  *    0.0.0.0/0  172.20.0.1   to:10.250.0.1 /* host gateway front */",
+		"   0      0  DNAT    udp   front  *    0.0.0.0/0  172.20.0.1   to:10.250.0.1 /* host gateway front */",
 		"",
 		"Chain INPUT (policy ACCEPT)",
 		"pkts  bytes  target  prot  in  out  source  destination",
@@ -137,6 +141,7 @@ func TestRulesCommand(t *testing.T) {
 		"Chain FORWARD (policy ACCEPT)",
 		"pkts  bytes  target  prot  in  out    source     destination",
 		"   0      0  ACCEPT  all   *   *      0.0.0.0/0  0.0.0.0/0    ctstate ESTABLISHED,RELATED /* established */",
+		"   0      0  DROP    all   *   *      0.0.0.0/0  0.0.0.0/0    ctstate INVALID /* invalid */",
 		"   0      0  ACCEPT  tcp   *   front  0.0.0.0/0  172.20.0.10  tcp dpt:80 ctstate DNAT /* publish web 8080:80/tcp */",
 		"",
 		"Chain OUTPUT (policy ACCEPT)",
@@ -152,9 +157,9 @@ func TestRulesCommand(t *testing.T) {
 	require.NoError(t, rules(context.Background(), []string{"--control", in.sock, "-o", "json"}, &out))
 	var rows []nat.RuleRow
 	require.NoError(t, json.Unmarshal(out.Bytes(), &rows))
-	require.Len(t, rows, 5)
+	require.Len(t, rows, 9)
 	require.Equal(t, nat.RuleRow{Hook: "postrouting", Packets: 1, Bytes: 33, Action: "masquerade",
-		Spec: "-s 172.20.0.0/24 -o uplink -j MASQUERADE", Comment: "masquerade front"}, rows[4])
+		Spec: "-s 172.20.0.0/24 -o uplink -j MASQUERADE", Comment: "masquerade front"}, rows[8])
 }
 
 func TestWriteRules(t *testing.T) {
@@ -235,8 +240,14 @@ action = "drop"
 		"",
 		"COMPILED RULES",
 		`-A PREROUTING -d 10.250.0.2/32 -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80 -m comment --comment "publish web 8080:80/tcp"`,
+		`-A PREROUTING -d 172.20.0.1/32 -i front -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80 -m comment --comment "publish web 8080:80/tcp at gateway front"`,
+		`-A PREROUTING -d 172.20.0.1/32 -i front -p tcp --dport 1:52 -j DNAT --to-destination 10.250.0.1 -m comment --comment "host gateway front"`,
+		`-A PREROUTING -d 172.20.0.1/32 -i front -p tcp --dport 54:65535 -j DNAT --to-destination 10.250.0.1 -m comment --comment "host gateway front"`,
+		`-A PREROUTING -d 172.20.0.1/32 -i front -p udp --dport 1:52 -j DNAT --to-destination 10.250.0.1 -m comment --comment "host gateway front"`,
+		`-A PREROUTING -d 172.20.0.1/32 -i front -p udp --dport 54:65535 -j DNAT --to-destination 10.250.0.1 -m comment --comment "host gateway front"`,
 		`-A FORWARD -p tcp --dport 5432 -j DROP -m comment --comment "rule line 17"`,
 		`-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT -m comment --comment "established"`,
+		`-A FORWARD -m conntrack --ctstate INVALID -j DROP -m comment --comment "invalid"`,
 		`-A FORWARD -d 172.20.0.10/32 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j ACCEPT -m comment --comment "publish web 8080:80/tcp"`,
 		`-A POSTROUTING -s 172.20.0.0/24 -d 172.20.0.10/32 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j MASQUERADE -m comment --comment "hairpin web 8080:80/tcp"`,
 		`-A POSTROUTING -s 172.20.0.0/24 -o uplink -j MASQUERADE -m comment --comment "masquerade front"`,

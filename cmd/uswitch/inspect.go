@@ -36,10 +36,9 @@ type inspectFlags struct {
 }
 
 func (f *inspectFlags) register(fs *flag.FlagSet) {
-	f.output = formatTable
 	fs.StringVar(&f.control, "control", "", "control socket `PATH` of the instance (default: from --config, or the only one in "+control.RunDir+")")
 	fs.StringVar(&f.config, "config", "", "config `FILE` of the instance; its socket is "+control.RunDir+"/NAME.sock")
-	fs.Var(&f.output, "o", "output `format`: table or json")
+	outputFlag(fs, &f.output)
 }
 
 // client returns a client of the instance the flags name.
@@ -149,7 +148,7 @@ func fdbTable(entries []control.FDBEntry, withNetwork bool) *table {
 	}
 	t := newTable(header...)
 	for _, e := range entries {
-		vlan, flags, age := "-", "learned", fmt.Sprintf("%.1fs", e.AgeSeconds)
+		vlan, flags, age := "-", "learned", fmt.Sprintf("%.1fs", time.Duration(e.Age).Seconds())
 		if e.VLAN != 0 {
 			vlan = strconv.Itoa(int(e.VLAN))
 		}

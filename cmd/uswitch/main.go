@@ -26,8 +26,8 @@ type command struct {
 }
 
 var commands = []command{
-	{"run", "[--config FILE] [--busy-poll] [--cpuprofile FILE]", "create the networks and run the datapath until interrupted", cmdRun},
-	{"check", "--config FILE", "validate a config and print the resolved plan", cmdCheck},
+	{"run", "[--config FILE] [--busy-poll=false] [--cpu-latency] [--log-level L] [--log-format text|json]", "create the networks and run the datapath until interrupted", cmdRun},
+	{"check", "[--config FILE] [-o json]", "validate a config and print the resolved plan", cmdCheck},
 	{"down", "--config FILE", "remove what a crashed run left behind", cmdDown},
 	{"fdb", "[--network N] [--watch] [-o json]", "show the MAC learning table, or watch it change", cmdFDB},
 	{"ports", "[-o json]", "show every port's packet, byte and drop counters", cmdPorts},

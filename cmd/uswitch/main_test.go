@@ -69,6 +69,12 @@ func TestDispatchFlagErrors(t *testing.T) {
 		{"conntrack", "--proto"},
 		{"conntrack", "-o", "xml"},
 		{"rules", "extra"},
+		{"check", "-o", "yaml"},
+		{"check", "extra"},
+		{"down", "extra"},
+		{"run", "--log-level", "verbose"},
+		{"run", "--log-format", "xml"},
+		{"run", "extra"},
 	} {
 		code, _, errOut := runCLI(t, args...)
 		require.Equal(t, 2, code, "%v", args)
@@ -116,7 +122,7 @@ func startInstance(t *testing.T) *instance {
 func instancePlan() *config.Plan {
 	return &config.Plan{
 		Name:     "test",
-		Defaults: config.Defaults{FDBAgeing: 300 * time.Second},
+		Defaults: config.Defaults{FDBAgeing: clock.Duration(300 * time.Second)},
 		Networks: []config.Network{{
 			Name: "front", Subnet: netip.MustParsePrefix("172.20.0.0/24"), Gateway: netip.MustParseAddr("172.20.0.1"),
 			GatewayMAC: packet.MAC{0x02, 0x42, 0xac, 0x14, 0x00, 0x01}, MTU: 1500,

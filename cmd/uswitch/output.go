@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -98,4 +99,11 @@ func render(w io.Writer, f outputFormat, v any, tbl func() *table) error {
 		return writeJSON(w, v)
 	}
 	return tbl().write(w)
+}
+
+// outputFlag registers the -o flag into f (table, the default, or json)
+// on fs: the one place where every command's -o is defined and checked.
+func outputFlag(fs *flag.FlagSet, f *outputFormat) {
+	*f = formatTable
+	fs.Var(f, "o", "output `format`: table or json")
 }

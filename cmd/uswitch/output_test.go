@@ -7,9 +7,11 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/control"
 	"github.com/uswitch-dev/uswitch/datapath"
 	"github.com/uswitch-dev/uswitch/packet"
@@ -49,9 +51,9 @@ var (
 
 func TestFDBTable(t *testing.T) {
 	entries := []control.FDBEntry{
-		{Network: "front", MAC: macAPI, Port: "api", AgeSeconds: 12.34},
-		{Network: "front", MAC: macWeb, VLAN: 10, Port: "web", AgeSeconds: 0.04},
-		{Network: "back", MAC: macWeb, Port: "api/eth1", Static: true, AgeSeconds: 99},
+		{Network: "front", MAC: macAPI, Port: "api", Age: clock.Duration(12340 * time.Millisecond)},
+		{Network: "front", MAC: macWeb, VLAN: 10, Port: "web", Age: clock.Duration(40 * time.Millisecond)},
+		{Network: "back", MAC: macWeb, Port: "api/eth1", Static: true, Age: clock.Duration(99 * time.Second)},
 	}
 	require.Equal(t, lines(
 		"MAC                VLAN  PORT      NETWORK  FLAGS      AGE",
@@ -99,7 +101,7 @@ func TestPortsTable(t *testing.T) {
 
 func TestRenderJSON(t *testing.T) {
 	var b bytes.Buffer
-	entries := []control.FDBEntry{{Network: "front", MAC: macWeb, Port: "web", AgeSeconds: 1.5}}
+	entries := []control.FDBEntry{{Network: "front", MAC: macWeb, Port: "web", Age: clock.Duration(1500 * time.Millisecond)}}
 	require.NoError(t, render(&b, formatJSON, entries, nil))
 	require.Equal(t, lines(
 		"[",
@@ -109,7 +111,7 @@ func TestRenderJSON(t *testing.T) {
 		`    "vlan": 0,`,
 		`    "port": "web",`,
 		`    "static": false,`,
-		`    "age_seconds": 1.5`,
+		`    "age": "1.5s"`,
 		"  }",
 		"]",
 	), b.String())

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/uswitch-dev/uswitch/control"
 	"github.com/uswitch-dev/uswitch/router"
@@ -23,7 +24,7 @@ func neigh(ctx context.Context, args []string, w io.Writer) error {
 			if n.MAC != nil {
 				mac = n.MAC.String()
 			}
-			t.add(n.IP.String(), n.Port, mac, n.State.String(), fmt.Sprintf("%.1fs", n.AgeSeconds), strconv.Itoa(n.Queued))
+			t.add(n.IP.String(), n.Port, mac, n.State.String(), fmt.Sprintf("%.1fs", time.Duration(n.Age).Seconds()), strconv.Itoa(n.Queued))
 		}
 		return t
 	})

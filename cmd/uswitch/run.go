@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,34 +41,36 @@ func loadPlan(path string, printDefault io.Writer) (*config.Plan, error) {
 	return plan, nil
 }
 
-// cmdCheck validates a config and prints the resolved plan.
-func cmdCheck(args []string) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+func cmdCheck(args []string) error { return check(args, os.Stdout) }
+
+// check is `uswitch check`: it validates a config and prints the resolved
+// plan to w.
+func check(args []string, w io.Writer) error {
+	fs := newFlagSet("check", "[--config FILE] [-o table|json]")
 	cfg := fs.String("config", "", "the net.toml to check (default: the embedded default topology)")
-	out := fs.String("o", "table", "output format: table|json")
-	if err := fs.Parse(args); err != nil {
+	var out outputFormat
+	outputFlag(fs, &out)
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	plan, err := loadPlan(*cfg, nil)
 	if err != nil {
 		return err
 	}
-	if *out == "json" {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(plan)
+	if out == formatJSON {
+		return writeJSON(w, plan)
 	}
-	if err := plan.Write(os.Stdout); err != nil {
+	if err := plan.Write(w); err != nil {
 		return err
 	}
-	return writeCompiledRules(os.Stdout, plan)
+	return writeCompiledRules(w, plan)
 }
 
 // cmdDown removes what a crashed run of the config's instance left behind.
 func cmdDown(args []string) error {
-	fs := flag.NewFlagSet("down", flag.ContinueOnError)
+	fs := newFlagSet("down", "[--config FILE]")
 	cfg := fs.String("config", "", "the net.toml of the instance (default: the embedded default topology)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	plan, err := loadPlan(*cfg, nil)
@@ -98,21 +99,51 @@ func cmdDown(args []string) error {
 // cmdRun builds the plan's topology, forwards until SIGINT/SIGTERM, then
 // removes everything it made.
 func cmdRun(args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs := newFlagSet("run", "[--config FILE] [--control PATH] [--busy-poll=true|false] [--cpu-latency] [--log-level debug|info|warn|error] [--log-format text|json] [--cpuprofile FILE]")
 	cfg := fs.String("config", "", "the net.toml to run (default: the embedded default topology)")
 	sock := fs.String("control", "", "control socket path (default /run/uswitch/<name>.sock)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
-	busyPoll := fs.Bool("busy-poll", true, "serve TAP (offload = true) and veth ports from one thread that busy-polls them at SCHED_IDLE priority while frames flow (a CPU kept awake then; idle it sleeps); --busy-poll=false: a reader goroutine per port")
-	if err := fs.Parse(args); err != nil {
+	busyPoll := fs.Bool("busy-poll", true, "serve TAP (offload = true) and veth ports from one thread that busy-polls them at SCHED_IDLE priority while frames flow (a CPU kept awake then; idle it sleeps); --busy-poll=false: a reader goroutine per port. Given, it overrides [defaults] busy_poll")
+	cpuLatency := fs.Bool("cpu-latency", false, "while the busy-poll thread spins, hold a CPU latency request of 0 (/dev/cpu_dma_latency): idle CPUs of the whole machine poll instead of sleeping. Given, it overrides [defaults] cpu_latency")
+	level := slog.LevelInfo
+	fs.Func("log-level", "log `level`: debug, info, warn or error (default info)", func(s string) error {
+		l, ok := logLevels[s]
+		if !ok {
+			return fmt.Errorf("unknown log level %q (want debug, info, warn or error)", s)
+		}
+		level = l
+		return nil
+	})
+	format := "text"
+	fs.Func("log-format", "log `format`: text (key=value, the default) or json (one object a line)", func(s string) error {
+		if s != "text" && s != "json" {
+			return fmt.Errorf("unknown log format %q (want text or json)", s)
+		}
+		format = s
+		return nil
+	})
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := newLogger(os.Stderr, format, level)
 	plan, err := loadPlan(*cfg, os.Stdout)
 	if err != nil {
 		return err
 	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "busy-poll":
+			plan.Defaults.BusyPoll = *busyPoll
+		case "cpu-latency":
+			plan.Defaults.CPULatency = *cpuLatency
+		}
+	})
 	if err := needRoot("run"); err != nil {
 		return err
+	}
+	notify, err := newNotifier()
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -138,16 +169,34 @@ func cmdRun(args []string) error {
 	// A reader of our output that goes away (`uswitch run | head`, a test
 	// that died) must not kill us with SIGPIPE before we clean up.
 	signal.Ignore(syscall.SIGPIPE)
-	if *busyPoll {
+	if plan.Defaults.BusyPoll {
 		// The busy-poll thread keeps a P while it spins; the rest of the
 		// process keeps as many as before.
 		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	}
-	return run(ctx, plan, *sock, *busyPoll, log)
+	return run(ctx, plan, *sock, notify, log)
 }
 
-func run(ctx context.Context, plan *config.Plan, sock string, busyPoll bool, log *slog.Logger) (err error) {
-	opt := topo.Options{StateDir: stateDir, Polled: busyPoll}
+// logLevels are the values of run's --log-level.
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
+}
+
+// newLogger returns run's logger: key=value lines (format "text") or JSON
+// objects ("json") on w, from level up.
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opt := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opt))
+	}
+	return slog.New(slog.NewTextHandler(w, opt))
+}
+
+// run runs plan until ctx is done: busy polling and the CPU latency request
+// as plan.Defaults says, the control API on sock, and the service manager
+// told READY=1 once it forwards and STOPPING=1 when it starts to tear down.
+func run(ctx context.Context, plan *config.Plan, sock string, notify *notifier, log *slog.Logger) (err error) {
+	opt := topo.Options{StateDir: stateDir, Polled: plan.Defaults.BusyPoll}
 	unlock, err := topo.Lock(plan.Name, opt)
 	if err != nil {
 		return err
@@ -175,7 +224,7 @@ func run(ctx context.Context, plan *config.Plan, sock string, busyPoll bool, log
 
 	clk := clock.NewCoarse(10 * time.Millisecond)
 	defer clk.Stop()
-	dp, err := datapath.NewWithOptions(plan, clk, log, datapath.Options{BusyPoll: busyPoll})
+	dp, err := datapath.NewWithOptions(plan, clk, log, datapath.Options{BusyPoll: plan.Defaults.BusyPoll, CPULatency: plan.Defaults.CPULatency})
 	if err != nil {
 		return err
 	}
@@ -209,17 +258,26 @@ func run(ctx context.Context, plan *config.Plan, sock string, busyPoll bool, log
 		return nil // interrupted during start-up; the defers clean up
 	}
 	writeSummary(os.Stdout, plan)
-	log.Info("ready", "instance", plan.Name, "control", sock, "took", time.Since(t0).Round(time.Millisecond))
+	took := time.Since(t0).Round(time.Millisecond)
+	log.Info("ready", "instance", plan.Name, "control", sock, "took", took,
+		"busy_poll", plan.Defaults.BusyPoll, "cpu_latency", plan.Defaults.CPULatency)
+	if err := notify.notify("READY=1", fmt.Sprintf("STATUS=forwarding: instance %s, %d networks, %d endpoints, control %s",
+		plan.Name, len(plan.Networks), len(plan.Endpoints), sock)); err != nil {
+		log.Warn("cannot tell the service manager", "err", err)
+	}
 
 	select {
 	case <-ctx.Done():
-		log.Info("stopping", "instance", plan.Name)
-	case err := <-served:
+	case err = <-served:
 		if err != nil {
-			return fmt.Errorf("control API: %w", err)
+			err = fmt.Errorf("control API: %w", err)
 		}
 	}
-	return nil
+	log.Info("stopping", "instance", plan.Name)
+	if nerr := notify.notify("STOPPING=1", "STATUS=removing what this run made"); nerr != nil {
+		log.Warn("cannot tell the service manager", "err", nerr)
+	}
+	return err
 }
 
 // writeSummary prints the endpoint table that run shows once ready.

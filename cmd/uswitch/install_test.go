@@ -1,0 +1,56 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestMakeInstall runs `make install DESTDIR=...` from the repository's
+// Makefile: the binary lands in $PREFIX/bin and runs, the unit in
+// $PREFIX/lib/systemd/system runs the instance's config as a notify
+// service that is restarted on failure and never runs `down`, and a CNI
+// plugin binary, when the build made one, lands in /opt/cni/bin.
+func TestMakeInstall(t *testing.T) {
+	mk, err := exec.LookPath("make")
+	require.NoError(t, err, "make is needed to test `make install`")
+	dest := t.TempDir()
+	cni := filepath.Join(t.TempDir(), "uswitch-cni")
+	require.NoError(t, os.WriteFile(cni, []byte("#!/bin/sh\n"), 0o644))
+	cmd := exec.Command(mk, "-C", "../..", "install", "DESTDIR="+dest, "PREFIX=/usr/local", "CNI_BIN="+cni)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	bin := filepath.Join(dest, "usr/local/bin/uswitch")
+	st, err := os.Stat(bin)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o755), st.Mode().Perm())
+	out, err = exec.Command(bin, "version").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.True(t, strings.HasPrefix(string(out), "uswitch "), "%s", out)
+
+	unit, err := os.ReadFile(filepath.Join(dest, "usr/local/lib/systemd/system/uswitch@.service"))
+	require.NoError(t, err)
+	lines := map[string]string{}
+	for _, l := range strings.Split(string(unit), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") {
+			lines[k] = v
+		}
+	}
+	require.Equal(t, "/usr/local/bin/uswitch run --config /etc/uswitch/%i.toml", lines["ExecStart"])
+	require.Equal(t, "notify", lines["Type"])
+	require.Equal(t, "main", lines["NotifyAccess"])
+	require.Equal(t, "on-failure", lines["Restart"])
+	for k, v := range lines {
+		require.NotContains(t, v, " down", "%s runs uswitch down", k)
+	}
+	require.NotContains(t, string(unit), "@BINDIR@")
+
+	st, err = os.Stat(filepath.Join(dest, "opt/cni/bin/uswitch-cni"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o755), st.Mode().Perm())
+}
