@@ -40,10 +40,12 @@ vet:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./switch ./router ./nat ./datapath ./gso ./packet
 
-# The kernel and uswitch offload, busy-poll and plain side by side in the
-# same run (needs root); writes bench/RESULTS.md with each instance's CPU
-# profile. SECS seconds per iperf3 test; PROFILE=0 runs without
-# --cpuprofile; HALTPOLL_NS, ONLY: see bench/net.sh.
+# The kernel and uswitch offload, busy-poll, busy-poll with the CPU latency
+# request (--cpu-latency) and plain side by side in the same run (needs
+# root; installs iperf3, ping, iptables and python3 with apt-get when
+# missing); writes bench/RESULTS.md with each instance's CPU profile. SECS
+# seconds per iperf3 test; PROFILE=0 runs without --cpuprofile; ONLY,
+# NOTE, HALTPOLL_NS: see bench/net.sh.
 SECS    ?= 5
 PROFILE ?= 1
 bench-net: build
