@@ -18,6 +18,7 @@ CNI_BIN ?= bin/uswitch-cni
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/uswitch
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(CNI_BIN) ./cmd/uswitch-cni
 
 # Runs the embedded default topology in the foreground (needs root); Ctrl-C
 # stops it and removes everything it made.

@@ -55,7 +55,8 @@ type Config struct {
 	ReachableTime time.Duration // base_reachable_time: 30 s
 	RetransTime   time.Duration // retrans_time: 1 s
 	MaxProbes     int           // mcast_solicit / ucast_solicit: 3
-	QueueLen      int           // packets queued per incomplete neighbour: 3 (unres_qlen)
+	QueueLen      int           // packets queued per incomplete neighbour: 101 (unres_qlen)
+	QueueBytes    int           // bytes queued per incomplete neighbour: 212992 (unres_qlen_bytes)
 	FailedTTL     time.Duration // how long a failed entry is remembered: 20 s
 	StaleTime     time.Duration // gc_staletime: an unused stale entry is forgotten after 60 s
 	MaxEntries    int           // gc_thresh3: 1024
@@ -72,7 +73,10 @@ func (c *Config) defaults() {
 		c.MaxProbes = 3
 	}
 	if c.QueueLen == 0 {
-		c.QueueLen = 3
+		c.QueueLen = 101
+	}
+	if c.QueueBytes == 0 {
+		c.QueueBytes = 212992
 	}
 	if c.FailedTTL == 0 {
 		c.FailedTTL = 20 * time.Second
@@ -112,6 +116,7 @@ type neighbour struct {
 	probed    atomic.Int64 // last probe sent
 	probes    atomic.Int32 // unanswered probes
 	queue     []queued     // under Cache.mu
+	qbytes    int          // the queued frames' bytes, under Cache.mu
 	created   int64
 }
 
@@ -168,8 +173,8 @@ func (c *Cache) Lookup(ip [4]byte) (packet.MAC, bool) {
 }
 
 // Resolve queues frame (copied) and its offloads until ip resolves,
-// starting resolution if none is under way. When the queue is full the oldest frame is dropped, as
-// Linux does.
+// starting resolution if none is under way. When the queue is full (in
+// packets or in bytes) the oldest frames are dropped, as Linux does.
 // It reports whether a packet was dropped to make room (or frame itself,
 // when the table is full).
 func (c *Cache) Resolve(ip [4]byte, frame []byte, off packet.Offload) (dropped bool) {
@@ -212,12 +217,15 @@ func (c *Cache) enqueue(ip [4]byte, frame []byte, off packet.Offload) (mac packe
 		n.probed.Store(now)
 		c.request(ip, packet.Broadcast)
 	}
-	if len(n.queue) >= c.cfg.QueueLen {
+	for len(n.queue) > 0 && (len(n.queue) >= c.cfg.QueueLen || n.qbytes+len(frame) > c.cfg.QueueBytes) {
+		n.qbytes -= len(n.queue[0].frame)
+		n.queue[0] = queued{}
 		n.queue = n.queue[1:]
 		c.QueueDrops.Add(1)
 		dropped = true
 	}
 	n.queue = append(n.queue, queued{append([]byte(nil), frame...), off})
+	n.qbytes += len(frame)
 	return packet.MAC{}, false, dropped
 }
 
@@ -267,7 +275,7 @@ func (c *Cache) learn(ip [4]byte, mac packet.MAC, create bool) {
 	n.probes.Store(0)
 	n.state.Store(uint32(Reachable))
 	queued := n.queue
-	n.queue = nil
+	n.queue, n.qbytes = nil, 0
 	c.mu.Unlock()
 	for _, q := range queued {
 		c.out.Release(q.frame, q.off, mac)
@@ -293,7 +301,7 @@ func (c *Cache) Tick() {
 				n.state.Store(uint32(Failed))
 				n.confirmed.Store(now)
 				unreachable = append(unreachable, n.queue...)
-				n.queue = nil
+				n.queue, n.qbytes = nil, 0
 				continue
 			}
 			n.probes.Add(1)

@@ -110,14 +110,41 @@ func TestResolveQueuesThenReleasesOnReply(t *testing.T) {
 	require.Equal(t, Reachable, c.Entries()[0].State)
 }
 
+// Linux queues up to unres_qlen (101) packets per unresolved neighbour, and
+// at most unres_qlen_bytes (212992) of them: a burst of 10 is delivered
+// whole, beyond the bounds the oldest go.
 func TestQueueIsBounded(t *testing.T) {
 	c, r, _ := newCache()
 	for i := range 10 {
 		c.Resolve(hostIP, []byte{byte(i)}, packet.Offload{})
 	}
-	require.EqualValues(t, 7, c.QueueDrops.Load())
+	require.Zero(t, c.QueueDrops.Load())
+	require.Equal(t, 10, c.Entries()[0].Queue)
 	c.Input(arpFrame(t, packet.ARPReply, hostM, hostIP, gwMAC, gwIP))
-	require.Equal(t, [][]byte{{7}, {8}, {9}}, r.released, "the newest packets are kept")
+	require.Len(t, r.released, 10, "a burst of 10 arrives whole")
+
+	// in packets: 101
+	c, r, _ = newCache()
+	for i := range 150 {
+		c.Resolve(hostIP, []byte{byte(i)}, packet.Offload{})
+	}
+	require.EqualValues(t, 49, c.QueueDrops.Load())
+	c.Input(arpFrame(t, packet.ARPReply, hostM, hostIP, gwMAC, gwIP))
+	require.Len(t, r.released, 101)
+	require.Equal(t, []byte{49}, r.released[0], "the newest packets are kept")
+	require.Equal(t, []byte{149}, r.released[100])
+
+	// in bytes: 212992, so 14 frames of 15000 bytes (210000) and not 15
+	c, r, _ = newCache()
+	for i := range 20 {
+		f := make([]byte, 15000)
+		f[0] = byte(i)
+		c.Resolve(hostIP, f, packet.Offload{})
+	}
+	require.EqualValues(t, 6, c.QueueDrops.Load())
+	c.Input(arpFrame(t, packet.ARPReply, hostM, hostIP, gwMAC, gwIP))
+	require.Len(t, r.released, 14)
+	require.Equal(t, byte(6), r.released[0][0])
 }
 
 func TestResolutionFailsAfterProbes(t *testing.T) {

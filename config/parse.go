@@ -335,7 +335,7 @@ func defaults(s scope, r *rawDefaults) Defaults {
 		FDBAgeing:    clock.Duration(300 * time.Second),
 		PublishRange: [2]uint16{32768, 60999},
 		FDBMax:       s.integer("fdb_max", r.FDBMax, 8192, 1, 1<<30),
-		ConntrackMax: s.integer("conntrack_max", r.ConntrackMax, 65536, 1, 1<<30),
+		ConntrackMax: s.integer("conntrack_max", r.ConntrackMax, DefaultConntrackMax(), 1, 1<<30),
 		PortSecurity: s.boolean("port_security", r.PortSecurity, true),
 		Offload:      s.boolean("offload", r.Offload, true),
 		BusyPoll:     s.boolean("busy_poll", r.BusyPoll, true),

@@ -193,7 +193,7 @@ network = "front"
 	require.Equal(t, Defaults{
 		FDBAgeing:    clock.Duration(300 * time.Second),
 		FDBMax:       8192,
-		ConntrackMax: 65536,
+		ConntrackMax: DefaultConntrackMax(),
 		PublishRange: [2]uint16{32768, 60999},
 		PortSecurity: true,
 		Offload:      true,

@@ -23,6 +23,7 @@ var natRules = []nat.RuleRow{
 		Comment: "publish web 8080:80/tcp"},
 	{Hook: "forward", Action: "drop", Spec: "-p udp --dport 9999 -j DROP", Comment: "rule line 42", Line: 42},
 	{Hook: "forward", Action: "accept", Spec: "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", Comment: "established"},
+	{Hook: "forward", Action: "drop", Spec: "-m conntrack --ctstate INVALID -j DROP", Comment: "invalid"},
 	{Hook: "forward", Action: "accept", Spec: "-d 172.20.0.10/32 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j ACCEPT",
 		Comment: "publish web 8080:80/tcp"},
 	{Hook: "postrouting", Action: "masquerade",
@@ -62,7 +63,8 @@ func TestConntrackEmpty(t *testing.T) {
 	var rows []nat.RuleRow
 	require.NoError(t, c.GetJSON(context.Background(), "/v1/rules", &rows))
 	require.Equal(t, []nat.RuleRow{{Hook: "forward", Action: "accept",
-		Spec: "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", Comment: "established"}}, rows)
+		Spec: "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", Comment: "established"},
+		{Hook: "forward", Action: "drop", Spec: "-m conntrack --ctstate INVALID -j DROP", Comment: "invalid"}}, rows)
 }
 
 func TestConntrackConnection(t *testing.T) {
@@ -130,7 +132,7 @@ func TestRules(t *testing.T) {
 	require.NoError(t, c.GetJSON(ctx, "/v1/rules", &rows))
 	want := slices.Clone(natRules)
 	want[2].Packets, want[2].Bytes = 1, 33
-	want[5].Packets, want[5].Bytes = 1, 33
+	want[6].Packets, want[6].Bytes = 1, 33
 	require.Equal(t, want, rows)
 }
 
@@ -158,7 +160,8 @@ func TestConntrackMetrics(t *testing.T) {
 		`uswitch_rule_packets_total{hook="forward",rule="1: rule line 42"} 0`,
 		`uswitch_rule_packets_total{hook="forward",rule="2: established"} 1`,
 		`uswitch_rule_bytes_total{hook="forward",rule="2: established"} 33`,
-		`uswitch_rule_packets_total{hook="forward",rule="3: publish web 8080:80/tcp"} 0`,
+		`uswitch_rule_packets_total{hook="forward",rule="3: invalid"} 0`,
+		`uswitch_rule_packets_total{hook="forward",rule="4: publish web 8080:80/tcp"} 0`,
 		`uswitch_rule_packets_total{hook="postrouting",rule="1: hairpin web 8080:80/tcp"} 0`,
 		`uswitch_rule_packets_total{hook="postrouting",rule="2: masquerade front"} 1`,
 		`uswitch_rule_bytes_total{hook="postrouting",rule="2: masquerade front"} 33`,

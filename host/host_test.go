@@ -3,6 +3,7 @@ package host_test
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -34,13 +35,20 @@ func TestUnknownProtocolUnreachable(t *testing.T) {
 	requireICMPError(t, out[0], layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeProtocol), frontGW.Addr(), orig)
 }
 
-func TestLocalFragmentDropped(t *testing.T) {
+// A fragment to the router's own address is held by the router's
+// reassembly (package defrag) until its datagram is whole, and dropped,
+// counted, when it never is.
+func TestLocalFragmentHeldThenTimesOut(t *testing.T) {
 	g := newRig(t, true, 1500)
 	g.learn(t, "gw/front", webIP, webMAC)
 	in := ipFrame(t, frontGW.Addr(), layers.IPProtocolUDP, func(ip *layers.IPv4) { ip.Flags = layers.IPv4MoreFragments }, make([]byte, 64))
 	g.ports["gw/front"].Input(in, packet.Offload{})
 	require.Empty(t, g.links["gw/front"].take())
-	require.EqualValues(t, 1, g.stats["gw/front"].Dropped(stats.NotForwarded))
+	require.Equal(t, 1, g.r.Defrag().Pending())
+	g.clk.Advance(30 * time.Second)
+	g.r.Tick()
+	require.Zero(t, g.r.Defrag().Pending())
+	require.EqualValues(t, 1, g.stats["gw/front"].Dropped(stats.FragTimeout))
 }
 
 func TestBadEchoChecksumDropped(t *testing.T) {
@@ -56,7 +64,7 @@ func TestBadEchoChecksumDropped(t *testing.T) {
 type echoStream struct{}
 
 func (echoStream) Accept(host.Ingress, [4]byte, uint16) bool { return true }
-func (echoStream) Data(c *host.Conn, b []byte) int          { c.Write(b); return len(b) }
+func (echoStream) Data(c *host.Conn, b []byte) int           { c.Write(b); return len(b) }
 
 func TestTCPResponderTableBounded(t *testing.T) {
 	g := newRig(t, true, 1500)

@@ -138,7 +138,8 @@ type Conn struct {
 	orig, reply Tuple // reply: how reply packets look, after NAT
 	nat         uint8
 	tcp         atomic.Uint32 // TCPState
-	replied     atomic.Bool   // a reply was seen: assured in Linux's words
+	replied     atomic.Bool   // a reply was seen (IPS_SEEN_REPLY)
+	assured     atomic.Bool   // IPS_ASSURED: a reply, and for TCP a completed handshake; early drop spares it
 	expires     atomic.Int64  // clock time
 	packets     [2]atomic.Uint64
 	bytes       [2]atomic.Uint64
@@ -177,8 +178,11 @@ type Table struct {
 	sweep  atomic.Uint32 // next shard the incremental sweep visits
 	seed   uint64        // keys the shard hash
 
-	// Counters, as `conntrack -S` shows them.
-	Inserted, EarlyDropped, Dropped, Expired atomic.Uint64
+	// Counters, as `conntrack -S` shows them: Dropped counts new
+	// connections a full table refused, InsertFailed those whose
+	// translated tuple could not be made unique, Reopened the connections a
+	// SYN replaced in TIME_WAIT or CLOSE.
+	Inserted, EarlyDropped, Dropped, Expired, InsertFailed, Reopened atomic.Uint64
 }
 
 const numShards = 256
@@ -275,8 +279,9 @@ func (t *Table) remove(c *Conn) bool {
 }
 
 // earlyDrop removes one connection that expired but was not swept yet or
-// that never saw a reply, looking through a few shards from a moving start,
-// like Linux's early_drop.
+// that is not assured (no reply, or a TCP handshake not completed: a SYN
+// flood's SYN_RECV entries), looking through a few shards from a moving
+// start, like Linux's early_drop.
 func (t *Table) earlyDrop() bool {
 	start := t.sweep.Add(1)
 	now := t.clock.Now()
@@ -285,7 +290,7 @@ func (t *Table) earlyDrop() bool {
 		var victim *Conn
 		s.mu.Lock()
 		s.each(func(c *Conn) bool {
-			if !c.replied.Load() || c.expires.Load() < now {
+			if !c.assured.Load() || c.expires.Load() < now {
 				victim = c
 				return false
 			}
@@ -373,7 +378,7 @@ func (t *Table) Entries() []Entry {
 			}
 			seen[c] = true
 			e := Entry{Proto: protoName(c.orig.Proto), Orig: view(c.orig), Reply: view(c.reply),
-				SNAT: c.nat&natSrc != 0, DNAT: c.nat&natDst != 0, Assured: c.replied.Load(),
+				SNAT: c.nat&natSrc != 0, DNAT: c.nat&natDst != 0, Assured: c.assured.Load(),
 				Timeout: clock.Duration(left), sortKey: c.orig}
 			if c.orig.Proto == packet.ProtoTCP {
 				e.State = TCPState(c.tcp.Load()).String()

@@ -57,7 +57,7 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 		}
 		return t.Rules.filterVerdict(Prerouting, &f.meta)
 	}
-	if c, d, found := t.Table.lookup(keyOf(ip, &f.meta.T)); found {
+	if c, d, found := t.Table.lookup(keyOf(ip, &f.meta.T)); found && !t.reopens(c, d, ip) {
 		f.conn, f.dir, f.tracked = c, d, true
 		f.meta.State = t.update(c, d, ip)
 		if c.nat&natDst != 0 {
@@ -155,8 +155,8 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 	}
 	c.reply = Tuple{Src: cur.Dst, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
 	if c.nat&natSrc != 0 && !t.freePort(&c.reply) {
-		t.Table.Dropped.Add(1)
-		return full
+		t.Table.InsertFailed.Add(1)
+		return clash
 	}
 	if cur.Proto == packet.ProtoTCP {
 		if classify(packet.TCP(ip.Payload()).Flags()) == tcpSyn {
@@ -176,7 +176,32 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 	return accept
 }
 
-var full = Verdict{Action: Drop, Reason: stats.ConntrackFull}
+var (
+	full  = Verdict{Action: Drop, Reason: stats.ConntrackFull}
+	clash = Verdict{Action: Drop, Reason: stats.CtClash}
+)
+
+// reopens reports whether a packet found connection c in direction d but
+// opens a new one instead: a SYN on a connection in TIME_WAIT or CLOSE,
+// which Linux takes as the peer reusing the tuple (RFC 1122 4.2.2.13). The
+// old connection is removed and the packet goes on as a new connection's
+// first, with its own NAT decision and counters.
+func (t *Tracker) reopens(c *Conn, d Dir, ip packet.IPv4) bool {
+	if c.orig.Proto != packet.ProtoTCP || d != Original {
+		return false
+	}
+	if st := TCPState(c.tcp.Load()); st != TCPTimeWait && st != TCPClose {
+		return false
+	}
+	l4 := ip.Payload()
+	if len(l4) < 14 || classify(l4[13]) != tcpSyn {
+		return false
+	}
+	if t.Table.remove(c) {
+		t.Table.Reopened.Add(1)
+	}
+	return true
+}
 
 // freePort makes the reply tuple unique: the source port is kept when no
 // connection uses it, else another is picked from 1024-65535 starting at a
@@ -225,7 +250,17 @@ func (t *Tracker) update(c *Conn, d Dir, ip packet.IPv4) uint8 {
 			if next != cur {
 				c.tcp.CompareAndSwap(uint32(cur), uint32(next))
 			}
+			// Linux's tcp_packet: assured once a reply was seen and an
+			// ACK completes the handshake (SYN_RECV -> ESTABLISHED), or
+			// a picked-up connection is answered; a SYN_RECV entry is
+			// not, so early drop can take it.
+			if next == TCPEstablished && (cur == TCPSynRecv || cur == TCPEstablished) &&
+				(d == Reply || c.replied.Load()) && !c.assured.Load() {
+				c.assured.Store(true)
+			}
 		}
+	} else if d == Reply && !c.assured.Load() {
+		c.assured.Store(true)
 	}
 	if d == Reply && !c.replied.Load() {
 		c.replied.Store(true)

@@ -156,12 +156,14 @@ func TestDNATPublishedPorts(t *testing.T) {
 	g := newRig(t)
 	for _, tc := range []struct {
 		name      string
-		pkt       func(src, dst netip.AddrPort) []byte
+		pkt, back func(src, dst netip.AddrPort) []byte
 		host, ctr uint16
 		cport     uint16
 	}{
-		{"tcp", func(s, d netip.AddrPort) []byte { return tcpPkt(t, s, d, fSYN, "") }, 8080, 80, 45000},
-		{"udp", func(s, d netip.AddrPort) []byte { return udpPkt(t, s, d, "q") }, 5353, 53, 45010},
+		{"tcp", func(s, d netip.AddrPort) []byte { return tcpPkt(t, s, d, fSYN, "") },
+			func(s, d netip.AddrPort) []byte { return tcpPkt(t, s, d, fSYN|fACK, "") }, 8080, 80, 45000},
+		{"udp", func(s, d netip.AddrPort) []byte { return udpPkt(t, s, d, "q") },
+			func(s, d netip.AddrPort) []byte { return udpPkt(t, s, d, "a") }, 5353, 53, 45010},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cli := ap(hostAddr, tc.cport)
@@ -172,8 +174,12 @@ func TestDNATPublishedPorts(t *testing.T) {
 			require.False(t, e.SNAT)
 			require.Equal(t, TupleView{Src: webAddr, Dst: hostAddr, Sport: tc.ctr, Dport: tc.cport}, e.Reply)
 
-			back := g.forward("front", UplinkName, tc.pkt(ap(webAddr, tc.ctr), cli))
+			back := g.forward("front", UplinkName, tc.back(ap(webAddr, tc.ctr), cli))
 			requireFlow(t, back, ap(uplinkAddr, tc.host), cli)
+			if tc.name == "tcp" {
+				require.False(t, g.entry(cli).Assured, "SYN_RECV: not assured until the handshake completes")
+				g.forward(UplinkName, "front", tcpPkt(t, cli, ap(uplinkAddr, tc.host), fACK, ""))
+			}
 			require.True(t, g.entry(cli).Assured)
 
 			// from beyond the host too
@@ -409,7 +415,9 @@ func TestPortlessProtocol(t *testing.T) {
 	g = newRig(t)
 	g.forward("front", UplinkName, gre(webAddr, remoteAddr))
 	r := g.pass("front", gre(web2Addr, remoteAddr))
-	require.Equal(t, Drop, r.v.Action)
+	require.Equal(t, Verdict{Action: Drop, Reason: stats.CtClash}, r.v, "a clash, not a full table")
+	require.EqualValues(t, 1, g.tr.Table.InsertFailed.Load())
+	require.Zero(t, g.tr.Table.Dropped.Load())
 	in = g.forward(UplinkName, "front", gre(remoteAddr, uplinkAddr))
 	requireFlow(t, in, ap(remoteAddr, 0), ap(webAddr, 0))
 	require.Len(t, g.tr.Table.Entries(), 1)

@@ -251,6 +251,7 @@ func Compile(p *config.Plan, log *slog.Logger) (*Rules, error) {
 		}
 	}
 	rs.add(&Rule{Hook: Forward, Action: Accept, Comment: "established", states: StateEstablished | StateRelated})
+	rs.add(&Rule{Hook: Forward, Action: Drop, Comment: "invalid", reason: stats.CtInvalid, states: StateInvalid})
 	for _, b := range pubs {
 		rs.add(&Rule{Hook: Forward, Action: Accept, Comment: "publish " + b.ep + " " + b.p.String(),
 			dst: compilePrefix(netip.PrefixFrom(netip.AddrFrom4(b.target), 32)), proto: protoNum(b.p.Proto),

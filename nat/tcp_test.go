@@ -212,11 +212,13 @@ func TestTCPMidStreamPickup(t *testing.T) {
 	c.in(fACK, "")
 	require.True(t, g.entry(c.cli).Assured)
 
-	// a FIN, a RST or a SYN/ACK cannot start a connection: not tracked, not NATed
+	// a FIN, a RST or a SYN/ACK cannot start a connection: not tracked,
+	// and dropped at forward as invalid (Docker's --ctstate INVALID -j DROP)
+	// rather than sent out untranslated
 	for _, flags := range []int{fFIN | fACK, fRST, fSYN | fACK} {
 		cli := ap(web2Addr, 40001)
 		r := g.pass("front", tcpPkt(t, cli, c.srv, flags, ""))
-		require.Equal(t, accept, r.v, "invalid, but no rule drops it")
+		require.Equal(t, Verdict{Action: Drop, Reason: stats.CtInvalid}, r.v, "flags %#x", flags)
 		requireFlow(t, r.ip, cli, c.srv)
 		require.Len(t, g.tr.Table.Entries(), 1, "flags %#x", flags)
 	}

@@ -5,9 +5,14 @@
 // Linux router sends, rate limited like icmp_ratelimit. What is addressed
 // to the router's own addresses goes to the host stage (package host).
 //
+// Fragments are reassembled before conntrack (package defrag), so a
+// fragmented datagram is tracked and translated whole, then fragmented
+// again to the egress MTU.
+//
 // A frame reaches the router on the goroutine that read it and leaves it,
 // rewritten in place, on that same goroutine: a forwarded frame is never
-// copied unless it must wait for ARP resolution or be fragmented.
+// copied unless it must wait for ARP resolution, be reassembled or be
+// fragmented.
 package router
 
 import (
@@ -18,6 +23,7 @@ import (
 
 	"github.com/uswitch-dev/uswitch/arp"
 	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/defrag"
 	"github.com/uswitch-dev/uswitch/host"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
@@ -61,6 +67,7 @@ type Router struct {
 	clock  clock.Clock
 	log    *slog.Logger
 	ct     *nat.Tracker
+	defrag *defrag.Reassembler
 	ports  []*Port
 	uplink *Port
 	routes table
@@ -78,7 +85,7 @@ func (r *Router) SetHost(h *host.Stage) { r.host = h }
 
 // New returns a router with no ports whose hooks are ct's.
 func New(clk clock.Clock, log *slog.Logger, ct *nat.Tracker) *Router {
-	r := &Router{clock: clk, log: log, ct: ct, limit: newRateLimiter(clk)}
+	r := &Router{clock: clk, log: log, ct: ct, limit: newRateLimiter(clk), defrag: defrag.New(defrag.Config{}, clk)}
 	r.bufs.New = func() any { b := make([]byte, maxGenerated); return &b }
 	return r
 }
@@ -125,12 +132,17 @@ func (r *Router) Ports() []*Port { return r.ports }
 // Neighbours returns the port's ARP cache.
 func (p *Port) Neighbours() *arp.Cache { return p.arp }
 
-// Tick runs every port's ARP timers.
+// Tick runs every port's ARP timers and drops the fragments of datagrams
+// whose reassembly timed out.
 func (r *Router) Tick() {
 	for _, p := range r.ports {
 		p.arp.Tick()
 	}
+	r.defrag.Tick()
 }
+
+// Defrag returns the router's fragment reassembler.
+func (r *Router) Defrag() *defrag.Reassembler { return r.defrag }
 
 // WriteFrame makes a router port a switch device: a frame the network's
 // switch delivers to the gateway enters the router here.
@@ -177,7 +189,29 @@ func (p *Port) Input(frame []byte, off packet.Offload) {
 		return
 	}
 	frame = frame[:packet.EthernetHeaderLen+int(ip.TotalLen())] // drop Ethernet padding
-	ip = packet.IPv4(frame[packet.EthernetHeaderLen:])
+	if ip.IsFragment() {
+		p.reassemble(frame)
+		return
+	}
+	p.route(frame, off)
+}
+
+// reassemble holds a fragment until its datagram is whole, as Linux's
+// nf_defrag_ipv4 does before conntrack, then routes the datagram: tracked
+// and translated as a whole, and fragmented again where it leaves.
+func (p *Port) reassemble(frame []byte) {
+	d := p.r.defrag.Add(frame, p.stats)
+	if d == nil {
+		return
+	}
+	p.route(*d, packet.Offload{})
+	p.r.defrag.Release(d)
+}
+
+// route takes an IPv4 frame whose header is valid through the hooks to
+// its router address or its egress port.
+func (p *Port) route(frame []byte, off packet.Offload) {
+	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
 	src, dst := ip.Src(), ip.Dst()
 	if martianSrc(src) || martianDst(dst) {
 		p.stats.Drop(stats.Martian)

@@ -544,10 +544,27 @@ func FuzzPortInput(f *testing.F) {
 	})
 }
 
+// Like Linux (unres_qlen 101), a burst to a neighbour not yet resolved
+// waits whole for its ARP reply; beyond 101 packets the oldest go, counted.
 func TestNeighbourQueueOverflowCounted(t *testing.T) {
 	g := newRig(t, false, 1500)
-	for range 5 {
+	for range 10 {
 		g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, dbIP, 10), packet.Offload{})
 	}
-	require.EqualValues(t, 2, g.stats["gw/back"].Dropped(stats.NeighQueue), "3 wait for ARP, the oldest 2 went")
+	require.Zero(t, g.stats["gw/back"].Dropped(stats.NeighQueue))
+	g.links["gw/back"].take() // the ARP request
+	g.ports["gw/back"].Input(arpReq(t, dbMAC, dbIP, backGW.Addr()), packet.Offload{})
+	got := 0
+	for _, f := range g.links["gw/back"].take() {
+		if decode(f).Layer(layers.LayerTypeUDP) != nil {
+			got++
+		}
+	}
+	require.Equal(t, 10, got, "a burst of 10 delivers 10")
+
+	other := netip.MustParseAddr("172.21.0.21")
+	for range 110 {
+		g.ports["gw/front"].Input(udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, other, 10), packet.Offload{})
+	}
+	require.EqualValues(t, 9, g.stats["gw/back"].Dropped(stats.NeighQueue), "101 wait for ARP, the oldest 9 went")
 }

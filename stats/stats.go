@@ -31,6 +31,16 @@ const (
 	ConntrackFull               // a new connection the full connection table refused
 	SpoofedIP                   // port security: an IPv4 source not the endpoint's own (nor 0.0.0.0)
 	SpoofedARP                  // port security: an ARP sender MAC or IP not the endpoint's own
+	CtInvalid                   // a packet conntrack finds invalid, dropped at the forward hook
+	CtClash                     // a new connection whose translated tuple another one holds (insert_failed)
+	FragOverlap                 // a fragment overlapping another of its datagram: the datagram is dropped
+	FragDup                     // a fragment that repeats one already held
+	FragOversize                // a fragment reaching beyond 65535 bytes, or inconsistent with the datagram's end
+	FragMemory                  // a fragment refused because reassembly memory is at its bound
+	FragTimeout                 // a datagram whose fragments did not all arrive in time (counted per fragment held)
+	SourceRoute                 // an IPv4 packet with a source route option (accept_source_route=0)
+	BadIPOptions                // IPv4 options whose lengths do not parse
+	MTUExceeded                 // a frame larger than the egress port's MTU
 	numReasons
 )
 
@@ -55,6 +65,16 @@ var reasonNames = [numReasons]string{
 	ConntrackFull: "conntrack-full",
 	SpoofedIP:     "spoofed-ip",
 	SpoofedARP:    "spoofed-arp",
+	CtInvalid:     "ct-invalid",
+	CtClash:       "ct-clash",
+	FragOverlap:   "frag-overlap",
+	FragDup:       "frag-dup",
+	FragOversize:  "frag-oversize",
+	FragMemory:    "frag-memory",
+	FragTimeout:   "frag-timeout",
+	SourceRoute:   "source-route",
+	BadIPOptions:  "bad-ip-options",
+	MTUExceeded:   "mtu-exceeded",
 }
 
 func (r Reason) String() string { return reasonNames[r] }

@@ -138,6 +138,7 @@ func TestRulesCommand(t *testing.T) {
 		"Chain FORWARD (policy ACCEPT)",
 		"pkts  bytes  target  prot  in  out    source     destination",
 		"   0      0  ACCEPT  all   *   *      0.0.0.0/0  0.0.0.0/0    ctstate ESTABLISHED,RELATED /* established */",
+		"   0      0  DROP    all   *   *      0.0.0.0/0  0.0.0.0/0    ctstate INVALID /* invalid */",
 		"   0      0  ACCEPT  tcp   *   front  0.0.0.0/0  172.20.0.10  tcp dpt:80 ctstate DNAT /* publish web 8080:80/tcp */",
 		"",
 		"Chain OUTPUT (policy ACCEPT)",
@@ -153,9 +154,9 @@ func TestRulesCommand(t *testing.T) {
 	require.NoError(t, rules(context.Background(), []string{"--control", in.sock, "-o", "json"}, &out))
 	var rows []nat.RuleRow
 	require.NoError(t, json.Unmarshal(out.Bytes(), &rows))
-	require.Len(t, rows, 5)
+	require.Len(t, rows, 6)
 	require.Equal(t, nat.RuleRow{Hook: "postrouting", Packets: 1, Bytes: 33, Action: "masquerade",
-		Spec: "-s 172.20.0.0/24 -o uplink -j MASQUERADE", Comment: "masquerade front"}, rows[4])
+		Spec: "-s 172.20.0.0/24 -o uplink -j MASQUERADE", Comment: "masquerade front"}, rows[5])
 }
 
 func TestWriteRules(t *testing.T) {
@@ -238,6 +239,7 @@ action = "drop"
 		`-A PREROUTING -d 10.250.0.2/32 -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80 -m comment --comment "publish web 8080:80/tcp"`,
 		`-A FORWARD -p tcp --dport 5432 -j DROP -m comment --comment "rule line 17"`,
 		`-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT -m comment --comment "established"`,
+		`-A FORWARD -m conntrack --ctstate INVALID -j DROP -m comment --comment "invalid"`,
 		`-A FORWARD -d 172.20.0.10/32 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j ACCEPT -m comment --comment "publish web 8080:80/tcp"`,
 		`-A POSTROUTING -s 172.20.0.0/24 -d 172.20.0.10/32 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j MASQUERADE -m comment --comment "hairpin web 8080:80/tcp"`,
 		`-A POSTROUTING -s 172.20.0.0/24 -o uplink -j MASQUERADE -m comment --comment "masquerade front"`,
