@@ -135,11 +135,16 @@ func (p *poller) add(name string, dev tap.Polled, input func([]byte, packet.Offl
 	return nil
 }
 
-// drop stops serving the port with descriptor fd. Only the thread calls it,
-// so no frame of the port is in flight.
-func (p *poller) drop(fd int32) {
+// drop stops serving dev: the thread, when the port fails, or Detach,
+// before it closes dev. Only dev's own entry goes, not that of a device
+// that got its descriptor number after it was closed.
+func (p *poller) drop(dev tap.Polled) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	fd := int32(dev.Fd())
+	if pp := (*p.ports.Load())[fd]; pp == nil || pp.dev != dev {
+		return
+	}
 	ports := maps.Clone(*p.ports.Load())
 	delete(ports, fd)
 	p.ports.Store(&ports)
@@ -236,7 +241,7 @@ func (p *poller) serve(pp *polledPort, buf []byte) {
 				return
 			}
 			p.d.log.Warn("port lost, detaching it", "port", pp.name, "err", err)
-			p.drop(int32(pp.dev.Fd()))
+			p.drop(pp.dev)
 			pp.lost()
 			return
 		}

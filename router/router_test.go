@@ -483,7 +483,7 @@ func TestRoutes(t *testing.T) {
 	require.Equal(t, "0.0.0.0/0", rs[3].Prefix.String())
 	require.Equal(t, "10.250.0.1", rs[3].Via)
 	for _, c := range []struct{ dst, port string }{{"172.20.0.77", "gw/front"}, {"172.21.3.4", "uplink"}, {"172.21.0.4", "gw/back"}, {"1.1.1.1", "uplink"}} {
-		p, _, ok := g.r.routes.lookup(netip.MustParseAddr(c.dst).As4())
+		p, _, ok := g.r.lay.Load().routes.lookup(netip.MustParseAddr(c.dst).As4())
 		require.True(t, ok)
 		require.Equal(t, c.port, p.Name, c.dst)
 	}
@@ -513,10 +513,10 @@ func TestForwardDoesNotAllocate(t *testing.T) {
 	front, tmpl := routedSetup(t)
 	f := make([]byte, len(tmpl))
 	out := &capture{}
-	front.r.ports[1].link = out
+	front.r.Ports()[1].link = out
 	forwardOnce(front, f, tmpl)
 	require.Len(t, out.take(), 1, "the packet was forwarded")
-	front.r.ports[1].link = discard{}
+	front.r.Ports()[1].link = discard{}
 	require.Zero(t, testing.AllocsPerRun(1000, func() { forwardOnce(front, f, tmpl) }))
 }
 
