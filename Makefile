@@ -25,12 +25,12 @@ build:
 run: build
 	./$(BIN) run
 
-# Every test, race detector on. The end-to-end tests need root and skip
-# with a message without it.
+# Every test, race detector on. The tests that need root (end-to-end and
+# the namespace/TAP tests of other packages) fail without it, saying so.
 test: vet
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-# Only the tests that need no root.
+# Only the tests that need no root (USWITCH_SKIP_E2E skips the others).
 test-unit:
 	USWITCH_SKIP_E2E=1 $(GO) test -race -count=1 ./...
 

@@ -536,8 +536,8 @@ func FuzzPortInput(f *testing.F) {
 	f.Add(icmpEcho(f, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr()))
 	f.Add(arpReq(f, webMAC, webIP, frontGW.Addr()))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		g := newRig(&testing.T{}, false, 1000)
-		g.learn(&testing.T{}, "gw/back", dbIP, dbMAC)
+		g := newRig(t, false, 1000)
+		g.learn(t, "gw/back", dbIP, dbMAC)
 		g.ports["gw/front"].Input(b, packet.Offload{})
 		g.ports["uplink"].Input(b, packet.Offload{})
 		g.r.Tick()
