@@ -50,9 +50,9 @@ ip = "10.93.0.10"
 `, name)
 }
 
-// echoServer answers each line it reads on l's connections with the
+// whoServer answers each line it reads on l's connections with the
 // connection's remote address and the line.
-func echoServer(l net.Listener) {
+func whoServer(l net.Listener) {
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -92,7 +92,7 @@ func TestGatewayIsTheHost(t *testing.T) {
 	srv, cli, b, hostNS := name+"-srv", name+"-cli", name+"-b", name+"-host"
 
 	// A service on the host side, on its own address only.
-	echoServer(listen(t, hostNS, "10.253.0.1:7000"))
+	whoServer(listen(t, hostNS, "10.253.0.1:7000"))
 	t.Run("a host port at the gateway, from a masquerading network", func(t *testing.T) {
 		require.Equal(t, "10.253.0.2 hello\n", exchange(t, cli, "10.92.0.1:7000"), "the host sees the uplink address")
 	})
@@ -133,7 +133,7 @@ func TestGatewayIsTheHost(t *testing.T) {
 		}
 	})
 	t.Run("a published port at the gateway", func(t *testing.T) {
-		echoServer(listen(t, srv, ":80"))
+		whoServer(listen(t, srv, ":80"))
 		// From the same network: hairpin, the server sees the gateway.
 		require.Equal(t, "10.92.0.1 hello\n", exchange(t, cli, "10.92.0.1:8080"))
 		require.Equal(t, "10.92.0.1 hello\n", exchange(t, srv, "10.92.0.1:8080"), "its own published port")
