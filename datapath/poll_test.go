@@ -248,8 +248,11 @@ func TestBusyPollSleepsWhenIdle(t *testing.T) {
 
 // TestBusyPollWatchdogLifts keeps every CPU busy with threads at normal
 // priority: the SCHED_IDLE thread would get next to nothing, so the
-// watchdog lifts it and the frames still go through.
+// watchdog lifts it and the frames still go through. A lift is counted
+// only when the thread's policy did change, which takes root (without it,
+// leaving SCHED_IDLE is refused).
 func TestBusyPollWatchdogLifts(t *testing.T) {
+	testenv.NeedRoot(t)
 	dp, web, web2 := pollTopo(t)
 	buf := make([]byte, 2048)
 	web.send(t, seqFrame(t, 0))

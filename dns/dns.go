@@ -4,7 +4,8 @@
 // with their address on that network, also as "<name>.<network>"; AAAA and
 // other types with no data; PTR for those addresses), says NXDOMAIN for
 // unknown single-label names, names under "<network>" and the names of
-// endpoints on other networks, and forwards every other name to the [dns]
+// endpoints on other networks, answers host.uswitch.internal with the
+// asking network's gateway (the host, as host.docker.internal), and forwards every other name to the [dns]
 // upstream servers (REFUSED when there are none). An endpoint on several
 // networks with DNS sees the names of all of them, whichever gateway it
 // asks, its asking network's addresses first.
@@ -33,6 +34,10 @@ import (
 
 // TTL is the time to live of local answers, in seconds (Docker's).
 const TTL = 600
+
+// HostName is the name of the host, as host.docker.internal with
+// host-gateway: the asking network's gateway, whose ports are the host's.
+const HostName = "host.uswitch.internal"
 
 // Defaults for forwarding.
 const (
@@ -280,7 +285,13 @@ func (s *Server) local(nm *names, zones []*zone, qs miekg.Question, name string)
 	}
 	var ips []netip.Addr
 	inZone := false
+	if name == HostName && zones[0].gateway.IsValid() {
+		ips = []netip.Addr{zones[0].gateway}
+	}
 	for _, z := range zones {
+		if len(ips) > 0 {
+			break
+		}
 		found, in := z.lookup(name)
 		if len(found) > 0 {
 			ips = found

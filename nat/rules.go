@@ -237,12 +237,7 @@ func Compile(p *config.Plan, log *slog.Logger) (*Rules, error) {
 		}
 	}
 	// Published ports.
-	type pub struct {
-		ep     string
-		net    config.Network
-		target [4]byte
-		p      config.Publish
-	}
+	type pub = published
 	var pubs []pub
 	for _, ep := range p.Endpoints {
 		if len(ep.Interfaces) == 0 {
@@ -294,6 +289,7 @@ func Compile(p *config.Plan, log *slog.Logger) (*Rules, error) {
 			}
 		}
 	}
+	rs.addGatewayHost(p, pubs)
 	return rs, nil
 }
 

@@ -222,6 +222,12 @@ func (p *Port) Input(frame []byte, off packet.Offload) {
 		return
 	}
 	frame = frame[:packet.EthernetHeaderLen+int(ip.TotalLen())] // drop Ethernet padding
+	if ip.HeaderLen() > packet.IPv4MinHeaderLen {
+		if reason, ok := checkOptions(ip); !ok {
+			p.stats.Drop(reason)
+			return
+		}
+	}
 	if ip.IsFragment() {
 		p.reassemble(frame)
 		return

@@ -387,10 +387,12 @@ func TestFragmentsWithoutDF(t *testing.T) {
 	require.Equal(t, in[14+20:], data, "fragments carry the whole UDP datagram")
 }
 
+// The gateway's own ports are the host's (DNAT to host_address, package
+// nat), so closed ports are seen at the router's uplink address.
 func TestLocalUDPAndTCP(t *testing.T) {
 	g := newRig(t, true, 1500)
 	g.learn(t, "gw/front", webIP, webMAC)
-	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 10)
+	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, uplinkIP.Addr(), 10)
 	orig := append([]byte(nil), in...)
 	g.ports["gw/front"].Input(in, packet.Offload{})
 	out := g.links["gw/front"].take()
@@ -398,7 +400,7 @@ func TestLocalUDPAndTCP(t *testing.T) {
 	requireICMPError(t, out[0], layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort), frontGW.Addr(), orig)
 
 	eth := &layers.Ethernet{SrcMAC: hw(webMAC), DstMAC: hw(macFor(frontGW.Addr())), EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: webIP.AsSlice(), DstIP: frontGW.Addr().AsSlice()}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: webIP.AsSlice(), DstIP: uplinkIP.Addr().AsSlice()}
 	tcp := &layers.TCP{SrcPort: 40000, DstPort: 22, Seq: 1000, SYN: true, Window: 1000}
 	_ = tcp.SetNetworkLayerForChecksum(ip)
 	g.ports["gw/front"].Input(serialize(t, eth, ip, tcp), packet.Offload{})
@@ -536,8 +538,8 @@ func FuzzPortInput(f *testing.F) {
 	f.Add(icmpEcho(f, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr()))
 	f.Add(arpReq(f, webMAC, webIP, frontGW.Addr()))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		g := newRig(&testing.T{}, false, 1000)
-		g.learn(&testing.T{}, "gw/back", dbIP, dbMAC)
+		g := newRig(t, false, 1000)
+		g.learn(t, "gw/back", dbIP, dbMAC)
 		g.ports["gw/front"].Input(b, packet.Offload{})
 		g.ports["uplink"].Input(b, packet.Offload{})
 		g.r.Tick()
