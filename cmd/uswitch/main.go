@@ -31,6 +31,7 @@ var commands = []command{
 	{"down", "[--config FILE]", "remove what a crashed run left behind", cmdDown},
 	{"endpoint", "add NAME --network N [--ip IP] [--mac MAC] [--link tap|veth] [--alias A]... [--publish SPEC]... | rm NAME | ls", "add or remove an endpoint of the running instance, or list them", cmdEndpoint},
 	{"network", "add NAME --subnet S [--gateway G] [--isolate=false] [--internal] [--mtu N] | rm NAME | ls", "add or remove a network of the running instance, or list them", cmdNetwork},
+	{"apply", "--config FILE [-o json]", "change the running instance to match a config; print what changed", cmdApply},
 	{"fdb", "[--network N] [--watch] [-o json]", "show the MAC learning table, or watch it change", cmdFDB},
 	{"ports", "[-o json]", "show every port's packet, byte and drop counters", cmdPorts},
 	{"neigh", "[-o json]", "show the router's ARP cache per network", cmdNeigh},
