@@ -36,7 +36,7 @@ var commands = []command{
 	{"ports", "[-o json]", "show every port's packet, byte and drop counters", cmdPorts},
 	{"neigh", "[-o json]", "show the router's ARP cache per network", cmdNeigh},
 	{"routes", "[-o json]", "show the routing table", cmdRoutes},
-	{"conntrack", "[--proto P] [-o json]", "show the connection table, like conntrack -L", cmdConntrack},
+	{"conntrack", "[--proto P] [--src IP] [--dst IP] [--sport N] [--dport N] [--state S] [-o json]", "show the connection table, like conntrack -L", cmdConntrack},
 	{"rules", "[-x] [-o json]", "show the compiled rules per hook with their counters", cmdRules},
 	{"capture", "[--port P] [--network N] [-c COUNT] -w FILE|-", "write the switched frames as pcap, for tcpdump -r or Wireshark", cmdCapture},
 	{"version", "", "print the version and build information", cmdVersion},
