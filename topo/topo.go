@@ -31,7 +31,7 @@ type Topology struct {
 	mu     sync.Mutex
 	plan   *config.Plan // the running plan (Apply's, then RecordPlan's)
 	path   string       // state file
-	polled bool   // Options.Polled
+	polled bool         // Options.Polled
 	st     State
 	closed bool
 	err    error
