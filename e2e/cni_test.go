@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
@@ -175,32 +177,44 @@ func sandboxAddress(t *testing.T, ns string, res *types100.Result) cniAddress {
 		}
 	}
 	require.NotEmpty(t, a.ip, "no address in sandbox %s in %+v", ns, res)
-	inNetns(t, ns, func() {
-		l, err := netlink.LinkByName("eth0")
-		require.NoError(t, err)
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
-		require.NoError(t, err)
-		var got []string
-		for _, ad := range addrs {
-			got = append(got, ad.IPNet.String())
+	var mac string
+	for _, i := range res.Interfaces {
+		if i.Sandbox == netnsPath(ns) {
+			mac = i.Mac
 		}
-		require.Contains(t, got, a.prefix)
-		for _, i := range res.Interfaces {
-			if i.Sandbox == netnsPath(ns) {
-				require.Equal(t, i.Mac, l.Attrs().HardwareAddr.String())
-			}
+	}
+	l, addrs, routes, err := linkIn(t, ns, "eth0")
+	require.NoError(t, err)
+	require.Equal(t, mac, l.Attrs().HardwareAddr.String())
+	var got []string
+	for _, ad := range addrs {
+		got = append(got, ad.IPNet.String())
+	}
+	require.Contains(t, got, a.prefix)
+	var gw string
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+			gw = r.Gw.String()
 		}
-		routes, err := netlink.RouteList(l, netlink.FAMILY_V4)
-		require.NoError(t, err)
-		var gw string
-		for _, r := range routes {
-			if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
-				gw = r.Gw.String()
-			}
-		}
-		require.Equal(t, a.gateway, gw, "default route in %s: %v", ns, routes)
-	})
+	}
+	require.Equal(t, a.gateway, gw, "default route in %s: %v", ns, routes)
 	return a
+}
+
+// linkIn returns the interface ifname of ns with its IPv4 addresses and
+// routes.
+func linkIn(t *testing.T, ns, ifname string) (l netlink.Link, addrs []netlink.Addr, routes []netlink.Route, err error) {
+	t.Helper()
+	inNetns(t, ns, func() {
+		if l, err = netlink.LinkByName(ifname); err != nil {
+			return
+		}
+		if addrs, err = netlink.AddrList(l, netlink.FAMILY_V4); err != nil {
+			return
+		}
+		routes, err = netlink.RouteList(l, netlink.FAMILY_V4)
+	})
+	return l, addrs, routes, err
 }
 
 // tcpAnswer dials addr from ns and returns the server's answer (the
@@ -317,7 +331,6 @@ func TestCNIPlugin(t *testing.T) {
 	cniServers(t, c1, c2)
 	serveTCP(t, name+"-srv", "0.0.0.0:7000")
 
-	var viaUswitch, viaReference connectivity
 	t.Run("uswitch-cni", func(t *testing.T) {
 		netName := name + "net"
 		rt := newCNIRuntime(t, "", uswitchConflist(netName, name))
@@ -333,7 +346,7 @@ func TestCNIPlugin(t *testing.T) {
 			require.Equal(t, "front", in.port(t, cniPortName(netnsPath(ns))).Network, "port of %s", ns)
 		}
 
-		viaUswitch = checkConnectivity(t, a, b, hostNS, "10.254.7.2")
+		viaUswitch := checkConnectivity(t, a, b, hostNS, "10.254.7.2")
 		t.Logf("uswitch-cni: %+v", viaUswitch)
 		require.Equal(t, connectivity{
 			pingPeer: true, pingGateway: true, tcpPeer: a.ip, udpPeer: a.ip,
@@ -346,15 +359,25 @@ func TestCNIPlugin(t *testing.T) {
 
 		rt.mustRun("check", netName, netnsPath(c1))
 		rt.mustRun("status", netName, netnsPath(c1))
+		// CHECK looks inside: without its address, c2 fails it.
+		addr, err := netlink.ParseAddr(b.prefix)
+		require.NoError(t, err)
+		inNetns(t, c2, func() {
+			var l netlink.Link
+			if l, err = netlink.LinkByName("eth0"); err == nil {
+				err = netlink.AddrDel(l, addr)
+			}
+		})
+		require.NoError(t, err)
+		_, err = rt.run("", "eth0", "check", netName, netnsPath(c2))
+		require.ErrorContains(t, err, "Failed to match addr "+b.prefix)
 
 		// DEL removes the port, the interface and the published ports;
 		// DEL again succeeds.
 		rt.mustRun("del", netName, netnsPath(c1))
 		require.NotContains(t, portNames(in.ports(t)), cniPortName(netnsPath(c1)))
-		inNetns(t, c1, func() {
-			_, err := netlink.LinkByName("eth0")
-			require.Error(t, err, "eth0 is gone from %s", c1)
-		})
+		_, _, _, err = linkIn(t, c1, "eth0")
+		require.Error(t, err, "eth0 is gone from %s", c1)
 		_, err = tcpAnswer(t, hostNS, "10.254.7.2:18080")
 		require.Error(t, err, "the published port is gone")
 		rt.mustRun("del", netName, netnsPath(c1))
@@ -403,7 +426,7 @@ func TestCNIPlugin(t *testing.T) {
 		a, b := sandboxAddress(t, c1, res1), sandboxAddress(t, c2, res2)
 		require.Equal(t, "10.88.0.1", a.gateway)
 
-		viaReference = checkConnectivity(t, a, b, hostNS, "10.88.0.1")
+		viaReference := checkConnectivity(t, a, b, hostNS, "10.88.0.1")
 		t.Logf("reference: %+v", viaReference)
 		require.Equal(t, connectivity{
 			pingPeer: true, pingGateway: true, tcpPeer: a.ip, udpPeer: a.ip,
@@ -424,10 +447,20 @@ func TestCNIPlugin(t *testing.T) {
 }
 
 // pluginDirect runs uswitch-cni as a runtime would, without cnitool, for
-// eth0 of the netns at path with the first plugin of conflist.
+// eth0 of the netns at path with the first plugin of conflist, and fails
+// the test on an error.
 func pluginDirect(t *testing.T, command, containerID, path string, conflist map[string]any) string {
 	t.Helper()
-	conf := conflist["plugins"].([]map[string]any)[0]
+	out, ce := pluginRun(t, command, containerID, path, conflist)
+	require.Nil(t, ce, "uswitch-cni %s", command)
+	return out
+}
+
+// pluginRun runs uswitch-cni like pluginDirect and returns its stdout or
+// the CNI error it printed.
+func pluginRun(t *testing.T, command, containerID, path string, conflist map[string]any) (string, *types.Error) {
+	t.Helper()
+	conf := maps.Clone(conflist["plugins"].([]map[string]any)[0])
 	conf["cniVersion"], conf["name"] = conflist["cniVersion"], conflist["name"]
 	b, err := json.Marshal(conf)
 	require.NoError(t, err)
@@ -436,8 +469,12 @@ func pluginDirect(t *testing.T, command, containerID, path string, conflist map[
 		"CNI_IFNAME=eth0", "CNI_PATH=" + cniPath}
 	cmd.Stdin = strings.NewReader(string(b))
 	out, err := cmd.Output()
-	require.NoError(t, err, "uswitch-cni %s: %s", command, out)
-	return string(out)
+	if err != nil {
+		var ce types.Error
+		require.NoError(t, json.Unmarshal(out, &ce), "uswitch-cni %s: %v: %s", command, err, out)
+		return "", &ce
+	}
+	return string(out), nil
 }
 
 // portNames lists the names of ports.
@@ -517,4 +554,32 @@ func TestCNIParallelAdds(t *testing.T) {
 	for _, ns := range namespaces {
 		require.NotContains(t, names, cniPortName(netnsPath(ns)))
 	}
+}
+
+// TestCNIInstanceDown: with the instance stopped, STATUS fails, ADD is
+// "try again later" (11), and DEL succeeds, twice, leaving no interface in
+// the container's namespace.
+func TestCNIInstanceDown(t *testing.T) {
+	needRoot(t)
+	name := prefix("cnd")
+	in := start(t, name, writeConfig(t, cniTestConfig(name)))
+	netName := name + "net"
+	conflist := uswitchConflist(netName, name)
+	rt := newCNIRuntime(t, "", conflist)
+	c1 := name + "-c1"
+	newNetns(t, c1)
+	rt.add(netName, c1, "")
+	rt.mustRun("status", netName, netnsPath(c1))
+
+	require.NoError(t, in.stop())
+	_, err := rt.run("", "eth0", "status", netName, netnsPath(c1))
+	require.ErrorContains(t, err, "is not running")
+	_, ce := pluginRun(t, "ADD", "down-0123456789", netnsPath(c1), conflist)
+	require.NotNil(t, ce)
+	require.Equal(t, types.ErrTryAgainLater, ce.Code, "%v", ce)
+
+	rt.mustRun("del", netName, netnsPath(c1))
+	_, _, _, err = linkIn(t, c1, "eth0")
+	require.Error(t, err, "eth0 is gone from %s", c1)
+	rt.mustRun("del", netName, netnsPath(c1))
 }
