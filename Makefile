@@ -6,8 +6,8 @@ BIN      := bin/uswitch
 
 # Where `make install` puts things: $(DESTDIR)$(BINDIR)/uswitch, the systemd
 # unit in $(DESTDIR)$(UNITDIR) (a directory systemd reads units from when
-# PREFIX is /usr/local or /usr), and bin/uswitch-cni, when the build made
-# one, in $(DESTDIR)$(CNIDIR), where CNI runtimes look for plugins.
+# PREFIX is /usr/local or /usr), and the CNI plugin in $(DESTDIR)$(CNIDIR),
+# where CNI runtimes look for plugins.
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
@@ -25,8 +25,8 @@ build:
 run: build
 	./$(BIN) run
 
-# Every test, race detector on. The end-to-end tests need root and skip
-# with a message without it.
+# Every test, race detector on. The tests that need root (end-to-end and
+# the namespace/TAP tests of other packages) fail without it, saying so.
 test: vet cni-tools
 	$(GO) test -race -count=1 -timeout 30m ./...
 
@@ -45,7 +45,7 @@ cni-tools:
 		GOBIN=$(abspath $(CNI_TOOLS)) $(GO) install github.com/containernetworking/$$p || exit 1; \
 	done
 
-# Only the tests that need no root.
+# Only the tests that need no root (USWITCH_SKIP_E2E skips the others).
 test-unit:
 	USWITCH_SKIP_E2E=1 $(GO) test -race -count=1 ./...
 
@@ -56,10 +56,12 @@ vet:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./switch ./router ./nat ./datapath ./gso ./packet
 
-# The kernel and uswitch offload, busy-poll and plain side by side in the
-# same run (needs root); writes bench/RESULTS.md with each instance's CPU
-# profile. SECS seconds per iperf3 test; PROFILE=0 runs without
-# --cpuprofile; HALTPOLL_NS, ONLY: see bench/net.sh.
+# The kernel and uswitch offload, busy-poll, busy-poll with the CPU latency
+# request (--cpu-latency) and plain side by side in the same run (needs
+# root; installs iperf3, ping, iptables and python3 with apt-get when
+# missing); writes bench/RESULTS.md with each instance's CPU profile. SECS
+# seconds per iperf3 test; PROFILE=0 runs without --cpuprofile; ONLY,
+# NOTE, HALTPOLL_NS: see bench/net.sh.
 SECS    ?= 5
 PROFILE ?= 1
 bench-net: build
@@ -88,14 +90,14 @@ fuzz:
 		fi; \
 	done
 
-# The binary, and the unit uswitch@NAME.service that runs
+# The binaries, and the unit uswitch@NAME.service that runs
 # /etc/uswitch/NAME.toml (systemctl enable --now uswitch@NAME).
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/uswitch
 	install -d $(DESTDIR)$(UNITDIR)
 	sed 's|@BINDIR@|$(BINDIR)|g' dist/uswitch@.service > $(DESTDIR)$(UNITDIR)/uswitch@.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/uswitch@.service
-	if [ -f $(CNI_BIN) ]; then install -D -m 0755 $(CNI_BIN) $(DESTDIR)$(CNIDIR)/uswitch-cni; fi
+	install -D -m 0755 $(CNI_BIN) $(DESTDIR)$(CNIDIR)/uswitch-cni
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/uswitch $(DESTDIR)$(UNITDIR)/uswitch@.service $(DESTDIR)$(CNIDIR)/uswitch-cni

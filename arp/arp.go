@@ -355,6 +355,24 @@ func (c *Cache) gcLocked(now int64) bool {
 	return true
 }
 
+// Forget removes ip's entry (its host is gone) and drops the frames queued
+// for it.
+func (c *Cache) Forget(ip [4]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := *c.table.Load()
+	if old[ip] == nil {
+		return
+	}
+	t := make(map[[4]byte]*neighbour, len(old))
+	for a, n := range old {
+		if a != ip {
+			t[a] = n
+		}
+	}
+	c.table.Store(&t)
+}
+
 func (c *Cache) insertLocked(n *neighbour) {
 	old := *c.table.Load()
 	t := make(map[[4]byte]*neighbour, len(old)+1)

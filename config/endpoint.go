@@ -63,9 +63,11 @@ func (p *parser) endpoint(i int, r *rawEndpoint, e *Endpoint, d Defaults) *epSta
 	table := fmt.Sprintf("endpoint[%d]", i)
 	s := p.scope(table, fmt.Sprintf("endpoint #%d", i+1))
 	name, named := s.required("name", r.Name)
+	attach := p.attachment(s, r)
 	if named {
 		s = p.scope(table, fmt.Sprintf("endpoint %q", name))
 		switch {
+		case attach && attachmentName.MatchString(name):
 		case !validNetns(name):
 			s.errorf("name", "name must be 1-64 characters of a-z, 0-9, '_', '.' and '-', starting with a letter or digit")
 		case name == "uplink" || name == "gw":
@@ -143,8 +145,64 @@ func (p *parser) endpoint(i int, r *rawEndpoint, e *Endpoint, d Defaults) *epSta
 		e.Publish = publishSpecs(s, r.Publish)
 	}
 
+	if attach {
+		p.attachTo(es, r)
+	}
 	es.ifaces = p.interfaces(es, r)
+	if attach && len(es.Interfaces) == 1 {
+		if ifname, ok := s.str("ifname", r.Ifname); ok {
+			es.Interfaces[0].Name = ifname
+		}
+	} else if attach && len(es.Interfaces) > 1 {
+		s.errorf("interface", "an attachment has one interface")
+	}
 	return es
+}
+
+// attachment reports whether r is an attachment (it has netns_path); its
+// keys are unknown outside ParseLive.
+func (p *parser) attachment(s scope, r *rawEndpoint) bool {
+	if p.attach {
+		return r.NetnsPath != nil
+	}
+	for _, k := range []struct {
+		key string
+		v   any
+	}{{"netns_path", r.NetnsPath}, {"ifname", r.Ifname}, {"container_id", r.ContainerID}} {
+		if k.v != nil {
+			s.errorf(k.key, "unknown key %q", k.key)
+		}
+	}
+	return false
+}
+
+var (
+	ifnameRe    = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+	containerID = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+)
+
+// attachTo checks an attachment's own keys: a namespace path of the
+// caller's, the interface name inside it and the container ID.
+func (p *parser) attachTo(es *epState, r *rawEndpoint) {
+	s := es.s
+	if es.Mode != ModeBridge {
+		s.errorf("mode", "an attachment is in mode %q", ModeBridge)
+	}
+	if path, ok := s.str("netns_path", r.NetnsPath); ok {
+		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "\x00\n") || len(path) > 4096 {
+			s.errorf("netns_path", "netns_path %q is not an absolute path", path)
+		}
+		es.NetnsPath, es.Netns = path, ""
+	}
+	if ifname, ok := s.str("ifname", r.Ifname); ok && (!ifnameRe.MatchString(ifname) || ifname == "lo") {
+		s.errorf("ifname", "ifname %q is not a valid interface name (1-15 of A-Z, a-z, 0-9, '_', '.', '-')", ifname)
+	}
+	if id, ok := s.str("container_id", r.ContainerID); ok {
+		if !containerID.MatchString(id) {
+			s.errorf("container_id", "container_id %q may hold only A-Z, a-z, 0-9, '_', '.' and '-'", id)
+		}
+		es.ContainerID = id
+	}
 }
 
 // interfaces checks an endpoint's interfaces: the shorthand network/ip/mac
@@ -244,6 +302,8 @@ func (p *parser) container(e *epState) {
 		e.s.errorf("mode", "mode %q: endpoint %q is itself in container mode; name %q, whose namespace it shares", mode, t.Name, t.target)
 	case t.Mode == ModeHost:
 		e.s.errorf("mode", "mode %q: endpoint %q is in host mode and has no namespace to share", mode, t.Name)
+	case t.NetnsPath != "":
+		e.s.errorf("mode", "mode %q: endpoint %q is an attachment in a namespace uswitch does not own", mode, t.Name)
 	default:
 		e.Container, e.Netns = t.Name, t.Netns
 	}
@@ -253,7 +313,7 @@ func (p *parser) container(e *epState) {
 func (p *parser) checkNetns(eps []*epState) {
 	owner := map[string]string{}
 	for _, e := range eps {
-		if e.Mode == ModeHost || e.Mode == ModeContainer || p.eps[e.Name] != e {
+		if e.Mode == ModeHost || e.Mode == ModeContainer || e.NetnsPath != "" || p.eps[e.Name] != e {
 			continue // no namespace of its own, or a duplicate name (reported)
 		}
 		if o, taken := owner[e.Netns]; taken {

@@ -42,12 +42,17 @@ func Load(path string) (*Plan, error) {
 // names the file in errors. The error is an *Error, or several joined with
 // errors.Join, sorted by line.
 func Parse(data []byte, filename string) (*Plan, error) {
+	return parseData(data, filename, false)
+}
+
+// parseData is Parse; attach accepts the keys of attachments (ParseLive).
+func parseData(data []byte, filename string, attach bool) (*Plan, error) {
 	var raw rawConfig
 	md, err := toml.Decode(string(data), &raw)
 	if err != nil {
 		return nil, decodeError(filename, err)
 	}
-	p := &parser{file: filename, loc: newLocator(string(data)), what: map[string]string{}}
+	p := &parser{file: filename, loc: newLocator(string(data)), what: map[string]string{}, attach: attach}
 	plan := p.plan(&raw)
 	p.unknownKeys(md)
 	if len(p.errs) > 0 {
@@ -115,6 +120,10 @@ type rawEndpoint struct {
 	Aliases      any            `toml:"aliases"`
 	Publish      any            `toml:"publish"`
 	Interface    []rawInterface `toml:"interface"`
+	// Attachments only (ParseLive).
+	NetnsPath   any `toml:"netns_path"`
+	Ifname      any `toml:"ifname"`
+	ContainerID any `toml:"container_id"`
 }
 
 type rawInterface struct {
@@ -143,6 +152,8 @@ type parser struct {
 	loc  *locator
 	errs []*Error
 	what map[string]string // table → the object it describes, for messages
+	// attach accepts attachments' keys (ParseLive).
+	attach bool
 
 	nets    map[string]*netState // by name; the first of duplicates
 	netList []*netState          // the same, in file order

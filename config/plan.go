@@ -94,6 +94,11 @@ type Endpoint struct {
 	Aliases      []string    `json:"aliases,omitempty"`
 	Interfaces   []Interface `json:"interfaces,omitempty"`
 	Publish      []Publish   `json:"publish,omitempty"`
+	// NetnsPath is set for an attachment: the path of a namespace that
+	// uswitch neither creates nor deletes (a container runtime's), holding
+	// its one interface; Netns is then empty.
+	NetnsPath   string `json:"netns_path,omitempty"`
+	ContainerID string `json:"container_id,omitempty"` // an attachment's container
 }
 
 // Interface is one endpoint interface on one network.

@@ -21,6 +21,19 @@ var macHost = packet.MAC{0x02, 0xaa, 0, 0, 0, 1} // the uplink's host side
 var natRules = []nat.RuleRow{
 	{Hook: "prerouting", Action: "dnat", Spec: "-d 10.250.0.2/32 -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80",
 		Comment: "publish web 8080:80/tcp"},
+	// each network's gateway is the host (SPEC §6)
+	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.20.0.1/32 -i front -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80",
+		Comment: "publish web 8080:80/tcp at gateway front"},
+	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.20.0.1/32 -i front -p tcp -j DNAT --to-destination 10.250.0.1",
+		Comment: "host gateway front"},
+	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.20.0.1/32 -i front -p udp -j DNAT --to-destination 10.250.0.1",
+		Comment: "host gateway front"},
+	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.21.0.1/32 -i back -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80",
+		Comment: "publish web 8080:80/tcp at gateway back"},
+	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.21.0.1/32 -i back -p tcp -j DNAT --to-destination 10.250.0.1",
+		Comment: "host gateway back"},
+	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.21.0.1/32 -i back -p udp -j DNAT --to-destination 10.250.0.1",
+		Comment: "host gateway back"},
 	{Hook: "forward", Action: "drop", Spec: "-p udp --dport 9999 -j DROP", Comment: "rule line 42", Line: 42},
 	{Hook: "forward", Action: "accept", Spec: "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", Comment: "established"},
 	{Hook: "forward", Action: "drop", Spec: "-m conntrack --ctstate INVALID -j DROP", Comment: "invalid"},
@@ -30,6 +43,8 @@ var natRules = []nat.RuleRow{
 		Spec:    "-s 172.20.0.0/24 -d 172.20.0.10/32 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j MASQUERADE",
 		Comment: "hairpin web 8080:80/tcp"},
 	{Hook: "postrouting", Action: "masquerade", Spec: "-s 172.20.0.0/24 -o uplink -j MASQUERADE", Comment: "masquerade front"},
+	{Hook: "postrouting", Action: "masquerade", Spec: "-s 172.21.0.0/24 -d 10.250.0.1/32 -o uplink -m conntrack --ctstate DNAT -j MASQUERADE",
+		Comment: "host gateway back"},
 }
 
 // connect has web send a UDP datagram (33 bytes of IP) to the host side of
@@ -124,15 +139,15 @@ func TestRules(t *testing.T) {
 	var raw []map[string]any
 	require.NoError(t, c.GetJSON(ctx, "/v1/rules", &raw))
 	require.Equal(t, map[string]any{"hook": "forward", "packets": 0.0, "bytes": 0.0, "action": "drop",
-		"spec": "-p udp --dport 9999 -j DROP", "comment": "rule line 42", "line": 42.0}, raw[1])
-	require.NotContains(t, raw[2], "line", "built-ins have no config line")
+		"spec": "-p udp --dport 9999 -j DROP", "comment": "rule line 42", "line": 42.0}, raw[7])
+	require.NotContains(t, raw[8], "line", "built-ins have no config line")
 
 	// The request is masqueraded; its reply is accepted as established.
 	l.connect(t, true)
 	require.NoError(t, c.GetJSON(ctx, "/v1/rules", &rows))
 	want := slices.Clone(natRules)
-	want[2].Packets, want[2].Bytes = 1, 33
-	want[6].Packets, want[6].Bytes = 1, 33
+	want[8].Packets, want[8].Bytes = 1, 33   // established
+	want[12].Packets, want[12].Bytes = 1, 33 // masquerade front
 	require.Equal(t, want, rows)
 }
 

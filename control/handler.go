@@ -56,6 +56,7 @@ type FDBEntry struct {
 // errorBody is the JSON body of every error response.
 type errorBody struct {
 	Error string `json:"error"`
+	Line  int    `json:"line,omitempty"` // of the request's file, when known
 }
 
 // httpError is an error with the status code it is answered with.
@@ -80,12 +81,17 @@ type route struct {
 // JSON errors.
 type handler struct {
 	b      Backend
+	live   Changer // nil: the instance cannot be changed
 	routes map[string]route
 }
 
 // NewHandler returns the control API over b.
-func NewHandler(b Backend) http.Handler {
-	h := &handler{b: b}
+func NewHandler(b Backend) http.Handler { return NewHandlerWith(b, nil) }
+
+// NewHandlerWith returns the control API over b, with the calls that change
+// the running instance answered by c (live.go).
+func NewHandlerWith(b Backend, c Changer) http.Handler {
+	h := &handler{b: b, live: c}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		newCollector(b),
@@ -110,6 +116,9 @@ func NewHandler(b Backend) http.Handler {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.live != nil && h.serveLive(w, r) {
+		return
+	}
 	rt, ok := h.routes[r.URL.Path]
 	if !ok {
 		writeError(w, errorf(http.StatusNotFound, "no such endpoint: %s", r.URL.Path))
@@ -135,11 +144,16 @@ func (f apiFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func writeError(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
+	body := errorBody{Error: err.Error()}
 	var he *httpError
-	if errors.As(err, &he) {
+	var ce changeError
+	switch {
+	case errors.As(err, &he):
 		code = he.code
+	case errors.As(err, &ce):
+		code, body.Line = ce.HTTPStatus(), ce.ErrorLine()
 	}
-	writeJSON(w, code, errorBody{Error: err.Error()})
+	writeJSON(w, code, body)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -73,10 +73,10 @@ func TestSlowlorisCutOff(t *testing.T) {
 	t.Cleanup(func() { readHeaderTimeout = old }) // runs after the server stopped
 	path := serveAt(t, newLab(t).dp)
 
+	t0 := time.Now() // before the dial: the server's clock may start at its accept
 	c, err := net.Dial("unix", path)
 	require.NoError(t, err)
 	defer c.Close()
-	t0 := time.Now()
 	_, err = io.WriteString(c, "GET /v1/ports HTTP/1.1\r\nHost: uswitch\r\n")
 	require.NoError(t, err)
 	closed := make(chan time.Duration, 1)

@@ -40,7 +40,7 @@ func limitBody(h http.Handler) http.Handler {
 			writeError(w, errorf(http.StatusBadRequest, "%s takes no request body", r.URL.Path))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, bodyLimit(r))
 		h.ServeHTTP(w, r)
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"runtime/debug"
 	"slices"
@@ -36,20 +37,19 @@ const UplinkPort = "uplink"
 
 // Datapath is the forwarding plane of one instance.
 type Datapath struct {
-	plan     *config.Plan
-	clock    clock.Clock
-	networks []*vswitch.Switch
-	byName   map[string]*vswitch.Switch
-	router   *router.Router
-	host     *host.Stage
-	tracker  *nat.Tracker
-	uplink   *uplink
-	capture  *capture.Hub
-	dns      *dns.Server // nil when no network has dns = true
-	poller   *poller     // nil without Options.BusyPoll
-	log      *slog.Logger
+	plan    atomic.Pointer[config.Plan] // the plan running now (SetPlan)
+	clock   clock.Clock
+	nets    atomic.Pointer[netSet] // copy-on-write: AddNetwork, RemoveNetwork
+	router  *router.Router
+	host    *host.Stage
+	tracker *nat.Tracker
+	uplink  *uplink
+	capture *capture.Hub
+	dns     *dns.Server // answers on the networks with dns = true
+	poller  *poller     // nil without Options.BusyPoll
+	log     *slog.Logger
 
-	mu      sync.Mutex
+	mu      sync.Mutex // readers, closed; serializes network changes
 	readers []reader
 	wg      sync.WaitGroup
 	stop    chan struct{}
@@ -58,8 +58,21 @@ type Datapath struct {
 
 // reader is one device the datapath reads from.
 type reader struct {
-	name string
-	dev  tap.Port
+	name     string
+	dev      tap.Port
+	detached *atomic.Bool // set by Detach before it closes dev
+}
+
+// netSet is one version of the instance's networks.
+type netSet struct {
+	list   []*vswitch.Switch // in plan order
+	byName map[string]*netEntry
+}
+
+// netEntry is one network's switch and the router's gateway port on it.
+type netEntry struct {
+	sw *vswitch.Switch
+	gw *router.Port
 }
 
 // uplink is the router's port to the host: a device with no switch in
@@ -123,7 +136,9 @@ func New(plan *config.Plan, clk clock.Clock, log *slog.Logger) (*Datapath, error
 
 // NewWithOptions is New with optional settings.
 func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Options) (*Datapath, error) {
-	d := &Datapath{plan: plan, clock: clk, byName: map[string]*vswitch.Switch{}, log: log, stop: make(chan struct{})}
+	d := &Datapath{clock: clk, log: log, stop: make(chan struct{})}
+	d.plan.Store(plan)
+	d.nets.Store(&netSet{byName: map[string]*netEntry{}})
 	d.capture = capture.NewHub()
 	rules, err := nat.Compile(plan, log)
 	if err != nil {
@@ -134,16 +149,7 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 	d.host = host.New(d.router, clk)
 	d.router.SetHost(d.host)
 	for _, n := range plan.Networks {
-		sw := vswitch.New(vswitch.Config{
-			Name:       n.Name,
-			Ageing:     time.Duration(plan.Defaults.FDBAgeing),
-			MaxEntries: plan.Defaults.FDBMax,
-			Clock:      clk,
-		})
-		sw.SetObserver(d.capture)
-		d.networks = append(d.networks, sw)
-		d.byName[n.Name] = sw
-		if err := d.addGateway(sw, n); err != nil {
+		if err := d.addNetwork(n); err != nil {
 			return nil, err
 		}
 	}
@@ -159,41 +165,115 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 	d.startDNS(opt.DNSDialer)
 	if opt.BusyPoll {
 		if d.poller, err = newPoller(d, opt.CPULatency); err != nil {
-			if d.dns != nil {
-				d.dns.Close()
-			}
+			d.dns.Close()
 			return nil, err
 		}
 	}
 	return d, nil
 }
 
-// startDNS builds the embedded DNS when a network has dns = true and
-// registers it with the host stage.
+// startDNS builds the embedded DNS and registers it with the host stage.
+// It answers only on networks with dns = true (none at all, as if it were
+// not there, when no network has it); it exists anyway so that a network
+// with DNS can be added while the instance runs.
 func (d *Datapath) startDNS(dialer dns.Dialer) {
-	if !slices.ContainsFunc(d.plan.Networks, func(n config.Network) bool { return n.DNS }) {
-		return
-	}
+	plan := d.plan.Load()
 	if dialer == nil {
 		ns := ""
-		if d.plan.Uplink != nil {
-			ns = d.plan.Uplink.Netns
+		if plan.Uplink != nil {
+			ns = plan.Uplink.Netns
 		}
 		dialer = dns.NetnsDialer(ns)
 	}
-	d.dns = dns.New(d.plan, dialer, d.log)
+	d.dns = dns.New(plan, dialer, d.log)
 	d.dns.Register(d.host)
+}
+
+// addNetwork makes network n's switch with the router's gateway port on it
+// and publishes it. Called from New, or with d.mu held.
+func (d *Datapath) addNetwork(n config.Network) error {
+	plan := d.plan.Load()
+	sw := vswitch.New(vswitch.Config{
+		Name:       n.Name,
+		Ageing:     time.Duration(plan.Defaults.FDBAgeing),
+		MaxEntries: plan.Defaults.FDBMax,
+		Clock:      d.clock,
+	})
+	sw.SetObserver(d.capture)
+	gw, err := d.addGateway(sw, n)
+	if err != nil {
+		return err
+	}
+	old := d.nets.Load()
+	next := &netSet{list: append(slices.Clone(old.list), sw), byName: maps.Clone(old.byName)}
+	next.byName[n.Name] = &netEntry{sw: sw, gw: gw}
+	d.nets.Store(next)
+	return nil
+}
+
+// AddNetwork adds network n (its switch, the router's gateway port and the
+// connected route) while frames flow. Call SetPlan with a plan that has it
+// too, for its rules and DNS.
+func (d *Datapath) AddNetwork(n config.Network) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("datapath closed")
+	}
+	if d.nets.Load().byName[n.Name] != nil {
+		return fmt.Errorf("network %q already exists", n.Name)
+	}
+	return d.addNetwork(n)
+}
+
+// RemoveNetwork removes a network that no endpoint port is attached to any
+// more: its gateway port, routes and switch. Frames in flight towards it
+// finish on the old switch.
+func (d *Datapath) RemoveNetwork(name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.nets.Load()
+	n := old.byName[name]
+	if n == nil {
+		return fmt.Errorf("no network %q", name)
+	}
+	for _, p := range n.sw.Ports() {
+		if p.Name != "gw/"+name {
+			return fmt.Errorf("network %q: port %q is still attached", name, p.Name)
+		}
+	}
+	d.router.RemovePort(n.gw)
+	next := &netSet{list: slices.DeleteFunc(slices.Clone(old.list), func(sw *vswitch.Switch) bool { return sw == n.sw }), byName: maps.Clone(old.byName)}
+	delete(next.byName, name)
+	d.nets.Store(next)
+	return nil
+}
+
+// SetPlan makes plan the running one: the rule set is recompiled from it
+// and swapped in atomically, and the DNS answers its names. The networks
+// and ports are changed separately (AddNetwork, Attach, Detach, ...).
+func (d *Datapath) SetPlan(plan *config.Plan) error {
+	rules, err := nat.Compile(plan, d.log)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.plan.Store(plan)
+	d.tracker.Rules.Replace(rules)
+	d.dns.SetPlan(plan)
+	return nil
 }
 
 // addGateway attaches the router's port for network n to its switch, with
 // a static FDB entry so frames to the gateway MAC reach the router alone.
-func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) error {
+func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) (*router.Port, error) {
 	var rp *router.Port
 	name := "gw/" + n.Name
 	swp, err := sw.AddPort(vswitch.PortConfig{Name: name, MAC: n.GatewayMAC, Shared: true},
 		vswitch.DeviceFunc(func(f []byte, off packet.Offload) error { rp.Input(f, off); return nil }))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rp, err = d.router.AddPort(router.PortConfig{
 		Name:    name,
@@ -203,15 +283,19 @@ func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) error {
 		MTU:     n.MTU,
 	}, switchLink{sw: sw, port: swp}, &swp.Stats)
 	if err != nil {
-		return fmt.Errorf("network %q: %w", n.Name, err)
+		return nil, fmt.Errorf("network %q: %w", n.Name, err)
 	}
-	return sw.AddStatic(0, n.GatewayMAC, swp)
+	if err := sw.AddStatic(0, n.GatewayMAC, swp); err != nil {
+		d.router.RemovePort(rp)
+		return nil, err
+	}
+	return rp, nil
 }
 
 // Tracker returns the connection tracker and rule set.
 func (d *Datapath) Tracker() *nat.Tracker { return d.tracker }
 
-// DNS returns the embedded DNS, or nil when no network has it.
+// DNS returns the embedded DNS (it answers only on networks with dns = true).
 func (d *Datapath) DNS() *dns.Server { return d.dns }
 
 // Capture returns the hub that fans the frames of every switch port and of
@@ -222,39 +306,56 @@ func (d *Datapath) Capture() *capture.Hub { return d.capture }
 func (d *Datapath) Router() *router.Router { return d.router }
 
 // Network returns the switch of the named network, or nil.
-func (d *Datapath) Network(name string) *vswitch.Switch { return d.byName[name] }
+func (d *Datapath) Network(name string) *vswitch.Switch {
+	if n := d.nets.Load().byName[name]; n != nil {
+		return n.sw
+	}
+	return nil
+}
 
-// Networks returns the switches in plan order.
-func (d *Datapath) Networks() []*vswitch.Switch { return d.networks }
+// Networks returns the switches in plan order (networks added while
+// running last).
+func (d *Datapath) Networks() []*vswitch.Switch { return d.nets.Load().list }
 
-// AttachEndpoint attaches dev as the switch port of the plan interface named
-// port (e.g. "web" or "api/eth1"), with the endpoint's port security, and
-// starts reading from it.
+// AttachEndpoint attaches dev as the switch port of the interface named port
+// (e.g. "web" or "api/eth1") of the running plan's endpoints, with the
+// endpoint's port security, and starts reading from it.
 func (d *Datapath) AttachEndpoint(port string, dev tap.Port) error {
-	for _, ep := range d.plan.Endpoints {
+	for _, ep := range d.plan.Load().Endpoints {
 		for _, ifc := range ep.Interfaces {
 			if ifc.Port == port {
-				pc := vswitch.PortConfig{Name: port, Secure: ep.PortSecurity, MAC: ifc.MAC}
-				if ifc.IP.Is4() {
-					pc.IP = ifc.IP.As4()
-				}
-				return d.Attach(ifc.Network, pc, dev)
+				return d.AttachInterface(ep, ifc, dev)
 			}
 		}
 	}
 	return fmt.Errorf("no endpoint interface is named %q", port)
 }
 
-// Attach adds dev to a network's switch and starts reading it.
-func (d *Datapath) Attach(network string, pc vswitch.PortConfig, dev tap.Port) error {
-	sw := d.byName[network]
-	if sw == nil {
-		return fmt.Errorf("port %q: no network %q", pc.Name, network)
+// AttachInterface attaches dev as the switch port of endpoint ep's
+// interface ifc, with the endpoint's port security, and starts reading it.
+func (d *Datapath) AttachInterface(ep config.Endpoint, ifc config.Interface, dev tap.Port) error {
+	pc := vswitch.PortConfig{Name: ifc.Port, Secure: ep.PortSecurity, MAC: ifc.MAC}
+	if ifc.IP.Is4() {
+		pc.IP = ifc.IP.As4()
 	}
+	return d.Attach(ifc.Network, pc, dev)
+}
+
+// Attach adds dev to a network's switch and starts reading it, while
+// frames flow.
+func (d *Datapath) Attach(network string, pc vswitch.PortConfig, dev tap.Port) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
 		return errors.New("datapath closed")
+	}
+	n := d.nets.Load().byName[network]
+	if n == nil {
+		return fmt.Errorf("port %q: no network %q", pc.Name, network)
+	}
+	sw := n.sw
+	if sw.Port(pc.Name) != nil {
+		return fmt.Errorf("port %q: already attached to network %q", pc.Name, network)
 	}
 	p, err := sw.AddPort(pc, dev)
 	if err != nil {
@@ -263,6 +364,51 @@ func (d *Datapath) Attach(network string, pc vswitch.PortConfig, dev tap.Port) e
 	if err := d.startReader(pc.Name, dev, func(f []byte, off packet.Offload) { sw.Input(p, f, off) }, func() { sw.RemovePort(p) }); err != nil {
 		sw.RemovePort(p)
 		return err
+	}
+	return nil
+}
+
+// Detach removes the endpoint port named port while frames flow: it stops
+// reading its device and closes it, removes the port and its FDB entries
+// from its switch, forgets the port's address in the gateway's ARP cache
+// and removes the connections (and NAT mappings) that have that address.
+func (d *Datapath) Detach(port string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var (
+		sw *vswitch.Switch
+		gw *router.Port
+		p  *vswitch.Port
+	)
+	for _, n := range d.nets.Load().byName {
+		if q := n.sw.Port(port); q != nil && q.Name != "gw/"+n.sw.Name() {
+			sw, gw, p = n.sw, n.gw, q
+			break
+		}
+	}
+	i := slices.IndexFunc(d.readers, func(r reader) bool { return r.name == port })
+	if p == nil && i < 0 {
+		return fmt.Errorf("no port %q", port)
+	}
+	var err error
+	if i >= 0 {
+		r := d.readers[i]
+		r.detached.Store(true)
+		if pd, ok := r.dev.(tap.Polled); ok && d.poller != nil {
+			d.poller.drop(pd)
+		}
+		err = r.dev.Close()
+		d.readers = slices.Delete(d.readers, i, i+1)
+	}
+	if p != nil {
+		sw.RemovePort(p)
+		if ip := p.IP; ip != [4]byte{} {
+			gw.Neighbours().Forget(ip)
+			d.tracker.Table.RemoveAddr(ip)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("port %q: %w", port, err)
 	}
 	return nil
 }
@@ -300,19 +446,25 @@ func (d *Datapath) AttachUplink(dev tap.Port) error {
 // with busy polling and a polled device, the busy-poll thread. Called with
 // d.mu held.
 func (d *Datapath) startReader(name string, dev tap.Port, input func([]byte, packet.Offload), lost func()) error {
+	detached := new(atomic.Bool)
+	lostUnlessDetached := func() {
+		if !detached.Load() {
+			lost()
+		}
+	}
 	if pd, ok := dev.(tap.Polled); ok && d.poller != nil {
-		if err := d.poller.add(name, pd, input, lost); err != nil {
+		if err := d.poller.add(name, pd, input, lostUnlessDetached); err != nil {
 			return err
 		}
 	} else {
-		d.goRead(name, dev, input, lost)
+		d.goRead(name, dev, input, lostUnlessDetached, detached)
 	}
-	d.readers = append(d.readers, reader{name: name, dev: dev})
+	d.readers = append(d.readers, reader{name: name, dev: dev, detached: detached})
 	return nil
 }
 
 // goRead starts dev's reader goroutine.
-func (d *Datapath) goRead(name string, dev tap.Port, input func([]byte, packet.Offload), lost func()) {
+func (d *Datapath) goRead(name string, dev tap.Port, input func([]byte, packet.Offload), lost func(), detached *atomic.Bool) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -323,6 +475,9 @@ func (d *Datapath) goRead(name string, dev tap.Port, input func([]byte, packet.O
 				select {
 				case <-d.stop:
 				default:
+					if detached.Load() {
+						return // Detach closed it
+					}
 					// A device that goes away (its namespace deleted from
 					// outside) is an event to report, not a datapath error.
 					d.log.Warn("port lost, detaching it", "port", name, "err", err)
@@ -366,7 +521,7 @@ func (d *Datapath) Start(tick time.Duration) {
 				d.tracker.Table.Sweep(sweepShards)
 				if time.Since(last) >= time.Second {
 					last = time.Now()
-					for _, sw := range d.networks {
+					for _, sw := range d.Networks() {
 						sw.Expire()
 					}
 				}
@@ -397,11 +552,9 @@ func (d *Datapath) Close() error {
 	}
 	d.mu.Unlock()
 	d.wg.Wait()
-	if d.dns != nil {
-		// No reader runs any more, so no query arrives: stop the forwarded
-		// ones still in flight.
-		d.dns.Close()
-	}
+	// No reader runs any more, so no query arrives: stop the forwarded
+	// ones still in flight.
+	d.dns.Close()
 	return errors.Join(errs...)
 }
 
@@ -415,7 +568,7 @@ type PortInfo struct {
 // Ports returns every port of every network in plan order, then the uplink.
 func (d *Datapath) Ports() []PortInfo {
 	var out []PortInfo
-	for _, sw := range d.networks {
+	for _, sw := range d.Networks() {
 		for _, p := range sw.Ports() {
 			out = append(out, PortInfo{Name: p.Name, Network: sw.Name(), Snapshot: p.Stats.Snapshot()})
 		}

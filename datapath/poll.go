@@ -135,11 +135,16 @@ func (p *poller) add(name string, dev tap.Polled, input func([]byte, packet.Offl
 	return nil
 }
 
-// drop stops serving the port with descriptor fd. Only the thread calls it,
-// so no frame of the port is in flight.
-func (p *poller) drop(fd int32) {
+// drop stops serving dev: the thread, when the port fails, or Detach,
+// before it closes dev. Only dev's own entry goes, not that of a device
+// that got its descriptor number after it was closed.
+func (p *poller) drop(dev tap.Polled) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	fd := int32(dev.Fd())
+	if pp := (*p.ports.Load())[fd]; pp == nil || pp.dev != dev {
+		return
+	}
 	ports := maps.Clone(*p.ports.Load())
 	delete(ports, fd)
 	p.ports.Store(&ports)
@@ -184,7 +189,7 @@ func (p *poller) run() {
 			}
 			if n == 0 {
 				if p.normal.Load() && p.normal.CompareAndSwap(true, false) {
-					setPolicy(0, unix.SCHED_IDLE) // caught up: idle time only from here
+					_ = setPolicy(0, unix.SCHED_IDLE) // caught up: idle time only from here
 					lat.hold()
 					select {
 					case p.started <- struct{}{}:
@@ -196,7 +201,7 @@ func (p *poller) run() {
 					p.spinning.Store(false)
 					p.sleeps.Add(1)
 					lat.release()
-					setPolicy(0, unix.SCHED_NORMAL) // for the next wake
+					_ = setPolicy(0, unix.SCHED_NORMAL) // for the next wake
 				}
 				continue
 			}
@@ -236,7 +241,7 @@ func (p *poller) serve(pp *polledPort, buf []byte) {
 				return
 			}
 			p.d.log.Warn("port lost, detaching it", "port", pp.name, "err", err)
-			p.drop(int32(pp.dev.Fd()))
+			p.drop(pp.dev)
 			pp.lost()
 			return
 		}
@@ -254,6 +259,7 @@ func (p *poller) watch() {
 	defer p.d.wg.Done()
 	t := time.NewTicker(starveAfter)
 	defer t.Stop()
+	warned := false
 	for {
 		<-p.started
 		last := p.iter.Load()
@@ -261,8 +267,15 @@ func (p *poller) watch() {
 			<-t.C
 			it := p.iter.Load()
 			if it == last && p.spinning.Load() && p.normal.CompareAndSwap(false, true) {
-				setPolicy(int(p.tid.Load()), unix.SCHED_NORMAL)
-				p.lifts.Add(1)
+				if err := setPolicy(int(p.tid.Load()), unix.SCHED_NORMAL); err != nil {
+					p.normal.Store(false) // still at SCHED_IDLE: not a lift
+					if !warned {
+						warned = true
+						p.d.log.Warn("busy poll: cannot lift the starved thread to normal priority", "err", err)
+					}
+				} else {
+					p.lifts.Add(1)
+				}
 			}
 			last = it
 		}
@@ -275,9 +288,12 @@ func (p *poller) watch() {
 // setPolicy sets the scheduling policy of thread tid (0: the calling one).
 // It can only fail for a thread that has exited, or without the privilege
 // to leave SCHED_IDLE (uswitch runs as root), and then changes nothing.
-func setPolicy(tid int, policy uint32) {
+func setPolicy(tid int, policy uint32) error {
 	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy}
-	_ = unix.SchedSetAttr(tid, &attr, 0)
+	if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
+		return fmt.Errorf("sched_setattr of thread %d: %w", tid, err)
+	}
+	return nil
 }
 
 // cpuLatency is a PM QoS CPU latency request of 0 µs, held while its

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/internal/testenv"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/tap"
 )
@@ -247,8 +248,11 @@ func TestBusyPollSleepsWhenIdle(t *testing.T) {
 
 // TestBusyPollWatchdogLifts keeps every CPU busy with threads at normal
 // priority: the SCHED_IDLE thread would get next to nothing, so the
-// watchdog lifts it and the frames still go through.
+// watchdog lifts it and the frames still go through. A lift is counted
+// only when the thread's policy did change, which takes root (without it,
+// leaving SCHED_IDLE is refused).
 func TestBusyPollWatchdogLifts(t *testing.T) {
+	testenv.NeedRoot(t)
 	dp, web, web2 := pollTopo(t)
 	buf := make([]byte, 2048)
 	web.send(t, seqFrame(t, 0))
@@ -381,9 +385,7 @@ func holdsCPULatency(t *testing.T) bool {
 // CPU latency request is held while the thread spins after frames, and
 // dropped when it sleeps.
 func TestBusyPollHoldsCPULatencyWhileSpinning(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: only root may open /dev/cpu_dma_latency")
-	}
+	testenv.NeedRoot(t, "/dev/cpu_dma_latency") // only root may open it
 	dp, web, web2 := pollTopoOptions(t, Options{BusyPoll: true, CPULatency: true})
 	buf := make([]byte, 2048)
 	require.False(t, holdsCPULatency(t), "held before any frame")
@@ -401,9 +403,7 @@ func TestBusyPollHoldsCPULatencyWhileSpinning(t *testing.T) {
 // states are left alone). Without root nobody could open it, so the test
 // only means something as root.
 func TestBusyPollNoCPULatencyByDefault(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: without it /dev/cpu_dma_latency cannot be opened anyway")
-	}
+	testenv.NeedRoot(t, "/dev/cpu_dma_latency")
 	dp, web, web2 := pollTopo(t)
 	buf := make([]byte, 2048)
 	for i := range uint32(200) {

@@ -4,7 +4,8 @@
 // with their address on that network, also as "<name>.<network>"; AAAA and
 // other types with no data; PTR for those addresses), says NXDOMAIN for
 // unknown single-label names, names under "<network>" and the names of
-// endpoints on other networks, and forwards every other name to the [dns]
+// endpoints on other networks, answers host.uswitch.internal with the
+// asking network's gateway (the host, as host.docker.internal), and forwards every other name to the [dns]
 // upstream servers (REFUSED when there are none). An endpoint on several
 // networks with DNS sees the names of all of them, whichever gateway it
 // asks, its asking network's addresses first.
@@ -33,6 +34,10 @@ import (
 
 // TTL is the time to live of local answers, in seconds (Docker's).
 const TTL = 600
+
+// HostName is the name of the host, as host.docker.internal with
+// host-gateway: the asking network's gateway, whose ports are the host's.
+const HostName = "host.uswitch.internal"
 
 // Defaults for forwarding.
 const (
@@ -64,13 +69,7 @@ type counters struct {
 
 // Server is the embedded resolver of one instance.
 type Server struct {
-	zones map[string]*zone // by network name, networks with dns = true only
-	// views maps an endpoint's address on a network to the zones it sees:
-	// that network's first, then its other networks with DNS, so that an
-	// endpoint on several networks resolves the names of all of them (as
-	// Docker's per-container resolver does) whichever gateway it asks.
-	views    map[view][]*zone
-	known    map[string]bool // every endpoint name and alias of the plan
+	names    atomic.Pointer[names] // replaced whole by SetPlan
 	upstream []string
 	dialer   Dialer
 	log      *slog.Logger
@@ -82,6 +81,17 @@ type Server struct {
 	c        counters
 }
 
+// names is what the resolver answers from, built from one plan.
+type names struct {
+	zones map[string]*zone // by network name, networks with dns = true only
+	// views maps an endpoint's address on a network to the zones it sees:
+	// that network's first, then its other networks with DNS, so that an
+	// endpoint on several networks resolves the names of all of them (as
+	// Docker's per-container resolver does) whichever gateway it asks.
+	views map[view][]*zone
+	known map[string]bool // every endpoint name and alias of the plan
+}
+
 // New builds the resolver for plan's networks that have dns = true.
 // upstream dials plan.DNS.Upstream; it may be nil when there is none.
 func New(plan *config.Plan, upstream Dialer, log *slog.Logger) *Server {
@@ -89,9 +99,6 @@ func New(plan *config.Plan, upstream Dialer, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		zones:    map[string]*zone{},
-		views:    map[view][]*zone{},
-		known:    map[string]bool{},
 		upstream: append([]string(nil), plan.DNS.Upstream...),
 		dialer:   upstream,
 		log:      log,
@@ -102,37 +109,47 @@ func New(plan *config.Plan, upstream Dialer, log *slog.Logger) *Server {
 		s.dialer = &net.Dialer{}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.SetPlan(plan)
+	return s
+}
+
+// SetPlan makes the resolver answer with the names of plan's endpoints on
+// its networks with dns = true (an endpoint added or removed while the
+// instance runs); a query in flight finishes with the names it started
+// with. The upstream servers stay those New was given.
+func (s *Server) SetPlan(plan *config.Plan) {
+	nm := &names{zones: map[string]*zone{}, views: map[view][]*zone{}, known: map[string]bool{}}
 	for _, n := range plan.Networks {
 		if n.DNS {
-			s.zones[n.Name] = buildZone(plan, n)
+			nm.zones[n.Name] = buildZone(plan, n)
 		}
 	}
 	for _, ep := range plan.Endpoints {
 		for _, ifc := range ep.Interfaces {
-			z := s.zones[ifc.Network]
+			z := nm.zones[ifc.Network]
 			if z == nil || !ifc.IP.IsValid() {
 				continue
 			}
 			zs := []*zone{z}
 			for _, other := range ep.Interfaces {
-				if oz := s.zones[other.Network]; oz != nil && !slices.Contains(zs, oz) {
+				if oz := nm.zones[other.Network]; oz != nil && !slices.Contains(zs, oz) {
 					zs = append(zs, oz)
 				}
 			}
 			if len(zs) > 1 {
-				s.views[view{ifc.Network, ifc.IP}] = zs
+				nm.views[view{ifc.Network, ifc.IP}] = zs
 			}
 		}
-		s.known[strings.ToLower(ep.Name)] = true
+		nm.known[strings.ToLower(ep.Name)] = true
 		for _, al := range ep.Aliases {
-			s.known[strings.ToLower(al)] = true
+			nm.known[strings.ToLower(al)] = true
 		}
 	}
-	return s
+	s.names.Store(nm)
 }
 
 // Serves reports whether network has the embedded DNS.
-func (s *Server) Serves(network string) bool { return s.zones[network] != nil }
+func (s *Server) Serves(network string) bool { return s.names.Load().zones[network] != nil }
 
 // view is who asks: a network and an address on it.
 type view struct {
@@ -141,11 +158,11 @@ type view struct {
 }
 
 // zonesFor returns the zones visible to src asking on network.
-func (s *Server) zonesFor(network string, src netip.Addr) []*zone {
-	if zs, ok := s.views[view{network, src}]; ok {
+func (nm *names) zonesFor(network string, src netip.Addr) []*zone {
+	if zs, ok := nm.views[view{network, src}]; ok {
 		return zs
 	}
-	return []*zone{s.zones[network]}
+	return []*zone{nm.zones[network]}
 }
 
 // Stats returns the counters.
@@ -215,7 +232,8 @@ func (s *Server) query(network string, src [4]byte, sport uint16, payload []byte
 // resolve parses query and decides: a local reply, a drop, or forwarding
 // (q is then the parsed query, for the SERVFAIL should no upstream answer).
 func (s *Server) resolve(network string, src netip.Addr, query []byte, tcp bool) ([]byte, outcome, *miekg.Msg) {
-	if s.zones[network] == nil {
+	nm := s.names.Load()
+	if nm.zones[network] == nil {
 		return nil, outDrop, nil
 	}
 	q := new(miekg.Msg)
@@ -233,7 +251,7 @@ func (s *Server) resolve(network string, src netip.Addr, query []byte, tcp bool)
 	qs := q.Question[0]
 	name := strings.TrimSuffix(strings.ToLower(qs.Name), ".")
 	if qs.Qclass == miekg.ClassINET || qs.Qclass == miekg.ClassANY {
-		if rr, rcode, local := s.local(s.zonesFor(network, src), qs, name); local {
+		if rr, rcode, local := s.local(nm, nm.zonesFor(network, src), qs, name); local {
 			return s.pack(q, rcode, rr, tcp), outReply, nil
 		}
 	}
@@ -245,7 +263,7 @@ func (s *Server) resolve(network string, src netip.Addr, query []byte, tcp bool)
 }
 
 // local answers qs from zones, in order, when the name is theirs to answer.
-func (s *Server) local(zones []*zone, qs miekg.Question, name string) (rr []miekg.RR, rcode int, local bool) {
+func (s *Server) local(nm *names, zones []*zone, qs miekg.Question, name string) (rr []miekg.RR, rcode int, local bool) {
 	hdr := func(t uint16) miekg.RR_Header {
 		return miekg.RR_Header{Name: qs.Name, Rrtype: t, Class: miekg.ClassINET, Ttl: TTL}
 	}
@@ -267,7 +285,13 @@ func (s *Server) local(zones []*zone, qs miekg.Question, name string) (rr []miek
 	}
 	var ips []netip.Addr
 	inZone := false
+	if name == HostName && zones[0].gateway.IsValid() {
+		ips = []netip.Addr{zones[0].gateway}
+	}
 	for _, z := range zones {
+		if len(ips) > 0 {
+			break
+		}
 		found, in := z.lookup(name)
 		if len(found) > 0 {
 			ips = found
@@ -276,7 +300,7 @@ func (s *Server) local(zones []*zone, qs miekg.Question, name string) (rr []miek
 		inZone = inZone || in
 	}
 	if len(ips) == 0 {
-		if inZone || s.known[name] {
+		if inZone || nm.known[name] {
 			s.c.nxdomain.Add(1)
 			return nil, miekg.RcodeNameError, true
 		}

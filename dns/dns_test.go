@@ -132,6 +132,22 @@ func TestLocalNames(t *testing.T) {
 	require.EqualValues(t, 10, s.Stats().Answered)
 }
 
+// host.uswitch.internal is the asking network's gateway, whose ports are
+// the host's.
+func TestHostName(t *testing.T) {
+	s := New(testPlan(t), nil, nil)
+	for network, want := range map[string]string{"front": "172.20.0.1", "back": "172.21.0.1"} {
+		for _, name := range []string{HostName, "HOST.uswitch.internal."} {
+			m := ask(t, s, network, name, miekg.TypeA)
+			require.Equal(t, miekg.RcodeSuccess, m.Rcode)
+			require.Equal(t, []string{want}, aRecords(t, m), "%s on %s", name, network)
+		}
+		m := ask(t, s, network, HostName, miekg.TypeAAAA)
+		require.Equal(t, miekg.RcodeSuccess, m.Rcode)
+		require.Empty(t, m.Answer, "NOERROR, no data")
+	}
+}
+
 func TestNXDomain(t *testing.T) {
 	s := New(testPlan(t), nil, nil)
 	for _, c := range []struct{ network, name string }{

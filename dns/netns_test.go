@@ -12,6 +12,7 @@ import (
 	miekg "github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
 
+	"github.com/uswitch-dev/uswitch/internal/testenv"
 	"github.com/uswitch-dev/uswitch/nsthread"
 	"github.com/vishvananda/netns"
 )
@@ -20,9 +21,7 @@ import (
 // at the end.
 func testNetns(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 || os.Getenv("USWITCH_SKIP_E2E") != "" {
-		t.Skip("needs root to make a network namespace")
-	}
+	testenv.NeedRoot(t, "ip")
 	name := fmt.Sprintf("u%ddnsunit", os.Getpid()%10000)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v\n%s", err, out)

@@ -14,6 +14,7 @@ import (
 type zone struct {
 	network string
 	subnet  netip.Prefix
+	gateway netip.Addr              // the network's gateway: the host, as HostName
 	hosts   map[string][]netip.Addr // lower-case name → addresses on this network
 	ptr     map[netip.Addr]string   // address → the owning endpoint's name
 }
@@ -23,7 +24,7 @@ type zone struct {
 // whose target is on n by its own name (it shares the target's addresses).
 // The first owner of a name keeps it.
 func buildZone(plan *config.Plan, n config.Network) *zone {
-	z := &zone{network: n.Name, subnet: n.Subnet, hosts: map[string][]netip.Addr{}, ptr: map[netip.Addr]string{}}
+	z := &zone{network: n.Name, subnet: n.Subnet, gateway: n.Gateway, hosts: map[string][]netip.Addr{}, ptr: map[netip.Addr]string{}}
 	addrs := map[string][]netip.Addr{} // endpoint name → its addresses on n
 	for _, ep := range plan.Endpoints {
 		var ips []netip.Addr

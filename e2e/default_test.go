@@ -10,11 +10,13 @@ import (
 )
 
 // TestDefaultTopology runs what `make run` runs: `uswitch run` with no
-// config. Its names are fixed (demo-*), so it skips when a demo runs.
+// config. Its names are fixed (demo-*): a demo instance running here fails
+// the test, which must not touch it.
 func TestDefaultTopology(t *testing.T) {
 	needRoot(t)
 	if _, err := os.Stat("/run/uswitch/demo.sock"); err == nil || netnsExists("demo-a") {
-		t.Skip("a demo instance is running here; not touching it")
+		t.Fatal("a demo instance (`uswitch run` of the embedded default topology, names demo-*) is running on this machine: " +
+			"this test runs the same topology; stop the demo (Ctrl-C, or `uswitch down`) and run the tests again")
 	}
 	in := start(t, "demo", "")
 	// stdout is copied from a pipe: the summary may trail the `ready` log

@@ -94,9 +94,6 @@ func packetSocket(t *testing.T, ns string) (int, int) {
 // other endpoints keep pinging each other throughout.
 func TestFloodRandomSourceMACs(t *testing.T) {
 	needRoot(t)
-	if testing.Short() {
-		t.Skip("flood takes up to 15s")
-	}
 	name := prefix("fl")
 	in := start(t, name, writeConfig(t, floodConfig(name)))
 	f, a, b, s := name+"-f", name+"-a", name+"-b", name+"-s"

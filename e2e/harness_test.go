@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/uswitch-dev/uswitch/datapath"
+	"github.com/uswitch-dev/uswitch/internal/testenv"
 	"github.com/uswitch-dev/uswitch/nsthread"
 )
 
@@ -26,8 +27,9 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 || os.Getenv("USWITCH_SKIP_E2E") != "" {
-		// Tests skip one by one with the reason; nothing to build.
+	if os.Geteuid() != 0 || os.Getenv(testenv.SkipEnv) != "" {
+		// Each test skips (opted out) or fails (no root) with the
+		// reason; nothing to build.
 		os.Exit(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "uswitch-e2e-")
@@ -46,15 +48,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// needRoot skips a test that needs root and real namespaces.
+// needRoot makes sure an end-to-end test can run: root, /dev/net/tun and
+// ip(8). It skips only when USWITCH_SKIP_E2E opts out (`make test-unit`);
+// anything missing fails the test, naming it.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Getenv("USWITCH_SKIP_E2E") != "" {
-		t.Skip("USWITCH_SKIP_E2E is set")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("end-to-end test needs root (namespaces, TAP devices); run `sudo make test`")
-	}
+	testenv.NeedRoot(t, "/dev/net/tun", "ip")
 }
 
 // prefix returns a name prefix unique to this test process and tag, so

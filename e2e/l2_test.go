@@ -7,14 +7,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // l2Config is one network with three endpoints: two on TAPs, one on a veth.
@@ -51,7 +55,10 @@ type fdbRow struct {
 func TestL2ThreeNamespaces(t *testing.T) {
 	needRoot(t)
 	name := prefix("l2")
-	cfg := writeConfig(t, l2Config(name))
+	// A probe endpoint without port security, so that frames from source
+	// MACs of the test's choosing reach the FDB.
+	probe := name + "-p"
+	cfg := writeConfig(t, l2Config(name)+"\n[[endpoint]]\nname = \""+probe+"\"\nnetwork = \"lan\"\nport_security = false\n")
 	in := start(t, name, cfg)
 
 	// `uswitch fdb --watch` running before any traffic reports the learning.
@@ -60,7 +67,29 @@ func TestL2ThreeNamespaces(t *testing.T) {
 	watch.Stdout = &watchOut
 	require.NoError(t, watch.Start())
 	t.Cleanup(func() { watch.Process.Kill(); watch.Wait() })
-	time.Sleep(300 * time.Millisecond) // let the watch subscribe
+	// The watch is subscribed once it reports a MAC the probe sent from:
+	// send broadcasts each from a new source MAC until one shows up, then
+	// wait for the last one sent. Events before that are the probe's.
+	fd, ifindex := packetSocket(t, probe)
+	var probeMAC string
+	require.Eventually(t, func() bool {
+		src := net.HardwareAddr{0x02, 0x99, 0, 0, 0, 0}
+		_, _ = rand.Read(src[2:])
+		frame := make([]byte, 60)
+		copy(frame[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+		copy(frame[6:12], src)
+		frame[12], frame[13] = 0x88, 0xb5 // local experimental EtherType
+		to := &unix.SockaddrLinklayer{Ifindex: ifindex, Protocol: 0xb588 /* htons(0x88b5) */, Halen: 6}
+		copy(to.Addr[:], frame[0:6])
+		if err := unix.Sendto(fd, frame, 0, to); err != nil {
+			return false
+		}
+		probeMAC = src.String()
+		return strings.Contains(watchOut.String(), `"mac":"02:99:`)
+	}, 10*time.Second, 50*time.Millisecond, "the watch reports none of the probe's MACs:\n%s", watchOut.String())
+	require.Eventually(t, func() bool { return strings.Contains(watchOut.String(), `"mac":"`+probeMAC+`"`) },
+		5*time.Second, 10*time.Millisecond, "the watch does not report the probe's last MAC %s:\n%s", probeMAC, watchOut.String())
+	before := len(watchOut.String())
 
 	ips := map[string]string{name + "-a": "10.77.0.2", name + "-b": "10.77.0.3", name + "-c": "10.77.0.4"}
 	t.Run("ping every pair", func(t *testing.T) {
@@ -74,14 +103,22 @@ func TestL2ThreeNamespaces(t *testing.T) {
 	})
 
 	t.Run("watch reported learning", func(t *testing.T) {
-		require.Eventually(t, func() bool { return strings.Contains(watchOut.String(), `"event":"learned"`) }, 5*time.Second, 50*time.Millisecond, watchOut.String())
-		var ev struct {
-			Event, Network, MAC, Port string
+		// Each endpoint's MAC learned on its port, and nothing else.
+		want := map[string]string{
+			"02:42:0a:4d:00:02": name + "-a", "02:42:0a:4d:00:03": name + "-b", "02:42:0a:4d:00:04": name + "-c",
 		}
-		first := strings.SplitN(watchOut.String(), "\n", 2)[0]
-		require.NoError(t, json.Unmarshal([]byte(first), &ev))
-		require.Equal(t, "lan", ev.Network)
-		require.Contains(t, ips, ev.Port)
+		got := map[string]string{}
+		require.Eventually(t, func() bool {
+			got = map[string]string{}
+			for _, line := range strings.Split(strings.TrimSpace(watchOut.String()[before:]), "\n") {
+				var ev struct{ Event, Network, MAC, Port string }
+				if json.Unmarshal([]byte(line), &ev) == nil && ev.Event == "learned" && ev.Network == "lan" {
+					got[ev.MAC] = ev.Port
+				}
+			}
+			return len(got) >= len(want)
+		}, 5*time.Second, 50*time.Millisecond, watchOut.String())
+		require.Equal(t, want, got, watchOut.String()[before:])
 	})
 
 	t.Run("fdb lists each MAC on its own port", func(t *testing.T) {
@@ -131,11 +168,15 @@ func TestL2ThreeNamespaces(t *testing.T) {
 
 	t.Run("ports count the traffic", func(t *testing.T) {
 		ports := in.ports(t)
-		require.Len(t, ports, 4, "three endpoints and the gateway")
+		require.Len(t, ports, 5, "three endpoints, the probe and the gateway")
 		require.Equal(t, "gw/lan", ports[0].Name)
 		// Each endpoint sent or received 8 MiB (in super-frames, with
 		// offloads: a few hundred frames), and the other way the ACKs.
 		for _, p := range ports[1:] {
+			if p.Name == probe {
+				require.Positive(t, p.RxPackets, "the probe's frames")
+				continue
+			}
 			require.Greater(t, p.RxBytes+p.TxBytes, uint64(8<<20), p.Name)
 			require.Greater(t, p.RxPackets, uint64(50), p.Name)
 			require.Greater(t, p.TxPackets, uint64(50), p.Name)
@@ -144,7 +185,7 @@ func TestL2ThreeNamespaces(t *testing.T) {
 
 	t.Run("SIGTERM removes everything", func(t *testing.T) {
 		require.NoError(t, in.stop())
-		for ns := range ips {
+		for _, ns := range append(slices.Collect(maps.Keys(ips)), probe) {
 			require.False(t, netnsExists(ns), "netns %s left behind", ns)
 			_, err := os.Stat(filepath.Join("/etc/netns", ns))
 			require.True(t, os.IsNotExist(err), "/etc/netns/%s left behind", ns)

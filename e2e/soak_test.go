@@ -190,9 +190,6 @@ type soakSample struct {
 // port received at least the TCP payload its endpoint sent.
 func TestSoakMixedTraffic(t *testing.T) {
 	needRoot(t)
-	if testing.Short() {
-		t.Skip("soak test skipped with -short")
-	}
 	dur := soakDuration(t)
 	name := prefix("sk")
 	in := start(t, name, writeConfig(t, soakConfig(name)))

@@ -49,8 +49,9 @@ func udpFrame(t testing.TB, smac, dmac [6]byte, src, dst netip.Addr, sport, dpor
 }
 
 func TestDNSQueryToGatewayIsAnswered(t *testing.T) {
-	g := newRig(t, true, 1500)
-	dns.New(dnsPlan(false), nil, nil).Register(g.host)
+	plan := dnsPlan(false)
+	g := newRig(t, plan)
+	dns.New(plan, nil, nil).Register(g.host)
 	g.learn(t, "gw/front", webIP, webMAC)
 	q := dnsQuery(t, "www")
 	g.ports["gw/front"].Input(udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40001, 53, q), packet.Offload{})
@@ -91,20 +92,26 @@ func TestDNSOnlyAtTheIngressGatewayOfADNSNetwork(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		resolver bool
+		uplink   bool
 		port     string
 		src      netip.Addr
 		smac     [6]byte
 		dst      netip.Addr
 	}{
-		{"no resolver", false, "gw/front", webIP, webMAC, frontGW.Addr()},
-		{"network without DNS", true, "gw/back", dbIP, dbMAC, backGW.Addr()},
-		{"another network's gateway", true, "gw/front", webIP, webMAC, backGW.Addr()},
-		{"the uplink address", true, "gw/front", webIP, webMAC, uplinkIP.Addr()},
+		{"no resolver", false, true, "gw/front", webIP, webMAC, frontGW.Addr()},
+		// (with an uplink, the port is the host's: TestDNSPortOfANetworkWithoutDNS)
+		{"network without DNS", true, false, "gw/back", dbIP, dbMAC, backGW.Addr()},
+		{"another network's gateway", true, true, "gw/front", webIP, webMAC, backGW.Addr()},
+		{"the uplink address", true, true, "gw/front", webIP, webMAC, uplinkIP.Addr()},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			g := newRig(t, true, 1500)
+			plan := dnsPlan(false)
+			if !c.uplink {
+				plan.Uplink = nil
+			}
+			g := newRig(t, plan)
 			if c.resolver {
-				dns.New(dnsPlan(false), nil, nil).Register(g.host)
+				dns.New(plan, nil, nil).Register(g.host)
 			}
 			p := g.ports[c.port]
 			g.learn(t, c.port, c.src, c.smac)
@@ -118,9 +125,31 @@ func TestDNSOnlyAtTheIngressGatewayOfADNSNetwork(t *testing.T) {
 	}
 }
 
+// On a network without the embedded DNS, port 53 of the gateway is the
+// host's, as every other port: the query leaves the uplink for
+// host_address:53 from the uplink address.
+func TestDNSPortOfANetworkWithoutDNS(t *testing.T) {
+	plan := dnsPlan(false)
+	g := newRig(t, plan)
+	dns.New(plan, nil, nil).Register(g.host)
+	g.learn(t, "gw/back", dbIP, dbMAC)
+	g.learn(t, "uplink", hostIP, macFor(hostIP))
+	g.ports["gw/back"].Input(udpFrame(t, dbMAC, macFor(backGW.Addr()), dbIP, backGW.Addr(), 40000, 53, dnsQuery(t, "web")), packet.Offload{})
+	require.Empty(t, g.links["gw/back"].take())
+	out := g.links["uplink"].take()
+	require.Len(t, out, 1)
+	requireChecksumsValid(t, out[0])
+	p := decode(out[0])
+	ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	require.Equal(t, uplinkIP.Addr().AsSlice(), []byte(ip.SrcIP.To4()))
+	require.Equal(t, hostIP.AsSlice(), []byte(ip.DstIP.To4()))
+	require.EqualValues(t, 53, p.Layer(layers.LayerTypeUDP).(*layers.UDP).DstPort)
+}
+
 func TestDNSBadUDPLengthDropped(t *testing.T) {
-	g := newRig(t, true, 1500)
-	dns.New(dnsPlan(false), nil, nil).Register(g.host)
+	plan := dnsPlan(false)
+	g := newRig(t, plan)
+	dns.New(plan, nil, nil).Register(g.host)
 	g.learn(t, "gw/front", webIP, webMAC)
 	f := udpFrame(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 40000, 53, dnsQuery(t, "web"))
 	f[14+20+4], f[14+20+5] = 0xff, 0xff // UDP length beyond the packet
@@ -151,7 +180,7 @@ func (l *laterResolver) ServeUDP(in host.Ingress, src [4]byte, sport uint16, pay
 
 func TestDNSReplyFromAnotherGoroutine(t *testing.T) {
 	for _, n := range []int{0, 1, 511, 3000} { // odd lengths and a reply above the MTU (fragmented)
-		g := newRig(t, true, 1500)
+		g := newRig(t, dnsPlan(false))
 		res := &laterResolver{n: n}
 		g.host.HandleUDP(53, res)
 		g.learn(t, "gw/front", webIP, webMAC)
@@ -223,8 +252,9 @@ func answersOf(t *testing.T, b []byte) []*miekg.Msg {
 }
 
 func TestDNSOverTCP(t *testing.T) {
-	g := newRig(t, true, 1500)
-	dns.New(dnsPlan(false), nil, nil).Register(g.host)
+	plan := dnsPlan(false)
+	g := newRig(t, plan)
+	dns.New(plan, nil, nil).Register(g.host)
 	g.learn(t, "gw/front", webIP, webMAC)
 	in := g.ports["gw/front"]
 	out := g.links["gw/front"]
@@ -311,18 +341,22 @@ func TestDNSOverTCP(t *testing.T) {
 	f = out.take()
 	require.Len(t, f, 1)
 	require.True(t, tcpOf(t, f[0]).RST)
-	other := tcpFrame(t, 5, 0, true, false, false, nil)
-	other[14+20+2], other[14+20+3] = 0, 22
-	packet.IPv4(other[14:]).SetHeaderChecksum()
-	in.Input(other, packet.Offload{})
+	// (at the uplink address: the gateway's other ports are the host's)
+	eth := &layers.Ethernet{SrcMAC: hw(webMAC), DstMAC: hw(macFor(frontGW.Addr())), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: webIP.AsSlice(), DstIP: uplinkIP.Addr().AsSlice()}
+	tcp := &layers.TCP{SrcPort: 40100, DstPort: 22, Seq: 5, SYN: true, Window: 65535}
+	_ = tcp.SetNetworkLayerForChecksum(ip)
+	in.Input(serialize(t, eth, ip, tcp), packet.Offload{})
 	f = out.take()
 	require.Len(t, f, 1)
 	require.True(t, decode(f[0]).Layer(layers.LayerTypeTCP).(*layers.TCP).RST)
 }
 
 func TestDNSOverTCPOnlyWhereDNSIs(t *testing.T) {
-	g := newRig(t, true, 1500)
-	dns.New(dnsPlan(false), nil, nil).Register(g.host)
+	plan := dnsPlan(false)
+	plan.Uplink = nil // else back's port 53 is the host's
+	g := newRig(t, plan)
+	dns.New(plan, nil, nil).Register(g.host)
 	g.learn(t, "gw/back", dbIP, dbMAC)
 	eth := &layers.Ethernet{SrcMAC: hw(dbMAC), DstMAC: hw(macFor(backGW.Addr())), EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: dbIP.AsSlice(), DstIP: backGW.Addr().AsSlice()}

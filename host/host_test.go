@@ -25,7 +25,7 @@ func ipFrame(t *testing.T, dst netip.Addr, proto layers.IPProtocol, edit func(*l
 }
 
 func TestUnknownProtocolUnreachable(t *testing.T) {
-	g := newRig(t, true, 1500)
+	g := newRig(t, testPlan(true))
 	g.learn(t, "gw/front", webIP, webMAC)
 	in := ipFrame(t, frontGW.Addr(), layers.IPProtocolGRE, nil, make([]byte, 16))
 	orig := append([]byte(nil), in...)
@@ -39,7 +39,7 @@ func TestUnknownProtocolUnreachable(t *testing.T) {
 // reassembly (package defrag) until its datagram is whole, and dropped,
 // counted, when it never is.
 func TestLocalFragmentHeldThenTimesOut(t *testing.T) {
-	g := newRig(t, true, 1500)
+	g := newRig(t, testPlan(true))
 	g.learn(t, "gw/front", webIP, webMAC)
 	in := ipFrame(t, frontGW.Addr(), layers.IPProtocolUDP, func(ip *layers.IPv4) { ip.Flags = layers.IPv4MoreFragments }, make([]byte, 64))
 	g.ports["gw/front"].Input(in, packet.Offload{})
@@ -52,7 +52,7 @@ func TestLocalFragmentHeldThenTimesOut(t *testing.T) {
 }
 
 func TestBadEchoChecksumDropped(t *testing.T) {
-	g := newRig(t, true, 1500)
+	g := newRig(t, testPlan(true))
 	g.learn(t, "gw/front", webIP, webMAC)
 	in := ipFrame(t, frontGW.Addr(), layers.IPProtocolICMPv4, nil, []byte{8, 0, 0, 1, 0, 9, 0, 1})
 	g.ports["gw/front"].Input(in, packet.Offload{})
@@ -67,7 +67,9 @@ func (echoStream) Accept(host.Ingress, [4]byte, uint16) bool { return true }
 func (echoStream) Data(c *host.Conn, b []byte) int           { c.Write(b); return len(b) }
 
 func TestTCPResponderTableBounded(t *testing.T) {
-	g := newRig(t, true, 1500)
+	plan := testPlan(true)
+	plan.Uplink = nil // else the gateway's port 7 is the host's
+	g := newRig(t, plan)
 	g.host.HandleTCP(7, echoStream{})
 	g.learn(t, "gw/front", webIP, webMAC)
 	syn := func(sport uint16) *layers.TCP {

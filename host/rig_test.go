@@ -61,7 +61,7 @@ func macFor(a netip.Addr) packet.MAC {
 	return packet.MAC{0x02, 0x42, b[0], b[1], b[2], b[3]}
 }
 
-// testPlan: networks front and back, an uplink.
+// testPlan: networks front and back, isolated or not, and an uplink.
 func testPlan(isolate bool) *config.Plan {
 	return &config.Plan{
 		Uplink: &config.Uplink{Address: uplinkIP, HostAddress: netip.PrefixFrom(hostIP, 30)},
@@ -72,13 +72,13 @@ func testPlan(isolate bool) *config.Plan {
 	}
 }
 
-// newRig: a router with ports gw/front, gw/back and uplink, and its host
-// stage with no services.
-func newRig(t *testing.T, isolate bool, mtuBack int) *rig {
+// newRig: a router with ports gw/front, gw/back and uplink, the rules of
+// plan, and its host stage with no services.
+func newRig(t *testing.T, plan *config.Plan) *rig {
 	t.Helper()
 	g := &rig{clk: &clock.Fake{}, ports: map[string]*router.Port{}, links: map[string]*capture{}, stats: map[string]*stats.Port{}}
 	g.clk.Advance(time.Hour)
-	rules, err := nat.Compile(testPlan(isolate), slog.New(slog.DiscardHandler))
+	rules, err := nat.Compile(plan, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	g.r = router.New(g.clk, nil, nat.NewTracker(rules, 1000, g.clk))
 	g.host = host.New(g.r, g.clk)
@@ -91,7 +91,7 @@ func newRig(t *testing.T, isolate bool, mtuBack int) *rig {
 		g.ports[c.Name] = p
 	}
 	add(router.PortConfig{Name: "gw/front", Network: "front", Addr: frontGW, MTU: 1500})
-	add(router.PortConfig{Name: "gw/back", Network: "back", Addr: backGW, MTU: mtuBack})
+	add(router.PortConfig{Name: "gw/back", Network: "back", Addr: backGW, MTU: 1500})
 	add(router.PortConfig{Name: "uplink", Addr: uplinkIP, MTU: 1500})
 	g.r.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), g.ports["uplink"], hostIP)
 	return g

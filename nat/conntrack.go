@@ -333,6 +333,31 @@ func (t *Table) Sweep(n int) {
 	}
 }
 
+// RemoveAddr removes every connection that has addr in one of its tuples
+// (the endpoint that had it is gone, so are its connections and NAT
+// mappings) and returns how many it removed.
+func (t *Table) RemoveAddr(addr [4]byte) int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		var gone []*Conn
+		s.mu.Lock()
+		s.each(func(c *Conn) bool {
+			if c.orig.Src == addr || c.orig.Dst == addr || c.reply.Src == addr || c.reply.Dst == addr {
+				gone = append(gone, c)
+			}
+			return true
+		})
+		s.mu.Unlock()
+		for _, c := range gone {
+			if t.remove(c) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // Len is the number of connections.
 func (t *Table) Len() int { return int(t.count.Load()) }
 

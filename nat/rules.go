@@ -145,11 +145,23 @@ func (r *Rule) match(m *Meta) bool {
 // Rules is a compiled rule set: per hook, the filter rules (accept, drop,
 // reject, log), evaluated for every packet, and the NAT rules, evaluated for
 // a connection's first packet only. User rules come before built-ins.
+// The hooks read the lists through one atomic pointer, so Replace can swap
+// a whole new rule set in while frames flow.
 type Rules struct {
+	set atomic.Pointer[ruleSet]
+	log *slog.Logger
+}
+
+// ruleSet is one compiled version of the rules.
+type ruleSet struct {
 	filter [numHooks][]*Rule
 	nat    [numHooks][]*Rule
-	log    *slog.Logger
 }
+
+// Replace makes rs evaluate the rules of next from now on (a packet in
+// flight finishes with the set it started with). Counters start again from
+// next's.
+func (rs *Rules) Replace(next *Rules) { rs.set.Store(next.set.Load()) }
 
 // Verdict is the outcome of a hook: Accept, Drop or Reject, and for the
 // last two the reason counted on the ingress port.
@@ -162,7 +174,7 @@ var accept = Verdict{Action: Accept}
 
 // filterVerdict runs hook h's filter rules; no match accepts.
 func (rs *Rules) filterVerdict(h Hook, m *Meta) Verdict {
-	for _, r := range rs.filter[h] {
+	for _, r := range rs.set.Load().filter[h] {
 		if !r.match(m) {
 			continue
 		}
@@ -178,7 +190,7 @@ func (rs *Rules) filterVerdict(h Hook, m *Meta) Verdict {
 
 // natRule returns the first NAT rule of hook h matching a new connection.
 func (rs *Rules) natRule(h Hook, m *Meta) *Rule {
-	for _, r := range rs.nat[h] {
+	for _, r := range rs.set.Load().nat[h] {
 		if r.match(m) {
 			r.count(m.Size)
 			return r
@@ -210,6 +222,7 @@ func (rs *Rules) logPacket(r *Rule, m *Meta) {
 // between networks and internal networks' lack of an uplink.
 func Compile(p *config.Plan, log *slog.Logger) (*Rules, error) {
 	rs := &Rules{log: log}
+	rs.set.Store(&ruleSet{})
 	for _, cr := range p.Rules {
 		r, err := userRule(cr)
 		if err != nil {
@@ -224,12 +237,7 @@ func Compile(p *config.Plan, log *slog.Logger) (*Rules, error) {
 		}
 	}
 	// Published ports.
-	type pub struct {
-		ep     string
-		net    config.Network
-		target [4]byte
-		p      config.Publish
-	}
+	type pub = published
 	var pubs []pub
 	for _, ep := range p.Endpoints {
 		if len(ep.Interfaces) == 0 {
@@ -281,17 +289,20 @@ func Compile(p *config.Plan, log *slog.Logger) (*Rules, error) {
 			}
 		}
 	}
+	rs.addGatewayHost(p, pubs)
 	return rs, nil
 }
 
 // UplinkName is how rules name the uplink in `in` and `out`.
 const UplinkName = "uplink"
 
+// add appends r to the set being compiled (not yet in use).
 func (rs *Rules) add(r *Rule) {
+	set := rs.set.Load()
 	if r.Action.isNAT() {
-		rs.nat[r.Hook] = append(rs.nat[r.Hook], r)
+		set.nat[r.Hook] = append(set.nat[r.Hook], r)
 	} else {
-		rs.filter[r.Hook] = append(rs.filter[r.Hook], r)
+		set.filter[r.Hook] = append(set.filter[r.Hook], r)
 	}
 }
 

@@ -42,12 +42,13 @@ func TestRuleActionsPerHook(t *testing.T) {
 		require.EqualValues(t, 1, g.row("rule line 100").Packets)
 	})
 	t.Run("input reject by proto and dport", func(t *testing.T) {
+		// at the uplink address: the gateway's ports are the host's
 		g := newRig(t, withRules(config.Rule{Hook: "input", Proto: "udp", Dport: [2]uint16{53, 53}, Action: "reject"}))
-		r := g.pass("front", udpPkt(t, ap(webAddr, 1), ap(frontGW, 53), "x"))
+		r := g.pass("front", udpPkt(t, ap(webAddr, 1), ap(uplinkAddr, 53), "x"))
 		require.Empty(t, r.out)
 		require.Equal(t, Verdict{Action: Reject, Reason: stats.Filtered}, r.v)
-		require.Equal(t, accept, g.pass("front", udpPkt(t, ap(webAddr, 1), ap(frontGW, 54), "x")).v)
-		require.Equal(t, accept, g.pass("front", tcpPkt(t, ap(webAddr, 1), ap(frontGW, 53), fSYN, "")).v)
+		require.Equal(t, accept, g.pass("front", udpPkt(t, ap(webAddr, 1), ap(uplinkAddr, 54), "x")).v)
+		require.Equal(t, accept, g.pass("front", tcpPkt(t, ap(webAddr, 1), ap(uplinkAddr, 53), fSYN, "")).v)
 		// forwarded packets do not see input rules
 		g.forward("front", UplinkName, udpPkt(t, ap(webAddr, 1), ap(remoteAddr, 53), "x"))
 	})

@@ -21,8 +21,9 @@ type RuleRow struct {
 // NAT rules.
 func (rs *Rules) Rows() []RuleRow {
 	out := []RuleRow{}
+	set := rs.set.Load()
 	for h := range numHooks {
-		for _, group := range [][]*Rule{rs.filter[h], rs.nat[h]} {
+		for _, group := range [][]*Rule{set.filter[h], set.nat[h]} {
 			for _, r := range group {
 				out = append(out, RuleRow{Hook: h.String(), Packets: r.Packets.Load(), Bytes: r.Bytes.Load(),
 					Action: r.Action.String(), Spec: r.spec(), Comment: r.Comment, Line: r.Line})

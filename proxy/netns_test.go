@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netns"
 
+	"github.com/uswitch-dev/uswitch/internal/testenv"
 	"github.com/uswitch-dev/uswitch/nsthread"
 )
 
@@ -29,12 +30,7 @@ func ipCmd(args ...string) error {
 // it when the test ends.
 func testNetns(t *testing.T) (string, netns.NsHandle) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace (run `go test` as root)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip(8) from iproute2")
-	}
+	testenv.NeedRoot(t, "ip")
 	name := fmt.Sprintf("uspx%d", os.Getpid()%1000)
 	require.NoError(t, ipCmd("netns", "add", name), "create test namespace")
 	t.Cleanup(func() {

@@ -63,7 +63,7 @@ func (r *Router) ICMPError(frame []byte, typ, code uint8) {
 // send routes a packet the router itself originates.
 func (r *Router) send(frame []byte) {
 	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
-	out, nh, ok := r.routes.lookup(ip.Dst())
+	out, nh, ok := r.lay.Load().routes.lookup(ip.Dst())
 	if !ok || r.ct.Output(ip, out.iface).Action != nat.Accept {
 		return
 	}
@@ -97,7 +97,7 @@ func (r *Router) icmpError(frame []byte, off packet.Offload, typ, code uint8, mt
 	if !(typ == packet.ICMPUnreachable && code == packet.ICMPCodeFragNeeded) && !r.limit.allow(src) {
 		return
 	}
-	out, _, ok := r.routes.lookup(src)
+	out, _, ok := r.lay.Load().routes.lookup(src)
 	if !ok {
 		return
 	}

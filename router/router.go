@@ -19,7 +19,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/uswitch-dev/uswitch/arp"
 	"github.com/uswitch-dev/uswitch/clock"
@@ -68,14 +70,15 @@ type Router struct {
 	log    *slog.Logger
 	ct     *nat.Tracker
 	defrag *defrag.Reassembler
-	ports  []*Port
-	uplink *Port
-	routes table
-	addrs  [][4]byte // every address the router owns
-	limit  *rateLimiter
-	bufs   sync.Pool
-	ipID   uint32 // IP id of generated packets, atomically bumped
-	host   *host.Stage
+	// lay is the ports, addresses and routes, copy-on-write: frames read
+	// it without a lock while AddPort, AddRoute and RemovePort (serialized
+	// by mu) publish a new one.
+	lay   atomic.Pointer[layout]
+	mu    sync.Mutex
+	limit *rateLimiter
+	bufs  sync.Pool
+	ipID  uint32 // IP id of generated packets, atomically bumped
+	host  *host.Stage
 }
 
 // SetHost sets the stage that packets to the router's own addresses are
@@ -86,13 +89,31 @@ func (r *Router) SetHost(h *host.Stage) { r.host = h }
 // New returns a router with no ports whose hooks are ct's.
 func New(clk clock.Clock, log *slog.Logger, ct *nat.Tracker) *Router {
 	r := &Router{clock: clk, log: log, ct: ct, limit: newRateLimiter(clk), defrag: defrag.New(defrag.Config{}, clk)}
+	r.lay.Store(&layout{})
 	r.bufs.New = func() any { b := make([]byte, maxGenerated); return &b }
 	return r
 }
 
+// layout is one version of the router's ports, addresses and routes.
+type layout struct {
+	ports  []*Port
+	routes table
+	addrs  [][4]byte // every address the router owns
+}
+
+// change publishes a copy of the layout that fn changed.
+func (r *Router) change(fn func(l *layout)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.lay.Load()
+	l := &layout{ports: slices.Clone(old.ports), routes: table{routes: slices.Clone(old.routes.routes)}, addrs: slices.Clone(old.addrs)}
+	fn(l)
+	r.lay.Store(l)
+}
+
 // AddPort adds a router port whose frames leave through link and whose
 // counters (drops by reason) are st. A connected route to the port's subnet
-// comes with it. Ports are added before traffic flows.
+// comes with it. Ports may be added while frames flow.
 func (r *Router) AddPort(c PortConfig, link Link, st *stats.Port) (*Port, error) {
 	if !c.Addr.Addr().Is4() {
 		return nil, fmt.Errorf("router port %q: address %v is not IPv4", c.Name, c.Addr)
@@ -107,13 +128,25 @@ func (r *Router) AddPort(c PortConfig, link Link, st *stats.Port) (*Port, error)
 	}
 	p.in = host.Ingress{Network: c.Network, Addr: p.ip, Stats: st}
 	p.arp = arp.New(c.ARP, c.MAC, p.ip, r.clock, (*arpOutput)(p))
-	r.ports = append(r.ports, p)
-	if c.Network == "" {
-		r.uplink = p
-	}
-	r.addrs = append(r.addrs, p.ip)
-	r.routes.add(route{prefix: p.subnet, port: p})
+	r.change(func(l *layout) {
+		l.ports = append(l.ports, p)
+		l.addrs = append(l.addrs, p.ip)
+		l.routes.add(route{prefix: p.subnet, port: p})
+	})
 	return p, nil
+}
+
+// RemovePort removes a router port, its address and every route through
+// it, while frames may flow: a frame already routed to it is still sent to
+// its link.
+func (r *Router) RemovePort(p *Port) {
+	r.change(func(l *layout) {
+		l.ports = slices.DeleteFunc(l.ports, func(q *Port) bool { return q == p })
+		if i := slices.Index(l.addrs, p.ip); i >= 0 {
+			l.addrs = slices.Delete(l.addrs, i, i+1)
+		}
+		l.routes.routes = slices.DeleteFunc(l.routes.routes, func(rt route) bool { return rt.port == p })
+	})
 }
 
 // AddRoute adds a route to prefix through port p via gateway gw (a zero gw
@@ -123,11 +156,11 @@ func (r *Router) AddRoute(prefix netip.Prefix, p *Port, gw netip.Addr) {
 	if gw.IsValid() {
 		rt.gw, rt.hasGW = gw.As4(), true
 	}
-	r.routes.add(rt)
+	r.change(func(l *layout) { l.routes.add(rt) })
 }
 
 // Ports returns the router's ports in the order they were added.
-func (r *Router) Ports() []*Port { return r.ports }
+func (r *Router) Ports() []*Port { return r.lay.Load().ports }
 
 // Neighbours returns the port's ARP cache.
 func (p *Port) Neighbours() *arp.Cache { return p.arp }
@@ -135,7 +168,7 @@ func (p *Port) Neighbours() *arp.Cache { return p.arp }
 // Tick runs every port's ARP timers and drops the fragments of datagrams
 // whose reassembly timed out.
 func (r *Router) Tick() {
-	for _, p := range r.ports {
+	for _, p := range r.lay.Load().ports {
 		p.arp.Tick()
 	}
 	r.defrag.Tick()
@@ -236,7 +269,7 @@ func (p *Port) route(frame []byte, off packet.Offload) {
 		p.stats.Drop(stats.NotForwarded)
 		return
 	}
-	out, nh, ok := r.routes.lookup(dst)
+	out, nh, ok := r.lay.Load().routes.lookup(dst)
 	if !ok {
 		p.stats.Drop(stats.NoRoute)
 		r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeNetUnreach, 0)
@@ -321,7 +354,7 @@ func (p *Port) transmit(frame []byte, off packet.Offload, mac packet.MAC) {
 }
 
 func (r *Router) isLocal(ip [4]byte) bool {
-	for _, a := range r.addrs {
+	for _, a := range r.lay.Load().addrs {
 		if a == ip {
 			return true
 		}
@@ -330,7 +363,7 @@ func (r *Router) isLocal(ip [4]byte) bool {
 }
 
 func (r *Router) isDirectedBroadcast(ip [4]byte) bool {
-	for _, p := range r.ports {
+	for _, p := range r.lay.Load().ports {
 		if ip == p.bcast && ip != [4]byte{} {
 			return true
 		}

@@ -387,10 +387,12 @@ func TestFragmentsWithoutDF(t *testing.T) {
 	require.Equal(t, in[14+20:], data, "fragments carry the whole UDP datagram")
 }
 
+// The gateway's own ports are the host's (DNAT to host_address, package
+// nat), so closed ports are seen at the router's uplink address.
 func TestLocalUDPAndTCP(t *testing.T) {
 	g := newRig(t, true, 1500)
 	g.learn(t, "gw/front", webIP, webMAC)
-	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr(), 10)
+	in := udpTo(t, webMAC, macFor(frontGW.Addr()), webIP, uplinkIP.Addr(), 10)
 	orig := append([]byte(nil), in...)
 	g.ports["gw/front"].Input(in, packet.Offload{})
 	out := g.links["gw/front"].take()
@@ -398,7 +400,7 @@ func TestLocalUDPAndTCP(t *testing.T) {
 	requireICMPError(t, out[0], layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort), frontGW.Addr(), orig)
 
 	eth := &layers.Ethernet{SrcMAC: hw(webMAC), DstMAC: hw(macFor(frontGW.Addr())), EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: webIP.AsSlice(), DstIP: frontGW.Addr().AsSlice()}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: webIP.AsSlice(), DstIP: uplinkIP.Addr().AsSlice()}
 	tcp := &layers.TCP{SrcPort: 40000, DstPort: 22, Seq: 1000, SYN: true, Window: 1000}
 	_ = tcp.SetNetworkLayerForChecksum(ip)
 	g.ports["gw/front"].Input(serialize(t, eth, ip, tcp), packet.Offload{})
@@ -483,7 +485,7 @@ func TestRoutes(t *testing.T) {
 	require.Equal(t, "0.0.0.0/0", rs[3].Prefix.String())
 	require.Equal(t, "10.250.0.1", rs[3].Via)
 	for _, c := range []struct{ dst, port string }{{"172.20.0.77", "gw/front"}, {"172.21.3.4", "uplink"}, {"172.21.0.4", "gw/back"}, {"1.1.1.1", "uplink"}} {
-		p, _, ok := g.r.routes.lookup(netip.MustParseAddr(c.dst).As4())
+		p, _, ok := g.r.lay.Load().routes.lookup(netip.MustParseAddr(c.dst).As4())
 		require.True(t, ok)
 		require.Equal(t, c.port, p.Name, c.dst)
 	}
@@ -513,10 +515,10 @@ func TestForwardDoesNotAllocate(t *testing.T) {
 	front, tmpl := routedSetup(t)
 	f := make([]byte, len(tmpl))
 	out := &capture{}
-	front.r.ports[1].link = out
+	front.r.Ports()[1].link = out
 	forwardOnce(front, f, tmpl)
 	require.Len(t, out.take(), 1, "the packet was forwarded")
-	front.r.ports[1].link = discard{}
+	front.r.Ports()[1].link = discard{}
 	require.Zero(t, testing.AllocsPerRun(1000, func() { forwardOnce(front, f, tmpl) }))
 }
 
@@ -536,8 +538,8 @@ func FuzzPortInput(f *testing.F) {
 	f.Add(icmpEcho(f, webMAC, macFor(frontGW.Addr()), webIP, frontGW.Addr()))
 	f.Add(arpReq(f, webMAC, webIP, frontGW.Addr()))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		g := newRig(&testing.T{}, false, 1000)
-		g.learn(&testing.T{}, "gw/back", dbIP, dbMAC)
+		g := newRig(t, false, 1000)
+		g.learn(t, "gw/back", dbIP, dbMAC)
 		g.ports["gw/front"].Input(b, packet.Offload{})
 		g.ports["uplink"].Input(b, packet.Offload{})
 		g.r.Tick()

@@ -58,8 +58,9 @@ type Route struct {
 
 // Routes returns the table, longest prefix first.
 func (r *Router) Routes() []Route {
-	out := make([]Route, 0, len(r.routes.routes))
-	for _, rt := range r.routes.routes {
+	routes := r.lay.Load().routes.routes
+	out := make([]Route, 0, len(routes))
+	for _, rt := range routes {
 		row := Route{Prefix: rt.prefix, Port: rt.port.Name, Network: rt.port.Network, Scope: "link", Src: rt.port.Addr.Addr()}
 		if rt.hasGW {
 			row.Via = netip.AddrFrom4(rt.gw).String()

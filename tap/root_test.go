@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uswitch-dev/uswitch/gso"
+	"github.com/uswitch-dev/uswitch/internal/testenv"
 	"github.com/uswitch-dev/uswitch/nsthread"
 	"github.com/uswitch-dev/uswitch/packet"
 )
@@ -26,11 +27,11 @@ import (
 // (the namespaces and their devices vanish when the test process exits,
 // even on a crash) and no traffic reaches the root namespace.
 
+// needRoot: root and /dev/net/tun, or the test fails naming what is
+// missing (it skips only when USWITCH_SKIP_E2E opts out).
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, TAP and veth devices")
-	}
+	testenv.NeedRoot(t, "/dev/net/tun")
 }
 
 // prefix is the unique prefix of every device the tests create.

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/uswitch-dev/uswitch/internal/testenv"
 )
 
 // auxCmsg builds a PACKET_AUXDATA control message as the kernel sends it.
@@ -104,9 +106,11 @@ func TestPortErr(t *testing.T) {
 	}
 }
 
+// TestOpenTAPNeedsRoot checks the error without privileges; under root it
+// runs in a child process as the user nobody.
 func TestOpenTAPNeedsRoot(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("runs as non-root only: checks the error message without privileges")
+	if !testenv.Unprivileged(t) {
+		return
 	}
 	_, err := OpenTAP("ustpnoroot")
 	if err == nil || !strings.Contains(err.Error(), "uswitch run needs root") {

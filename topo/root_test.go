@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/internal/testenv"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/tap"
 
@@ -31,11 +32,11 @@ import (
 // also when a test fails. Frames are only sent into the test's own
 // namespaces.
 
+// needRoot: root, /dev/net/tun and ip(8), or the test fails naming what
+// is missing (it skips only when USWITCH_SKIP_E2E opts out).
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, TAP and veth devices and /etc/netns files")
-	}
+	testenv.NeedRoot(t, "/dev/net/tun", "ip")
 }
 
 var testPrefix = fmt.Sprintf("usto%d", os.Getpid()%1000)
@@ -108,10 +109,6 @@ func exists(path string) bool {
 
 func ipNetnsList(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Log("no ip(8): checking /var/run/netns only")
-		return ""
-	}
 	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip netns list: %v: %s", err, out)
@@ -410,10 +407,6 @@ func TestApplyClose(t *testing.T) {
 // the /etc/netns files.
 func ipNetnsExec(t *testing.T, p *config.Plan) {
 	t.Helper()
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Log("no ip(8): skipping the ip netns exec checks")
-		return
-	}
 	for _, ep := range p.Endpoints {
 		if ep.Mode != config.ModeBridge {
 			continue
@@ -602,7 +595,7 @@ func TestKill9ThenDown(t *testing.T) {
 func TestHelperProcessApply(t *testing.T) {
 	name := os.Getenv("USWITCH_TOPO_HELPER")
 	if name == "" {
-		t.Skip("helper process of TestKill9ThenDown, runs only as its child")
+		return // the helper process of TestKill9ThenDown, it runs only as its child
 	}
 	p := testPlanShape(name, "10.213.0")
 	if _, err := Apply(context.Background(), p, Options{StateDir: os.Getenv("USWITCH_TOPO_STATEDIR")}); err != nil {

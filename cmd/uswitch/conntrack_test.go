@@ -129,8 +129,11 @@ func TestRulesCommand(t *testing.T) {
 	require.NoError(t, rules(context.Background(), []string{"--control", in.sock}, &out))
 	require.Equal(t, lines(
 		"Chain PREROUTING (policy ACCEPT)",
-		"pkts  bytes  target  prot  in  out  source     destination",
-		"   0      0  DNAT    tcp   *   *    0.0.0.0/0  10.250.0.2   tcp dpt:8080 to:172.20.0.10:80 /* publish web 8080:80/tcp */",
+		"pkts  bytes  target  prot  in     out  source     destination",
+		"   0      0  DNAT    tcp   *      *    0.0.0.0/0  10.250.0.2   tcp dpt:8080 to:172.20.0.10:80 /* publish web 8080:80/tcp */",
+		"   0      0  DNAT    tcp   front  *    0.0.0.0/0  172.20.0.1   tcp dpt:8080 to:172.20.0.10:80 /* publish web 8080:80/tcp at gateway front */",
+		"   0      0  DNAT    tcp   front  *    0.0.0.0/0  172.20.0.1   to:10.250.0.1 /* host gateway front */",
+		"   0      0  DNAT    udp   front  *    0.0.0.0/0  172.20.0.1   to:10.250.0.1 /* host gateway front */",
 		"",
 		"Chain INPUT (policy ACCEPT)",
 		"pkts  bytes  target  prot  in  out  source  destination",
@@ -154,9 +157,9 @@ func TestRulesCommand(t *testing.T) {
 	require.NoError(t, rules(context.Background(), []string{"--control", in.sock, "-o", "json"}, &out))
 	var rows []nat.RuleRow
 	require.NoError(t, json.Unmarshal(out.Bytes(), &rows))
-	require.Len(t, rows, 6)
+	require.Len(t, rows, 9)
 	require.Equal(t, nat.RuleRow{Hook: "postrouting", Packets: 1, Bytes: 33, Action: "masquerade",
-		Spec: "-s 172.20.0.0/24 -o uplink -j MASQUERADE", Comment: "masquerade front"}, rows[5])
+		Spec: "-s 172.20.0.0/24 -o uplink -j MASQUERADE", Comment: "masquerade front"}, rows[8])
 }
 
 func TestWriteRules(t *testing.T) {
@@ -237,6 +240,11 @@ action = "drop"
 		"",
 		"COMPILED RULES",
 		`-A PREROUTING -d 10.250.0.2/32 -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80 -m comment --comment "publish web 8080:80/tcp"`,
+		`-A PREROUTING -d 172.20.0.1/32 -i front -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80 -m comment --comment "publish web 8080:80/tcp at gateway front"`,
+		`-A PREROUTING -d 172.20.0.1/32 -i front -p tcp --dport 1:52 -j DNAT --to-destination 10.250.0.1 -m comment --comment "host gateway front"`,
+		`-A PREROUTING -d 172.20.0.1/32 -i front -p tcp --dport 54:65535 -j DNAT --to-destination 10.250.0.1 -m comment --comment "host gateway front"`,
+		`-A PREROUTING -d 172.20.0.1/32 -i front -p udp --dport 1:52 -j DNAT --to-destination 10.250.0.1 -m comment --comment "host gateway front"`,
+		`-A PREROUTING -d 172.20.0.1/32 -i front -p udp --dport 54:65535 -j DNAT --to-destination 10.250.0.1 -m comment --comment "host gateway front"`,
 		`-A FORWARD -p tcp --dport 5432 -j DROP -m comment --comment "rule line 17"`,
 		`-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT -m comment --comment "established"`,
 		`-A FORWARD -m conntrack --ctstate INVALID -j DROP -m comment --comment "invalid"`,

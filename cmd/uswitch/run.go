@@ -21,7 +21,7 @@ import (
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/control"
 	"github.com/uswitch-dev/uswitch/datapath"
-	"github.com/uswitch-dev/uswitch/proxy"
+	"github.com/uswitch-dev/uswitch/live"
 	"github.com/uswitch-dev/uswitch/topo"
 )
 
@@ -241,18 +241,14 @@ func run(ctx context.Context, plan *config.Plan, sock string, notify *notifier, 
 	}
 	dp.Start(250 * time.Millisecond)
 
-	if u := plan.Uplink; u != nil && u.UserlandProxy {
-		if maps := proxy.Mappings(plan); len(maps) > 0 {
-			px, err := proxy.Start(ctx, u.Netns, maps, log)
-			if err != nil {
-				return fmt.Errorf("userland proxy: %w", err)
-			}
-			defer px.Close()
-		}
+	inst := live.New(ctx, plan, tp, dp, log) // endpoints and networks change through it
+	defer inst.Close()
+	if err := inst.StartProxies(); err != nil {
+		return err
 	}
 
 	served := make(chan error, 1)
-	go func() { served <- control.Serve(ctx, lis, control.NewHandler(dp)) }()
+	go func() { served <- control.Serve(ctx, lis, control.NewHandlerWith(dp, inst)) }()
 
 	if err := ctx.Err(); err != nil {
 		return nil // interrupted during start-up; the defers clean up

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/uswitch-dev/uswitch/control"
+	"github.com/uswitch-dev/uswitch/live"
+)
+
+// changeTimeout bounds one change request (an endpoint add makes a
+// namespace and devices; an apply may make many).
+const changeTimeout = 2 * time.Minute
+
+// stringList is a flag given several times: --alias a --alias b.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+// Set implements flag.Value.
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
+
+func cmdEndpoint(args []string) error { return endpointCmd(context.Background(), args, os.Stdout) }
+
+// endpointCmd is `uswitch endpoint add|rm|ls`.
+func endpointCmd(ctx context.Context, args []string, w io.Writer) error {
+	sub, rest := "", []string(nil)
+	if len(args) > 0 {
+		sub, rest = args[0], args[1:]
+	}
+	switch sub {
+	case "add":
+		return endpointAdd(ctx, rest, w)
+	case "rm":
+		return changeRemove(ctx, "endpoint rm", "/v1/endpoints/", rest)
+	case "ls":
+		var list []live.EndpointInfo
+		return inspect(ctx, "endpoint ls", "/v1/endpoints", rest, w, &list, func() *table { return endpointsTable(list) })
+	case "-h", "-help", "--help":
+		fmt.Fprintln(w, "usage: uswitch endpoint add NAME --network N [--ip IP] [--mac MAC] [--link tap|veth] [--alias A]... [--publish SPEC]...\n       uswitch endpoint rm NAME\n       uswitch endpoint ls [-o json]")
+		return nil
+	}
+	fmt.Fprintln(os.Stderr, "usage: uswitch endpoint add|rm|ls ...")
+	return usageError{fmt.Errorf("endpoint: unknown subcommand %q", sub)}
+}
+
+// nameAndFlags parses `NAME [flags]` or `[flags] NAME` and returns NAME.
+func nameAndFlags(fs *flag.FlagSet, args []string) (string, error) {
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return "", err
+		}
+		return "", usageError{err}
+	}
+	rest := fs.Args()
+	if name == "" && len(rest) > 0 {
+		name, rest = rest[0], rest[1:]
+	}
+	if name == "" || len(rest) > 0 {
+		err := fmt.Errorf("want one NAME")
+		fmt.Fprintf(fs.Output(), "%s: %v\n", fs.Name(), err)
+		fs.Usage()
+		return "", usageError{err}
+	}
+	return name, nil
+}
+
+// endpointAdd is `uswitch endpoint add`: POST /v1/endpoints.
+func endpointAdd(ctx context.Context, args []string, w io.Writer) error {
+	fs := newFlagSet("endpoint add", "NAME --network N [--ip IP] [--mac MAC] [--link tap|veth] [--alias A]... [--publish SPEC]... [-o json]")
+	var f inspectFlags
+	f.register(fs)
+	network := fs.String("network", "", "the `NETWORK` to attach it to")
+	ip := fs.String("ip", "", "its `IP` (default: the lowest free one)")
+	mac := fs.String("mac", "", "its `MAC` (default: 02:42 and the IP's four bytes)")
+	link := fs.String("link", "", "tap or veth (default tap)")
+	var aliases, publish stringList
+	fs.Var(&aliases, "alias", "an extra DNS `NAME` (repeat for more)")
+	fs.Var(&publish, "publish", "a published port `SPEC`, like 8080:80/tcp (repeat for more)")
+	name, err := nameAndFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	fields := map[string]any{"name": name}
+	for k, v := range map[string]string{"network": *network, "ip": *ip, "mac": *mac, "link": *link} {
+		if v != "" {
+			fields[k] = v
+		}
+	}
+	if len(aliases) > 0 {
+		fields["aliases"] = []string(aliases)
+	}
+	if len(publish) > 0 {
+		fields["publish"] = []string(publish)
+	}
+	var info live.EndpointInfo
+	if err := post(ctx, &f, "/v1/endpoints", fields, &info); err != nil {
+		return err
+	}
+	return render(w, f.output, info, func() *table { return endpointsTable([]live.EndpointInfo{info}) })
+}
+
+// post sends fields as JSON to path of the instance f names.
+func post(ctx context.Context, f *inspectFlags, path string, fields map[string]any, out any) error {
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(fields)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, changeTimeout)
+	defer cancel()
+	return c.Post(ctx, path, "application/json", body, out)
+}
+
+// changeRemove is `uswitch endpoint rm NAME` and `uswitch network rm NAME`.
+func changeRemove(ctx context.Context, cmd, prefix string, args []string) error {
+	fs := newFlagSet(cmd, "NAME [--control PATH | --config FILE]")
+	var f inspectFlags
+	f.register(fs)
+	name, err := nameAndFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, changeTimeout)
+	defer cancel()
+	return c.Delete(ctx, prefix+control.PathEscape(name))
+}
+
+// endpointsTable lays out endpoints as run's summary does: one row per
+// interface.
+func endpointsTable(list []live.EndpointInfo) *table {
+	t := newTable("ENDPOINT", "MODE", "NETNS", "INTERFACE", "PORT", "NETWORK", "IP", "MAC", "PUBLISH")
+	for _, e := range list {
+		netns := e.Netns
+		if netns == "" {
+			netns = dashIf(e.NetnsPath)
+		}
+		publish := dashIf(strings.Join(e.Publish, ","))
+		if len(e.Interfaces) == 0 {
+			t.add(e.Name, e.Mode, netns, "-", "-", "-", "-", "-", publish)
+		}
+		for i, ifc := range e.Interfaces {
+			if i > 0 {
+				publish = ""
+			}
+			t.add(e.Name, e.Mode, netns, ifc.Name, ifc.Port, ifc.Network, ifc.IP, ifc.MAC, publish)
+		}
+	}
+	return t
+}
+
+func dashIf(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func cmdNetwork(args []string) error { return networkCmd(context.Background(), args, os.Stdout) }
+
+// networkCmd is `uswitch network add|rm|ls`.
+func networkCmd(ctx context.Context, args []string, w io.Writer) error {
+	sub, rest := "", []string(nil)
+	if len(args) > 0 {
+		sub, rest = args[0], args[1:]
+	}
+	switch sub {
+	case "add":
+		return networkAdd(ctx, rest, w)
+	case "rm":
+		return changeRemove(ctx, "network rm", "/v1/networks/", rest)
+	case "ls":
+		var list []live.NetworkInfo
+		return inspect(ctx, "network ls", "/v1/networks", rest, w, &list, func() *table { return networksTable(list) })
+	case "-h", "-help", "--help":
+		fmt.Fprintln(w, "usage: uswitch network add NAME --subnet S [--gateway G] [--isolate=false] [--internal] [--masquerade=false] [--dns=false] [--mtu N]\n       uswitch network rm NAME\n       uswitch network ls [-o json]")
+		return nil
+	}
+	fmt.Fprintln(os.Stderr, "usage: uswitch network add|rm|ls ...")
+	return usageError{fmt.Errorf("network: unknown subcommand %q", sub)}
+}
+
+// networkAdd is `uswitch network add`: POST /v1/networks. Only the flags
+// given are sent; the others keep the defaults of [[network]].
+func networkAdd(ctx context.Context, args []string, w io.Writer) error {
+	fs := newFlagSet("network add", "NAME --subnet S [--gateway G] [--isolate=false] [--internal] [--masquerade=false] [--dns=false] [--mtu N] [-o json]")
+	var f inspectFlags
+	f.register(fs)
+	subnet := fs.String("subnet", "", "its `SUBNET`, like 172.21.0.0/24")
+	gateway := fs.String("gateway", "", "the router's `ADDRESS` on it (default: the first of the subnet)")
+	isolate := fs.Bool("isolate", true, "no forwarding to other networks")
+	internal := fs.Bool("internal", false, "no route to the uplink")
+	masquerade := fs.Bool("masquerade", true, "SNAT to the uplink address on the way out")
+	dnsOn := fs.Bool("dns", true, "the embedded DNS on the gateway")
+	mtu := fs.Int("mtu", 1500, "the MTU")
+	name, err := nameAndFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	fields := map[string]any{"name": name}
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "subnet":
+			fields["subnet"] = *subnet
+		case "gateway":
+			fields["gateway"] = *gateway
+		case "isolate":
+			fields["isolate"] = *isolate
+		case "internal":
+			fields["internal"] = *internal
+		case "masquerade":
+			fields["masquerade"] = *masquerade
+		case "dns":
+			fields["dns"] = *dnsOn
+		case "mtu":
+			fields["mtu"] = *mtu
+		}
+	})
+	var info live.NetworkInfo
+	if err := post(ctx, &f, "/v1/networks", fields, &info); err != nil {
+		return err
+	}
+	return render(w, f.output, info, func() *table { return networksTable([]live.NetworkInfo{info}) })
+}
+
+// networksTable lays out networks, one a row.
+func networksTable(list []live.NetworkInfo) *table {
+	t := newTable("NETWORK", "SUBNET", "GATEWAY", "MTU>", "FLAGS")
+	for _, n := range list {
+		var flags []string
+		for _, fl := range []struct {
+			on   bool
+			name string
+		}{{n.Masquerade, "masquerade"}, {n.Internal, "internal"}, {n.Isolate, "isolate"}, {n.DNS, "dns"}} {
+			if fl.on {
+				flags = append(flags, fl.name)
+			}
+		}
+		t.add(n.Name, n.Subnet, n.Gateway, strconv.Itoa(n.MTU), dashIf(strings.Join(flags, ",")))
+	}
+	return t
+}
