@@ -19,6 +19,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
+
+	"github.com/uswitch-dev/uswitch/internal/testenv"
 )
 
 // The test binary is also the plugin and a fake IPAM plugin: env links it
@@ -113,9 +115,7 @@ func (e *env) requireCode(c call, code uint) *types.Error {
 // path other processes can open.
 func testNetns(t *testing.T) (ns.NetNS, string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: makes a network namespace to attach")
-	}
+	testenv.NeedRoot(t)
 	n, err := ns.TempNetNS()
 	require.NoError(t, err)
 	t.Cleanup(func() { n.Close() })
@@ -286,12 +286,18 @@ func TestAddErrors(t *testing.T) {
 	ce = e.requireCode(add(e.conf("1.1.0", map[string]any{"network": 5}), "/proc/self/ns/net"), types.ErrDecodingFailure)
 	require.Contains(t, ce.Details, "cannot unmarshal number")
 	require.Empty(t, e.daemon.endpointNames())
+}
 
-	if os.Geteuid() != 0 {
-		return
-	}
+// TestAddRefusals: with a valid netns, a missing network is refused, an
+// instance that is not running is "try again later", and the instance's
+// own refusal is passed on.
+func TestAddRefusals(t *testing.T) {
 	_, path := testNetns(t)
-	ce = e.requireCode(add(e.conf("1.1.0", map[string]any{"network": "nope"}), path), types.ErrInvalidNetworkConfig)
+	e := newEnv(t)
+	add := func(conf map[string]any, netns string) call {
+		return call{cmd: "ADD", containerID: "bad1", netns: netns, ifname: "eth0", conf: conf}
+	}
+	ce := e.requireCode(add(e.conf("1.1.0", map[string]any{"network": "nope"}), path), types.ErrInvalidNetworkConfig)
 	require.Contains(t, ce.Msg, `no network "nope" (it has: front, back)`)
 
 	// Not running: no socket, and a socket nothing listens on.
@@ -346,11 +352,18 @@ func TestDel(t *testing.T) {
 	e.mustRun(del(id, "eth0", gone, down))
 	e.mustRun(del(id, "eth0", "", down))
 	e.mustRun(del(id, "eth0", "", e.conf("1.1.0", map[string]any{"socket": deadSocket(t)})))
+}
 
-	if os.Geteuid() != 0 {
-		return
-	}
+// TestDelInstanceDown: with the instance not running, DEL deletes the
+// interface in the netns, and only that one.
+func TestDelInstanceDown(t *testing.T) {
 	n, path := testNetns(t)
+	e := newEnv(t)
+	id := "0123456789abcdef"
+	del := func(containerID, ifname, netns string, conf map[string]any) call {
+		return call{cmd: "DEL", containerID: containerID, ifname: ifname, netns: netns, conf: conf}
+	}
+	down := e.conf("1.1.0", map[string]any{"socket": filepath.Join(t.TempDir(), "none.sock")})
 	fakeLink(t, n, "eth0", endpoint{Interfaces: []iface{{MAC: "02:42:ac:14:00:09", IP: "172.20.0.9/24", Gateway: "172.20.0.1"}}})
 	fakeLink(t, n, "eth1", endpoint{Interfaces: []iface{{MAC: "02:42:ac:15:00:09", IP: "172.21.0.9/24", Gateway: "172.21.0.1"}}})
 	e.mustRun(del(id, "eth0", path, down))
