@@ -334,7 +334,10 @@ func TestCNIPlugin(t *testing.T) {
 	t.Run("uswitch-cni", func(t *testing.T) {
 		netName := name + "net"
 		rt := newCNIRuntime(t, "", uswitchConflist(netName, name))
-		res1 := rt.add(netName, c1, cniPortMappings)
+		// Plus TCP 7000 on a host port the instance picks: the lowest of
+		// its publish_range.
+		random := strings.Replace(cniPortMappings, "]}", `,{"hostPort":0,"containerPort":7000,"protocol":"tcp"}]}`, 1)
+		res1 := rt.add(netName, c1, random)
 		res2 := rt.add(netName, c2, "")
 		t.Logf("uswitch-cni result for %s: %+v", c1, res1)
 		require.Len(t, res1.Interfaces, 1, "one interface, in the sandbox")
@@ -352,8 +355,11 @@ func TestCNIPlugin(t *testing.T) {
 			pingPeer: true, pingGateway: true, tcpPeer: a.ip, udpPeer: a.ip,
 			tcpPublished: "10.254.7.1", udpPublished: "10.254.7.1", tcpLoopback: "10.254.7.1",
 		}, viaUswitch)
+		got, err := tcpAnswer(t, hostNS, "10.254.7.2:32768")
+		require.NoError(t, err, "the port mapping with hostPort 0")
+		require.Equal(t, "10.254.7.1", got)
 		// And a configured endpoint of the instance.
-		got, err := tcpAnswer(t, c1, "10.89.0.200:7000")
+		got, err = tcpAnswer(t, c1, "10.89.0.200:7000")
 		require.NoError(t, err)
 		require.Equal(t, a.ip, got)
 
