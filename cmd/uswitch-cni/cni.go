@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/containernetworking/cni/pkg/invoke"
+	cnins "github.com/containernetworking/cni/pkg/ns"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -37,6 +38,15 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("netns %q", args.Netns), err.Error())
 	}
 	netns.Close()
+	// skel refuses the plugin's own namespace only after ADD: by then the
+	// instance would have put an interface and a default route in it.
+	if o := strings.ToUpper(args.NetnsOverride); o != "TRUE" && o != "1" {
+		if same, cerr := cnins.CheckNetNS(args.Netns); cerr != nil {
+			return cerr
+		} else if same {
+			return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("netns %q is the plugin's own network namespace, not a container's", args.Netns), "")
+		}
+	}
 
 	ctx := context.Background()
 	d := newDaemon(conf.socket())

@@ -282,6 +282,8 @@ func TestAddErrors(t *testing.T) {
 	ce = e.requireCode(add(e.conf("1.1.0", map[string]any{"link": "macvlan"}), "/proc/self/ns/net"), types.ErrInvalidNetworkConfig)
 	require.Contains(t, ce.Msg, `"link" "macvlan"`)
 	e.requireCode(add(e.conf("1.1.0", nil), notNetns), types.ErrInvalidNetNS)
+	ce = e.requireCode(add(e.conf("1.1.0", nil), "/proc/self/ns/net"), types.ErrInvalidNetNS)
+	require.Contains(t, ce.Msg, "the plugin's own network namespace")
 	e.requireCode(add(e.conf("1.1.0", nil), filepath.Join(t.TempDir(), "gone")), types.ErrInvalidNetNS)
 	ce = e.requireCode(add(e.conf("1.1.0", map[string]any{"network": 5}), "/proc/self/ns/net"), types.ErrDecodingFailure)
 	require.Contains(t, ce.Details, "cannot unmarshal number")
