@@ -338,6 +338,9 @@ func (d *Datapath) AttachInterface(ep config.Endpoint, ifc config.Interface, dev
 	if ifc.IP.Is4() {
 		pc.IP = ifc.IP.As4()
 	}
+	if n := d.nets.Load().byName[ifc.Network]; n != nil && n.gw != nil {
+		pc.MTU = n.gw.MTU // the endpoint's interface has its network's MTU
+	}
 	return d.Attach(ifc.Network, pc, dev)
 }
 

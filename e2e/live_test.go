@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -416,4 +417,139 @@ func TestLiveAttachment(t *testing.T) {
 	for _, p := range in.ports(t) {
 		require.False(t, strings.HasPrefix(p.Name, "cni-"), p.Name)
 	}
+}
+
+// liveConfigPlus is liveConfig with an endpoint e that the applied files
+// drop.
+func liveConfigPlus(name string) string {
+	return liveConfig(name) + fmt.Sprintf(`
+[[endpoint]]
+name = "%[1]s-e"
+network = "front"
+`, name)
+}
+
+// applied is the file TestLiveApply applies: network back with c, d on
+// front, a publishing 8089, e gone.
+func applied(name string) string {
+	return strings.Replace(liveConfig(name), `ip = "10.91.0.2"`, "ip = \"10.91.0.2\"\npublish = [\"8089:7/tcp\"]", 1) + fmt.Sprintf(`
+[[network]]
+name = "back"
+subnet = "10.93.0.0/24"
+
+[[endpoint]]
+name = "%[1]s-c"
+network = "back"
+
+[[endpoint]]
+name = "%[1]s-d"
+network = "front"
+`, name)
+}
+
+func TestLiveApply(t *testing.T) {
+	needRoot(t)
+	name := prefix("lx")
+	in := start(t, name, writeConfig(t, liveConfigPlus(name)))
+	a, b, c, d, e := name+"-a", name+"-b", name+"-c", name+"-d", name+"-e"
+	stop := make(chan struct{})
+	done := steadyTransfer(t, a, b, "10.91.0.3", stop)
+	stopped := false
+	defer func() {
+		if !stopped {
+			close(stop)
+		}
+	}()
+	require.True(t, netnsExists(e))
+
+	// A refused file changes nothing, and says where.
+	bad := writeConfig(t, applied(name)+"\n[[network]]\nname = \"dup\"\nsubnet = \"10.93.0.0/25\"\n")
+	out, err := exec.Command(binary, "apply", "--config", bad).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "overlaps")
+	status, body := rawRequest(t, in, "POST", "/v1/apply", applied(name)+"\n[[network]]\nname = \"dup\"\nsubnet = \"10.93.0.0/25\"\n")
+	require.Equal(t, 400, status)
+	var eb struct {
+		Error string `json:"error"`
+		Line  int    `json:"line"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &eb))
+	require.Contains(t, eb.Error, `network "dup": subnet 10.93.0.0/25 overlaps network "back"`)
+	require.Equal(t, 38, eb.Line, "the line of the subnet, as check says")
+	status, body = rawRequest(t, in, "POST", "/v1/apply", strings.ReplaceAll(liveConfig(name), "10.253.0.", "10.254.0."))
+	require.Equal(t, 400, status)
+	require.Contains(t, body, "uplink.address cannot change while the instance runs")
+	require.False(t, netnsExists(c))
+	require.True(t, netnsExists(e))
+
+	out, err = exec.Command(binary, "apply", "--config", writeConfig(t, applied(name))).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Equal(t, "+ network back\n- endpoint "+e+"\n~ endpoint "+a+" (publish)\n+ endpoint "+c+"\n+ endpoint "+d+"\n", string(out))
+	require.False(t, netnsExists(e))
+	require.True(t, netnsExists(c))
+	echoServer(t, c, "0.0.0.0:7")
+	tcpEcho(t, name+"-host", "10.93.0.2:7")
+	echoServer(t, a, "0.0.0.0:7")
+	tcpEcho(t, name+"-host", "10.253.0.2:8089") // a's new published port
+	tcpEcho(t, name+"-host", "127.0.0.1:8089")
+	tcpEcho(t, d, "10.91.0.2:7")
+	// Applying it again changes nothing.
+	out, err = exec.Command(binary, "apply", "--config", writeConfig(t, applied(name)), "-o", "json").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Equal(t, "[]\n", string(out))
+
+	close(stop)
+	stopped = true
+	select {
+	case err := <-done:
+		require.NoError(t, err, "the transfer between a and b went on through the apply")
+	case <-time.After(60 * time.Second):
+		t.Fatal("transfer did not finish")
+	}
+}
+
+func TestLiveSIGHUP(t *testing.T) {
+	needRoot(t)
+	name := prefix("lh")
+	cfg := writeConfig(t, liveConfigPlus(name))
+	in := start(t, name, cfg)
+	require.NoError(t, os.WriteFile(cfg, []byte(applied(name)), 0o644))
+	require.NoError(t, in.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		eps := in.endpoints(t)
+		_, c := eps[name+"-c"]
+		_, e := eps[name+"-e"]
+		return c && !e
+	}, 30*time.Second, 50*time.Millisecond)
+	require.True(t, netnsExists(name+"-c"))
+	require.False(t, netnsExists(name+"-e"))
+	require.Eventually(t, func() bool { return strings.Contains(in.stderr.String(), "SIGHUP: config applied") }, 10*time.Second, 20*time.Millisecond)
+}
+
+func TestLiveKillDuringApply(t *testing.T) {
+	needRoot(t)
+	name := prefix("lk")
+	in := start(t, name, writeConfig(t, liveConfig(name)))
+	big := liveConfig(name)
+	for i := range 40 {
+		big += fmt.Sprintf("\n[[endpoint]]\nname = \"%s-k%d\"\nnetwork = \"front\"\nlink = %q\n", name, i, []string{"tap", "veth"}[i%2])
+	}
+	apply := exec.Command(binary, "apply", "--config", writeConfig(t, big))
+	require.NoError(t, apply.Start())
+	require.Eventually(t, func() bool { return netnsExists(name + "-k3") }, 30*time.Second, time.Millisecond)
+	in.kill()
+	apply.Wait()
+	require.False(t, netnsExists(name+"-k39"), "the apply was cut short")
+	out, err := exec.Command(binary, "down", "--config", in.config).CombinedOutput()
+	require.NoError(t, err, string(out))
+	ents, err := os.ReadDir("/var/run/netns")
+	require.NoError(t, err)
+	for _, e := range ents {
+		require.False(t, strings.HasPrefix(e.Name(), name), "netns %s left behind", e.Name())
+	}
+	require.Empty(t, linksWithPrefix(t, name))
+	dirs, _ := filepath.Glob(filepath.Join("/etc/netns", name+"*"))
+	require.Empty(t, dirs)
+	_, err = os.Stat(filepath.Join("/run/uswitch", name+".json"))
+	require.True(t, os.IsNotExist(err), "state file left behind")
 }

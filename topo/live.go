@@ -265,3 +265,12 @@ func (t *Topology) networkRoute(p *config.Plan, n config.Network, add bool) erro
 	}
 	return nil
 }
+
+// UpdateEndpointFiles rewrites the /etc/netns files of a bridge endpoint
+// whose aliases changed (an attachment has none).
+func (t *Topology) UpdateEndpointFiles(p *config.Plan, ep *config.Endpoint) error {
+	if ep.Mode != config.ModeBridge || ep.IsAttachment() {
+		return nil
+	}
+	return t.writeNetnsFiles(p, ep)
+}
