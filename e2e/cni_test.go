@@ -579,7 +579,7 @@ func TestCNIInstanceDown(t *testing.T) {
 
 	require.NoError(t, in.stop())
 	_, err := rt.run("", "eth0", "status", netName, netnsPath(c1))
-	require.ErrorContains(t, err, "is not running")
+	require.ErrorContains(t, err, "no uswitch instance is running")
 	_, ce := pluginRun(t, "ADD", "down-0123456789", netnsPath(c1), conflist)
 	require.NotNil(t, ce)
 	require.Equal(t, types.ErrTryAgainLater, ce.Code, "%v", ce)

@@ -21,6 +21,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/uswitch-dev/uswitch/internal/testenv"
+	"github.com/uswitch-dev/uswitch/live"
 )
 
 // The test binary is also the plugin and a fake IPAM plugin: env links it
@@ -125,7 +126,7 @@ func testNetns(t *testing.T) (ns.NetNS, string) {
 // fakeLink makes in n the interface the instance would have made for the
 // first interface of ep: its MAC, address and default route. It is one end
 // of a veth pair whose other end (ifname+"p") stays in n.
-func fakeLink(t *testing.T, n ns.NetNS, ifname string, ep endpoint) {
+func fakeLink(t *testing.T, n ns.NetNS, ifname string, ep live.EndpointInfo) {
 	t.Helper()
 	require.NoError(t, n.Do(func(ns.NetNS) error {
 		mac, err := net.ParseMAC(ep.Interfaces[0].MAC)
@@ -304,7 +305,7 @@ func TestAddRefusals(t *testing.T) {
 
 	// Not running: no socket, and a socket nothing listens on.
 	ce = e.requireCode(add(e.conf("1.1.0", map[string]any{"socket": filepath.Join(t.TempDir(), "none.sock")}), path), types.ErrTryAgainLater)
-	require.Contains(t, ce.Msg, "not running")
+	require.Contains(t, ce.Msg, "no uswitch instance is running")
 	e.requireCode(add(e.conf("1.1.0", map[string]any{"socket": deadSocket(t)}), path), types.ErrTryAgainLater)
 
 	// A refusal of the instance (a name that exists: the first 12
@@ -331,8 +332,8 @@ func deadSocket(t *testing.T) string {
 func TestDel(t *testing.T) {
 	e := newEnv(t)
 	id := "0123456789abcdef"
-	e.daemon.put(endpoint{Name: "cni-0123456789ab", ContainerID: id, Interfaces: []iface{{Name: "eth0", Network: "front", IP: "172.20.0.2/24"}}})
-	e.daemon.put(endpoint{Name: "cni-0123456789ab/net1", ContainerID: id, Interfaces: []iface{{Name: "net1", Network: "front", IP: "172.20.0.3/24"}}})
+	e.daemon.put(live.EndpointInfo{Name: "cni-0123456789ab", ContainerID: id, Interfaces: []live.InterfaceInfo{{Name: "eth0", Network: "front", IP: "172.20.0.2/24"}}})
+	e.daemon.put(live.EndpointInfo{Name: "cni-0123456789ab/net1", ContainerID: id, Interfaces: []live.InterfaceInfo{{Name: "net1", Network: "front", IP: "172.20.0.3/24"}}})
 	// The same first 12 characters, another container: a failed ADD's DEL
 	// must not remove the first container's attachment.
 	del := func(containerID, ifname, netns string, conf map[string]any) call {
@@ -366,8 +367,8 @@ func TestDelInstanceDown(t *testing.T) {
 		return call{cmd: "DEL", containerID: containerID, ifname: ifname, netns: netns, conf: conf}
 	}
 	down := e.conf("1.1.0", map[string]any{"socket": filepath.Join(t.TempDir(), "none.sock")})
-	fakeLink(t, n, "eth0", endpoint{Interfaces: []iface{{MAC: "02:42:ac:14:00:09", IP: "172.20.0.9/24", Gateway: "172.20.0.1"}}})
-	fakeLink(t, n, "eth1", endpoint{Interfaces: []iface{{MAC: "02:42:ac:15:00:09", IP: "172.21.0.9/24", Gateway: "172.21.0.1"}}})
+	fakeLink(t, n, "eth0", live.EndpointInfo{Interfaces: []live.InterfaceInfo{{MAC: "02:42:ac:14:00:09", IP: "172.20.0.9/24", Gateway: "172.20.0.1"}}})
+	fakeLink(t, n, "eth1", live.EndpointInfo{Interfaces: []live.InterfaceInfo{{MAC: "02:42:ac:15:00:09", IP: "172.21.0.9/24", Gateway: "172.21.0.1"}}})
 	e.mustRun(del(id, "eth0", path, down))
 	require.False(t, linkExists(t, n, "eth0"), "DEL with the instance down deletes the interface")
 	require.True(t, linkExists(t, n, "eth1"), "and only that one")
@@ -447,7 +448,7 @@ func TestStatus(t *testing.T) {
 	ce := e.requireCode(status(e.conf("1.1.0", map[string]any{"network": "nope"})), types.ErrPluginNotAvailable)
 	require.Contains(t, ce.Msg, `no network "nope"`)
 	ce = e.requireCode(status(e.conf("1.1.0", map[string]any{"socket": filepath.Join(t.TempDir(), "none.sock")})), types.ErrPluginNotAvailable)
-	require.Contains(t, ce.Msg, "not running")
+	require.Contains(t, ce.Msg, "no uswitch instance is running")
 	e.requireCode(status(e.conf("1.1.0", map[string]any{"socket": deadSocket(t)})), types.ErrPluginNotAvailable)
 	e.requireCode(status(e.conf("1.0.0", nil)), types.ErrIncompatibleCNIVersion)
 }
@@ -457,7 +458,7 @@ func TestStatus(t *testing.T) {
 func TestGC(t *testing.T) {
 	e := newEnv(t)
 	put := func(name, id, ifname, nw string) {
-		e.daemon.put(endpoint{Name: name, ContainerID: id, Interfaces: []iface{{Name: ifname, Network: nw}}})
+		e.daemon.put(live.EndpointInfo{Name: name, ContainerID: id, Interfaces: []live.InterfaceInfo{{Name: ifname, Network: nw}}})
 	}
 	put("cni-a", "a", "eth0", "front")
 	put("cni-b", "b", "eth0", "front")
@@ -493,7 +494,7 @@ func TestIPAMDelegation(t *testing.T) {
 		}}
 	}
 	// The fake instance makes no interface: make the one it would have.
-	fakeLink(t, n, "eth0", endpoint{Interfaces: []iface{{MAC: "02:42:ac:14:00:4d", IP: "172.20.0.77/24", Gateway: "172.20.0.1"}}})
+	fakeLink(t, n, "eth0", live.EndpointInfo{Interfaces: []live.InterfaceInfo{{MAC: "02:42:ac:14:00:4d", IP: "172.20.0.77/24", Gateway: "172.20.0.1"}}})
 	out := e.mustRun(call{cmd: "ADD", containerID: "ipam1", netns: path, ifname: "eth0", conf: e.conf("1.1.0", ipamConf("172.20.0.77/24"))})
 	require.Equal(t, "172.20.0.77", e.daemon.lastRequest(t).IP)
 	r, err := types100.NewResult(out)
