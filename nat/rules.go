@@ -159,9 +159,36 @@ type ruleSet struct {
 }
 
 // Replace makes rs evaluate the rules of next from now on (a packet in
-// flight finishes with the set it started with). Counters start again from
-// next's.
-func (rs *Rules) Replace(next *Rules) { rs.set.Store(next.set.Load()) }
+// flight finishes with the set it started with). A rule of next that was
+// in rs already (same hook, action, match and purpose) keeps its counters.
+func (rs *Rules) Replace(next *Rules) {
+	type key struct {
+		hook          Hook
+		action        Action
+		spec, comment string
+	}
+	old := map[key]*Rule{}
+	cur := rs.set.Load()
+	for h := range numHooks {
+		for _, group := range [][]*Rule{cur.filter[h], cur.nat[h]} {
+			for _, r := range group {
+				old[key{r.Hook, r.Action, r.spec(), r.Comment}] = r
+			}
+		}
+	}
+	set := next.set.Load()
+	for h := range numHooks {
+		for _, group := range [][]*Rule{set.filter[h], set.nat[h]} {
+			for _, r := range group {
+				if o := old[key{r.Hook, r.Action, r.spec(), r.Comment}]; o != nil {
+					r.Packets.Store(o.Packets.Load())
+					r.Bytes.Store(o.Bytes.Load())
+				}
+			}
+		}
+	}
+	rs.set.Store(set)
+}
 
 // Verdict is the outcome of a hook: Accept, Drop or Reject, and for the
 // last two the reason counted on the ingress port.
