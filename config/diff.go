@@ -117,7 +117,7 @@ func Compare(old, next *Plan) (*Diff, error) {
 		if !slices.Equal(e.Aliases, f.Aliases) {
 			fields = append(fields, "aliases")
 		}
-		if !slices.Equal(e.Publish, f.Publish) {
+		if !slices.EqualFunc(e.Publish, f.Publish, samePublish) {
 			fields = append(fields, "publish")
 		}
 		if len(fields) > 0 {
@@ -135,6 +135,50 @@ func Compare(old, next *Plan) (*Diff, error) {
 		d.Changes = append(d.Changes, Change{Op: "~", Kind: "rules", Name: fmt.Sprintf("(%d)", len(next.Rules))})
 	}
 	return d, nil
+}
+
+// samePublish compares published ports as resolved (a host port picked
+// from publish_range or given is the same port).
+func samePublish(a, b Publish) bool {
+	return a.HostPort == b.HostPort && a.ContainerPort == b.ContainerPort && a.Proto == b.Proto
+}
+
+// KeepHostPorts gives each published port of p whose host port was picked
+// from publish_range the host port the same endpoint's same container port
+// has in old (the running plan), when no other publish of p has it, so
+// that applying a file again does not move published ports.
+func (p *Plan) KeepHostPorts(old *Plan) {
+	type hp struct {
+		port  uint16
+		proto string
+	}
+	used := map[hp]bool{}
+	for _, e := range p.Endpoints {
+		for _, pb := range e.Publish {
+			used[hp{pb.HostPort, pb.Proto}] = true
+		}
+	}
+	for i := range p.Endpoints {
+		e := &p.Endpoints[i]
+		j := slices.IndexFunc(old.Endpoints, func(o Endpoint) bool { return o.Name == e.Name })
+		if j < 0 {
+			continue
+		}
+		for k := range e.Publish {
+			pb := &e.Publish[k]
+			if !pb.Random {
+				continue
+			}
+			for _, ob := range old.Endpoints[j].Publish {
+				if ob.ContainerPort == pb.ContainerPort && ob.Proto == pb.Proto && ob.HostPort != pb.HostPort && !used[hp{ob.HostPort, ob.Proto}] {
+					delete(used, hp{pb.HostPort, pb.Proto})
+					pb.HostPort = ob.HostPort
+					used[hp{ob.HostPort, ob.Proto}] = true
+					break
+				}
+			}
+		}
+	}
 }
 
 // sameRule compares rules but for their lines.

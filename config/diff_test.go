@@ -138,3 +138,24 @@ func TestCompareRefusesFixedKeys(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"~ rules (1)"}, changes(d))
 }
+
+func TestCompareKeepsRandomHostPorts(t *testing.T) {
+	base := strings.Replace(diffBase, `aliases = ["a"]`, "aliases = [\"a\"]\npublish = [\"9000\"]", 1)
+	running := mustParse(t, base)
+	require.Equal(t, uint16(32768), running.Endpoints[1].Publish[0].HostPort)
+	// Written back and parsed (as after a live change), the port is pinned.
+	pinned, err := ParseLive(running.Source(), "source")
+	require.NoError(t, err)
+	d, err := Compare(pinned, mustParse(t, base))
+	require.NoError(t, err)
+	require.Empty(t, changes(d))
+
+	// A file whose random pick differs keeps the running host port.
+	running.Endpoints[1].Publish[0].HostPort = 40000
+	next := mustParse(t, base)
+	next.KeepHostPorts(running)
+	require.Equal(t, uint16(40000), next.Endpoints[1].Publish[0].HostPort)
+	d, err = Compare(running, next)
+	require.NoError(t, err)
+	require.Empty(t, changes(d))
+}

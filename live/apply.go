@@ -53,6 +53,7 @@ func (in *Instance) Apply(ctx context.Context, data []byte) (Changes, error) {
 		in.log.Warn("apply: defaults.busy_poll and cpu_latency take effect at the next run", "busy_poll", d.BusyPoll, "cpu_latency", d.CPULatency)
 		next.Defaults.BusyPoll, next.Defaults.CPULatency = d.BusyPoll, d.CPULatency
 	}
+	next.KeepHostPorts(in.plan)
 	diff, err := config.Compare(in.plan, next)
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, "%v", err)
