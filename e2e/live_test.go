@@ -674,3 +674,45 @@ func TestLiveRestartKeepsAttachments(t *testing.T) {
 	require.Empty(t, ifindex(t, ctr2, "eth0"), "down removes the veth attachment")
 	require.Empty(t, linksWithPrefix(t, topo.HostLinkName(name, vethAtt.Name)))
 }
+
+// TestLiveRunAfterKillDuringApply: a run after a kill -9 in the middle of
+// an apply keeps the endpoints that were complete (re-attached) and
+// removes the one that was half made: every namespace left is an endpoint
+// it runs, and each answers.
+func TestLiveRunAfterKillDuringApply(t *testing.T) {
+	needRoot(t)
+	name := prefix("lq")
+	cfg := writeConfig(t, liveConfig(name))
+	first := start(t, name, cfg)
+	big := liveConfig(name)
+	for i := range 40 {
+		big += fmt.Sprintf("\n[[endpoint]]\nname = \"%s-k%d\"\nnetwork = \"front\"\n", name, i)
+	}
+	apply := exec.Command(binary, "apply", "--config", writeConfig(t, big))
+	require.NoError(t, apply.Start())
+	require.Eventually(t, func() bool { return netnsExists(name + "-k5") }, 30*time.Second, time.Millisecond)
+	first.kill()
+	apply.Wait()
+
+	second := start(t, name, cfg)
+	eps := second.endpoints(t)
+	require.Contains(t, eps, name+"-k4", "a complete endpoint is re-attached")
+	ents, err := os.ReadDir("/var/run/netns")
+	require.NoError(t, err)
+	echoServer(t, name+"-a", "0.0.0.0:7")
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), name+"-k") {
+			continue
+		}
+		require.Contains(t, eps, e.Name(), "netns %s is an endpoint of the run, or gone", e.Name())
+		tcpEcho(t, e.Name(), "10.91.0.2:7")
+	}
+	for n := range eps {
+		require.True(t, n == name+"-a" || n == name+"-b" || netnsExists(n), n)
+	}
+	require.NoError(t, second.stop())
+	out, err := exec.Command(binary, "down", "--config", cfg).CombinedOutput()
+	require.NoError(t, err, string(out))
+	dirs, _ := filepath.Glob(filepath.Join("/var/run/netns", name+"*"))
+	require.Empty(t, dirs)
+}
