@@ -271,6 +271,8 @@ func TestLiveRefusedCreatesNothing(t *testing.T) {
 		{"DELETE", "/v1/endpoints/" + x, ``, 404},
 		{"DELETE", "/v1/networks/front", ``, 409},
 		{"POST", "/v1/networks", `{"name":"n2","subnet":"10.91.0.0/25"}`, 400},
+		{"POST", "/v1/endpoints", `{"netns_path":"/var/run/netns/` + x + `-none","container_id":"abc","network":"front"}`, 400},
+		{"POST", "/v1/endpoints", `{"name":"` + x + `","network":"front","ifname":"eth1"}`, 400},
 	} {
 		status, body := rawRequest(t, in, c.method, c.path, c.body)
 		require.Equal(t, c.status, status, "%s %s %s: %s", c.method, c.path, c.body, body)

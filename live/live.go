@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -268,6 +269,11 @@ func (in *Instance) AddEndpoint(ctx context.Context, fields map[string]any) (End
 	}
 	next.Rules = in.plan.Rules // the same rules, their lines those of the file
 	ep := &next.Endpoints[len(next.Endpoints)-1]
+	if ep.IsAttachment() {
+		if _, err := os.Stat(ep.NetnsPath); err != nil {
+			return EndpointInfo{}, refuse(http.StatusBadRequest, "endpoint %q: netns_path: %v", ep.Name, err)
+		}
+	}
 	if err := in.addEndpoint(ctx, next, ep); err != nil {
 		return EndpointInfo{}, err
 	}
