@@ -14,7 +14,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 CNIDIR  ?= /opt/cni/bin
 CNI_BIN ?= bin/uswitch-cni
 
-.PHONY: build run test test-unit bench bench-net fuzz vet clean install uninstall
+.PHONY: build run test cni-tools test-unit bench bench-net fuzz vet clean install uninstall
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/uswitch
@@ -27,8 +27,23 @@ run: build
 
 # Every test, race detector on. The tests that need root (end-to-end and
 # the namespace/TAP tests of other packages) fail without it, saying so.
-test: vet
+test: vet cni-tools
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+# The CNI tools e2e/cni_test.go drives, go installed into $(CNI_TOOLS) when
+# missing, at the versions go.mod requires: cnitool, and the reference
+# plugins bridge, host-local and portmap for the side-by-side comparison.
+CNI_TOOLS ?= bin/cni
+cni-tools:
+	@cni=$$($(GO) list -m -f '{{.Version}}' github.com/containernetworking/cni) && \
+	plugins=$$($(GO) list -m -f '{{.Version}}' github.com/containernetworking/plugins) && \
+	for p in cni/cnitool@$$cni plugins/plugins/main/bridge@$$plugins \
+		plugins/plugins/ipam/host-local@$$plugins plugins/plugins/meta/portmap@$$plugins; do \
+		name=$${p%@*}; name=$${name##*/}; \
+		[ -x $(CNI_TOOLS)/$$name ] && continue; \
+		echo "GOBIN=$(abspath $(CNI_TOOLS)) $(GO) install github.com/containernetworking/$$p"; \
+		GOBIN=$(abspath $(CNI_TOOLS)) $(GO) install github.com/containernetworking/$$p || exit 1; \
+	done
 
 # Only the tests that need no root (USWITCH_SKIP_E2E skips the others).
 test-unit:
