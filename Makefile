@@ -6,15 +6,15 @@ BIN      := bin/uswitch
 
 # Where `make install` puts things: $(DESTDIR)$(BINDIR)/uswitch, the systemd
 # unit in $(DESTDIR)$(UNITDIR) (a directory systemd reads units from when
-# PREFIX is /usr/local or /usr), and bin/uswitch-cni, when the build made
-# one, in $(DESTDIR)$(CNIDIR), where CNI runtimes look for plugins.
+# PREFIX is /usr/local or /usr), and the CNI plugin in $(DESTDIR)$(CNIDIR),
+# where CNI runtimes look for plugins.
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 CNIDIR  ?= /opt/cni/bin
 CNI_BIN ?= bin/uswitch-cni
 
-.PHONY: build run test test-unit bench bench-net fuzz vet clean install uninstall
+.PHONY: build run test cni-tools test-unit bench bench-net fuzz vet clean install uninstall
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/uswitch
@@ -27,8 +27,23 @@ run: build
 
 # Every test, race detector on. The tests that need root (end-to-end and
 # the namespace/TAP tests of other packages) fail without it, saying so.
-test: vet
+test: vet cni-tools
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+# The CNI tools e2e/cni_test.go drives, go installed into $(CNI_TOOLS) when
+# missing, at the versions go.mod requires: cnitool, and the reference
+# plugins bridge, host-local and portmap for the side-by-side comparison.
+CNI_TOOLS ?= bin/cni
+cni-tools:
+	@cni=$$($(GO) list -m -f '{{.Version}}' github.com/containernetworking/cni) && \
+	plugins=$$($(GO) list -m -f '{{.Version}}' github.com/containernetworking/plugins) && \
+	for p in cni/cnitool@$$cni plugins/plugins/main/bridge@$$plugins \
+		plugins/plugins/ipam/host-local@$$plugins plugins/plugins/meta/portmap@$$plugins; do \
+		name=$${p%@*}; name=$${name##*/}; \
+		[ -x $(CNI_TOOLS)/$$name ] && continue; \
+		echo "GOBIN=$(abspath $(CNI_TOOLS)) $(GO) install github.com/containernetworking/$$p"; \
+		GOBIN=$(abspath $(CNI_TOOLS)) $(GO) install github.com/containernetworking/$$p || exit 1; \
+	done
 
 # Only the tests that need no root (USWITCH_SKIP_E2E skips the others).
 test-unit:
@@ -41,10 +56,12 @@ vet:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./switch ./router ./nat ./datapath ./gso ./packet
 
-# The kernel and uswitch offload, busy-poll and plain side by side in the
-# same run (needs root); writes bench/RESULTS.md with each instance's CPU
-# profile. SECS seconds per iperf3 test; PROFILE=0 runs without
-# --cpuprofile; HALTPOLL_NS, ONLY: see bench/net.sh.
+# The kernel and uswitch offload, busy-poll, busy-poll with the CPU latency
+# request (--cpu-latency) and plain side by side in the same run (needs
+# root; installs iperf3, ping, iptables and python3 with apt-get when
+# missing); writes bench/RESULTS.md with each instance's CPU profile. SECS
+# seconds per iperf3 test; PROFILE=0 runs without --cpuprofile; ONLY,
+# NOTE, HALTPOLL_NS: see bench/net.sh.
 SECS    ?= 5
 PROFILE ?= 1
 bench-net: build
@@ -57,7 +74,7 @@ bench-net: build
 # ("Failing input written to ...") or any other error fails.
 FUZZTIME ?= 20s
 FUZZ_TARGETS := switch:FuzzInput router:FuzzPortInput packet:FuzzViews packet:FuzzSum \
-	config:FuzzParse nat:FuzzHooks datapath:FuzzDatapath datapath:FuzzDatapathOffload gso:FuzzSegment
+	config:FuzzParse nat:FuzzHooks datapath:FuzzDatapath datapath:FuzzDatapathOffload gso:FuzzSegment defrag:FuzzReassemble
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
@@ -73,14 +90,14 @@ fuzz:
 		fi; \
 	done
 
-# The binary, and the unit uswitch@NAME.service that runs
+# The binaries, and the unit uswitch@NAME.service that runs
 # /etc/uswitch/NAME.toml (systemctl enable --now uswitch@NAME).
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/uswitch
 	install -d $(DESTDIR)$(UNITDIR)
 	sed 's|@BINDIR@|$(BINDIR)|g' dist/uswitch@.service > $(DESTDIR)$(UNITDIR)/uswitch@.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/uswitch@.service
-	if [ -f $(CNI_BIN) ]; then install -D -m 0755 $(CNI_BIN) $(DESTDIR)$(CNIDIR)/uswitch-cni; fi
+	install -D -m 0755 $(CNI_BIN) $(DESTDIR)$(CNIDIR)/uswitch-cni
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/uswitch $(DESTDIR)$(UNITDIR)/uswitch@.service $(DESTDIR)$(CNIDIR)/uswitch-cni

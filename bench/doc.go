@@ -1,11 +1,13 @@
 // Package bench holds uswitch's side-by-side measurement: net.sh (`make
 // bench-net`) builds the same topologies on the kernel (veth+bridge, a
-// router namespace, iptables MASQUERADE) and on three uswitch instances,
-// one with offloads (vnet_hdr TAPs), the same run with --busy-poll, and one
-// without offloads, and measures them in the same run: TCP with 1 and 2 streams, ping RTT back-to-back and paced, UDP
-// 64-byte packets delivered, routed and masqueraded TCP. It prints each
-// uswitch figure as a ratio of the kernel's, writes the table to
-// RESULTS.md with the date and machine, and appends a CPU profile of each
-// instance. The Go benchmarks of each fast path live beside the code they
-// measure (`make bench`).
+// router namespace, iptables MASQUERADE) and on four uswitch instances,
+// one with offloads (vnet_hdr TAPs) and reader goroutines, the same with
+// the busy-poll thread, the same with the busy-poll thread holding the CPU
+// latency request (--cpu-latency), and one without offloads, and measures
+// them in the same run: TCP with 1 and 2 streams, ping RTT back-to-back
+// and paced, UDP 64-byte packets delivered, routed and masqueraded TCP. It
+// prints each uswitch figure as a ratio of the kernel's, writes the table
+// to RESULTS.md with the date and machine, and appends a CPU profile of
+// each instance. The Go benchmarks of each fast path live beside the code
+// they measure (`make bench`).
 package bench

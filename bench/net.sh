@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Side-by-side, in the same run with the same tools, the kernel and three
+# Side-by-side, in the same run with the same tools, the kernel and four
 # uswitch instances: "uswitch offload" (offload = true, TAPs with
 # IFF_VNET_HDR, a reader goroutine per port: --busy-poll=false), "uswitch
-# busy-poll" (the same with the busy-poll thread, the default) and "uswitch
-# plain" (offload = false, reader goroutines).
+# busy-poll" (the same with the busy-poll thread, the default), "uswitch
+# busy-poll + latency" (the same with --cpu-latency: the thread holds a CPU
+# latency request of 0 while it spins, so idle CPUs poll instead of
+# halting) and "uswitch plain" (offload = false, reader goroutines).
 #
 #   - L2: two namespaces on a kernel veth+bridge, and on each instance's
 #     switch: TCP 1 stream, TCP 2 streams, ping -A and paced ping round trip,
@@ -22,7 +24,9 @@
 #
 # Knobs: SECS (seconds per iperf3 test, default 5), PROFILE (1/0), BIN,
 # ONLY (a space-separated list of measure keys to run, e.g. "tcp1 flood";
-# the others are reported as "-"), HALTPOLL_NS (below).
+# the others are reported as "-"; the keys: tcp1 tcp2 flood paced udp64
+# rtcp1 rflood ntcp1), NOTE (a line written under the table, e.g. what
+# else loaded the machine), HALTPOLL_NS (below).
 #
 # A guest whose cpuidle driver is haltpoll halts an idle vCPU after
 # polling for up to guest_halt_poll_ns (the kernel's default is 200000; a
@@ -32,8 +36,9 @@
 # vCPU. RESULTS.md records the value the run had. HALTPOLL_NS=N sets it for
 # the run (all setups alike) and restores the old value on exit.
 #
-# Needs root, iperf3, ping and iptables (installed when missing), python3 to
-# read iperf3's JSON, and go for the profile report. Everything it makes is
+# Needs root, iperf3, ping, iptables and python3 (to read iperf3's JSON):
+# installed with apt-get when missing, or named for you to install; and go
+# for the profile report. Everything it makes is
 # named ub<pid>*, lives in namespaces it creates (the kernel bridge and
 # router too, so the root namespace's links, routes, iptables and sysctls
 # are not touched), and is removed on exit, whichever way the script ends.
@@ -41,10 +46,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ "$(id -u)" = 0 ] || { echo "bench/net.sh needs root (namespaces)"; exit 1; }
-if ! command -v iperf3 >/dev/null || ! command -v ping >/dev/null || ! command -v iptables >/dev/null; then
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 iputils-ping iptables >/dev/null
+# The tools, and the Debian/Ubuntu package of each.
+missing=()
+for tool in iperf3:iperf3 ping:iputils-ping iptables:iptables python3:python3; do
+	command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if command -v apt-get >/dev/null; then
+		echo "bench/net.sh: installing ${missing[*]}: apt-get update && apt-get install -y ${missing[*]}" >&2
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	else
+		echo "bench/net.sh needs ${missing[*]} (Debian/Ubuntu package names; on Fedora: iperf3 iputils iptables python3): install them and run it again" >&2
+		exit 1
+	fi
 fi
-command -v python3 >/dev/null || { echo "bench/net.sh needs python3 (to read iperf3 --json)"; exit 1; }
 BIN=${BIN:-bin/uswitch}
 [ -x "$BIN" ] || go build -o "$BIN" ./cmd/uswitch
 SECS=${SECS:-5}
@@ -53,10 +68,12 @@ RESULTS=${RESULTS:-bench/RESULTS.md}
 P=ub$(($$ % 10000))
 PLAIN=$P      # instance name (and prefix of its endpoints) of uswitch plain
 OFFL=${P}o    # ... of uswitch offload
-POLL=${P}p    # ... and of uswitch busy-poll
+POLL=${P}p    # ... of uswitch busy-poll
+LAT=${P}l     # ... and of uswitch busy-poll with --cpu-latency
 PLAIN_PID=""
 OFFL_PID=""
 POLL_PID=""
+LAT_PID=""
 work=$(mktemp -d)
 KERNEL_NS="$P-kbr $P-ka $P-kb $P-krt $P-kra $P-krb $P-knr $P-kna $P-knh"
 
@@ -104,15 +121,16 @@ cleanup() {
 	[ -n "$HALTPOLL_OLD" ] && echo "$HALTPOLL_OLD" >"$HALTPOLL"
 	[ -n "$OFFL_PID" ] && stop_pid "$OFFL_PID"
 	[ -n "$POLL_PID" ] && stop_pid "$POLL_PID"
+	[ -n "$LAT_PID" ] && stop_pid "$LAT_PID"
 	[ -n "$PLAIN_PID" ] && stop_pid "$PLAIN_PID"
-	OFFL_PID="" POLL_PID="" PLAIN_PID=""
+	OFFL_PID="" POLL_PID="" LAT_PID="" PLAIN_PID=""
 	for f in "$work"/iperf-*.pid; do [ -e "$f" ] && kill_iperf_server "$f"; done
 	for ns in $KERNEL_NS; do ip netns del "$ns" 2>/dev/null; done
-	for name in "$OFFL" "$POLL" "$PLAIN"; do
+	for name in "$OFFL" "$POLL" "$LAT" "$PLAIN"; do
 		[ -f "$work/$name.toml" ] || continue
 		"$BIN" down --config "$work/$name.toml" >/dev/null 2>&1 || log "uswitch down $name failed"
-		# The lock file outlives every run by design; ours are named after
-		# this script's pid and no one else uses them.
+		# A clean exit removes its lock file, one that was killed does not;
+		# ours are named after this script's pid and no one else uses them.
 		rm -f "/run/uswitch/$name.lock"
 	done
 	rm -rf "$work"
@@ -230,10 +248,13 @@ TOML
 }
 # plain: 10.98 L2, 10.96 routed, 10.94 masquerade (as before);
 # offload: 10.93 L2, 10.91 routed, 10.89 masquerade;
-# busy-poll: 10.87 L2, 10.85 routed, 10.83 masquerade. Kernel: 10.99, 10.97, 10.95.
+# busy-poll: 10.87 L2, 10.85 routed, 10.83 masquerade;
+# busy-poll + latency: 10.81 L2, 10.79 routed, 10.77 masquerade.
+# Kernel: 10.99, 10.97, 10.95.
 usw_config "$PLAIN" "$P-u" false 98 >"$work/$PLAIN.toml"
 usw_config "$OFFL" "$P-o" true 93 >"$work/$OFFL.toml"
 usw_config "$POLL" "$P-p" true 87 >"$work/$POLL.toml"
+usw_config "$LAT" "$P-l" true 81 >"$work/$LAT.toml"
 
 # usw_start NAME [run flags...] -> starts the instance in the background;
 # sets LAST_PID.
@@ -260,11 +281,14 @@ usw_start "$PLAIN" --busy-poll=false
 PLAIN_PID=$LAST_PID
 usw_start "$OFFL" --busy-poll=false
 OFFL_PID=$LAST_PID
-usw_start "$POLL" --busy-poll
+usw_start "$POLL" --busy-poll --cpu-latency=false
 POLL_PID=$LAST_PID
+usw_start "$LAT" --busy-poll --cpu-latency
+LAT_PID=$LAST_PID
 usw_ready "$PLAIN" "$PLAIN_PID"
 usw_ready "$OFFL" "$OFFL_PID"
 usw_ready "$POLL" "$POLL_PID"
+usw_ready "$LAT" "$LAT_PID"
 
 # --- measures. Each runs under a timeout; a failure prints why and records
 # "-" instead of stopping the run. Every iperf3 test gets its own port and
@@ -358,12 +382,14 @@ m() {
 	fi
 }
 
-# Each measure runs for the kernel, uswitch offload, uswitch plain and
-# uswitch busy-poll in turn, so background load on a busy machine spreads
-# over all of them. Busy-poll goes last and is given a moment after its
-# turn: its thread keeps spinning (at idle priority) for 10 ms after the
-# last frame, which would otherwise overlap the next figure.
-# measure KEY FUNC  K_CLIENT K_SERVER K_IP  O_CLIENT O_SERVER O_IP  U_CLIENT U_SERVER U_IP  P_CLIENT P_SERVER P_IP
+# Each measure runs for the kernel, uswitch offload, uswitch plain, uswitch
+# busy-poll and uswitch busy-poll + latency in turn, so background load on
+# a busy machine spreads over all of them. The busy-poll instances go last
+# and each is given a moment after its turn: its thread keeps spinning (at
+# idle priority, and with --cpu-latency holding the latency request) for
+# 10 ms after the last frame, which would otherwise overlap the next figure.
+# measure KEY FUNC  then CLIENT SERVER IP for the kernel, offload, plain,
+# busy-poll and busy-poll + latency.
 measure() {
 	local key=$1 f=$2
 	if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $key "* ]]; then
@@ -374,12 +400,14 @@ measure() {
 	m "$key.u" "$f" "$9" "${10}" "${11}"
 	m "$key.p" "$f" "${12}" "${13}" "${14}"
 	sleep 0.2
-	log "$(printf '%-10s kernel %8s  offload %8s  plain %8s  busy-poll %8s' "$key" "${R[$key.k]}" "${R[$key.o]}" "${R[$key.u]}" "${R[$key.p]}")"
+	m "$key.l" "$f" "${15}" "${16}" "${17}"
+	sleep 0.2
+	log "$(printf '%-10s kernel %8s  offload %8s  plain %8s  busy-poll %8s  +latency %8s' "$key" "${R[$key.k]}" "${R[$key.o]}" "${R[$key.u]}" "${R[$key.p]}" "${R[$key.l]}")"
 }
-# The four setups' endpoints: L2, routed, masquerade (client, server, IP).
-L2="$P-ka $P-kb 10.99.0.3  $P-o-a $P-o-b 10.93.0.3  $P-u-a $P-u-b 10.98.0.3  $P-p-a $P-p-b 10.87.0.3"
-RT="$P-kra $P-krb 10.97.2.2  $P-o-ra $P-o-rb 10.91.2.2  $P-u-ra $P-u-rb 10.96.2.2  $P-p-ra $P-p-rb 10.85.2.2"
-NAT="$P-kna $P-knh 10.95.9.2  $P-o-m $P-o-h 10.89.9.2  $P-u-m $P-u-h 10.94.9.2  $P-p-m $P-p-h 10.83.9.2"
+# The five setups' endpoints: L2, routed, masquerade (client, server, IP).
+L2="$P-ka $P-kb 10.99.0.3  $P-o-a $P-o-b 10.93.0.3  $P-u-a $P-u-b 10.98.0.3  $P-p-a $P-p-b 10.87.0.3  $P-l-a $P-l-b 10.81.0.3"
+RT="$P-kra $P-krb 10.97.2.2  $P-o-ra $P-o-rb 10.91.2.2  $P-u-ra $P-u-rb 10.96.2.2  $P-p-ra $P-p-rb 10.85.2.2  $P-l-ra $P-l-rb 10.79.2.2"
+NAT="$P-kna $P-knh 10.95.9.2  $P-o-m $P-o-h 10.89.9.2  $P-u-m $P-u-h 10.94.9.2  $P-p-m $P-p-h 10.83.9.2  $P-l-m $P-l-h 10.77.9.2"
 # Warm-up: ARP, FDB, conntrack; tells early when a path does not work.
 for set in "$L2" "$RT" "$NAT"; do
 	set -- $set
@@ -404,9 +432,9 @@ done
 # --- report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() {
-	local k=${R[$2.k]:--} o=${R[$2.o]:--} p=${R[$2.p]:--} u=${R[$2.u]:--}
-	printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$k" "$o" "$(ratio "$o" "$k")" \
-		"$p" "$(ratio "$p" "$k")" "$u" "$(ratio "$u" "$k")"
+	local k=${R[$2.k]:--} o=${R[$2.o]:--} p=${R[$2.p]:--} l=${R[$2.l]:--} u=${R[$2.u]:--}
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$k" "$o" "$(ratio "$o" "$k")" \
+		"$p" "$(ratio "$p" "$k")" "$l" "$(ratio "$l" "$k")" "$u" "$(ratio "$u" "$k")"
 }
 rev=$(git describe --always --dirty 2>/dev/null || echo unknown)
 binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
@@ -425,8 +453,8 @@ binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
 		fi
 	fi
 	echo
-	echo "| measure | kernel | uswitch offload | ratio | uswitch offload, busy-poll | ratio | uswitch plain | ratio |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| measure | kernel | uswitch offload | ratio | uswitch offload, busy-poll | ratio | busy-poll + CPU latency request | ratio | uswitch plain | ratio |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	row "L2 TCP 1 stream (Gbit/s)" tcp1
 	row "L2 TCP 2 streams (Gbit/s)" tcp2
 	row "L2 RTT ping -A (µs)" flood
@@ -441,8 +469,17 @@ binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
 	echo "(sent minus lost) per second. ping -A is the median of five runs of 10000 (total time / count)."
 	echo "\"-\" is a measure that failed (its error is on stderr)."
 	echo "uswitch offload runs with offload = true and \`uswitch run --busy-poll=false\` (a reader goroutine"
-	echo "per port), busy-poll the same with the busy-poll thread (the default), uswitch plain with"
-	echo "offload = false and --busy-poll=false, all at once."
+	echo "per port), busy-poll the same with the busy-poll thread (the default), busy-poll + CPU latency"
+	echo "request the same with \`--cpu-latency\` (while its thread spins, /dev/cpu_dma_latency holds 0 µs:"
+	echo "the machine's idle CPUs poll instead of halting), uswitch plain with offload = false and"
+	echo "--busy-poll=false, all at once."
+	if [ -n "${ONLY:-}" ]; then
+		echo "ONLY=\"$ONLY\": the other measures were not run."
+	fi
+	if [ -n "${NOTE:-}" ]; then
+		echo
+		echo "$NOTE"
+	fi
 	if [ "$PROFILE" = 1 ]; then
 		echo "PROFILE=1: every instance ran with --cpuprofile (a few % of overhead on the uswitch figures)."
 	fi
@@ -456,10 +493,12 @@ if [ "$PROFILE" = 1 ]; then
 	OFFL_PID=""
 	stop_pid "$POLL_PID"
 	POLL_PID=""
+	stop_pid "$LAT_PID"
+	LAT_PID=""
 	stop_pid "$PLAIN_PID"
 	PLAIN_PID=""
-	for name in "$OFFL" "$POLL" "$PLAIN"; do
-		case $name in "$OFFL") what=offload ;; "$POLL") what=busy-poll ;; *) what=plain ;; esac
+	for name in "$OFFL" "$POLL" "$LAT" "$PLAIN"; do
+		case $name in "$OFFL") what=offload ;; "$POLL") what=busy-poll ;; "$LAT") what="busy-poll + CPU latency request" ;; *) what=plain ;; esac
 		{
 			echo
 			echo "## CPU profile (uswitch $what instance, whole run)"

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -56,8 +57,8 @@ func (p *Plan) Source() []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "name = %s\n\n[defaults]\n", q(p.Name))
 	d := p.Defaults
-	fmt.Fprintf(&b, "fdb_ageing = %s\nfdb_max = %d\nconntrack_max = %d\npublish_range = \"%d-%d\"\nport_security = %t\noffload = %t\n",
-		q(d.FDBAgeing.String()), d.FDBMax, d.ConntrackMax, d.PublishRange[0], d.PublishRange[1], d.PortSecurity, d.Offload)
+	fmt.Fprintf(&b, "fdb_ageing = %s\nfdb_max = %d\nconntrack_max = %d\npublish_range = \"%d-%d\"\nport_security = %t\noffload = %t\nbusy_poll = %t\ncpu_latency = %t\n",
+		q(time.Duration(d.FDBAgeing).String()), d.FDBMax, d.ConntrackMax, d.PublishRange[0], d.PublishRange[1], d.PortSecurity, d.Offload, d.BusyPoll, d.CPULatency)
 	if u := p.Uplink; u != nil {
 		fmt.Fprintf(&b, "\n[uplink]\naddress = %s\nhost_address = %s\nnetns = %s\nroutes = %t\nuserland_proxy = %t\n",
 			q(u.Address.String()), q(u.HostAddress.String()), q(u.Netns), u.Routes, u.UserlandProxy)

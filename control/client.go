@@ -75,22 +75,39 @@ func (c *Client) get(ctx context.Context, path string) (io.ReadCloser, error) {
 	return nil, responseError(resp)
 }
 
-// responseError turns an error answer into an error: the server's JSON
-// message when there is one, else the status and the start of the body.
+// ErrNotRunning is wrapped by the error of a request that found no
+// instance: the control socket is missing or nothing listens on it.
+var ErrNotRunning = errors.New("no uswitch instance is running")
+
+// StatusError is an error answer of the API.
+type StatusError struct {
+	Status int    // the HTTP status
+	Msg    string // the server's message, else the status and the start of the body
+	Line   int    // the line of the caller's file it is about, 0 when none
+}
+
+func (e *StatusError) Error() string { return e.Msg }
+
+// responseError turns an error answer into a *StatusError: the server's
+// JSON message when there is one, else the status and the start of the
+// body.
 func responseError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	se := &StatusError{Status: resp.StatusCode}
 	var eb errorBody
 	if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
-		return errors.New(eb.Error)
+		se.Msg, se.Line = eb.Error, eb.Line
+		return se
 	}
 	msg := strings.TrimSpace(string(b))
 	if len(msg) > 200 {
 		msg = msg[:200] + "..."
 	}
-	if msg == "" {
-		return fmt.Errorf("control API: %s", resp.Status)
+	se.Msg = "control API: " + resp.Status
+	if msg != "" {
+		se.Msg += ": " + msg
 	}
-	return fmt.Errorf("control API: %s: %s", resp.Status, msg)
+	return se
 }
 
 // requestError explains a failed request: a missing or refusing socket
@@ -99,7 +116,7 @@ func (c *Client) requestError(path string, err error) error {
 	var se *os.SyscallError
 	if errors.As(err, &se) {
 		if errors.Is(se.Err, syscall.ENOENT) || errors.Is(se.Err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("no uswitch instance is running (control socket %s: %v)", c.socket, se)
+			return fmt.Errorf("%w (control socket %s: %v)", ErrNotRunning, c.socket, se)
 		}
 		return fmt.Errorf("control socket %s: %w", c.socket, se)
 	}

@@ -1,36 +1,131 @@
 package control
 
 import (
+	"bufio"
+	"encoding/json"
+	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/uswitch-dev/uswitch/nat"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
-// conntrackProtos are the values ?proto= takes on /v1/conntrack.
-var conntrackProtos = []string{"tcp", "udp", "icmp"}
+// maxListings bounds the connection listings served at once; more are
+// answered 429. A variable so that tests can change it.
+var maxListings = 4
 
-// conntrack answers GET /v1/conntrack[?proto=tcp|udp|icmp]: the live
-// connections ([]nat.Entry), sorted by original tuple.
+// conntrack answers GET /v1/conntrack: the live connections ([]nat.Entry),
+// in no particular order, streamed entry by entry so that a listing costs
+// memory for a part of the table, not for all of it. The query filters on
+// the server side, as conntrack -L's options do: proto (tcp, udp, icmp),
+// src and dst (the original direction's addresses), sport and dport (its
+// ports), state (a TCP state, such as ESTABLISHED). At most maxListings
+// run at once.
 func (h *handler) conntrack(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "proto")
+	q, err := query(r, "proto", "src", "dst", "sport", "dport", "state")
 	if err != nil {
 		return err
 	}
-	proto := q.Get("proto")
-	if q.Has("proto") && !slices.Contains(conntrackProtos, proto) {
-		return errorf(http.StatusBadRequest, "query parameter proto=%q: want tcp, udp or icmp", proto)
+	f, err := conntrackFilter(q)
+	if err != nil {
+		return err
 	}
-	out := []nat.Entry{}
+	select {
+	case h.listings <- struct{}{}:
+		defer func() { <-h.listings }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		return errorf(http.StatusTooManyRequests, "%d connection listings are under way: try again", cap(h.listings))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	sep := "[\n  "
 	if t := h.b.Tracker(); t != nil {
-		for _, e := range t.Table.Entries() {
-			if proto == "" || e.Proto == proto {
-				out = append(out, e)
+		err = t.Table.Each(f, func(e *nat.Entry) error {
+			b, err := json.MarshalIndent(e, "  ", "  ")
+			if err != nil {
+				return err
 			}
+			bw.WriteString(sep)
+			sep = ",\n  "
+			_, err = bw.Write(b)
+			return err
+		})
+	}
+	if sep == "[\n  " {
+		bw.WriteString("[]\n")
+	} else {
+		bw.WriteString("\n]\n")
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		slog.Debug("control API: writing the connection table", "err", err)
+	}
+	return nil
+}
+
+// conntrackFilter reads /v1/conntrack's query into a filter.
+func conntrackFilter(q url.Values) (nat.Filter, error) {
+	var f nat.Filter
+	if q.Has("proto") {
+		switch p := q.Get("proto"); p {
+		case "tcp":
+			f.Proto = packet.ProtoTCP
+		case "udp":
+			f.Proto = packet.ProtoUDP
+		case "icmp":
+			f.Proto = packet.ProtoICMP
+		default:
+			return f, errorf(http.StatusBadRequest, "query parameter proto=%q: want tcp, udp or icmp", p)
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	for _, a := range []struct {
+		name string
+		to   *netip.Addr
+	}{{"src", &f.Src}, {"dst", &f.Dst}} {
+		if !q.Has(a.name) {
+			continue
+		}
+		v, err := netip.ParseAddr(q.Get(a.name))
+		if err != nil || !v.Is4() {
+			return f, errorf(http.StatusBadRequest, "query parameter %s=%q: not an IPv4 address", a.name, q.Get(a.name))
+		}
+		*a.to = v
+	}
+	for _, p := range []struct {
+		name string
+		to   *uint16
+	}{{"sport", &f.Sport}, {"dport", &f.Dport}} {
+		if !q.Has(p.name) {
+			continue
+		}
+		n, err := strconv.ParseUint(q.Get(p.name), 10, 16)
+		if err != nil || n == 0 {
+			return f, errorf(http.StatusBadRequest, "query parameter %s=%q: not a port (1-65535)", p.name, q.Get(p.name))
+		}
+		*p.to = uint16(n)
+	}
+	if q.Has("state") {
+		st := strings.ToUpper(q.Get("state"))
+		var names []string
+		for i := nat.TCPState(0); i.String() != "?"; i++ {
+			names = append(names, i.String())
+		}
+		if !slices.Contains(names, st) {
+			return f, errorf(http.StatusBadRequest, "query parameter state=%q: want a TCP state (%s)", q.Get("state"), strings.Join(names, ", "))
+		}
+		f.State = st
+	}
+	return f, nil
 }
 
 // rules answers GET /v1/rules: the compiled rule set with its counters

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -96,6 +98,7 @@ func TestConntrackConnection(t *testing.T) {
 		"reply":    map[string]any{"src": "10.250.0.1", "dst": "10.250.0.2", "sport": 53.0, "dport": 40000.0},
 		"snat":     true,
 		"dnat":     false,
+		"replied":  false,
 		"assured":  false,
 		"timeout":  "30s",
 		"packets":  []any{1.0, 0.0},
@@ -120,7 +123,9 @@ func TestConntrackConnection(t *testing.T) {
 	for _, tc := range []struct {
 		query string
 		n     int
-	}{{"", 1}, {"?proto=udp", 1}, {"?proto=tcp", 0}, {"?proto=icmp", 0}} {
+	}{{"", 1}, {"?proto=udp", 1}, {"?proto=tcp", 0}, {"?proto=icmp", 0},
+		{"?src=172.20.0.10", 1}, {"?src=172.20.0.11", 0}, {"?dst=10.250.0.1&dport=53", 1}, {"?sport=40000", 1},
+		{"?dport=80", 0}, {"?state=ESTABLISHED", 0}} {
 		var got []nat.Entry
 		require.NoError(t, c.GetJSON(ctx, "/v1/conntrack"+tc.query, &got))
 		require.Len(t, got, tc.n, tc.query)
@@ -196,7 +201,12 @@ func TestConntrackErrors(t *testing.T) {
 		{"GET", "/v1/conntrack?proto=sctp", 400, `query parameter proto="sctp": want tcp, udp or icmp`},
 		{"GET", "/v1/conntrack?proto=", 400, `query parameter proto="": want tcp, udp or icmp`},
 		{"GET", "/v1/conntrack?proto=tcp&proto=udp", 400, `query parameter "proto" given 2 times`},
-		{"GET", "/v1/conntrack?network=front", 400, `unknown query parameter "network" (/v1/conntrack takes proto)`},
+		{"GET", "/v1/conntrack?network=front", 400, `unknown query parameter "network" (/v1/conntrack takes proto, src, dst, sport, dport, state)`},
+		{"GET", "/v1/conntrack?src=front", 400, `query parameter src="front": not an IPv4 address`},
+		{"GET", "/v1/conntrack?dst=::1", 400, `query parameter dst="::1": not an IPv4 address`},
+		{"GET", "/v1/conntrack?dport=0", 400, `query parameter dport="0": not a port (1-65535)`},
+		{"GET", "/v1/conntrack?sport=70000", 400, `query parameter sport="70000": not a port (1-65535)`},
+		{"GET", "/v1/conntrack?state=open", 400, `query parameter state="open": want a TCP state (NONE, SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE, SYN_SENT2)`},
 		{"POST", "/v1/conntrack", 405, "method POST not allowed on /v1/conntrack (use GET)"},
 		{"GET", "/v1/rules?hook=forward", 400, `unknown query parameter "hook": /v1/rules takes none`},
 		{"DELETE", "/v1/rules", 405, "method DELETE not allowed on /v1/rules (use GET)"},
@@ -209,4 +219,27 @@ func TestConntrackErrors(t *testing.T) {
 			require.Equal(t, tc.msg, eb.Error)
 		})
 	}
+}
+
+// Listings beyond maxListings at once are answered 429, and a listing
+// frees its place when it ends.
+func TestConntrackListingsBounded(t *testing.T) {
+	l := newNATLab(t)
+	h := NewHandler(l.dp).(*handler)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	for range cap(h.listings) {
+		h.listings <- struct{}{} // listings under way
+	}
+	resp, err := http.Get(srv.URL + "/v1/conntrack")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	require.Equal(t, "1", resp.Header.Get("Retry-After"))
+	<-h.listings
+	resp, err = http.Get(srv.URL + "/v1/conntrack")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Len(t, h.listings, cap(h.listings)-1, "the listing gave its place back")
 }

@@ -504,8 +504,12 @@ func TestErrors(t *testing.T) {
 	}
 	// The client reports the server's message.
 	var v any
-	require.EqualError(t, c.GetJSON(context.Background(), "/v1/fdb?watch=maybe", &v),
-		`query parameter watch="maybe": want 1, 0, true or false`)
+	err := c.GetJSON(context.Background(), "/v1/fdb?watch=maybe", &v)
+	require.EqualError(t, err, `query parameter watch="maybe": want 1, 0, true or false`)
+	// with the status, for callers that tell refusals from failures.
+	var se *StatusError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, http.StatusBadRequest, se.Status)
 }
 
 func TestSocketMode(t *testing.T) {
@@ -568,6 +572,7 @@ func TestClientNoInstance(t *testing.T) {
 	var v any
 	err := NewClient(missing).GetJSON(context.Background(), "/v1/fdb", &v)
 	require.EqualError(t, err, "no uswitch instance is running (control socket "+missing+": connect: no such file or directory)")
+	require.ErrorIs(t, err, ErrNotRunning)
 
 	stalePath := filepath.Join(dir, "stale.sock")
 	stale, err := net.Listen("unix", stalePath)
@@ -576,6 +581,7 @@ func TestClientNoInstance(t *testing.T) {
 	require.NoError(t, stale.Close())
 	_, err = NewClient(stalePath).Stream(context.Background(), "/v1/fdb?watch=1")
 	require.EqualError(t, err, "no uswitch instance is running (control socket "+stalePath+": connect: connection refused)")
+	require.ErrorIs(t, err, ErrNotRunning)
 	require.True(t, strings.HasPrefix(err.Error(), "no uswitch instance is running"))
 }
 

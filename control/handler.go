@@ -80,9 +80,10 @@ type route struct {
 // handler routes by exact path so that unknown paths and wrong methods get
 // JSON errors.
 type handler struct {
-	b      Backend
-	live   Changer // nil: the instance cannot be changed
-	routes map[string]route
+	b        Backend
+	live     Changer // nil: the instance cannot be changed
+	routes   map[string]route
+	listings chan struct{} // a token per connection listing under way (conntrack.go)
 }
 
 // NewHandler returns the control API over b.
@@ -91,7 +92,7 @@ func NewHandler(b Backend) http.Handler { return NewHandlerWith(b, nil) }
 // NewHandlerWith returns the control API over b, with the calls that change
 // the running instance answered by c (live.go).
 func NewHandlerWith(b Backend, c Changer) http.Handler {
-	h := &handler{b: b, live: c}
+	h := &handler{b: b, live: c, listings: make(chan struct{}, maxListings)}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		newCollector(b),

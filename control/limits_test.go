@@ -123,3 +123,37 @@ func TestRequestBodyRefused(t *testing.T) {
 	resp, body = rawRequest(t, path, "GET /v1/fdb HTTP/1.1\r\nHost: uswitch\r\nConnection: close\r\n\r\n")
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 }
+
+// A body declared larger than the endpoint takes is refused before any of
+// it is read, and the connection closed.
+func TestHugeBodyRefusedAtOnce(t *testing.T) {
+	path := serveAt(t, newLab(t).dp)
+	for _, p := range []string{"/v1/endpoints", "/v1/fdb"} {
+		resp, body := rawRequest(t, path, "POST "+p+" HTTP/1.1\r\nHost: uswitch\r\nContent-Length: 100000000\r\n\r\n"+strings.Repeat("x", 1000))
+		require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, body)
+		require.True(t, resp.Close, "the connection is closed")
+	}
+}
+
+// A client that declares a body and sends part of it is disconnected once
+// bodyTimeout has passed, rather than holding the connection forever.
+func TestSlowBodyCutOff(t *testing.T) {
+	old := bodyTimeout
+	bodyTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { bodyTimeout = old })
+	path := serveAt(t, newLab(t).dp)
+	for _, p := range []string{"/v1/endpoints", "/v1/fdb"} {
+		t0 := time.Now()
+		c, err := net.Dial("unix", path)
+		require.NoError(t, err)
+		_, err = io.WriteString(c, "POST "+p+" HTTP/1.1\r\nHost: uswitch\r\nContent-Length: 1000\r\n\r\n"+strings.Repeat("x", 10))
+		require.NoError(t, err)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.Copy(io.Discard, c) // whatever the answer, the server hangs up
+		took := time.Since(t0)
+		c.Close()
+		require.NoError(t, err, "%s: closed by the server, not by our 5 s deadline", p)
+		require.GreaterOrEqual(t, took, 300*time.Millisecond, p)
+		require.Less(t, took, 3*time.Second, p)
+	}
+}

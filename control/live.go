@@ -21,6 +21,7 @@ type Changer interface {
 	AddNetwork(ctx context.Context, fields map[string]any) (live.NetworkInfo, error)
 	RemoveNetwork(ctx context.Context, name string) error
 	Networks() []live.NetworkInfo
+	Apply(ctx context.Context, data []byte) (live.Changes, error)
 }
 
 // changeError is a refused change: its status, and the line of the
@@ -52,8 +53,13 @@ func bodyLimit(r *http.Request) int64 {
 //	GET    /v1/networks           the networks
 //	POST   /v1/networks           add one: the keys of [[network]]
 //	DELETE /v1/networks/NAME      remove one (refused while endpoints are on it)
+//	POST   /v1/apply              make the instance match a net.toml (the body)
 func (h *handler) serveLive(w http.ResponseWriter, r *http.Request) bool {
 	path := r.URL.EscapedPath()
+	if path == "/v1/apply" {
+		apiFunc(h.apply).ServeHTTP(w, r)
+		return true
+	}
 	for _, kind := range []string{"endpoints", "networks"} {
 		base := "/v1/" + kind
 		switch {
@@ -106,6 +112,28 @@ func (h *handler) collection(w http.ResponseWriter, r *http.Request, kind string
 	}
 	w.Header().Set("Allow", "GET, POST")
 	return errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s (use GET or POST)", r.Method, r.URL.Path)
+}
+
+// apply answers POST /v1/apply: the body is a whole net.toml; the answer
+// lists what changed.
+func (h *handler) apply(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		return errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s (use POST)", r.Method, r.URL.Path)
+	}
+	if _, err := query(r); err != nil {
+		return err
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return errorf(http.StatusRequestEntityTooLarge, "request body: %v", err)
+	}
+	changes, err := h.live.Apply(r.Context(), body)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, changes)
+	return nil
 }
 
 // member answers DELETE /v1/endpoints/NAME and /v1/networks/NAME.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,13 +14,16 @@ import (
 	"time"
 )
 
-// Server limits. There is no read or write timeout: watch streams live as
-// long as their client, and a read deadline would cancel them. Requests
-// are bounded instead by the time and size of their headers (a larger
-// header gets 431; a client that does not finish its headers in time is
-// disconnected) and by their body: every endpoint is a GET that takes
-// none, so a GET with a body is refused with 400 and any body is cut at
-// maxBodyBytes.
+// Server limits. There is no server-wide read or write timeout: watch
+// streams live as long as their client, and a connection read deadline
+// would cancel them. Requests are bounded instead by the time and size of
+// their headers (a larger header gets 431; a client that does not finish
+// its headers in time is disconnected), and by their body: a GET with a
+// body is refused with 400, a body declared larger than the endpoint takes
+// (bodyLimit) with 413 before any of it is read, any body is cut at that
+// limit, and a body must arrive within bodyTimeout (the connection is then
+// closed), so a slow or huge body cannot hold a descriptor. Idle
+// keep-alive connections close after idleTimeout.
 const (
 	idleTimeout     = 60 * time.Second
 	maxHeaderBytes  = 8 << 10
@@ -27,12 +31,17 @@ const (
 	shutdownTimeout = 5 * time.Second
 )
 
-// readHeaderTimeout is a variable so that tests can shorten it.
-var readHeaderTimeout = 5 * time.Second
+// readHeaderTimeout and bodyTimeout are variables so that tests can
+// shorten them.
+var (
+	readHeaderTimeout = 5 * time.Second
+	bodyTimeout       = 10 * time.Second
+)
 
 // limitBody refuses a GET that carries a body (ContentLength -1 is a
-// chunked one) and caps any other body; other methods go on to h, which
-// answers them 405.
+// chunked one) and a body declared over the limit, caps any other body and
+// gives it bodyTimeout to arrive; other methods go on to h, which answers
+// them 405.
 func limitBody(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && r.ContentLength != 0 {
@@ -40,9 +49,37 @@ func limitBody(h http.Handler) http.Handler {
 			writeError(w, errorf(http.StatusBadRequest, "%s takes no request body", r.URL.Path))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, bodyLimit(r))
+		limit := bodyLimit(r)
+		if r.ContentLength > limit {
+			w.Header().Set("Connection", "close")
+			writeError(w, errorf(http.StatusRequestEntityTooLarge, "request body of %d bytes: %s takes at most %d", r.ContentLength, r.URL.Path, limit))
+			return
+		}
+		if r.ContentLength != 0 {
+			rc := http.NewResponseController(w)
+			if err := rc.SetReadDeadline(time.Now().Add(bodyTimeout)); err == nil {
+				r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+			}
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		h.ServeHTTP(w, r)
 	})
+}
+
+// deadlineBody lifts the connection's read deadline once its body has been
+// read, so that a handler that takes long after reading it is not
+// cancelled by the server's wait for the next request.
+type deadlineBody struct {
+	io.ReadCloser
+	rc *http.ResponseController
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // Listen creates the control socket at path: it creates the parent

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 
 	"github.com/uswitch-dev/uswitch/control"
 	"github.com/uswitch-dev/uswitch/live"
+	"github.com/uswitch-dev/uswitch/topo"
 )
 
 // liveConfig: one network, front, with a and b (the transfer's ends), and
@@ -269,6 +271,8 @@ func TestLiveRefusedCreatesNothing(t *testing.T) {
 		{"DELETE", "/v1/endpoints/" + x, ``, 404},
 		{"DELETE", "/v1/networks/front", ``, 409},
 		{"POST", "/v1/networks", `{"name":"n2","subnet":"10.91.0.0/25"}`, 400},
+		{"POST", "/v1/endpoints", `{"netns_path":"/var/run/netns/` + x + `-none","container_id":"abc","network":"front"}`, 400},
+		{"POST", "/v1/endpoints", `{"name":"` + x + `","network":"front","ifname":"eth1"}`, 400},
 	} {
 		status, body := rawRequest(t, in, c.method, c.path, c.body)
 		require.Equal(t, c.status, status, "%s %s %s: %s", c.method, c.path, c.body, body)
@@ -416,4 +420,257 @@ func TestLiveAttachment(t *testing.T) {
 	for _, p := range in.ports(t) {
 		require.False(t, strings.HasPrefix(p.Name, "cni-"), p.Name)
 	}
+}
+
+// liveConfigPlus is liveConfig with an endpoint e that the applied files
+// drop.
+func liveConfigPlus(name string) string {
+	return liveConfig(name) + fmt.Sprintf(`
+[[endpoint]]
+name = "%[1]s-e"
+network = "front"
+`, name)
+}
+
+// applied is the file TestLiveApply applies: network back with c, d on
+// front, a publishing 8089, e gone.
+func applied(name string) string {
+	return strings.Replace(liveConfig(name), `ip = "10.91.0.2"`, "ip = \"10.91.0.2\"\npublish = [\"8089:7/tcp\"]", 1) + fmt.Sprintf(`
+[[network]]
+name = "back"
+subnet = "10.93.0.0/24"
+
+[[endpoint]]
+name = "%[1]s-c"
+network = "back"
+
+[[endpoint]]
+name = "%[1]s-d"
+network = "front"
+`, name)
+}
+
+func TestLiveApply(t *testing.T) {
+	needRoot(t)
+	name := prefix("lx")
+	in := start(t, name, writeConfig(t, liveConfigPlus(name)))
+	a, b, c, d, e := name+"-a", name+"-b", name+"-c", name+"-d", name+"-e"
+	stop := make(chan struct{})
+	done := steadyTransfer(t, a, b, "10.91.0.3", stop)
+	stopped := false
+	defer func() {
+		if !stopped {
+			close(stop)
+		}
+	}()
+	require.True(t, netnsExists(e))
+
+	// A refused file changes nothing, and says where.
+	bad := writeConfig(t, applied(name)+"\n[[network]]\nname = \"dup\"\nsubnet = \"10.93.0.0/25\"\n")
+	out, err := exec.Command(binary, "apply", "--config", bad).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "overlaps")
+	status, body := rawRequest(t, in, "POST", "/v1/apply", applied(name)+"\n[[network]]\nname = \"dup\"\nsubnet = \"10.93.0.0/25\"\n")
+	require.Equal(t, 400, status)
+	var eb struct {
+		Error string `json:"error"`
+		Line  int    `json:"line"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &eb))
+	require.Contains(t, eb.Error, `network "dup": subnet 10.93.0.0/25 overlaps network "back"`)
+	require.Equal(t, 38, eb.Line, "the line of the subnet, as check says")
+	status, body = rawRequest(t, in, "POST", "/v1/apply", strings.ReplaceAll(liveConfig(name), "10.253.0.", "10.254.0."))
+	require.Equal(t, 400, status)
+	require.Contains(t, body, "uplink.address cannot change while the instance runs")
+	require.False(t, netnsExists(c))
+	require.True(t, netnsExists(e))
+
+	out, err = exec.Command(binary, "apply", "--config", writeConfig(t, applied(name))).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Equal(t, "+ network back\n- endpoint "+e+"\n~ endpoint "+a+" (publish)\n+ endpoint "+c+"\n+ endpoint "+d+"\n", string(out))
+	require.False(t, netnsExists(e))
+	require.True(t, netnsExists(c))
+	echoServer(t, c, "0.0.0.0:7")
+	tcpEcho(t, name+"-host", "10.93.0.2:7")
+	echoServer(t, a, "0.0.0.0:7")
+	tcpEcho(t, name+"-host", "10.253.0.2:8089") // a's new published port
+	tcpEcho(t, name+"-host", "127.0.0.1:8089")
+	tcpEcho(t, d, "10.91.0.2:7")
+	// Applying it again changes nothing.
+	out, err = exec.Command(binary, "apply", "--config", writeConfig(t, applied(name)), "-o", "json").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Equal(t, "[]\n", string(out))
+
+	close(stop)
+	stopped = true
+	select {
+	case err := <-done:
+		require.NoError(t, err, "the transfer between a and b went on through the apply")
+	case <-time.After(60 * time.Second):
+		t.Fatal("transfer did not finish")
+	}
+}
+
+func TestLiveSIGHUP(t *testing.T) {
+	needRoot(t)
+	name := prefix("lh")
+	cfg := writeConfig(t, liveConfigPlus(name))
+	in := start(t, name, cfg)
+	require.NoError(t, os.WriteFile(cfg, []byte(applied(name)), 0o644))
+	require.NoError(t, in.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		eps := in.endpoints(t)
+		_, c := eps[name+"-c"]
+		_, e := eps[name+"-e"]
+		return c && !e
+	}, 30*time.Second, 50*time.Millisecond)
+	require.True(t, netnsExists(name+"-c"))
+	require.False(t, netnsExists(name+"-e"))
+	require.Eventually(t, func() bool { return strings.Contains(in.stderr.String(), "SIGHUP: config applied") }, 10*time.Second, 20*time.Millisecond)
+}
+
+func TestLiveKillDuringApply(t *testing.T) {
+	needRoot(t)
+	name := prefix("lk")
+	in := start(t, name, writeConfig(t, liveConfig(name)))
+	big := liveConfig(name)
+	for i := range 40 {
+		big += fmt.Sprintf("\n[[endpoint]]\nname = \"%s-k%d\"\nnetwork = \"front\"\nlink = %q\n", name, i, []string{"tap", "veth"}[i%2])
+	}
+	apply := exec.Command(binary, "apply", "--config", writeConfig(t, big))
+	require.NoError(t, apply.Start())
+	require.Eventually(t, func() bool { return netnsExists(name + "-k3") }, 30*time.Second, time.Millisecond)
+	in.kill()
+	apply.Wait()
+	require.False(t, netnsExists(name+"-k39"), "the apply was cut short")
+	out, err := exec.Command(binary, "down", "--config", in.config).CombinedOutput()
+	require.NoError(t, err, string(out))
+	ents, err := os.ReadDir("/var/run/netns")
+	require.NoError(t, err)
+	for _, e := range ents {
+		require.False(t, strings.HasPrefix(e.Name(), name), "netns %s left behind", e.Name())
+	}
+	require.Empty(t, linksWithPrefix(t, name))
+	dirs, _ := filepath.Glob(filepath.Join("/etc/netns", name+"*"))
+	require.Empty(t, dirs)
+	_, err = os.Stat(filepath.Join("/run/uswitch", name+".json"))
+	require.True(t, os.IsNotExist(err), "state file left behind")
+}
+
+// ifindex returns the index of link dev in namespace ns ("" when absent).
+func ifindex(t *testing.T, ns, dev string) string {
+	t.Helper()
+	out, err := nsExec(ns, "cat", "/sys/class/net/"+dev+"/ifindex")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(out)
+}
+
+// attach adds an attachment of container id to front in the named
+// namespace through the API.
+func attach(t *testing.T, in *instance, ns, id, link string) live.EndpointInfo {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"netns_path": "/var/run/netns/" + ns, "container_id": id, "network": "front", "link": link})
+	var info live.EndpointInfo
+	require.NoError(t, in.api().Post(context.Background(), "/v1/endpoints", "application/json", body, &info))
+	return info
+}
+
+// testNetns makes a namespace of the test's own (a container runtime's).
+func testNetns(t *testing.T, name string) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "add", name).CombinedOutput()
+	require.NoError(t, err, string(out))
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+}
+
+func TestLiveRestartAfterKill9(t *testing.T) {
+	needRoot(t)
+	name := prefix("lk9")
+	cfg := writeConfig(t, liveConfig(name))
+	first := start(t, name, cfg)
+	ctr, x, a := name+"-ctr", name+"-x", name+"-a"
+	testNetns(t, ctr)
+	att := attach(t, first, ctr, "feedfacecafe0001", "tap")
+	_, err := first.cli("endpoint", "add", x, "--network", "front", "--publish", "8091:7/tcp")
+	require.NoError(t, err)
+	before := first.endpoints(t)
+	idx := map[string]string{ctr: ifindex(t, ctr, "eth0"), x: ifindex(t, x, "eth0"), a: ifindex(t, a, "eth0")}
+	// A connection from the attachment to a, open across the restart.
+	echoServer(t, a, "0.0.0.0:7")
+	conn := dial(t, ctr, "10.91.0.2:7")
+	roundTrip := func() {
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		_, err := conn.Write([]byte("ping\n"))
+		require.NoError(t, err)
+		b := make([]byte, 5)
+		_, err = io.ReadFull(conn, b)
+		require.NoError(t, err)
+		require.Equal(t, "ping\n", string(b))
+	}
+	roundTrip()
+
+	first.kill()
+	second := start(t, name, cfg)
+	after := second.endpoints(t)
+	for _, n := range []string{att.Name, x, a} {
+		require.Contains(t, after, n)
+		require.Equal(t, before[n].Interfaces, after[n].Interfaces, "%s: same port, IP and MAC", n)
+		require.Equal(t, before[n].Publish, after[n].Publish, n)
+	}
+	for ns, i := range idx {
+		require.Equal(t, i, ifindex(t, ns, "eth0"), "%s's eth0 was not recreated", ns)
+	}
+	roundTrip() // the same connection, through the new process
+	echoServer(t, x, "0.0.0.0:7")
+	tcpEcho(t, ctr, ipOf(after[x])+":7")
+	tcpEcho(t, name+"-host", "10.253.0.2:8091")
+
+	// down after the second run's stop removes the attachment's TAP too.
+	require.NoError(t, second.stop())
+	require.NotEmpty(t, ifindex(t, ctr, "eth0"), "a stop leaves the attachment")
+	out, err := exec.Command(binary, "down", "--config", cfg).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Empty(t, ifindex(t, ctr, "eth0"), "down removes the attachment's TAP")
+	require.False(t, netnsExists(x))
+}
+
+func TestLiveRestartKeepsAttachments(t *testing.T) {
+	needRoot(t)
+	name := prefix("lrs")
+	cfg := writeConfig(t, liveConfig(name))
+	first := start(t, name, cfg)
+	ctr, ctr2 := name+"-ctr", name+"-ctr2"
+	testNetns(t, ctr)
+	testNetns(t, ctr2)
+	tapAtt := attach(t, first, ctr, "0000aaaa1111", "tap")
+	vethAtt := attach(t, first, ctr2, "0000bbbb2222", "veth")
+	idx, idx2 := ifindex(t, ctr, "eth0"), ifindex(t, ctr2, "eth0")
+
+	require.NoError(t, first.stop())
+	require.False(t, netnsExists(name+"-a"), "SIGTERM removes what run made")
+	require.Equal(t, idx, ifindex(t, ctr, "eth0"), "but leaves the attachments")
+	require.Equal(t, idx2, ifindex(t, ctr2, "eth0"))
+	require.NotEmpty(t, linksWithPrefix(t, topo.HostLinkName(name, vethAtt.Name)), "the veth's host end stays")
+
+	second := start(t, name, cfg)
+	after := second.endpoints(t)
+	require.Equal(t, tapAtt.Interfaces, after[tapAtt.Name].Interfaces)
+	require.Equal(t, vethAtt.Interfaces, after[vethAtt.Name].Interfaces)
+	require.Equal(t, idx, ifindex(t, ctr, "eth0"))
+	require.Equal(t, idx2, ifindex(t, ctr2, "eth0"))
+	echoServer(t, ctr2, "0.0.0.0:7")
+	tcpEcho(t, ctr, ipOf(after[vethAtt.Name])+":7")
+	echoServer(t, name+"-a", "0.0.0.0:7")
+	tcpEcho(t, ctr2, "10.91.0.2:7")
+
+	// DELETE removes the attachment's TAP from the namespace.
+	require.NoError(t, second.api().Delete(context.Background(), "/v1/endpoints/"+tapAtt.Name))
+	require.Empty(t, ifindex(t, ctr, "eth0"))
+	require.NoError(t, second.stop())
+	out, err := exec.Command(binary, "down", "--config", cfg).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Empty(t, ifindex(t, ctr2, "eth0"), "down removes the veth attachment")
+	require.Empty(t, linksWithPrefix(t, topo.HostLinkName(name, vethAtt.Name)))
 }

@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"bufio"
+	"encoding/json"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,4 +62,64 @@ network = "one"
 	_, err = os.Stat(lock)
 	require.True(t, os.IsNotExist(err), "the lock file outlives a clean exit: %v", err)
 	require.Contains(t, in.stderr.String(), "msg=stopping")
+}
+
+// TestRunLogJSON runs `uswitch run --log-format json --log-level debug`:
+// every line on stderr is one JSON object, "ready" among them with the
+// instance's name, and SIGTERM ends it cleanly.
+func TestRunLogJSON(t *testing.T) {
+	needRoot(t)
+	name := prefix("lj")
+	cfg := writeConfig(t, `
+name = "`+name+`"
+
+[[network]]
+name = "one"
+subnet = "10.87.2.0/24"
+
+[[endpoint]]
+name = "`+name+`-a"
+network = "one"
+`)
+	cmd := exec.Command(binary, "run", "--config", cfg, "--log-format", "json", "--log-level", "debug")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = exec.Command(binary, "down", "--config", cfg).Run()
+	})
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	ready := false
+	timeout := time.After(60 * time.Second)
+	for !ready {
+		select {
+		case line, ok := <-lines:
+			require.True(t, ok, "uswitch run exited before ready")
+			var rec map[string]any
+			require.NoError(t, json.Unmarshal([]byte(line), &rec), "not a JSON log line: %s", line)
+			require.Contains(t, rec, "level")
+			ready = rec["msg"] == "ready"
+			if ready {
+				require.Equal(t, name, rec["instance"])
+			}
+		case <-timeout:
+			t.Fatal("uswitch run not ready after 60s")
+		}
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	var last map[string]any
+	for line := range lines {
+		require.NoError(t, json.Unmarshal([]byte(line), &last), "not a JSON log line: %s", line)
+	}
+	require.NoError(t, cmd.Wait())
+	require.Equal(t, "removed everything this run made", last["msg"])
 }

@@ -369,6 +369,7 @@ type Entry struct {
 	Reply   TupleView      `json:"reply"`
 	SNAT    bool           `json:"snat"`
 	DNAT    bool           `json:"dnat"`
+	Replied bool           `json:"replied"` // a reply was seen; conntrack -L says [UNREPLIED] until then
 	Assured bool           `json:"assured"`
 	Timeout clock.Duration `json:"timeout"` // "117s" in JSON
 	Packets [2]uint64      `json:"packets"` // original, reply
@@ -388,36 +389,85 @@ func view(t Tuple) TupleView {
 	return TupleView{Src: netip.AddrFrom4(t.Src), Dst: netip.AddrFrom4(t.Dst), Sport: t.Sport, Dport: t.Dport}
 }
 
-// Entries lists the live connections, sorted by original tuple.
+// Entries lists the live connections, sorted by original tuple. It holds
+// the whole table in memory: the API streams with Each instead.
 func (t *Table) Entries() []Entry {
-	now := t.clock.Now()
-	seen := map[*Conn]bool{}
 	out := []Entry{}
+	_ = t.Each(Filter{}, func(e *Entry) error {
+		out = append(out, *e)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return less(out[i].sortKey, out[j].sortKey) })
+	return out
+}
+
+// Filter selects connections by their original tuple and state, as
+// `conntrack -L` does with -p, -s, -d, --sport, --dport and --state; a zero
+// field matches every connection.
+type Filter struct {
+	Proto        uint8
+	Src, Dst     netip.Addr
+	Sport, Dport uint16
+	State        string // a TCP state's name (only TCP connections have one)
+}
+
+func (f *Filter) match(c *Conn) bool {
+	o := &c.orig
+	switch {
+	case f.Proto != 0 && o.Proto != f.Proto,
+		f.Src.IsValid() && (!f.Src.Is4() || f.Src.As4() != o.Src),
+		f.Dst.IsValid() && (!f.Dst.Is4() || f.Dst.As4() != o.Dst),
+		f.Sport != 0 && o.Sport != f.Sport,
+		f.Dport != 0 && o.Dport != f.Dport:
+		return false
+	}
+	return f.State == "" || o.Proto == packet.ProtoTCP && TCPState(c.tcp.Load()).String() == f.State
+}
+
+// Each calls fn with every live connection f selects, in no particular
+// order, until fn returns an error, which it returns. It copies one shard
+// at a time (a 256th of the table) and calls fn with no lock held, so a
+// listing of any size costs memory for one shard, not for the table, and
+// never holds up forwarding while fn writes. The *Entry is reused.
+func (t *Table) Each(f Filter, fn func(*Entry) error) error {
+	var buf []Entry
 	for i := range t.shards {
 		s := &t.shards[i]
+		now := t.clock.Now()
+		buf = buf[:0]
 		s.mu.Lock()
-		s.each(func(c *Conn) bool {
-			left := c.expires.Load() - now
-			if seen[c] || left < 0 {
+		s.eachLink(func(l *link) bool {
+			c := l.c
+			// a connection is listed from its original tuple's link only,
+			// so once, whichever shards its two tuples are in
+			if l != &c.links[Original] || c.dead.Load() || c.expires.Load() < now || !f.match(c) {
 				return true
 			}
-			seen[c] = true
-			e := Entry{Proto: protoName(c.orig.Proto), Orig: view(c.orig), Reply: view(c.reply),
-				SNAT: c.nat&natSrc != 0, DNAT: c.nat&natDst != 0, Assured: c.assured.Load(),
-				Timeout: clock.Duration(left), sortKey: c.orig}
-			if c.orig.Proto == packet.ProtoTCP {
-				e.State = TCPState(c.tcp.Load()).String()
-			}
-			for d := range 2 {
-				e.Packets[d], e.Bytes[d] = c.packets[d].Load(), c.bytes[d].Load()
-			}
-			out = append(out, e)
+			buf = append(buf, c.entry(now))
 			return true
 		})
 		s.mu.Unlock()
+		for j := range buf {
+			if err := fn(&buf[j]); err != nil {
+				return err
+			}
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return less(out[i].sortKey, out[j].sortKey) })
-	return out
+	return nil
+}
+
+// entry is c as listings show it, at time now.
+func (c *Conn) entry(now int64) Entry {
+	e := Entry{Proto: protoName(c.orig.Proto), Orig: view(c.orig), Reply: view(c.reply),
+		SNAT: c.nat&natSrc != 0, DNAT: c.nat&natDst != 0, Replied: c.replied.Load(), Assured: c.assured.Load(),
+		Timeout: clock.Duration(c.expires.Load() - now), sortKey: c.orig}
+	if c.orig.Proto == packet.ProtoTCP {
+		e.State = TCPState(c.tcp.Load()).String()
+	}
+	for d := range 2 {
+		e.Packets[d], e.Bytes[d] = c.packets[d].Load(), c.bytes[d].Load()
+	}
+	return e
 }
 
 func less(a, b Tuple) bool {

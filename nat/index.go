@@ -147,6 +147,17 @@ func (s *shard) rebuild(n int) *index {
 	return idx
 }
 
+// eachLink calls fn with every link until fn returns false. s.mu is held.
+func (s *shard) eachLink(fn func(*link) bool) {
+	idx := s.idx.Load()
+	for j := range idx.slots {
+		l := idx.slots[j].Load()
+		if l != nil && l != tombstone && !fn(l) {
+			return
+		}
+	}
+}
+
 // each calls fn with the connection of every link until fn returns false.
 // A connection whose two keys share the shard is seen twice. s.mu is held.
 func (s *shard) each(fn func(*Conn) bool) {

@@ -157,7 +157,7 @@ func TestEntries(t *testing.T) {
 		Proto: "tcp", State: "ESTABLISHED",
 		Orig:  TupleView{Src: webAddr, Dst: remoteAddr, Sport: 40000, Dport: 443},
 		Reply: TupleView{Src: remoteAddr, Dst: uplinkAddr, Sport: 443, Dport: 40000},
-		SNAT:  true, Assured: true, Timeout: clock.Duration(tcpTimeouts[TCPEstablished] - time.Second),
+		SNAT:  true, Replied: true, Assured: true, Timeout: clock.Duration(tcpTimeouts[TCPEstablished] - time.Second),
 		Packets: [2]uint64{2, 1}, Bytes: [2]uint64{uint64(len(syn) + len(data)), uint64(len(synack))},
 		sortKey: es[1].sortKey,
 	}, es[1])

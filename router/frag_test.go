@@ -16,13 +16,13 @@ import (
 )
 
 // natRig is the rig with front masqueraded and web on it publishing
-// 5353:53/udp.
+// 5353:5300/udp.
 func natRig(t *testing.T) *rig {
 	g := newRig(t, true, 1500, func(p *config.Plan) {
 		p.Networks[0].Masquerade = true
 		p.Endpoints = append(p.Endpoints, config.Endpoint{Name: "web", Mode: config.ModeBridge,
 			Interfaces: []config.Interface{{Name: "eth0", Network: "front", IP: webIP, Gateway: frontGW.Addr()}},
-			Publish:    []config.Publish{{HostPort: 5353, ContainerPort: 53, Proto: "udp"}}})
+			Publish:    []config.Publish{{HostPort: 5353, ContainerPort: 5300, Proto: "udp"}}})
 	})
 	g.learn(t, "uplink", hostIP, hostMAC)
 	g.learn(t, "gw/front", webIP, webMAC)
@@ -140,7 +140,7 @@ func TestFragmentsTranslatedWhole(t *testing.T) {
 			g.ports["uplink"].Input(f, packet.Offload{})
 		}
 		u = rejoin(t, g.links["gw/front"].take(), hostIP, webIP, 1500)
-		require.EqualValues(t, 53, u.DstPort)
+		require.EqualValues(t, 5300, u.DstPort)
 		require.Len(t, u.Payload, n)
 		for _, p := range []string{"gw/front", "uplink"} {
 			require.Empty(t, g.stats[p].Snapshot().Drops, p)
@@ -175,4 +175,42 @@ func TestReassembledWithDFGetsFragNeeded(t *testing.T) {
 	ic := decode(back[0]).Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
 	require.Equal(t, layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeFragmentationNeeded), ic.TypeCode)
 	require.EqualValues(t, 1280, ic.Seq, "the next-hop MTU")
+}
+
+// A same-network hairpin (web2 to the published port, DNATed to web on the
+// same network) is bridged back as br_netfilter does: both ways keep their
+// TTL, where routed traffic loses one.
+func TestHairpinKeepsTTL(t *testing.T) {
+	g := natRig(t)
+	web2 := netip.MustParseAddr("172.20.0.11")
+	web2MAC := macFor(web2)
+	g.learn(t, "gw/front", web2, web2MAC)
+	cli := netip.AddrPortFrom(web2, 42000)
+	pub := netip.AddrPortFrom(uplinkIP.Addr(), 5353)
+	g.ports["gw/front"].Input(bigUDP(t, web2MAC, macFor(frontGW.Addr()), cli, pub, 10), packet.Offload{})
+	out := g.links["gw/front"].take()
+	require.Len(t, out, 1)
+	ip := decode(out[0]).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	require.Equal(t, webIP.AsSlice(), []byte(ip.DstIP.To4()))
+	require.Equal(t, frontGW.Addr().AsSlice(), []byte(ip.SrcIP.To4()), "hairpin masquerade: from the gateway")
+	require.EqualValues(t, 64, ip.TTL)
+	requireChecksumsValid(t, out[0])
+
+	// the answer, to the gateway's masquerade port, goes back to web2
+	u := decode(out[0]).Layer(layers.LayerTypeUDP).(*layers.UDP)
+	back := bigUDP(t, webMAC, macFor(frontGW.Addr()), netip.AddrPortFrom(webIP, 5300), netip.AddrPortFrom(frontGW.Addr(), uint16(u.SrcPort)), 10)
+	g.ports["gw/front"].Input(back, packet.Offload{})
+	out = g.links["gw/front"].take()
+	require.Len(t, out, 1)
+	ip = decode(out[0]).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	require.Equal(t, web2.AsSlice(), []byte(ip.DstIP.To4()))
+	require.Equal(t, uplinkIP.Addr().AsSlice(), []byte(ip.SrcIP.To4()))
+	require.EqualValues(t, 64, ip.TTL, "the answer arrives with TTL 64, as with the kernel")
+	requireChecksumsValid(t, out[0])
+
+	// routed traffic still loses one
+	g.ports["gw/front"].Input(bigUDP(t, webMAC, macFor(frontGW.Addr()), netip.AddrPortFrom(webIP, 1), netip.AddrPortFrom(hostIP, 2), 10), packet.Offload{})
+	out = g.links["uplink"].take()
+	require.Len(t, out, 1)
+	require.EqualValues(t, 63, decode(out[0]).Layer(layers.LayerTypeIPv4).(*layers.IPv4).TTL)
 }

@@ -222,6 +222,12 @@ func (p *Port) Input(frame []byte, off packet.Offload) {
 		return
 	}
 	frame = frame[:packet.EthernetHeaderLen+int(ip.TotalLen())] // drop Ethernet padding
+	if ip.HeaderLen() > packet.IPv4MinHeaderLen {
+		if reason, ok := checkOptions(ip); !ok {
+			p.stats.Drop(reason)
+			return
+		}
+	}
 	if ip.IsFragment() {
 		p.reassemble(frame)
 		return
@@ -256,6 +262,7 @@ func (p *Port) route(frame []byte, off packet.Offload) {
 		r.deny(p, frame, off, v)
 		return
 	}
+	dst0 := dst
 	dst = ip.Dst()
 	if r.isLocal(dst) {
 		if v := r.ct.Filter(&fl, nat.Input, ""); v.Action != nat.Accept {
@@ -275,7 +282,11 @@ func (p *Port) route(frame []byte, off packet.Offload) {
 		r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeNetUnreach, 0)
 		return
 	}
-	if ip.TTL() <= 1 {
+	// A packet whose destination prerouting translated to a station of
+	// the network it came from goes back there bridged, as br_netfilter
+	// sends bridged-and-DNATed traffic: the hairpin keeps its TTL.
+	bridged := out == p && dst != dst0
+	if ip.TTL() <= 1 && !bridged {
 		p.stats.Drop(stats.TTLExceeded)
 		r.icmpError(frame, off, packet.ICMPTimeExceeded, 0, 0)
 		return
@@ -293,7 +304,9 @@ func (p *Port) route(frame []byte, off packet.Offload) {
 		r.deny(p, frame, off, v)
 		return
 	}
-	ip.DecTTL()
+	if !bridged {
+		ip.DecTTL()
+	}
 	out.sendVia(nh, frame, off)
 }
 

@@ -46,6 +46,12 @@ type PortConfig struct {
 	// Shared marks a port that several goroutines feed (a router port);
 	// its receive counters then use atomic adds.
 	Shared bool
+	// MTU is the largest IP packet the port's device takes (0: no limit).
+	// Like a Linux bridge (is_skb_forwardable), a frame larger than that
+	// plus the Ethernet header and one VLAN tag is dropped, counted as
+	// mtu-exceeded, rather than delivered; a super-frame passes (its
+	// segments are what the wire carries).
+	MTU int
 }
 
 // Port is one attachment of a switch. Its counters are live.
@@ -270,6 +276,10 @@ func (p *Port) check(eth packet.Ethernet, src packet.MAC) (stats.Reason, bool) {
 }
 
 func (p *Port) write(frame []byte, off packet.Offload) {
+	if p.MTU > 0 && len(frame) > p.MTU+packet.EthernetHeaderLen+4 && !off.IsGSO() {
+		p.Stats.Drop(stats.MTUExceeded)
+		return
+	}
 	p.sw.observe(p, frame, off)
 	if err := p.dev.WriteFrame(frame, off); err != nil {
 		p.Stats.Drop(stats.TxError)

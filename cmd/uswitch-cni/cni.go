@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/containernetworking/cni/pkg/invoke"
+	cnins "github.com/containernetworking/cni/pkg/ns"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -19,6 +20,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+
+	"github.com/uswitch-dev/uswitch/live"
 )
 
 // cmdAdd attaches CNI_IFNAME in CNI_NETNS to the configured network of the
@@ -37,6 +40,15 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("netns %q", args.Netns), err.Error())
 	}
 	netns.Close()
+	// skel refuses the plugin's own namespace only after ADD: by then the
+	// instance would have put an interface and a default route in it.
+	if o := strings.ToUpper(args.NetnsOverride); o != "TRUE" && o != "1" {
+		if same, cerr := cnins.CheckNetNS(args.Netns); cerr != nil {
+			return cerr
+		} else if same {
+			return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("netns %q is the plugin's own network namespace, not a container's", args.Netns), "")
+		}
+	}
 
 	ctx := context.Background()
 	d := newDaemon(conf.socket())
@@ -116,7 +128,7 @@ func cmdDel(args *skel.CmdArgs) error {
 	d := newDaemon(conf.socket())
 	eps, err := d.endpoints(ctx)
 	switch {
-	case errors.Is(err, errNotRunning):
+	case isNotRunning(err):
 		if err := deleteLink(args.Netns, args.IfName); err != nil {
 			return err
 		}
@@ -124,7 +136,7 @@ func cmdDel(args *skel.CmdArgs) error {
 		return conf.apiError("listing endpoints", err, types.ErrTryAgainLater)
 	default:
 		if ep, _ := findAttachment(eps, args.ContainerID, args.IfName); ep != nil {
-			if err := d.detach(ctx, ep.Name); err != nil && !isNotFound(err) {
+			if err := d.detach(ctx, ep.Name); err != nil {
 				return conf.apiError(fmt.Sprintf("removing endpoint %q", ep.Name), err, types.ErrTryAgainLater)
 			}
 		}
@@ -259,7 +271,7 @@ func cmdGC(args *skel.CmdArgs) error {
 			if valid {
 				continue
 			}
-			if err := d.detach(ctx, ep.Name); err != nil && !isNotFound(err) {
+			if err := d.detach(ctx, ep.Name); err != nil {
 				errs = append(errs, conf.apiError(fmt.Sprintf("removing endpoint %q", ep.Name), err, types.ErrTryAgainLater))
 			}
 		}
@@ -292,7 +304,7 @@ func firstCNIError(errs []error) error {
 
 // lookupNetwork asks the instance for the configured network. An instance
 // that does not answer is an error with code down.
-func (c *netConf) lookupNetwork(ctx context.Context, d *daemon, down uint) (*network, error) {
+func (c *netConf) lookupNetwork(ctx context.Context, d daemon, down uint) (*live.NetworkInfo, error) {
 	nets, err := d.networks(ctx)
 	if err != nil {
 		return nil, c.apiError("listing networks", err, down)
@@ -320,15 +332,15 @@ func (c *netConf) apiError(what string, err error, down uint) error {
 		instance = c.Socket
 	}
 	msg := fmt.Sprintf("uswitch instance %q: %s: %v", instance, what, err)
-	var ae *apiError
+	status := statusOf(err)
 	switch {
-	case errors.Is(err, errNotRunning):
+	case isNotRunning(err):
+		return types.NewError(down, fmt.Sprintf("%s: %v", what, err), "")
+	case status == http.StatusServiceUnavailable:
 		return types.NewError(down, msg, "")
-	case errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable:
-		return types.NewError(down, msg, "")
-	case errors.As(err, &ae) && ae.Status/100 == 4:
+	case status/100 == 4:
 		return types.NewError(types.ErrInvalidNetworkConfig, msg, "")
-	case errors.As(err, &ae):
+	case status != 0:
 		return types.NewError(types.ErrInternal, msg, "")
 	default:
 		return types.NewError(types.ErrIOFailure, msg, "")
@@ -337,7 +349,7 @@ func (c *netConf) apiError(what string, err error, down uint) error {
 
 // findAttachment returns the endpoint attaching ifname of containerID and
 // that interface, or nil.
-func findAttachment(eps []endpoint, containerID, ifname string) (*endpoint, *iface) {
+func findAttachment(eps []live.EndpointInfo, containerID, ifname string) (*live.EndpointInfo, *live.InterfaceInfo) {
 	for i := range eps {
 		if eps[i].ContainerID != containerID {
 			continue
@@ -366,8 +378,8 @@ func ipamAddress(r *current.Result) (net.IP, error) {
 // attachmentResult is the 1.1.0 result of an attachment the instance
 // made: the interface in the sandbox, its address with the gateway, the
 // default route via the gateway and the network's DNS server.
-func attachmentResult(args *skel.CmdArgs, ep *endpoint, mtu int) (*current.Result, error) {
-	_, ifc := findAttachment([]endpoint{*ep}, ep.ContainerID, args.IfName)
+func attachmentResult(args *skel.CmdArgs, ep *live.EndpointInfo, mtu int) (*current.Result, error) {
+	_, ifc := findAttachment([]live.EndpointInfo{*ep}, ep.ContainerID, args.IfName)
 	if ifc == nil {
 		return nil, fmt.Errorf("instance answered endpoint %q without interface %s", ep.Name, args.IfName)
 	}

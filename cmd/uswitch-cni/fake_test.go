@@ -17,6 +17,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/stretchr/testify/require"
+
+	"github.com/uswitch-dev/uswitch/live"
 )
 
 // fakeDaemon is a control API server with the endpoint and network calls of
@@ -25,13 +27,13 @@ type fakeDaemon struct {
 	socket string
 
 	mu       sync.Mutex
-	eps      []endpoint
+	eps      []live.EndpointInfo
 	requests []attachRequest // every POST /v1/endpoints body
 	deleted  []string        // every DELETE that found its endpoint
 }
 
 // fakeNetworks are the networks the fake instance has.
-var fakeNetworks = []network{
+var fakeNetworks = []live.NetworkInfo{
 	{Name: "front", Subnet: "172.20.0.0/24", Gateway: "172.20.0.1", DNS: true, MTU: 1500},
 	{Name: "back", Subnet: "172.21.0.0/24", Gateway: "172.21.0.1", MTU: 9000},
 }
@@ -46,14 +48,14 @@ func newFakeDaemon(t *testing.T) *fakeDaemon {
 	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, _ *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		writeJSON(w, http.StatusOK, append([]endpoint{}, f.eps...))
+		writeJSON(w, http.StatusOK, append([]live.EndpointInfo{}, f.eps...))
 	})
 	mux.HandleFunc("POST /v1/endpoints", f.add)
 	mux.HandleFunc("DELETE /v1/endpoints/{name...}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		i := slices.IndexFunc(f.eps, func(e endpoint) bool { return e.Name == name })
+		i := slices.IndexFunc(f.eps, func(e live.EndpointInfo) bool { return e.Name == name })
 		if i < 0 {
 			writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no endpoint %q", name)})
 			return
@@ -80,7 +82,7 @@ func (f *fakeDaemon) add(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, req)
-	i := slices.IndexFunc(fakeNetworks, func(n network) bool { return n.Name == req.Network })
+	i := slices.IndexFunc(fakeNetworks, func(n live.NetworkInfo) bool { return n.Name == req.Network })
 	if i < 0 {
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no network %q", req.Network)})
 		return
@@ -118,11 +120,11 @@ func (f *fakeDaemon) add(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	b := ip.As4()
-	ep := endpoint{
+	ep := live.EndpointInfo{
 		Name:        name,
 		NetnsPath:   req.NetnsPath,
 		ContainerID: req.ContainerID,
-		Interfaces: []iface{{
+		Interfaces: []live.InterfaceInfo{{
 			Name: req.Ifname, Port: name, Network: nw.Name,
 			IP:      netip.PrefixFrom(ip, subnet.Bits()).String(),
 			MAC:     fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3]),
@@ -138,14 +140,14 @@ func (f *fakeDaemon) add(w http.ResponseWriter, r *http.Request) {
 }
 
 // put adds an endpoint as if another client had made it.
-func (f *fakeDaemon) put(ep endpoint) {
+func (f *fakeDaemon) put(ep live.EndpointInfo) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.eps = append(f.eps, ep)
 }
 
 // last is the endpoint the fake instance made last.
-func (f *fakeDaemon) last() endpoint {
+func (f *fakeDaemon) last() live.EndpointInfo {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.eps[len(f.eps)-1]

@@ -19,6 +19,9 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
+
+	"github.com/uswitch-dev/uswitch/internal/testenv"
+	"github.com/uswitch-dev/uswitch/live"
 )
 
 // The test binary is also the plugin and a fake IPAM plugin: env links it
@@ -113,9 +116,7 @@ func (e *env) requireCode(c call, code uint) *types.Error {
 // path other processes can open.
 func testNetns(t *testing.T) (ns.NetNS, string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: makes a network namespace to attach")
-	}
+	testenv.NeedRoot(t)
 	n, err := ns.TempNetNS()
 	require.NoError(t, err)
 	t.Cleanup(func() { n.Close() })
@@ -125,7 +126,7 @@ func testNetns(t *testing.T) (ns.NetNS, string) {
 // fakeLink makes in n the interface the instance would have made for the
 // first interface of ep: its MAC, address and default route. It is one end
 // of a veth pair whose other end (ifname+"p") stays in n.
-func fakeLink(t *testing.T, n ns.NetNS, ifname string, ep endpoint) {
+func fakeLink(t *testing.T, n ns.NetNS, ifname string, ep live.EndpointInfo) {
 	t.Helper()
 	require.NoError(t, n.Do(func(ns.NetNS) error {
 		mac, err := net.ParseMAC(ep.Interfaces[0].MAC)
@@ -282,21 +283,29 @@ func TestAddErrors(t *testing.T) {
 	ce = e.requireCode(add(e.conf("1.1.0", map[string]any{"link": "macvlan"}), "/proc/self/ns/net"), types.ErrInvalidNetworkConfig)
 	require.Contains(t, ce.Msg, `"link" "macvlan"`)
 	e.requireCode(add(e.conf("1.1.0", nil), notNetns), types.ErrInvalidNetNS)
+	ce = e.requireCode(add(e.conf("1.1.0", nil), "/proc/self/ns/net"), types.ErrInvalidNetNS)
+	require.Contains(t, ce.Msg, "the plugin's own network namespace")
 	e.requireCode(add(e.conf("1.1.0", nil), filepath.Join(t.TempDir(), "gone")), types.ErrInvalidNetNS)
 	ce = e.requireCode(add(e.conf("1.1.0", map[string]any{"network": 5}), "/proc/self/ns/net"), types.ErrDecodingFailure)
 	require.Contains(t, ce.Details, "cannot unmarshal number")
 	require.Empty(t, e.daemon.endpointNames())
+}
 
-	if os.Geteuid() != 0 {
-		return
-	}
+// TestAddRefusals: with a valid netns, a missing network is refused, an
+// instance that is not running is "try again later", and the instance's
+// own refusal is passed on.
+func TestAddRefusals(t *testing.T) {
 	_, path := testNetns(t)
-	ce = e.requireCode(add(e.conf("1.1.0", map[string]any{"network": "nope"}), path), types.ErrInvalidNetworkConfig)
+	e := newEnv(t)
+	add := func(conf map[string]any, netns string) call {
+		return call{cmd: "ADD", containerID: "bad1", netns: netns, ifname: "eth0", conf: conf}
+	}
+	ce := e.requireCode(add(e.conf("1.1.0", map[string]any{"network": "nope"}), path), types.ErrInvalidNetworkConfig)
 	require.Contains(t, ce.Msg, `no network "nope" (it has: front, back)`)
 
 	// Not running: no socket, and a socket nothing listens on.
 	ce = e.requireCode(add(e.conf("1.1.0", map[string]any{"socket": filepath.Join(t.TempDir(), "none.sock")}), path), types.ErrTryAgainLater)
-	require.Contains(t, ce.Msg, "not running")
+	require.Contains(t, ce.Msg, "no uswitch instance is running")
 	e.requireCode(add(e.conf("1.1.0", map[string]any{"socket": deadSocket(t)}), path), types.ErrTryAgainLater)
 
 	// A refusal of the instance (a name that exists: the first 12
@@ -323,8 +332,8 @@ func deadSocket(t *testing.T) string {
 func TestDel(t *testing.T) {
 	e := newEnv(t)
 	id := "0123456789abcdef"
-	e.daemon.put(endpoint{Name: "cni-0123456789ab", ContainerID: id, Interfaces: []iface{{Name: "eth0", Network: "front", IP: "172.20.0.2/24"}}})
-	e.daemon.put(endpoint{Name: "cni-0123456789ab/net1", ContainerID: id, Interfaces: []iface{{Name: "net1", Network: "front", IP: "172.20.0.3/24"}}})
+	e.daemon.put(live.EndpointInfo{Name: "cni-0123456789ab", ContainerID: id, Interfaces: []live.InterfaceInfo{{Name: "eth0", Network: "front", IP: "172.20.0.2/24"}}})
+	e.daemon.put(live.EndpointInfo{Name: "cni-0123456789ab/net1", ContainerID: id, Interfaces: []live.InterfaceInfo{{Name: "net1", Network: "front", IP: "172.20.0.3/24"}}})
 	// The same first 12 characters, another container: a failed ADD's DEL
 	// must not remove the first container's attachment.
 	del := func(containerID, ifname, netns string, conf map[string]any) call {
@@ -346,13 +355,20 @@ func TestDel(t *testing.T) {
 	e.mustRun(del(id, "eth0", gone, down))
 	e.mustRun(del(id, "eth0", "", down))
 	e.mustRun(del(id, "eth0", "", e.conf("1.1.0", map[string]any{"socket": deadSocket(t)})))
+}
 
-	if os.Geteuid() != 0 {
-		return
-	}
+// TestDelInstanceDown: with the instance not running, DEL deletes the
+// interface in the netns, and only that one.
+func TestDelInstanceDown(t *testing.T) {
 	n, path := testNetns(t)
-	fakeLink(t, n, "eth0", endpoint{Interfaces: []iface{{MAC: "02:42:ac:14:00:09", IP: "172.20.0.9/24", Gateway: "172.20.0.1"}}})
-	fakeLink(t, n, "eth1", endpoint{Interfaces: []iface{{MAC: "02:42:ac:15:00:09", IP: "172.21.0.9/24", Gateway: "172.21.0.1"}}})
+	e := newEnv(t)
+	id := "0123456789abcdef"
+	del := func(containerID, ifname, netns string, conf map[string]any) call {
+		return call{cmd: "DEL", containerID: containerID, ifname: ifname, netns: netns, conf: conf}
+	}
+	down := e.conf("1.1.0", map[string]any{"socket": filepath.Join(t.TempDir(), "none.sock")})
+	fakeLink(t, n, "eth0", live.EndpointInfo{Interfaces: []live.InterfaceInfo{{MAC: "02:42:ac:14:00:09", IP: "172.20.0.9/24", Gateway: "172.20.0.1"}}})
+	fakeLink(t, n, "eth1", live.EndpointInfo{Interfaces: []live.InterfaceInfo{{MAC: "02:42:ac:15:00:09", IP: "172.21.0.9/24", Gateway: "172.21.0.1"}}})
 	e.mustRun(del(id, "eth0", path, down))
 	require.False(t, linkExists(t, n, "eth0"), "DEL with the instance down deletes the interface")
 	require.True(t, linkExists(t, n, "eth1"), "and only that one")
@@ -432,7 +448,7 @@ func TestStatus(t *testing.T) {
 	ce := e.requireCode(status(e.conf("1.1.0", map[string]any{"network": "nope"})), types.ErrPluginNotAvailable)
 	require.Contains(t, ce.Msg, `no network "nope"`)
 	ce = e.requireCode(status(e.conf("1.1.0", map[string]any{"socket": filepath.Join(t.TempDir(), "none.sock")})), types.ErrPluginNotAvailable)
-	require.Contains(t, ce.Msg, "not running")
+	require.Contains(t, ce.Msg, "no uswitch instance is running")
 	e.requireCode(status(e.conf("1.1.0", map[string]any{"socket": deadSocket(t)})), types.ErrPluginNotAvailable)
 	e.requireCode(status(e.conf("1.0.0", nil)), types.ErrIncompatibleCNIVersion)
 }
@@ -442,7 +458,7 @@ func TestStatus(t *testing.T) {
 func TestGC(t *testing.T) {
 	e := newEnv(t)
 	put := func(name, id, ifname, nw string) {
-		e.daemon.put(endpoint{Name: name, ContainerID: id, Interfaces: []iface{{Name: ifname, Network: nw}}})
+		e.daemon.put(live.EndpointInfo{Name: name, ContainerID: id, Interfaces: []live.InterfaceInfo{{Name: ifname, Network: nw}}})
 	}
 	put("cni-a", "a", "eth0", "front")
 	put("cni-b", "b", "eth0", "front")
@@ -478,7 +494,7 @@ func TestIPAMDelegation(t *testing.T) {
 		}}
 	}
 	// The fake instance makes no interface: make the one it would have.
-	fakeLink(t, n, "eth0", endpoint{Interfaces: []iface{{MAC: "02:42:ac:14:00:4d", IP: "172.20.0.77/24", Gateway: "172.20.0.1"}}})
+	fakeLink(t, n, "eth0", live.EndpointInfo{Interfaces: []live.InterfaceInfo{{MAC: "02:42:ac:14:00:4d", IP: "172.20.0.77/24", Gateway: "172.20.0.1"}}})
 	out := e.mustRun(call{cmd: "ADD", containerID: "ipam1", netns: path, ifname: "eth0", conf: e.conf("1.1.0", ipamConf("172.20.0.77/24"))})
 	require.Equal(t, "172.20.0.77", e.daemon.lastRequest(t).IP)
 	r, err := types100.NewResult(out)

@@ -20,10 +20,23 @@ func cmdConntrack(args []string) error {
 // conntrack is `uswitch conntrack`: the connection table, one connection a
 // line like `conntrack -L`, and on stderr how many were shown.
 func conntrack(ctx context.Context, args []string, w, stderr io.Writer) error {
-	fs := newFlagSet("conntrack", "[--proto tcp|udp|icmp] [-o table|json] [--control PATH | --config FILE]")
+	fs := newFlagSet("conntrack", "[--proto tcp|udp|icmp] [--src IP] [--dst IP] [--sport N] [--dport N] [--state S] [-o table|json] [--control PATH | --config FILE]")
 	var f inspectFlags
 	f.register(fs)
-	proto := fs.String("proto", "", "show only connections of protocol `P`: tcp, udp or icmp")
+	// Filters, applied by the server, like conntrack -L's -p, -s, -d,
+	// --sport, --dport and --state (all on the original direction).
+	filters := []struct{ name, usage string }{
+		{"proto", "show only connections of protocol `P`: tcp, udp or icmp"},
+		{"src", "show only connections whose original source is `IP`"},
+		{"dst", "show only connections whose original destination is `IP`"},
+		{"sport", "show only connections whose original source port is `N`"},
+		{"dport", "show only connections whose original destination port is `N`"},
+		{"state", "show only TCP connections in state `S` (ESTABLISHED, TIME_WAIT, ...)"},
+	}
+	vals := make([]*string, len(filters))
+	for i, fl := range filters {
+		vals[i] = fs.String(fl.name, "", fl.usage)
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -32,8 +45,14 @@ func conntrack(ctx context.Context, args []string, w, stderr io.Writer) error {
 		return err
 	}
 	path := "/v1/conntrack"
-	if *proto != "" {
-		path += "?" + url.Values{"proto": {*proto}}.Encode()
+	q := url.Values{}
+	for i, fl := range filters {
+		if *vals[i] != "" {
+			q.Set(fl.name, *vals[i])
+		}
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	var entries []nat.Entry
 	if err := getJSON(ctx, c, path, &entries); err != nil {
@@ -60,7 +79,8 @@ func conntrack(ctx context.Context, args []string, w, stderr io.Writer) error {
 // conntrackLine is a connection as `conntrack -L` prints it: protocol name
 // and number, seconds left, the TCP state, the original tuple and its
 // counters ([UNREPLIED] while nothing came back), the reply tuple and its
-// counters, [ASSURED] once a reply was seen, and the NAT applied, e.g.
+// counters, [ASSURED] once assured (a reply, and for TCP a completed
+// handshake), and the NAT applied, e.g.
 //
 //	tcp      6 431999 ESTABLISHED src=172.20.0.10 dst=10.250.0.1 sport=40000 dport=80 packets=5 bytes=400 src=10.250.0.1 dst=10.250.0.2 sport=80 dport=40000 packets=4 bytes=300 [ASSURED] snat
 func conntrackLine(e nat.Entry) string {
@@ -71,7 +91,7 @@ func conntrackLine(e nat.Entry) string {
 	}
 	b.WriteString(tupleText(e.Proto, e.Orig, nat.Original))
 	fmt.Fprintf(&b, " packets=%d bytes=%d ", e.Packets[0], e.Bytes[0])
-	if !e.Assured {
+	if !e.Replied {
 		b.WriteString("[UNREPLIED] ")
 	}
 	b.WriteString(tupleText(e.Proto, e.Reply, nat.Reply))

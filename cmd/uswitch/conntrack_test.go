@@ -30,7 +30,7 @@ func TestConntrackLine(t *testing.T) {
 		want string
 	}{
 		{nat.Entry{Proto: "tcp", State: "ESTABLISHED", Orig: tv("172.20.0.10", "10.250.0.1", 40000, 80),
-			Reply: tv("10.250.0.1", "10.250.0.2", 80, 40000), SNAT: true, Assured: true,
+			Reply: tv("10.250.0.1", "10.250.0.2", 80, 40000), SNAT: true, Replied: true, Assured: true,
 			Timeout: clock.Duration(431999*time.Second + 500*time.Millisecond), Packets: [2]uint64{5, 4}, Bytes: [2]uint64{400, 300}},
 			"tcp      6 431999 ESTABLISHED src=172.20.0.10 dst=10.250.0.1 sport=40000 dport=80 packets=5 bytes=400 " +
 				"src=10.250.0.1 dst=10.250.0.2 sport=80 dport=40000 packets=4 bytes=300 [ASSURED] snat"},
@@ -40,12 +40,18 @@ func TestConntrackLine(t *testing.T) {
 			"udp      17 29 src=10.250.0.1 dst=10.250.0.2 sport=5353 dport=8080 packets=1 bytes=33 [UNREPLIED] " +
 				"src=172.20.0.10 dst=10.250.0.1 sport=53 dport=5353 packets=0 bytes=0 dnat"},
 		{nat.Entry{Proto: "icmp", Orig: tv("172.20.0.10", "8.8.8.8", 7, 7), Reply: tv("8.8.8.8", "10.250.0.2", 1030, 1030),
-			SNAT: true, DNAT: true, Assured: true, Timeout: clock.Duration(30 * time.Second), Packets: [2]uint64{1, 1}, Bytes: [2]uint64{84, 84}},
+			SNAT: true, DNAT: true, Replied: true, Assured: true, Timeout: clock.Duration(30 * time.Second), Packets: [2]uint64{1, 1}, Bytes: [2]uint64{84, 84}},
 			"icmp     1 30 src=172.20.0.10 dst=8.8.8.8 type=8 code=0 id=7 packets=1 bytes=84 " +
 				"src=8.8.8.8 dst=10.250.0.2 type=0 code=0 id=1030 packets=1 bytes=84 [ASSURED] snat dnat"},
 		{nat.Entry{Proto: "proto-47", Orig: tv("172.20.0.10", "172.20.0.11", 0, 0), Reply: tv("172.20.0.11", "172.20.0.10", 0, 0),
 			Timeout: clock.Duration(600 * time.Second)},
 			"proto-47 47 600 src=172.20.0.10 dst=172.20.0.11 packets=0 bytes=0 [UNREPLIED] src=172.20.0.11 dst=172.20.0.10 packets=0 bytes=0"},
+		// a SYN answered but not acknowledged: replied, not yet assured
+		{nat.Entry{Proto: "tcp", State: "SYN_RECV", Orig: tv("203.0.113.9", "10.250.0.2", 4000, 8080),
+			Reply: tv("172.20.0.10", "203.0.113.9", 80, 4000), DNAT: true, Replied: true,
+			Timeout: clock.Duration(60 * time.Second), Packets: [2]uint64{1, 1}, Bytes: [2]uint64{60, 60}},
+			"tcp      6 60 SYN_RECV src=203.0.113.9 dst=10.250.0.2 sport=4000 dport=8080 packets=1 bytes=60 " +
+				"src=172.20.0.10 dst=203.0.113.9 sport=80 dport=4000 packets=1 bytes=60 dnat"},
 	} {
 		require.Equal(t, tc.want, conntrackLine(tc.e))
 	}
@@ -118,8 +124,26 @@ func TestConntrackCommand(t *testing.T) {
 	require.Equal(t, "[]\n", out.String())
 	require.Equal(t, "uswitch: 0 flow entries have been shown.\n", errOut.String())
 
+	// the filters of conntrack -L, applied by the server
+	for _, tc := range []struct {
+		args []string
+		n    int
+	}{
+		{[]string{"--src", "172.20.0.10"}, 1}, {[]string{"--src", "172.20.0.11"}, 0},
+		{[]string{"--dst", "10.250.0.1", "--dport", "53"}, 1}, {[]string{"--sport", "40000", "--proto", "udp"}, 1},
+		{[]string{"--dport", "80"}, 0}, {[]string{"--state", "ESTABLISHED"}, 0},
+	} {
+		out.Reset()
+		errOut.Reset()
+		require.NoError(t, conntrack(ctx, append([]string{"--control", in.sock, "-o", "json"}, tc.args...), &out, &errOut))
+		require.NoError(t, json.Unmarshal(out.Bytes(), &entries))
+		require.Len(t, entries, tc.n, "%v", tc.args)
+	}
+
 	err := conntrack(ctx, []string{"--control", in.sock, "--proto", "sctp"}, &out, &errOut)
 	require.EqualError(t, err, `query parameter proto="sctp": want tcp, udp or icmp`)
+	err = conntrack(ctx, []string{"--control", in.sock, "--dport", "http"}, &out, &errOut)
+	require.EqualError(t, err, `query parameter dport="http": not a port (1-65535)`)
 }
 
 func TestRulesCommand(t *testing.T) {

@@ -13,14 +13,13 @@ import (
 // TestMakeInstall runs `make install DESTDIR=...` from the repository's
 // Makefile: the binary lands in $PREFIX/bin and runs, the unit in
 // $PREFIX/lib/systemd/system runs the instance's config as a notify
-// service that is restarted on failure and never runs `down`, and a CNI
-// plugin binary, when the build made one, lands in /opt/cni/bin.
+// service that is restarted on failure and never runs `down`, and the CNI
+// plugin lands in /opt/cni/bin.
 func TestMakeInstall(t *testing.T) {
 	mk, err := exec.LookPath("make")
 	require.NoError(t, err, "make is needed to test `make install`")
 	dest := t.TempDir()
-	cni := filepath.Join(t.TempDir(), "uswitch-cni")
-	require.NoError(t, os.WriteFile(cni, []byte("#!/bin/sh\n"), 0o644))
+	cni := filepath.Join(t.TempDir(), "uswitch-cni") // built there, not in the repo's bin/
 	cmd := exec.Command(mk, "-C", "../..", "install", "DESTDIR="+dest, "PREFIX=/usr/local", "CNI_BIN="+cni)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
@@ -50,7 +49,14 @@ func TestMakeInstall(t *testing.T) {
 	}
 	require.NotContains(t, string(unit), "@BINDIR@")
 
-	st, err = os.Stat(filepath.Join(dest, "opt/cni/bin/uswitch-cni"))
+	plugin := filepath.Join(dest, "opt/cni/bin/uswitch-cni")
+	st, err = os.Stat(plugin)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o755), st.Mode().Perm())
+	c := exec.Command(plugin)
+	c.Env = append(os.Environ(), "CNI_COMMAND=VERSION")
+	c.Stdin = strings.NewReader("{}")
+	out, err = c.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), `"supportedVersions"`)
 }

@@ -26,16 +26,17 @@ type command struct {
 }
 
 var commands = []command{
-	{"run", "[--config FILE] [--busy-poll=false] [--cpu-latency] [--log-level L] [--log-format text|json]", "create the networks and run the datapath until interrupted", cmdRun},
+	{"run", "[--config FILE] [--busy-poll=false] [--cpu-latency] [--log-level L]", "create the networks and run the datapath until interrupted", cmdRun},
 	{"check", "[--config FILE] [-o json]", "validate a config and print the resolved plan", cmdCheck},
-	{"down", "--config FILE", "remove what a crashed run left behind", cmdDown},
+	{"down", "[--config FILE]", "remove what a crashed run left behind", cmdDown},
 	{"endpoint", "add NAME --network N [--ip IP] [--mac MAC] [--link tap|veth] [--alias A]... [--publish SPEC]... | rm NAME | ls", "add or remove an endpoint of the running instance, or list them", cmdEndpoint},
 	{"network", "add NAME --subnet S [--gateway G] [--isolate=false] [--internal] [--mtu N] | rm NAME | ls", "add or remove a network of the running instance, or list them", cmdNetwork},
+	{"apply", "--config FILE [-o json]", "change the running instance to match a config; print what changed", cmdApply},
 	{"fdb", "[--network N] [--watch] [-o json]", "show the MAC learning table, or watch it change", cmdFDB},
 	{"ports", "[-o json]", "show every port's packet, byte and drop counters", cmdPorts},
 	{"neigh", "[-o json]", "show the router's ARP cache per network", cmdNeigh},
 	{"routes", "[-o json]", "show the routing table", cmdRoutes},
-	{"conntrack", "[--proto P] [-o json]", "show the connection table, like conntrack -L", cmdConntrack},
+	{"conntrack", "[--proto P] [--src IP] [--dst IP] [--sport N] [--dport N] [--state S] [-o json]", "show the connection table, like conntrack -L", cmdConntrack},
 	{"rules", "[-x] [-o json]", "show the compiled rules per hook with their counters", cmdRules},
 	{"capture", "[--port P] [--network N] [-c COUNT] -w FILE|-", "write the switched frames as pcap, for tcpdump -r or Wireshark", cmdCapture},
 	{"version", "", "print the version and build information", cmdVersion},

@@ -174,7 +174,7 @@ func cmdRun(args []string) error {
 		// process keeps as many as before.
 		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	}
-	return run(ctx, plan, *sock, notify, log)
+	return run(ctx, plan, *cfg, *sock, notify, log)
 }
 
 // logLevels are the values of run's --log-level.
@@ -195,7 +195,8 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 // run runs plan until ctx is done: busy polling and the CPU latency request
 // as plan.Defaults says, the control API on sock, and the service manager
 // told READY=1 once it forwards and STOPPING=1 when it starts to tear down.
-func run(ctx context.Context, plan *config.Plan, sock string, notify *notifier, log *slog.Logger) (err error) {
+// SIGHUP applies the file at cfg again (`uswitch apply`).
+func run(ctx context.Context, plan *config.Plan, cfg, sock string, notify *notifier, log *slog.Logger) (err error) {
 	opt := topo.Options{StateDir: stateDir, Polled: plan.Defaults.BusyPoll}
 	unlock, err := topo.Lock(plan.Name, opt)
 	if err != nil {
@@ -215,6 +216,7 @@ func run(ctx context.Context, plan *config.Plan, sock string, notify *notifier, 
 	if err != nil {
 		return err
 	}
+	plan = tp.Plan() // with what a previous run added that is re-attached
 	defer func() {
 		if cerr := tp.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
@@ -249,6 +251,7 @@ func run(ctx context.Context, plan *config.Plan, sock string, notify *notifier, 
 
 	served := make(chan error, 1)
 	go func() { served <- control.Serve(ctx, lis, control.NewHandlerWith(dp, inst)) }()
+	go reloadOnHUP(ctx, inst, cfg, log)
 
 	if err := ctx.Err(); err != nil {
 		return nil // interrupted during start-up; the defers clean up
