@@ -203,6 +203,10 @@ func networkFields(a, b Network) []string {
 	return out
 }
 
+// EndpointChanges names what differs between two versions of an endpoint
+// that makes it be recreated (none: it can stay as it is).
+func EndpointChanges(a, b Endpoint) []string { return endpointFields(a, b, nil) }
+
 // endpointFields names what differs between two versions of an endpoint
 // that makes it be recreated: its namespace, link, mode, port security,
 // networks, addresses or MACs, or a network of it that is recreated.

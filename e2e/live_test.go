@@ -23,6 +23,7 @@ import (
 
 	"github.com/uswitch-dev/uswitch/control"
 	"github.com/uswitch-dev/uswitch/live"
+	"github.com/uswitch-dev/uswitch/topo"
 )
 
 // liveConfig: one network, front, with a and b (the transfer's ends), and
@@ -270,6 +271,8 @@ func TestLiveRefusedCreatesNothing(t *testing.T) {
 		{"DELETE", "/v1/endpoints/" + x, ``, 404},
 		{"DELETE", "/v1/networks/front", ``, 409},
 		{"POST", "/v1/networks", `{"name":"n2","subnet":"10.91.0.0/25"}`, 400},
+		{"POST", "/v1/endpoints", `{"netns_path":"/var/run/netns/` + x + `-none","container_id":"abc","network":"front"}`, 400},
+		{"POST", "/v1/endpoints", `{"name":"` + x + `","network":"front","ifname":"eth1"}`, 400},
 	} {
 		status, body := rawRequest(t, in, c.method, c.path, c.body)
 		require.Equal(t, c.status, status, "%s %s %s: %s", c.method, c.path, c.body, body)
@@ -552,4 +555,122 @@ func TestLiveKillDuringApply(t *testing.T) {
 	require.Empty(t, dirs)
 	_, err = os.Stat(filepath.Join("/run/uswitch", name+".json"))
 	require.True(t, os.IsNotExist(err), "state file left behind")
+}
+
+// ifindex returns the index of link dev in namespace ns ("" when absent).
+func ifindex(t *testing.T, ns, dev string) string {
+	t.Helper()
+	out, err := nsExec(ns, "cat", "/sys/class/net/"+dev+"/ifindex")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(out)
+}
+
+// attach adds an attachment of container id to front in the named
+// namespace through the API.
+func attach(t *testing.T, in *instance, ns, id, link string) live.EndpointInfo {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"netns_path": "/var/run/netns/" + ns, "container_id": id, "network": "front", "link": link})
+	var info live.EndpointInfo
+	require.NoError(t, in.api().Post(context.Background(), "/v1/endpoints", "application/json", body, &info))
+	return info
+}
+
+// testNetns makes a namespace of the test's own (a container runtime's).
+func testNetns(t *testing.T, name string) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "add", name).CombinedOutput()
+	require.NoError(t, err, string(out))
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+}
+
+func TestLiveRestartAfterKill9(t *testing.T) {
+	needRoot(t)
+	name := prefix("lk9")
+	cfg := writeConfig(t, liveConfig(name))
+	first := start(t, name, cfg)
+	ctr, x, a := name+"-ctr", name+"-x", name+"-a"
+	testNetns(t, ctr)
+	att := attach(t, first, ctr, "feedfacecafe0001", "tap")
+	_, err := first.cli("endpoint", "add", x, "--network", "front", "--publish", "8091:7/tcp")
+	require.NoError(t, err)
+	before := first.endpoints(t)
+	idx := map[string]string{ctr: ifindex(t, ctr, "eth0"), x: ifindex(t, x, "eth0"), a: ifindex(t, a, "eth0")}
+	// A connection from the attachment to a, open across the restart.
+	echoServer(t, a, "0.0.0.0:7")
+	conn := dial(t, ctr, "10.91.0.2:7")
+	roundTrip := func() {
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		_, err := conn.Write([]byte("ping\n"))
+		require.NoError(t, err)
+		b := make([]byte, 5)
+		_, err = io.ReadFull(conn, b)
+		require.NoError(t, err)
+		require.Equal(t, "ping\n", string(b))
+	}
+	roundTrip()
+
+	first.kill()
+	second := start(t, name, cfg)
+	after := second.endpoints(t)
+	for _, n := range []string{att.Name, x, a} {
+		require.Contains(t, after, n)
+		require.Equal(t, before[n].Interfaces, after[n].Interfaces, "%s: same port, IP and MAC", n)
+		require.Equal(t, before[n].Publish, after[n].Publish, n)
+	}
+	for ns, i := range idx {
+		require.Equal(t, i, ifindex(t, ns, "eth0"), "%s's eth0 was not recreated", ns)
+	}
+	roundTrip() // the same connection, through the new process
+	echoServer(t, x, "0.0.0.0:7")
+	tcpEcho(t, ctr, ipOf(after[x])+":7")
+	tcpEcho(t, name+"-host", "10.253.0.2:8091")
+
+	// down after the second run's stop removes the attachment's TAP too.
+	require.NoError(t, second.stop())
+	require.NotEmpty(t, ifindex(t, ctr, "eth0"), "a stop leaves the attachment")
+	out, err := exec.Command(binary, "down", "--config", cfg).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Empty(t, ifindex(t, ctr, "eth0"), "down removes the attachment's TAP")
+	require.False(t, netnsExists(x))
+}
+
+func TestLiveRestartKeepsAttachments(t *testing.T) {
+	needRoot(t)
+	name := prefix("lrs")
+	cfg := writeConfig(t, liveConfig(name))
+	first := start(t, name, cfg)
+	ctr, ctr2 := name+"-ctr", name+"-ctr2"
+	testNetns(t, ctr)
+	testNetns(t, ctr2)
+	tapAtt := attach(t, first, ctr, "0000aaaa1111", "tap")
+	vethAtt := attach(t, first, ctr2, "0000bbbb2222", "veth")
+	idx, idx2 := ifindex(t, ctr, "eth0"), ifindex(t, ctr2, "eth0")
+
+	require.NoError(t, first.stop())
+	require.False(t, netnsExists(name+"-a"), "SIGTERM removes what run made")
+	require.Equal(t, idx, ifindex(t, ctr, "eth0"), "but leaves the attachments")
+	require.Equal(t, idx2, ifindex(t, ctr2, "eth0"))
+	require.NotEmpty(t, linksWithPrefix(t, topo.HostLinkName(name, vethAtt.Name)), "the veth's host end stays")
+
+	second := start(t, name, cfg)
+	after := second.endpoints(t)
+	require.Equal(t, tapAtt.Interfaces, after[tapAtt.Name].Interfaces)
+	require.Equal(t, vethAtt.Interfaces, after[vethAtt.Name].Interfaces)
+	require.Equal(t, idx, ifindex(t, ctr, "eth0"))
+	require.Equal(t, idx2, ifindex(t, ctr2, "eth0"))
+	echoServer(t, ctr2, "0.0.0.0:7")
+	tcpEcho(t, ctr, ipOf(after[vethAtt.Name])+":7")
+	echoServer(t, name+"-a", "0.0.0.0:7")
+	tcpEcho(t, ctr2, "10.91.0.2:7")
+
+	// DELETE removes the attachment's TAP from the namespace.
+	require.NoError(t, second.api().Delete(context.Background(), "/v1/endpoints/"+tapAtt.Name))
+	require.Empty(t, ifindex(t, ctr, "eth0"))
+	require.NoError(t, second.stop())
+	out, err := exec.Command(binary, "down", "--config", cfg).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Empty(t, ifindex(t, ctr2, "eth0"), "down removes the veth attachment")
+	require.Empty(t, linksWithPrefix(t, topo.HostLinkName(name, vethAtt.Name)))
 }

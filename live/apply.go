@@ -124,7 +124,7 @@ func (in *Instance) apply(ctx context.Context, next *config.Plan, diff *config.D
 		return err
 	}
 	in.plan = next
-	return nil
+	return in.tp.RecordPlan(next)
 }
 
 func boolInt(b bool) int {
@@ -153,6 +153,7 @@ func (in *Instance) updateNetwork(n config.Network) error {
 		err = in.tp.RemoveNetworkRoutes(&p, old)
 	}
 	in.plan = &p
+	err = errors.Join(err, in.tp.RecordPlan(&p))
 	if err != nil {
 		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
@@ -179,6 +180,9 @@ func (in *Instance) updateEndpoint(e config.Endpoint) error {
 		errs = append(errs, err)
 	}
 	in.plan = &p
+	if err := in.tp.RecordPlan(&p); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("endpoint %q: %w", e.Name, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -268,6 +269,11 @@ func (in *Instance) AddEndpoint(ctx context.Context, fields map[string]any) (End
 	}
 	next.Rules = in.plan.Rules // the same rules, their lines those of the file
 	ep := &next.Endpoints[len(next.Endpoints)-1]
+	if ep.IsAttachment() {
+		if _, err := os.Stat(ep.NetnsPath); err != nil {
+			return EndpointInfo{}, refuse(http.StatusBadRequest, "endpoint %q: netns_path: %v", ep.Name, err)
+		}
+	}
 	if err := in.addEndpoint(ctx, next, ep); err != nil {
 		return EndpointInfo{}, err
 	}
@@ -279,9 +285,12 @@ func (in *Instance) AddEndpoint(ctx context.Context, fields map[string]any) (End
 // held.
 func (in *Instance) addEndpoint(ctx context.Context, next *config.Plan, ep *config.Endpoint) error {
 	prev := in.plan
+	if err := in.tp.RecordPlan(next); err != nil {
+		return err
+	}
 	ports, err := in.tp.AddEndpoint(ctx, next, ep)
 	if err != nil {
-		return err
+		return errors.Join(err, in.tp.RecordPlan(prev))
 	}
 	undo := func(err error) error {
 		for _, pd := range ports {
@@ -294,7 +303,7 @@ func (in *Instance) addEndpoint(ctx context.Context, next *config.Plan, ep *conf
 		if rerr := in.tp.RemoveEndpoint(next, ep); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("removing what was made: %w", rerr))
 		}
-		return err
+		return errors.Join(err, in.tp.RecordPlan(prev))
 	}
 	// Rules and names first, so the first frame of the port finds them.
 	if err := in.dp.SetPlan(next); err != nil {
@@ -357,6 +366,9 @@ func (in *Instance) removeEndpoint(name string) error {
 		errs = append(errs, err)
 	}
 	in.plan = &next
+	if err := in.tp.RecordPlan(&next); err != nil {
+		errs = append(errs, err)
+	}
 	in.log.Info("endpoint removed", "endpoint", name)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("endpoint %q: %w", name, err)
@@ -393,8 +405,11 @@ func (in *Instance) AddNetwork(ctx context.Context, fields map[string]any) (Netw
 // addNetwork makes network n of next and makes next the running plan.
 // Called with in.mu held.
 func (in *Instance) addNetwork(next *config.Plan, n config.Network) error {
-	if err := in.dp.AddNetwork(n); err != nil {
+	if err := in.tp.RecordPlan(next); err != nil {
 		return err
+	}
+	if err := in.dp.AddNetwork(n); err != nil {
+		return errors.Join(err, in.tp.RecordPlan(in.plan))
 	}
 	if err := in.dp.SetPlan(next); err != nil {
 		_ = in.dp.RemoveNetwork(n.Name)
@@ -406,7 +421,7 @@ func (in *Instance) addNetwork(next *config.Plan, n config.Network) error {
 			err = errors.Join(err, serr)
 		}
 		_ = in.dp.RemoveNetwork(n.Name)
-		return err
+		return errors.Join(err, in.tp.RecordPlan(in.plan))
 	}
 	in.plan = next
 	in.log.Info("network added", "network", n.Name, "subnet", n.Subnet)
@@ -455,6 +470,9 @@ func (in *Instance) removeNetwork(next *config.Plan, n config.Network) error {
 		errs = append(errs, err)
 	}
 	in.plan = next
+	if err := in.tp.RecordPlan(next); err != nil {
+		errs = append(errs, err)
+	}
 	in.log.Info("network removed", "network", n.Name)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("network %q: %w", n.Name, err)

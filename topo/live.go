@@ -113,7 +113,12 @@ func (t *Topology) addAttachment(p *config.Plan, ep *config.Endpoint) error {
 		err = t.addVeth(p, ns, h, ifc, &pd)
 	} else {
 		pd.Link = config.LinkTAP
-		err = t.addTAP(p, ns, h, ifc, &pd)
+		// A persistent TAP in a namespace that is not ours: recorded, so
+		// that down deletes it.
+		ref := attachmentTAP(ep)
+		if err = t.record(func(s *State) { s.Links = append(s.Links, ref) }); err == nil {
+			err = t.addTAP(p, ns, h, ifc, &pd)
+		}
 	}
 	if pd.Dev != nil {
 		t.mu.Lock()
@@ -162,12 +167,7 @@ func (t *Topology) RemoveEndpoint(p *config.Plan, ep *config.Endpoint) error {
 			errs = append(errs, fmt.Errorf("port %q: %w", pd.Port, err))
 		}
 	}
-	var links []LinkRef
-	if ep.Mode == config.ModeBridge && ep.Link == config.LinkVeth {
-		for _, ifc := range ep.Interfaces {
-			links = append(links, LinkRef{Name: HostLinkName(p.Name, ifc.Port)})
-		}
-	}
+	links := endpointLinks(p.Name, ep)
 	for _, l := range links {
 		if err := deleteLink(l); err != nil {
 			errs = append(errs, fmt.Errorf("link %q: %w", l.Name, err))
@@ -216,6 +216,41 @@ func (t *Topology) RemoveEndpoint(p *config.Plan, ep *config.Endpoint) error {
 		s.Files = slices.DeleteFunc(s.Files, func(f string) bool { return slices.Contains(files, f) })
 		s.Dirs = slices.DeleteFunc(s.Dirs, func(d string) bool { return slices.Contains(dirs, d) })
 	})
+}
+
+// endpointLinks are the links of ep recorded in the state: veth host ends,
+// and an attachment's TAP in its namespace.
+func endpointLinks(instance string, ep *config.Endpoint) []LinkRef {
+	if ep.Mode != config.ModeBridge {
+		return nil
+	}
+	if ep.Link != config.LinkVeth {
+		if ep.IsAttachment() {
+			return []LinkRef{attachmentTAP(ep)}
+		}
+		return nil
+	}
+	var links []LinkRef
+	for _, ifc := range ep.Interfaces {
+		links = append(links, LinkRef{Name: HostLinkName(instance, ifc.Port)})
+	}
+	return links
+}
+
+// attachmentTAP is the link of an attachment on a TAP.
+func attachmentTAP(ep *config.Endpoint) LinkRef {
+	return LinkRef{Name: ep.Interfaces[0].Name, NetnsPath: ep.NetnsPath}
+}
+
+// RecordPlan records p as the running plan in the state file: the next
+// run re-attaches the endpoints it names that still exist. Record the plan
+// with an endpoint before adding it, and without one after removing it.
+func (t *Topology) RecordPlan(p *config.Plan) error {
+	src := string(p.Source())
+	t.mu.Lock()
+	t.plan = p
+	t.mu.Unlock()
+	return t.record(func(s *State) { s.Plan = src })
 }
 
 // AddNetworkRoutes adds the uplink's host route to network n's subnet (when

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,12 +49,45 @@ type State struct {
 	Links []LinkRef `json:"links,omitempty"` // links that outlive the process (veth host ends)
 	Files []string  `json:"files,omitempty"` // files written (under /etc/netns)
 	Dirs  []string  `json:"dirs,omitempty"`  // directories created (under /etc/netns), parents first
+	// Plan is the running plan as a net.toml (config.Source), recorded
+	// before each change: the next run re-attaches the endpoints it names
+	// that still exist (Apply).
+	Plan string `json:"plan,omitempty"`
 }
 
 // LinkRef names a link in a namespace ("" = the namespace uswitch runs in).
 type LinkRef struct {
 	Name  string `json:"name"`
 	Netns string `json:"netns,omitempty"`
+	// NetnsPath names a namespace by path instead (an attachment's, which
+	// is not uswitch's: only the link in it is).
+	NetnsPath string `json:"netns_path,omitempty"`
+}
+
+// handle returns a netlink handle in the link's namespace; gone is true
+// when that namespace no longer exists (nor the link with it).
+func (l LinkRef) handle() (h *netlink.Handle, done func(), gone bool, err error) {
+	var ns netns.NsHandle
+	switch {
+	case l.NetnsPath != "":
+		ns, err = netns.GetFromPath(l.NetnsPath)
+	case l.Netns != "":
+		ns, err = openNetns(l.Netns)
+	default:
+		return &netlink.Handle{}, func() {}, false, nil // the calling thread's
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, true, nil
+	}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	defer ns.Close()
+	nh, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return nh, nh.Close, false, nil
 }
 
 func (s *State) hasNetns(name string) bool {
@@ -185,19 +219,12 @@ func underEtcNetns(p string) error {
 // linkExists reports whether the link is there (in its namespace, if that
 // exists).
 func linkExists(l LinkRef) bool {
-	h := &netlink.Handle{}
-	if l.Netns != "" {
-		ns, err := openNetns(l.Netns)
-		if err != nil {
-			return false
-		}
-		defer ns.Close()
-		if h, err = netlink.NewHandleAt(ns); err != nil {
-			return false
-		}
-		defer h.Close()
+	h, done, gone, err := l.handle()
+	if gone || err != nil {
+		return false
 	}
-	_, err := retryDump(func() (netlink.Link, error) { return h.LinkByName(l.Name) })
+	defer done()
+	_, err = retryDump(func() (netlink.Link, error) { return h.LinkByName(l.Name) })
 	return err == nil
 }
 
@@ -206,23 +233,14 @@ func deleteLink(l LinkRef) error {
 	if err := validIfname(l.Name); err != nil {
 		return err
 	}
-	h := &netlink.Handle{} // no sockets of its own: the calling thread's namespace
-	if l.Netns != "" {
-		ns, err := openNetns(l.Netns)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // the link went with its namespace
-		}
-		if err != nil {
-			return err
-		}
-		defer ns.Close()
-		nh, err := netlink.NewHandleAt(ns)
-		if err != nil {
-			return err
-		}
-		defer nh.Close()
-		h = nh
+	h, done, gone, err := l.handle()
+	if gone {
+		return nil // the link went with its namespace
 	}
+	if err != nil {
+		return err
+	}
+	defer done()
 	link, err := h.LinkByName(l.Name)
 	if err != nil {
 		if isLinkNotFound(err) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -28,8 +29,9 @@ type Topology struct {
 	Uplink tap.Port
 
 	mu     sync.Mutex
-	path   string // state file
-	polled bool   // Options.Polled
+	plan   *config.Plan // the running plan (Apply's, then RecordPlan's)
+	path   string       // state file
+	polled bool         // Options.Polled
 	st     State
 	closed bool
 	err    error
@@ -45,6 +47,14 @@ type PortDev struct {
 	Link     string   // config.LinkTAP or config.LinkVeth
 	HostLink string   // veth only: the host end the AF_PACKET socket reads
 	Dev      tap.Port // *tap.TAP, *tap.VnetTAP or *tap.Packet
+}
+
+// Plan returns the plan the topology runs: the config's, with what a
+// previous run added and Apply re-attached.
+func (t *Topology) Plan() *config.Plan {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.plan
 }
 
 // State returns a copy of what the topology recorded in its state file.
@@ -98,21 +108,26 @@ func Apply(ctx context.Context, plan *config.Plan, opt Options) (*Topology, erro
 	if err != nil {
 		return nil, fmt.Errorf("instance %q: %w", plan.Name, err)
 	}
+	r := resume(plan, old)
+	plan = r.plan
 	if err := checkForeign(plan, old); err != nil {
 		return nil, fmt.Errorf("instance %q: %w", plan.Name, err)
 	}
 	if old != nil {
+		rest := r.rest(old)
 		slog.Info("removing what a previous run left behind", "instance", plan.Name, "pid", old.PID,
-			"netns", old.Netns, "links", len(old.Links), "files", len(old.Files))
-		if err := teardown(old); err != nil {
+			"netns", rest.Netns, "links", len(rest.Links), "files", len(rest.Files), "reattached", len(r.keep))
+		if err := teardown(rest); err != nil {
 			return nil, fmt.Errorf("instance %q: removing what a previous run left behind: %w", plan.Name, err)
 		}
 	}
-	t := &Topology{Name: plan.Name, path: StatePath(plan.Name, opt), polled: opt.Polled, st: State{Name: plan.Name, PID: os.Getpid()}}
+	st := r.st
+	st.Name, st.PID, st.Plan = plan.Name, os.Getpid(), string(plan.Source())
+	t := &Topology{Name: plan.Name, plan: plan, path: StatePath(plan.Name, opt), polled: opt.Polled, st: st}
 	if err := t.record(func(*State) {}); err != nil {
 		return nil, fmt.Errorf("instance %q: %w", plan.Name, err)
 	}
-	if err := t.build(ctx, plan); err != nil {
+	if err := t.build(ctx, plan, r.keep); err != nil {
 		if cerr := t.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("removing what was made: %w", cerr))
 		}
@@ -144,9 +159,18 @@ func (t *Topology) Close() error {
 			errs = append(errs, fmt.Errorf("uplink: %w", err))
 		}
 	}
+	// Attachments belong to their runtime: their links stay, and so does
+	// a state file naming them, for the next run (which re-attaches them)
+	// or down.
 	st := t.State()
+	keep := attachmentRecords(t.Name, t.Plan(), &st)
+	st.Links = slices.DeleteFunc(st.Links, func(l LinkRef) bool { return slices.Contains(keep, l) })
 	if err := teardown(&st); err != nil {
 		errs = append(errs, err)
+	} else if len(keep) > 0 {
+		if err := writeState(t.path, &State{Name: st.Name, PID: st.PID, Links: keep, Plan: st.Plan}); err != nil {
+			errs = append(errs, err)
+		}
 	} else if err := os.Remove(t.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("state file: %w", err))
 	}
@@ -176,8 +200,9 @@ func checkPlan(p *config.Plan) error {
 	hostSeen := map[string]string{}
 	for i := range p.Endpoints {
 		ep := &p.Endpoints[i]
-		switch ep.Mode {
-		case config.ModeBridge, config.ModeNone:
+		switch {
+		case ep.IsAttachment():
+		case ep.Mode == config.ModeBridge || ep.Mode == config.ModeNone:
 			if err := validName(ep.Netns); err != nil {
 				return fmt.Errorf("endpoint %q: netns: %w", ep.Name, err)
 			}
@@ -185,8 +210,8 @@ func checkPlan(p *config.Plan) error {
 				return fmt.Errorf("endpoint %q: netns %q is also endpoint %q's", ep.Name, ep.Netns, other)
 			}
 			nsSeen[ep.Netns] = ep.Name
-		case config.ModeHost:
-		case config.ModeContainer:
+		case ep.Mode == config.ModeHost:
+		case ep.Mode == config.ModeContainer:
 			if _, ok := byName[ep.Container]; !ok {
 				return fmt.Errorf("endpoint %q: container:%s names no endpoint", ep.Name, ep.Container)
 			}
@@ -230,7 +255,7 @@ func checkForeign(p *config.Plan, old *State) error {
 		if ep.Mode == config.ModeContainer && netnsExists(ep.Name) && !old.hasNetns(ep.Name) {
 			return fmt.Errorf("netns %q already exists and was not made by uswitch instance %q", ep.Name, p.Name)
 		}
-		if !namespaced(ep.Mode) {
+		if !namespaced(ep.Mode) || ep.IsAttachment() {
 			continue
 		}
 		if netnsExists(ep.Netns) && !old.hasNetns(ep.Netns) {
@@ -254,7 +279,7 @@ func checkForeign(p *config.Plan, old *State) error {
 // endpoints make anything; a container endpoint shares its target's
 // namespace (which this loop creates wherever the target is in the plan)
 // and a host endpoint stays in the root namespace.
-func (t *Topology) build(ctx context.Context, p *config.Plan) error {
+func (t *Topology) build(ctx context.Context, p *config.Plan, keep map[string]bool) error {
 	for i := range p.Endpoints {
 		ep := &p.Endpoints[i]
 		if !namespaced(ep.Mode) {
@@ -263,7 +288,16 @@ func (t *Topology) build(ctx context.Context, p *config.Plan) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := t.addEndpoint(ctx, p, ep); err != nil {
+		var err error
+		switch {
+		case keep[ep.Name]:
+			err = t.reattach(p, ep)
+		case ep.IsAttachment():
+			err = t.addAttachment(p, ep)
+		default:
+			err = t.addEndpoint(ctx, p, ep)
+		}
+		if err != nil {
 			return fmt.Errorf("endpoint %q: %w", ep.Name, err)
 		}
 	}
@@ -271,7 +305,7 @@ func (t *Topology) build(ctx context.Context, p *config.Plan) error {
 	// of their target's namespace, made now that every target exists.
 	for i := range p.Endpoints {
 		ep := &p.Endpoints[i]
-		if ep.Mode != config.ModeContainer || ep.Name == ep.Netns {
+		if ep.Mode != config.ModeContainer || ep.Name == ep.Netns || keep[ep.Name] {
 			continue
 		}
 		if err := t.record(func(s *State) { s.Netns = append(s.Netns, ep.Name) }); err != nil {
@@ -459,7 +493,16 @@ func (t *Topology) addTAP(p *config.Plan, ns netns.NsHandle, h *netlink.Handle, 
 	if err != nil {
 		return fmt.Errorf("TAP %s: rename to %s: %w", tmp, ifc.Name, err)
 	}
-	return configureIface(h, ifc)
+	if err := configureIface(h, ifc); err != nil {
+		return err
+	}
+	// The interface outlives the process (a crash, or a stop that leaves
+	// attachments), so the next run attaches to it again instead of making
+	// a new one; it goes with its namespace or when deleted.
+	if vt, ok := dev.(*tap.VnetTAP); ok {
+		return vt.SetPersist(true)
+	}
+	return nil
 }
 
 // addVeth creates a veth pair whose peer is made directly inside ns as

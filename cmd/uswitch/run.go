@@ -216,6 +216,7 @@ func run(ctx context.Context, plan *config.Plan, cfg, sock string, notify *notif
 	if err != nil {
 		return err
 	}
+	plan = tp.Plan() // with what a previous run added that is re-attached
 	defer func() {
 		if cerr := tp.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("teardown: %w", cerr))
