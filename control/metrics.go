@@ -18,6 +18,8 @@ type collector struct {
 	learnRefused       *prometheus.Desc
 
 	ctEntries, ctInserted, ctEarlyDrop, ctDrop, ctExpired *prometheus.Desc
+	ctInsertFailed, ctReopened                            *prometheus.Desc
+	fragReassembled, fragExpired                          *prometheus.Desc
 	rulePackets, ruleBytes                                *prometheus.Desc
 	pollPorts, pollSleeps, pollLifts                      *prometheus.Desc
 }
@@ -37,21 +39,27 @@ func newCollector(b Backend) *collector {
 
 		ctEntries:   prometheus.NewDesc("uswitch_conntrack_entries", "Connections in the connection table.", nil, nil),
 		ctInserted:  prometheus.NewDesc("uswitch_conntrack_inserted_total", "Connections added to the connection table.", nil, nil),
-		ctEarlyDrop: prometheus.NewDesc("uswitch_conntrack_early_drop_total", "Unreplied connections dropped to make room in a full table.", nil, nil),
-		ctDrop:      prometheus.NewDesc("uswitch_conntrack_drop_total", "New connections refused: table full or no free NAT port.", nil, nil),
-		ctExpired:   prometheus.NewDesc("uswitch_conntrack_expired_total", "Connections removed after their timeout.", nil, nil),
-		rulePackets: prometheus.NewDesc("uswitch_rule_packets_total", "Packets a rule matched; rule is its 1-based position in the hook and its comment.", rule, nil),
-		ruleBytes:   prometheus.NewDesc("uswitch_rule_bytes_total", "Bytes of the packets a rule matched; rule is its 1-based position in the hook and its comment.", rule, nil),
-		pollPorts:   prometheus.NewDesc("uswitch_busy_poll_ports", "Ports the busy-poll thread serves (run --busy-poll).", nil, nil),
-		pollSleeps:  prometheus.NewDesc("uswitch_busy_poll_sleeps_total", "Times the busy-poll thread stopped spinning and blocked, idle (run --busy-poll).", nil, nil),
-		pollLifts:   prometheus.NewDesc("uswitch_busy_poll_lifts_total", "Times the watchdog lifted the starved busy-poll thread to normal priority (run --busy-poll).", nil, nil),
+		ctEarlyDrop: prometheus.NewDesc("uswitch_conntrack_early_drop_total", "Connections not assured (unreplied, or a TCP handshake not completed) dropped to make room in a full table.", nil, nil),
+		ctDrop:      prometheus.NewDesc("uswitch_conntrack_drop_total", "New connections refused because the table was full.", nil, nil),
+		ctInsertFailed: prometheus.NewDesc("uswitch_conntrack_insert_failed_total",
+			"New connections refused because their translated tuple could not be made unique (ct-clash).", nil, nil),
+		ctReopened:      prometheus.NewDesc("uswitch_conntrack_reopened_total", "Connections in TIME_WAIT or CLOSE that a new SYN of the same tuple replaced.", nil, nil),
+		fragReassembled: prometheus.NewDesc("uswitch_frag_reassembled_total", "IPv4 datagrams reassembled from fragments before conntrack.", nil, nil),
+		fragExpired:     prometheus.NewDesc("uswitch_frag_expired_total", "IPv4 datagrams whose fragments did not all arrive within 30 s.", nil, nil),
+		ctExpired:       prometheus.NewDesc("uswitch_conntrack_expired_total", "Connections removed after their timeout.", nil, nil),
+		rulePackets:     prometheus.NewDesc("uswitch_rule_packets_total", "Packets a rule matched; rule is its 1-based position in the hook and its comment.", rule, nil),
+		ruleBytes:       prometheus.NewDesc("uswitch_rule_bytes_total", "Bytes of the packets a rule matched; rule is its 1-based position in the hook and its comment.", rule, nil),
+		pollPorts:       prometheus.NewDesc("uswitch_busy_poll_ports", "Ports the busy-poll thread serves (run --busy-poll).", nil, nil),
+		pollSleeps:      prometheus.NewDesc("uswitch_busy_poll_sleeps_total", "Times the busy-poll thread stopped spinning and blocked, idle (run --busy-poll).", nil, nil),
+		pollLifts:       prometheus.NewDesc("uswitch_busy_poll_lifts_total", "Times the watchdog lifted the starved busy-poll thread to normal priority (run --busy-poll).", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.fdbEntries, c.learnRefused,
-		c.ctEntries, c.ctInserted, c.ctEarlyDrop, c.ctDrop, c.ctExpired, c.rulePackets, c.ruleBytes, c.pollPorts, c.pollSleeps, c.pollLifts} {
+		c.ctEntries, c.ctInserted, c.ctEarlyDrop, c.ctDrop, c.ctExpired, c.ctInsertFailed, c.ctReopened,
+		c.fragReassembled, c.fragExpired, c.rulePackets, c.ruleBytes, c.pollPorts, c.pollSleeps, c.pollLifts} {
 		ch <- d
 	}
 }
@@ -79,6 +87,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.pollSleeps, bp.Sleeps)
 		counter(c.pollLifts, bp.Lifts)
 	}
+	if r := c.b.Router(); r != nil {
+		counter(c.fragReassembled, r.Defrag().Reassembled.Load())
+		counter(c.fragExpired, r.Defrag().Expired.Load())
+	}
 	t := c.b.Tracker()
 	if t == nil {
 		return
@@ -89,6 +101,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.ctEarlyDrop, tb.EarlyDropped.Load())
 		counter(c.ctDrop, tb.Dropped.Load())
 		counter(c.ctExpired, tb.Expired.Load())
+		counter(c.ctInsertFailed, tb.InsertFailed.Load())
+		counter(c.ctReopened, tb.Reopened.Load())
 	}
 	if t.Rules != nil {
 		hook, n := "", 0

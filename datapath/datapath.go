@@ -334,12 +334,9 @@ func (d *Datapath) AttachEndpoint(port string, dev tap.Port) error {
 // AttachInterface attaches dev as the switch port of endpoint ep's
 // interface ifc, with the endpoint's port security, and starts reading it.
 func (d *Datapath) AttachInterface(ep config.Endpoint, ifc config.Interface, dev tap.Port) error {
-	pc := vswitch.PortConfig{Name: ifc.Port, Secure: ep.PortSecurity, MAC: ifc.MAC}
+	pc := vswitch.PortConfig{Name: ifc.Port, Secure: ep.PortSecurity, MAC: ifc.MAC, MTU: ifc.MTU}
 	if ifc.IP.Is4() {
 		pc.IP = ifc.IP.As4()
-	}
-	if n := d.nets.Load().byName[ifc.Network]; n != nil && n.gw != nil {
-		pc.MTU = n.gw.MTU // the endpoint's interface has its network's MTU
 	}
 	return d.Attach(ifc.Network, pc, dev)
 }

@@ -5,19 +5,25 @@
 // other types with no data; PTR for those addresses), says NXDOMAIN for
 // unknown single-label names, names under "<network>" and the names of
 // endpoints on other networks, answers host.uswitch.internal with the
-// asking network's gateway (the host, as host.docker.internal), and forwards every other name to the [dns]
-// upstream servers (REFUSED when there are none). An endpoint on several
+// asking network's gateway (the host, as host.docker.internal), and
+// forwards every other name, unknown single labels included as Docker does,
+// to the [dns] upstream servers (over TCP what came over TCP, and again
+// over TCP what upstream truncates); without upstream servers, unknown
+// single labels are NXDOMAIN and other names REFUSED. An endpoint on several
 // networks with DNS sees the names of all of them, whichever gateway it
 // asks, its asking network's addresses first.
 //
 // Local answers are built synchronously with no I/O, so the datapath
-// goroutine that hands a query over never blocks; forwarded queries run on a
-// bounded set of worker goroutines that dial the upstream servers through a
-// Dialer (from the uplink's namespace in production) and reply later.
+// goroutine that hands a query over never blocks; forwarded queries run on
+// goroutines of their own, a bounded number asking at once and a bounded
+// queue waiting, that dial the upstream servers through a Dialer (from the
+// uplink's namespace in production) and reply later.
 package dns
 
 import (
 	"context"
+	"encoding/binary"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -41,7 +47,8 @@ const HostName = "host.uswitch.internal"
 
 // Defaults for forwarding.
 const (
-	DefaultMaxInFlight = 64              // forwarded queries at once; beyond, SERVFAIL
+	DefaultMaxInFlight = 256             // forwarded queries asking upstream at once
+	DefaultMaxQueued   = 4096            // more waiting for their turn; beyond, SERVFAIL
 	DefaultTimeout     = 2 * time.Second // per upstream server
 )
 
@@ -58,13 +65,14 @@ type Stats struct {
 	NXDomain    uint64 `json:"nxdomain"`     // answered locally with NXDOMAIN
 	Refused     uint64 `json:"refused"`      // not ours and no upstream (or not a standard query)
 	Forwarded   uint64 `json:"forwarded"`    // handed to a worker for the upstream servers
-	Overflow    uint64 `json:"overflow"`     // not forwarded: every worker busy (answered SERVFAIL)
+	Overflow    uint64 `json:"overflow"`     // not forwarded: every worker busy and the queue full (answered SERVFAIL)
+	Truncated   uint64 `json:"truncated"`    // upstream answers over UDP truncated, asked again over TCP
 	UpstreamErr uint64 `json:"upstream_err"` // no upstream server answered (answered SERVFAIL)
 	Malformed   uint64 `json:"malformed"`    // dropped: not a DNS query that parses
 }
 
 type counters struct {
-	queries, answered, nxdomain, refused, forwarded, overflow, upstreamErr, malformed atomic.Uint64
+	queries, answered, nxdomain, refused, forwarded, overflow, truncated, upstreamErr, malformed atomic.Uint64
 }
 
 // Server is the embedded resolver of one instance.
@@ -74,7 +82,9 @@ type Server struct {
 	dialer   Dialer
 	log      *slog.Logger
 	timeout  time.Duration
-	slots    chan struct{} // one token per forwarded query in flight
+	slots    chan struct{} // one token per forwarded query asking upstream
+	pending  atomic.Int64  // forwarded queries asking or waiting for a slot
+	maxPend  int64         // the bound of pending
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -104,6 +114,7 @@ func New(plan *config.Plan, upstream Dialer, log *slog.Logger) *Server {
 		log:      log,
 		timeout:  DefaultTimeout,
 		slots:    make(chan struct{}, DefaultMaxInFlight),
+		maxPend:  DefaultMaxInFlight + DefaultMaxQueued,
 	}
 	if s.dialer == nil {
 		s.dialer = &net.Dialer{}
@@ -174,6 +185,7 @@ func (s *Server) Stats() Stats {
 		Refused:     s.c.refused.Load(),
 		Forwarded:   s.c.forwarded.Load(),
 		Overflow:    s.c.overflow.Load(),
+		Truncated:   s.c.truncated.Load(),
 		UpstreamErr: s.c.upstreamErr.Load(),
 		Malformed:   s.c.malformed.Load(),
 	}
@@ -224,7 +236,7 @@ func (s *Server) query(network string, src [4]byte, sport uint16, payload []byte
 	case outReply:
 		replyFn(r)
 	case outForward:
-		s.forward(q, append([]byte(nil), payload...), replyFn, netip.AddrFrom4(src), sport)
+		s.forward(q, append([]byte(nil), payload...), tcp, replyFn, netip.AddrFrom4(src), sport)
 	}
 	return true
 }
@@ -300,7 +312,10 @@ func (s *Server) local(nm *names, zones []*zone, qs miekg.Question, name string)
 		inZone = inZone || in
 	}
 	if len(ips) == 0 {
-		if inZone || nm.known[name] {
+		// Unknown single labels go upstream, as Docker's resolver sends
+		// them, unless there is none.
+		single := name != "" && !strings.Contains(name, ".")
+		if inZone || nm.known[name] || single && len(s.upstream) == 0 {
 			s.c.nxdomain.Add(1)
 			return nil, miekg.RcodeNameError, true
 		}
@@ -344,39 +359,83 @@ func (s *Server) pack(q *miekg.Msg, rcode int, answer []miekg.RR, tcp bool) []by
 	return b
 }
 
-// forward sends query to the upstream servers on a worker, unless every
-// worker is busy (then it answers SERVFAIL at once).
-func (s *Server) forward(q *miekg.Msg, query []byte, replyFn func([]byte), src netip.Addr, sport uint16) {
-	select {
-	case s.slots <- struct{}{}:
-	default:
+// forward sends query to the upstream servers on a goroutine of its own,
+// which waits for one of the slots when they are all taken; when the
+// queue is full too, it answers SERVFAIL at once. A query that came over
+// TCP is forwarded over TCP.
+func (s *Server) forward(q *miekg.Msg, query []byte, tcp bool, replyFn func([]byte), src netip.Addr, sport uint16) {
+	if s.pending.Add(1) > s.maxPend {
+		s.pending.Add(-1)
 		s.c.overflow.Add(1)
-		replyFn(s.pack(q, miekg.RcodeServerFailure, nil, false))
+		replyFn(s.pack(q, miekg.RcodeServerFailure, nil, tcp))
 		return
 	}
 	s.c.forwarded.Add(1)
 	s.wg.Add(1)
 	go func() {
-		defer func() { <-s.slots; s.wg.Done() }()
-		if r, ok := s.exchange(query, q.Id); ok {
-			replyFn(r)
+		defer func() { s.pending.Add(-1); s.wg.Done() }()
+		select {
+		case s.slots <- struct{}{}:
+		case <-s.ctx.Done():
+			return // closing: nobody to answer
+		}
+		r, ok := s.exchange(query, q.Id, tcp)
+		<-s.slots
+		if ok {
+			replyFn(s.fit(q, r, tcp))
 			return
 		}
 		if s.ctx.Err() != nil {
-			return // closing: nobody to answer
+			return
 		}
 		s.c.upstreamErr.Add(1)
 		s.log.Debug("dns: no upstream answered", "name", q.Question[0].Name, "client", src, "port", sport)
-		replyFn(s.pack(q, miekg.RcodeServerFailure, nil, false))
+		replyFn(s.pack(q, miekg.RcodeServerFailure, nil, tcp))
 	}()
 }
 
-// exchange asks each upstream server in turn, over UDP with a timeout
-// each, and returns the first response that matches the query's ID.
-func (s *Server) exchange(query []byte, id uint16) ([]byte, bool) {
-	buf := make([]byte, 65535)
+// fit makes an upstream answer r fit what the client of query q takes in a
+// datagram (512 bytes, or its EDNS size): truncated, with TC set, when it
+// does not, so the client asks again over TCP.
+func (s *Server) fit(q *miekg.Msg, r []byte, tcp bool) []byte {
+	size := miekg.MinMsgSize
+	if opt := q.IsEdns0(); opt != nil {
+		size = max(size, int(opt.UDPSize()))
+	}
+	if tcp || len(r) <= size {
+		return r
+	}
+	m := new(miekg.Msg)
+	if err := m.Unpack(r); err != nil {
+		return r // exchange returns only what parses
+	}
+	m.Truncate(size)
+	b, err := m.Pack()
+	if err != nil {
+		return s.pack(q, miekg.RcodeServerFailure, nil, false)
+	}
+	return b
+}
+
+// exchange asks each upstream server in turn, with a timeout each, and
+// returns the first response that matches the query's ID: over TCP for a
+// query that came over TCP, else over UDP and again over TCP when the
+// answer is truncated.
+func (s *Server) exchange(query []byte, id uint16, tcp bool) ([]byte, bool) {
 	for _, up := range s.upstream {
-		if r, ok := s.ask(up, query, id, buf); ok {
+		if !tcp {
+			r, ok := s.ask(up, "udp", query, id)
+			if ok && r[2]&0x02 == 0 { // TC clear
+				return r, true
+			}
+			if ok {
+				s.c.truncated.Add(1)
+				if full, ok := s.ask(up, "tcp", query, id); ok {
+					return full, true
+				}
+				return r, true // the truncated answer is an answer still
+			}
+		} else if r, ok := s.ask(up, "tcp", query, id); ok {
 			return r, true
 		}
 		if s.ctx.Err() != nil {
@@ -386,12 +445,14 @@ func (s *Server) exchange(query []byte, id uint16) ([]byte, bool) {
 	return nil, false
 }
 
-func (s *Server) ask(up string, query []byte, id uint16, buf []byte) ([]byte, bool) {
+// ask sends query to one upstream server over network (udp or tcp) and
+// returns its response.
+func (s *Server) ask(up, network string, query []byte, id uint16) ([]byte, bool) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
 	defer cancel()
-	c, err := s.dialer.DialContext(ctx, "udp", up)
+	c, err := s.dialer.DialContext(ctx, network, up)
 	if err != nil {
-		s.log.Debug("dns: dialling upstream", "upstream", up, "err", err)
+		s.log.Debug("dns: dialling upstream", "upstream", up, "net", network, "err", err)
 		return nil, false
 	}
 	defer c.Close()
@@ -399,19 +460,58 @@ func (s *Server) ask(up string, query []byte, id uint16, buf []byte) ([]byte, bo
 	_ = c.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
+	if network == "tcp" {
+		return askStream(c, query, id)
+	}
 	if _, err := c.Write(query); err != nil {
 		s.log.Debug("dns: writing to upstream", "upstream", up, "err", err)
 		return nil, false
 	}
+	buf := make([]byte, 65535)
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
 			s.log.Debug("dns: reading from upstream", "upstream", up, "err", err)
 			return nil, false
 		}
-		// A response (QR set) to our ID; anything else is ignored.
-		if n >= 12 && uint16(buf[0])<<8|uint16(buf[1]) == id && buf[2]&0x80 != 0 {
+		if isResponse(buf[:n], id) {
 			return append([]byte(nil), buf[:n]...), true
 		}
 	}
+}
+
+// askStream exchanges query for its response on a TCP connection, each
+// message with its two-byte length.
+func askStream(c net.Conn, query []byte, id uint16) ([]byte, bool) {
+	if len(query) > 0xffff {
+		return nil, false
+	}
+	out := make([]byte, 2+len(query))
+	binary.BigEndian.PutUint16(out, uint16(len(query)))
+	copy(out[2:], query)
+	if _, err := c.Write(out); err != nil {
+		return nil, false
+	}
+	for {
+		var l [2]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return nil, false
+		}
+		r := make([]byte, binary.BigEndian.Uint16(l[:]))
+		if _, err := io.ReadFull(c, r); err != nil {
+			return nil, false
+		}
+		if isResponse(r, id) {
+			return r, true
+		}
+	}
+}
+
+// isResponse reports whether b is a DNS response (QR set) with ID id that
+// parses; anything else from upstream is ignored.
+func isResponse(b []byte, id uint16) bool {
+	if len(b) < 12 || binary.BigEndian.Uint16(b) != id || b[2]&0x80 == 0 {
+		return false
+	}
+	return new(miekg.Msg).Unpack(b) == nil
 }

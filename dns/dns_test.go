@@ -374,11 +374,16 @@ func TestForwarding(t *testing.T) {
 	require.EqualValues(t, 1, st.Forwarded)
 	require.Zero(t, st.UpstreamErr)
 
-	// Local names and unknown single labels never go upstream.
+	// Local names, names on other networks and under "<network>" never go
+	// upstream; unknown single labels do, as with Docker's resolver.
 	require.Equal(t, []string{"172.20.0.10"}, aRecords(t, wait(t, queryAsync(t, s, "web"))))
-	require.Equal(t, miekg.RcodeNameError, wait(t, queryAsync(t, s, "nosuch")).Rcode)
 	require.Equal(t, miekg.RcodeNameError, wait(t, queryAsync(t, s, "db")).Rcode)
+	require.Equal(t, miekg.RcodeNameError, wait(t, queryAsync(t, s, "nosuch.front")).Rcode)
 	require.EqualValues(t, 1, up.hits.Load())
+	m = wait(t, queryAsync(t, s, "nosuch"))
+	require.Len(t, m.Answer, 1)
+	require.Equal(t, "192.0.2.1", m.Answer[0].(*miekg.A).A.String())
+	require.EqualValues(t, 2, up.hits.Load())
 
 	// With upstream servers, local replies say recursion is available.
 	require.True(t, ask(t, s, "front", "web", miekg.TypeA).RecursionAvailable)
@@ -396,29 +401,36 @@ func TestForwardingServfailWhenNoUpstreamAnswers(t *testing.T) {
 	require.EqualValues(t, 1, s.Stats().UpstreamErr)
 }
 
+// Beyond the queries asking upstream at once, more wait for their turn;
+// beyond the queue, SERVFAIL at once.
 func TestForwardingIsBounded(t *testing.T) {
 	hold := make(chan struct{})
 	up := startUpstream(t, hold)
 	s := New(testPlan(t, up.addr), &net.Dialer{}, nil)
 	s.slots = make(chan struct{}, 2)
+	s.maxPend = 3
 	defer s.Close()
+	defer close(hold) // before Close, on failure too
 	a, b := queryAsync(t, s, "a.example"), queryAsync(t, s, "b.example")
 	require.Eventually(t, func() bool { return up.hits.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
-	// Both workers are busy: the third is answered SERVFAIL before Query returns.
-	c := queryAsync(t, s, "c.example")
+	c := queryAsync(t, s, "c.example") // waits for a slot
+	d := queryAsync(t, s, "d.example") // beyond the queue
 	select {
-	case m := <-c:
+	case m := <-d:
 		require.Equal(t, miekg.RcodeServerFailure, m.Rcode)
 	default:
-		t.Fatal("the query beyond the bound was not answered at once")
+		t.Fatal("the query beyond the queue was not answered at once")
 	}
 	require.EqualValues(t, 1, s.Stats().Overflow)
-	close(hold)
-	require.Equal(t, miekg.RcodeSuccess, wait(t, a).Rcode)
-	require.Equal(t, miekg.RcodeSuccess, wait(t, b).Rcode)
-	// Slots are free again.
-	require.Eventually(t, func() bool { return len(s.slots) == 0 }, 5*time.Second, 5*time.Millisecond)
-	require.Equal(t, miekg.RcodeSuccess, wait(t, queryAsync(t, s, "d.example")).Rcode)
+	require.EqualValues(t, 2, up.hits.Load(), "the queued query waits")
+	for range 3 {
+		hold <- struct{}{}
+	}
+	for _, ch := range []<-chan *miekg.Msg{a, b, c} {
+		require.Equal(t, miekg.RcodeSuccess, wait(t, ch).Rcode)
+	}
+	require.EqualValues(t, 3, up.hits.Load())
+	require.Eventually(t, func() bool { return len(s.slots) == 0 && s.pending.Load() == 0 }, 5*time.Second, 5*time.Millisecond)
 }
 
 func TestCloseStopsForwardedQueries(t *testing.T) {

@@ -66,9 +66,8 @@ func (z *zone) add(name string, ips []netip.Addr) {
 
 // lookup finds name (lower case, no trailing dot) in the zone: as an
 // endpoint name or alias, or as "<name>.<network>" like Docker. inZone says
-// whether the name belongs to the zone at all (a single label, or under
-// "<network>"), so that an unknown one is answered NXDOMAIN rather than
-// forwarded.
+// whether the name is under "<network>", so that an unknown one is
+// answered NXDOMAIN rather than forwarded.
 func (z *zone) lookup(name string) (ips []netip.Addr, inZone bool) {
 	if ips, ok := z.hosts[name]; ok {
 		return ips, true
@@ -76,7 +75,7 @@ func (z *zone) lookup(name string) (ips []netip.Addr, inZone bool) {
 	if host, ok := strings.CutSuffix(name, "."+z.network); ok {
 		return z.hosts[host], true
 	}
-	return nil, name != "" && !strings.Contains(name, ".") // "" is the root
+	return nil, false
 }
 
 // reverse parses a PTR query name (lower case, no trailing dot) of the form

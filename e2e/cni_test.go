@@ -516,14 +516,24 @@ func portNames(ports []datapath.PortInfo) []string {
 	return names
 }
 
-// TestCNIParallelAdds: 20 ADDs at once through cnitool all succeed with
-// distinct addresses, and 20 DELs at once remove them all.
+// TestCNIParallelAdds: 20 ADDs at once through cnitool, half of them with
+// "link": "veth", all succeed with distinct addresses and the asked link
+// kind, and 20 DELs at once remove them all.
 func TestCNIParallelAdds(t *testing.T) {
 	needRoot(t)
 	name := prefix("cnp")
 	in := start(t, name, writeConfig(t, cniTestConfig(name)))
-	netName := name + "net"
-	rt := newCNIRuntime(t, "", uswitchConflist(netName, name))
+	// Every other container through a configuration with "link": "veth".
+	tapNet, vethNet := name+"net", name+"veth"
+	veth := uswitchConflist(vethNet, name)
+	veth["plugins"].([]map[string]any)[0]["link"] = "veth"
+	rt := newCNIRuntime(t, "", uswitchConflist(tapNet, name), veth)
+	netOf := func(i int) string {
+		if i%2 == 1 {
+			return vethNet
+		}
+		return tapNet
+	}
 
 	// Port names keep 12 characters of cnitool's container ID, a hash of
 	// the netns path: pick paths whose names differ.
@@ -540,9 +550,10 @@ func TestCNIParallelAdds(t *testing.T) {
 	results := make([]*types100.Result, len(namespaces))
 	errs := make([]error, len(namespaces))
 	var wg sync.WaitGroup
+	began := time.Now()
 	for i, ns := range namespaces {
 		wg.Go(func() {
-			out, err := rt.run("", "eth0", "add", netName, netnsPath(ns))
+			out, err := rt.run("", "eth0", "add", netOf(i), netnsPath(ns))
 			if err != nil {
 				errs[i] = err
 				return
@@ -556,10 +567,15 @@ func TestCNIParallelAdds(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	t.Logf("20 parallel ADDs through cnitool took %v", time.Since(began).Round(time.Millisecond))
 	ips := map[string]string{}
 	for i, ns := range namespaces {
 		require.NoError(t, errs[i], ns)
 		a := sandboxAddress(t, ns, results[i])
+		l, _, _, err := linkIn(t, ns, "eth0")
+		require.NoError(t, err)
+		kind := map[string]string{tapNet: "tuntap", vethNet: "veth"}[netOf(i)]
+		require.Equal(t, kind, l.Type(), "eth0 of %s through %s", ns, netOf(i))
 		require.Empty(t, ips[a.ip], "%s and %s both got %s", ips[a.ip], ns, a.ip)
 		ips[a.ip] = ns
 	}
@@ -574,7 +590,7 @@ func TestCNIParallelAdds(t *testing.T) {
 	}
 
 	for i, ns := range namespaces {
-		wg.Go(func() { _, errs[i] = rt.run("", "eth0", "del", netName, netnsPath(ns)) })
+		wg.Go(func() { _, errs[i] = rt.run("", "eth0", "del", netOf(i), netnsPath(ns)) })
 	}
 	wg.Wait()
 	for i := range namespaces {

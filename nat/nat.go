@@ -57,21 +57,24 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 		}
 		return t.Rules.filterVerdict(Prerouting, &f.meta)
 	}
-	if c, d, found := t.Table.lookup(keyOf(ip, &f.meta.T)); found && !t.reopens(c, d, ip) {
-		f.conn, f.dir, f.tracked = c, d, true
-		f.meta.State = t.update(c, d, ip)
-		if c.nat&natDst != 0 {
-			f.meta.State |= stateDNAT
+	if c, d, found := t.Table.lookup(keyOf(ip, &f.meta.T)); found {
+		if st := t.update(c, d, ip); st != stateReopen {
+			f.conn, f.dir, f.tracked = c, d, true
+			f.meta.State = st
+			if c.nat&natDst != 0 {
+				f.meta.State |= stateDNAT
+			}
+			if v := t.Rules.filterVerdict(Prerouting, &f.meta); v.Action != Accept {
+				return v
+			}
+			if c.nat != 0 {
+				tg := c.target(d)
+				rewriteDst(ip, tg, f.Partial)
+				f.meta.T.Dst, f.meta.T.Dport = tg.Dst, tg.Dport
+			}
+			return accept
 		}
-		if v := t.Rules.filterVerdict(Prerouting, &f.meta); v.Action != Accept {
-			return v
-		}
-		if c.nat != 0 {
-			tg := c.target(d)
-			rewriteDst(ip, tg, f.Partial)
-			f.meta.T.Dst, f.meta.T.Dport = tg.Dst, tg.Dport
-		}
-		return accept
+		// a SYN reopening the tuple: the packet opens a new connection
 	}
 	f.orig = f.meta.T
 	tup := &f.orig
@@ -181,28 +184,6 @@ var (
 	clash = Verdict{Action: Drop, Reason: stats.CtClash}
 )
 
-// reopens reports whether a packet found connection c in direction d but
-// opens a new one instead: a SYN on a connection in TIME_WAIT or CLOSE,
-// which Linux takes as the peer reusing the tuple (RFC 1122 4.2.2.13). The
-// old connection is removed and the packet goes on as a new connection's
-// first, with its own NAT decision and counters.
-func (t *Tracker) reopens(c *Conn, d Dir, ip packet.IPv4) bool {
-	if c.orig.Proto != packet.ProtoTCP || d != Original {
-		return false
-	}
-	if st := TCPState(c.tcp.Load()); st != TCPTimeWait && st != TCPClose {
-		return false
-	}
-	l4 := ip.Payload()
-	if len(l4) < 14 || classify(l4[13]) != tcpSyn {
-		return false
-	}
-	if t.Table.remove(c) {
-		t.Table.Reopened.Add(1)
-	}
-	return true
-}
-
 // freePort makes the reply tuple unique: the source port is kept when no
 // connection uses it, else another is picked from 1024-65535 starting at a
 // hash of the tuple (for ICMP, the echo id). A protocol without ports
@@ -233,7 +214,8 @@ func (t *Tracker) freePort(reply *Tuple) bool {
 }
 
 // update moves a connection's state for a packet in direction d and
-// returns the packet's state bits for rules.
+// returns the packet's state bits for rules, or stateReopen for a SYN that
+// replaces the connection.
 func (t *Tracker) update(c *Conn, d Dir, ip packet.IPv4) uint8 {
 	if c.orig.Proto == packet.ProtoTCP {
 		l4 := ip.Payload()
@@ -241,7 +223,18 @@ func (t *Tracker) update(c *Conn, d Dir, ip packet.IPv4) uint8 {
 			return StateInvalid
 		}
 		cur := TCPState(c.tcp.Load())
-		next := tcpTransitions[d][classify(l4[13])][cur]
+		class := classify(l4[13])
+		if class == tcpSyn && d == Original && (cur == TCPTimeWait || cur == TCPClose) {
+			// A SYN on a connection in TIME_WAIT or CLOSE: Linux takes it
+			// as the peer reusing the tuple (RFC 1122 4.2.2.13), removes
+			// the old connection and tracks the packet as a new one's
+			// first, with its own NAT decision and counters.
+			if t.Table.remove(c) {
+				t.Table.Reopened.Add(1)
+			}
+			return stateReopen
+		}
+		next := tcpTransitions[d][class][cur]
 		switch next {
 		case tcpInvalid:
 			return StateInvalid

@@ -61,6 +61,8 @@ const (
 	StateRelated
 	StateInvalid
 	stateDNAT // the connection's destination is translated (built-in rules only)
+
+	stateReopen uint8 = 0xff // update's word for a SYN that replaces its connection (never a rule's state)
 )
 
 var stateNames = []string{"NEW", "ESTABLISHED", "RELATED", "INVALID", "DNAT"}
@@ -118,6 +120,11 @@ func (p prefix) match(a [4]byte) bool {
 }
 
 func (r *Rule) match(m *Meta) bool {
+	// the state first: the built-in rules that every packet meets
+	// (established, invalid) match on it alone
+	if s := r.states &^ stateDNAT; s != 0 && s&m.State == 0 {
+		return false
+	}
 	if r.proto != 0 && r.proto != m.T.Proto {
 		return false
 	}
@@ -131,9 +138,6 @@ func (r *Rule) match(m *Meta) bool {
 		return false
 	}
 	if r.in != "" && r.in != m.In || r.out != "" && r.out != m.Out {
-		return false
-	}
-	if s := r.states &^ stateDNAT; s != 0 && s&m.State == 0 {
 		return false
 	}
 	if r.states&stateDNAT != 0 && m.State&stateDNAT == 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -91,10 +92,14 @@ func (c *netConf) publish() ([]string, error) {
 		if proto == "" {
 			proto = "tcp"
 		}
+		spec := fmt.Sprintf("%d:%d/%s", pm.HostPort, pm.ContainerPort, proto)
 		if pm.HostPort == 0 {
-			specs = append(specs, fmt.Sprintf("%d/%s", pm.ContainerPort, proto))
-		} else {
-			specs = append(specs, fmt.Sprintf("%d:%d/%s", pm.HostPort, pm.ContainerPort, proto))
+			spec = fmt.Sprintf("%d/%s", pm.ContainerPort, proto)
+		}
+		// A runtime may send a mapping once per address family
+		// (0.0.0.0 and ::): it is one publish.
+		if !slices.Contains(specs, spec) {
+			specs = append(specs, spec)
 		}
 	}
 	return specs, nil

@@ -255,6 +255,7 @@ func TestAddPortMappings(t *testing.T) {
 		map[string]any{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
 		map[string]any{"hostPort": 0, "containerPort": 53, "protocol": "udp"},
 		map[string]any{"hostPort": 5353, "containerPort": 53, "protocol": "UDP", "hostIP": "0.0.0.0"},
+		map[string]any{"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "::"},
 		map[string]any{"hostPort": 9000, "containerPort": 9000},
 	))})
 	require.Equal(t, []string{"8080:80/tcp", "53/udp", "5353:53/udp", "9000:9000/tcp"}, e.daemon.lastRequest(t).Publish)
