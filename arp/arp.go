@@ -246,7 +246,7 @@ func (c *Cache) Input(a packet.ARP) {
 		c.reply(sender, smac)
 	case a.Op() == packet.ARPRequest && forUs:
 		c.reply(sender, smac) // an address probe (RFC 5227): answer, learn nothing
-	case a.Op() == packet.ARPReply && forUs:
+	case a.Op() == packet.ARPReply && forUs && sender != [4]byte{}: // 0.0.0.0 is no neighbour
 		c.learn(sender, smac, true)
 	case sender == target && sender != [4]byte{}:
 		c.learn(sender, smac, false) // gratuitous ARP: update an existing entry

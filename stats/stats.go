@@ -11,70 +11,82 @@ type Reason uint8
 // Drop reasons, shared by every stage so `uswitch ports` reads the same names
 // everywhere.
 const (
-	Truncated     Reason = iota // shorter than its headers say
-	BadSrcMAC                   // multicast or zero source MAC
-	PortSecurity                // port security: source MAC not the endpoint's own, or a VLAN tag
-	SamePort                    // destination learned on the ingress port
-	TxError                     // the egress device refused the frame
-	BadARP                      // an ARP packet that is not Ethernet/IPv4 or is cut short
-	BadIPHeader                 // an IPv4 header that does not parse
-	BadChecksum                 // an IPv4 header checksum that does not verify
-	Martian                     // a source or destination no router forwards
-	NotForwarded                // broadcast, multicast or non-IPv4 traffic a router does not route
-	TTLExceeded                 // TTL ran out here (answered with time exceeded)
-	NoRoute                     // no route to the destination (answered with net unreachable)
-	Isolated                    // forwarding between networks that isolation forbids
-	FragNeeded                  // DF set and the egress MTU too small (answered with frag needed)
-	NeighFailed                 // the next hop did not answer ARP (answered with host unreachable)
-	NeighQueue                  // dropped from a full queue waiting for ARP resolution
-	Filtered                    // dropped or rejected by a [[rule]]
-	ConntrackFull               // a new connection the full connection table refused
-	SpoofedIP                   // port security: an IPv4 source not the endpoint's own (nor 0.0.0.0)
-	SpoofedARP                  // port security: an ARP sender MAC or IP not the endpoint's own
-	CtInvalid                   // a packet conntrack finds invalid, dropped at the forward hook
-	CtClash                     // a new connection whose translated tuple another one holds (insert_failed)
-	FragOverlap                 // a fragment overlapping another of its datagram: the datagram is dropped
-	FragDup                     // a fragment that repeats one already held
-	FragOversize                // a fragment reaching beyond 65535 bytes, or inconsistent with the datagram's end
-	FragMemory                  // a fragment refused because reassembly memory is at its bound
-	FragTimeout                 // a datagram whose fragments did not all arrive in time (counted per fragment held)
-	SourceRoute                 // an IPv4 packet with a source route option (accept_source_route=0)
-	BadIPOptions                // IPv4 options whose lengths do not parse
-	MTUExceeded                 // a frame larger than the egress port's MTU
+	Truncated      Reason = iota // shorter than its headers say
+	BadSrcMAC                    // multicast or zero source MAC
+	PortSecurity                 // port security: source MAC not the endpoint's own
+	SamePort                     // destination learned on the ingress port
+	TxError                      // the egress device refused the frame
+	BadARP                       // an ARP packet that is not Ethernet/IPv4 or is cut short
+	BadIPHeader                  // an IPv4 header that does not parse
+	BadChecksum                  // an IPv4 header checksum that does not verify
+	Martian                      // a source or destination no router forwards
+	NotForwarded                 // broadcast, multicast or non-IPv4 traffic a router does not route
+	TTLExceeded                  // TTL ran out here (answered with time exceeded)
+	NoRoute                      // no route to the destination (answered with net unreachable)
+	Isolated                     // forwarding between networks that isolation forbids
+	FragNeeded                   // DF set and the egress MTU too small (answered with frag needed)
+	NeighFailed                  // the next hop did not answer ARP (answered with host unreachable)
+	NeighQueue                   // dropped from a full queue waiting for ARP resolution
+	Filtered                     // dropped or rejected by a [[rule]]
+	ConntrackFull                // a new connection the full connection table refused
+	SpoofedIP                    // port security: an IPv4 source not the endpoint's own (nor 0.0.0.0)
+	SpoofedARP                   // port security: an ARP sender MAC or IP not the endpoint's own
+	CtInvalid                    // a packet conntrack finds invalid, dropped at the forward hook
+	CtClash                      // a new connection whose translated tuple another one holds (insert_failed)
+	FragOverlap                  // a fragment overlapping another of its datagram: the datagram is dropped
+	FragDup                      // a fragment that repeats one already held
+	FragOversize                 // a fragment reaching beyond 65535 bytes, or inconsistent with the datagram's end
+	FragMemory                   // a fragment refused because reassembly memory is at its bound
+	FragTimeout                  // a datagram whose fragments did not all arrive in time (counted per fragment held)
+	SourceRoute                  // an IPv4 packet with a source route option (accept_source_route=0)
+	BadIPOptions                 // IPv4 options whose lengths do not parse
+	MTUExceeded                  // a frame larger than the egress port's MTU
+	Tagged                       // port security: an 802.1Q or 802.1ad tagged frame from an endpoint
+	DHCPServer                   // port security: a DHCP server message (UDP source port 67) from an endpoint (DHCP snooping)
+	LinkLocalGroup               // a frame to 01:80:c2:00:00:0X (STP, LLDP, 802.1X), which no bridge forwards
+	RAGuard                      // port security: a router advertisement, redirect or router renumbering from an endpoint (RA guard)
+	SpoofedIPv6                  // port security: an IPv6 source not the endpoint's link-local (EUI-64) or configured address, nor ::
+	SpoofedND                    // port security: a neighbour advertisement for an address not the endpoint's
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
-	Truncated:     "truncated",
-	BadSrcMAC:     "bad-src-mac",
-	PortSecurity:  "port-security",
-	SamePort:      "same-port",
-	TxError:       "tx-error",
-	BadARP:        "bad-arp",
-	BadIPHeader:   "bad-ip-header",
-	BadChecksum:   "bad-checksum",
-	Martian:       "martian",
-	NotForwarded:  "not-forwarded",
-	TTLExceeded:   "ttl-exceeded",
-	NoRoute:       "no-route",
-	Isolated:      "isolated",
-	FragNeeded:    "frag-needed",
-	NeighFailed:   "neigh-failed",
-	NeighQueue:    "neigh-queue-full",
-	Filtered:      "filtered",
-	ConntrackFull: "conntrack-full",
-	SpoofedIP:     "spoofed-ip",
-	SpoofedARP:    "spoofed-arp",
-	CtInvalid:     "ct-invalid",
-	CtClash:       "ct-clash",
-	FragOverlap:   "frag-overlap",
-	FragDup:       "frag-dup",
-	FragOversize:  "frag-oversize",
-	FragMemory:    "frag-memory",
-	FragTimeout:   "frag-timeout",
-	SourceRoute:   "source-route",
-	BadIPOptions:  "bad-ip-options",
-	MTUExceeded:   "mtu-exceeded",
+	Truncated:      "truncated",
+	BadSrcMAC:      "bad-src-mac",
+	PortSecurity:   "port-security",
+	SamePort:       "same-port",
+	TxError:        "tx-error",
+	BadARP:         "bad-arp",
+	BadIPHeader:    "bad-ip-header",
+	BadChecksum:    "bad-checksum",
+	Martian:        "martian",
+	NotForwarded:   "not-forwarded",
+	TTLExceeded:    "ttl-exceeded",
+	NoRoute:        "no-route",
+	Isolated:       "isolated",
+	FragNeeded:     "frag-needed",
+	NeighFailed:    "neigh-failed",
+	NeighQueue:     "neigh-queue-full",
+	Filtered:       "filtered",
+	ConntrackFull:  "conntrack-full",
+	SpoofedIP:      "spoofed-ip",
+	SpoofedARP:     "spoofed-arp",
+	CtInvalid:      "ct-invalid",
+	CtClash:        "ct-clash",
+	FragOverlap:    "frag-overlap",
+	FragDup:        "frag-dup",
+	FragOversize:   "frag-oversize",
+	FragMemory:     "frag-memory",
+	FragTimeout:    "frag-timeout",
+	SourceRoute:    "source-route",
+	BadIPOptions:   "bad-ip-options",
+	MTUExceeded:    "mtu-exceeded",
+	Tagged:         "vlan-tagged",
+	DHCPServer:     "dhcp-server",
+	LinkLocalGroup: "link-local-group",
+	RAGuard:        "ra-guard",
+	SpoofedIPv6:    "spoofed-ipv6",
+	SpoofedND:      "spoofed-nd",
 }
 
 func (r Reason) String() string { return reasonNames[r] }

@@ -88,20 +88,31 @@ func spoofCases(t *testing.T) map[string]struct {
 		frame  []byte
 		reason stats.Reason
 	}{
-		"source MAC of another station": {udpFrame(t, mac(6), mac(2), secIP, peerIP, 1000, 2000), stats.PortSecurity},
-		"source MAC of the gateway":     {frame(t, mac(1), bcast), stats.PortSecurity},
-		"IPv4 source of a neighbour":    {udpFrame(t, mac(5), mac(2), peerIP, peerIP, 1000, 2000), stats.SpoofedIP},
-		"IPv4 source of the gateway":    {udpFrame(t, mac(5), mac(1), gwIP, [4]byte{8, 8, 8, 8}, 1000, 53), stats.SpoofedIP},
-		"IPv4 second address":           {udpFrame(t, mac(5), mac(2), [4]byte{10, 0, 0, 99}, peerIP, 1000, 2000), stats.SpoofedIP},
-		"IPv4 broadcast from spoofed":   {udpFrame(t, mac(5), bcast, [4]byte{10, 0, 0, 6}, [4]byte{255, 255, 255, 255}, 68, 67), stats.SpoofedIP},
-		"IPv4 header cut short":         {shortIP, stats.Truncated},
-		"ARP sender MAC not the port's": {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(6), secIP, packet.MAC{}, peerIP), stats.SpoofedARP},
-		"ARP gratuitous for gateway IP": {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), gwIP, packet.MAC{}, gwIP), stats.SpoofedARP},
-		"ARP reply claiming gateway":    {arpFrame(t, layers.ARPReply, mac(5), mac(2), mac(5), gwIP, mac(2), peerIP), stats.SpoofedARP},
-		"ARP reply claiming neighbour":  {arpFrame(t, layers.ARPReply, mac(5), mac(1), mac(5), peerIP, mac(1), gwIP), stats.SpoofedARP},
-		"ARP request from other IP":     {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), [4]byte{10, 0, 0, 99}, packet.MAC{}, peerIP), stats.SpoofedARP},
-		"ARP cut short":                 {shortARP, stats.BadARP},
-		"VLAN tagged":                   {vlan, stats.PortSecurity},
+		"source MAC of another station":   {udpFrame(t, mac(6), mac(2), secIP, peerIP, 1000, 2000), stats.PortSecurity},
+		"source MAC of the gateway":       {frame(t, mac(1), bcast), stats.PortSecurity},
+		"IPv4 source of a neighbour":      {udpFrame(t, mac(5), mac(2), peerIP, peerIP, 1000, 2000), stats.SpoofedIP},
+		"IPv4 source of the gateway":      {udpFrame(t, mac(5), mac(1), gwIP, [4]byte{8, 8, 8, 8}, 1000, 53), stats.SpoofedIP},
+		"IPv4 second address":             {udpFrame(t, mac(5), mac(2), [4]byte{10, 0, 0, 99}, peerIP, 1000, 2000), stats.SpoofedIP},
+		"IPv4 broadcast from spoofed":     {udpFrame(t, mac(5), bcast, [4]byte{10, 0, 0, 6}, [4]byte{255, 255, 255, 255}, 68, 67), stats.SpoofedIP},
+		"IPv4 header cut short":           {shortIP, stats.Truncated},
+		"ARP sender MAC not the port's":   {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(6), secIP, packet.MAC{}, peerIP), stats.SpoofedARP},
+		"ARP gratuitous for gateway IP":   {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), gwIP, packet.MAC{}, gwIP), stats.SpoofedARP},
+		"ARP reply claiming gateway":      {arpFrame(t, layers.ARPReply, mac(5), mac(2), mac(5), gwIP, mac(2), peerIP), stats.SpoofedARP},
+		"ARP reply claiming neighbour":    {arpFrame(t, layers.ARPReply, mac(5), mac(1), mac(5), peerIP, mac(1), gwIP), stats.SpoofedARP},
+		"ARP request from other IP":       {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), [4]byte{10, 0, 0, 99}, packet.MAC{}, peerIP), stats.SpoofedARP},
+		"ARP cut short":                   {shortARP, stats.BadARP},
+		"VLAN tagged":                     {vlan, stats.Tagged},
+		"802.1ad tagged, spoofed inner":   {qinq(t), stats.Tagged},
+		"DHCP offer (rogue server)":       {udpFrame(t, mac(5), bcast, secIP, [4]byte{255, 255, 255, 255}, 67, 68), stats.DHCPServer},
+		"IPv6 router advertisement":       {icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeRouterAdvertisement, nil), stats.RAGuard},
+		"IPv6 redirect":                   {icmp6(t, ownLL, "fe80::1", layers.ICMPv6TypeRedirect, make([]byte, 36)), stats.RAGuard},
+		"IPv6 RA behind a hop-by-hop":     {raBehindHopByHop(t), stats.RAGuard},
+		"IPv6 forged link-local source":   {icmp6(t, "fe80::42:ff:fe00:2", "ff02::1", layers.ICMPv6TypeEchoRequest, nil), stats.SpoofedIPv6},
+		"IPv6 global source":              {icmp6(t, "2001:db8::5", "ff02::1", layers.ICMPv6TypeEchoRequest, nil), stats.SpoofedIPv6},
+		"IPv6 echo from ::":               {icmp6(t, "::", "ff02::1", layers.ICMPv6TypeEchoRequest, nil), stats.SpoofedIPv6},
+		"IPv6 NA for another's address":   {icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeNeighborAdvertisement, naBody("fe80::42:ff:fe00:2")), stats.SpoofedND},
+		"DHCPv6 advertise (rogue server)": {udp6(t, ownLL, "fe80::42:ff:fe00:2", 547, 546), stats.DHCPServer},
+		"IPv6 header cut short":           {ipv6Short(t), stats.Truncated},
 	}
 }
 
@@ -131,7 +142,7 @@ func TestPortSecurityAllowsOwnTraffic(t *testing.T) {
 	bcast := packet.Broadcast
 	ipv6 := serialize(t,
 		&layers.Ethernet{SrcMAC: hw(mac(5)), DstMAC: hw(packet.MAC{0x33, 0x33, 0, 0, 0, 2}), EthernetType: layers.EthernetTypeIPv6},
-		&layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolNoNextHeader, SrcIP: net.ParseIP("fe80::42:aff:fe00:5"), DstIP: net.ParseIP("ff02::2")})
+		&layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolNoNextHeader, SrcIP: net.ParseIP("fe80::42:ff:fe00:5"), DstIP: net.ParseIP("ff02::2")})
 	cases := map[string][]byte{
 		"own IPv4 unicast":           udpFrame(t, mac(5), mac(2), secIP, peerIP, 1000, 2000),
 		"own IPv4 to the world":      udpFrame(t, mac(5), mac(1), secIP, [4]byte{8, 8, 8, 8}, 1000, 53),
@@ -141,6 +152,12 @@ func TestPortSecurityAllowsOwnTraffic(t *testing.T) {
 		"ARP probe from 0.0.0.0":     arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), zeroIP, packet.MAC{}, secIP),
 		"gratuitous ARP for own IP":  arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), secIP, packet.MAC{}, secIP),
 		"IPv6 from own MAC (not L3)": ipv6,
+		"IPv6 DAD neighbour solicit": icmp6(t, "::", "ff02::1:ff00:5", layers.ICMPv6TypeNeighborSolicitation, naBody(ownLL)),
+		"IPv6 MLDv2 report from ::":  icmp6(t, "::", "ff02::16", 143, make([]byte, 4)),
+		"IPv6 router solicit":        icmp6(t, ownLL, "ff02::2", layers.ICMPv6TypeRouterSolicitation, make([]byte, 4)),
+		"IPv6 NA for own address":    icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeNeighborAdvertisement, naBody(ownLL)),
+		"DHCPv6 solicit (client)":    udp6(t, ownLL, "ff02::1:2", 546, 547),
+		"DHCP request (client, 68)":  udpFrame(t, mac(5), bcast, secIP, [4]byte{255, 255, 255, 255}, 68, 67),
 	}
 	for name, f := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -277,4 +294,80 @@ func TestMACFloodFromSecurePortDropped(t *testing.T) {
 	require.Zero(t, sw.LearnRefused.Load())
 	require.Zero(t, ca.n, "nothing of the flood delivered")
 	require.Equal(t, floodFrames/knownEvery, cb.n, "only the known flow reached b")
+}
+
+// ownLL is the secure port's link-local address (EUI-64 of mac(5)).
+const ownLL = "fe80::42:ff:fe00:5"
+
+// qinq is an 802.1ad double-tagged frame whose inner IPv4 source is a
+// neighbour's.
+func qinq(t *testing.T) []byte {
+	return serialize(t,
+		&layers.Ethernet{SrcMAC: hw(mac(5)), DstMAC: hw(mac(2)), EthernetType: layers.EthernetTypeQinQ},
+		&layers.Dot1Q{VLANIdentifier: 7, Type: layers.EthernetTypeDot1Q},
+		&layers.Dot1Q{VLANIdentifier: 8, Type: layers.EthernetTypeIPv4},
+		&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP(peerIP[:]), DstIP: net.IP(gwIP[:])},
+		gopacket.Payload("x"))
+}
+
+// icmp6 is an ICMPv6 message of type typ from src to dst (the Ethernet
+// source is the secure port's MAC), with body after the 4-byte header.
+func icmp6(t *testing.T, src, dst string, typ uint8, body []byte) []byte {
+	ip := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
+	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, 0)}
+	require.NoError(t, ic.SetNetworkLayerForChecksum(ip))
+	if body == nil {
+		body = make([]byte, 12)
+	}
+	return serialize(t, &layers.Ethernet{SrcMAC: hw(mac(5)), DstMAC: hw(packet.MAC{0x33, 0x33, 0, 0, 0, 1}), EthernetType: layers.EthernetTypeIPv6},
+		ip, ic, gopacket.Payload(body))
+}
+
+// naBody is the body of a neighbour solicitation or advertisement for
+// target: 4 bytes of flags, then the address.
+func naBody(target string) []byte {
+	return append(make([]byte, 4), net.ParseIP(target).To16()...)
+}
+
+// raBehindHopByHop hides a router advertisement behind a hop-by-hop
+// options header.
+func raBehindHopByHop(t *testing.T) []byte {
+	f := icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeRouterAdvertisement, nil)
+	ip := f[packet.EthernetHeaderLen:]
+	hbh := []byte{58, 0, 1, 4, 0, 0, 0, 0} // next: ICMPv6; PadN
+	out := append(append(append([]byte(nil), f[:packet.EthernetHeaderLen+40]...), hbh...), ip[40:]...)
+	out[packet.EthernetHeaderLen+6] = 0 // hop-by-hop
+	out[packet.EthernetHeaderLen+5] += 8
+	return out
+}
+
+// udp6 is a UDP datagram over IPv6.
+func udp6(t *testing.T, src, dst string, sport, dport uint16) []byte {
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
+	u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+	require.NoError(t, u.SetNetworkLayerForChecksum(ip))
+	return serialize(t, &layers.Ethernet{SrcMAC: hw(mac(5)), DstMAC: hw(packet.MAC{0x33, 0x33, 0, 1, 0, 2}), EthernetType: layers.EthernetTypeIPv6},
+		ip, u, gopacket.Payload("x"))
+}
+
+// ipv6Short is an IPv6 frame cut inside its header.
+func ipv6Short(t *testing.T) []byte {
+	return icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeEchoRequest, nil)[:packet.EthernetHeaderLen+30]
+}
+
+// Frames to the IEEE 802.1D reserved group addresses (STP, LLDP, 802.1X)
+// are never forwarded, from any port, secure or not; other multicast is.
+func TestLinkLocalGroupNeverForwarded(t *testing.T) {
+	for _, secure := range []bool{true, false} {
+		for _, last := range []byte{0x00, 0x03, 0x0e, 0x0f} {
+			r, p := secureRig(t, secure)
+			f := udpFrame(t, mac(5), packet.MAC{0x01, 0x80, 0xc2, 0, 0, last}, secIP, peerIP, 1000, 2000)
+			r.sw.Input(p, f, packet.Offload{})
+			require.Equal(t, []int{0, 0, 0}, r.delivered(), "01:80:c2:00:00:%02x", last)
+			require.EqualValues(t, 1, p.Stats.Dropped(stats.LinkLocalGroup))
+		}
+		r, p := secureRig(t, secure)
+		r.sw.Input(p, udpFrame(t, mac(5), packet.MAC{0x01, 0x80, 0xc2, 0, 0, 0x10}, secIP, peerIP, 1000, 2000), packet.Offload{})
+		require.Equal(t, []int{1, 1, 0}, r.delivered(), "01:80:c2:00:00:10 is not reserved")
+	}
 }

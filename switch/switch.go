@@ -32,13 +32,17 @@ func (f DeviceFunc) WriteFrame(frame []byte, off packet.Offload) error { return 
 type PortConfig struct {
 	Name string
 	// Secure turns on port security for an endpoint's port: frames whose
-	// source MAC is not MAC, VLAN-tagged frames, IPv4 packets whose source
-	// is neither IP nor 0.0.0.0 and ARP packets whose sender MAC is not MAC
-	// or whose sender IP is neither IP nor 0.0.0.0 are dropped and counted
-	// (port-security, spoofed-ip, spoofed-arp). So an endpoint can neither
-	// steal another station's MAC nor claim the gateway's or a neighbour's
-	// address in ARP. The 0.0.0.0 exception lets DHCP-style discovers and
-	// ARP probes (RFC 5227) through.
+	// source MAC is not MAC, IPv4 packets whose source is neither IP nor
+	// 0.0.0.0 and ARP packets whose sender MAC is not MAC or whose sender
+	// IP is neither IP nor 0.0.0.0 are dropped and counted (port-security,
+	// spoofed-ip, spoofed-arp). So an endpoint can neither steal another
+	// station's MAC nor claim the gateway's or a neighbour's address in
+	// ARP. The 0.0.0.0 exception lets DHCP-style discovers and ARP probes
+	// (RFC 5227) through. Tagged frames (802.1Q, 802.1ad: vlan-tagged),
+	// DHCP server messages (dhcp-server) and, for IPv6, sources other than
+	// the endpoint's link-local address, router advertisements and
+	// redirects, and neighbour advertisements for others' addresses
+	// (spoofed-ipv6, ra-guard, spoofed-nd) are dropped too (guard.go).
 	Secure bool
 	MAC    packet.MAC
 	// IP is the endpoint's IPv4 address on this port (used when Secure).
@@ -233,6 +237,9 @@ func (s *Switch) Input(in *Port, frame []byte, off packet.Offload) {
 			out.write(frame, off)
 			return
 		}
+	} else if isLinkLocalGroup(dst) {
+		in.Stats.Drop(stats.LinkLocalGroup)
+		return
 	}
 	for _, out := range *s.ports.Load() {
 		if out != in {
@@ -256,6 +263,9 @@ func (p *Port) check(eth packet.Ethernet, src packet.MAC) (stats.Reason, bool) {
 		if s := ip.Src(); s != p.IP && s != ([4]byte{}) {
 			return stats.SpoofedIP, false
 		}
+		if dhcpServer(ip) {
+			return stats.DHCPServer, false
+		}
 	case packet.EtherTypeARP:
 		a := packet.ARP(eth.Payload())
 		if !a.Valid() {
@@ -267,10 +277,10 @@ func (p *Port) check(eth packet.Ethernet, src packet.MAC) (stats.Reason, bool) {
 		if s := a.SenderIP(); s != p.IP && s != ([4]byte{}) {
 			return stats.SpoofedARP, false
 		}
-	case packet.EtherTypeVLAN:
-		// An endpoint has no business tagging: a tag would let it reach
-		// VLANs (and FDB keys) it does not belong to.
-		return stats.PortSecurity, false
+	case etherTypeIPv6:
+		return p.checkIPv6(eth.Payload())
+	case packet.EtherTypeVLAN, etherTypeQinQ, etherTypeQinQv1:
+		return stats.Tagged, false // see isTagged
 	}
 	return 0, true
 }

@@ -496,6 +496,9 @@ func (t *Topology) addTAP(p *config.Plan, ns netns.NsHandle, h *netlink.Handle, 
 	if err := configureIface(h, ifc); err != nil {
 		return err
 	}
+	if err := refuseRA(ns, ifc.Name); err != nil {
+		return err
+	}
 	// The interface outlives the process (a crash, or a stop that leaves
 	// attachments), so the next run attaches to it again instead of making
 	// a new one; it goes with its namespace or when deleted.
@@ -532,6 +535,9 @@ func (t *Topology) addVeth(p *config.Plan, ns netns.NsHandle, h *netlink.Handle,
 		return fmt.Errorf("create veth %s/%s: %w", host, ifc.Name, err)
 	}
 	if err := configureIface(h, ifc); err != nil {
+		return err
+	}
+	if err := refuseRA(ns, ifc.Name); err != nil {
 		return err
 	}
 	// With offloads the host end's packet socket reads the namespace's

@@ -1,0 +1,140 @@
+package vswitch
+
+import (
+	"encoding/binary"
+
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/stats"
+)
+
+// Port security beyond source addresses: tags, DHCP snooping, IPv6 (RA
+// guard and source guard), and the link-local group addresses no bridge
+// forwards.
+
+// EtherTypes of tagged frames and IPv6.
+const (
+	etherTypeQinQ   = 0x88a8 // 802.1ad service tag
+	etherTypeQinQv1 = 0x9100 // the pre-standard double tag
+	etherTypeIPv6   = 0x86dd
+)
+
+// Ports and protocol numbers port security looks at.
+const (
+	dhcpServerPort   = 67
+	dhcp6ServerPort  = 547
+	protoUDP         = 17
+	protoICMPv6      = 58
+	icmp6MLDReport   = 131
+	icmp6RA          = 134
+	icmp6NS          = 135
+	icmp6NA          = 136
+	icmp6Redirect    = 137
+	icmp6Renumbering = 138
+	icmp6MLDv2Report = 143
+	ipv6HeaderLen    = 40
+)
+
+// isTagged reports whether an EtherType is a VLAN tag (802.1Q, 802.1ad or
+// the older double tag): an endpoint has no business tagging, since a tag
+// would let it reach VLANs (and FDB keys) it does not belong to, and the
+// inner source would go unchecked.
+func isTagged(t uint16) bool {
+	return t == packet.EtherTypeVLAN || t == etherTypeQinQ || t == etherTypeQinQv1
+}
+
+// isLinkLocalGroup reports whether dst is one of the IEEE 802.1D reserved
+// group addresses 01:80:c2:00:00:00 to 0f (STP BPDUs, LACP, LLDP,
+// 802.1X), which a bridge consumes and never forwards.
+func isLinkLocalGroup(dst packet.MAC) bool {
+	return dst[0] == 0x01 && dst[1] == 0x80 && dst[2] == 0xc2 && dst[3] == 0 && dst[4] == 0 && dst[5]&0xf0 == 0
+}
+
+// dhcpServer reports whether an IPv4 packet is a DHCP server message (UDP
+// from port 67): offers and acks only a server sends, so an endpoint that
+// sends them is a rogue server (DHCP snooping, as CNI's and OVS's do).
+func dhcpServer(ip packet.IPv4) bool {
+	if ip.Protocol() != protoUDP || ip.FragmentOffset() != 0 || len(ip) < ip.HeaderLen()+4 {
+		return false
+	}
+	return binary.BigEndian.Uint16(ip[ip.HeaderLen():]) == dhcpServerPort
+}
+
+// linkLocal6 is the IPv6 link-local address a Linux interface with MAC m
+// takes by default (EUI-64, RFC 4291 appendix A).
+func linkLocal6(m packet.MAC) [16]byte {
+	return [16]byte{0xfe, 0x80, 8: m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]}
+}
+
+// checkIPv6 applies port security to an IPv6 packet b from the secure
+// port p: its source must be the endpoint's link-local address, or ::
+// for duplicate address detection and MLD; router advertisements,
+// redirects, router renumbering and DHCPv6 server messages are dropped
+// (RA guard, RFC 6105), and so is a neighbour advertisement for an
+// address not the endpoint's. Until endpoints have IPv6 addresses of
+// their own, the link-local one is all an endpoint may use.
+func (p *Port) checkIPv6(b []byte) (stats.Reason, bool) {
+	if len(b) < ipv6HeaderLen {
+		return stats.Truncated, false
+	}
+	own := linkLocal6(p.MAC)
+	src := [16]byte(b[8:24])
+	unspecified := src == [16]byte{}
+	if src != own && !unspecified {
+		return stats.SpoofedIPv6, false
+	}
+	next, off := b[6], ipv6HeaderLen
+walk:
+	for range 8 { // extension headers, as far as a sane packet has them
+		switch next {
+		case 0, 43, 60: // hop-by-hop, routing, destination options
+			if len(b) < off+2 {
+				return stats.Truncated, false
+			}
+			next, off = b[off], off+int(b[off+1]+1)*8
+			continue
+		case 44: // fragment
+			if len(b) < off+8 {
+				return stats.Truncated, false
+			}
+			if binary.BigEndian.Uint16(b[off+2:])&0xfff8 != 0 {
+				// A later fragment: its upper header is in the first
+				// one, checked there; from :: nothing is fragmented.
+				if unspecified {
+					return stats.SpoofedIPv6, false
+				}
+				return 0, true
+			}
+			next, off = b[off], off+8
+			continue
+		default:
+			break walk
+		}
+	}
+	switch next {
+	case protoICMPv6:
+		if len(b) < off+4 {
+			return stats.Truncated, false
+		}
+		switch typ := b[off]; typ {
+		case icmp6RA, icmp6Redirect, icmp6Renumbering:
+			return stats.RAGuard, false
+		case icmp6NA:
+			if len(b) < off+24 {
+				return stats.Truncated, false
+			}
+			if [16]byte(b[off+8:off+24]) != own {
+				return stats.SpoofedND, false
+			}
+		case icmp6NS, icmp6MLDReport, icmp6MLDv2Report:
+			return 0, true // what an address not yet configured sends
+		}
+	case protoUDP:
+		if len(b) >= off+2 && binary.BigEndian.Uint16(b[off:]) == dhcp6ServerPort {
+			return stats.DHCPServer, false
+		}
+	}
+	if unspecified {
+		return stats.SpoofedIPv6, false
+	}
+	return 0, true
+}
