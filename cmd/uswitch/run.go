@@ -223,6 +223,11 @@ func run(ctx context.Context, plan *config.Plan, cfg, sock string, notify *notif
 		}
 		log.Info("removed everything this run made", "instance", plan.Name)
 	}()
+	stopWatch, err := tp.WatchUplink(log) // host routes back after an uplink down/up
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
 
 	clk := clock.NewCoarse(10 * time.Millisecond)
 	defer clk.Stop()
