@@ -86,6 +86,7 @@ type StatusError struct {
 	Line   int    // the line of the caller's file it is about, 0 when none
 }
 
+// Error is the message, as the CLI prints it.
 func (e *StatusError) Error() string { return e.Msg }
 
 // responseError turns an error answer into a *StatusError: the server's

@@ -177,7 +177,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	ep, ifc := findAttachment(eps, args.ContainerID, args.IfName)
 	if ep == nil {
 		return types.NewError(types.ErrUnknownContainer,
-			fmt.Sprintf("instance %q has no attachment of container %s (%s)", conf.Instance, args.ContainerID, args.IfName), "")
+			fmt.Sprintf("instance %q has no attachment of container %s (%s)", conf.instance(), args.ContainerID, args.IfName), "")
 	}
 	if ifc.Network != conf.Network {
 		return fmt.Errorf("attachment %q is on network %q, not %q", ep.Name, ifc.Network, conf.Network)
@@ -320,18 +320,14 @@ func (c *netConf) lookupNetwork(ctx context.Context, d daemon, down uint) (*live
 	if down == types.ErrPluginNotAvailable {
 		code = down
 	}
-	return nil, types.NewError(code, fmt.Sprintf("instance %q has no network %q (it has: %s)", c.Instance, c.Network, strings.Join(names, ", ")), "")
+	return nil, types.NewError(code, fmt.Sprintf("instance %q has no network %q (it has: %s)", c.instance(), c.Network, strings.Join(names, ", ")), "")
 }
 
 // apiError turns a failed call to the instance into a CNI error: down is
 // the code when the instance is not running (or answers 503), a refusal
 // (4xx) is an invalid configuration, anything else an I/O failure.
 func (c *netConf) apiError(what string, err error, down uint) error {
-	instance := c.Instance
-	if instance == "" {
-		instance = c.Socket
-	}
-	msg := fmt.Sprintf("uswitch instance %q: %s: %v", instance, what, err)
+	msg := fmt.Sprintf("uswitch instance %q: %s: %v", c.instance(), what, err)
 	status := statusOf(err)
 	switch {
 	case isNotRunning(err):

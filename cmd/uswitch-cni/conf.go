@@ -67,6 +67,15 @@ func loadConf(stdin []byte) (*netConf, error) {
 	return &c, nil
 }
 
+// instance names the configured instance in messages: its name, or its
+// socket when only that is given.
+func (c *netConf) instance() string {
+	if c.Instance != "" {
+		return c.Instance
+	}
+	return c.Socket
+}
+
 // socket is the control socket of the configured instance.
 func (c *netConf) socket() string {
 	if c.Socket != "" {
