@@ -32,9 +32,15 @@ test: vet cni-tools
 
 # The CNI tools e2e/cni_test.go drives, go installed into $(CNI_TOOLS) when
 # missing, at the versions go.mod requires: cnitool, and the reference
-# plugins bridge, host-local and portmap for the side-by-side comparison.
+# plugins bridge, host-local and portmap for the side-by-side comparison;
+# portmap runs iptables (inside the test's own host namespace), which a
+# fresh Debian machine lacks: installed with apt-get when missing.
 CNI_TOOLS ?= bin/cni
 cni-tools:
+	@command -v iptables >/dev/null || PATH=$$PATH:/usr/sbin:/sbin command -v iptables >/dev/null || { \
+		echo "apt-get install iptables (the reference portmap plugin runs it)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables >/dev/null; }
 	@cni=$$($(GO) list -m -f '{{.Version}}' github.com/containernetworking/cni) && \
 	plugins=$$($(GO) list -m -f '{{.Version}}' github.com/containernetworking/plugins) && \
 	for p in cni/cnitool@$$cni plugins/plugins/main/bridge@$$plugins \
