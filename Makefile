@@ -80,7 +80,7 @@ bench-net: build
 # ("Failing input written to ...") or any other error fails.
 FUZZTIME ?= 20s
 FUZZ_TARGETS := switch:FuzzInput router:FuzzPortInput packet:FuzzViews packet:FuzzSum \
-	config:FuzzParse nat:FuzzHooks datapath:FuzzDatapath datapath:FuzzDatapathOffload gso:FuzzSegment defrag:FuzzReassemble
+	config:FuzzParse nat:FuzzHooks datapath:FuzzDatapath datapath:FuzzDatapathOffload gso:FuzzSegment defrag:FuzzReassemble host:FuzzDeliver
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

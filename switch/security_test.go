@@ -312,7 +312,7 @@ func qinq(t *testing.T) []byte {
 
 // icmp6 is an ICMPv6 message of type typ from src to dst (the Ethernet
 // source is the secure port's MAC), with body after the 4-byte header.
-func icmp6(t *testing.T, src, dst string, typ uint8, body []byte) []byte {
+func icmp6(t testing.TB, src, dst string, typ uint8, body []byte) []byte {
 	ip := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
 	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, 0)}
 	require.NoError(t, ic.SetNetworkLayerForChecksum(ip))
@@ -331,7 +331,7 @@ func naBody(target string) []byte {
 
 // raBehindHopByHop hides a router advertisement behind a hop-by-hop
 // options header.
-func raBehindHopByHop(t *testing.T) []byte {
+func raBehindHopByHop(t testing.TB) []byte {
 	f := icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeRouterAdvertisement, nil)
 	ip := f[packet.EthernetHeaderLen:]
 	hbh := []byte{58, 0, 1, 4, 0, 0, 0, 0} // next: ICMPv6; PadN

@@ -465,6 +465,7 @@ func FuzzInput(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(arpFrame(f, 1, mac(1), packet.Broadcast, mac(1), [4]byte{10, 0, 0, 1}, packet.MAC{}, [4]byte{10, 0, 0, 2}))
 	f.Add(udpFrame(f, mac(1), packet.Broadcast, [4]byte{}, [4]byte{255, 255, 255, 255}, 68, 67))
+	f.Add(raBehindHopByHop(f)) // IPv6 port security (guard.go)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sw := New(Config{Name: "fuzz", Clock: &clock.Fake{}, MaxEntries: 4})
 		a, _ := sw.AddPort(PortConfig{Name: "a", Secure: len(b)%2 == 0, MAC: mac(1), IP: [4]byte{10, 0, 0, 1}}, discard{})
