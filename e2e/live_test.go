@@ -716,3 +716,25 @@ func TestLiveRunAfterKillDuringApply(t *testing.T) {
 	dirs, _ := filepath.Glob(filepath.Join("/var/run/netns", name+"*"))
 	require.Empty(t, dirs)
 }
+
+// TestLiveApplyNetworkInPlace: a network's flags change without touching
+// its endpoints: names, rules and resolv.conf follow.
+func TestLiveApplyNetworkInPlace(t *testing.T) {
+	needRoot(t)
+	name := prefix("lw")
+	in := start(t, name, writeConfig(t, liveConfig(name)))
+	a := name + "-a"
+	idx := ifindex(t, a, "eth0")
+	resolv, err := os.ReadFile(filepath.Join("/etc/netns", a, "resolv.conf"))
+	require.NoError(t, err)
+	require.Contains(t, string(resolv), "nameserver 10.91.0.1")
+	next := strings.Replace(liveConfig(name), "subnet = \"10.91.0.0/24\"", "subnet = \"10.91.0.0/24\"\ndns = false", 1)
+	out, err := exec.Command(binary, "apply", "--config", writeConfig(t, next)).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Equal(t, "~ network front (dns)\n", string(out))
+	require.Equal(t, idx, ifindex(t, a, "eth0"), "not recreated")
+	resolv, err = os.ReadFile(filepath.Join("/etc/netns", a, "resolv.conf"))
+	require.NoError(t, err)
+	require.NotContains(t, string(resolv), "nameserver")
+	require.Nil(t, in.endpoints(t)[a].DNS)
+}

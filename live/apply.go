@@ -136,8 +136,8 @@ func boolInt(b bool) int {
 }
 
 // updateNetwork changes a network's flags in place: the rules and names
-// come from the plan, the uplink route from internal. Called with in.mu
-// held.
+// come from the plan, the uplink route from internal, the members'
+// resolv.conf from dns. Called with in.mu held.
 func (in *Instance) updateNetwork(n config.Network) error {
 	old := *in.plan.Network(n.Name)
 	p := *in.plan
@@ -152,6 +152,14 @@ func (in *Instance) updateNetwork(n config.Network) error {
 		err = in.tp.AddNetworkRoutes(&p, n)
 	case !old.Internal && n.Internal:
 		err = in.tp.RemoveNetworkRoutes(&p, old)
+	}
+	if old.DNS != n.DNS { // the members' resolv.conf names the gateway, or not
+		for i := range p.Endpoints {
+			e := &p.Endpoints[i]
+			if slices.ContainsFunc(e.Interfaces, func(ifc config.Interface) bool { return ifc.Network == n.Name }) {
+				err = errors.Join(err, in.tp.UpdateEndpointFiles(&p, e))
+			}
+		}
 	}
 	in.plan = &p
 	err = errors.Join(err, in.tp.RecordPlan(&p))

@@ -246,7 +246,8 @@ func (t *Topology) reattach(p *config.Plan, ep *config.Endpoint) error {
 		t.Ports = append(t.Ports, pd)
 		t.mu.Unlock()
 	}
-	return nil
+	// Its aliases may have changed: /etc/netns/<ns>/hosts follows.
+	return t.UpdateEndpointFiles(p, ep)
 }
 
 // attachmentRecords are the links of p's attachments that s records: what
