@@ -1,6 +1,7 @@
 package defrag
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
 	"net"
@@ -232,4 +233,44 @@ func TestTruncatedFragmentCounted(t *testing.T) {
 	require.True(t, r.Add(f, st) == nil)
 	require.EqualValues(t, 1, st.Dropped(stats.Truncated))
 	require.Zero(t, r.Pending())
+}
+
+// Fragments of many datagrams arriving on several goroutines at once, in
+// any order: every datagram comes out whole, once.
+func TestConcurrentReassembly(t *testing.T) {
+	r, _, _ := newR(Config{})
+	const workers, per = 4, 200
+	type job struct {
+		want  []byte
+		frags [][]byte
+	}
+	jobs := make([][]job, workers) // built here: require only on the test's goroutine
+	for w := range workers {
+		for i := range per {
+			want := datagram(t, uint16(w*per+i), 3000+i)
+			frags := fragments(t, want, 1480)
+			rand.Shuffle(len(frags), func(a, b int) { frags[a], frags[b] = frags[b], frags[a] })
+			jobs[w] = append(jobs[w], job{want, frags})
+		}
+	}
+	done := make(chan int, workers)
+	for w := range workers {
+		go func() {
+			st := &stats.Port{}
+			got := 0
+			for _, j := range jobs[w] {
+				if d := feed(r, st, j.frags); bytes.Equal(d, j.want) {
+					got++
+				}
+			}
+			done <- got
+		}()
+	}
+	total := 0
+	for range workers {
+		total += <-done
+	}
+	require.Equal(t, workers*per, total)
+	require.Zero(t, r.Mem())
+	require.EqualValues(t, workers*per, r.Reassembled.Load())
 }

@@ -281,10 +281,14 @@ func (t *Table) remove(c *Conn) bool {
 // earlyDrop removes one connection that expired but was not swept yet or
 // that is not assured (no reply, or a TCP handshake not completed: a SYN
 // flood's SYN_RECV entries), looking through a few shards from a moving
-// start, like Linux's early_drop.
+// start, like Linux's early_drop. When those shards hold none, it takes a
+// TCP connection that is closing (TIME_WAIT and the like), as Linux's
+// conntrack GC does when the table is nearly full (tcp_can_early_drop), so
+// a table full of closed connections still takes new ones.
 func (t *Table) earlyDrop() bool {
 	start := t.sweep.Add(1)
 	now := t.clock.Now()
+	var closing *Conn
 	for i := range uint32(16) {
 		s := &t.shards[(start+i)%numShards]
 		var victim *Conn
@@ -293,6 +297,9 @@ func (t *Table) earlyDrop() bool {
 			if !c.assured.Load() || c.expires.Load() < now {
 				victim = c
 				return false
+			}
+			if closing == nil && c.closing() {
+				closing = c
 			}
 			return true
 		})
@@ -305,6 +312,23 @@ func (t *Table) earlyDrop() bool {
 			}
 			return true
 		}
+	}
+	if closing != nil && t.remove(closing) {
+		t.EarlyDropped.Add(1)
+		return true
+	}
+	return false
+}
+
+// closing reports whether c is a TCP connection on its way out: FIN_WAIT,
+// CLOSE_WAIT, LAST_ACK, TIME_WAIT or CLOSE (Linux's tcp_can_early_drop).
+func (c *Conn) closing() bool {
+	if c.orig.Proto != packet.ProtoTCP {
+		return false
+	}
+	switch TCPState(c.tcp.Load()) {
+	case TCPFinWait, TCPCloseWait, TCPLastAck, TCPTimeWait, TCPClose:
+		return true
 	}
 	return false
 }

@@ -176,3 +176,34 @@ func ipSum16(h []byte) uint16 {
 	}
 	return ^uint16(s)
 }
+
+// A table full of closed TCP connections (TIME_WAIT, assured) still takes
+// new ones: one of them makes room, as Linux's conntrack GC evicts closing
+// connections from a nearly full table; a table full of established ones
+// refuses, as Linux does.
+func TestFullTableOfTimeWaitTakesNewConnections(t *testing.T) {
+	for _, close := range []bool{true, false} {
+		g := newRig(t, maxConns(200))
+		for i := range 200 {
+			c := &tcpConn{g: g, cli: ap(webAddr, uint16(20000+i)), srv: ap(remoteAddr, 80), masq: ap(uplinkAddr, uint16(20000+i))}
+			c.out(fSYN, "")
+			c.in(fSYN|fACK, "")
+			c.out(fACK, "")
+			if close {
+				c.out(fFIN|fACK, "")
+				c.in(fFIN|fACK, "")
+				c.out(fACK, "")
+				c.requireState(TCPTimeWait)
+			}
+			require.True(t, g.entry(c.cli).Assured)
+		}
+		r := g.pass("front", tcpPkt(t, ap(web2Addr, 30000), ap(remoteAddr, 80), fSYN, ""))
+		if close {
+			require.Equal(t, accept, r.v, "a TIME_WAIT connection makes room")
+			require.EqualValues(t, 1, g.tr.Table.EarlyDropped.Load())
+		} else {
+			require.Equal(t, Verdict{Action: Drop, Reason: stats.ConntrackFull}, r.v, "established connections are kept")
+		}
+		require.Equal(t, 200, g.tr.Table.Len())
+	}
+}
