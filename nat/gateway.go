@@ -36,6 +36,9 @@ func (rs *Rules) addGatewayHost(p *config.Plan, pubs []published) {
 		}
 		gw := compilePrefix(netip.PrefixFrom(n.Gateway, 32))
 		for _, b := range pubs {
+			if n.DNS && b.p.HostPort == 53 {
+				continue // the gateway's own DNS answers there
+			}
 			rs.add(&Rule{Hook: Prerouting, Action: DNAT, Comment: "publish " + b.ep + " " + b.p.String() + " at gateway " + n.Name,
 				dst: gw, in: n.Name, proto: protoNum(b.p.Proto),
 				dport: [2]uint16{b.p.HostPort, b.p.HostPort}, toAddr: b.target, toPort: b.p.ContainerPort})

@@ -63,3 +63,17 @@ func TestGatewayKeepsItsDNSAndEcho(t *testing.T) {
 	out := g.forward("front", UplinkName, udpPkt(t, ap(webAddr, 5000), ap(frontGW, 54), "q"))
 	requireFlow(t, out, ap(uplinkAddr, 5000), ap(hostAddr, 54))
 }
+
+// A host port 53 published does not shadow the embedded DNS at the
+// gateway of a network that has it; at the uplink address it is published.
+func TestPublishedPort53LeavesTheGatewaysDNS(t *testing.T) {
+	g := newRig(t, func(p *config.Plan) {
+		p.Networks[0].DNS = true
+		p.Endpoints[0].Publish = append(p.Endpoints[0].Publish, config.Publish{HostPort: 53, ContainerPort: 5300, Proto: "udp"})
+	})
+	r := g.pass("front", udpPkt(t, ap(web2Addr, 5000), ap(frontGW, 53), "q"))
+	require.Equal(t, accept, r.v)
+	require.Equal(t, "", r.out, "the gateway's DNS")
+	out := g.forward("back", "front", udpPkt(t, ap(dbAddr, 5000), ap(backGW, 53), "q"))
+	requireFlow(t, out, ap(dbAddr, 5000), ap(webAddr, 5300))
+}

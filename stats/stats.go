@@ -50,7 +50,7 @@ const (
 	LinkLocalGroup               // a frame to 01:80:c2:00:00:0X (STP, LLDP, 802.1X), which no bridge forwards
 	RAGuard                      // port security: a router advertisement, redirect or router renumbering from an endpoint (RA guard)
 	SpoofedIPv6                  // port security: an IPv6 source not the endpoint's link-local (EUI-64) or configured address, nor ::
-	SpoofedND                    // port security: a neighbour advertisement for an address not the endpoint's
+	SpoofedND                    // port security: neighbour discovery for an address or a MAC not the endpoint's
 	numReasons
 )
 
