@@ -237,8 +237,8 @@ func (p *poller) serve(pp *polledPort, buf []byte) {
 	for range pollBurst {
 		n, off, ok, err := pp.dev.TryReadFrame(buf)
 		if err != nil {
-			if p.stop.Load() {
-				return
+			if p.stop.Load() || (*p.ports.Load())[int32(pp.dev.Fd())] != pp {
+				return // stopping, or detached (Datapath.Detach) meanwhile
 			}
 			p.d.log.Warn("port lost, detaching it", "port", pp.name, "err", err)
 			p.drop(pp.dev)

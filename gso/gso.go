@@ -7,6 +7,9 @@
 //
 // Nothing here allocates: segments are built one at a time in a scratch
 // buffer the caller owns.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package gso
 
 import (

@@ -11,6 +11,9 @@
 // The stage runs on the datapath goroutine that read the packet and sends
 // what it makes through an Output (the router, which routes it like any
 // packet it originates); replies may also come later from any goroutine.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package host
 
 import (

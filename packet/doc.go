@@ -8,4 +8,8 @@
 //
 // Views never copy and never allocate; a view over a too-short slice must be
 // checked with its Valid method before any accessor is used.
+//
+// This package is internal to uswitch: its API may change without notice,
+// except for [MAC], which package config and uswitchtest use.
+// Code outside uswitch uses package uswitchtest.
 package packet

@@ -1,6 +1,10 @@
 // Package stats owns the per-port counters of the datapath: packets and
 // bytes received and sent, and dropped frames by reason. Counters are atomic
 // so any datapath goroutine may count without a lock.
+//
+// This package is internal to uswitch: its API may change without notice,
+// except for [Snapshot], which uswitchtest.Network.Ports returns.
+// Code outside uswitch uses package uswitchtest.
 package stats
 
 import "sync/atomic"
@@ -46,7 +50,7 @@ const (
 	LinkLocalGroup               // a frame to 01:80:c2:00:00:0X (STP, LLDP, 802.1X), which no bridge forwards
 	RAGuard                      // port security: a router advertisement, redirect or router renumbering from an endpoint (RA guard)
 	SpoofedIPv6                  // port security: an IPv6 source not the endpoint's link-local (EUI-64) or configured address, nor ::
-	SpoofedND                    // port security: a neighbour advertisement for an address not the endpoint's
+	SpoofedND                    // port security: neighbour discovery for an address or a MAC not the endpoint's
 	numReasons
 )
 

@@ -25,6 +25,7 @@ const (
 	protoUDP         = 17
 	protoICMPv6      = 58
 	icmp6MLDReport   = 131
+	icmp6RS          = 133
 	icmp6RA          = 134
 	icmp6NS          = 135
 	icmp6NA          = 136
@@ -69,8 +70,9 @@ func linkLocal6(m packet.MAC) [16]byte {
 // port p: its source must be the endpoint's link-local address, or ::
 // for duplicate address detection and MLD; router advertisements,
 // redirects, router renumbering and DHCPv6 server messages are dropped
-// (RA guard, RFC 6105), and so is a neighbour advertisement for an
-// address not the endpoint's. Until endpoints have IPv6 addresses of
+// (RA guard, RFC 6105), and so are a neighbour advertisement for an
+// address not the endpoint's and neighbour discovery messages whose
+// link-layer address options name another MAC. Until endpoints have IPv6 addresses of
 // their own, the link-local one is all an endpoint may use.
 func (p *Port) checkIPv6(b []byte) (stats.Reason, bool) {
 	if len(b) < ipv6HeaderLen {
@@ -122,10 +124,22 @@ walk:
 			if len(b) < off+24 {
 				return stats.Truncated, false
 			}
-			if [16]byte(b[off+8:off+24]) != own {
+			if [16]byte(b[off+8:off+24]) != own || !p.ndOptionsOwn(b[off+24:]) {
 				return stats.SpoofedND, false
 			}
-		case icmp6NS, icmp6MLDReport, icmp6MLDv2Report:
+		case icmp6NS:
+			if len(b) < off+24 {
+				return stats.Truncated, false
+			}
+			if !p.ndOptionsOwn(b[off+24:]) {
+				return stats.SpoofedND, false
+			}
+			return 0, true // DAD sends it from ::
+		case icmp6RS:
+			if len(b) >= off+8 && !p.ndOptionsOwn(b[off+8:]) {
+				return stats.SpoofedND, false
+			}
+		case icmp6MLDReport, icmp6MLDv2Report:
 			return 0, true // what an address not yet configured sends
 		}
 	case protoUDP:
@@ -137,4 +151,23 @@ walk:
 		return stats.SpoofedIPv6, false
 	}
 	return 0, true
+}
+
+// ndOptionsOwn reports whether the source and target link-layer address
+// options of a neighbour discovery message (RFC 4861 4.6.1) name the
+// port's own MAC, so that an endpoint cannot map an address to another
+// station's MAC in its neighbours' caches. Options that do not parse are
+// refused as well.
+func (p *Port) ndOptionsOwn(opts []byte) bool {
+	for len(opts) > 0 {
+		if len(opts) < 2 || opts[1] == 0 || len(opts) < int(opts[1])*8 {
+			return false
+		}
+		n := int(opts[1]) * 8
+		if (opts[0] == 1 || opts[0] == 2) && (n != 8 || packet.MAC(opts[2:8]) != p.MAC) {
+			return false
+		}
+		opts = opts[n:]
+	}
+	return true
 }

@@ -88,31 +88,35 @@ func spoofCases(t *testing.T) map[string]struct {
 		frame  []byte
 		reason stats.Reason
 	}{
-		"source MAC of another station":   {udpFrame(t, mac(6), mac(2), secIP, peerIP, 1000, 2000), stats.PortSecurity},
-		"source MAC of the gateway":       {frame(t, mac(1), bcast), stats.PortSecurity},
-		"IPv4 source of a neighbour":      {udpFrame(t, mac(5), mac(2), peerIP, peerIP, 1000, 2000), stats.SpoofedIP},
-		"IPv4 source of the gateway":      {udpFrame(t, mac(5), mac(1), gwIP, [4]byte{8, 8, 8, 8}, 1000, 53), stats.SpoofedIP},
-		"IPv4 second address":             {udpFrame(t, mac(5), mac(2), [4]byte{10, 0, 0, 99}, peerIP, 1000, 2000), stats.SpoofedIP},
-		"IPv4 broadcast from spoofed":     {udpFrame(t, mac(5), bcast, [4]byte{10, 0, 0, 6}, [4]byte{255, 255, 255, 255}, 68, 67), stats.SpoofedIP},
-		"IPv4 header cut short":           {shortIP, stats.Truncated},
-		"ARP sender MAC not the port's":   {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(6), secIP, packet.MAC{}, peerIP), stats.SpoofedARP},
-		"ARP gratuitous for gateway IP":   {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), gwIP, packet.MAC{}, gwIP), stats.SpoofedARP},
-		"ARP reply claiming gateway":      {arpFrame(t, layers.ARPReply, mac(5), mac(2), mac(5), gwIP, mac(2), peerIP), stats.SpoofedARP},
-		"ARP reply claiming neighbour":    {arpFrame(t, layers.ARPReply, mac(5), mac(1), mac(5), peerIP, mac(1), gwIP), stats.SpoofedARP},
-		"ARP request from other IP":       {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), [4]byte{10, 0, 0, 99}, packet.MAC{}, peerIP), stats.SpoofedARP},
-		"ARP cut short":                   {shortARP, stats.BadARP},
-		"VLAN tagged":                     {vlan, stats.Tagged},
-		"802.1ad tagged, spoofed inner":   {qinq(t), stats.Tagged},
-		"DHCP offer (rogue server)":       {udpFrame(t, mac(5), bcast, secIP, [4]byte{255, 255, 255, 255}, 67, 68), stats.DHCPServer},
-		"IPv6 router advertisement":       {icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeRouterAdvertisement, nil), stats.RAGuard},
-		"IPv6 redirect":                   {icmp6(t, ownLL, "fe80::1", layers.ICMPv6TypeRedirect, make([]byte, 36)), stats.RAGuard},
-		"IPv6 RA behind a hop-by-hop":     {raBehindHopByHop(t), stats.RAGuard},
-		"IPv6 forged link-local source":   {icmp6(t, "fe80::42:ff:fe00:2", "ff02::1", layers.ICMPv6TypeEchoRequest, nil), stats.SpoofedIPv6},
-		"IPv6 global source":              {icmp6(t, "2001:db8::5", "ff02::1", layers.ICMPv6TypeEchoRequest, nil), stats.SpoofedIPv6},
-		"IPv6 echo from ::":               {icmp6(t, "::", "ff02::1", layers.ICMPv6TypeEchoRequest, nil), stats.SpoofedIPv6},
-		"IPv6 NA for another's address":   {icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeNeighborAdvertisement, naBody("fe80::42:ff:fe00:2")), stats.SpoofedND},
-		"DHCPv6 advertise (rogue server)": {udp6(t, ownLL, "fe80::42:ff:fe00:2", 547, 546), stats.DHCPServer},
-		"IPv6 header cut short":           {ipv6Short(t), stats.Truncated},
+		"source MAC of another station":       {udpFrame(t, mac(6), mac(2), secIP, peerIP, 1000, 2000), stats.PortSecurity},
+		"source MAC of the gateway":           {frame(t, mac(1), bcast), stats.PortSecurity},
+		"IPv4 source of a neighbour":          {udpFrame(t, mac(5), mac(2), peerIP, peerIP, 1000, 2000), stats.SpoofedIP},
+		"IPv4 source of the gateway":          {udpFrame(t, mac(5), mac(1), gwIP, [4]byte{8, 8, 8, 8}, 1000, 53), stats.SpoofedIP},
+		"IPv4 second address":                 {udpFrame(t, mac(5), mac(2), [4]byte{10, 0, 0, 99}, peerIP, 1000, 2000), stats.SpoofedIP},
+		"IPv4 broadcast from spoofed":         {udpFrame(t, mac(5), bcast, [4]byte{10, 0, 0, 6}, [4]byte{255, 255, 255, 255}, 68, 67), stats.SpoofedIP},
+		"IPv4 header cut short":               {shortIP, stats.Truncated},
+		"ARP sender MAC not the port's":       {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(6), secIP, packet.MAC{}, peerIP), stats.SpoofedARP},
+		"ARP gratuitous for gateway IP":       {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), gwIP, packet.MAC{}, gwIP), stats.SpoofedARP},
+		"ARP reply claiming gateway":          {arpFrame(t, layers.ARPReply, mac(5), mac(2), mac(5), gwIP, mac(2), peerIP), stats.SpoofedARP},
+		"ARP reply claiming neighbour":        {arpFrame(t, layers.ARPReply, mac(5), mac(1), mac(5), peerIP, mac(1), gwIP), stats.SpoofedARP},
+		"ARP request from other IP":           {arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), [4]byte{10, 0, 0, 99}, packet.MAC{}, peerIP), stats.SpoofedARP},
+		"ARP cut short":                       {shortARP, stats.BadARP},
+		"VLAN tagged":                         {vlan, stats.Tagged},
+		"802.1ad tagged, spoofed inner":       {qinq(t), stats.Tagged},
+		"DHCP offer (rogue server)":           {udpFrame(t, mac(5), bcast, secIP, [4]byte{255, 255, 255, 255}, 67, 68), stats.DHCPServer},
+		"IPv6 router advertisement":           {icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeRouterAdvertisement, nil), stats.RAGuard},
+		"IPv6 redirect":                       {icmp6(t, ownLL, "fe80::1", layers.ICMPv6TypeRedirect, make([]byte, 36)), stats.RAGuard},
+		"IPv6 RA behind a hop-by-hop":         {raBehindHopByHop(t), stats.RAGuard},
+		"IPv6 forged link-local source":       {icmp6(t, "fe80::42:ff:fe00:2", "ff02::1", layers.ICMPv6TypeEchoRequest, nil), stats.SpoofedIPv6},
+		"IPv6 global source":                  {icmp6(t, "2001:db8::5", "ff02::1", layers.ICMPv6TypeEchoRequest, nil), stats.SpoofedIPv6},
+		"IPv6 echo from ::":                   {icmp6(t, "::", "ff02::1", layers.ICMPv6TypeEchoRequest, nil), stats.SpoofedIPv6},
+		"IPv6 NA for another's address":       {icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeNeighborAdvertisement, naBody("fe80::42:ff:fe00:2")), stats.SpoofedND},
+		"DHCPv6 advertise (rogue server)":     {udp6(t, ownLL, "fe80::42:ff:fe00:2", 547, 546), stats.DHCPServer},
+		"IPv6 NA, own address, another's MAC": {icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeNeighborAdvertisement, ndOpt(naBody(ownLL), 2, mac(2))), stats.SpoofedND},
+		"IPv6 NS with another's MAC":          {icmp6(t, ownLL, "ff02::1:ff00:2", layers.ICMPv6TypeNeighborSolicitation, ndOpt(naBody("fe80::42:ff:fe00:2"), 1, mac(2))), stats.SpoofedND},
+		"IPv6 RS with another's MAC":          {icmp6(t, ownLL, "ff02::2", layers.ICMPv6TypeRouterSolicitation, ndOpt(make([]byte, 4), 1, mac(2))), stats.SpoofedND},
+		"IPv6 NS with a zero-length option":   {icmp6(t, ownLL, "ff02::1:ff00:2", layers.ICMPv6TypeNeighborSolicitation, append(naBody("fe80::42:ff:fe00:2"), 1, 0, 0, 0, 0, 0, 0, 0)), stats.SpoofedND},
+		"IPv6 header cut short":               {ipv6Short(t), stats.Truncated},
 	}
 }
 
@@ -144,20 +148,22 @@ func TestPortSecurityAllowsOwnTraffic(t *testing.T) {
 		&layers.Ethernet{SrcMAC: hw(mac(5)), DstMAC: hw(packet.MAC{0x33, 0x33, 0, 0, 0, 2}), EthernetType: layers.EthernetTypeIPv6},
 		&layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolNoNextHeader, SrcIP: net.ParseIP("fe80::42:ff:fe00:5"), DstIP: net.ParseIP("ff02::2")})
 	cases := map[string][]byte{
-		"own IPv4 unicast":           udpFrame(t, mac(5), mac(2), secIP, peerIP, 1000, 2000),
-		"own IPv4 to the world":      udpFrame(t, mac(5), mac(1), secIP, [4]byte{8, 8, 8, 8}, 1000, 53),
-		"DHCP discover from 0.0.0.0": udpFrame(t, mac(5), bcast, zeroIP, [4]byte{255, 255, 255, 255}, 68, 67),
-		"ARP request":                arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), secIP, packet.MAC{}, peerIP),
-		"ARP reply":                  arpFrame(t, layers.ARPReply, mac(5), mac(2), mac(5), secIP, mac(2), peerIP),
-		"ARP probe from 0.0.0.0":     arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), zeroIP, packet.MAC{}, secIP),
-		"gratuitous ARP for own IP":  arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), secIP, packet.MAC{}, secIP),
-		"IPv6 from own MAC (not L3)": ipv6,
-		"IPv6 DAD neighbour solicit": icmp6(t, "::", "ff02::1:ff00:5", layers.ICMPv6TypeNeighborSolicitation, naBody(ownLL)),
-		"IPv6 MLDv2 report from ::":  icmp6(t, "::", "ff02::16", 143, make([]byte, 4)),
-		"IPv6 router solicit":        icmp6(t, ownLL, "ff02::2", layers.ICMPv6TypeRouterSolicitation, make([]byte, 4)),
-		"IPv6 NA for own address":    icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeNeighborAdvertisement, naBody(ownLL)),
-		"DHCPv6 solicit (client)":    udp6(t, ownLL, "ff02::1:2", 546, 547),
-		"DHCP request (client, 68)":  udpFrame(t, mac(5), bcast, secIP, [4]byte{255, 255, 255, 255}, 68, 67),
+		"own IPv4 unicast":            udpFrame(t, mac(5), mac(2), secIP, peerIP, 1000, 2000),
+		"own IPv4 to the world":       udpFrame(t, mac(5), mac(1), secIP, [4]byte{8, 8, 8, 8}, 1000, 53),
+		"DHCP discover from 0.0.0.0":  udpFrame(t, mac(5), bcast, zeroIP, [4]byte{255, 255, 255, 255}, 68, 67),
+		"ARP request":                 arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), secIP, packet.MAC{}, peerIP),
+		"ARP reply":                   arpFrame(t, layers.ARPReply, mac(5), mac(2), mac(5), secIP, mac(2), peerIP),
+		"ARP probe from 0.0.0.0":      arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), zeroIP, packet.MAC{}, secIP),
+		"gratuitous ARP for own IP":   arpFrame(t, layers.ARPRequest, mac(5), bcast, mac(5), secIP, packet.MAC{}, secIP),
+		"IPv6 from own MAC (not L3)":  ipv6,
+		"IPv6 DAD neighbour solicit":  icmp6(t, "::", "ff02::1:ff00:5", layers.ICMPv6TypeNeighborSolicitation, naBody(ownLL)),
+		"IPv6 MLDv2 report from ::":   icmp6(t, "::", "ff02::16", 143, make([]byte, 4)),
+		"IPv6 router solicit":         icmp6(t, ownLL, "ff02::2", layers.ICMPv6TypeRouterSolicitation, make([]byte, 4)),
+		"IPv6 NA for own address":     icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeNeighborAdvertisement, naBody(ownLL)),
+		"IPv6 NA with own MAC option": icmp6(t, ownLL, "ff02::1", layers.ICMPv6TypeNeighborAdvertisement, ndOpt(naBody(ownLL), 2, mac(5))),
+		"IPv6 NS with own MAC option": icmp6(t, ownLL, "ff02::1:ff00:2", layers.ICMPv6TypeNeighborSolicitation, ndOpt(naBody("fe80::42:ff:fe00:2"), 1, mac(5))),
+		"DHCPv6 solicit (client)":     udp6(t, ownLL, "ff02::1:2", 546, 547),
+		"DHCP request (client, 68)":   udpFrame(t, mac(5), bcast, secIP, [4]byte{255, 255, 255, 255}, 68, 67),
 	}
 	for name, f := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -370,4 +376,10 @@ func TestLinkLocalGroupNeverForwarded(t *testing.T) {
 		r.sw.Input(p, udpFrame(t, mac(5), packet.MAC{0x01, 0x80, 0xc2, 0, 0, 0x10}, secIP, peerIP, 1000, 2000), packet.Offload{})
 		require.Equal(t, []int{1, 1, 0}, r.delivered(), "01:80:c2:00:00:10 is not reserved")
 	}
+}
+
+// ndOpt appends a link-layer address option of type typ (1 source, 2
+// target) naming m to a neighbour discovery body.
+func ndOpt(body []byte, typ byte, m packet.MAC) []byte {
+	return append(append(body, typ, 1), m[:]...)
 }

@@ -169,6 +169,8 @@ func cmdRun(args []string) error {
 	// A reader of our output that goes away (`uswitch run | head`, a test
 	// that died) must not kill us with SIGPIPE before we clean up.
 	signal.Ignore(syscall.SIGPIPE)
+	// SIGHUP applies --config again once ready; before, it must not kill.
+	signal.Ignore(syscall.SIGHUP)
 	if plan.Defaults.BusyPoll {
 		// The busy-poll thread keeps a P while it spins; the rest of the
 		// process keeps as many as before.
