@@ -94,8 +94,8 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 	if r := t.Rules.natRule(Prerouting, &f.meta); r != nil && r.Action == DNAT {
 		tg := f.meta.T
 		tg.Dst = r.toAddr
-		if r.toPort != 0 && hasPorts(tup.Proto) {
-			tg.Dport = r.toPort
+		if r.ToPort != 0 && hasPorts(tup.Proto) {
+			tg.Dport = r.ToPort
 		}
 		rewriteDst(ip, tg, f.Partial)
 		f.meta.T = tg
@@ -147,8 +147,8 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 			src = outAddr
 		case SNAT:
 			src = r.toAddr
-			if r.toPort != 0 && hasPorts(cur.Proto) {
-				sport = r.toPort
+			if r.ToPort != 0 && hasPorts(cur.Proto) {
+				sport = r.ToPort
 			}
 		}
 		if src != cur.Src || sport != cur.Sport {
