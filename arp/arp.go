@@ -6,6 +6,9 @@
 //
 // Lookup, the per-packet path, is lock-free and allocation-free; everything
 // else (resolution, replies, timers) is the slow path.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package arp
 
 import (

@@ -10,4 +10,7 @@
 // to RESULTS.md with the date and machine, and appends a CPU profile of
 // each instance. The Go benchmarks of each fast path live beside the code
 // they measure (`make bench`).
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package bench

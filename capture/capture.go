@@ -15,6 +15,9 @@
 // directions of that port, like tcpdump -i on it; a capture of a whole
 // network sees a forwarded frame twice, received on one port and sent on
 // another.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package capture
 
 import (
@@ -214,6 +217,9 @@ type Subscription struct {
 
 // Filter returns the subscription's filter.
 func (s *Subscription) Filter() Filter { return s.filter }
+
+// Pending returns how many frames wait in the queue to be written.
+func (s *Subscription) Pending() int { return len(s.queue) }
 
 // Dropped returns how many matching frames were dropped because the queue
 // was full (the reader did not keep up).

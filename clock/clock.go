@@ -4,6 +4,9 @@
 //
 // Times are nanoseconds on an arbitrary monotonic scale; only differences
 // mean anything.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package clock
 
 import (

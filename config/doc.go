@@ -20,4 +20,7 @@
 //     publish_range that no other publish (of the same protocol) uses.
 //   - Rules: "proto = all" is stored as an empty Proto; a bare src/dst address
 //     means /32; port ranges are inclusive.
+//
+// This package is public API of uswitch: a Plan and its types are what
+// `uswitch check` prints and what package uswitchtest runs.
 package config

@@ -18,6 +18,9 @@
 // datapath). The client side is Client. Wire types are FDBEntry,
 // NeighEntry, datapath.PortInfo, vswitch.Event, router.Route, nat.Entry and
 // nat.RuleRow; errors are {"error": "..."}.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package control
 
 import "path/filepath"

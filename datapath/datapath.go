@@ -5,6 +5,10 @@
 // attached device, or one busy-poll thread for every polled device
 // (poll.go), and the timers (FDB ageing, ARP). The same wiring runs with
 // real TAP/veth ports in production and in-memory ports in tests.
+//
+// This package is internal to uswitch: its API may change without notice,
+// except for [PortInfo], which uswitchtest.Network.Ports returns.
+// Code outside uswitch uses package uswitchtest.
 package datapath
 
 import (

@@ -18,6 +18,9 @@
 // Reassembly is the slow path: it takes a lock and copies, and hands the
 // whole datagram over in a pooled buffer. Packets that are not fragments
 // never come here.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package defrag
 
 import (

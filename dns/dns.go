@@ -18,6 +18,9 @@
 // goroutines of their own, a bounded number asking at once and a bounded
 // queue waiting, that dial the upstream servers through a Dialer (from the
 // uplink's namespace in production) and reply later.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package dns
 
 import (

@@ -5,4 +5,7 @@
 // Every test names its instance, namespaces and links with a unique prefix
 // and removes them when it ends, pass or fail. Traffic stays inside the
 // namespaces the test made.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package e2e

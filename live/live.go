@@ -9,6 +9,9 @@
 // attaches the ports and swaps in the recompiled rules and DNS names, and
 // the userland proxy listens for the published ports. Changes are
 // serialized among themselves; the datapath never stops for them.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package live
 
 import (

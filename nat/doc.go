@@ -13,4 +13,8 @@
 // The router calls a Tracker at each hook with a Flow that lives on its
 // stack: the per-packet path of an established connection allocates
 // nothing.
+//
+// This package is internal to uswitch: its API may change without notice,
+// except for [Entry] and [TupleView], which uswitchtest.Network.Conntrack returns.
+// Code outside uswitch uses package uswitchtest.
 package nat

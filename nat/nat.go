@@ -1,7 +1,6 @@
 package nat
 
 import (
-	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"net/netip"
@@ -321,7 +320,7 @@ func (t *Tracker) update(c *Conn, d Dir, ip packet.IPv4, dry bool) uint8 {
 // connection and translates what prerouting translates: the outer
 // destination and the quoted packet's source.
 func (t *Tracker) relatedIn(f *Flow, ip packet.IPv4) bool {
-	inner, ihl, it, ok := quoted(ip)
+	inner, it, ok := quoted(ip)
 	if !ok {
 		return false
 	}
@@ -332,8 +331,8 @@ func (t *Tracker) relatedIn(f *Flow, ip packet.IPv4) bool {
 	f.conn, f.dir, f.related, f.tracked = c, d, true, true
 	if c.nat != 0 {
 		tg := c.target(d)
-		setAddr(ip, ipDst, tg.Dst, ipSum)
-		rewriteQuoted(inner, ihl, ipSrc, 0, tg.Dst, tg.Dport)
+		ip.SetDstWithChecksumUpdate(tg.Dst)
+		rewrite(inner, inner[inner.HeaderLen():], false, tg.Dst, tg.Dport, false)
 		fixICMPSum(ip)
 		f.meta.T.Dst = tg.Dst
 	}
@@ -346,7 +345,7 @@ func (t *Tracker) relatedIn(f *Flow, ip packet.IPv4) bool {
 // Linux, an error from a router on the way (time exceeded, frag needed)
 // otherwise keeps its sender: it is not the connection's peer.
 func relatedOut(ip packet.IPv4, c *Conn, d Dir) {
-	inner, ihl, _, ok := quoted(ip)
+	inner, _, ok := quoted(ip)
 	if !ok {
 		return
 	}
@@ -355,73 +354,39 @@ func relatedOut(ip packet.IPv4, c *Conn, d Dir) {
 		from = c.reply
 	}
 	if tg.Src != from.Src {
-		setAddr(ip, ipSrc, tg.Src, ipSum)
+		ip.SetSrcWithChecksumUpdate(tg.Src)
 	}
-	rewriteQuoted(inner, ihl, ipDst, 2, tg.Src, tg.Sport)
+	rewrite(inner, inner[inner.HeaderLen():], true, tg.Src, tg.Sport, false)
 	fixICMPSum(ip)
 }
 
-// quoted returns the packet quoted by an ICMP error, its header length and
-// its tuple.
-func quoted(ip packet.IPv4) (inner []byte, ihl int, it Tuple, ok bool) {
+// quoted returns the packet quoted by an ICMP error (its header and at
+// least 8 bytes of what follows) and its tuple.
+func quoted(ip packet.IPv4) (inner packet.IPv4, it Tuple, ok bool) {
 	m := packet.ICMP(ip.Payload())
 	if !m.Valid() || !m.IsError() {
-		return nil, 0, it, false
+		return nil, it, false
 	}
-	inner = m[packet.ICMPHeaderLen:]
-	if len(inner) < packet.IPv4MinHeaderLen || inner[0]>>4 != 4 {
-		return nil, 0, it, false
+	inner = packet.IPv4(m[packet.ICMPHeaderLen:])
+	if !inner.HeaderFits() || len(inner) < inner.HeaderLen()+8 {
+		return nil, it, false
 	}
-	ihl = int(inner[0]&0x0f) * 4
-	if ihl < packet.IPv4MinHeaderLen || len(inner) < ihl+8 {
-		return nil, 0, it, false
-	}
-	it = Tuple{Src: [4]byte(inner[12:16]), Dst: [4]byte(inner[16:20]), Proto: inner[9]}
-	l4 := inner[ihl:]
+	it = Tuple{Src: inner.Src(), Dst: inner.Dst(), Proto: inner.Protocol()}
+	l4 := inner[inner.HeaderLen():]
 	switch it.Proto {
 	case packet.ProtoTCP, packet.ProtoUDP:
-		it.Sport, it.Dport = binary.BigEndian.Uint16(l4[0:2]), binary.BigEndian.Uint16(l4[2:4])
+		p := packet.Ports(l4)
+		it.Sport, it.Dport = p.Src(), p.Dst()
 	case packet.ProtoICMP:
-		if l4[0] != packet.ICMPEchoRequest && l4[0] != packet.ICMPEchoReply {
-			return nil, 0, it, false
+		e := packet.ICMP(l4)
+		if e.Type() != packet.ICMPEchoRequest && e.Type() != packet.ICMPEchoReply {
+			return nil, it, false
 		}
-		it.Sport, it.Dport = binary.BigEndian.Uint16(l4[4:6]), binary.BigEndian.Uint16(l4[4:6])
+		it.Sport, it.Dport = e.ID(), e.ID()
 	default:
-		return nil, 0, it, false
+		return nil, it, false
 	}
-	return inner, ihl, it, true
-}
-
-// rewriteQuoted sets an address (at addrOff of the quoted header) and a
-// port (at portOff of its transport header; the echo id for ICMP) of a
-// quoted packet, keeping its header checksum and, where the quote holds it,
-// its transport checksum right.
-func rewriteQuoted(inner []byte, ihl, addrOff, portOff int, addr [4]byte, port uint16) {
-	l4 := inner[ihl:]
-	sum := -1
-	switch inner[9] {
-	case packet.ProtoUDP:
-		if l4[6] != 0 || l4[7] != 0 {
-			sum = ihl + 6
-		}
-	case packet.ProtoTCP:
-		if len(l4) >= 18 {
-			sum = ihl + 16
-		}
-	}
-	setAddr(inner, addrOff, addr, ipSum, sum)
-	if inner[9] == packet.ProtoICMP {
-		sum = -1
-		if len(l4) >= 4 {
-			sum = ihl + 2
-		}
-		setPort(inner, ihl+4, port, sum)
-		return
-	}
-	setPort(inner, ihl+portOff, port, sum)
-	if inner[9] == packet.ProtoUDP && sum >= 0 {
-		udpSumNotZero(inner[sum:])
-	}
+	return inner, it, true
 }
 
 // fixICMPSum recomputes an ICMP error's checksum after its quote changed
@@ -438,7 +403,7 @@ func (t *Tracker) Output(ip packet.IPv4, out string) Verdict {
 	ok := tup.read(ip)
 	m := Meta{T: tup, Out: out, Size: len(ip), State: StateNew}
 	if !ok && tup.Proto == packet.ProtoICMP {
-		if _, _, it, ok := quoted(ip); ok {
+		if _, it, ok := quoted(ip); ok {
 			if c, d, found := t.Table.Lookup(it.Reverse()); found {
 				m.State = StateRelated
 				if c.nat != 0 {

@@ -1,7 +1,6 @@
 package nat
 
 import (
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -113,11 +112,11 @@ func compilePrefix(p netip.Prefix) prefix {
 	if p.Bits() > 0 {
 		mask = ^uint32(0) << (32 - p.Bits())
 	}
-	return prefix{set: true, net: binary.BigEndian.Uint32(a[:]), mask: mask, text: p.String()}
+	return prefix{set: true, net: packet.AddrBits(a), mask: mask, text: p.String()}
 }
 
 func (p prefix) match(a [4]byte) bool {
-	return !p.set || binary.BigEndian.Uint32(a[:])&p.mask == p.net
+	return !p.set || packet.AddrBits(a)&p.mask == p.net
 }
 
 func (r *Rule) match(m *Meta) bool {

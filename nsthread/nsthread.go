@@ -3,6 +3,9 @@
 // locked to its thread, and the thread goes back to the pool only once it
 // is switched back to where it started. Sockets made inside keep their
 // namespace for life, so a caller can make them here and use them anywhere.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package nsthread
 
 import (

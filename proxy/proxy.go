@@ -5,6 +5,9 @@
 // flow to the endpoint's address and container port. Outgoing connections
 // are made from inside that namespace too, so they reach the endpoint
 // through the host side of the uplink and its routes.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package proxy
 
 import (

@@ -13,6 +13,9 @@
 // rewritten in place, on that same goroutine: a forwarded frame is never
 // copied unless it must wait for ARP resolution, be reassembled or be
 // fragmented.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package router
 
 import (

@@ -1,6 +1,10 @@
 // Package stats owns the per-port counters of the datapath: packets and
 // bytes received and sent, and dropped frames by reason. Counters are atomic
 // so any datapath goroutine may count without a lock.
+//
+// This package is internal to uswitch: its API may change without notice,
+// except for [Snapshot], which uswitchtest.Network.Ports returns.
+// Code outside uswitch uses package uswitchtest.
 package stats
 
 import "sync/atomic"

@@ -8,4 +8,8 @@
 // written to its egress ports before Input returns (run to completion): no
 // channel hop, no copy, no allocation on the known-unicast path. Egress
 // devices must not keep the frame slice after WriteFrame returns.
+//
+// This package is internal to uswitch: its API may change without notice,
+// except for [Entry], which uswitchtest.Network.FDB returns.
+// Code outside uswitch uses package uswitchtest.
 package vswitch

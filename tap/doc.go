@@ -9,4 +9,7 @@
 // checksum and segmentation offloads of an interface (the namespace side of
 // a veth read without vnet headers) so that its peer only ever sees
 // complete, MTU-sized frames.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package tap

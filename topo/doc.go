@@ -11,4 +11,7 @@
 // through netlink handles bound to them and, where a thread has to enter a
 // namespace, does so on a locked thread that is discarded afterwards, so no
 // goroutine ever runs on a thread left in the wrong namespace.
+//
+// This package is internal to uswitch: its API may change without notice.
+// Code outside uswitch uses package uswitchtest.
 package topo

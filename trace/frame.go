@@ -1,7 +1,6 @@
 package trace
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 
@@ -51,38 +50,25 @@ func (p Packet) Build() ([]byte, error) {
 	e.SetDst(p.DstMAC)
 	e.SetSrc(p.SrcMAC)
 	e.SetEtherType(packet.EtherTypeIPv4)
-	ip := f[packet.EthernetHeaderLen:]
+	ip := packet.IPv4(f[packet.EthernetHeaderLen:])
 	src, dst := p.Src.As4(), p.Dst.As4()
-	packet.PutIPv4Header(ip, uint16(n), 1, p.TTL, proto, src, dst)
+	ip.Encode(&packet.IPv4Fields{TotalLen: uint16(n), ID: 1, TTL: p.TTL, Protocol: proto, Src: src, Dst: dst})
 	t := ip[packet.IPv4MinHeaderLen:]
 	switch proto {
 	case packet.ProtoTCP:
-		binary.BigEndian.PutUint16(t[0:2], p.Sport)
-		binary.BigEndian.PutUint16(t[2:4], p.Dport)
-		binary.BigEndian.PutUint32(t[4:8], 1)
-		t[12] = 5 << 4
-		t[13] = 0x10 // ACK
+		tf := packet.TCPFields{SrcPort: p.Sport, DstPort: p.Dport, Seq: 1, Ack: 1, DataOffset: packet.TCPMinHeaderLen, Flags: tcpACK, Window: 64240}
 		if p.SYN {
-			t[13] = 0x02
-		} else {
-			binary.BigEndian.PutUint32(t[8:12], 1)
+			tf.Ack, tf.Flags = 0, tcpSYN
 		}
-		binary.BigEndian.PutUint16(t[14:16], 64240)
-		binary.BigEndian.PutUint16(t[16:18], packet.Checksum(t, packet.PseudoHeaderSum(src, dst, proto, uint16(len(t)))))
+		packet.TCP(t).Encode(&tf)
+		packet.TCP(t).ComputeChecksum(src, dst)
 	case packet.ProtoUDP:
-		binary.BigEndian.PutUint16(t[0:2], p.Sport)
-		binary.BigEndian.PutUint16(t[2:4], p.Dport)
-		binary.BigEndian.PutUint16(t[4:6], uint16(len(t)))
-		sum := packet.Checksum(t, packet.PseudoHeaderSum(src, dst, proto, uint16(len(t))))
-		if sum == 0 {
-			sum = 0xffff
-		}
-		binary.BigEndian.PutUint16(t[6:8], sum)
+		packet.UDP(t).Encode(&packet.UDPFields{SrcPort: p.Sport, DstPort: p.Dport, Length: uint16(len(t))})
+		packet.UDP(t).ComputeChecksum(src, dst)
 	default:
-		t[0] = packet.ICMPEchoRequest
-		binary.BigEndian.PutUint16(t[4:6], p.Sport) // the echo id
-		binary.BigEndian.PutUint16(t[6:8], 1)
-		packet.ICMP(t).SetChecksum()
+		m := packet.ICMP(t)
+		m.Encode(&packet.ICMPFields{Type: packet.ICMPEchoRequest, Rest: uint32(p.Sport)<<16 | 1}) // id, sequence 1
+		m.SetChecksum()
 	}
 	return f, nil
 }
@@ -137,6 +123,12 @@ func Describe(frame []byte) string {
 	return fmt.Sprintf("%s IPv4 %v > %v proto %d, %s", head, s, d, ip.Protocol(), tail)
 }
 
+// TCP flags the builder sets.
+const (
+	tcpSYN = 0x02
+	tcpACK = 0x10
+)
+
 func tcpFlags(f uint8) string {
 	const names = "FSRPAU"
 	out := ""
@@ -172,35 +164,34 @@ func Reply(frame []byte) ([]byte, error) {
 	ip.SetHeaderChecksum()
 	t := ip.Payload()
 	switch ip.Protocol() {
-	case packet.ProtoTCP, packet.ProtoUDP:
-		if len(t) < 8 {
-			return nil, fmt.Errorf("trace: reply: transport header cut short")
+	case packet.ProtoTCP:
+		h := packet.TCP(t)
+		if !h.Valid() {
+			return nil, fmt.Errorf("trace: reply: TCP header cut short")
 		}
-		t[0], t[1], t[2], t[3] = t[2], t[3], t[0], t[1]
-		sumAt := 6
-		if ip.Protocol() == packet.ProtoTCP {
-			if !packet.TCP(t).Valid() {
-				return nil, fmt.Errorf("trace: reply: TCP header cut short")
-			}
-			seq := binary.BigEndian.Uint32(t[4:8])
-			if t[13]&0x02 != 0 {
-				t[13] = 0x12 // SYN-ACK
-			} else {
-				t[13] = 0x10
-			}
-			binary.BigEndian.PutUint32(t[8:12], seq+1)
-			sumAt = 16
+		sp, dp, seq := h.SrcPort(), h.DstPort(), h.Seq()
+		h.SetSrcPort(dp)
+		h.SetDstPort(sp)
+		h.SetSeq(1)
+		h.SetAck(seq + 1)
+		if h.Flags()&tcpSYN != 0 {
+			h.SetFlags(tcpSYN | tcpACK)
+		} else {
+			h.SetFlags(tcpACK)
 		}
-		t[sumAt], t[sumAt+1] = 0, 0
-		sum := packet.Checksum(t, packet.PseudoHeaderSum(d, s, ip.Protocol(), uint16(len(t))))
-		if sum == 0 && ip.Protocol() == packet.ProtoUDP {
-			sum = 0xffff
+		h.ComputeChecksum(d, s)
+	case packet.ProtoUDP:
+		u := packet.UDP(t)
+		if !u.Valid() {
+			return nil, fmt.Errorf("trace: reply: UDP header cut short")
 		}
-		binary.BigEndian.PutUint16(t[sumAt:], sum)
+		sp, dp := u.SrcPort(), u.DstPort()
+		u.SetSrcPort(dp)
+		u.SetDstPort(sp)
+		u.ComputeChecksum(d, s)
 	case packet.ProtoICMP:
 		if m := packet.ICMP(t); m.Valid() && m.Type() == packet.ICMPEchoRequest {
-			t[0] = packet.ICMPEchoReply
-			m.SetChecksum()
+			m.SetTypeWithChecksumUpdate(packet.ICMPEchoReply)
 		}
 	}
 	return f, nil
