@@ -34,6 +34,8 @@ type TraceResult struct {
 	Steps   []trace.Step  `json:"steps"`
 	Verdict trace.Verdict `json:"verdict"`
 	Reply   *TraceResult  `json:"reply,omitempty"`
+	// ReplyError says why a reply asked for was not traced.
+	ReplyError string `json:"reply_error,omitempty"`
 }
 
 // TraceSend follows a traced frame onto the network: through the switch as
@@ -68,7 +70,8 @@ func (d *Datapath) Trace(q TraceQuery) (*TraceResult, error) {
 		return res, nil
 	}
 	if res.Verdict.Action != "forward" || len(res.Verdict.Ports) == 0 {
-		return nil, fmt.Errorf("trace: the packet is not forwarded (%v): there is no reply to trace", res.Verdict)
+		res.ReplyError = fmt.Sprintf("the packet is not forwarded (%v): there is no reply to trace", res.Verdict)
+		return res, nil
 	}
 	var left []byte
 	var where string

@@ -91,6 +91,11 @@ func writeTrace(w io.Writer, res *datapath.TraceResult) error {
 		if _, err := fmt.Fprintf(w, "verdict: %v\n", r.Verdict); err != nil {
 			return err
 		}
+		if r.ReplyError != "" {
+			if _, err := fmt.Fprintf(w, "reply: %s\n", r.ReplyError); err != nil {
+				return err
+			}
+		}
 		if r.Reply != nil {
 			if _, err := io.WriteString(w, "\n"); err != nil {
 				return err
