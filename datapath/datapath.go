@@ -275,8 +275,8 @@ func (d *Datapath) SetPlan(plan *config.Plan) error {
 func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) (*router.Port, error) {
 	var rp *router.Port
 	name := "gw/" + n.Name
-	swp, err := sw.AddPort(vswitch.PortConfig{Name: name, MAC: n.GatewayMAC, Shared: true},
-		vswitch.DeviceFunc(func(f []byte, off packet.Offload) error { rp.Input(f, off); return nil }))
+	gw := &gatewayDev{}
+	swp, err := sw.AddPort(vswitch.PortConfig{Name: name, MAC: n.GatewayMAC, Shared: true}, gw)
 	if err != nil {
 		return nil, err
 	}
@@ -290,6 +290,7 @@ func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) (*router.Por
 	if err != nil {
 		return nil, fmt.Errorf("network %q: %w", n.Name, err)
 	}
+	gw.port.Store(rp)
 	if err := sw.AddStatic(0, n.GatewayMAC, swp); err != nil {
 		d.router.RemovePort(rp)
 		return nil, err

@@ -67,7 +67,7 @@ func (r *Router) send(frame []byte) {
 		return
 	}
 	packet.Ethernet(frame).SetEtherType(packet.EtherTypeIPv4)
-	out.sendVia(nh, frame, packet.Offload{})
+	out.sendVia(nh, frame, packet.Offload{}, nil)
 }
 
 // icmpError answers the packet in frame with an ICMP error, unless RFC 1122
