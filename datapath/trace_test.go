@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
 
 	"github.com/uswitch-dev/uswitch/config"
@@ -231,4 +232,59 @@ func TestTraceErrors(t *testing.T) {
 		_, err := tp.dp.Trace(q)
 		require.Error(t, err, "%+v", q)
 	}
+}
+
+// TestTraceLive: a live trace follows the real frames that match through
+// switch, router and switch while they are forwarded as ever, misses
+// those that do not match, and stops.
+func TestTraceLive(t *testing.T) {
+	tp := start(t, testPlan(false))
+	tp.mems["web"].Inject(arpRequest(t, webMAC, "172.20.0.10", "172.20.0.1"))
+	tp.mems["db"].Inject(arpRequest(t, dbMAC, "172.21.0.20", "172.21.0.1"))
+	tp.recv(t, "web")
+	tp.recv(t, "db")
+	tp.drained()
+
+	f, err := trace.ParseFilter("udp and host 172.21.0.20")
+	require.NoError(t, err)
+	l := trace.NewLive("web", "", f, 0)
+	stop, err := tp.dp.Follow(l)
+	require.NoError(t, err)
+	tp.mems["web"].Inject(udp(t, webMAC, frontG, "172.20.0.10", "172.20.0.11", 64)) // another host: not followed
+	tp.mems["web"].Inject(udp(t, webMAC, frontG, "172.20.0.10", "172.21.0.20", 64))
+	var ev trace.Event
+	select {
+	case ev = <-l.Events:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event")
+	}
+	require.Equal(t, "web", ev.Port)
+	require.Equal(t, "front", ev.Network)
+	require.Equal(t, trace.Verdict{Action: "forward", Ports: []string{"back/db"}}, ev.Verdict, "%+v", ev.Steps)
+	require.True(t, slices.ContainsFunc(ev.Steps, func(s trace.Step) bool { return s.Kind == trace.Route }))
+	got := tp.recv(t, "db") // and the frame itself went on
+	require.NotNil(t, got.Layer(layers.LayerTypeUDP))
+	require.Empty(t, l.Events, "the other frame was not followed")
+
+	stop()
+	require.Nil(t, tp.dp.live.Load())
+	tp.mems["web"].Inject(udp(t, webMAC, frontG, "172.20.0.10", "172.21.0.20", 64))
+	tp.recv(t, "db")
+	require.Empty(t, l.Events, "stopped")
+}
+
+func TestTraceLiveLimits(t *testing.T) {
+	tp := start(t, testPlan(false))
+	var stops []func()
+	for range trace.MaxLive {
+		stop, err := tp.dp.Follow(trace.NewLive("", "", trace.Filter{}, 0))
+		require.NoError(t, err)
+		stops = append(stops, stop)
+	}
+	_, err := tp.dp.Follow(trace.NewLive("", "", trace.Filter{}, 0))
+	require.ErrorIs(t, err, trace.ErrTooManyLive)
+	for _, s := range stops {
+		s()
+	}
+	require.Nil(t, tp.dp.live.Load())
 }
