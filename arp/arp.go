@@ -175,6 +175,20 @@ func (c *Cache) Lookup(ip [4]byte) (packet.MAC, bool) {
 	return macOf(n.mac.Load()), true
 }
 
+// Peek returns what Lookup would for ip and the entry's state, without
+// changing the entry or probing it (for a dry trace).
+func (c *Cache) Peek(ip [4]byte) (packet.MAC, State, bool) {
+	n := (*c.table.Load())[ip]
+	if n == nil {
+		return packet.MAC{}, 0, false
+	}
+	st := State(n.state.Load())
+	if st != Reachable && st != Stale {
+		return packet.MAC{}, st, false
+	}
+	return macOf(n.mac.Load()), st, true
+}
+
 // Resolve queues frame (copied) and its offloads until ip resolves,
 // starting resolution if none is under way. When the queue is full (in
 // packets or in bytes) the oldest frames are dropped, as Linux does.

@@ -111,6 +111,7 @@ func NewHandlerWith(b Backend, c Changer) http.Handler {
 		"/v1/conntrack": {http.MethodGet, apiFunc(h.conntrack)},
 		"/v1/rules":     {http.MethodGet, apiFunc(h.rules)},
 		"/v1/capture":   {http.MethodGet, apiFunc(h.capture)},
+		"/v1/trace":     {http.MethodGet, apiFunc(h.trace)},
 		"/metrics":      {http.MethodGet, metrics},
 	}
 	return h

@@ -34,6 +34,7 @@ import (
 	"github.com/uswitch-dev/uswitch/stats"
 	vswitch "github.com/uswitch-dev/uswitch/switch"
 	"github.com/uswitch-dev/uswitch/tap"
+	"github.com/uswitch-dev/uswitch/trace"
 )
 
 // UplinkPort is the name of the router's port to the host.
@@ -51,7 +52,11 @@ type Datapath struct {
 	capture *capture.Hub
 	dns     *dns.Server // answers on the networks with dns = true
 	poller  *poller     // nil without Options.BusyPoll
-	log     *slog.Logger
+	// live is the live traces running (trace --live), nil when none: a
+	// frame from a device costs one atomic load more.
+	live   atomic.Pointer[[]*trace.Live]
+	liveMu sync.Mutex
+	log    *slog.Logger
 
 	mu      sync.Mutex // readers, closed; serializes network changes
 	readers []reader
@@ -274,8 +279,8 @@ func (d *Datapath) SetPlan(plan *config.Plan) error {
 func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) (*router.Port, error) {
 	var rp *router.Port
 	name := "gw/" + n.Name
-	swp, err := sw.AddPort(vswitch.PortConfig{Name: name, MAC: n.GatewayMAC, Shared: true},
-		vswitch.DeviceFunc(func(f []byte, off packet.Offload) error { rp.Input(f, off); return nil }))
+	gw := &gatewayDev{}
+	swp, err := sw.AddPort(vswitch.PortConfig{Name: name, MAC: n.GatewayMAC, Shared: true}, gw)
 	if err != nil {
 		return nil, err
 	}
@@ -289,6 +294,7 @@ func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) (*router.Por
 	if err != nil {
 		return nil, fmt.Errorf("network %q: %w", n.Name, err)
 	}
+	gw.port.Store(rp)
 	if err := sw.AddStatic(0, n.GatewayMAC, swp); err != nil {
 		d.router.RemovePort(rp)
 		return nil, err
@@ -365,7 +371,13 @@ func (d *Datapath) Attach(network string, pc vswitch.PortConfig, dev tap.Port) e
 	if err != nil {
 		return err
 	}
-	if err := d.startReader(pc.Name, dev, func(f []byte, off packet.Offload) { sw.Input(p, f, off) }, func() { sw.RemovePort(p) }); err != nil {
+	input := func(f []byte, off packet.Offload) {
+		if ls := d.live.Load(); ls != nil && d.traceLive(*ls, sw.Name(), p.Name, f, func(rec *trace.Recorder) { sw.Trace(p, f, off, rec) }) {
+			return
+		}
+		sw.Input(p, f, off)
+	}
+	if err := d.startReader(pc.Name, dev, input, func() { sw.RemovePort(p) }); err != nil {
 		sw.RemovePort(p)
 		return err
 	}
@@ -436,6 +448,9 @@ func (d *Datapath) AttachUplink(dev tap.Port) error {
 		up.stats.Rx(len(f))
 		if up.capture.Active() {
 			up.capture.Frame("", UplinkPort, f, off)
+		}
+		if ls := d.live.Load(); ls != nil && d.traceLive(*ls, "", UplinkPort, f, func(rec *trace.Recorder) { up.port.TraceFrame(f, off, rec) }) {
+			return
 		}
 		up.port.Input(f, off)
 	}, func() { up.dev.Store(nil) }); err != nil {

@@ -24,7 +24,7 @@ func FuzzReassemble(f *testing.F) {
 			b = b[5:]
 			n = min(n, 2048)
 			ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
-			packet.PutIPv4Header(ip, uint16(20+n), uint16(id), 64, packet.ProtoUDP, [4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2})
+			packet.IPv4(ip).Encode(&packet.IPv4Fields{TotalLen: uint16(20 + n), ID: uint16(id), TTL: 64, Protocol: packet.ProtoUDP, Src: [4]byte{10, 0, 0, 1}, Dst: [4]byte{10, 0, 0, 2}})
 			ip.SetFlagsOffset(uint16(flags&0x60)<<8 | off)
 			ip.SetHeaderChecksum()
 			if !ip.IsFragment() {

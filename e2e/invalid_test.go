@@ -69,7 +69,7 @@ func TestInvalidPacketsDropped(t *testing.T) {
 
 	send := func(proto uint8, l4 []byte) {
 		b := make([]byte, 20+len(l4))
-		packet.PutIPv4Header(b, uint16(len(b)), 777, 64, proto, src, dst)
+		packet.IPv4(b).Encode(&packet.IPv4Fields{TotalLen: uint16(len(b)), ID: 777, TTL: 64, Protocol: proto, Src: src, Dst: dst})
 		copy(b[20:], l4)
 		require.NoError(t, syscall.Sendto(fd, b, 0, &syscall.SockaddrInet4{Addr: dst}))
 	}
@@ -85,7 +85,7 @@ func TestInvalidPacketsDropped(t *testing.T) {
 	send(packet.ProtoTCP, fin)
 	// port unreachable about a UDP datagram nobody sent
 	quoted := make([]byte, 28)
-	packet.PutIPv4Header(quoted, 28, 1, 64, packet.ProtoUDP, dst, src)
+	packet.IPv4(quoted).Encode(&packet.IPv4Fields{TotalLen: 28, ID: 1, TTL: 64, Protocol: packet.ProtoUDP, Src: dst, Dst: src})
 	be.BigEndian.PutUint16(quoted[20:22], 53)
 	be.BigEndian.PutUint16(quoted[22:24], 40003)
 	icmp := append([]byte{3, 3, 0, 0, 0, 0, 0, 0}, quoted...)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	be "encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -65,16 +64,11 @@ func newSynFlooder(t *testing.T, ns string, dst netip.AddrPort) *synFlooder {
 func (f *synFlooder) send(src [4]byte, sport uint16) error {
 	b := f.buf[:]
 	dst := f.dst.Addr().As4()
-	packet.PutIPv4Header(b, 40, sport, 64, packet.ProtoTCP, src, dst)
-	tcp := b[20:]
-	clear(tcp)
-	be.BigEndian.PutUint16(tcp[0:2], sport)
-	be.BigEndian.PutUint16(tcp[2:4], f.dst.Port())
-	be.BigEndian.PutUint32(tcp[4:8], uint32(sport)*7919)
-	tcp[12] = 5 << 4
-	tcp[13] = packet.TCPSyn
-	be.BigEndian.PutUint16(tcp[14:16], 64240)
-	be.BigEndian.PutUint16(tcp[16:18], packet.Checksum(tcp, packet.PseudoHeaderSum(src, dst, packet.ProtoTCP, 20)))
+	packet.IPv4(b).Encode(&packet.IPv4Fields{TotalLen: 40, ID: sport, TTL: 64, Protocol: packet.ProtoTCP, Src: src, Dst: dst})
+	tcp := packet.TCP(b[20:])
+	tcp.Encode(&packet.TCPFields{SrcPort: sport, DstPort: f.dst.Port(), Seq: uint32(sport) * 7919,
+		DataOffset: packet.TCPMinHeaderLen, Flags: packet.TCPSyn, Window: 64240})
+	tcp.ComputeChecksum(src, dst)
 	return syscall.Sendto(f.fd, b, 0, &syscall.SockaddrInet4{Addr: dst})
 }
 

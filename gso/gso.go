@@ -13,7 +13,6 @@
 package gso
 
 import (
-	"encoding/binary"
 	"errors"
 	"sync"
 
@@ -36,16 +35,6 @@ type malformed string
 
 func (e malformed) Error() string { return ErrMalformed.Error() + ": " + string(e) }
 func (malformed) Unwrap() error   { return ErrMalformed }
-
-// Header values packet does not name.
-const (
-	etherTypeIPv6 = 0x86dd
-	etherTypeQinQ = 0x88a8 // 802.1ad service tag
-	ipv6HeaderLen = 40
-	tcpCwr        = 0x80
-	tcpCsumOffset = 16
-	udpCsumOffset = 6
-)
 
 // Segment turns frame (an Ethernet frame, optionally with one 802.1Q or
 // 802.1ad tag) described by o into the frames a wire would carry and calls
@@ -161,7 +150,7 @@ func complete(frame []byte, o packet.Offload) {
 	if c == 0 {
 		c = 0xffff
 	}
-	binary.BigEndian.PutUint16(frame[int(o.CsumStart)+int(o.CsumOffset):], c)
+	packet.PutChecksum(frame[int(o.CsumStart)+int(o.CsumOffset):], c)
 }
 
 // layout is what Segment learns from a super-frame's headers.
@@ -194,19 +183,18 @@ func parse(frame []byte, o packet.Offload) (layout, error) {
 	}
 	l.l3 = packet.EthernetHeaderLen
 	etherType := eth.EtherType()
-	if etherType == packet.EtherTypeVLAN || etherType == etherTypeQinQ {
+	if etherType == packet.EtherTypeVLAN || etherType == packet.EtherTypeQinQ {
 		l.l3 += packet.VLANTagLen
 		if len(frame) < l.l3 {
 			return l, malformed("VLAN tag truncated")
 		}
-		etherType = binary.BigEndian.Uint16(frame[l.l3-2:])
+		etherType = eth.TaggedEtherType()
 	}
 	maxLen := 0xffff // of the IP packet, as its length field can say
 	switch {
 	case etherType == packet.EtherTypeIPv4 && o.Type() != packet.GSOTCPv6:
 		ip := packet.IPv4(frame[l.l3:])
-		if len(ip) < packet.IPv4MinHeaderLen || ip[0]>>4 != 4 ||
-			ip.HeaderLen() < packet.IPv4MinHeaderLen || ip.HeaderLen() > len(ip) {
+		if !ip.HeaderFits() {
 			return l, malformed("IPv4 header truncated")
 		}
 		if ip.IsFragment() {
@@ -219,21 +207,21 @@ func parse(frame []byte, o packet.Offload) (layout, error) {
 		l.l4 = l.l3 + ip.HeaderLen()
 		l.id = ip.ID()
 		l.pseudo = packet.PseudoHeaderSum(ip.Src(), ip.Dst(), l.proto, 0)
-	case etherType == etherTypeIPv6 && o.Type() != packet.GSOTCPv4:
-		ip := frame[l.l3:]
-		if len(ip) < ipv6HeaderLen || ip[0]>>4 != 6 {
+	case etherType == packet.EtherTypeIPv6 && o.Type() != packet.GSOTCPv4:
+		ip := packet.IPv6(frame[l.l3:])
+		if !ip.Valid() {
 			return l, malformed("IPv6 header truncated")
 		}
-		if ip[6] != l.proto {
+		if ip.NextHeader() != l.proto {
 			return l, malformed("transport protocol does not match the GSO type")
 		}
-		l.l4 = l.l3 + ipv6HeaderLen
-		maxLen += ipv6HeaderLen
-		l.pseudo = uint32(packet.Sum(ip[8:ipv6HeaderLen], 0)) + uint32(l.proto)
+		l.l4 = l.l3 + packet.IPv6HeaderLen
+		maxLen += packet.IPv6HeaderLen
+		l.pseudo = uint32(packet.Sum(ip.Addrs(), 0)) + uint32(l.proto)
 	default:
 		return l, malformed("network protocol does not match the GSO type")
 	}
-	csumOffset := udpCsumOffset
+	csumOffset := packet.UDPChecksumOffset
 	if l.proto == packet.ProtoTCP {
 		t := packet.TCP(frame[l.l4:])
 		if !t.Valid() {
@@ -241,7 +229,7 @@ func parse(frame []byte, o packet.Offload) (layout, error) {
 		}
 		l.hdr = l.l4 + t.HeaderLen()
 		l.seq = t.Seq()
-		csumOffset = tcpCsumOffset
+		csumOffset = packet.TCPChecksumOffset
 	} else {
 		if len(frame)-l.l4 < packet.UDPHeaderLen {
 			return l, malformed("UDP header truncated")
@@ -264,31 +252,35 @@ func (l *layout) fix(seg []byte, i, off int, last bool) {
 	if l.ipv4 {
 		ip := packet.IPv4(seg[l.l3:])
 		ip.SetTotalLen(uint16(ipLen))
-		binary.BigEndian.PutUint16(ip[4:6], l.id+uint16(i))
+		ip.SetID(l.id + uint16(i))
 		ip.SetHeaderChecksum()
 	} else {
-		binary.BigEndian.PutUint16(seg[l.l3+4:], uint16(ipLen-ipv6HeaderLen))
+		packet.IPv6(seg[l.l3:]).SetPayloadLen(uint16(ipLen - packet.IPv6HeaderLen))
 	}
-	t := seg[l.l4:]
-	csumAt := udpCsumOffset
-	if l.proto == packet.ProtoTCP {
-		binary.BigEndian.PutUint32(t[4:8], l.seq+uint32(off))
-		if i > 0 {
-			t[13] &^= tcpCwr
+	pseudo := l.pseudo + uint32(len(seg)-l.l4)
+	if l.proto == packet.ProtoUDP {
+		u := packet.UDP(seg[l.l4:])
+		u.SetLength(uint16(len(u)))
+		u.SetChecksum(0)
+		c := packet.Checksum(u, pseudo)
+		if c == 0 {
+			c = 0xffff
 		}
-		if !last {
-			t[13] &^= packet.TCPFin | packet.TCPPsh
-		}
-		csumAt = tcpCsumOffset
-	} else {
-		binary.BigEndian.PutUint16(t[4:6], uint16(len(t)))
+		u.SetChecksum(c)
+		return
 	}
-	t[csumAt], t[csumAt+1] = 0, 0
-	c := packet.Checksum(t, l.pseudo+uint32(len(t)))
-	if c == 0 && l.proto == packet.ProtoUDP {
-		c = 0xffff
+	t := packet.TCP(seg[l.l4:])
+	t.SetSeq(l.seq + uint32(off))
+	flags := t.Flags()
+	if i > 0 {
+		flags &^= packet.TCPCwr
 	}
-	binary.BigEndian.PutUint16(t[csumAt:], c)
+	if !last {
+		flags &^= packet.TCPFin | packet.TCPPsh
+	}
+	t.SetFlags(flags)
+	t.SetChecksum(0)
+	t.SetChecksum(packet.Checksum(t, pseudo))
 }
 
 // MaxFrame is the size of Wire's pooled buffers: the largest frame a

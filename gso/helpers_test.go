@@ -104,7 +104,7 @@ func buildFull(t testing.TB, s spec) ([]byte, packet.Offload) {
 		udp := &layers.UDP{SrcPort: 40001, DstPort: 9000}
 		_ = udp.SetNetworkLayerForChecksum(nl)
 		ls = append(ls, udp)
-		o.GSOType, o.CsumOffset, o.HdrLen = packet.GSOUDPL4, udpCsumOffset, uint16(l4+8)
+		o.GSOType, o.CsumOffset, o.HdrLen = packet.GSOUDPL4, packet.UDPChecksumOffset, uint16(l4+8)
 	} else {
 		tcp := &layers.TCP{SrcPort: 40000, DstPort: 80, Seq: s.seq, Ack: 77, ACK: true, Window: 502,
 			FIN: s.fin, PSH: s.psh, CWR: s.cwr, ECE: s.cwr}
@@ -119,7 +119,7 @@ func buildFull(t testing.TB, s spec) ([]byte, packet.Offload) {
 		}
 		_ = tcp.SetNetworkLayerForChecksum(nl)
 		ls = append(ls, tcp)
-		o.GSOType, o.CsumOffset, o.HdrLen = packet.GSOTCPv4, tcpCsumOffset, uint16(l4+hl)
+		o.GSOType, o.CsumOffset, o.HdrLen = packet.GSOTCPv4, packet.TCPChecksumOffset, uint16(l4+hl)
 		if s.v6 {
 			o.GSOType = packet.GSOTCPv6
 		}

@@ -17,7 +17,6 @@
 package host
 
 import (
-	"encoding/binary"
 	"sync"
 	"sync/atomic"
 
@@ -133,22 +132,21 @@ func (s *Stage) Deliver(in Ingress, frame []byte) {
 // took it. Only datagrams to the ingress port's own address are served.
 func (s *Stage) serveUDP(in Ingress, frame []byte) bool {
 	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
-	u := ip.Payload()
+	u := packet.UDP(ip.Payload())
 	if len(u) < packet.UDPHeaderLen || ip.Dst() != in.Addr {
 		return false
 	}
-	dport := packet.Ports(u).Dst()
+	dport := u.DstPort()
 	h := s.udp[key{packet.ProtoUDP, dport}]
 	if h == nil {
 		return false
 	}
-	ulen := int(binary.BigEndian.Uint16(u[4:6]))
-	if ulen < packet.UDPHeaderLen || ulen > len(u) {
+	if !u.Valid() {
 		in.Stats.Drop(stats.Truncated)
 		return true
 	}
-	local, src, sport := in.Addr, ip.Src(), packet.Ports(u).Src()
-	return h.ServeUDP(in, src, sport, u[packet.UDPHeaderLen:ulen], func(payload []byte) {
+	local, src, sport := in.Addr, ip.Src(), u.SrcPort()
+	return h.ServeUDP(in, src, sport, u.Payload(), func(payload []byte) {
 		s.sendUDP(local, dport, src, sport, payload)
 	})
 }
@@ -163,19 +161,12 @@ func (s *Stage) sendUDP(src [4]byte, sport uint16, dst [4]byte, dport uint16, pa
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
 	f := (*bp)[:packet.EthernetHeaderLen+packet.IPv4MinHeaderLen+ulen]
-	ip := f[packet.EthernetHeaderLen:]
-	packet.PutIPv4Header(ip, uint16(len(ip)), s.nextID(), TTL, packet.ProtoUDP, src, dst)
-	u := ip[packet.IPv4MinHeaderLen:]
-	binary.BigEndian.PutUint16(u[0:2], sport)
-	binary.BigEndian.PutUint16(u[2:4], dport)
-	binary.BigEndian.PutUint16(u[4:6], uint16(ulen))
-	u[6], u[7] = 0, 0
+	ip := packet.IPv4(f[packet.EthernetHeaderLen:])
+	ip.Encode(&packet.IPv4Fields{TotalLen: uint16(len(ip)), ID: s.nextID(), TTL: TTL, Protocol: packet.ProtoUDP, Src: src, Dst: dst})
+	u := packet.UDP(ip[packet.IPv4MinHeaderLen:])
+	u.Encode(&packet.UDPFields{SrcPort: sport, DstPort: dport, Length: uint16(ulen)})
 	copy(u[packet.UDPHeaderLen:], payload)
-	sum := packet.Checksum(u, packet.PseudoHeaderSum(src, dst, packet.ProtoUDP, uint16(ulen)))
-	if sum == 0 {
-		sum = 0xffff // 0 means "no checksum" in UDP
-	}
-	binary.BigEndian.PutUint16(u[6:8], sum)
+	u.ComputeChecksum(src, dst)
 	s.out.Originate(f)
 }
 
@@ -187,10 +178,7 @@ func (s *Stage) echoReply(frame []byte) {
 	ip.SetDst(src)
 	ip.SetTTL(TTL)
 	ip.SetHeaderChecksum()
-	m := packet.ICMP(ip.Payload())
-	old := binary.BigEndian.Uint16(m[0:2])
-	m[0] = packet.ICMPEchoReply
-	binary.BigEndian.PutUint16(m[2:4], packet.ChecksumUpdate16(m.Checksum(), old, binary.BigEndian.Uint16(m[0:2])))
+	packet.ICMP(ip.Payload()).SetTypeWithChecksumUpdate(packet.ICMPEchoReply)
 	s.out.Originate(frame)
 }
 
@@ -203,7 +191,7 @@ func (s *Stage) Reset(frame []byte) {
 	if !t.Valid() || t.Flags()&packet.TCPRst != 0 {
 		return
 	}
-	sport, dport := binary.BigEndian.Uint16(t[2:4]), binary.BigEndian.Uint16(t[0:2])
+	sport, dport := t.DstPort(), t.SrcPort()
 	if t.Flags()&packet.TCPAck != 0 {
 		s.sendTCP(orig.Dst(), orig.Src(), sport, dport, t.Ack(), 0, packet.TCPRst, nil)
 		return
@@ -225,21 +213,16 @@ func (s *Stage) sendTCP(src, dst [4]byte, sport, dport uint16, seq, ack uint32, 
 	defer s.bufs.Put(bp)
 	tl := packet.TCPMinHeaderLen + len(data)
 	f := (*bp)[:packet.EthernetHeaderLen+packet.IPv4MinHeaderLen+tl]
-	ip := f[packet.EthernetHeaderLen:]
-	packet.PutIPv4Header(ip, uint16(len(ip)), s.nextID(), TTL, packet.ProtoTCP, src, dst)
-	t := ip[packet.IPv4MinHeaderLen:]
-	clear(t[:packet.TCPMinHeaderLen])
-	binary.BigEndian.PutUint16(t[0:2], sport)
-	binary.BigEndian.PutUint16(t[2:4], dport)
-	binary.BigEndian.PutUint32(t[4:8], seq)
-	binary.BigEndian.PutUint32(t[8:12], ack)
-	t[12] = 5 << 4
-	t[13] = flags
+	ip := packet.IPv4(f[packet.EthernetHeaderLen:])
+	ip.Encode(&packet.IPv4Fields{TotalLen: uint16(len(ip)), ID: s.nextID(), TTL: TTL, Protocol: packet.ProtoTCP, Src: src, Dst: dst})
+	t := packet.TCP(ip[packet.IPv4MinHeaderLen:])
+	fields := packet.TCPFields{SrcPort: sport, DstPort: dport, Seq: seq, Ack: ack, DataOffset: packet.TCPMinHeaderLen, Flags: flags}
 	if flags&packet.TCPRst == 0 {
-		binary.BigEndian.PutUint16(t[14:16], window)
+		fields.Window = window
 	}
+	t.Encode(&fields)
 	copy(t[packet.TCPMinHeaderLen:], data)
-	binary.BigEndian.PutUint16(t[16:18], packet.Checksum(t, packet.PseudoHeaderSum(src, dst, packet.ProtoTCP, uint16(tl))))
+	t.ComputeChecksum(src, dst)
 	s.out.Originate(f)
 }
 

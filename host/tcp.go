@@ -1,7 +1,6 @@
 package host
 
 import (
-	"encoding/binary"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -92,7 +91,7 @@ func (s *Stage) serveTCP(in Ingress, frame []byte) {
 	if !t.Valid() {
 		return
 	}
-	k := connKey{local: ip.Dst(), remote: ip.Src(), lport: binary.BigEndian.Uint16(t[2:4]), rport: binary.BigEndian.Uint16(t[0:2])}
+	k := connKey{local: ip.Dst(), remote: ip.Src(), lport: t.DstPort(), rport: t.SrcPort()}
 	h := s.tcp[key{packet.ProtoTCP, k.lport}]
 	if h == nil || k.local != in.Addr {
 		s.Reset(frame)
@@ -193,24 +192,8 @@ func (s *Stage) Conns() int {
 // synMSS is the MSS option of a SYN, bounded to what one Ethernet frame
 // carries, or the IPv4 default.
 func synMSS(t packet.TCP) int {
-	opts := t[packet.TCPMinHeaderLen:t.HeaderLen()]
-	for len(opts) > 0 {
-		switch opts[0] {
-		case 0: // end of options
-			return defaultMSS
-		case 1: // no-op
-			opts = opts[1:]
-			continue
-		}
-		if len(opts) < 2 || int(opts[1]) < 2 || int(opts[1]) > len(opts) {
-			return defaultMSS
-		}
-		if opts[0] == 2 && opts[1] == 4 {
-			if m := int(binary.BigEndian.Uint16(opts[2:4])); m > 0 {
-				return min(m, maxMSS)
-			}
-		}
-		opts = opts[opts[1]:]
+	if m, ok := t.MSS(); ok && m > 0 {
+		return min(int(m), maxMSS)
 	}
 	return defaultMSS
 }

@@ -1,7 +1,6 @@
 package nat
 
 import (
-	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
 	"sort"
@@ -192,7 +191,7 @@ type key struct{ addrs, rest uint64 }
 
 func (t Tuple) key() key {
 	return key{
-		addrs: uint64(binary.BigEndian.Uint32(t.Src[:]))<<32 | uint64(binary.BigEndian.Uint32(t.Dst[:])),
+		addrs: packet.PairOf(t.Src, t.Dst),
 		rest:  uint64(t.Sport)<<24 | uint64(t.Dport)<<8 | uint64(t.Proto),
 	}
 }

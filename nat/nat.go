@@ -1,12 +1,14 @@
 package nat
 
 import (
-	"encoding/binary"
+	"fmt"
 	"hash/maphash"
+	"net/netip"
 
 	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/stats"
+	"github.com/uswitch-dev/uswitch/trace"
 )
 
 // Tracker is the connection tracking and NAT of one router: a table, a
@@ -31,6 +33,9 @@ type Flow struct {
 	// offloaded frame's): the caller sets it before Prerouting, which
 	// keeps it, so translations adjust only its pseudo-header part.
 	Partial bool
+	// Rec, when set, records the hooks' decisions; with Rec.Dry they
+	// change nothing: no connection made or updated, no rule counted.
+	Rec *trace.Recorder
 
 	meta    Meta
 	orig    Tuple // as the packet arrived
@@ -47,7 +52,8 @@ type Flow struct {
 // connection, or what an existing connection's NAT says. It returns the
 // verdict (Accept, Drop or Reject).
 func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
-	*f = Flow{Partial: f.Partial, meta: Meta{In: in, Size: len(ip)}}
+	*f = Flow{Partial: f.Partial, Rec: f.Rec, meta: Meta{In: in, Size: len(ip)}}
+	dry := f.Rec != nil && f.Rec.Dry
 	ok := f.meta.T.read(ip)
 	if !ok {
 		f.orig = f.meta.T
@@ -55,20 +61,33 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 		if ip.Protocol() == packet.ProtoICMP && t.relatedIn(f, ip) {
 			f.meta.State = StateRelated
 		}
-		return t.Rules.filterVerdict(Prerouting, &f.meta)
+		if f.Rec != nil {
+			f.Rec.Addf(trace.Conntrack, "conntrack", "%s: not trackable by itself", stateText(f.meta.State))
+		}
+		return t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
 	}
-	if c, d, found := t.Table.lookup(keyOf(ip, &f.meta.T)); found {
-		if st := t.update(c, d, ip); st != stateReopen {
+	c, d, found := t.Table.lookup(keyOf(ip, &f.meta.T))
+	if !found && f.Rec != nil {
+		c, d, found = pending(f.Rec, keyOf(ip, &f.meta.T))
+	}
+	if found {
+		if st := t.update(c, d, ip, dry); st != stateReopen {
 			f.conn, f.dir, f.tracked = c, d, true
 			f.meta.State = st
 			if c.nat&natDst != 0 {
 				f.meta.State |= stateDNAT
 			}
-			if v := t.Rules.filterVerdict(Prerouting, &f.meta); v.Action != Accept {
+			if f.Rec != nil {
+				f.Rec.Addf(trace.Conntrack, "conntrack", "%s, %s direction of [%v] -> [%v]", stateText(st), dirName(d), c.orig, c.reply)
+			}
+			if v := t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec); v.Action != Accept {
 				return v
 			}
 			if c.nat != 0 {
 				tg := c.target(d)
+				if f.Rec != nil && (tg.Dst != f.meta.T.Dst || tg.Dport != f.meta.T.Dport) {
+					f.Rec.Addf(trace.NAT, "prerouting", "destination %v:%d -> %v:%d, as the connection says", netip.AddrFrom4(f.meta.T.Dst), f.meta.T.Dport, netip.AddrFrom4(tg.Dst), tg.Dport)
+				}
 				rewriteDst(ip, tg, f.Partial)
 				f.meta.T.Dst, f.meta.T.Dport = tg.Dst, tg.Dport
 			}
@@ -89,14 +108,21 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 	if tup.Proto == packet.ProtoICMP && packet.ICMP(ip.Payload()).Type() == packet.ICMPEchoReply {
 		f.meta.State, f.tracked = StateInvalid, false // a reply to no request, as Linux says
 	}
-	if v := t.Rules.filterVerdict(Prerouting, &f.meta); v.Action != Accept || !f.tracked {
+	if f.Rec != nil {
+		f.Rec.Addf(trace.Conntrack, "conntrack", "%s: no connection of %v", stateText(f.meta.State), f.orig)
+	}
+	if v := t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec); v.Action != Accept || !f.tracked {
 		return v
 	}
-	if r := t.Rules.natRule(Prerouting, &f.meta); r != nil && r.Action == DNAT {
+	if r := t.Rules.natRule(Prerouting, &f.meta, f.Rec); r != nil && r.Action == DNAT {
 		tg := f.meta.T
 		tg.Dst = r.toAddr
 		if r.toPort != 0 && hasPorts(tup.Proto) {
 			tg.Dport = r.toPort
+		}
+		if f.Rec != nil {
+			f.Rec.Add(trace.Step{Kind: trace.NAT, Where: "prerouting", Rule: r.Comment,
+				Text: fmt.Sprintf("dnat: destination %v:%d -> %v:%d", netip.AddrFrom4(f.meta.T.Dst), f.meta.T.Dport, netip.AddrFrom4(tg.Dst), tg.Dport)})
 		}
 		rewriteDst(ip, tg, f.Partial)
 		f.meta.T = tg
@@ -109,7 +135,7 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 // Filter runs a filter hook (input, forward or output) for the packet.
 func (t *Tracker) Filter(f *Flow, h Hook, out string) Verdict {
 	f.meta.Out = out
-	return t.Rules.filterVerdict(h, &f.meta)
+	return t.Rules.filterVerdict(h, &f.meta, f.Rec)
 }
 
 // Postrouting is the last hook: it runs the postrouting rules, translates
@@ -119,7 +145,7 @@ func (t *Tracker) Filter(f *Flow, h Hook, out string) Verdict {
 // with Drop.
 func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]byte) Verdict {
 	f.meta.Out = out
-	if v := t.Rules.filterVerdict(Postrouting, &f.meta); v.Action != Accept {
+	if v := t.Rules.filterVerdict(Postrouting, &f.meta, f.Rec); v.Action != Accept {
 		return v
 	}
 	switch {
@@ -142,7 +168,10 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 		c.nat |= natDst
 	}
 	src, sport := cur.Src, cur.Sport
-	if r := t.Rules.natRule(Postrouting, &f.meta); r != nil {
+	if r := t.Rules.natRule(Postrouting, &f.meta, f.Rec); r != nil {
+		if f.Rec != nil {
+			f.Rec.Add(trace.Step{Kind: trace.NAT, Where: "postrouting", Rule: r.Comment, Text: "source translation: " + r.Action.String()})
+		}
 		switch r.Action {
 		case Masquerade:
 			src = outAddr
@@ -170,7 +199,16 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 	}
 	c.packets[Original].Store(1)
 	c.bytes[Original].Store(uint64(f.meta.Size))
-	if !t.Table.insert(c) {
+	if f.Rec != nil {
+		if c.nat&natSrc != 0 {
+			f.Rec.Addf(trace.NAT, "postrouting", "source %v:%d -> %v:%d", netip.AddrFrom4(cur.Src), cur.Sport, netip.AddrFrom4(c.reply.Dst), c.reply.Dport)
+		}
+		f.Rec.Addf(trace.Conntrack, "conntrack", "new connection [%v] -> reply [%v]", c.orig, c.reply)
+	}
+	if f.Rec != nil && f.Rec.Dry {
+		c.targets = [2]Tuple{Original: c.reply.Reverse(), Reply: c.orig.Reverse()}
+		f.Rec.Conn = c // what a dry trace of the reply finds (PendingConn)
+	} else if !t.Table.insert(c) {
 		return full
 	}
 	if c.nat&natSrc != 0 {
@@ -216,7 +254,7 @@ func (t *Tracker) freePort(reply *Tuple) bool {
 // update moves a connection's state for a packet in direction d and
 // returns the packet's state bits for rules, or stateReopen for a SYN that
 // replaces the connection.
-func (t *Tracker) update(c *Conn, d Dir, ip packet.IPv4) uint8 {
+func (t *Tracker) update(c *Conn, d Dir, ip packet.IPv4, dry bool) uint8 {
 	if c.orig.Proto == packet.ProtoTCP {
 		l4 := ip.Payload()
 		if len(l4) < 14 {
@@ -229,7 +267,7 @@ func (t *Tracker) update(c *Conn, d Dir, ip packet.IPv4) uint8 {
 			// as the peer reusing the tuple (RFC 1122 4.2.2.13), removes
 			// the old connection and tracks the packet as a new one's
 			// first, with its own NAT decision and counters.
-			if t.Table.remove(c) {
+			if !dry && t.Table.remove(c) {
 				t.Table.Reopened.Add(1)
 			}
 			return stateReopen
@@ -240,6 +278,9 @@ func (t *Tracker) update(c *Conn, d Dir, ip packet.IPv4) uint8 {
 			return StateInvalid
 		case tcpIgnore:
 		default:
+			if dry {
+				break
+			}
 			if next != cur {
 				c.tcp.CompareAndSwap(uint32(cur), uint32(next))
 			}
@@ -252,8 +293,14 @@ func (t *Tracker) update(c *Conn, d Dir, ip packet.IPv4) uint8 {
 				c.assured.Store(true)
 			}
 		}
-	} else if d == Reply && !c.assured.Load() {
+	} else if d == Reply && !c.assured.Load() && !dry {
 		c.assured.Store(true)
+	}
+	if dry {
+		if d == Reply || c.replied.Load() {
+			return StateEstablished
+		}
+		return StateNew
 	}
 	if d == Reply && !c.replied.Load() {
 		c.replied.Store(true)
@@ -273,7 +320,7 @@ func (t *Tracker) update(c *Conn, d Dir, ip packet.IPv4) uint8 {
 // connection and translates what prerouting translates: the outer
 // destination and the quoted packet's source.
 func (t *Tracker) relatedIn(f *Flow, ip packet.IPv4) bool {
-	inner, ihl, it, ok := quoted(ip)
+	inner, it, ok := quoted(ip)
 	if !ok {
 		return false
 	}
@@ -284,8 +331,8 @@ func (t *Tracker) relatedIn(f *Flow, ip packet.IPv4) bool {
 	f.conn, f.dir, f.related, f.tracked = c, d, true, true
 	if c.nat != 0 {
 		tg := c.target(d)
-		setAddr(ip, ipDst, tg.Dst, ipSum)
-		rewriteQuoted(inner, ihl, ipSrc, 0, tg.Dst, tg.Dport)
+		ip.SetDstWithChecksumUpdate(tg.Dst)
+		rewrite(inner, inner[inner.HeaderLen():], false, tg.Dst, tg.Dport, false)
 		fixICMPSum(ip)
 		f.meta.T.Dst = tg.Dst
 	}
@@ -298,7 +345,7 @@ func (t *Tracker) relatedIn(f *Flow, ip packet.IPv4) bool {
 // Linux, an error from a router on the way (time exceeded, frag needed)
 // otherwise keeps its sender: it is not the connection's peer.
 func relatedOut(ip packet.IPv4, c *Conn, d Dir) {
-	inner, ihl, _, ok := quoted(ip)
+	inner, _, ok := quoted(ip)
 	if !ok {
 		return
 	}
@@ -307,73 +354,39 @@ func relatedOut(ip packet.IPv4, c *Conn, d Dir) {
 		from = c.reply
 	}
 	if tg.Src != from.Src {
-		setAddr(ip, ipSrc, tg.Src, ipSum)
+		ip.SetSrcWithChecksumUpdate(tg.Src)
 	}
-	rewriteQuoted(inner, ihl, ipDst, 2, tg.Src, tg.Sport)
+	rewrite(inner, inner[inner.HeaderLen():], true, tg.Src, tg.Sport, false)
 	fixICMPSum(ip)
 }
 
-// quoted returns the packet quoted by an ICMP error, its header length and
-// its tuple.
-func quoted(ip packet.IPv4) (inner []byte, ihl int, it Tuple, ok bool) {
+// quoted returns the packet quoted by an ICMP error (its header and at
+// least 8 bytes of what follows) and its tuple.
+func quoted(ip packet.IPv4) (inner packet.IPv4, it Tuple, ok bool) {
 	m := packet.ICMP(ip.Payload())
 	if !m.Valid() || !m.IsError() {
-		return nil, 0, it, false
+		return nil, it, false
 	}
-	inner = m[packet.ICMPHeaderLen:]
-	if len(inner) < packet.IPv4MinHeaderLen || inner[0]>>4 != 4 {
-		return nil, 0, it, false
+	inner = packet.IPv4(m[packet.ICMPHeaderLen:])
+	if !inner.HeaderFits() || len(inner) < inner.HeaderLen()+8 {
+		return nil, it, false
 	}
-	ihl = int(inner[0]&0x0f) * 4
-	if ihl < packet.IPv4MinHeaderLen || len(inner) < ihl+8 {
-		return nil, 0, it, false
-	}
-	it = Tuple{Src: [4]byte(inner[12:16]), Dst: [4]byte(inner[16:20]), Proto: inner[9]}
-	l4 := inner[ihl:]
+	it = Tuple{Src: inner.Src(), Dst: inner.Dst(), Proto: inner.Protocol()}
+	l4 := inner[inner.HeaderLen():]
 	switch it.Proto {
 	case packet.ProtoTCP, packet.ProtoUDP:
-		it.Sport, it.Dport = binary.BigEndian.Uint16(l4[0:2]), binary.BigEndian.Uint16(l4[2:4])
+		p := packet.Ports(l4)
+		it.Sport, it.Dport = p.Src(), p.Dst()
 	case packet.ProtoICMP:
-		if l4[0] != packet.ICMPEchoRequest && l4[0] != packet.ICMPEchoReply {
-			return nil, 0, it, false
+		e := packet.ICMP(l4)
+		if e.Type() != packet.ICMPEchoRequest && e.Type() != packet.ICMPEchoReply {
+			return nil, it, false
 		}
-		it.Sport, it.Dport = binary.BigEndian.Uint16(l4[4:6]), binary.BigEndian.Uint16(l4[4:6])
+		it.Sport, it.Dport = e.ID(), e.ID()
 	default:
-		return nil, 0, it, false
+		return nil, it, false
 	}
-	return inner, ihl, it, true
-}
-
-// rewriteQuoted sets an address (at addrOff of the quoted header) and a
-// port (at portOff of its transport header; the echo id for ICMP) of a
-// quoted packet, keeping its header checksum and, where the quote holds it,
-// its transport checksum right.
-func rewriteQuoted(inner []byte, ihl, addrOff, portOff int, addr [4]byte, port uint16) {
-	l4 := inner[ihl:]
-	sum := -1
-	switch inner[9] {
-	case packet.ProtoUDP:
-		if l4[6] != 0 || l4[7] != 0 {
-			sum = ihl + 6
-		}
-	case packet.ProtoTCP:
-		if len(l4) >= 18 {
-			sum = ihl + 16
-		}
-	}
-	setAddr(inner, addrOff, addr, ipSum, sum)
-	if inner[9] == packet.ProtoICMP {
-		sum = -1
-		if len(l4) >= 4 {
-			sum = ihl + 2
-		}
-		setPort(inner, ihl+4, port, sum)
-		return
-	}
-	setPort(inner, ihl+portOff, port, sum)
-	if inner[9] == packet.ProtoUDP && sum >= 0 {
-		udpSumNotZero(inner[sum:])
-	}
+	return inner, it, true
 }
 
 // fixICMPSum recomputes an ICMP error's checksum after its quote changed
@@ -390,7 +403,7 @@ func (t *Tracker) Output(ip packet.IPv4, out string) Verdict {
 	ok := tup.read(ip)
 	m := Meta{T: tup, Out: out, Size: len(ip), State: StateNew}
 	if !ok && tup.Proto == packet.ProtoICMP {
-		if _, _, it, ok := quoted(ip); ok {
+		if _, it, ok := quoted(ip); ok {
 			if c, d, found := t.Table.Lookup(it.Reverse()); found {
 				m.State = StateRelated
 				if c.nat != 0 {
@@ -399,5 +412,5 @@ func (t *Tracker) Output(ip packet.IPv4, out string) Verdict {
 			}
 		}
 	}
-	return t.Rules.filterVerdict(Output, &m)
+	return t.Rules.filterVerdict(Output, &m, nil)
 }

@@ -1,7 +1,6 @@
 package nat
 
 import (
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -14,6 +13,7 @@ import (
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/stats"
+	"github.com/uswitch-dev/uswitch/trace"
 )
 
 // Hook is a point of a packet's path where rules are evaluated.
@@ -112,11 +112,11 @@ func compilePrefix(p netip.Prefix) prefix {
 	if p.Bits() > 0 {
 		mask = ^uint32(0) << (32 - p.Bits())
 	}
-	return prefix{set: true, net: binary.BigEndian.Uint32(a[:]), mask: mask, text: p.String()}
+	return prefix{set: true, net: packet.AddrBits(a), mask: mask, text: p.String()}
 }
 
 func (p prefix) match(a [4]byte) bool {
-	return !p.set || binary.BigEndian.Uint32(a[:])&p.mask == p.net
+	return !p.set || packet.AddrBits(a)&p.mask == p.net
 }
 
 func (r *Rule) match(m *Meta) bool {
@@ -203,27 +203,42 @@ type Verdict struct {
 
 var accept = Verdict{Action: Accept}
 
-// filterVerdict runs hook h's filter rules; no match accepts.
-func (rs *Rules) filterVerdict(h Hook, m *Meta) Verdict {
-	for _, r := range rs.set.Load().filter[h] {
+// filterVerdict runs hook h's filter rules; no match accepts. rec, when
+// set, records the rule that matched; with rec.Dry no rule is counted or
+// logged.
+func (rs *Rules) filterVerdict(h Hook, m *Meta, rec *trace.Recorder) Verdict {
+	for i, r := range rs.set.Load().filter[h] {
 		if !r.match(m) {
 			continue
 		}
-		r.count(m.Size)
+		if rec != nil {
+			recordRule(rec, h, r, i+1)
+		}
+		if rec == nil || !rec.Dry {
+			r.count(m.Size)
+		}
 		if r.Action == Log {
-			rs.logPacket(r, m)
+			if rec == nil || !rec.Dry {
+				rs.logPacket(r, m)
+			}
 			continue
 		}
 		return Verdict{Action: r.Action, Reason: r.reason}
 	}
+	if rec != nil {
+		recordRule(rec, h, nil, len(rs.set.Load().filter[h]))
+	}
 	return accept
 }
 
-// natRule returns the first NAT rule of hook h matching a new connection.
-func (rs *Rules) natRule(h Hook, m *Meta) *Rule {
+// natRule returns the first NAT rule of hook h matching a new connection
+// (recorded in rec, and not counted when it is dry).
+func (rs *Rules) natRule(h Hook, m *Meta, rec *trace.Recorder) *Rule {
 	for _, r := range rs.set.Load().nat[h] {
 		if r.match(m) {
-			r.count(m.Size)
+			if rec == nil || !rec.Dry {
+				r.count(m.Size)
+			}
 			return r
 		}
 	}

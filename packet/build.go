@@ -24,18 +24,3 @@ func PutARP(b []byte, op uint16, ethDst, senderMAC MAC, senderIP [4]byte, target
 	copy(a[24:28], targetIP[:])
 	return f
 }
-
-// PutIPv4Header writes a 20-byte IPv4 header (no options, DF clear) with a
-// computed checksum into b.
-func PutIPv4Header(b []byte, totalLen uint16, id uint16, ttl, proto uint8, src, dst [4]byte) {
-	b[0] = 0x45
-	b[1] = 0
-	binary.BigEndian.PutUint16(b[2:4], totalLen)
-	binary.BigEndian.PutUint16(b[4:6], id)
-	b[6], b[7] = 0, 0
-	b[8] = ttl
-	b[9] = proto
-	copy(b[12:16], src[:])
-	copy(b[16:20], dst[:])
-	IPv4(b[:IPv4MinHeaderLen]).SetHeaderChecksum()
-}

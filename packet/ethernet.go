@@ -9,6 +9,8 @@ const (
 	EtherTypeIPv4     = 0x0800
 	EtherTypeARP      = 0x0806
 	EtherTypeVLAN     = 0x8100
+	EtherTypeQinQ     = 0x88a8 // 802.1ad service tag
+	EtherTypeIPv6     = 0x86dd
 )
 
 // Ethernet is a view over an Ethernet II frame.
@@ -47,6 +49,17 @@ func (e Ethernet) VLAN() (vid uint16, ok bool) {
 		return 0, false
 	}
 	return binary.BigEndian.Uint16(e[14:16]) & 0x0fff, true
+}
+
+// TaggedEtherType is the type field behind one VLAN tag (the frame must
+// hold the tag).
+func (e Ethernet) TaggedEtherType() uint16 { return binary.BigEndian.Uint16(e[16:18]) }
+
+// SetTag writes a VLAN tag (protocol id and tag control) where the type
+// field is; the caller has made room for it.
+func (e Ethernet) SetTag(tpid, tci uint16) {
+	binary.BigEndian.PutUint16(e[12:14], tpid)
+	binary.BigEndian.PutUint16(e[14:16], tci)
 }
 
 // Payload returns what follows the (untagged) Ethernet header.

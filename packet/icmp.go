@@ -47,3 +47,38 @@ func (m ICMP) IsError() bool {
 	}
 	return false
 }
+
+// SetTypeWithChecksumUpdate sets the type and adjusts the checksum by
+// RFC 1624.
+func (m ICMP) SetTypeWithChecksumUpdate(t uint8) {
+	old := binary.BigEndian.Uint16(m[0:2])
+	m[0] = t
+	binary.BigEndian.PutUint16(m[2:4], ChecksumUpdate16(m.Checksum(), old, binary.BigEndian.Uint16(m[0:2])))
+}
+
+// SetIDWithChecksumUpdate sets the echo identifier and adjusts the
+// checksum by RFC 1624.
+func (m ICMP) SetIDWithChecksumUpdate(id uint16) {
+	old := m.ID()
+	if old == id {
+		return
+	}
+	binary.BigEndian.PutUint16(m[4:6], id)
+	binary.BigEndian.PutUint16(m[2:4], ChecksumUpdate16(m.Checksum(), old, id))
+}
+
+// ICMPFields are the fields Encode writes into an ICMP header; Rest is its
+// second word (echo id and sequence, or the next-hop MTU of a
+// fragmentation-needed error in its low half).
+type ICMPFields struct {
+	Type, Code uint8
+	Rest       uint32
+}
+
+// Encode writes f into the header with a zero checksum: set it with
+// SetChecksum once the body is in place.
+func (m ICMP) Encode(f *ICMPFields) {
+	m[0], m[1] = f.Type, f.Code
+	m[2], m[3] = 0, 0
+	binary.BigEndian.PutUint32(m[4:8], f.Rest)
+}

@@ -124,3 +124,66 @@ func (p IPv4) SetSrc(a [4]byte) { copy(p[12:16], a[:]) }
 
 // SetDst sets the destination address (no checksum update).
 func (p IPv4) SetDst(a [4]byte) { copy(p[16:20], a[:]) }
+
+// IPv4Fields are the fields Encode writes into a 20-byte IPv4 header
+// (no options).
+type IPv4Fields struct {
+	TotalLen    uint16
+	ID          uint16
+	FlagsOffset uint16 // flags and fragment offset (IPv4DontFragment...)
+	TTL         uint8
+	Protocol    uint8
+	Src, Dst    [4]byte
+}
+
+// Encode writes f into the first 20 bytes of p as a header without
+// options, with a computed header checksum.
+func (p IPv4) Encode(f *IPv4Fields) {
+	p[0] = 0x45
+	p[1] = 0
+	p.SetTotalLen(f.TotalLen)
+	p.SetID(f.ID)
+	p.SetFlagsOffset(f.FlagsOffset)
+	p.SetTTL(f.TTL)
+	p[9] = f.Protocol
+	p.SetSrc(f.Src)
+	p.SetDst(f.Dst)
+	p[:IPv4MinHeaderLen].SetHeaderChecksum()
+}
+
+// HeaderFits reports whether p holds a version 4 header of at least 20
+// bytes whose options fit, whatever the total length says: what a header
+// quoted in an ICMP error or a super-frame's header must be.
+func (p IPv4) HeaderFits() bool {
+	return len(p) >= IPv4MinHeaderLen && p[0]>>4 == 4 && p.HeaderLen() >= IPv4MinHeaderLen && p.HeaderLen() <= len(p)
+}
+
+// SetID sets the identification field (no checksum update).
+func (p IPv4) SetID(id uint16) { binary.BigEndian.PutUint16(p[4:6], id) }
+
+// SetSrcWithChecksumUpdate sets the source address and adjusts the header
+// checksum by RFC 1624.
+func (p IPv4) SetSrcWithChecksumUpdate(a [4]byte) { p.setAddr(12, a) }
+
+// SetDstWithChecksumUpdate sets the destination address and adjusts the
+// header checksum by RFC 1624.
+func (p IPv4) SetDstWithChecksumUpdate(a [4]byte) { p.setAddr(16, a) }
+
+func (p IPv4) setAddr(off int, a [4]byte) {
+	old := [4]byte(p[off : off+4])
+	if old == a {
+		return
+	}
+	copy(p[off:off+4], a[:])
+	binary.BigEndian.PutUint16(p[10:12], ChecksumUpdate32(p.HeaderChecksum(), old, a))
+}
+
+// AddrPair is the source and destination addresses as one number, the
+// source in the high half: what PairOf gives for them.
+func (p IPv4) AddrPair() uint64 { return binary.BigEndian.Uint64(p[12:20]) }
+
+// PairOf packs two addresses into one number as IPv4.AddrPair does.
+func PairOf(src, dst [4]byte) uint64 { return uint64(AddrBits(src))<<32 | uint64(AddrBits(dst)) }
+
+// AddrBits is an IPv4 address as a number, for prefix arithmetic.
+func AddrBits(a [4]byte) uint32 { return binary.BigEndian.Uint32(a[:]) }

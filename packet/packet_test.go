@@ -101,8 +101,8 @@ func TestBuilders(t *testing.T) {
 	require.EqualValues(t, layers.ARPRequest, a.Operation)
 	require.Equal(t, []byte{10, 0, 0, 2}, []byte(a.DstProtAddress))
 
-	h := make([]byte, 20)
-	PutIPv4Header(h, 20, 9, 64, ProtoICMP, [4]byte{1, 2, 3, 4}, [4]byte{5, 6, 7, 8})
+	h := make(IPv4, 20)
+	h.Encode(&IPv4Fields{TotalLen: 20, ID: 9, TTL: 64, Protocol: ProtoICMP, Src: [4]byte{1, 2, 3, 4}, Dst: [4]byte{5, 6, 7, 8}})
 	ip := gopacket.NewPacket(h, layers.LayerTypeIPv4, gopacket.Default).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 	c := *ip
 	require.NoError(t, c.SerializeTo(gopacket.NewSerializeBuffer(), gopacket.SerializeOptions{ComputeChecksums: true}))
@@ -134,5 +134,6 @@ func FuzzViews(f *testing.F) {
 		if a := ARP(e.Payload()); a.Valid() {
 			_ = a.TargetIP()
 		}
+		checkTransport(t, e.Payload())
 	})
 }

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"encoding/binary"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -68,7 +67,7 @@ func (r *Router) send(frame []byte) {
 		return
 	}
 	packet.Ethernet(frame).SetEtherType(packet.EtherTypeIPv4)
-	out.sendVia(nh, frame, packet.Offload{})
+	out.sendVia(nh, frame, packet.Offload{}, nil)
 }
 
 // icmpError answers the packet in frame with an ICMP error, unless RFC 1122
@@ -109,11 +108,10 @@ func (r *Router) icmpError(frame []byte, off packet.Offload, typ, code uint8, mt
 	defer r.bufs.Put(bp)
 	n := packet.EthernetHeaderLen + packet.IPv4MinHeaderLen + packet.ICMPHeaderLen + quote
 	f := (*bp)[:n]
-	ip := f[packet.EthernetHeaderLen:]
-	packet.PutIPv4Header(ip, uint16(len(ip)), r.nextID(), generatedTTL, packet.ProtoICMP, out.ip, src)
+	ip := packet.IPv4(f[packet.EthernetHeaderLen:])
+	ip.Encode(&packet.IPv4Fields{TotalLen: uint16(len(ip)), ID: r.nextID(), TTL: generatedTTL, Protocol: packet.ProtoICMP, Src: out.ip, Dst: src})
 	m := packet.ICMP(ip[packet.IPv4MinHeaderLen:])
-	m[0], m[1] = typ, code
-	binary.BigEndian.PutUint32(m[4:8], uint32(mtu))
+	m.Encode(&packet.ICMPFields{Type: typ, Code: code, Rest: uint32(mtu)})
 	copy(m[packet.ICMPHeaderLen:], orig[:quote])
 	m.SetChecksum()
 	r.send(f)

@@ -33,6 +33,7 @@ import (
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/stats"
+	"github.com/uswitch-dev/uswitch/trace"
 )
 
 // Link is where a router port's frames go: the network's switch, or the
@@ -187,55 +188,107 @@ func (p *Port) WriteFrame(frame []byte, off packet.Offload) error {
 	return nil
 }
 
+// TraceFrame routes frame as Input does, recording each decision in rec;
+// with rec.Dry nothing is counted, tracked, resolved or sent (see package
+// trace). It makes the port a vswitch.TraceDevice.
+func (p *Port) TraceFrame(frame []byte, off packet.Offload, rec *trace.Recorder) {
+	if !rec.Enter() {
+		rec.Dropped(p.Name, "loop", "the frame went round more stages than any path has")
+		return
+	}
+	rec.Addf(trace.Ingress, "router/"+p.Name, "%s", trace.Describe(frame))
+	p.input(frame, off, rec)
+}
+
+// TraceLink is a Link that can follow a traced frame: the network's switch,
+// or the uplink.
+type TraceLink interface {
+	TraceSend(frame []byte, off packet.Offload, rec *trace.Recorder)
+}
+
+// drop counts a frame dropped on p for reason, or records it.
+func (p *Port) drop(reason stats.Reason, rec *trace.Recorder) {
+	if rec != nil {
+		rec.Dropped("router/"+p.Name, reason.String(), "dropped by the router")
+		if rec.Dry {
+			return
+		}
+	}
+	p.stats.Drop(reason)
+}
+
+// act records what the router does of its own for a traced frame (kind and
+// text: see package trace) and reports whether it is to be done: always
+// without a trace, never in a dry one.
+func act(rec *trace.Recorder, kind, where, text string) bool {
+	if rec == nil {
+		return true
+	}
+	rec.Add(trace.Step{Kind: kind, Where: where, Text: text})
+	return !rec.Dry
+}
+
 // Input routes one frame that arrived on p; off is what its virtio-net
 // header said (zero for a plain frame). The frame may be rewritten in place: only unicast frames to the port's own MAC are, and
 // those reach no other port. A super-frame is routed whole (TTL and
 // addresses changed once, only the pseudo-header part of a partial checksum
 // adjusted) and segmented only where it must be: for the router's own use,
 // for an ICMP error's quote, and when its segments exceed the egress MTU.
-func (p *Port) Input(frame []byte, off packet.Offload) {
+func (p *Port) Input(frame []byte, off packet.Offload) { p.input(frame, off, nil) }
+
+func (p *Port) input(frame []byte, off packet.Offload, rec *trace.Recorder) {
 	eth := packet.Ethernet(frame)
 	if !eth.Valid() {
-		p.stats.Drop(stats.Truncated)
+		p.drop(stats.Truncated, rec)
 		return
 	}
 	switch eth.EtherType() {
 	case packet.EtherTypeARP:
 		a := packet.ARP(eth.Payload())
 		if !a.Valid() {
-			p.stats.Drop(stats.BadARP)
+			p.drop(stats.BadARP, rec)
 			return
 		}
-		p.arp.Input(a)
+		if act(rec, trace.Local, "router/"+p.Name, "ARP: to the router's ARP cache and responder") {
+			p.arp.Input(a)
+		}
 		return
 	case packet.EtherTypeIPv4:
 	default:
+		if rec != nil {
+			rec.Dropped("router/"+p.Name, "none", "not IPv4 nor ARP: not routed, not counted")
+		}
 		return // IPv6, VLAN-tagged, ...: not routed, and nothing to count
 	}
 	if eth.Dst() != p.MAC {
+		if rec != nil {
+			rec.Dropped("router/"+p.Name, "none", "broadcast or multicast IPv4: not routed, not counted")
+		}
 		return // broadcast or multicast IPv4: no router forwards it
 	}
 	ip := packet.IPv4(eth.Payload())
 	if !ip.Valid() {
-		p.stats.Drop(stats.BadIPHeader)
+		p.drop(stats.BadIPHeader, rec)
 		return
 	}
 	if !ip.HeaderChecksumValid() {
-		p.stats.Drop(stats.BadChecksum)
+		p.drop(stats.BadChecksum, rec)
 		return
 	}
 	frame = frame[:packet.EthernetHeaderLen+int(ip.TotalLen())] // drop Ethernet padding
 	if ip.HeaderLen() > packet.IPv4MinHeaderLen {
 		if reason, ok := checkOptions(ip); !ok {
-			p.stats.Drop(reason)
+			p.drop(reason, rec)
 			return
 		}
 	}
 	if ip.IsFragment() {
-		p.reassemble(frame)
+		if act(rec, trace.Queued, "router/"+p.Name, "a fragment: held for reassembly, then routed whole") {
+			p.reassemble(frame)
+		}
 		return
 	}
-	p.route(frame, off)
+	p.route(frame, off, rec)
 }
 
 // reassemble holds a fragment until its datagram is whole, as Linux's
@@ -246,43 +299,50 @@ func (p *Port) reassemble(frame []byte) {
 	if d == nil {
 		return
 	}
-	p.route(*d, packet.Offload{})
+	p.route(*d, packet.Offload{}, nil)
 	p.r.defrag.Release(d)
 }
 
 // route takes an IPv4 frame whose header is valid through the hooks to
 // its router address or its egress port.
-func (p *Port) route(frame []byte, off packet.Offload) {
+func (p *Port) route(frame []byte, off packet.Offload, rec *trace.Recorder) {
 	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
 	src, dst := ip.Src(), ip.Dst()
 	if martianSrc(src) || martianDst(dst) {
-		p.stats.Drop(stats.Martian)
+		p.drop(stats.Martian, rec)
 		return
 	}
 	r := p.r
-	fl := nat.Flow{Partial: off.NeedsCsum()}
+	fl := nat.Flow{Partial: off.NeedsCsum(), Rec: rec}
 	if v := r.ct.Prerouting(&fl, ip, p.iface); v.Action != nat.Accept {
-		r.deny(p, frame, off, v)
+		r.deny(p, frame, off, v, rec)
 		return
 	}
 	dst0 := dst
 	dst = ip.Dst()
 	if r.isLocal(dst) {
 		if v := r.ct.Filter(&fl, nat.Input, ""); v.Action != nat.Accept {
-			r.deny(p, frame, off, v)
+			r.deny(p, frame, off, v, rec)
 			return
 		}
-		r.localWire(p, frame, off)
+		if act(rec, trace.Local, "router/"+p.Name, "to the router's own address: the host stage (ICMP echo, DNS, the host's ports)") {
+			r.localWire(p, frame, off)
+		}
 		return
 	}
 	if dst == [4]byte{255, 255, 255, 255} || dst[0] >= 224 || r.isDirectedBroadcast(dst) {
-		p.stats.Drop(stats.NotForwarded)
+		p.drop(stats.NotForwarded, rec)
 		return
 	}
 	out, nh, ok := r.lay.Load().routes.lookup(dst)
+	if rec != nil && ok {
+		rec.Addf(trace.Route, "router", "%v via %s, next hop %v", netip.AddrFrom4(dst), out.Name, netip.AddrFrom4(nh))
+	}
 	if !ok {
-		p.stats.Drop(stats.NoRoute)
-		r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeNetUnreach, 0)
+		p.drop(stats.NoRoute, rec)
+		if act(rec, trace.Send, "router", "answers with an ICMP error") {
+			r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeNetUnreach, 0)
+		}
 		return
 	}
 	// A packet whose destination prerouting translated to a station of
@@ -290,27 +350,31 @@ func (p *Port) route(frame []byte, off packet.Offload) {
 	// sends bridged-and-DNATed traffic: the hairpin keeps its TTL.
 	bridged := out == p && dst != dst0
 	if ip.TTL() <= 1 && !bridged {
-		p.stats.Drop(stats.TTLExceeded)
-		r.icmpError(frame, off, packet.ICMPTimeExceeded, 0, 0)
+		p.drop(stats.TTLExceeded, rec)
+		if act(rec, trace.Send, "router", "answers with an ICMP error") {
+			r.icmpError(frame, off, packet.ICMPTimeExceeded, 0, 0)
+		}
 		return
 	}
 	if v := r.ct.Filter(&fl, nat.Forward, out.iface); v.Action != nat.Accept {
-		r.deny(p, frame, off, v)
+		r.deny(p, frame, off, v, rec)
 		return
 	}
 	if int(ip.TotalLen()) > out.MTU && ip.DontFragment() && wireLen(ip, off) > out.MTU {
-		p.stats.Drop(stats.FragNeeded)
-		r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeFragNeeded, uint16(out.MTU))
+		p.drop(stats.FragNeeded, rec)
+		if act(rec, trace.Send, "router", "answers with an ICMP error") {
+			r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeFragNeeded, uint16(out.MTU))
+		}
 		return
 	}
 	if v := r.ct.Postrouting(&fl, ip, out.iface, out.ip); v.Action != nat.Accept {
-		r.deny(p, frame, off, v)
+		r.deny(p, frame, off, v, rec)
 		return
 	}
 	if !bridged {
 		ip.DecTTL()
 	}
-	out.sendVia(nh, frame, off)
+	out.sendVia(nh, frame, off, rec)
 }
 
 // wireLen is the IP length of the largest packet frame's IPv4 packet ip
@@ -329,9 +393,9 @@ func wireLen(ip packet.IPv4, off packet.Offload) int {
 
 // deny counts a packet a hook refused and, for reject, answers it: a TCP
 // reset, or ICMP port unreachable for anything else.
-func (r *Router) deny(p *Port, frame []byte, off packet.Offload, v nat.Verdict) {
-	p.stats.Drop(v.Reason)
-	if v.Action != nat.Reject {
+func (r *Router) deny(p *Port, frame []byte, off packet.Offload, v nat.Verdict, rec *trace.Recorder) {
+	p.drop(v.Reason, rec)
+	if v.Action != nat.Reject || !act(rec, trace.Send, "router", "rejects: answers with a TCP reset or ICMP port unreachable") {
 		return
 	}
 	if packet.IPv4(frame[packet.EthernetHeaderLen:]).Protocol() == packet.ProtoTCP {
@@ -345,26 +409,54 @@ func (r *Router) deny(p *Port, frame []byte, off packet.Offload, v nat.Verdict) 
 
 // sendVia sends an IPv4 frame out of p to next hop nh, resolving nh's MAC
 // first if need be.
-func (p *Port) sendVia(nh [4]byte, frame []byte, off packet.Offload) {
+func (p *Port) sendVia(nh [4]byte, frame []byte, off packet.Offload, rec *trace.Recorder) {
 	eth := packet.Ethernet(frame)
 	eth.SetSrc(p.MAC)
-	mac, ok := p.arp.Lookup(nh)
+	var mac packet.MAC
+	var ok bool
+	if rec != nil && rec.Dry {
+		var st arp.State
+		mac, st, ok = p.arp.Peek(nh)
+		if ok {
+			rec.Addf(trace.Neighbour, "router/"+p.Name, "%v is-at %v (%v)", netip.AddrFrom4(nh), mac, st)
+		}
+	} else {
+		mac, ok = p.arp.Lookup(nh)
+		if rec != nil && ok {
+			rec.Addf(trace.Neighbour, "router/"+p.Name, "%v is-at %v", netip.AddrFrom4(nh), mac)
+		}
+	}
 	if !ok {
+		if !act(rec, trace.Queued, "router/"+p.Name, "no neighbour entry for "+netip.AddrFrom4(nh).String()+": queued while an ARP request resolves it") {
+			return
+		}
 		if p.arp.Resolve(nh, frame, off) {
 			p.stats.Drop(stats.NeighQueue)
 		}
 		return
 	}
-	p.transmit(frame, off, mac)
+	p.transmit(frame, off, mac, rec)
 }
 
 // transmit puts a frame with a resolved next hop on the wire, fragmenting
 // it when it (or a segment of it) exceeds the port's MTU.
-func (p *Port) transmit(frame []byte, off packet.Offload, mac packet.MAC) {
+func (p *Port) transmit(frame []byte, off packet.Offload, mac packet.MAC, rec *trace.Recorder) {
 	packet.Ethernet(frame).SetDst(mac)
 	if len(frame)-packet.EthernetHeaderLen > p.MTU && (!off.IsGSO() || wireLen(packet.IPv4(frame[packet.EthernetHeaderLen:]), off) > p.MTU) {
-		p.r.fragment(p, frame, off)
+		if act(rec, trace.Egress, p.Name, "fragmented to the port's MTU") {
+			p.r.fragment(p, frame, off)
+		}
 		return
+	}
+	if rec != nil {
+		if tl, ok := p.link.(TraceLink); ok {
+			tl.TraceSend(frame, off, rec)
+			return
+		}
+		rec.Left(p.Name, frame)
+		if rec.Dry {
+			return
+		}
 	}
 	p.link.Send(frame, off)
 }
@@ -407,7 +499,7 @@ type arpOutput Port
 func (o *arpOutput) SendARP(frame []byte) { (*Port)(o).link.Send(frame, packet.Offload{}) }
 
 func (o *arpOutput) Release(frame []byte, off packet.Offload, mac packet.MAC) {
-	(*Port)(o).transmit(frame, off, mac)
+	(*Port)(o).transmit(frame, off, mac, nil)
 }
 
 func (o *arpOutput) Unreachable(frame []byte, off packet.Offload) {

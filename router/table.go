@@ -1,9 +1,10 @@
 package router
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"sort"
+
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 type route struct {
@@ -26,14 +27,14 @@ func (t *table) add(r route) {
 		r.mask = 0
 	}
 	a := r.prefix.Addr().As4()
-	r.net = binary.BigEndian.Uint32(a[:]) & r.mask
+	r.net = packet.AddrBits(a) & r.mask
 	t.routes = append(t.routes, r)
 	sort.SliceStable(t.routes, func(i, j int) bool { return t.routes[i].prefix.Bits() > t.routes[j].prefix.Bits() })
 }
 
 // lookup returns the egress port and next hop for dst.
 func (t *table) lookup(dst [4]byte) (*Port, [4]byte, bool) {
-	d := binary.BigEndian.Uint32(dst[:])
+	d := packet.AddrBits(dst)
 	for i := range t.routes {
 		r := &t.routes[i]
 		if d&r.mask == r.net {

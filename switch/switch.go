@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/stats"
+	"github.com/uswitch-dev/uswitch/trace"
 )
 
 // Device is where a port's egress frames go: a TAP, an AF_PACKET socket, a
@@ -196,56 +198,117 @@ func (s *Switch) Port(name string) *Port {
 // written to every egress port; the frame is forwarded as it came, a
 // super-frame unsegmented, and each egress device makes of it what it can
 // take.
-func (s *Switch) Input(in *Port, frame []byte, off packet.Offload) {
-	if in.Shared {
-		in.Stats.RxShared(len(frame))
-	} else {
-		in.Stats.Rx(len(frame))
+func (s *Switch) Input(in *Port, frame []byte, off packet.Offload) { s.input(in, frame, off, nil) }
+
+// Trace switches frame as Input does, recording each decision in rec. With
+// rec.Dry nothing is learned, counted, captured or written: the egress
+// ports are recorded, and a frame for the gateway goes on through the
+// router's own trace (TraceDevice).
+func (s *Switch) Trace(in *Port, frame []byte, off packet.Offload, rec *trace.Recorder) {
+	if !rec.Enter() {
+		rec.Dropped(s.name+"/"+in.Name, "loop", "the frame went round more stages than any path has")
+		return
 	}
-	s.observe(in, frame, off)
+	rec.Addf(trace.Ingress, s.name+"/"+in.Name, "%s", trace.Describe(frame))
+	s.input(in, frame, off, rec)
+}
+
+// TraceDevice is a Device that can follow a traced frame (the router's
+// gateway port): a dry trace hands it the frame instead of writing it.
+type TraceDevice interface {
+	TraceFrame(frame []byte, off packet.Offload, rec *trace.Recorder)
+}
+
+// drop counts a frame of p dropped for r, or records it.
+func (p *Port) drop(r stats.Reason, rec *trace.Recorder) {
+	if rec != nil {
+		rec.Dropped(p.sw.name+"/"+p.Name, r.String(), "dropped at the switch")
+		if rec.Dry {
+			return
+		}
+	}
+	p.Stats.Drop(r)
+}
+
+func (s *Switch) input(in *Port, frame []byte, off packet.Offload, rec *trace.Recorder) {
+	if rec == nil || !rec.Dry {
+		if in.Shared {
+			in.Stats.RxShared(len(frame))
+		} else {
+			in.Stats.Rx(len(frame))
+		}
+		s.observe(in, frame, off)
+	}
 	eth := packet.Ethernet(frame)
 	if !eth.Valid() {
-		in.Stats.Drop(stats.Truncated)
+		in.drop(stats.Truncated, rec)
 		return
 	}
 	vlan, ok := eth.VLAN()
 	if !ok {
-		in.Stats.Drop(stats.Truncated)
+		in.drop(stats.Truncated, rec)
 		return
 	}
 	src, dst := eth.Src(), eth.Dst()
 	if src.IsMulticast() || src.IsZero() {
-		in.Stats.Drop(stats.BadSrcMAC)
+		in.drop(stats.BadSrcMAC, rec)
 		return
 	}
 	if in.Secure {
-		if r, ok := in.check(eth, src); !ok {
-			in.Stats.Drop(r)
+		r, ok := in.check(eth, src)
+		if rec != nil {
+			rec.Add(trace.Step{Kind: trace.Security, Where: s.name + "/" + in.Name, Text: securityText(ok, in)})
+		}
+		if !ok {
+			in.drop(r, rec)
 			return
 		}
 	}
 	now := s.clock.Now()
 	fdb := *s.fdb.Load()
-	s.learn(fdb, in, vlan, src, now)
+	if rec == nil || !rec.Dry {
+		s.learn(fdb, in, vlan, src, now)
+	}
 	if !dst.IsMulticast() {
 		if e := s.lookup(fdb, keyOf(vlan, dst)); e != nil && (e.static || now-e.seen.Load() <= s.ageing) {
 			out := e.port.Load()
+			if rec != nil {
+				rec.Addf(trace.FDB, s.name, "%v is on port %s", dst, out.Name)
+			}
 			if out == in {
-				in.Stats.Drop(stats.SamePort)
+				in.drop(stats.SamePort, rec)
 				return
 			}
-			out.write(frame, off)
+			out.write(frame, off, rec)
 			return
 		}
 	} else if isLinkLocalGroup(dst) {
-		in.Stats.Drop(stats.LinkLocalGroup)
+		in.drop(stats.LinkLocalGroup, rec)
 		return
 	}
-	for _, out := range *s.ports.Load() {
+	ports := *s.ports.Load()
+	if rec != nil {
+		var names []string
+		for _, out := range ports {
+			if out != in {
+				names = append(names, out.Name)
+			}
+		}
+		rec.Addf(trace.FDB, s.name, "%v unknown or multicast: flood to %v", dst, names)
+	}
+	for _, out := range ports {
 		if out != in {
-			out.write(frame, off)
+			out.write(frame, off, rec)
 		}
 	}
+}
+
+// securityText says what port security made of a frame from p.
+func securityText(ok bool, p *Port) string {
+	if ok {
+		return fmt.Sprintf("port security: source MAC %v and IP %v are the endpoint's own", p.MAC, netip.AddrFrom4(p.IP))
+	}
+	return fmt.Sprintf("port security: not from the endpoint (MAC %v, IP %v)", p.MAC, netip.AddrFrom4(p.IP))
 }
 
 // check applies port security to a valid frame from a secure port p whose
@@ -285,10 +348,24 @@ func (p *Port) check(eth packet.Ethernet, src packet.MAC) (stats.Reason, bool) {
 	return 0, true
 }
 
-func (p *Port) write(frame []byte, off packet.Offload) {
+func (p *Port) write(frame []byte, off packet.Offload, rec *trace.Recorder) {
 	if p.MTU > 0 && len(frame) > p.MTU+packet.EthernetHeaderLen+4 && !off.IsGSO() {
-		p.Stats.Drop(stats.MTUExceeded)
+		p.drop(stats.MTUExceeded, rec)
 		return
+	}
+	if rec != nil {
+		if td, ok := p.dev.(TraceDevice); ok {
+			if !rec.Dry {
+				p.sw.observe(p, frame, off)
+				p.Stats.Tx(len(frame))
+			}
+			td.TraceFrame(frame, off, rec)
+			return
+		}
+		rec.Left(p.sw.name+"/"+p.Name, frame)
+		if rec.Dry {
+			return
+		}
 	}
 	p.sw.observe(p, frame, off)
 	if err := p.dev.WriteFrame(frame, off); err != nil {

@@ -144,8 +144,7 @@ func restoreVLAN(b []byte, n int, oob []byte) int {
 		return n
 	}
 	copy(b[16:n+4], b[12:n])
-	binary.BigEndian.PutUint16(b[12:14], tpid)
-	binary.BigEndian.PutUint16(b[14:16], tci)
+	packet.Ethernet(b).SetTag(tpid, tci)
 	return n + 4
 }
 

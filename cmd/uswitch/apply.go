@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/uswitch-dev/uswitch/live"
 )
@@ -66,12 +64,9 @@ func writeChanges(w io.Writer, changes live.Changes) error {
 	return nil
 }
 
-// reloadOnHUP applies the file at path to inst on every SIGHUP until ctx
+// reloadOnHUP applies the file at path to inst on every SIGHUP (from hup) until ctx
 // is done, logging what changed or why the file was refused.
-func reloadOnHUP(ctx context.Context, inst *live.Instance, path string, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, inst *live.Instance, path string, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():

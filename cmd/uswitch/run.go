@@ -258,7 +258,12 @@ func run(ctx context.Context, plan *config.Plan, cfg, sock string, notify *notif
 
 	served := make(chan error, 1)
 	go func() { served <- control.Serve(ctx, lis, control.NewHandlerWith(dp, inst)) }()
-	go reloadOnHUP(ctx, inst, cfg, log)
+	// SIGHUP is caught before ready is said, so a reload asked for right
+	// after it is not lost to the signal's ignored disposition.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHUP(ctx, hup, inst, cfg, log)
 
 	if err := ctx.Err(); err != nil {
 		return nil // interrupted during start-up; the defers clean up

@@ -1,0 +1,61 @@
+package nat
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/uswitch-dev/uswitch/trace"
+)
+
+// pending finds the connection a dry trace would have made (rec.Conn) for
+// a packet with key k, so that the trace of its reply sees it as made.
+func pending(rec *trace.Recorder, k key) (*Conn, Dir, bool) {
+	c, ok := rec.Conn.(*Conn)
+	switch {
+	case !ok:
+		return nil, 0, false
+	case k == c.orig.key():
+		return c, Original, true
+	case k == c.reply.key():
+		return c, Reply, true
+	}
+	return nil, 0, false
+}
+
+// PendingReply returns the tuple of the reply to the connection a dry trace
+// would have made, and whether there is one.
+func PendingReply(rec *trace.Recorder) (Tuple, bool) {
+	c, ok := rec.Conn.(*Conn)
+	if !ok {
+		return Tuple{}, false
+	}
+	return c.reply, true
+}
+
+// stateText names a packet's state bits, like conntrack's ctstate.
+func stateText(st uint8) string {
+	var names []string
+	for i, n := range stateNames {
+		if st&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+func dirName(d Dir) string {
+	if d == Reply {
+		return "reply"
+	}
+	return "original"
+}
+
+// recordRule records the rule of hook h that matched (r nil: none did).
+func recordRule(rec *trace.Recorder, h Hook, r *Rule, evaluated int) {
+	if r == nil {
+		rec.Addf(trace.Hook, h.String(), "%d rules evaluated, none matched: accept", evaluated)
+		return
+	}
+	rec.Add(trace.Step{Kind: trace.Hook, Where: h.String(), Rule: r.Comment,
+		Text: fmt.Sprintf("matched %q (rule %d of the hook): %s", r.Comment, evaluated, r.Action)})
+}
