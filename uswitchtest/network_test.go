@@ -240,15 +240,26 @@ func TestCapture(t *testing.T) {
 }
 
 // TestRawFramesAndStacksTogether: Recv sees what the datapath sends to a
-// port until a stack owns it.
+// port until a stack owns it; then the stack answers, here an ARP request
+// that client sends as a raw frame.
 func TestRawFramesAndStacksTogether(t *testing.T) {
 	n := uswitchtest.New(t, lab)
-	web := n.Endpoint("web")
-	require.Nil(t, web.Recv(10*time.Millisecond))
+	web, client := n.Endpoint("web"), n.Endpoint("client")
+	ask := arpRequest(client.MAC(), client.Addr().Addr().As4(), web.Addr().Addr().As4())
+
+	client.Send(ask)
+	require.Equal(t, ask, web.Recv(time.Second), "the broadcast reaches web's port as it was sent")
+
 	web.Stack()
-	addrs, err := n.Endpoint("client").Stack().LookupHost(context.Background(), "web")
-	require.NoError(t, err)
-	require.Equal(t, []string{"172.20.0.10"}, addrs)
+	client.Send(ask)
+	reply := client.Recv(time.Second)
+	require.NotNil(t, reply, "web's stack answers")
+	p := gopacket.NewPacket(reply, layers.LayerTypeEthernet, gopacket.Default)
+	a, ok := p.Layer(layers.LayerTypeARP).(*layers.ARP)
+	require.True(t, ok, p.String())
+	require.EqualValues(t, layers.ARPReply, a.Operation)
+	require.Equal(t, web.MAC().String(), net.HardwareAddr(a.SourceHwAddress).String())
+	require.Nil(t, web.Recv(50*time.Millisecond), "frames to a port with a stack go to the stack")
 }
 
 // TestUnprivileged runs the scenarios of the package as uid 65534 when the
