@@ -159,7 +159,7 @@ func Example_isolation() {
 	}
 	defer l.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	_, err = n.Endpoint("web").Stack().DialContext(ctx, "tcp", "172.21.0.30:5432")
 	fmt.Println("dial failed:", err != nil)
