@@ -17,7 +17,6 @@ import (
 	"github.com/uswitch-dev/uswitch/datapath"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
-	"github.com/uswitch-dev/uswitch/proxy"
 	vswitch "github.com/uswitch-dev/uswitch/switch"
 )
 
@@ -30,9 +29,8 @@ type Network struct {
 	clock *Clock
 	ports map[string]*Port // endpoint interfaces, by switch port name
 	host  *Port            // the uplink's host side; nil without [uplink]
-	proxy *proxy.Proxy     // the userland proxy on host's stack; set with it
 
-	mu       sync.Mutex // stacks, proxy, captures, closed
+	mu       sync.Mutex // stacks, captures, closed
 	stacks   []*Stack
 	captures []*Capture
 	closed   bool
@@ -113,7 +111,7 @@ func (n *Network) fail(format string, args ...any) {
 	panic(fmt.Sprintf("uswitchtest: "+format, args...))
 }
 
-// Close stops the userland proxy, the captures, the stacks and the datapath and waits for all
+// Close stops the captures, the stacks and the datapath and waits for all
 // of their goroutines. New's Cleanup calls it; calling it again is
 // harmless.
 func (n *Network) Close() {
@@ -123,11 +121,8 @@ func (n *Network) Close() {
 		return
 	}
 	n.closed = true
-	stacks, captures, px := n.stacks, n.captures, n.proxy
+	stacks, captures := n.stacks, n.captures
 	n.mu.Unlock()
-	if px != nil {
-		px.Close()
-	}
 	for i := len(captures) - 1; i >= 0; i-- {
 		if err := captures[i].Stop(); err != nil {
 			n.report(err)
