@@ -237,6 +237,7 @@ func networkFields(a, b Network) []string {
 		same bool
 	}{
 		{"subnet", a.Subnet == b.Subnet}, {"gateway", a.Gateway == b.Gateway}, {"mtu", a.MTU == b.MTU},
+		{"subnet6", a.Subnet6 == b.Subnet6}, {"gateway6", a.Gateway6 == b.Gateway6},
 		{"masquerade", a.Masquerade == b.Masquerade}, {"internal", a.Internal == b.Internal},
 		{"isolate", a.Isolate == b.Isolate}, {"dns", a.DNS == b.DNS},
 	} {
@@ -264,6 +265,7 @@ func endpointFields(a, b Endpoint, recreateNet map[string]bool) []string {
 		{"link", a.Link == b.Link}, {"port_security", a.PortSecurity == b.PortSecurity},
 		{"networks", slices.EqualFunc(a.Interfaces, b.Interfaces, func(x, y Interface) bool { return x.Network == y.Network && x.Name == y.Name })},
 		{"ip", slices.EqualFunc(a.Interfaces, b.Interfaces, func(x, y Interface) bool { return x.Prefix == y.Prefix })},
+		{"ip6", slices.EqualFunc(a.Interfaces, b.Interfaces, func(x, y Interface) bool { return x.Prefix6 == y.Prefix6 })},
 		{"mac", slices.EqualFunc(a.Interfaces, b.Interfaces, func(x, y Interface) bool { return x.MAC == y.MAC })},
 	} {
 		if !f.same {
