@@ -61,7 +61,8 @@ func Compare(old, next *Plan) (*Diff, error) {
 		case m == nil:
 			d.RemoveNetworks = append(d.RemoveNetworks, n)
 			d.Changes = append(d.Changes, Change{Op: "-", Kind: "network", Name: n.Name})
-		case m.Subnet != n.Subnet || m.Gateway != n.Gateway || m.MTU != n.MTU || m.GatewayMAC != n.GatewayMAC:
+		case m.Subnet != n.Subnet || m.Gateway != n.Gateway || m.MTU != n.MTU || m.GatewayMAC != n.GatewayMAC ||
+			m.Subnet6 != n.Subnet6 || m.Gateway6 != n.Gateway6:
 			recreateNet[n.Name] = true
 			d.RemoveNetworks = append(d.RemoveNetworks, n)
 			d.AddNetworks = append(d.AddNetworks, *m)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -78,6 +79,16 @@ network = "v4"
 	require.NoError(t, err)
 	require.Contains(t, string(js), `"subnet6":"fd00:20::/64","gateway6":"fd00:20::1"`)
 	require.Contains(t, string(js), `"ip6":"fd00:20::9","prefix6":"fd00:20::9/64","gateway6":"fd00:20::1"`)
+	// The running plan written back (live changes, the state file) keeps
+	// every IPv6 address, and so compares equal.
+	again, err := ParseLive(p.Source(), "source")
+	require.NoError(t, err)
+	require.Equal(t, p.Networks, again.Networks)
+	require.Equal(t, p.Endpoints, again.Endpoints)
+	d, err := Compare(p, again)
+	require.NoError(t, err)
+	require.True(t, d.Empty(), "%v", changes(d))
+
 	var back2 Plan
 	require.NoError(t, json.Unmarshal(js, &back2))
 	require.Equal(t, p.Endpoints, back2.Endpoints)
@@ -117,4 +128,20 @@ func TestIPv6Rejects(t *testing.T) {
 			require.Equal(t, tc.line, first.Line, "%v", err)
 		})
 	}
+}
+
+// TestCompareIPv6: a new subnet6 or gateway6 recreates the network and its
+// endpoints (whose addresses and default route change); a new ip6
+// recreates the endpoint.
+func TestCompareIPv6(t *testing.T) {
+	old := mustParse(t, dual)
+	d, err := Compare(old, mustParse(t, strings.Replace(dual, `subnet6 = "fd00:20::/64"`, `subnet6 = "fd00:21::/64"`, 1)))
+	require.NoError(t, err)
+	require.Equal(t, []string{"~ network front (subnet6, gateway6, recreated)", "~ endpoint a (ip6, network front, recreated)"}, changes(d))
+	d, err = Compare(old, mustParse(t, strings.Replace(dual, `subnet6 = "fd00:20::/64"`, "subnet6 = \"fd00:20::/64\"\ngateway6 = \"fd00:20::fe\"", 1)))
+	require.NoError(t, err)
+	require.Equal(t, []string{"~ network front (gateway6, recreated)", "~ endpoint a (ip6, network front, recreated)"}, changes(d), "a moves to ::1, free now")
+	d, err = Compare(old, mustParse(t, dual+"ip6 = \"fd00:20::7\"\n"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"~ endpoint a (ip6, recreated)"}, changes(d))
 }
