@@ -14,7 +14,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 CNIDIR  ?= /opt/cni/bin
 CNI_BIN ?= bin/uswitch-cni
 
-.PHONY: build run test cni-tools test-unit bench bench-net fuzz vet clean install uninstall
+.PHONY: build run test cni-tools chromium test-unit bench bench-net fuzz vet clean install uninstall
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/uswitch
@@ -27,8 +27,9 @@ run: build
 
 # Every test, race detector on. The tests that need root (end-to-end and
 # the namespace/TAP tests of other packages) fail without it, saying so.
-test: vet cni-tools
+test: vet cni-tools chromium
 	$(GO) test -race -count=1 -timeout 30m ./...
+	cd examples && $(GO) test -race -count=1 ./...
 
 # The CNI tools e2e/cni_test.go drives, go installed into $(CNI_TOOLS) when
 # missing, at the versions go.mod requires: cnitool, and the reference
@@ -51,9 +52,18 @@ cni-tools:
 		GOBIN=$(abspath $(CNI_TOOLS)) $(GO) install github.com/containernetworking/$$p || exit 1; \
 	done
 
+# The web page of `uswitch ui` is tested in headless Chromium (ui/ui_test.go):
+# the Debian package chromium, installed with apt-get when missing.
+chromium:
+	@command -v chromium >/dev/null || { \
+		echo "apt-get install chromium (ui/ui_test.go drives it headless)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 # Only the tests that need no root (USWITCH_SKIP_E2E skips the others).
-test-unit:
+test-unit: chromium
 	USWITCH_SKIP_E2E=1 $(GO) test -race -count=1 ./...
+	cd examples && $(GO) test -race -count=1 ./...
 
 vet:
 	$(GO) vet ./...

@@ -35,6 +35,7 @@ import (
 	"github.com/uswitch-dev/uswitch/stats"
 	vswitch "github.com/uswitch-dev/uswitch/switch"
 	"github.com/uswitch-dev/uswitch/tap"
+	"github.com/uswitch-dev/uswitch/trace"
 )
 
 // UplinkPort is the name of the router's port to the host.
@@ -52,7 +53,11 @@ type Datapath struct {
 	capture *capture.Hub
 	dns     *dns.Server // answers on the networks with dns = true
 	poller  *poller     // nil without Options.BusyPoll
-	log     *slog.Logger
+	// live is the live traces running (trace --live), nil when none: a
+	// frame from a device costs one atomic load more.
+	live   atomic.Pointer[[]*trace.Live]
+	liveMu sync.Mutex
+	log    *slog.Logger
 
 	mu      sync.Mutex // readers, closed; serializes network changes
 	readers []reader
@@ -344,6 +349,9 @@ func (d *Datapath) AttachInterface(ep config.Endpoint, ifc config.Interface, dev
 	if ifc.IP.Is4() {
 		pc.IP = ifc.IP.As4()
 	}
+	if ifc.IP6.Is6() {
+		pc.IP6 = ifc.IP6.As16()
+	}
 	return d.Attach(ifc.Network, pc, dev)
 }
 
@@ -367,7 +375,13 @@ func (d *Datapath) Attach(network string, pc vswitch.PortConfig, dev tap.Port) e
 	if err != nil {
 		return err
 	}
-	if err := d.startReader(pc.Name, dev, func(f []byte, off packet.Offload) { sw.Input(p, f, off) }, func() { sw.RemovePort(p) }); err != nil {
+	input := func(f []byte, off packet.Offload) {
+		if ls := d.live.Load(); ls != nil && d.traceLive(*ls, sw.Name(), p.Name, f, func(rec *trace.Recorder) { sw.Trace(p, f, off, rec) }) {
+			return
+		}
+		sw.Input(p, f, off)
+	}
+	if err := d.startReader(pc.Name, dev, input, func() { sw.RemovePort(p) }); err != nil {
 		sw.RemovePort(p)
 		return err
 	}
@@ -438,6 +452,9 @@ func (d *Datapath) AttachUplink(dev tap.Port) error {
 		up.stats.Rx(len(f))
 		if up.capture.Active() {
 			up.capture.Frame("", UplinkPort, f, off)
+		}
+		if ls := d.live.Load(); ls != nil && d.traceLive(*ls, "", UplinkPort, f, func(rec *trace.Recorder) { up.port.TraceFrame(f, off, rec) }) {
+			return
 		}
 		up.port.Input(f, off)
 	}, func() { up.dev.Store(nil) }); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -84,7 +85,8 @@ func (d *Datapath) Trace(q TraceQuery) (*TraceResult, error) {
 	}
 	answer, err := trace.Reply(left)
 	if err != nil {
-		return nil, err
+		res.ReplyError = err.Error()
+		return res, nil
 	}
 	port := where[strings.IndexByte(where, '/')+1:]
 	rrec := &trace.Recorder{Dry: true, Conn: rec.Conn}
@@ -225,4 +227,59 @@ func (g *gatewayDev) TraceFrame(frame []byte, off packet.Offload, rec *trace.Rec
 	if p := g.port.Load(); p != nil {
 		p.TraceFrame(frame, off, rec)
 	}
+}
+
+// Follow starts the live trace l: the frames from devices that it wants
+// are carried through the datapath with a recorder (not dry: they are
+// forwarded as ever) and their steps handed to l. The returned function
+// stops it. At most trace.MaxLive run at once.
+func (d *Datapath) Follow(l *trace.Live) (stop func(), err error) {
+	d.liveMu.Lock()
+	defer d.liveMu.Unlock()
+	var cur []*trace.Live
+	if p := d.live.Load(); p != nil {
+		cur = *p
+	}
+	if len(cur) >= trace.MaxLive {
+		return nil, trace.ErrTooManyLive
+	}
+	next := append(slices.Clone(cur), l)
+	d.live.Store(&next)
+	return func() {
+		d.liveMu.Lock()
+		defer d.liveMu.Unlock()
+		p := d.live.Load()
+		if p == nil {
+			return
+		}
+		rest := slices.DeleteFunc(slices.Clone(*p), func(x *trace.Live) bool { return x == l })
+		if len(rest) == 0 {
+			d.live.Store(nil)
+			return
+		}
+		d.live.Store(&rest)
+	}, nil
+}
+
+// traceLive carries a frame from port of network (the uplink: "") through
+// run with a recorder when a live trace of ls wants it, and reports
+// whether it did.
+func (d *Datapath) traceLive(ls []*trace.Live, network, port string, frame []byte, run func(*trace.Recorder)) bool {
+	var want [trace.MaxLive]*trace.Live
+	n := 0
+	for _, l := range ls {
+		if n < len(want) && l.Wants(network, port, frame) {
+			want[n] = l
+			n++
+		}
+	}
+	if n == 0 {
+		return false
+	}
+	rec := &trace.Recorder{}
+	run(rec)
+	for _, l := range want[:n] {
+		l.Done(network, port, rec)
+	}
+	return true
 }

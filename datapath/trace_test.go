@@ -2,12 +2,14 @@ package datapath
 
 import (
 	"encoding/hex"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
 
 	"github.com/uswitch-dev/uswitch/config"
@@ -230,5 +232,130 @@ func TestTraceErrors(t *testing.T) {
 	} {
 		_, err := tp.dp.Trace(q)
 		require.Error(t, err, "%+v", q)
+	}
+}
+
+// TestTraceLive: a live trace follows the real frames that match through
+// switch, router and switch while they are forwarded as ever, misses
+// those that do not match, and stops.
+func TestTraceLive(t *testing.T) {
+	tp := start(t, testPlan(false))
+	tp.mems["web"].Inject(arpRequest(t, webMAC, "172.20.0.10", "172.20.0.1"))
+	tp.mems["db"].Inject(arpRequest(t, dbMAC, "172.21.0.20", "172.21.0.1"))
+	tp.recv(t, "web")
+	tp.recv(t, "db")
+	tp.drained()
+
+	f, err := trace.ParseFilter("udp and host 172.21.0.20")
+	require.NoError(t, err)
+	l := trace.NewLive("web", "", f, 0)
+	stop, err := tp.dp.Follow(l)
+	require.NoError(t, err)
+	tp.mems["web"].Inject(udp(t, webMAC, frontG, "172.20.0.10", "172.20.0.11", 64)) // another host: not followed
+	tp.mems["web"].Inject(udp(t, webMAC, frontG, "172.20.0.10", "172.21.0.20", 64))
+	var ev trace.Event
+	select {
+	case ev = <-l.Events:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event")
+	}
+	require.Equal(t, "web", ev.Port)
+	require.Equal(t, "front", ev.Network)
+	require.Equal(t, trace.Verdict{Action: "forward", Ports: []string{"back/db"}}, ev.Verdict, "%+v", ev.Steps)
+	require.True(t, slices.ContainsFunc(ev.Steps, func(s trace.Step) bool { return s.Kind == trace.Route }))
+	got := tp.recv(t, "db") // and the frame itself went on
+	require.NotNil(t, got.Layer(layers.LayerTypeUDP))
+	require.Empty(t, l.Events, "the other frame was not followed")
+
+	stop()
+	require.Nil(t, tp.dp.live.Load())
+	tp.mems["web"].Inject(udp(t, webMAC, frontG, "172.20.0.10", "172.21.0.20", 64))
+	tp.recv(t, "db")
+	require.Empty(t, l.Events, "stopped")
+}
+
+func TestTraceLiveLimits(t *testing.T) {
+	tp := start(t, testPlan(false))
+	var stops []func()
+	for range trace.MaxLive {
+		stop, err := tp.dp.Follow(trace.NewLive("", "", trace.Filter{}, 0))
+		require.NoError(t, err)
+		stops = append(stops, stop)
+	}
+	_, err := tp.dp.Follow(trace.NewLive("", "", trace.Filter{}, 0))
+	require.ErrorIs(t, err, trace.ErrTooManyLive)
+	for _, s := range stops {
+		s()
+	}
+	require.Nil(t, tp.dp.live.Load())
+}
+
+// TestTraceMalformedFrames: --frame takes any bytes: mutated and cut
+// frames are traced (and their replies, when forwarded) without a panic,
+// and each ends in a verdict.
+func TestTraceMalformedFrames(t *testing.T) {
+	tp := start(t, publishedPlan())
+	tp.send(t, "web", arpRequest(t, webMAC, "172.20.0.10", "172.20.0.1"))
+	tp.send(t, "db", arpRequest(t, dbMAC, "172.21.0.20", "172.21.0.1"))
+	tp.send(t, UplinkPort, arpRequest(t, hostMAC, "10.250.0.1", "10.250.0.2"))
+	var seeds [][]byte
+	for _, q := range []TraceQuery{
+		{Port: "web", Dst: "172.21.0.20", Proto: "tcp", Dport: 80},
+		{Port: "web", Dst: "10.250.0.1", Proto: "udp"},
+		{Port: "web", Dst: "172.20.0.1"},
+		{Port: UplinkPort, Dst: "10.250.0.2", Proto: "tcp", Dport: 8080},
+	} {
+		f, err := tp.dp.traceFrame(q)
+		require.NoError(t, err)
+		seeds = append(seeds, f)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := range 3000 {
+		f := append([]byte(nil), seeds[i%len(seeds)]...)
+		for range 1 + rnd.IntN(4) {
+			f[rnd.IntN(len(f))] = byte(rnd.IntN(256))
+		}
+		if rnd.IntN(4) == 0 {
+			f = f[:packet.EthernetHeaderLen+rnd.IntN(len(f)-packet.EthernetHeaderLen)]
+		}
+		port := []string{"web", "db", UplinkPort}[rnd.IntN(3)]
+		res, err := tp.dp.Trace(TraceQuery{Port: port, Frame: hex.EncodeToString(f), Reply: true})
+		require.NoError(t, err)
+		require.NotEmpty(t, res.Verdict.Action)
+	}
+	require.Zero(t, tp.dp.Tracker().Table.Len(), "dry: no connection made")
+}
+
+// TestTraceLiveMalformedFrames: a live trace follows garbage from the
+// devices as the datapath handles it: no panic, an event per frame.
+func TestTraceLiveMalformedFrames(t *testing.T) {
+	tp := start(t, publishedPlan())
+	l := trace.NewLive("", "", trace.Filter{}, 1e6)
+	stop, err := tp.dp.Follow(l)
+	require.NoError(t, err)
+	defer stop()
+	tmpl := udp(t, webMAC, frontG, "172.20.0.10", "172.21.0.20", 64)
+	rnd := rand.New(rand.NewPCG(3, 4))
+	const n = 500
+	go func() {
+		for range n {
+			f := append([]byte(nil), tmpl...)
+			for range 1 + rnd.IntN(4) {
+				f[rnd.IntN(len(f))] = byte(rnd.IntN(256))
+			}
+			tp.mems["web"].Inject(f)
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	for i := range n {
+		select {
+		case ev := <-l.Events:
+			require.NotEmpty(t, ev.Verdict.Action)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d frames followed (missed %d)", i, n, l.Missed.Load())
+		}
+		for range tp.mems["db"].Pending() {
+			tp.mems["db"].Recv(time.Millisecond)
+		}
 	}
 }

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -100,4 +103,137 @@ func tryDial(t *testing.T, ns, addr string, timeout time.Duration) error {
 		}
 	})
 	return err
+}
+
+// traceLiveConfig: front with f and back with b, not isolated, both
+// masqueraded to an uplink whose host side is a namespace uswitch makes.
+func traceLiveConfig(name string) string {
+	return fmt.Sprintf(`
+name = %[1]q
+
+[uplink]
+address = "10.253.0.2/30"
+host_address = "10.253.0.1/30"
+netns = "%[1]s-host"
+
+[[network]]
+name = "front"
+subnet = "10.85.0.0/24"
+isolate = false
+
+[[network]]
+name = "back"
+subnet = "10.86.0.0/24"
+isolate = false
+
+[[endpoint]]
+name = "%[1]s-f"
+network = "front"
+
+[[endpoint]]
+name = "%[1]s-b"
+network = "back"
+`, name)
+}
+
+// followLive runs `uswitch trace --live ARGS -o json` and pings dst from ns
+// (one echo at a time, with the harness's Go ICMP probe) until the live
+// trace has printed want events or 30 s passed; it returns the events.
+func followLive(t *testing.T, in *instance, ns, dst string, want int, args ...string) []trace.Event {
+	t.Helper()
+	args = append(append([]string{"trace", "--live", "-o", "json", "-c", fmt.Sprint(want)}, args...), in.configArgs()...)
+	cmd := exec.Command(binary, args...)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	events := make(chan trace.Event, want)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			var ev trace.Event
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				events <- ev
+			}
+		}
+	}()
+	var got []trace.Event
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				require.Len(t, got, want, "trace --live ended early: %s", stderr.String())
+				return got
+			}
+			got = append(got, ev)
+		case <-time.After(200 * time.Millisecond):
+			mustEcho(t, ns, dst, echoOpts{count: 1, wait: time.Second})
+		case <-deadline:
+			t.Fatalf("trace --live printed %d of %d events in 30 s: %s", len(got), want, stderr.String())
+		}
+	}
+}
+
+// hasStep reports whether ev has a step of kind whose text contains text.
+func hasStep(ev trace.Event, kind, text string) bool {
+	return slices.ContainsFunc(ev.Steps, func(s trace.Step) bool { return s.Kind == kind && strings.Contains(s.Text, text) })
+}
+
+// TestTraceLive: `trace --live` follows a real ping step by step: through
+// two networks (front to back and the reply back), and through the
+// masquerade to the uplink's host side and back, translated both ways.
+func TestTraceLive(t *testing.T) {
+	needRoot(t)
+	name := prefix("trl")
+	in := start(t, name, writeConfig(t, traceLiveConfig(name)))
+	f, b := name+"-f", name+"-b"
+	ping(t, f, "10.86.0.2") // neighbours known: the followed pings are forwarded at once
+	ping(t, f, "10.253.0.1")
+
+	t.Run("two networks", func(t *testing.T) {
+		evs := followLive(t, in, f, "10.86.0.2", 4, "--match", "icmp and host 10.86.0.2")
+		var request, reply bool
+		for _, ev := range evs {
+			switch {
+			case ev.Port == f && ev.Network == "front":
+				require.Equal(t, []string{"back/" + b}, ev.Verdict.Ports, "%+v", ev.Steps)
+				require.True(t, hasStep(ev, trace.Route, "10.86.0.2 via gw/back"), "%+v", ev.Steps)
+				require.True(t, hasStep(ev, trace.FDB, "is on port "+b), "%+v", ev.Steps)
+				request = true
+			case ev.Port == b && ev.Network == "back":
+				require.Equal(t, []string{"front/" + f}, ev.Verdict.Ports, "%+v", ev.Steps)
+				require.True(t, hasStep(ev, trace.Conntrack, "ESTABLISHED"), "%+v", ev.Steps)
+				reply = true
+			default:
+				t.Fatalf("an event from %s/%s", ev.Network, ev.Port)
+			}
+		}
+		require.True(t, request && reply, "requests and replies both followed")
+	})
+
+	t.Run("masquerade", func(t *testing.T) {
+		evs := followLive(t, in, f, "10.253.0.1", 4, "--match", "icmp and host 10.253.0.1")
+		var request, reply bool
+		for _, ev := range evs {
+			switch ev.Port {
+			case f:
+				require.Equal(t, []string{"uplink"}, ev.Verdict.Ports, "%+v", ev.Steps)
+				require.True(t, hasStep(ev, trace.Egress, "IPv4 10.253.0.2 > 10.253.0.1 icmp type 8"), "translated: %+v", ev.Steps)
+				request = true
+			case "uplink":
+				require.Equal(t, []string{"front/" + f}, ev.Verdict.Ports, "%+v", ev.Steps)
+				require.True(t, hasStep(ev, trace.NAT, "-> 10.85.0.2"), "%+v", ev.Steps)
+				require.True(t, hasStep(ev, trace.Egress, "IPv4 10.253.0.1 > 10.85.0.2 icmp type 0"), "%+v", ev.Steps)
+				reply = true
+			default:
+				t.Fatalf("an event from %s/%s", ev.Network, ev.Port)
+			}
+		}
+		require.True(t, request && reply, "requests and replies both followed")
+	})
 }

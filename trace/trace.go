@@ -88,7 +88,7 @@ func (r *Recorder) Left(where string, frame []byte) {
 // more stages than any path has.
 func (r *Recorder) Enter() bool {
 	r.depth++
-	return r.depth <= 16
+	return r.depth <= 16 || !r.Dry // a real frame is never dropped for it
 }
 
 // Verdict sums the steps up: the egress ports, or the last drop, or local

@@ -159,7 +159,7 @@ func Example_isolation() {
 	}
 	defer l.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	_, err = n.Endpoint("web").Stack().DialContext(ctx, "tcp", "172.21.0.30:5432")
 	fmt.Println("dial failed:", err != nil)
@@ -200,4 +200,23 @@ func Example_fdb() {
 	// web got the request
 	// 02:42:ac:14:00:14 on client
 	// learned after 301 s: 0
+}
+
+// With the userland proxy (userland_proxy = true, the default) the host
+// side also reaches web's published port at its own loopback and address,
+// as a program on the host does under `uswitch run`; web sees the proxy
+// connect from the host's address.
+func Example_userlandProxy() {
+	n, err := uswitchtest.Start(lab)
+	if err != nil {
+		panic(err)
+	}
+	defer n.Close()
+	defer serve(n.Endpoint("web").Stack())()
+
+	fmt.Println(get(n.Host().Stack(), "http://127.0.0.1:8080/"))
+	fmt.Println(get(n.Host().Stack(), "http://10.250.0.1:8080/"))
+	// Output:
+	// hello 10.250.0.1
+	// hello 10.250.0.1
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,11 +23,18 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// echo serves one TCP connection at a time on l: it writes the client's
-// address, then echoes.
-func echo(t *testing.T, l net.Listener) {
+// echo serves TCP connections on l: it writes the client's address, then
+// echoes until the client closes. What it served is closed when the test
+// ends; ended receives each connection's end.
+func echo(t *testing.T, l net.Listener) (ended <-chan struct{}) {
 	t.Helper()
 	done := make(chan struct{})
+	ends := make(chan struct{}, 16)
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
 	go func() {
 		defer close(done)
 		for {
@@ -34,12 +42,30 @@ func echo(t *testing.T, l net.Listener) {
 			if err != nil {
 				return
 			}
-			io.WriteString(c, c.RemoteAddr().String()+"\n")
-			io.Copy(c, c)
-			c.Close()
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				io.WriteString(c, c.RemoteAddr().String()+"\n")
+				io.Copy(c, c)
+				c.Close()
+				ends <- struct{}{}
+			}()
 		}
 	}()
-	t.Cleanup(func() { l.Close(); <-done })
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ends
 }
 
 // dialLine dials addr from st and returns the first line the server writes.
@@ -70,10 +96,15 @@ func TestMasqueradeAndConntrack(t *testing.T) {
 	n := uswitchtest.New(t, lab)
 	l, err := n.Host().Stack().Listen("tcp", ":7000")
 	require.NoError(t, err)
-	echo(t, l)
+	ended := echo(t, l)
 
 	from := dialLine(t, n.Endpoint("client").Stack(), "10.250.0.1:7000")
 	require.True(t, strings.HasPrefix(from, "10.250.0.2:"), from)
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server never saw the client close")
+	}
 
 	ct := n.Conntrack()
 	require.Len(t, ct, 1)
@@ -81,7 +112,15 @@ func TestMasqueradeAndConntrack(t *testing.T) {
 	require.Equal(t, "172.20.0.20", ct[0].Orig.Src.String())
 	require.Equal(t, "10.250.0.2", ct[0].Reply.Dst.String())
 
-	n.Clock().Advance(6 * 24 * time.Hour) // past every TCP timeout
+	// Once the last ACK has gone through, nothing more is sent: move the
+	// clock past TIME_WAIT's timeout and the connection is gone.
+	require.Eventually(t, func() bool {
+		ct := n.Conntrack()
+		return len(ct) == 1 && ct[0].State == "TIME_WAIT"
+	}, 5*time.Second, time.Millisecond)
+	n.Clock().Advance(119 * time.Second)
+	require.Len(t, n.Conntrack(), 1)
+	n.Clock().Advance(2 * time.Second)
 	require.Empty(t, n.Conntrack())
 }
 
@@ -201,15 +240,26 @@ func TestCapture(t *testing.T) {
 }
 
 // TestRawFramesAndStacksTogether: Recv sees what the datapath sends to a
-// port until a stack owns it.
+// port until a stack owns it; then the stack answers, here an ARP request
+// that client sends as a raw frame.
 func TestRawFramesAndStacksTogether(t *testing.T) {
 	n := uswitchtest.New(t, lab)
-	web := n.Endpoint("web")
-	require.Nil(t, web.Recv(10*time.Millisecond))
+	web, client := n.Endpoint("web"), n.Endpoint("client")
+	ask := arpRequest(client.MAC(), client.Addr().Addr().As4(), web.Addr().Addr().As4())
+
+	client.Send(ask)
+	require.Equal(t, ask, web.Recv(time.Second), "the broadcast reaches web's port as it was sent")
+
 	web.Stack()
-	addrs, err := n.Endpoint("client").Stack().LookupHost(context.Background(), "web")
-	require.NoError(t, err)
-	require.Equal(t, []string{"172.20.0.10"}, addrs)
+	client.Send(ask)
+	reply := client.Recv(time.Second)
+	require.NotNil(t, reply, "web's stack answers")
+	p := gopacket.NewPacket(reply, layers.LayerTypeEthernet, gopacket.Default)
+	a, ok := p.Layer(layers.LayerTypeARP).(*layers.ARP)
+	require.True(t, ok, p.String())
+	require.EqualValues(t, layers.ARPReply, a.Operation)
+	require.Equal(t, web.MAC().String(), net.HardwareAddr(a.SourceHwAddress).String())
+	require.Nil(t, web.Recv(50*time.Millisecond), "frames to a port with a stack go to the stack")
 }
 
 // TestUnprivileged runs the scenarios of the package as uid 65534 when the

@@ -39,6 +39,8 @@ var commands = []command{
 	{"conntrack", "[--proto P] [--src IP] [--dst IP] [--sport N] [--dport N] [--state S] [-o json]", "show the connection table, like conntrack -L", cmdConntrack},
 	{"rules", "[-x] [-o json]", "show the compiled rules per hook with their counters", cmdRules},
 	{"trace", traceSynopsis, "run a packet through the datapath's own code without side effects and show every step", cmdTrace},
+	{"top", topSynopsis, "per-port rates and drops, FDB and conntrack sizes, refreshed every second", cmdTop},
+	{"ui", uiSynopsis, "serve a web page of the running instance: topology, live rates, MAC tables, the tracer", cmdUI},
 	{"capture", "[--port P] [--network N] [-c COUNT] -w FILE|-", "write the switched frames as pcap, for tcpdump -r or Wireshark", cmdCapture},
 	{"version", "", "print the version and build information", cmdVersion},
 }

@@ -1,19 +1,29 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 
+	"github.com/uswitch-dev/uswitch/control"
 	"github.com/uswitch-dev/uswitch/datapath"
+	"github.com/uswitch-dev/uswitch/trace"
 )
 
-const traceSynopsis = "--port P --dst IP [--src IP] [--proto tcp|udp|icmp] [--sport N] [--dport N] [--flags syn|ack] [--len N] [--ttl N] [--frame HEX] [--reply] [-o table|json] [--control PATH | --config FILE]"
+const traceSynopsis = "--port P --dst IP [--src IP] [--proto tcp|udp|icmp] [--sport N] [--dport N] [--flags syn|ack] [--len N] [--ttl N] [--frame HEX] [--reply] | --live [--port P] [--network N] [--match EXPR] [-c N]  [-o table|json] [--control PATH | --config FILE]"
 
-func cmdTrace(args []string) error { return traceCmd(context.Background(), args, os.Stdout) }
+func cmdTrace(args []string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return traceCmd(ctx, args, os.Stdout)
+}
 
 // traceCmd is `uswitch trace`: it asks the instance to run a packet built
 // as if a port had sent it through the datapath's own code, without side
@@ -33,8 +43,28 @@ func traceCmd(ctx context.Context, args []string, w io.Writer) error {
 	ttl := fs.Uint("ttl", 64, "IP `TTL`")
 	frame := fs.String("frame", "", "trace this exact Ethernet frame (`HEX`) instead of building one")
 	reply := fs.Bool("reply", false, "trace the answer of the connection the packet makes, too")
+	live := fs.Bool("live", false, "follow the real frames that enter --port (or --network, or any) and match --match, as they pass")
+	network := fs.String("network", "", "with --live: only frames entering network `N` (uplink: the uplink)")
+	match := fs.String("match", "", "with --live: a filter `EXPR`: host IP, net CIDR, port N, proto P, tcp, udp, icmp, arp, joined by and")
+	count := fs.Uint("c", 0, "with --live: stop after `N` frames (0: until interrupted)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *live {
+		c, err := f.client()
+		if err != nil {
+			return err
+		}
+		q := url.Values{"live": {"1"}}
+		for k, v := range map[string]string{"port": *port, "network": *network, "match": *match} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		if *count > 0 {
+			q.Set("count", strconv.FormatUint(uint64(*count), 10))
+		}
+		return followTrace(ctx, c, "/v1/trace?"+q.Encode(), w, f.output)
 	}
 	if *port == "" || *dst == "" && *frame == "" {
 		return fmt.Errorf("trace: --port and --dst (or --frame) are required")
@@ -65,6 +95,54 @@ func traceCmd(ctx context.Context, args []string, w io.Writer) error {
 		return writeJSON(w, res)
 	}
 	return writeTrace(w, &res)
+}
+
+// followTrace prints the events streamed from path until ctx ends (not an
+// error) or the stream ends.
+func followTrace(ctx context.Context, c *control.Client, path string, w io.Writer, f outputFormat) error {
+	body, err := c.Stream(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		if f == formatJSON {
+			if _, err := fmt.Fprintf(w, "%s\n", sc.Bytes()); err != nil {
+				return err
+			}
+			continue
+		}
+		var ev trace.Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("trace: bad event %q: %w", sc.Bytes(), err)
+		}
+		if err := writeEvent(w, &ev); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return sc.Err()
+}
+
+// writeEvent prints one followed frame: when and where it entered, then
+// its steps and verdict.
+func writeEvent(w io.Writer, ev *trace.Event) error {
+	where := ev.Port
+	if ev.Network != "" {
+		where = ev.Network + "/" + ev.Port
+	}
+	if _, err := fmt.Fprintf(w, "%s frame from %s\n", ev.Time.Format("15:04:05.000000"), where); err != nil {
+		return err
+	}
+	if err := writeTrace(w, &datapath.TraceResult{Steps: ev.Steps, Verdict: ev.Verdict}); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
 }
 
 // writeTrace prints a trace's steps as a table, then its verdict, then

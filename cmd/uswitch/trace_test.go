@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -33,4 +34,32 @@ verdict: drop (isolated)
 func TestTraceNeedsPortAndDst(t *testing.T) {
 	err := traceCmd(context.Background(), []string{"--port", "web", "--control", "/nonexistent"}, &bytes.Buffer{})
 	require.ErrorContains(t, err, "--dst")
+}
+
+// TestTraceLiveCommand: trace --live -c 1 prints the steps of one real
+// frame that matches, then ends.
+func TestTraceLiveCommand(t *testing.T) {
+	in := startInstance(t)
+	done := make(chan error, 1)
+	var out bytes.Buffer
+	go func() {
+		done <- traceCmd(context.Background(), []string{"--control", in.sock, "--live", "--port", "web", "--match", "arp", "-c", "1"}, &out)
+	}()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+			s := out.String()
+			require.Contains(t, s, " frame from front/web\n")
+			require.Contains(t, s, "flood to [gw/front api]")
+			require.Contains(t, s, "verdict: forward to front/api\n")
+			return
+		case <-tick.C:
+			in.inject(t, "web", macWeb) // until the live trace has started
+		case <-time.After(10 * time.Second):
+			t.Fatal("trace --live printed nothing")
+		}
+	}
 }
