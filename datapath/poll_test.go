@@ -389,10 +389,15 @@ func TestBusyPollHoldsCPULatencyWhileSpinning(t *testing.T) {
 	dp, web, web2 := pollTopoOptions(t, Options{BusyPoll: true, CPULatency: true})
 	buf := make([]byte, 2048)
 	require.False(t, holdsCPULatency(t), "held before any frame")
-	web.send(t, seqFrame(t, 1))
-	web2.recv(t, buf)
-	require.Eventually(t, func() bool { return holdsCPULatency(t) }, 2*time.Second, 100*time.Microsecond,
-		"not held while spinning")
+	// Frames keep coming while we look, so the thread keeps spinning
+	// however late a loaded machine lets this goroutine look.
+	seq := uint32(0)
+	require.Eventually(t, func() bool {
+		seq++
+		web.send(t, seqFrame(t, seq))
+		web2.recv(t, buf)
+		return holdsCPULatency(t)
+	}, 5*time.Second, 100*time.Microsecond, "not held while spinning")
 	require.Eventually(t, func() bool { s, _ := dp.BusyPoll(); return s.Sleeps >= 1 }, 2*time.Second, time.Millisecond)
 	require.Eventually(t, func() bool { return !holdsCPULatency(t) }, 2*time.Second, time.Millisecond,
 		"still held after the thread went to sleep")

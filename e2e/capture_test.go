@@ -27,11 +27,14 @@ func runCapture(t *testing.T, cmd *exec.Cmd, ns, ip string) (stderr string) {
 	cmd.Stderr = &errb
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	done := make(chan struct{})
+	go func() { exited <- cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		select {
+		case <-done:
+		default:
 			cmd.Process.Kill()
-			<-exited
+			<-done
 		}
 	})
 	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "listening on") },

@@ -64,13 +64,14 @@ func prefix(tag string) string {
 
 // instance is a running `uswitch run`.
 type instance struct {
-	t      *testing.T
-	name   string
-	config string
-	cmd    *exec.Cmd
-	stdout *lockedBuffer
-	stderr *lockedBuffer
-	exited chan error
+	t       *testing.T
+	name    string
+	config  string
+	cmd     *exec.Cmd
+	stdout  *lockedBuffer
+	stderr  *lockedBuffer
+	done    chan struct{} // closed when the process has exited
+	waitErr error         // what Wait returned, set before done is closed
 }
 
 type lockedBuffer struct {
@@ -103,7 +104,7 @@ func writeConfig(t *testing.T, text string) string {
 // (SIGTERM) and `uswitch down` run at the end of the test.
 func start(t *testing.T, name, cfg string, flags ...string) *instance {
 	t.Helper()
-	in := &instance{t: t, name: name, config: cfg, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	in := &instance{t: t, name: name, config: cfg, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	in.cmd = exec.Command(binary, append(append([]string{"run"}, in.configArgs()...), flags...)...)
 	// If the test binary dies (a timeout), uswitch gets SIGTERM and cleans up.
 	in.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -122,7 +123,7 @@ func start(t *testing.T, name, cfg string, flags ...string) *instance {
 		}
 		io.Copy(io.Discard, pr)
 	}()
-	go func() { in.exited <- in.cmd.Wait(); pw.Close() }()
+	go func() { in.waitErr = in.cmd.Wait(); close(in.done); pw.Close() }()
 	t.Cleanup(func() {
 		in.stop()
 		if out, err := exec.Command(binary, append([]string{"down"}, in.configArgs()...)...).CombinedOutput(); err != nil {
@@ -134,9 +135,8 @@ func start(t *testing.T, name, cfg string, flags ...string) *instance {
 	})
 	select {
 	case <-ready:
-	case err := <-in.exited:
-		in.exited <- err
-		t.Fatalf("uswitch run exited before ready: %v\nstderr:\n%s", err, in.stderr)
+	case <-in.done:
+		t.Fatalf("uswitch run exited before ready: %v\nstderr:\n%s", in.waitErr, in.stderr)
 	case <-time.After(60 * time.Second):
 		t.Fatalf("uswitch run not ready after 60s\nstderr:\n%s", in.stderr)
 	}
@@ -146,23 +146,36 @@ func start(t *testing.T, name, cfg string, flags ...string) *instance {
 // stop sends SIGTERM and waits for the process to exit; it returns the
 // exit error. Calling it again is harmless.
 func (in *instance) stop() error {
-	if in.cmd.ProcessState != nil {
-		return nil
+	select {
+	case <-in.done:
+		return in.waitErr
+	default:
 	}
 	_ = in.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-in.exited:
-		return err
+	case <-in.done:
+		return in.waitErr
 	case <-time.After(30 * time.Second):
 		_ = in.cmd.Process.Kill()
+		<-in.done
 		return fmt.Errorf("uswitch did not stop within 30s after SIGTERM")
+	}
+}
+
+// running reports whether the process has not exited yet.
+func (in *instance) running() bool {
+	select {
+	case <-in.done:
+		return false
+	default:
+		return true
 	}
 }
 
 // kill sends SIGKILL, as a crash would, and waits for the exit.
 func (in *instance) kill() {
 	_ = in.cmd.Process.Kill()
-	<-in.exited
+	<-in.done
 }
 
 // configArgs selects the instance's config on a uswitch command line.

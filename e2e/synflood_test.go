@@ -127,14 +127,16 @@ func TestSYNFloodOnPublishedPort(t *testing.T) {
 		}
 	}()
 
-	// 50 real connections while the flood runs, each must succeed.
+	// 50 real connections while the flood runs, each must succeed. A real
+	// client retries its SYN for minutes; 30 s leaves room for a few
+	// retransmissions on a loaded machine.
 	hostAddr := netip.MustParseAddr("10.254.96.1")
 	ok := 0
 	for i := range 50 {
 		var c net.Conn
 		var err error
 		inNetns(t, host, func() {
-			d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: hostAddr.AsSlice()}}
+			d := net.Dialer{Timeout: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: hostAddr.AsSlice()}}
 			c, err = d.Dial("tcp4", pub.String())
 		})
 		if err != nil {

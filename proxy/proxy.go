@@ -4,7 +4,8 @@
 // 127.0.0.1:HOSTPORT works there), and relays each TCP connection or UDP
 // flow to the endpoint's address and container port. Outgoing connections
 // are made from inside that namespace too, so they reach the endpoint
-// through the host side of the uplink and its routes.
+// through the host side of the uplink and its routes. StartOn runs the same
+// proxy over another network stack (package uswitchtest's host side).
 //
 // This package is internal to uswitch: its API may change without notice.
 // Code outside uswitch uses package uswitchtest.
@@ -94,10 +95,22 @@ func defaultOptions() options {
 	return options{udpIdle: defaultUDPIdle, maxFlows: defaultMaxFlows}
 }
 
+// Net is a network stack the proxy listens and dials on: the kernel's
+// inside a namespace for Start, any other (a userspace stack) for StartOn.
+// Listen and ListenPacket get "0.0.0.0:HOSTPORT"; DialContext gets the
+// target, on "tcp" or "udp". The TCP connections it returns must have
+// CloseWrite (as *net.TCPConn has), for half-close.
+type Net interface {
+	Listen(network, addr string) (net.Listener, error)
+	ListenPacket(network, addr string) (net.PacketConn, error)
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
 // Proxy is a running userland proxy; Close stops it.
 type Proxy struct {
 	log    *slog.Logger
-	ns     netns.NsHandle // the namespace to work in; None = the current one
+	ns     netns.NsHandle // the namespace of nsNet; None = the current one
+	net    Net            // where it listens and dials
 	opts   options
 	ctx    context.Context // cancelled by Close: aborts dials in progress
 	cancel context.CancelFunc
@@ -122,18 +135,14 @@ func Start(ctx context.Context, netnsName string, maps []Mapping, log *slog.Logg
 	return start(ctx, netnsName, maps, log, defaultOptions())
 }
 
+// StartOn is Start over the network stack n instead of a namespace's
+// sockets: it listens on n's 0.0.0.0:HOSTPORT for every mapping and dials
+// the targets on n.
+func StartOn(ctx context.Context, n Net, maps []Mapping, log *slog.Logger) (*Proxy, error) {
+	return run(ctx, n, netns.None(), "the given stack", maps, log, defaultOptions())
+}
+
 func start(ctx context.Context, netnsName string, maps []Mapping, log *slog.Logger, opts options) (*Proxy, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	for _, m := range maps {
-		if err := validate(m); err != nil {
-			return nil, err
-		}
-	}
 	ns := netns.None()
 	where := "the current netns"
 	if netnsName != "" {
@@ -144,22 +153,49 @@ func start(ctx context.Context, netnsName string, maps []Mapping, log *slog.Logg
 		}
 		ns = h
 	}
+	return run(ctx, nil, ns, where, maps, log, opts)
+}
+
+// run starts the proxy on n, or on the kernel's sockets in ns if n is nil
+// (ns is then the proxy's to close).
+func run(ctx context.Context, n Net, ns netns.NsHandle, where string, maps []Mapping, log *slog.Logger, opts options) (*Proxy, error) {
+	fail := func(err error) (*Proxy, error) {
+		if ns.IsOpen() {
+			ns.Close()
+		}
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	for _, m := range maps {
+		if err := validate(m); err != nil {
+			return fail(err)
+		}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p := &Proxy{
 		log:    log,
 		ns:     ns,
+		net:    n,
 		opts:   opts,
 		ctx:    pctx,
 		cancel: cancel,
 		open:   make(map[io.Closer]struct{}),
 	}
+	if n == nil {
+		p.net = nsNet{p}
+	}
 	for _, m := range maps {
-		if err := p.listen(ctx, m, where); err != nil {
+		if err := p.listen(m, where); err != nil {
 			p.Close()
 			return nil, err
 		}
 	}
-	log.Info("userland proxy started", "ports", len(maps), "netns", netnsName)
+	log.Info("userland proxy started", "ports", len(maps), "on", where)
 	return p, nil
 }
 
@@ -177,30 +213,26 @@ func validate(m Mapping) error {
 }
 
 // listen opens m's listening socket inside the namespace and starts serving it.
-func (p *Proxy) listen(ctx context.Context, m Mapping, where string) error {
+func (p *Proxy) listen(m Mapping, where string) error {
 	addr := netip.AddrPortFrom(netip.IPv4Unspecified(), m.HostPort).String()
-	var lc net.ListenConfig
 	var ln io.Closer
-	err := p.inNetns(func() error {
-		var err error
-		if m.Proto == ProtoTCP {
-			ln, err = lc.Listen(ctx, "tcp", addr)
-		} else {
-			ln, err = lc.ListenPacket(ctx, "udp", addr)
+	var serve func()
+	var err error
+	if m.Proto == ProtoTCP {
+		var l net.Listener
+		if l, err = p.net.Listen("tcp", addr); err == nil {
+			ln, serve = l, func() { p.acceptTCP(m, l) }
 		}
-		return err
-	})
+	} else {
+		var l net.PacketConn
+		if l, err = p.net.ListenPacket("udp", addr); err == nil {
+			r := &udpRelay{p: p, m: m, ln: l, flows: make(map[netip.AddrPort]*udpFlow)}
+			p.udp = append(p.udp, r)
+			ln, serve = l, r.serve
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("publish %s: listen %s in %s: %w", m.name(), addr, where, rootCause(err))
-	}
-	var serve func()
-	switch l := ln.(type) {
-	case *net.TCPListener:
-		serve = func() { p.acceptTCP(m, l) }
-	case *net.UDPConn:
-		r := &udpRelay{p: p, m: m, ln: l, flows: make(map[netip.AddrPort]*udpFlow)}
-		p.udp = append(p.udp, r)
-		serve = r.serve
 	}
 	if !p.goTrack(ln, serve) {
 		ln.Close()

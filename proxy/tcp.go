@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -9,9 +10,9 @@ import (
 
 // acceptTCP accepts connections on ln until it is closed, serving each on
 // its own goroutine.
-func (p *Proxy) acceptTCP(m Mapping, ln *net.TCPListener) {
+func (p *Proxy) acceptTCP(m Mapping, ln net.Listener) {
 	for {
-		c, err := ln.AcceptTCP()
+		c, err := ln.Accept()
 		if err != nil {
 			if p.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -32,21 +33,14 @@ func (p *Proxy) acceptTCP(m Mapping, ln *net.TCPListener) {
 }
 
 // serveTCP relays one client connection to m's target: it dials the target
-// from inside the namespace, then copies both ways (this goroutine and one
+// on the proxy's Net, then copies both ways (this goroutine and one
 // more) with half-close propagation, and closes both when both directions
 // are done.
-func (p *Proxy) serveTCP(m Mapping, client *net.TCPConn) {
+func (p *Proxy) serveTCP(m Mapping, client net.Conn) {
 	defer p.forget(client)
-	var target *net.TCPConn
-	err := p.inNetns(func() error {
-		d := net.Dialer{Timeout: dialTimeout}
-		c, err := d.DialContext(p.ctx, "tcp", m.Target.String())
-		if err != nil {
-			return err
-		}
-		target = c.(*net.TCPConn)
-		return nil
-	})
+	ctx, cancel := context.WithTimeout(p.ctx, dialTimeout)
+	target, err := p.net.DialContext(ctx, "tcp", m.Target.String())
+	cancel()
 	if err != nil {
 		if p.ctx.Err() == nil {
 			p.log.Info("userland proxy: dial target", append(m.attrs(), "client", client.RemoteAddr().String(), "err", err)...)
@@ -68,14 +62,22 @@ func (p *Proxy) serveTCP(m Mapping, client *net.TCPConn) {
 	<-done
 }
 
+// closeWriter is a TCP connection's half-close, as *net.TCPConn has it.
+type closeWriter interface{ CloseWrite() error }
+
 // pipe copies src to dst until src's EOF, then half-closes dst so that its
-// peer sees the EOF too. On an error (a reset, or Close) it closes both
-// connections so that the other direction stops as well.
-func pipe(dst, src *net.TCPConn) {
+// peer sees the EOF too (a dst without CloseWrite is closed). On an error (a
+// reset, or Close) it closes both connections so that the other direction
+// stops as well.
+func pipe(dst, src net.Conn) {
 	if _, err := io.Copy(dst, src); err != nil {
 		src.Close()
 		dst.Close()
 		return
 	}
-	dst.CloseWrite()
+	if cw, ok := dst.(closeWriter); ok {
+		cw.CloseWrite()
+		return
+	}
+	dst.Close()
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -18,7 +19,7 @@ import (
 type udpRelay struct {
 	p       *Proxy
 	m       Mapping
-	ln      *net.UDPConn
+	ln      net.PacketConn
 	dropped atomic.Uint64 // datagrams of new clients dropped because flows was full
 
 	mu    sync.Mutex
@@ -28,7 +29,7 @@ type udpRelay struct {
 // udpFlow is one client's flow.
 type udpFlow struct {
 	client netip.AddrPort
-	conn   *net.UDPConn // connected to the target, created in the namespace
+	conn   net.Conn     // connected to the target, made on the proxy's Net
 	last   atomic.Int64 // UnixNano of the last datagram either way
 }
 
@@ -39,7 +40,7 @@ func (f *udpFlow) touch() { f.last.Store(time.Now().UnixNano()) }
 func (r *udpRelay) serve() {
 	buf := make([]byte, maxDatagram)
 	for {
-		n, client, err := r.ln.ReadFromUDPAddrPort(buf)
+		n, client, err := readFrom(r.ln, buf)
 		if err != nil {
 			if r.p.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -72,12 +73,7 @@ func (r *udpRelay) flow(client netip.AddrPort) *udpFlow {
 		}
 		return nil
 	}
-	var conn *net.UDPConn
-	err := r.p.inNetns(func() error {
-		var err error
-		conn, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(r.m.Target))
-		return err
-	})
+	conn, err := r.p.net.DialContext(r.p.ctx, "udp", r.m.Target.String())
 	if err != nil {
 		r.p.log.Info("userland proxy: udp dial target", append(r.m.attrs(), "client", client.String(), "err", err)...)
 		return nil
@@ -103,7 +99,7 @@ func (r *udpRelay) reply(f *udpFlow) {
 		n, err := f.conn.Read(buf)
 		switch {
 		case err == nil:
-		case errors.Is(err, os.ErrDeadlineExceeded):
+		case isTimeout(err):
 			if r.expire(f, idle) {
 				return
 			}
@@ -115,7 +111,7 @@ func (r *udpRelay) reply(f *udpFlow) {
 			return
 		}
 		f.touch()
-		if _, err := r.ln.WriteToUDPAddrPort(buf[:n], f.client); err != nil {
+		if _, err := writeTo(r.ln, buf[:n], f.client); err != nil {
 			r.p.log.Debug("userland proxy: udp send to client", append(r.m.attrs(), "client", f.client.String(), "err", err)...)
 		}
 	}
@@ -132,4 +128,36 @@ func (r *udpRelay) expire(f *udpFlow, idle time.Duration) bool {
 		delete(r.flows, f.client)
 	}
 	return true
+}
+
+// readFrom is ReadFromUDPAddrPort on any PacketConn (without allocating on
+// the kernel's).
+func readFrom(c net.PacketConn, b []byte) (int, netip.AddrPort, error) {
+	if u, ok := c.(*net.UDPConn); ok {
+		return u.ReadFromUDPAddrPort(b)
+	}
+	n, a, err := c.ReadFrom(b)
+	if err != nil {
+		return n, netip.AddrPort{}, err
+	}
+	ua, ok := a.(*net.UDPAddr)
+	if !ok {
+		return n, netip.AddrPort{}, fmt.Errorf("udp read: source %v is not a UDP address", a)
+	}
+	ap := ua.AddrPort()
+	return n, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// writeTo is WriteToUDPAddrPort on any PacketConn.
+func writeTo(c net.PacketConn, b []byte, to netip.AddrPort) (int, error) {
+	if u, ok := c.(*net.UDPConn); ok {
+		return u.WriteToUDPAddrPort(b, to)
+	}
+	return c.WriteTo(b, net.UDPAddrFromAddrPort(to))
+}
+
+// isTimeout tells a read deadline's error, whichever stack returned it.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }

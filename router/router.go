@@ -228,6 +228,14 @@ func act(rec *trace.Recorder, kind, where, text string) bool {
 	return !rec.Dry
 }
 
+// act is act at port p (its name is only put together for a trace).
+func (p *Port) act(rec *trace.Recorder, kind, text string) bool {
+	if rec == nil {
+		return true
+	}
+	return act(rec, kind, "router/"+p.Name, text)
+}
+
 // Input routes one frame that arrived on p; off is what its virtio-net
 // header said (zero for a plain frame). The frame may be rewritten in place: only unicast frames to the port's own MAC are, and
 // those reach no other port. A super-frame is routed whole (TTL and
@@ -249,7 +257,7 @@ func (p *Port) input(frame []byte, off packet.Offload, rec *trace.Recorder) {
 			p.drop(stats.BadARP, rec)
 			return
 		}
-		if act(rec, trace.Local, "router/"+p.Name, "ARP: to the router's ARP cache and responder") {
+		if p.act(rec, trace.Local, "ARP: to the router's ARP cache and responder") {
 			p.arp.Input(a)
 		}
 		return
@@ -283,7 +291,7 @@ func (p *Port) input(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		}
 	}
 	if ip.IsFragment() {
-		if act(rec, trace.Queued, "router/"+p.Name, "a fragment: held for reassembly, then routed whole") {
+		if p.act(rec, trace.Queued, "a fragment: held for reassembly, then routed whole") {
 			p.reassemble(frame)
 		}
 		return
@@ -325,7 +333,7 @@ func (p *Port) route(frame []byte, off packet.Offload, rec *trace.Recorder) {
 			r.deny(p, frame, off, v, rec)
 			return
 		}
-		if act(rec, trace.Local, "router/"+p.Name, "to the router's own address: the host stage (ICMP echo, DNS, the host's ports)") {
+		if p.act(rec, trace.Local, "to the router's own address: the host stage (ICMP echo, DNS, the host's ports)") {
 			r.localWire(p, frame, off)
 		}
 		return
@@ -427,7 +435,7 @@ func (p *Port) sendVia(nh [4]byte, frame []byte, off packet.Offload, rec *trace.
 		}
 	}
 	if !ok {
-		if !act(rec, trace.Queued, "router/"+p.Name, "no neighbour entry for "+netip.AddrFrom4(nh).String()+": queued while an ARP request resolves it") {
+		if rec != nil && !p.act(rec, trace.Queued, "no neighbour entry for "+netip.AddrFrom4(nh).String()+": queued while an ARP request resolves it") {
 			return
 		}
 		if p.arp.Resolve(nh, frame, off) {

@@ -13,9 +13,10 @@
 // timeouts move only when the test advances it. The netstack's own TCP
 // timers run in real time.
 //
-// Nothing opens a socket, a device or a namespace: the userland proxy is not
-// started, and a [dns] upstream is dialled through the host side's stack
-// (Network.Host), where the test can serve it. Everything New starts stops
+// Nothing opens a socket, a device or a namespace: the userland proxy runs
+// on the host side's stack (Network.Host), listening on its 127.0.0.1 and
+// host_address for every published port as under `uswitch run`, and a [dns]
+// upstream is dialled through that stack, where the test can serve it. Everything New starts stops
 // in t.Cleanup; no goroutine is left behind.
 //
 // This package is public API of uswitch, as is package config for the types

@@ -201,3 +201,22 @@ func Example_fdb() {
 	// 02:42:ac:14:00:14 on client
 	// learned after 301 s: 0
 }
+
+// With the userland proxy (userland_proxy = true, the default) the host
+// side also reaches web's published port at its own loopback and address,
+// as a program on the host does under `uswitch run`; web sees the proxy
+// connect from the host's address.
+func Example_userlandProxy() {
+	n, err := uswitchtest.Start(lab)
+	if err != nil {
+		panic(err)
+	}
+	defer n.Close()
+	defer serve(n.Endpoint("web").Stack())()
+
+	fmt.Println(get(n.Host().Stack(), "http://127.0.0.1:8080/"))
+	fmt.Println(get(n.Host().Stack(), "http://10.250.0.1:8080/"))
+	// Output:
+	// hello 10.250.0.1
+	// hello 10.250.0.1
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/uswitch-dev/uswitch/datapath"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/proxy"
 	vswitch "github.com/uswitch-dev/uswitch/switch"
 )
 
@@ -29,8 +30,9 @@ type Network struct {
 	clock *Clock
 	ports map[string]*Port // endpoint interfaces, by switch port name
 	host  *Port            // the uplink's host side; nil without [uplink]
+	proxy *proxy.Proxy     // the userland proxy on host's stack; set with it
 
-	mu       sync.Mutex // stacks, captures, closed
+	mu       sync.Mutex // stacks, proxy, captures, closed
 	stacks   []*Stack
 	captures []*Capture
 	closed   bool
@@ -111,7 +113,7 @@ func (n *Network) fail(format string, args ...any) {
 	panic(fmt.Sprintf("uswitchtest: "+format, args...))
 }
 
-// Close stops the captures, the stacks and the datapath and waits for all
+// Close stops the userland proxy, the captures, the stacks and the datapath and waits for all
 // of their goroutines. New's Cleanup calls it; calling it again is
 // harmless.
 func (n *Network) Close() {
@@ -121,8 +123,11 @@ func (n *Network) Close() {
 		return
 	}
 	n.closed = true
-	stacks, captures := n.stacks, n.captures
+	stacks, captures, px := n.stacks, n.captures, n.proxy
 	n.mu.Unlock()
+	if px != nil {
+		px.Close()
+	}
 	for i := len(captures) - 1; i >= 0; i-- {
 		if err := captures[i].Stop(); err != nil {
 			n.report(err)

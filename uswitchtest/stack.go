@@ -8,12 +8,15 @@ import (
 	"net/netip"
 	"strconv"
 
+	"github.com/uswitch-dev/uswitch/proxy"
+
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
+	loopbackLink "gvisor.dev/gvisor/pkg/tcpip/link/loopback"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -23,7 +26,7 @@ import (
 )
 
 // Stack is a userspace TCP/IP stack (gVisor's netstack) on one Port, with
-// the port's MAC and address, a route to its subnet, a default route via
+// the port's MAC and address, a loopback 127.0.0.1/8, a route to its subnet, a default route via
 // its gateway (the host side: routes to the networks via the uplink
 // address) and, on a network with dns = true, the embedded DNS as its
 // resolver. Its methods have the signatures of package net's, so that
@@ -37,12 +40,24 @@ type Stack struct {
 	done   chan struct{} // closed when the pump has returned
 }
 
-// nic is the stack's one NIC.
-const nic tcpip.NICID = 1
+// The stack's NICs: the port's, and a loopback with 127.0.0.1/8 as every
+// namespace has.
+const (
+	nic tcpip.NICID = 1
+	lo  tcpip.NICID = 2
+)
+
+// loopback is lo's address.
+var loopback = tcpip.AddressWithPrefix{Address: tcpip.AddrFrom4([4]byte{127, 0, 0, 1}), PrefixLen: 8}
 
 // Stack returns the port's stack, made on the first call; from then on the
 // frames sent to the port go to it (Recv sees none). A stack that cannot be
-// made fails the test.
+// made fails the test. The host side's stack, when [uplink] has
+// userland_proxy = true (the default), comes with the userland proxy that
+// `uswitch run` starts: it listens on the stack's 0.0.0.0:HOSTPORT (so
+// 127.0.0.1:HOSTPORT and host_address:HOSTPORT) for every published port
+// and relays each TCP connection and UDP flow to the endpoint's address and
+// container port, which sees it come from host_address.
 func (p *Port) Stack() *Stack {
 	s, err := p.stack()
 	if err != nil {
@@ -67,6 +82,15 @@ func (p *Port) stack() (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("port %q: %w", p.name, err)
 	}
+	if p == n.host && n.plan.Uplink.UserlandProxy {
+		// What `uswitch run` starts in the uplink's namespace.
+		px, err := proxy.StartOn(context.Background(), s, proxy.Mappings(n.plan), nil)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("port %q: userland proxy: %w", p.name, err)
+		}
+		n.proxy = px
+	}
 	p.st = s
 	n.stacks = append(n.stacks, s)
 	p.deliver.Store(s)
@@ -89,11 +113,17 @@ func newStack(p *Port) (*Stack, error) {
 	if e := s.CreateNIC(nic, ethernet.New(ch)); e != nil {
 		return fail("NIC", e)
 	}
+	if e := s.CreateNIC(lo, loopbackLink.New()); e != nil {
+		return fail("loopback NIC", e)
+	}
+	if e := s.AddProtocolAddress(lo, tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: loopback}, stack.AddressProperties{}); e != nil {
+		return fail("address "+loopback.String(), e)
+	}
 	addr := tcpip.AddressWithPrefix{Address: tcpip.AddrFrom4(p.addr.Addr().As4()), PrefixLen: p.addr.Bits()}
 	if e := s.AddProtocolAddress(nic, tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: addr}, stack.AddressProperties{}); e != nil {
 		return fail("address "+p.addr.String(), e)
 	}
-	routes := []tcpip.Route{{Destination: addr.Subnet(), NIC: nic}}
+	routes := []tcpip.Route{{Destination: loopback.Subnet(), NIC: lo}, {Destination: addr.Subnet(), NIC: nic}}
 	for _, r := range p.routes {
 		dst := tcpip.AddressWithPrefix{Address: tcpip.AddrFrom4(r.dst.Addr().As4()), PrefixLen: r.dst.Bits()}
 		routes = append(routes, tcpip.Route{Destination: dst.Subnet(), Gateway: tcpip.AddrFrom4(r.via.As4()), NIC: nic})
@@ -158,7 +188,7 @@ func (s *Stack) DialContext(ctx context.Context, network, addr string) (net.Conn
 		if err != nil || !a.Is4() {
 			continue
 		}
-		to := tcpip.FullAddress{NIC: nic, Addr: tcpip.AddrFrom4(a.As4()), Port: port}
+		to := tcpip.FullAddress{Addr: tcpip.AddrFrom4(a.As4()), Port: port}
 		switch network {
 		case "tcp", "tcp4":
 			c, err := gonet.DialContextTCP(ctx, s.s, to, ipv4.ProtocolNumber)
@@ -214,7 +244,7 @@ func (s *Stack) local(addr string) (tcpip.FullAddress, error) {
 	if err != nil {
 		return tcpip.FullAddress{}, err
 	}
-	local := tcpip.FullAddress{NIC: nic, Port: port}
+	local := tcpip.FullAddress{Port: port}
 	if host != "" && host != "0.0.0.0" {
 		a, err := netip.ParseAddr(host)
 		if err != nil || !a.Is4() {
