@@ -61,7 +61,8 @@ func Compare(old, next *Plan) (*Diff, error) {
 		case m == nil:
 			d.RemoveNetworks = append(d.RemoveNetworks, n)
 			d.Changes = append(d.Changes, Change{Op: "-", Kind: "network", Name: n.Name})
-		case m.Subnet != n.Subnet || m.Gateway != n.Gateway || m.MTU != n.MTU || m.GatewayMAC != n.GatewayMAC:
+		case m.Subnet != n.Subnet || m.Gateway != n.Gateway || m.MTU != n.MTU || m.GatewayMAC != n.GatewayMAC ||
+			m.Subnet6 != n.Subnet6 || m.Gateway6 != n.Gateway6:
 			recreateNet[n.Name] = true
 			d.RemoveNetworks = append(d.RemoveNetworks, n)
 			d.AddNetworks = append(d.AddNetworks, *m)
@@ -237,6 +238,7 @@ func networkFields(a, b Network) []string {
 		same bool
 	}{
 		{"subnet", a.Subnet == b.Subnet}, {"gateway", a.Gateway == b.Gateway}, {"mtu", a.MTU == b.MTU},
+		{"subnet6", a.Subnet6 == b.Subnet6}, {"gateway6", a.Gateway6 == b.Gateway6},
 		{"masquerade", a.Masquerade == b.Masquerade}, {"internal", a.Internal == b.Internal},
 		{"isolate", a.Isolate == b.Isolate}, {"dns", a.DNS == b.DNS},
 	} {
@@ -264,6 +266,7 @@ func endpointFields(a, b Endpoint, recreateNet map[string]bool) []string {
 		{"link", a.Link == b.Link}, {"port_security", a.PortSecurity == b.PortSecurity},
 		{"networks", slices.EqualFunc(a.Interfaces, b.Interfaces, func(x, y Interface) bool { return x.Network == y.Network && x.Name == y.Name })},
 		{"ip", slices.EqualFunc(a.Interfaces, b.Interfaces, func(x, y Interface) bool { return x.Prefix == y.Prefix })},
+		{"ip6", slices.EqualFunc(a.Interfaces, b.Interfaces, func(x, y Interface) bool { return x.Prefix6 == y.Prefix6 })},
 		{"mac", slices.EqualFunc(a.Interfaces, b.Interfaces, func(x, y Interface) bool { return x.MAC == y.MAC })},
 	} {
 		if !f.same {

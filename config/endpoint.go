@@ -213,9 +213,9 @@ func (p *parser) interfaces(es *epState, r *rawEndpoint) []ifState {
 		r rawInterface
 	}
 	var specs []spec
-	short := r.Network != nil || r.IP != nil || r.MAC != nil
+	short := r.Network != nil || r.IP != nil || r.IP6 != nil || r.MAC != nil
 	if short {
-		specs = append(specs, spec{es.s, rawInterface{r.Network, r.IP, r.MAC}})
+		specs = append(specs, spec{es.s, rawInterface{r.Network, r.IP, r.IP6, r.MAC}})
 	}
 	for j, ri := range r.Interface {
 		table := fmt.Sprintf("%s.interface[%d]", es.s.table, j)
@@ -260,6 +260,17 @@ func (p *parser) interfaces(es *epState, r *rawEndpoint) []ifState {
 				sp.s.errorf("network", "already on network %q (eth%d)", name, prev)
 			case n.valid:
 				f.net, ifc.Gateway, ifc.MTU = n, n.Gateway, n.MTU
+				ifc.Gateway6 = n.Gateway6
+			}
+		}
+		if v, ok := sp.s.str("ip6", sp.r.IP6); ok {
+			switch ip, err := netip.ParseAddr(v); {
+			case err != nil || !ip.Is6() || ip.Is4In6() || ip.Zone() != "":
+				sp.s.errorf("ip6", "ip6 %q is not an IPv6 address", v)
+			case f.net != nil && !f.net.Subnet6.IsValid():
+				sp.s.errorf("ip6", "ip6 %s: network %q has no subnet6", ip, f.net.Name)
+			default:
+				ifc.IP6 = ip
 			}
 		}
 		if v, ok := sp.s.str("ip", sp.r.IP); ok {
@@ -336,11 +347,52 @@ func assignIPs(eps []*epState) {
 	}
 	for _, e := range eps {
 		for _, f := range e.ifaces {
-			if f.net != nil && !f.IP.IsValid() {
-				freeIP(f)
+			if f.net != nil && f.IP6.IsValid() {
+				claimIP6(f)
 			}
 		}
 	}
+	for _, e := range eps {
+		for _, f := range e.ifaces {
+			if f.net != nil && !f.IP.IsValid() {
+				freeIP(f)
+			}
+			if f.net != nil && f.net.Subnet6.IsValid() && !f.IP6.IsValid() {
+				freeIP6(f)
+			}
+		}
+	}
+}
+
+func claimIP6(f ifState) {
+	n, ip := f.net, f.IP6
+	switch {
+	case !n.Subnet6.Contains(ip):
+		f.s.errorf("ip6", "ip6 %s is outside network %q (%s)", ip, n.Name, n.Subnet6)
+	case ip == n.Subnet6.Addr():
+		f.s.errorf("ip6", "ip6 %s is the subnet-router anycast address of network %q (%s)", ip, n.Name, n.Subnet6)
+	case ip == n.Gateway6:
+		f.s.errorf("ip6", "ip6 %s is the gateway6 of network %q", ip, n.Name)
+	case n.taken[ip] != "":
+		f.s.errorf("ip6", "ip6 %s is already taken by %s", ip, n.taken[ip])
+	default:
+		n.taken[ip] = f.owner
+		f.Prefix6 = netip.PrefixFrom(ip, n.Subnet6.Bits())
+	}
+}
+
+// freeIP6 gives f the lowest free address of its network's subnet6; a /64
+// does not run out in any file.
+func freeIP6(f ifState) {
+	n := f.net
+	for a := n.next6; n.Subnet6.Contains(a); a = a.Next() {
+		if a != n.Gateway6 && n.taken[a] == "" {
+			n.taken[a], n.next6 = f.owner, a.Next()
+			f.IP6, f.Prefix6 = a, netip.PrefixFrom(a, n.Subnet6.Bits())
+			return
+		}
+	}
+	f.s.errorf("network", "network %q (%s) is full: no free IPv6 address left", n.Name, n.Subnet6)
 }
 
 func claimIP(f ifState) {

@@ -109,8 +109,12 @@ func (p *Plan) Source() []byte {
 
 // NetworkSource writes one resolved network as a [[network]] table.
 func NetworkSource(n Network) []byte {
-	return fmt.Appendf(nil, "[[network]]\nname = %s\nsubnet = %s\ngateway = %s\nmasquerade = %t\ninternal = %t\nisolate = %t\ndns = %t\nmtu = %d\n",
+	b := fmt.Appendf(nil, "[[network]]\nname = %s\nsubnet = %s\ngateway = %s\nmasquerade = %t\ninternal = %t\nisolate = %t\ndns = %t\nmtu = %d\n",
 		q(n.Name), q(n.Subnet.String()), q(n.Gateway.String()), n.Masquerade, n.Internal, n.Isolate, n.DNS, n.MTU)
+	if n.Subnet6.IsValid() {
+		b = fmt.Appendf(b, "subnet6 = %s\ngateway6 = %s\n", q(n.Subnet6.String()), q(n.Gateway6.String()))
+	}
+	return b
 }
 
 // EndpointSource writes one resolved endpoint as an [[endpoint]] table
@@ -152,6 +156,9 @@ func EndpointSource(e Endpoint) []byte {
 	}
 	for _, ifc := range e.Interfaces {
 		fmt.Fprintf(&b, "  [[endpoint.interface]]\n  network = %s\n  ip = %s\n  mac = %s\n", q(ifc.Network), q(ifc.IP.String()), q(ifc.MAC.String()))
+		if ifc.IP6.IsValid() {
+			fmt.Fprintf(&b, "  ip6 = %s\n", q(ifc.IP6.String()))
+		}
 	}
 	return b.Bytes()
 }

@@ -13,9 +13,14 @@ type netState struct {
 	*Network
 	s     scope
 	valid bool                  // subnet and gateway are usable
-	taken map[netip.Addr]string // address → who holds it
+	taken map[netip.Addr]string // address → who holds it, IPv4 and IPv6
 	next  netip.Addr            // where the search for a free address resumes
+	next6 netip.Addr            // the same in subnet6
 }
+
+// notRouted6 says why the IPv6 keys beyond one network are refused: IPv6
+// reaches the endpoints of its own network only, for now.
+const notRouted6 = "IPv6 is switched between the endpoints of a network but not yet routed or NATed"
 
 var networkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
@@ -50,6 +55,12 @@ func (p *parser) networks(raws []rawNetwork, up *Uplink) []Network {
 			n.GatewayMAC = derivedMAC(n.Gateway)
 		}
 		ns.next = n.Subnet.Addr().Next()
+		if subnet6(s, r, n) {
+			ns.next6 = n.Subnet6.Addr().Next()
+		}
+		if r.Masquerade6 != nil {
+			s.errorf("masquerade6", "masquerade6 is not supported yet: %s", notRouted6)
+		}
 		if first, dup := p.nets[name]; dup {
 			s.errorf("name", "duplicate name, first defined at line %d", p.loc.line(first.s.table, "name"))
 			continue
@@ -63,6 +74,11 @@ func (p *parser) networks(raws []rawNetwork, up *Uplink) []Network {
 		for _, a := range p.netList[:j] {
 			if a.valid && b.valid && a.Subnet.Overlaps(b.Subnet) {
 				b.s.errorf("subnet", "subnet %s overlaps network %q (%s)", b.Subnet, a.Name, a.Subnet)
+			}
+		}
+		for _, a := range p.netList[:j] {
+			if a.Subnet6.IsValid() && b.Subnet6.IsValid() && a.Subnet6.Overlaps(b.Subnet6) {
+				b.s.errorf("subnet6", "subnet6 %s overlaps network %q (%s)", b.Subnet6, a.Name, a.Subnet6)
 			}
 		}
 		if up != nil && up.Address.IsValid() && b.valid && up.Address.Overlaps(b.Subnet) {
@@ -110,6 +126,63 @@ func subnet(s scope, r *rawNetwork, n *Network) bool {
 		n.Gateway = addr
 		return true
 	}
+	return false
+}
+
+// ula is the IPv6 unique local prefix (RFC 4193); global is the global
+// unicast space (RFC 4291).
+var (
+	ula    = netip.MustParsePrefix("fc00::/7")
+	global = netip.MustParsePrefix("2000::/3")
+)
+
+// subnet6 sets n's subnet6 and gateway6 when subnet6 is given and reports
+// whether both are valid. A subnet6 is a /64 or shorter (SLAAC and most
+// IPv6 stacks assume /64 links) of the ULA or global unicast space.
+func subnet6(s scope, r *rawNetwork, n *Network) bool {
+	str, ok := s.str("subnet6", r.Subnet6)
+	if !ok {
+		if r.Gateway6 != nil {
+			s.errorf("gateway6", "gateway6 needs subnet6")
+		}
+		return false
+	}
+	pfx, err := netip.ParsePrefix(str)
+	switch {
+	case err != nil || !pfx.Addr().Is6() || pfx.Addr().Is4In6():
+		s.errorf("subnet6", "subnet6 %q is not an IPv6 prefix like fd00:20::/64", str)
+		return false
+	case pfx != pfx.Masked():
+		s.errorf("subnet6", "subnet6 %s has host bits set: did you mean %s?", pfx, pfx.Masked())
+		return false
+	case pfx.Bits() > 64 || pfx.Bits() < 16:
+		s.errorf("subnet6", "subnet6 %s: the prefix length must be between /16 and /64", pfx)
+		return false
+	case !ula.Contains(pfx.Addr()) && !global.Contains(pfx.Addr()):
+		s.errorf("subnet6", "subnet6 %s is neither unique local (fc00::/7) nor global unicast (2000::/3)", pfx)
+		return false
+	}
+	n.Subnet6 = pfx
+	gw, ok := s.str("gateway6", r.Gateway6)
+	if !ok {
+		a := pfx.Addr().As16()
+		a[15] = 1
+		n.Gateway6 = netip.AddrFrom16(a)
+		return r.Gateway6 == nil
+	}
+	addr, err := netip.ParseAddr(gw)
+	switch {
+	case err != nil || !addr.Is6() || addr.Is4In6() || addr.Zone() != "":
+		s.errorf("gateway6", "gateway6 %q is not an IPv6 address", gw)
+	case !pfx.Contains(addr):
+		s.errorf("gateway6", "gateway6 %s is outside subnet6 %s", addr, pfx)
+	case addr == pfx.Addr():
+		s.errorf("gateway6", "gateway6 %s is the subnet-router anycast address of subnet6 %s", addr, pfx)
+	default:
+		n.Gateway6 = addr
+		return true
+	}
+	n.Subnet6 = netip.Prefix{}
 	return false
 }
 

@@ -88,6 +88,8 @@ type rawDefaults struct {
 type rawUplink struct {
 	Address       any `toml:"address"`
 	HostAddress   any `toml:"host_address"`
+	Address6      any `toml:"address6"`
+	HostAddress6  any `toml:"host_address6"`
 	Netns         any `toml:"netns"`
 	Routes        any `toml:"routes"`
 	UserlandProxy any `toml:"userland_proxy"`
@@ -101,11 +103,15 @@ type rawNetwork struct {
 	Name       any `toml:"name"`
 	Subnet     any `toml:"subnet"`
 	Gateway    any `toml:"gateway"`
+	Subnet6    any `toml:"subnet6"`
+	Gateway6   any `toml:"gateway6"`
 	Masquerade any `toml:"masquerade"`
-	Internal   any `toml:"internal"`
-	Isolate    any `toml:"isolate"`
-	DNS        any `toml:"dns"`
-	MTU        any `toml:"mtu"`
+	// Masquerade6 is refused until IPv6 is routed and NATed.
+	Masquerade6 any `toml:"masquerade6"`
+	Internal    any `toml:"internal"`
+	Isolate     any `toml:"isolate"`
+	DNS         any `toml:"dns"`
+	MTU         any `toml:"mtu"`
 }
 
 type rawEndpoint struct {
@@ -116,6 +122,7 @@ type rawEndpoint struct {
 	PortSecurity any            `toml:"port_security"`
 	Network      any            `toml:"network"`
 	IP           any            `toml:"ip"`
+	IP6          any            `toml:"ip6"`
 	MAC          any            `toml:"mac"`
 	Aliases      any            `toml:"aliases"`
 	Publish      any            `toml:"publish"`
@@ -129,6 +136,7 @@ type rawEndpoint struct {
 type rawInterface struct {
 	Network any `toml:"network"`
 	IP      any `toml:"ip"`
+	IP6     any `toml:"ip6"`
 	MAC     any `toml:"mac"`
 }
 
@@ -380,6 +388,14 @@ func uplink(s scope, r *rawUplink, name string) *Uplink {
 	}
 	u.Address = uplinkAddress(s, "address", r.Address)
 	u.HostAddress = uplinkAddress(s, "host_address", r.HostAddress)
+	for _, k := range []struct {
+		key string
+		v   any
+	}{{"address6", r.Address6}, {"host_address6", r.HostAddress6}} {
+		if k.v != nil {
+			s.errorf(k.key, "%s is not supported yet: %s", k.key, notRouted6)
+		}
+	}
 	if u.Address.IsValid() {
 		u.MAC = derivedMAC(u.Address.Addr())
 	}

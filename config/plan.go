@@ -60,6 +60,10 @@ type Network struct {
 	Subnet     netip.Prefix `json:"subnet"`
 	Gateway    netip.Addr   `json:"gateway"`
 	GatewayMAC packet.MAC   `json:"gateway_mac"`
+	// Subnet6 and Gateway6 make the network dual-stack; zero when it is
+	// IPv4 only.
+	Subnet6    netip.Prefix `json:"subnet6,omitzero"`
+	Gateway6   netip.Addr   `json:"gateway6,omitzero"`
 	Masquerade bool         `json:"masquerade"`
 	Internal   bool         `json:"internal"`
 	Isolate    bool         `json:"isolate"`
@@ -110,7 +114,13 @@ type Interface struct {
 	Prefix  netip.Prefix `json:"prefix"` // IP with the subnet's length
 	MAC     packet.MAC   `json:"mac"`
 	Gateway netip.Addr   `json:"gateway"`
-	MTU     int          `json:"mtu"`
+	// IP6, Prefix6 and Gateway6 are the interface's IPv6 address, with the
+	// subnet6's length, and its network's gateway6; zero on a network
+	// without subnet6.
+	IP6      netip.Addr   `json:"ip6,omitzero"`
+	Prefix6  netip.Prefix `json:"prefix6,omitzero"`
+	Gateway6 netip.Addr   `json:"gateway6,omitzero"`
+	MTU      int          `json:"mtu"`
 }
 
 // Publish is one published port.

@@ -38,7 +38,12 @@ func (p *Plan) Write(w io.Writer) error {
 				flags = append(flags, f.name)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n.Name, n.Subnet, n.Gateway, n.GatewayMAC, n.MTU, dash(strings.Join(flags, ",")))
+		subnet, gw := n.Subnet.String(), n.Gateway.String()
+		if n.Subnet6.IsValid() {
+			subnet += "," + n.Subnet6.String()
+			gw += "," + n.Gateway6.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n.Name, subnet, gw, n.GatewayMAC, n.MTU, dash(strings.Join(flags, ",")))
 	}
 
 	fmt.Fprintf(tw, "\nENDPOINT\tMODE\tNETNS\tLINK\tPORT\tIFACE\tNETWORK\tADDRESS\tMAC\tGATEWAY\tOPTIONS\n")
@@ -62,7 +67,12 @@ func (p *Plan) Write(w io.Writer) error {
 			if i > 0 {
 				row, opts = "\t\t\t", nil
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", row, ifc.Port, ifc.Name, ifc.Network, ifc.Prefix, ifc.MAC, ifc.Gateway, strings.Join(opts, " "))
+			addrs, gw := ifc.Prefix.String(), ifc.Gateway.String()
+			if ifc.Prefix6.IsValid() {
+				addrs += "," + ifc.Prefix6.String()
+				gw += "," + ifc.Gateway6.String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", row, ifc.Port, ifc.Name, ifc.Network, addrs, ifc.MAC, gw, strings.Join(opts, " "))
 		}
 	}
 

@@ -348,6 +348,9 @@ func (d *Datapath) AttachInterface(ep config.Endpoint, ifc config.Interface, dev
 	if ifc.IP.Is4() {
 		pc.IP = ifc.IP.As4()
 	}
+	if ifc.IP6.Is6() {
+		pc.IP6 = ifc.IP6.As16()
+	}
 	return d.Attach(ifc.Network, pc, dev)
 }
 

@@ -85,7 +85,8 @@ func (d *Datapath) Trace(q TraceQuery) (*TraceResult, error) {
 	}
 	answer, err := trace.Reply(left)
 	if err != nil {
-		return nil, err
+		res.ReplyError = err.Error()
+		return res, nil
 	}
 	port := where[strings.IndexByte(where, '/')+1:]
 	rrec := &trace.Recorder{Dry: true, Conn: rec.Conn}

@@ -1,8 +1,9 @@
 // Package dns owns the embedded resolver, Docker's 127.0.0.11 in the role
 // of each network's gateway: on a network with dns = true it answers, at
 // gateway:53, the names and aliases of the endpoints on that network (A
-// with their address on that network, also as "<name>.<network>"; AAAA and
-// other types with no data; PTR for those addresses), says NXDOMAIN for
+// and, on a network with subnet6, AAAA with their addresses on that
+// network, also as "<name>.<network>"; other types with no data; PTR in
+// in-addr.arpa and ip6.arpa for those addresses), says NXDOMAIN for
 // unknown single-label names, names under "<network>" and the names of
 // endpoints on other networks, answers host.uswitch.internal with the
 // asking network's gateway (the host, as host.docker.internal), and
@@ -283,7 +284,7 @@ func (s *Server) local(nm *names, zones []*zone, qs miekg.Question, name string)
 		return miekg.RR_Header{Name: qs.Name, Rrtype: t, Class: miekg.ClassINET, Ttl: TTL}
 	}
 	if ip, ok := reverse(name); ok {
-		i := slices.IndexFunc(zones, func(z *zone) bool { return z.subnet.Contains(ip) })
+		i := slices.IndexFunc(zones, func(z *zone) bool { return z.contains(ip) })
 		if i < 0 {
 			return nil, 0, false // not our addresses: upstream's business
 		}
@@ -324,13 +325,19 @@ func (s *Server) local(nm *names, zones []*zone, qs miekg.Question, name string)
 		}
 		return nil, 0, false
 	}
-	if qs.Qtype == miekg.TypeA || qs.Qtype == miekg.TypeANY {
-		for _, ip := range ips {
+	for _, ip := range ips {
+		switch {
+		case ip.Is4() && (qs.Qtype == miekg.TypeA || qs.Qtype == miekg.TypeANY):
 			rr = append(rr, &miekg.A{Hdr: hdr(miekg.TypeA), A: net.IP(ip.AsSlice())})
+		case ip.Is6() && (qs.Qtype == miekg.TypeAAAA || qs.Qtype == miekg.TypeANY):
+			rr = append(rr, &miekg.AAAA{Hdr: hdr(miekg.TypeAAAA), AAAA: net.IP(ip.AsSlice())})
 		}
+	}
+	if len(rr) > 0 {
 		s.c.answered.Add(1)
 	}
-	// AAAA and every other type of a local name: NOERROR with no answer.
+	// Every other type of a local name, and AAAA of one without IPv6:
+	// NOERROR with no answer.
 	return rr, miekg.RcodeSuccess, true
 }
 

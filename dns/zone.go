@@ -14,6 +14,7 @@ import (
 type zone struct {
 	network string
 	subnet  netip.Prefix
+	subnet6 netip.Prefix            // zero when the network is IPv4 only
 	gateway netip.Addr              // the network's gateway: the host, as HostName
 	hosts   map[string][]netip.Addr // lower-case name → addresses on this network
 	ptr     map[netip.Addr]string   // address → the owning endpoint's name
@@ -24,13 +25,16 @@ type zone struct {
 // whose target is on n by its own name (it shares the target's addresses).
 // The first owner of a name keeps it.
 func buildZone(plan *config.Plan, n config.Network) *zone {
-	z := &zone{network: n.Name, subnet: n.Subnet, gateway: n.Gateway, hosts: map[string][]netip.Addr{}, ptr: map[netip.Addr]string{}}
+	z := &zone{network: n.Name, subnet: n.Subnet, subnet6: n.Subnet6, gateway: n.Gateway, hosts: map[string][]netip.Addr{}, ptr: map[netip.Addr]string{}}
 	addrs := map[string][]netip.Addr{} // endpoint name → its addresses on n
 	for _, ep := range plan.Endpoints {
 		var ips []netip.Addr
 		for _, ifc := range ep.Interfaces {
 			if ifc.Network == n.Name && ifc.IP.IsValid() {
 				ips = append(ips, ifc.IP)
+			}
+			if ifc.Network == n.Name && ifc.IP6.IsValid() {
+				ips = append(ips, ifc.IP6)
 			}
 		}
 		if len(ips) == 0 {
@@ -78,9 +82,18 @@ func (z *zone) lookup(name string) (ips []netip.Addr, inZone bool) {
 	return nil, false
 }
 
+// contains reports whether ip is an address of the zone's network.
+func (z *zone) contains(ip netip.Addr) bool {
+	return z.subnet.Contains(ip) || z.subnet6.IsValid() && z.subnet6.Contains(ip)
+}
+
 // reverse parses a PTR query name (lower case, no trailing dot) of the form
-// d.c.b.a.in-addr.arpa.
+// d.c.b.a.in-addr.arpa, or the 32 nibbles of an IPv6 address, last first,
+// then ip6.arpa.
 func reverse(name string) (netip.Addr, bool) {
+	if rest, ok := strings.CutSuffix(name, ".ip6.arpa"); ok {
+		return reverse6(rest)
+	}
 	rest, ok := strings.CutSuffix(name, ".in-addr.arpa")
 	if !ok {
 		return netip.Addr{}, false
@@ -101,4 +114,22 @@ func reverse(name string) (netip.Addr, bool) {
 		a[3-i] = byte(n)
 	}
 	return netip.AddrFrom4(a), true
+}
+
+// reverse6 parses the nibbles of an ip6.arpa name.
+func reverse6(rest string) (netip.Addr, bool) {
+	labels := strings.Split(rest, ".")
+	if len(labels) != 32 {
+		return netip.Addr{}, false
+	}
+	var a [16]byte
+	for i, l := range labels {
+		n, err := strconv.ParseUint(l, 16, 4)
+		if err != nil || len(l) != 1 {
+			return netip.Addr{}, false
+		}
+		pos := 31 - i // nibble index, most significant first
+		a[pos/2] |= byte(n) << (4 * (1 - pos%2))
+	}
+	return netip.AddrFrom16(a), true
 }

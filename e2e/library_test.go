@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,8 +162,8 @@ func httpGet(t *testing.T, w world, where, url string) string {
 	return string(b)
 }
 
-// libraryScenarios runs the four scenarios of examples/ in w and returns
-// what each observed.
+// libraryScenarios runs the four scenarios of examples/ and those of the
+// userland proxy in w and returns what each observed.
 func libraryScenarios(t *testing.T, w world, name string) map[string]string {
 	web, client, db := name+"-web", name+"-client", name+"-db"
 	got := map[string]string{}
@@ -194,6 +195,13 @@ func libraryScenarios(t *testing.T, w world, name string) map[string]string {
 	// The host side reaches web's published port at the uplink address.
 	got["web saw host as"] = httpGet(t, w, "host", "http://10.253.7.2:8080/")
 
+	// The userland proxy: the host side reaches the port at its own
+	// loopback and address too, and so does client at the host's address;
+	// web sees the proxy connect from the host's address.
+	got["web saw host via 127.0.0.1 as"] = httpGet(t, w, "host", "http://127.0.0.1:8080/")
+	got["web saw host via host_address as"] = httpGet(t, w, "host", "http://10.253.7.1:8080/")
+	got["web saw client via host_address as"] = httpGet(t, w, client, "http://10.253.7.1:8080/")
+
 	// client's dial to db, on an isolated network, fails.
 	w.listen(t, db, ":5432")
 	dctx, dcancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -224,6 +232,10 @@ func TestLibraryMatchesRun(t *testing.T) {
 		"host saw client as":    "10.253.7.2",
 		"web saw host as":       "10.253.7.1",
 		"client to isolated db": "failed",
+
+		"web saw host via 127.0.0.1 as":      "10.253.7.1",
+		"web saw host via host_address as":   "10.253.7.1",
+		"web saw client via host_address as": "10.253.7.1",
 	}
 
 	real := libraryScenarios(t, nsWorld{name: name, gateway: map[string]string{name + "-client": "10.97.0.1", name + "-web": "10.97.0.1", name + "-db": "10.98.0.1"}}, name)
@@ -231,4 +243,36 @@ func TestLibraryMatchesRun(t *testing.T) {
 
 	lib := libraryScenarios(t, libWorld{uswitchtest.New(t, cfg)}, name)
 	require.Equal(t, want, lib, "uswitchtest")
+}
+
+// TestLibraryNoProxyMatchesRun: with userland_proxy = false, the host
+// side's 127.0.0.1:8080 is refused and the published port still answers at
+// the uplink address, against `uswitch run` and with uswitchtest alike.
+func TestLibraryNoProxyMatchesRun(t *testing.T) {
+	needRoot(t)
+	name := prefix("libnp")
+	cfg := strings.Replace(libraryConfig(name), "[uplink]\n", "[uplink]\nuserland_proxy = false\n", 1)
+	start(t, name, writeConfig(t, cfg))
+	scenarios := func(w world) map[string]string {
+		got := map[string]string{}
+		serveHTTP(t, w.listen(t, name+"-web", ":80"))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := w.dial(ctx, "host", "127.0.0.1:8080")
+		switch {
+		case err == nil:
+			c.Close()
+			got["host to 127.0.0.1:8080"] = "connected"
+		case strings.Contains(err.Error(), "refused"):
+			got["host to 127.0.0.1:8080"] = "refused"
+		default:
+			got["host to 127.0.0.1:8080"] = err.Error()
+		}
+		got["web saw host as"] = httpGet(t, w, "host", "http://10.253.7.2:8080/")
+		return got
+	}
+	want := map[string]string{"host to 127.0.0.1:8080": "refused", "web saw host as": "10.253.7.1"}
+
+	require.Equal(t, want, scenarios(nsWorld{name: name}), "uswitch run")
+	require.Equal(t, want, scenarios(libWorld{uswitchtest.New(t, cfg)}), "uswitchtest")
 }

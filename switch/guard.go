@@ -60,28 +60,22 @@ func dhcpServer(ip packet.IPv4) bool {
 	return binary.BigEndian.Uint16(ip[ip.HeaderLen():]) == dhcpServerPort
 }
 
-// linkLocal6 is the IPv6 link-local address a Linux interface with MAC m
-// takes by default (EUI-64, RFC 4291 appendix A).
-func linkLocal6(m packet.MAC) [16]byte {
-	return [16]byte{0xfe, 0x80, 8: m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]}
-}
-
 // checkIPv6 applies port security to an IPv6 packet b from the secure
-// port p: its source must be the endpoint's link-local address, or ::
-// for duplicate address detection and MLD; router advertisements,
-// redirects, router renumbering and DHCPv6 server messages are dropped
-// (RA guard, RFC 6105), and so are a neighbour advertisement for an
-// address not the endpoint's and neighbour discovery messages whose
-// link-layer address options name another MAC. Until endpoints have IPv6 addresses of
-// their own, the link-local one is all an endpoint may use.
+// port p: its source must be the endpoint's link-local address or its
+// configured IPv6 address (IP6, when it has one), or :: for duplicate
+// address detection and MLD; router advertisements, redirects, router
+// renumbering and DHCPv6 server messages are dropped (RA guard, RFC 6105),
+// and so are a neighbour advertisement for an address not the endpoint's
+// and neighbour discovery messages whose link-layer address options name
+// another MAC.
 func (p *Port) checkIPv6(b []byte) (stats.Reason, bool) {
 	if len(b) < ipv6HeaderLen {
 		return stats.Truncated, false
 	}
-	own := linkLocal6(p.MAC)
+	own := p.MAC.LinkLocal6()
 	src := [16]byte(b[8:24])
 	unspecified := src == [16]byte{}
-	if src != own && !unspecified {
+	if src != own && !p.ownIP6(src) && !unspecified {
 		return stats.SpoofedIPv6, false
 	}
 	next, off := b[6], ipv6HeaderLen
@@ -124,7 +118,7 @@ walk:
 			if len(b) < off+24 {
 				return stats.Truncated, false
 			}
-			if [16]byte(b[off+8:off+24]) != own || !p.ndOptionsOwn(b[off+24:]) {
+			if t := [16]byte(b[off+8 : off+24]); t != own && !p.ownIP6(t) || !p.ndOptionsOwn(b[off+24:]) {
 				return stats.SpoofedND, false
 			}
 		case icmp6NS:
@@ -151,6 +145,11 @@ walk:
 		return stats.SpoofedIPv6, false
 	}
 	return 0, true
+}
+
+// ownIP6 reports whether a is the endpoint's configured IPv6 address.
+func (p *Port) ownIP6(a [16]byte) bool {
+	return a == p.IP6 && a != [16]byte{}
 }
 
 // ndOptionsOwn reports whether the source and target link-layer address

@@ -42,13 +42,16 @@ type PortConfig struct {
 	// ARP. The 0.0.0.0 exception lets DHCP-style discovers and ARP probes
 	// (RFC 5227) through. Tagged frames (802.1Q, 802.1ad: vlan-tagged),
 	// DHCP server messages (dhcp-server) and, for IPv6, sources other than
-	// the endpoint's link-local address, router advertisements and
+	// the endpoint's link-local address and IP6, router advertisements and
 	// redirects, and neighbour advertisements for others' addresses
 	// (spoofed-ipv6, ra-guard, spoofed-nd) are dropped too (guard.go).
 	Secure bool
 	MAC    packet.MAC
 	// IP is the endpoint's IPv4 address on this port (used when Secure).
 	IP [4]byte
+	// IP6 is the endpoint's IPv6 address on this port, all zeros when it
+	// has none (used when Secure).
+	IP6 [16]byte
 	// Shared marks a port that several goroutines feed (a router port);
 	// its receive counters then use atomic adds.
 	Shared bool

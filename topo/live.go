@@ -128,18 +128,9 @@ func (t *Topology) addAttachment(p *config.Plan, ep *config.Endpoint) error {
 	if err != nil {
 		return fmt.Errorf("%s (%s): %w", ifc.Name, pd.Link, err)
 	}
-	if ifc.Gateway.IsValid() {
-		l, err := retryDump(func() (netlink.Link, error) { return h.LinkByName(ifc.Name) })
-		if err == nil {
-			err = h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.IP(ifc.Gateway.AsSlice()), Scope: netlink.SCOPE_UNIVERSE})
-		}
-		// A namespace with a default route already (another interface's)
-		// keeps it.
-		if err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("default route via %s: %w", ifc.Gateway, err)
-		}
-	}
-	return nil
+	// A namespace with a default route already (another interface's)
+	// keeps it.
+	return defaultRoutes(h, ifc, true)
 }
 
 // RemoveEndpoint removes what AddEndpoint (or Apply) made for endpoint ep:

@@ -7,12 +7,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/tap"
@@ -519,17 +521,43 @@ func (t *Topology) addEndpoint(ctx context.Context, p *config.Plan, ep *config.E
 			return fmt.Errorf("%s (%s): %w", ifc.Name, pd.Link, err)
 		}
 	}
-	if len(ep.Interfaces) > 0 && ep.Interfaces[0].Gateway.IsValid() {
-		ifc := ep.Interfaces[0]
-		l, err := retryDump(func() (netlink.Link, error) { return h.LinkByName(ifc.Name) })
-		if err == nil {
-			err = h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.IP(ifc.Gateway.AsSlice()), Scope: netlink.SCOPE_UNIVERSE})
-		}
-		if err != nil {
-			return fmt.Errorf("default route via %s: %w", ifc.Gateway, err)
+	if len(ep.Interfaces) > 0 {
+		if err := defaultRoutes(h, ep.Interfaces[0], false); err != nil {
+			return err
 		}
 	}
 	return t.writeNetnsFiles(p, ep)
+}
+
+// defaultRoutes adds the default routes of ifc's network in h's namespace:
+// via its gateway and, on a dual-stack network, via its gateway6. With
+// keepExisting, a default route the namespace already has (another
+// interface's) stays and is no error.
+func defaultRoutes(h *netlink.Handle, ifc config.Interface, keepExisting bool) error {
+	if !ifc.Gateway.IsValid() && !ifc.Prefix6.IsValid() {
+		return nil
+	}
+	l, err := retryDump(func() (netlink.Link, error) { return h.LinkByName(ifc.Name) })
+	if err != nil {
+		return fmt.Errorf("default route: %w", err)
+	}
+	add := func(gw netip.Addr, any netip.Prefix) error {
+		dst := &net.IPNet{IP: net.IP(any.Addr().AsSlice()), Mask: net.CIDRMask(0, any.Addr().BitLen())}
+		err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: net.IP(gw.AsSlice()), Scope: netlink.SCOPE_UNIVERSE})
+		if err != nil && !(keepExisting && errors.Is(err, fs.ErrExist)) {
+			return fmt.Errorf("default route via %s: %w", gw, err)
+		}
+		return nil
+	}
+	if ifc.Gateway.IsValid() {
+		if err := add(ifc.Gateway, netip.PrefixFrom(netip.IPv4Unspecified(), 0)); err != nil {
+			return err
+		}
+	}
+	if ifc.Prefix6.IsValid() && ifc.Gateway6.IsValid() {
+		return add(ifc.Gateway6, netip.PrefixFrom(netip.IPv6Unspecified(), 0))
+	}
+	return nil
 }
 
 // addTAP opens a TAP under a temporary name in the root namespace, moves
@@ -662,13 +690,27 @@ func configureIface(h *netlink.Handle, ifc config.Interface) error {
 		}
 	}
 	quietIPv6(h, l)
-	if ifc.Prefix.IsValid() {
+	addrs := []netip.Prefix{ifc.Prefix}
+	if ifc.Prefix6.IsValid() {
+		// The kernel generates no link-local address (quietIPv6): an
+		// endpoint with IPv6 gets the EUI-64 one it would have made, which
+		// port security lets through, and both go without duplicate
+		// address detection, usable at once as Docker's are.
+		addrs = append(addrs, netip.PrefixFrom(netip.AddrFrom16(ifc.MAC.LinkLocal6()), 64), ifc.Prefix6)
+	}
+	for _, pfx := range addrs {
+		if !pfx.IsValid() {
+			continue
+		}
 		addr := &netlink.Addr{IPNet: &net.IPNet{
-			IP:   net.IP(ifc.Prefix.Addr().AsSlice()),
-			Mask: net.CIDRMask(ifc.Prefix.Bits(), ifc.Prefix.Addr().BitLen()),
+			IP:   net.IP(pfx.Addr().AsSlice()),
+			Mask: net.CIDRMask(pfx.Bits(), pfx.Addr().BitLen()),
 		}}
+		if pfx.Addr().Is6() {
+			addr.Flags = unix.IFA_F_NODAD
+		}
 		if err := h.AddrAdd(l, addr); err != nil {
-			return fmt.Errorf("add address %s: %w", ifc.Prefix, err)
+			return fmt.Errorf("add address %s: %w", pfx, err)
 		}
 	}
 	if err := h.LinkSetUp(l); err != nil {

@@ -320,7 +320,11 @@ func writeSummary(w io.Writer, plan *config.Plan) {
 			if i > 0 {
 				publish = ""
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ep.Name, mode, netns, ifc.Name, ifc.Port, ifc.Network, ifc.Prefix, ifc.MAC, publish)
+			ip := ifc.Prefix.String()
+			if ifc.Prefix6.IsValid() {
+				ip += "," + ifc.Prefix6.String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ep.Name, mode, netns, ifc.Name, ifc.Port, ifc.Network, ip, ifc.MAC, publish)
 		}
 	}
 	tw.Flush()

@@ -1,0 +1,236 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv6"
+
+	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/nsthread"
+	"github.com/uswitch-dev/uswitch/packet"
+)
+
+// ipv6Config is one dual-stack network with three endpoints: a and b by
+// IPAM (fd00:95::2 and ::3), c on a veth with a given ip6.
+func ipv6Config(name string) string {
+	return fmt.Sprintf(`
+name = %[1]q
+
+[[network]]
+name = "front"
+subnet = "10.95.0.0/24"
+subnet6 = "fd00:95::/64"
+
+[[endpoint]]
+name = "%[1]s-a"
+network = "front"
+ip = "10.95.0.10"
+
+[[endpoint]]
+name = "%[1]s-b"
+network = "front"
+ip = "10.95.0.11"
+
+[[endpoint]]
+name = "%[1]s-c"
+network = "front"
+link = "veth"
+ip = "10.95.0.12"
+ip6 = "fd00:95::99"
+`, name)
+}
+
+// echo6 sends count ICMPv6 echo requests from inside namespace ns to dst
+// with a raw socket and returns how many were answered by dst.
+func echo6(t *testing.T, ns, dst string, count int) int {
+	t.Helper()
+	host, zone, _ := strings.Cut(dst, "%")
+	to := net.ParseIP(host)
+	require.NotNil(t, to, dst)
+	h, err := nsthread.Open(ns)
+	require.NoError(t, err)
+	defer h.Close()
+	var c *icmp.PacketConn
+	require.NoError(t, nsthread.In(h, func() error {
+		var err error
+		c, err = icmp.ListenPacket("ip6:ipv6-icmp", "::")
+		return err
+	}))
+	defer c.Close()
+	if zone != "" { // an interface of the namespace: resolved there
+		require.NoError(t, nsthread.In(h, func() error {
+			ifi, err := net.InterfaceByName(zone)
+			if err == nil {
+				zone = strconv.Itoa(ifi.Index)
+			}
+			return err
+		}))
+	}
+	id := int(echoIDs.Add(1) & 0xffff)
+	got := 0
+	buf := make([]byte, 1500)
+	for seq := 1; seq <= count; seq++ {
+		payload := fmt.Appendf(nil, "uswitch e2e echo6 %d/%d", id, seq)
+		req, err := (&icmp.Message{Type: ipv6.ICMPTypeEchoRequest, Body: &icmp.Echo{ID: id, Seq: seq, Data: payload}}).Marshal(nil)
+		require.NoError(t, err)
+		if _, err := c.WriteTo(req, &net.IPAddr{IP: to, Zone: zone}); err != nil {
+			t.Logf("echo6 %s from %s seq %d: %v", dst, ns, seq, err)
+			continue
+		}
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(3*time.Second)))
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if isTimeout(err) {
+				t.Logf("echo6 %s from %s seq %d: no answer", dst, ns, seq)
+				break
+			}
+			require.NoError(t, err)
+			m, err := icmp.ParseMessage(58, buf[:n])
+			if err != nil || m.Type != ipv6.ICMPTypeEchoReply {
+				continue
+			}
+			if b, ok := m.Body.(*icmp.Echo); ok && b.ID == id && b.Seq == seq && bytes.Equal(b.Data, payload) &&
+				from.(*net.IPAddr).IP.Equal(to) {
+				got++
+				break
+			}
+		}
+	}
+	return got
+}
+
+// echo6Frame is an ICMPv6 echo request frame from srcMAC/src to dstMAC/dst.
+func echo6Frame(t *testing.T, srcMAC, dstMAC packet.MAC, src, dst string, payload []byte) []byte {
+	t.Helper()
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
+	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoRequest, 0)}
+	require.NoError(t, ic.SetNetworkLayerForChecksum(ip))
+	buf := gopacket.NewSerializeBuffer()
+	require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		&layers.Ethernet{SrcMAC: net.HardwareAddr(srcMAC[:]), DstMAC: net.HardwareAddr(dstMAC[:]), EthernetType: layers.EthernetTypeIPv6},
+		ip, ic, &layers.ICMPv6Echo{Identifier: 7, SeqNumber: 1}, gopacket.Payload(payload)))
+	return append([]byte(nil), buf.Bytes()...)
+}
+
+func TestIPv6OneNetwork(t *testing.T) {
+	needRoot(t)
+	name := prefix("v6")
+	cfg := writeConfig(t, ipv6Config(name))
+	a, b, c := name+"-a", name+"-b", name+"-c"
+	const a6, b6, c6 = "fd00:95::2", "fd00:95::3", "fd00:95::99"
+
+	t.Run("check resolves ip6", func(t *testing.T) {
+		out, err := exec.Command(binary, "check", "--config", cfg, "-o", "json").Output()
+		require.NoError(t, err)
+		var p config.Plan
+		require.NoError(t, json.Unmarshal(out, &p), string(out))
+		require.Equal(t, "fd00:95::1", p.Networks[0].Gateway6.String())
+		var got []string
+		for _, e := range p.Endpoints {
+			got = append(got, e.Interfaces[0].Prefix6.String())
+		}
+		require.Equal(t, []string{a6 + "/64", b6 + "/64", c6 + "/64"}, got)
+		text, err := exec.Command(binary, "check", "--config", cfg).Output()
+		require.NoError(t, err)
+		require.Contains(t, string(text), "10.95.0.10/24,fd00:95::2/64")
+	})
+
+	in := start(t, name, cfg)
+
+	t.Run("addresses and default route inside the namespace", func(t *testing.T) {
+		out, err := nsExec(a, "ip", "-6", "addr", "show", "dev", "eth0")
+		require.NoError(t, err, out)
+		require.Contains(t, out, "inet6 "+a6+"/64 scope global nodad")
+		require.Contains(t, out, "inet6 fe80::42:aff:fe5f:a/64 scope link nodad", "the EUI-64 link-local of 02:42:0a:5f:00:0a")
+		require.NotContains(t, out, "tentative")
+		out, err = nsExec(a, "ip", "-6", "route", "show", "default")
+		require.NoError(t, err, out)
+		require.Contains(t, out, "default via fd00:95::1 dev eth0")
+	})
+
+	t.Run("ping6 between endpoints, tap and veth", func(t *testing.T) {
+		require.Equal(t, 3, echo6(t, a, b6, 3))
+		require.Equal(t, 3, echo6(t, a, c6, 3))
+		require.Equal(t, 3, echo6(t, c, a6, 3))
+		require.Equal(t, 2, echo6(t, b, "fe80::42:aff:fe5f:c%eth0", 2), "link-local too")
+	})
+
+	t.Run("TCP transfer over IPv6", func(t *testing.T) {
+		var l net.Listener
+		var err error
+		inNetns(t, b, func() { l, err = net.Listen("tcp6", "["+b6+"]:7601") })
+		require.NoError(t, err)
+		defer l.Close()
+		data := make([]byte, 4<<20)
+		_, _ = rand.Read(data)
+		got := make(chan []byte, 1)
+		go func() {
+			s, err := l.Accept()
+			if err != nil {
+				got <- nil
+				return
+			}
+			defer s.Close()
+			b, _ := io.ReadAll(s)
+			got <- b
+		}()
+		var conn net.Conn
+		inNetns(t, a, func() {
+			d := net.Dialer{Timeout: 5 * time.Second}
+			conn, err = d.Dial("tcp6", "["+b6+"]:7601")
+		})
+		require.NoError(t, err)
+		require.Equal(t, a6, conn.LocalAddr().(*net.TCPAddr).IP.String())
+		_, err = conn.Write(data)
+		require.NoError(t, err)
+		require.NoError(t, conn.Close())
+		select {
+		case b := <-got:
+			require.True(t, bytes.Equal(data, b), "received %d of %d bytes intact?", len(b), len(data))
+		case <-time.After(30 * time.Second):
+			t.Fatal("transfer did not complete")
+		}
+	})
+
+	t.Run("getent ahosts returns the IPv6 address", func(t *testing.T) {
+		out, err := nsExec(a, "getent", "ahosts", b)
+		require.NoError(t, err, out)
+		require.Contains(t, out, b6+" ")
+		require.Contains(t, out, "10.95.0.11 ")
+		out, err = nsExec(b, "getent", "ahostsv6", c)
+		require.NoError(t, err, out)
+		require.True(t, strings.HasPrefix(out, c6+" "), out)
+	})
+
+	t.Run("spoofed IPv6 source dropped and counted", func(t *testing.T) {
+		macA := packet.MAC{0x02, 0x42, 10, 95, 0, 10}
+		macC := packet.MAC{0x02, 0x42, 10, 95, 0, 12}
+		sa := openRaw(t, a)
+		sc := openRaw(t, c)
+		before := portDrops(t, in, a)["spoofed-ipv6"]
+		spoofed := echo6Frame(t, macA, macC, b6, c6, []byte("spoofed from b's address"))
+		honest := echo6Frame(t, macA, macC, a6, c6, []byte("honest marker"))
+		sa.send(t, spoofed)
+		sa.send(t, honest)
+		sawSpoofed := false
+		sc.waitFor(t, func(f []byte) {
+			sawSpoofed = sawSpoofed || bytes.Contains(f, []byte("spoofed from b's address"))
+		}, func(f []byte) bool { return bytes.Contains(f, []byte("honest marker")) })
+		require.False(t, sawSpoofed, "the spoofed frame reached c")
+		require.Equal(t, before+1, portDrops(t, in, a)["spoofed-ipv6"])
+	})
+}
