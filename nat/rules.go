@@ -67,12 +67,13 @@ type Meta struct {
 // Rule is one compiled rule: its description and what matching it on the
 // hot path needs, with its counters.
 type Rule struct {
-	rule.Rule
-
-	src, dst prefix
-	proto    uint8
+	// what every packet's match reads first, at the start of the struct
 	states   uint8
+	proto    uint8
+	src, dst prefix
 	toAddr   [4]byte // snat/dnat target; zero: keep
+
+	rule.Rule
 
 	Packets, Bytes atomic.Uint64
 	lastLog        atomic.Int64
