@@ -17,18 +17,41 @@ import (
 // Directories are recorded only if uswitch creates them.
 func (t *Topology) writeNetnsFiles(p *config.Plan, ep *config.Endpoint) error {
 	dir := filepath.Join(etcNetnsDir, ep.Netns)
-	for _, d := range []string{etcNetnsDir, dir} {
-		if err := t.mkdir(d); err != nil {
+	if err := t.mkdir(etcNetnsDir); err != nil {
+		return err
+	}
+	files := []struct{ path, content string }{
+		{filepath.Join(dir, "hosts"), hostsFile(ep)},
+		{filepath.Join(dir, "hostname"), ep.Name + "\n"},
+		{filepath.Join(dir, "resolv.conf"), resolvConf(p, ep)},
+	}
+	// One state file write records the directory (when it is new) and
+	// the three files.
+	_, err := os.Stat(dir)
+	newDir := errors.Is(err, fs.ErrNotExist)
+	if err := t.record(func(s *State) {
+		if newDir {
+			s.Dirs = append(s.Dirs, dir)
+		}
+		for _, f := range files {
+			if !slices.Contains(s.Files, f.path) {
+				s.Files = append(s.Files, f.path)
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if newDir {
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
 	}
-	if err := t.writeFile(filepath.Join(dir, "hosts"), hostsFile(ep)); err != nil {
-		return err
+	for _, f := range files {
+		if err := os.WriteFile(f.path, []byte(f.content), 0o644); err != nil {
+			return err
+		}
 	}
-	if err := t.writeFile(filepath.Join(dir, "hostname"), ep.Name+"\n"); err != nil {
-		return err
-	}
-	return t.writeFile(filepath.Join(dir, "resolv.conf"), resolvConf(p, ep))
+	return nil
 }
 
 // mkdir creates dir if it does not exist, recording it first.
@@ -46,18 +69,6 @@ func (t *Topology) mkdir(dir string) error {
 		return err
 	}
 	return nil
-}
-
-// writeFile records path, then writes it (replacing a stale copy).
-func (t *Topology) writeFile(path, content string) error {
-	if err := t.record(func(s *State) {
-		if !slices.Contains(s.Files, path) {
-			s.Files = append(s.Files, path)
-		}
-	}); err != nil {
-		return err
-	}
-	return os.WriteFile(path, []byte(content), 0o644)
 }
 
 // hostsFile is the endpoint's /etc/hosts, like Docker's: the localhost

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -169,17 +170,21 @@ func Down(name string, opt Options) error {
 // veth host end deletes its peer too), namespaces (the devices inside go
 // with them), files, then directories. Objects already gone are fine.
 func teardown(s *State) error {
-	var errs []error
-	for _, l := range slices.Backward(s.Links) {
+	// Links, then namespaces, each removed by teardownWorkers goroutines
+	// at once: a deletion mostly waits for the kernel (RCU grace
+	// periods), and those waits overlap.
+	errs := parallel(s.Links, func(l LinkRef) error {
 		if err := deleteLink(l); err != nil {
-			errs = append(errs, fmt.Errorf("link %q: %w", l.Name, err))
+			return fmt.Errorf("link %q: %w", l.Name, err)
 		}
-	}
-	for _, n := range slices.Backward(s.Netns) {
+		return nil
+	})
+	errs = append(errs, parallel(s.Netns, func(n string) error {
 		if err := deleteNetns(n); err != nil {
-			errs = append(errs, fmt.Errorf("netns %q: %w", n, err))
+			return fmt.Errorf("netns %q: %w", n, err)
 		}
-	}
+		return nil
+	})...)
 	for _, f := range slices.Backward(s.Files) {
 		if err := underEtcNetns(f); err != nil {
 			errs = append(errs, err)
@@ -200,6 +205,30 @@ func teardown(s *State) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// teardownWorkers is how many links or namespaces teardown removes at once.
+const teardownWorkers = 8
+
+// parallel calls fn for every item, teardownWorkers at a time, and returns
+// the errors in the items' order.
+func parallel[T any](items []T, fn func(T) error) []error {
+	errs := make([]error, len(items))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(teardownWorkers, len(items)) {
+		wg.Go(func() {
+			for i := range next {
+				errs[i] = fn(items[i])
+			}
+		})
+	}
+	for i := range items {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 }
 
 func isNotEmpty(err error) bool {

@@ -186,6 +186,33 @@ func (t *Topology) Close() error {
 	return err
 }
 
+// buildWorkers is how many endpoints Apply makes at once.
+const buildWorkers = 8
+
+// unrecordNetns takes back the record of a namespace that turned out to be
+// someone else's (created meanwhile), so teardown leaves it alone.
+func (t *Topology) unrecordNetns(name string) {
+	t.record(func(s *State) {
+		if i := slices.Index(s.Netns, name); i >= 0 {
+			s.Netns = slices.Delete(s.Netns, i, i+1)
+		}
+	})
+}
+
+// sortPorts puts t.Ports in plan order (endpoints made in parallel append
+// theirs as they finish).
+func (t *Topology) sortPorts(p *config.Plan) {
+	rank := map[string]int{}
+	for i := range p.Endpoints {
+		for _, ifc := range p.Endpoints[i].Interfaces {
+			rank[ifc.Port] = len(rank)
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	slices.SortStableFunc(t.Ports, func(a, b PortDev) int { return rank[a.Port] - rank[b.Port] })
+}
+
 // namespaced reports whether mode gets a namespace of its own.
 func namespaced(mode string) bool { return mode == config.ModeBridge || mode == config.ModeNone }
 
@@ -282,26 +309,59 @@ func checkForeign(p *config.Plan, old *State) error {
 // namespace (which this loop creates wherever the target is in the plan)
 // and a host endpoint stays in the root namespace.
 func (t *Topology) build(ctx context.Context, p *config.Plan, keep map[string]bool) error {
+	// New endpoints are made by buildWorkers goroutines at once: most of
+	// the time goes to the kernel (namespace creation, device moves,
+	// RCU waits), which overlaps. Each object is still recorded before
+	// it is made; record serializes the state file writes.
+	jobs := make(chan *config.Endpoint)
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	var errs []error
+	for range buildWorkers {
+		wg.Go(func() {
+			for ep := range jobs {
+				if err := t.addEndpoint(ctx, p, ep); err != nil {
+					errMu.Lock()
+					errs = append(errs, fmt.Errorf("endpoint %q: %w", ep.Name, err))
+					errMu.Unlock()
+				}
+			}
+		})
+	}
+	var err error
 	for i := range p.Endpoints {
 		ep := &p.Endpoints[i]
 		if !namespaced(ep.Mode) {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return err
+		if err = ctx.Err(); err != nil {
+			break
 		}
-		var err error
+		errMu.Lock()
+		failed := len(errs) > 0
+		errMu.Unlock()
+		if failed {
+			break
+		}
 		switch {
 		case keep[ep.Name]:
 			err = t.reattach(p, ep)
 		case ep.IsAttachment():
 			err = t.addAttachment(p, ep)
 		default:
-			err = t.addEndpoint(ctx, p, ep)
+			jobs <- ep
+			continue
 		}
 		if err != nil {
-			return fmt.Errorf("endpoint %q: %w", ep.Name, err)
+			err = fmt.Errorf("endpoint %q: %w", ep.Name, err)
+			break
 		}
+	}
+	close(jobs)
+	wg.Wait()
+	t.sortPorts(p)
+	if err := errors.Join(append(errs, err)...); err != nil {
+		return err
 	}
 	// Container-mode endpoints: their name becomes another `ip netns` name
 	// of their target's namespace, made now that every target exists.
@@ -315,7 +375,7 @@ func (t *Topology) build(ctx context.Context, p *config.Plan, keep map[string]bo
 		}
 		if err := aliasNetns(ep.Name, ep.Netns); err != nil {
 			if errors.Is(err, fs.ErrExist) {
-				t.record(func(s *State) { s.Netns = s.Netns[:len(s.Netns)-1] })
+				t.unrecordNetns(ep.Name)
 				return fmt.Errorf("endpoint %q: netns %q already exists and was not made by uswitch instance %q", ep.Name, ep.Name, p.Name)
 			}
 			return fmt.Errorf("endpoint %q: %w", ep.Name, err)
@@ -414,7 +474,7 @@ func (t *Topology) addEndpoint(ctx context.Context, p *config.Plan, ep *config.E
 	}
 	if err := createNetns(ep.Netns); err != nil {
 		if errors.Is(err, fs.ErrExist) { // made by someone else meanwhile: not ours to delete
-			t.record(func(s *State) { s.Netns = s.Netns[:len(s.Netns)-1] })
+			t.unrecordNetns(ep.Netns)
 			return fmt.Errorf("netns %q already exists and was not made by uswitch instance %q", ep.Netns, p.Name)
 		}
 		return fmt.Errorf("create netns %q: %w", ep.Netns, err)
@@ -453,7 +513,9 @@ func (t *Topology) addEndpoint(ctx context.Context, p *config.Plan, ep *config.E
 			err = t.addTAP(p, ns, h, ifc, &pd)
 		}
 		if pd.Dev != nil {
+			t.mu.Lock()
 			t.Ports = append(t.Ports, pd)
+			t.mu.Unlock()
 		}
 		if err != nil {
 			return fmt.Errorf("%s (%s): %w", ifc.Name, pd.Link, err)
@@ -557,7 +619,11 @@ func (t *Topology) addVeth(p *config.Plan, ns netns.NsHandle, h *netlink.Handle,
 	}
 	if err := netlink.LinkAdd(veth); err != nil {
 		if errors.Is(err, fs.ErrExist) { // appeared meanwhile: not ours to delete
-			t.record(func(s *State) { s.Links = s.Links[:len(s.Links)-1] })
+			t.record(func(s *State) {
+				if i := slices.Index(s.Links, ref); i >= 0 {
+					s.Links = slices.Delete(s.Links, i, i+1)
+				}
+			})
 			return fmt.Errorf("link %q already exists and was not made by uswitch instance %q", host, p.Name)
 		}
 		return fmt.Errorf("create veth %s/%s: %w", host, ifc.Name, err)
