@@ -13,6 +13,7 @@ import (
 
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 )
 
 // maxListings bounds the connection listings served at once; more are
@@ -129,15 +130,15 @@ func conntrackFilter(q url.Values) (nat.Filter, error) {
 }
 
 // rules answers GET /v1/rules: the compiled rule set with its counters
-// ([]nat.RuleRow), per hook in netfilter's order, each hook's filter rules
+// ([]rule.Listed), per hook in netfilter's order, each hook's filter rules
 // before its NAT rules.
 func (h *handler) rules(w http.ResponseWriter, r *http.Request) error {
 	if _, err := query(r); err != nil {
 		return err
 	}
-	out := []nat.RuleRow{}
+	out := []rule.Listed{}
 	if t := h.b.Tracker(); t != nil && t.Rules != nil {
-		out = append(out, t.Rules.Rows()...)
+		out = t.Rules.List()
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -15,38 +15,28 @@ import (
 
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 )
 
 var macHost = packet.MAC{0x02, 0xaa, 0, 0, 0, 1} // the uplink's host side
 
 // natRules is the rule set of newNATLab, counters aside.
-var natRules = []nat.RuleRow{
-	{Hook: "prerouting", Action: "dnat", Spec: "-d 10.250.0.2/32 -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80",
-		Comment: "publish web 8080:80/tcp"},
+var natRules = []string{
+	`-A PREROUTING -d 10.250.0.2/32 -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80 -m comment --comment "publish web 8080:80/tcp"`,
 	// each network's gateway is the host (SPEC §6)
-	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.20.0.1/32 -i front -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80",
-		Comment: "publish web 8080:80/tcp at gateway front"},
-	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.20.0.1/32 -i front -p tcp -j DNAT --to-destination 10.250.0.1",
-		Comment: "host gateway front"},
-	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.20.0.1/32 -i front -p udp -j DNAT --to-destination 10.250.0.1",
-		Comment: "host gateway front"},
-	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.21.0.1/32 -i back -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80",
-		Comment: "publish web 8080:80/tcp at gateway back"},
-	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.21.0.1/32 -i back -p tcp -j DNAT --to-destination 10.250.0.1",
-		Comment: "host gateway back"},
-	{Hook: "prerouting", Action: "dnat", Spec: "-d 172.21.0.1/32 -i back -p udp -j DNAT --to-destination 10.250.0.1",
-		Comment: "host gateway back"},
-	{Hook: "forward", Action: "drop", Spec: "-p udp --dport 9999 -j DROP", Comment: "rule line 42", Line: 42},
-	{Hook: "forward", Action: "accept", Spec: "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", Comment: "established"},
-	{Hook: "forward", Action: "drop", Spec: "-m conntrack --ctstate INVALID -j DROP", Comment: "invalid"},
-	{Hook: "forward", Action: "accept", Spec: "-d 172.20.0.10/32 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j ACCEPT",
-		Comment: "publish web 8080:80/tcp"},
-	{Hook: "postrouting", Action: "masquerade",
-		Spec:    "-s 172.20.0.0/24 -d 172.20.0.10/32 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j MASQUERADE",
-		Comment: "hairpin web 8080:80/tcp"},
-	{Hook: "postrouting", Action: "masquerade", Spec: "-s 172.20.0.0/24 -o uplink -j MASQUERADE", Comment: "masquerade front"},
-	{Hook: "postrouting", Action: "masquerade", Spec: "-s 172.21.0.0/24 -d 10.250.0.1/32 -o uplink -m conntrack --ctstate DNAT -j MASQUERADE",
-		Comment: "host gateway back"},
+	`-A PREROUTING -d 172.20.0.1/32 -i front -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80 -m comment --comment "publish web 8080:80/tcp at gateway front"`,
+	`-A PREROUTING -d 172.20.0.1/32 -i front -p tcp -j DNAT --to-destination 10.250.0.1 -m comment --comment "host gateway front"`,
+	`-A PREROUTING -d 172.20.0.1/32 -i front -p udp -j DNAT --to-destination 10.250.0.1 -m comment --comment "host gateway front"`,
+	`-A PREROUTING -d 172.21.0.1/32 -i back -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80 -m comment --comment "publish web 8080:80/tcp at gateway back"`,
+	`-A PREROUTING -d 172.21.0.1/32 -i back -p tcp -j DNAT --to-destination 10.250.0.1 -m comment --comment "host gateway back"`,
+	`-A PREROUTING -d 172.21.0.1/32 -i back -p udp -j DNAT --to-destination 10.250.0.1 -m comment --comment "host gateway back"`,
+	`-A FORWARD -p udp --dport 9999 -j DROP -m comment --comment "rule line 42"`,
+	`-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT -m comment --comment "established"`,
+	`-A FORWARD -m conntrack --ctstate INVALID -j DROP -m comment --comment "invalid"`,
+	`-A FORWARD -d 172.20.0.10/32 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j ACCEPT -m comment --comment "publish web 8080:80/tcp"`,
+	`-A POSTROUTING -s 172.20.0.0/24 -d 172.20.0.10/32 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j MASQUERADE -m comment --comment "hairpin web 8080:80/tcp"`,
+	`-A POSTROUTING -s 172.20.0.0/24 -o uplink -j MASQUERADE -m comment --comment "masquerade front"`,
+	`-A POSTROUTING -s 172.21.0.0/24 -d 10.250.0.1/32 -o uplink -m conntrack --ctstate DNAT -j MASQUERADE -m comment --comment "host gateway back"`,
 }
 
 // connect has web send a UDP datagram (33 bytes of IP) to the host side of
@@ -77,11 +67,12 @@ func TestConntrackEmpty(t *testing.T) {
 	c = serve(t, newLab(t).dp)
 	_, _, body = rawGet(t, c, "GET", "/v1/conntrack?proto=tcp")
 	require.Equal(t, "[]\n", body)
-	var rows []nat.RuleRow
+	var rows []rule.Listed
 	require.NoError(t, c.GetJSON(context.Background(), "/v1/rules", &rows))
-	require.Equal(t, []nat.RuleRow{{Hook: "forward", Action: "accept",
-		Spec: "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", Comment: "established"},
-		{Hook: "forward", Action: "drop", Spec: "-m conntrack --ctstate INVALID -j DROP", Comment: "invalid"}}, rows)
+	require.Equal(t, []string{
+		`-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT -m comment --comment "established"`,
+		`-A FORWARD -m conntrack --ctstate INVALID -j DROP -m comment --comment "invalid"`,
+	}, ruleStrings(rows))
 }
 
 func TestConntrackConnection(t *testing.T) {
@@ -137,23 +128,35 @@ func TestRules(t *testing.T) {
 	c := serve(t, l.dp)
 	ctx := context.Background()
 
-	var rows []nat.RuleRow
+	var rows []rule.Listed
 	require.NoError(t, c.GetJSON(ctx, "/v1/rules", &rows))
-	require.Equal(t, natRules, rows)
+	require.Equal(t, natRules, ruleStrings(rows))
+	for _, r := range rows {
+		require.Zero(t, r.Packets, r.Comment)
+	}
+	require.Equal(t, []int{1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 4, 1, 2, 3}, positions(rows))
 
 	var raw []map[string]any
 	require.NoError(t, c.GetJSON(ctx, "/v1/rules", &raw))
-	require.Equal(t, map[string]any{"hook": "forward", "packets": 0.0, "bytes": 0.0, "action": "drop",
-		"spec": "-p udp --dport 9999 -j DROP", "comment": "rule line 42", "line": 42.0}, raw[7])
+	require.Equal(t, map[string]any{"hook": "forward", "position": 1.0, "packets": 0.0, "bytes": 0.0, "action": "drop",
+		"match": map[string]any{"proto": "udp", "dport": []any{9999.0, 9999.0}}, "comment": "rule line 42", "line": 42.0}, raw[7])
 	require.NotContains(t, raw[8], "line", "built-ins have no config line")
+	require.Equal(t, map[string]any{"hook": "prerouting", "position": 1.0, "packets": 0.0, "bytes": 0.0, "action": "dnat",
+		"match":   map[string]any{"dst": "10.250.0.2/32", "proto": "tcp", "dport": []any{8080.0, 8080.0}},
+		"to_addr": "172.20.0.10", "to_port": 80.0, "comment": "publish web 8080:80/tcp"}, raw[0])
 
 	// The request is masqueraded; its reply is accepted as established.
 	l.connect(t, true)
 	require.NoError(t, c.GetJSON(ctx, "/v1/rules", &rows))
-	want := slices.Clone(natRules)
-	want[8].Packets, want[8].Bytes = 1, 33   // established
-	want[12].Packets, want[12].Bytes = 1, 33 // masquerade front
-	require.Equal(t, want, rows)
+	require.Equal(t, natRules, ruleStrings(rows))
+	for i, r := range rows {
+		want := uint64(0)
+		if i == 8 || i == 12 { // established, masquerade front
+			want = 1
+		}
+		require.Equal(t, want, r.Packets, r.Comment)
+		require.Equal(t, 33*want, r.Bytes, r.Comment)
+	}
 }
 
 func TestConntrackMetrics(t *testing.T) {
@@ -246,4 +249,22 @@ func TestConntrackListingsBounded(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Len(t, h.listings, cap(h.listings)-1, "the listing gave its place back")
+}
+
+// ruleStrings is rows as iptables-save lines.
+func ruleStrings(rows []rule.Listed) []string {
+	out := make([]string, len(rows))
+	for i := range rows {
+		out[i] = rows[i].String()
+	}
+	return out
+}
+
+// positions are the rows' positions in their chains.
+func positions(rows []rule.Listed) []int {
+	out := make([]int, len(rows))
+	for i := range rows {
+		out[i] = rows[i].Position
+	}
+	return out
 }

@@ -10,14 +10,14 @@
 //	/v1/neigh                   the router's ARP caches ([]NeighEntry)
 //	/v1/routes                  the routing table ([]router.Route)
 //	/v1/conntrack[?proto=P]     the connection table ([]nat.Entry); P: tcp, udp, icmp
-//	/v1/rules                   the compiled rules and their counters ([]nat.RuleRow)
+//	/v1/rules                   the compiled rules and their counters ([]rule.Listed)
 //	/v1/capture[?port=P][&network=N][&count=C]  frames as a pcap stream (application/vnd.tcpdump.pcap)
 //	/metrics                    Prometheus text format
 //
 // The server side is Listen, NewHandler and Serve over a Backend (the
 // datapath). The client side is Client. Wire types are FDBEntry,
 // NeighEntry, datapath.PortInfo, vswitch.Event, router.Route, nat.Entry and
-// nat.RuleRow; errors are {"error": "..."}.
+// rule.Listed; errors are {"error": "..."}.
 //
 // This package is internal to uswitch: its API may change without notice.
 // Code outside uswitch uses package uswitchtest.

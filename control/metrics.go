@@ -105,15 +105,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.ctReopened, tb.Reopened.Load())
 	}
 	if t.Rules != nil {
-		hook, n := "", 0
-		for _, r := range t.Rules.Rows() {
-			if r.Hook != hook {
-				hook, n = r.Hook, 0
-			}
-			n++
-			label := ruleLabel(n, r.Comment)
-			counter(c.rulePackets, r.Packets, r.Hook, label)
-			counter(c.ruleBytes, r.Bytes, r.Hook, label)
+		for _, r := range t.Rules.List() {
+			label := ruleLabel(r.Position, r.Comment)
+			counter(c.rulePackets, r.Packets, r.Hook.String(), label)
+			counter(c.ruleBytes, r.Bytes, r.Hook.String(), label)
 		}
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/uswitch-dev/uswitch/host"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/policy"
 	"github.com/uswitch-dev/uswitch/router"
 	"github.com/uswitch-dev/uswitch/stats"
 	vswitch "github.com/uswitch-dev/uswitch/switch"
@@ -149,7 +150,7 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 	d.plan.Store(plan)
 	d.nets.Store(&netSet{byName: map[string]*netEntry{}})
 	d.capture = capture.NewHub()
-	rules, err := nat.Compile(plan, log)
+	rules, err := compileRules(plan, log)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +263,7 @@ func (d *Datapath) RemoveNetwork(name string) error {
 // and swapped in atomically, and the DNS answers its names. The networks
 // and ports are changed separately (AddNetwork, Attach, Detach, ...).
 func (d *Datapath) SetPlan(plan *config.Plan) error {
-	rules, err := nat.Compile(plan, d.log)
+	rules, err := compileRules(plan, d.log)
 	if err != nil {
 		return err
 	}
@@ -599,4 +600,14 @@ func (d *Datapath) Ports() []PortInfo {
 		out = append(out, PortInfo{Name: UplinkPort, Snapshot: d.uplink.stats.Snapshot()})
 	}
 	return out
+}
+
+// compileRules is the rule set nat evaluates for plan: Docker's policy
+// compiled from it.
+func compileRules(plan *config.Plan, log *slog.Logger) (*nat.Rules, error) {
+	rules, err := policy.Compile(plan)
+	if err != nil {
+		return nil, err
+	}
+	return nat.NewRules(rules, log)
 }

@@ -216,6 +216,27 @@ func TestIPv6OneNetwork(t *testing.T) {
 		require.True(t, strings.HasPrefix(out, c6+" "), out)
 	})
 
+	t.Run("endpoints and networks added while running", func(t *testing.T) {
+		d, e := name+"-d", name+"-e"
+		out, err := in.cli("endpoint", "add", d, "--network", "front", "-o", "json")
+		require.NoError(t, err, out)
+		require.Contains(t, out, `"ip6": "fd00:95::4/64"`, "IPAM: the lowest free after a, b")
+		require.Equal(t, 2, echo6(t, a, "fd00:95::4", 2))
+		require.Equal(t, 2, echo6(t, d, c6, 2), "the others' addresses survive the change")
+
+		out, err = in.cli("network", "add", "live6", "--subnet", "10.96.0.0/24", "--subnet6", "fd00:96::/64")
+		require.NoError(t, err, out)
+		require.Contains(t, out, "10.96.0.0/24,fd00:96::/64")
+		out, err = in.cli("endpoint", "add", e, "--network", "live6", "--ip6", "fd00:96::7")
+		require.NoError(t, err, out)
+		out, err = nsExec(e, "ip", "-6", "route", "show", "default")
+		require.NoError(t, err, out)
+		require.Contains(t, out, "default via fd00:96::1 dev eth0")
+		out, err = in.cli("endpoint", "ls")
+		require.NoError(t, err, out)
+		require.Contains(t, out, "10.96.0.2/24,fd00:96::7/64")
+	})
+
 	t.Run("spoofed IPv6 source dropped and counted", func(t *testing.T) {
 		macA := packet.MAC{0x02, 0x42, 10, 95, 0, 10}
 		macC := packet.MAC{0x02, 0x42, 10, 95, 0, 12}

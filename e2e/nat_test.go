@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/uswitch-dev/uswitch/rule"
 )
 
 // natConfig: front (masqueraded) with f, which publishes 80/tcp as 8080 and
@@ -183,5 +186,16 @@ func TestNAT(t *testing.T) {
 		require.NoError(t, err)
 		require.Contains(t, out, "isolation")
 		require.Contains(t, out, "DNAT")
+		out, err = in.cli("rules", "-o", "json")
+		require.NoError(t, err)
+		var rows []rule.Listed
+		require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
+		var dnat uint64
+		for _, r := range rows {
+			if r.Action == rule.DNAT && r.Hook == rule.Prerouting && r.ToAddr.IsValid() {
+				dnat += r.Packets
+			}
+		}
+		require.NotZero(t, dnat, "the published port's DNAT rule counted the connections to it")
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/uswitch-dev/uswitch/host"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/policy"
 	"github.com/uswitch-dev/uswitch/router"
 	"github.com/uswitch-dev/uswitch/stats"
 )
@@ -78,7 +79,9 @@ func newRig(t *testing.T, plan *config.Plan) *rig {
 	t.Helper()
 	g := &rig{clk: &clock.Fake{}, ports: map[string]*router.Port{}, links: map[string]*capture{}, stats: map[string]*stats.Port{}}
 	g.clk.Advance(time.Hour)
-	rules, err := nat.Compile(plan, slog.New(slog.DiscardHandler))
+	specs, err := policy.Compile(plan)
+	require.NoError(t, err)
+	rules, err := nat.NewRules(specs, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	g.r = router.New(g.clk, nil, nat.NewTracker(rules, 1000, g.clk))
 	g.host = host.New(g.r, g.clk)

@@ -159,6 +159,10 @@ type InterfaceInfo struct {
 	IP      string `json:"ip"` // with the prefix length: 172.20.0.5/24
 	MAC     string `json:"mac"`
 	Gateway string `json:"gateway"`
+	// IP6 (with the prefix length) and Gateway6 are set on a network with
+	// subnet6.
+	IP6      string `json:"ip6,omitempty"`
+	Gateway6 string `json:"gateway6,omitempty"`
 }
 
 // NetworkInfo is a network as the API shows it.
@@ -166,6 +170,8 @@ type NetworkInfo struct {
 	Name       string `json:"name"`
 	Subnet     string `json:"subnet"`
 	Gateway    string `json:"gateway"`
+	Subnet6    string `json:"subnet6,omitempty"`
+	Gateway6   string `json:"gateway6,omitempty"`
 	DNS        bool   `json:"dns"`
 	Internal   bool   `json:"internal"`
 	Isolate    bool   `json:"isolate"`
@@ -183,8 +189,12 @@ func EndpointOf(p *config.Plan, ep *config.Endpoint) EndpointInfo {
 		info.NetnsPath = filepath.Join("/var/run/netns", ep.Netns)
 	}
 	for _, ifc := range ep.Interfaces {
-		info.Interfaces = append(info.Interfaces, InterfaceInfo{Name: ifc.Name, Port: ifc.Port, Network: ifc.Network,
-			IP: ifc.Prefix.String(), MAC: ifc.MAC.String(), Gateway: ifc.Gateway.String()})
+		ii := InterfaceInfo{Name: ifc.Name, Port: ifc.Port, Network: ifc.Network,
+			IP: ifc.Prefix.String(), MAC: ifc.MAC.String(), Gateway: ifc.Gateway.String()}
+		if ifc.Prefix6.IsValid() {
+			ii.IP6, ii.Gateway6 = ifc.Prefix6.String(), ifc.Gateway6.String()
+		}
+		info.Interfaces = append(info.Interfaces, ii)
 		if n := p.Network(ifc.Network); n != nil && n.DNS && !slices.Contains(info.DNS, ifc.Gateway.String()) {
 			info.DNS = append(info.DNS, ifc.Gateway.String())
 		}
@@ -197,8 +207,12 @@ func EndpointOf(p *config.Plan, ep *config.Endpoint) EndpointInfo {
 
 // NetworkOf describes network n.
 func NetworkOf(n config.Network) NetworkInfo {
-	return NetworkInfo{Name: n.Name, Subnet: n.Subnet.String(), Gateway: n.Gateway.String(), DNS: n.DNS,
+	info := NetworkInfo{Name: n.Name, Subnet: n.Subnet.String(), Gateway: n.Gateway.String(), DNS: n.DNS,
 		Internal: n.Internal, Isolate: n.Isolate, Masquerade: n.Masquerade, MTU: n.MTU}
+	if n.Subnet6.IsValid() {
+		info.Subnet6, info.Gateway6 = n.Subnet6.String(), n.Gateway6.String()
+	}
+	return info
 }
 
 // Endpoints lists the running endpoints in plan order.

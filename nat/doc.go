@@ -6,9 +6,10 @@
 // applied to every later packet of both directions with incremental
 // checksum updates (RFC 1624), translation of the ICMP errors related to a
 // connection (inner header included), and the rule engine: the hooks
-// prerouting, input, forward, output and postrouting with the [[rule]]
-// entries of the config followed by the built-in rules compiled from it
-// (published ports, hairpin, masquerade, isolation), with counters.
+// prerouting, input, forward, output and postrouting evaluating the rules
+// NewRules compiles from a list of rule.Rule (what package policy makes of
+// a config: its [[rule]] entries, then Docker's built-ins), with counters.
+// nat knows nothing of configs.
 //
 // The router calls a Tracker at each hook with a Flow that lives on its
 // stack: the per-packet path of an established connection allocates

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/policy"
+	"github.com/uswitch-dev/uswitch/rule"
 )
 
 // The test topology: front (masquerade, isolated) with web, which publishes
@@ -79,7 +82,7 @@ func newRig(t testing.TB, edit ...func(*config.Plan)) *rig {
 	for _, e := range edit {
 		e(p)
 	}
-	rules, err := Compile(p, slog.New(slog.DiscardHandler))
+	rules, err := compilePlan(p, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	g := &rig{t: t, clk: &clock.Fake{}, plan: p, addrs: map[string]netip.Addr{UplinkName: uplinkAddr}}
 	g.clk.Advance(time.Hour) // nothing special about time zero
@@ -367,13 +370,32 @@ func (g *rig) entry(src netip.AddrPort) Entry {
 
 // row returns the rule whose comment is comment (the first, in evaluation
 // order).
-func (g *rig) row(comment string) RuleRow {
+func (g *rig) row(comment string) rule.Listed {
 	g.t.Helper()
-	for _, r := range g.tr.Rules.Rows() {
+	for _, r := range g.tr.Rules.List() {
 		if r.Comment == comment {
 			return r
 		}
 	}
 	require.FailNow(g.t, "no rule "+comment)
-	return RuleRow{}
+	return rule.Listed{}
+}
+
+// compilePlan is what the datapath evaluates for p: Docker's policy
+// compiled into nat's rules.
+func compilePlan(p *config.Plan, log *slog.Logger) (*Rules, error) {
+	specs, err := policy.Compile(p)
+	if err != nil {
+		return nil, err
+	}
+	return NewRules(specs, log)
+}
+
+// dump is rs as iptables-save lines, in evaluation order.
+func dump(rs *Rules) string {
+	var b strings.Builder
+	for _, r := range rs.List() {
+		b.WriteString(r.String() + "\n")
+	}
+	return b.String()
 }

@@ -117,8 +117,8 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 	if r := t.Rules.natRule(Prerouting, &f.meta, f.Rec); r != nil && r.Action == DNAT {
 		tg := f.meta.T
 		tg.Dst = r.toAddr
-		if r.toPort != 0 && hasPorts(tup.Proto) {
-			tg.Dport = r.toPort
+		if r.ToPort != 0 && hasPorts(tup.Proto) {
+			tg.Dport = r.ToPort
 		}
 		if f.Rec != nil {
 			f.Rec.Add(trace.Step{Kind: trace.NAT, Where: "prerouting", Rule: r.Comment,
@@ -177,8 +177,8 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 			src = outAddr
 		case SNAT:
 			src = r.toAddr
-			if r.toPort != 0 && hasPorts(cur.Proto) {
-				sport = r.toPort
+			if r.ToPort != 0 && hasPorts(cur.Proto) {
+				sport = r.ToPort
 			}
 		}
 		if src != cur.Src || sport != cur.Sport {

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/rule"
 )
 
 // TestReplaceKeepsCounters: a recompiled rule set swapped in keeps the
@@ -18,7 +19,7 @@ func TestReplaceKeepsCounters(t *testing.T) {
 		Uplink:   &config.Uplink{Address: netip.MustParsePrefix("10.250.0.2/30")},
 		Networks: []config.Network{{Name: "front", Subnet: netip.MustParsePrefix("172.20.0.0/24"), Masquerade: true, Isolate: true}},
 	}
-	rs, err := Compile(plan, slog.New(slog.DiscardHandler))
+	rs, err := compilePlan(plan, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	masq := rs.set.Load().nat[Postrouting][0]
 	masq.Packets.Store(7)
@@ -26,11 +27,11 @@ func TestReplaceKeepsCounters(t *testing.T) {
 
 	next := *plan
 	next.Networks = append(next.Networks, config.Network{Name: "back", Subnet: netip.MustParsePrefix("172.21.0.0/24"), Isolate: true})
-	ns, err := Compile(&next, slog.New(slog.DiscardHandler))
+	ns, err := compilePlan(&next, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	rs.Replace(ns)
-	var got []RuleRow
-	for _, r := range rs.Rows() {
+	var got []rule.Listed
+	for _, r := range rs.List() {
 		if r.Comment == "isolation" || r.Comment == "masquerade front" {
 			got = append(got, r)
 		}

@@ -5,67 +5,56 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 	"github.com/uswitch-dev/uswitch/stats"
 	"github.com/uswitch-dev/uswitch/trace"
 )
 
 // Hook is a point of a packet's path where rules are evaluated.
-type Hook uint8
+type Hook = rule.Hook
 
 // Hooks, in netfilter's order.
 const (
-	Prerouting Hook = iota
-	Input
-	Forward
-	Output
-	Postrouting
-	numHooks
+	Prerouting  = rule.Prerouting
+	Input       = rule.Input
+	Forward     = rule.Forward
+	Output      = rule.Output
+	Postrouting = rule.Postrouting
+	numHooks    = rule.NumHooks
 )
 
-var hookNames = [numHooks]string{"prerouting", "input", "forward", "output", "postrouting"}
-
-func (h Hook) String() string { return hookNames[h] }
-
 // Action is what a matching rule does.
-type Action uint8
+type Action = rule.Action
 
 // Actions: the first three end the evaluation of a hook's filter rules, the
 // NAT ones decide a new connection's translation, log goes on.
 const (
-	Accept Action = iota
-	Drop
-	Reject
-	SNAT
-	DNAT
-	Masquerade
-	Log
+	Accept     = rule.Accept
+	Drop       = rule.Drop
+	Reject     = rule.Reject
+	SNAT       = rule.SNAT
+	DNAT       = rule.DNAT
+	Masquerade = rule.Masquerade
+	Log        = rule.Log
 )
 
-var actionNames = []string{"accept", "drop", "reject", "snat", "dnat", "masquerade", "log"}
-
-func (a Action) String() string { return actionNames[a] }
-
-func (a Action) isNAT() bool { return a == SNAT || a == DNAT || a == Masquerade }
-
-// Connection states a rule can match (conntrack --ctstate), as bits.
+// Connection states a rule can match, as the bits of rule.States.
 const (
-	StateNew uint8 = 1 << iota
-	StateEstablished
-	StateRelated
-	StateInvalid
-	stateDNAT // the connection's destination is translated (built-in rules only)
+	StateNew         = uint8(rule.New)
+	StateEstablished = uint8(rule.Established)
+	StateRelated     = uint8(rule.Related)
+	StateInvalid     = uint8(rule.Invalid)
+	stateDNAT        = uint8(rule.DNATed) // the connection's destination is translated
 
 	stateReopen uint8 = 0xff // update's word for a SYN that replaces its connection (never a rule's state)
 )
 
-var stateNames = []string{"NEW", "ESTABLISHED", "RELATED", "INVALID", "DNAT"}
+// UplinkName is how rules name the uplink in `in` and `out`.
+const UplinkName = rule.Uplink
 
 // Meta is what rules match a packet on, filled in by the tracker.
 type Meta struct {
@@ -75,22 +64,15 @@ type Meta struct {
 	Size    int
 }
 
-// Rule is one compiled rule.
+// Rule is one compiled rule: its description and what matching it on the
+// hot path needs, with its counters.
 type Rule struct {
-	Hook    Hook
-	Action  Action
-	Comment string       // what built it: a config line or a built-in's purpose
-	Line    int          // the [[rule]]'s line in the config; 0 for built-ins
-	reason  stats.Reason // counted on the ingress port when it drops
+	rule.Rule
 
-	src, dst     prefix
-	proto        uint8
-	sport, dport [2]uint16
-	in, out      string
-	notIn        []string
-	states       uint8
-	toAddr       [4]byte // snat/dnat target; zero: keep
-	toPort       uint16  // zero: keep
+	src, dst prefix
+	proto    uint8
+	states   uint8
+	toAddr   [4]byte // snat/dnat target; zero: keep
 
 	Packets, Bytes atomic.Uint64
 	lastLog        atomic.Int64
@@ -100,7 +82,6 @@ type Rule struct {
 type prefix struct {
 	set       bool
 	net, mask uint32
-	text      string
 }
 
 func compilePrefix(p netip.Prefix) prefix {
@@ -112,7 +93,7 @@ func compilePrefix(p netip.Prefix) prefix {
 	if p.Bits() > 0 {
 		mask = ^uint32(0) << (32 - p.Bits())
 	}
-	return prefix{set: true, net: packet.AddrBits(a), mask: mask, text: p.String()}
+	return prefix{set: true, net: packet.AddrBits(a), mask: mask}
 }
 
 func (p prefix) match(a [4]byte) bool {
@@ -131,19 +112,19 @@ func (r *Rule) match(m *Meta) bool {
 	if !r.src.match(m.T.Src) || !r.dst.match(m.T.Dst) {
 		return false
 	}
-	if r.sport[0] != 0 && (m.T.Sport < r.sport[0] || m.T.Sport > r.sport[1]) {
+	if sp := r.Match.Sport; sp[0] != 0 && (m.T.Sport < sp[0] || m.T.Sport > sp[1]) {
 		return false
 	}
-	if r.dport[0] != 0 && (m.T.Dport < r.dport[0] || m.T.Dport > r.dport[1]) {
+	if dp := r.Match.Dport; dp[0] != 0 && (m.T.Dport < dp[0] || m.T.Dport > dp[1]) {
 		return false
 	}
-	if r.in != "" && r.in != m.In || r.out != "" && r.out != m.Out {
+	if in, out := r.Match.In, r.Match.Out; in != "" && in != m.In || out != "" && out != m.Out {
 		return false
 	}
 	if r.states&stateDNAT != 0 && m.State&stateDNAT == 0 {
 		return false
 	}
-	return !slices.Contains(r.notIn, m.In)
+	return !slices.Contains(r.Match.NotIn, m.In)
 }
 
 // Rules is a compiled rule set: per hook, the filter rules (accept, drop,
@@ -166,17 +147,12 @@ type ruleSet struct {
 // flight finishes with the set it started with). A rule of next that was
 // in rs already (same hook, action, match and purpose) keeps its counters.
 func (rs *Rules) Replace(next *Rules) {
-	type key struct {
-		hook          Hook
-		action        Action
-		spec, comment string
-	}
-	old := map[key]*Rule{}
+	old := map[string]*Rule{}
 	cur := rs.set.Load()
 	for h := range numHooks {
 		for _, group := range [][]*Rule{cur.filter[h], cur.nat[h]} {
 			for _, r := range group {
-				old[key{r.Hook, r.Action, r.spec(), r.Comment}] = r
+				old[r.String()] = r
 			}
 		}
 	}
@@ -184,7 +160,7 @@ func (rs *Rules) Replace(next *Rules) {
 	for h := range numHooks {
 		for _, group := range [][]*Rule{set.filter[h], set.nat[h]} {
 			for _, r := range group {
-				if o := old[key{r.Hook, r.Action, r.spec(), r.Comment}]; o != nil {
+				if o := old[r.String()]; o != nil {
 					r.Packets.Store(o.Packets.Load())
 					r.Bytes.Store(o.Bytes.Load())
 				}
@@ -223,7 +199,7 @@ func (rs *Rules) filterVerdict(h Hook, m *Meta, rec *trace.Recorder) Verdict {
 			}
 			continue
 		}
-		return Verdict{Action: r.Action, Reason: r.reason}
+		return Verdict{Action: r.Action, Reason: r.Reason}
 	}
 	if rec != nil {
 		recordRule(rec, h, nil, len(rs.set.Load().filter[h]))
@@ -261,144 +237,66 @@ func (rs *Rules) logPacket(r *Rule, m *Meta) {
 	rs.log.Info("rule log", "hook", r.Hook, "rule", r.Comment, "packet", m.T.String(), "in", m.In, "out", m.Out)
 }
 
-// Compile builds the rule set of a plan: its [[rule]] entries, then the
-// built-in rules that give Docker's behaviour: published ports (DNAT from
-// the uplink address, accepted across isolation), hairpin masquerade,
-// masquerade to the uplink, established/related acceptance, isolation
-// between networks and internal networks' lack of an uplink.
-func Compile(p *config.Plan, log *slog.Logger) (*Rules, error) {
+// NewRules compiles rules, in the order given within each hook (a
+// policy's own rules first, then its built-ins): what a policy produces
+// becomes what the hooks evaluate.
+func NewRules(rules []rule.Rule, log *slog.Logger) (*Rules, error) {
 	rs := &Rules{log: log}
-	rs.set.Store(&ruleSet{})
-	for _, cr := range p.Rules {
-		r, err := userRule(cr)
+	set := &ruleSet{}
+	for i := range rules {
+		r, err := compile(rules[i])
 		if err != nil {
-			return nil, fmt.Errorf("rule at line %d: %w", cr.Line, err)
+			return nil, fmt.Errorf("rule %q: %w", rules[i].Comment, err)
 		}
-		rs.add(r)
-	}
-	var internal []string
-	for _, n := range p.Networks {
-		if n.Internal {
-			internal = append(internal, n.Name)
+		if r.Action.IsNAT() {
+			set.nat[r.Hook] = append(set.nat[r.Hook], r)
+		} else {
+			set.filter[r.Hook] = append(set.filter[r.Hook], r)
 		}
 	}
-	// Published ports.
-	type pub = published
-	var pubs []pub
-	for _, ep := range p.Endpoints {
-		if len(ep.Interfaces) == 0 {
-			continue
-		}
-		ifc := ep.Interfaces[0]
-		if p.Network(ifc.Network).Internal {
-			continue // no way in from the uplink, published or not
-		}
-		for _, pb := range ep.Publish {
-			pubs = append(pubs, pub{ep.Name, *p.Network(ifc.Network), ifc.IP.As4(), pb})
-		}
-	}
-	if u := p.Uplink; u != nil {
-		for _, b := range pubs {
-			rs.add(&Rule{Hook: Prerouting, Action: DNAT, Comment: "publish " + b.ep + " " + b.p.String(),
-				dst: compilePrefix(netip.PrefixFrom(u.Address.Addr(), 32)), proto: protoNum(b.p.Proto),
-				dport: [2]uint16{b.p.HostPort, b.p.HostPort}, notIn: internal, toAddr: b.target, toPort: b.p.ContainerPort})
-		}
-	}
-	rs.add(&Rule{Hook: Forward, Action: Accept, Comment: "established", states: StateEstablished | StateRelated})
-	rs.add(&Rule{Hook: Forward, Action: Drop, Comment: "invalid", reason: stats.CtInvalid, states: StateInvalid})
-	for _, b := range pubs {
-		rs.add(&Rule{Hook: Forward, Action: Accept, Comment: "publish " + b.ep + " " + b.p.String(),
-			dst: compilePrefix(netip.PrefixFrom(netip.AddrFrom4(b.target), 32)), proto: protoNum(b.p.Proto),
-			dport: [2]uint16{b.p.ContainerPort, b.p.ContainerPort}, out: b.net.Name, notIn: internal, states: stateDNAT})
-	}
-	for _, a := range p.Networks {
-		for _, b := range p.Networks {
-			if a.Name != b.Name && (a.Isolate || b.Isolate) {
-				rs.add(&Rule{Hook: Forward, Action: Drop, Comment: "isolation", reason: stats.Isolated, in: a.Name, out: b.Name})
-			}
-		}
-	}
-	for _, n := range internal {
-		rs.add(&Rule{Hook: Forward, Action: Drop, Comment: "internal", reason: stats.Isolated, in: n, out: UplinkName})
-		rs.add(&Rule{Hook: Forward, Action: Drop, Comment: "internal", reason: stats.Isolated, in: UplinkName, out: n})
-	}
-	for _, b := range pubs {
-		rs.add(&Rule{Hook: Postrouting, Action: Masquerade, Comment: "hairpin " + b.ep + " " + b.p.String(),
-			src: compilePrefix(b.net.Subnet), dst: compilePrefix(netip.PrefixFrom(netip.AddrFrom4(b.target), 32)),
-			proto: protoNum(b.p.Proto), dport: [2]uint16{b.p.ContainerPort, b.p.ContainerPort}, out: b.net.Name, states: stateDNAT})
-	}
-	if p.Uplink != nil {
-		for _, n := range p.Networks {
-			if n.Masquerade && !n.Internal {
-				rs.add(&Rule{Hook: Postrouting, Action: Masquerade, Comment: "masquerade " + n.Name,
-					src: compilePrefix(n.Subnet), out: UplinkName})
-			}
-		}
-	}
-	rs.addGatewayHost(p, pubs)
+	rs.set.Store(set)
 	return rs, nil
 }
 
-// UplinkName is how rules name the uplink in `in` and `out`.
-const UplinkName = "uplink"
-
-// add appends r to the set being compiled (not yet in use).
-func (rs *Rules) add(r *Rule) {
-	set := rs.set.Load()
-	if r.Action.isNAT() {
-		set.nat[r.Hook] = append(set.nat[r.Hook], r)
-	} else {
-		set.filter[r.Hook] = append(set.filter[r.Hook], r)
+// compile checks a rule and prepares it for matching.
+func compile(d rule.Rule) (*Rule, error) {
+	if d.Hook >= numHooks {
+		return nil, fmt.Errorf("hook %d unknown", d.Hook)
 	}
-}
-
-func protoNum(s string) uint8 {
-	switch s {
-	case "tcp":
-		return packet.ProtoTCP
-	case "udp":
-		return packet.ProtoUDP
-	case "icmp":
-		return packet.ProtoICMP
+	if d.Action > Log {
+		return nil, fmt.Errorf("action %d unknown", d.Action)
 	}
-	return 0
-}
-
-// userRule compiles a validated [[rule]] entry.
-func userRule(c config.Rule) (*Rule, error) {
-	r := &Rule{Comment: fmt.Sprintf("rule line %d", c.Line), Line: c.Line, reason: stats.Filtered,
-		src: compilePrefix(c.Src), dst: compilePrefix(c.Dst), proto: protoNum(c.Proto),
-		sport: c.Sport, dport: c.Dport, in: c.In, out: c.Out}
-	h := slices.Index(hookNames[:], c.Hook)
-	a := slices.Index(actionNames, c.Action)
-	if h < 0 || a < 0 {
-		return nil, fmt.Errorf("hook %q or action %q unknown", c.Hook, c.Action)
+	proto, ok := protoNum(d.Match.Proto)
+	if !ok {
+		return nil, fmt.Errorf("protocol %q unknown", d.Match.Proto)
 	}
-	r.Hook, r.Action = Hook(h), Action(a)
-	for _, s := range c.State {
-		i := slices.Index(stateNames[:4], strings.ToUpper(s))
-		if i < 0 {
-			return nil, fmt.Errorf("state %q unknown", s)
+	for _, p := range []rule.Ports{d.Match.Sport, d.Match.Dport} {
+		if !p.Any() && p[1] < p[0] {
+			return nil, fmt.Errorf("port range %s is empty", p)
 		}
-		r.states |= 1 << i
 	}
-	if c.To != "" {
-		host, port := c.To, ""
-		if i := strings.LastIndexByte(c.To, ':'); i >= 0 {
-			host, port = c.To[:i], c.To[i+1:]
-		}
-		a, err := netip.ParseAddr(host)
-		if err != nil || !a.Is4() {
-			return nil, fmt.Errorf("to %q: not an IPv4 address", c.To)
-		}
-		r.toAddr = a.As4()
-		if port != "" {
-			n, err := strconv.ParseUint(port, 10, 16)
-			if err != nil || n == 0 {
-				return nil, fmt.Errorf("to %q: bad port", c.To)
-			}
-			r.toPort = uint16(n)
-		}
+	if d.ToAddr.IsValid() && !d.ToAddr.Is4() {
+		return nil, fmt.Errorf("target %s is not an IPv4 address", d.ToAddr)
+	}
+	r := &Rule{Rule: d, src: compilePrefix(d.Match.Src), dst: compilePrefix(d.Match.Dst),
+		proto: proto, states: uint8(d.Match.State)}
+	if d.ToAddr.IsValid() {
+		r.toAddr = d.ToAddr.As4()
 	}
 	return r, nil
+}
+
+// protoNum is the protocol number of a rule's protocol name ("": any).
+func protoNum(s string) (uint8, bool) {
+	switch s {
+	case "":
+		return 0, true
+	case "tcp":
+		return packet.ProtoTCP, true
+	case "udp":
+		return packet.ProtoUDP, true
+	case "icmp":
+		return packet.ProtoICMP, true
+	}
+	return 0, false
 }

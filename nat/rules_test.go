@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/policy"
+	"github.com/uswitch-dev/uswitch/rule"
 	"github.com/uswitch-dev/uswitch/stats"
 )
 
@@ -120,7 +122,7 @@ func TestRuleActionsPerHook(t *testing.T) {
 		var logged recorder
 		g := newRig(t, withRules(config.Rule{Hook: "forward", Proto: "udp", Action: "log"},
 			config.Rule{Hook: "forward", Proto: "udp", Dport: [2]uint16{9, 9}, Action: "drop"}))
-		rules, err := Compile(g.plan, slog.New(&logged))
+		rules, err := compilePlan(g.plan, slog.New(&logged))
 		require.NoError(t, err)
 		g.tr = NewTracker(rules, 100, g.clk)
 		g.forward("front", UplinkName, udpPkt(t, ap(webAddr, 1), ap(remoteAddr, 53), "x"))
@@ -189,7 +191,9 @@ func TestRuleMatchFields(t *testing.T) {
 		{config.Rule{Src: pfx("172.20.0.0/24"), Proto: "tcp", Dport: [2]uint16{443, 443}, In: "front", Out: "back"}, false},
 	} {
 		tc.rule.Hook, tc.rule.Action = "forward", "accept"
-		r, err := userRule(tc.rule)
+		specs, err := policy.Compile(&config.Plan{Rules: []config.Rule{tc.rule}})
+		require.NoError(t, err)
+		r, err := compile(specs[0])
 		require.NoError(t, err)
 		require.Equal(t, tc.want, r.match(&m), "%+v", tc.rule)
 	}
@@ -204,7 +208,7 @@ func TestCompileErrors(t *testing.T) {
 		{Hook: "prerouting", Action: "dnat", To: "10.0.0.1:0"},
 		{Hook: "prerouting", Action: "dnat", To: "10.0.0.1:http"},
 	} {
-		_, err := Compile(&config.Plan{Rules: []config.Rule{r}}, slog.New(slog.DiscardHandler))
+		_, err := compilePlan(&config.Plan{Rules: []config.Rule{r}}, slog.New(slog.DiscardHandler))
 		require.Error(t, err, "%+v", r)
 	}
 }
@@ -217,40 +221,40 @@ func TestRuleCountersAndRows(t *testing.T) {
 		size += uint64(len(b))
 		g.forward(UplinkName, "front", b)
 	}
-	rows := g.tr.Rules.Rows()
-	byComment := func(hook, action, comment string) RuleRow {
+	rows := g.tr.Rules.List()
+	byComment := func(hook, action, comment string) rule.Listed {
 		for _, r := range rows {
-			if r.Hook == hook && r.Action == action && r.Comment == comment {
+			if r.Hook.String() == hook && r.Action.String() == action && r.Comment == comment {
 				return r
 			}
 		}
 		require.FailNow(t, "no row", "%s %s %s", hook, action, comment)
-		return RuleRow{}
+		return rule.Listed{}
 	}
 	user := byComment("forward", "log", "rule line 100")
 	require.EqualValues(t, 3, user.Packets)
 	require.Equal(t, size, user.Bytes)
 	require.Equal(t, 100, user.Line)
-	require.Equal(t, "-p tcp -j LOG", user.Spec)
+	require.Equal(t, "-p tcp -j LOG", user.Spec())
 	dnat := byComment("prerouting", "dnat", "publish web 8080:80/tcp")
 	require.EqualValues(t, 3, dnat.Packets)
 	require.Equal(t, size, dnat.Bytes)
-	require.Equal(t, "-d 10.250.0.2/32 ! -i secure -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80", dnat.Spec)
+	require.Equal(t, "-d 10.250.0.2/32 ! -i secure -p tcp --dport 8080 -j DNAT --to-destination 172.20.0.10:80", dnat.Spec())
 	require.Zero(t, dnat.Line)
 	// established is evaluated (and counted) before the publish accept
 	require.Zero(t, byComment("forward", "accept", "established").Packets)
 	require.EqualValues(t, 3, byComment("forward", "accept", "publish web 8080:80/tcp").Packets)
 
 	// evaluation order: hooks in netfilter's order, user rules first in each
-	hooks := map[string]int{}
+	hooks := map[rule.Hook]int{}
 	for i, r := range rows {
 		hooks[r.Hook] = i
 	}
-	require.Less(t, hooks["prerouting"], hooks["forward"])
-	require.Less(t, hooks["forward"], hooks["postrouting"])
+	require.Less(t, hooks[Prerouting], hooks[Forward])
+	require.Less(t, hooks[Forward], hooks[Postrouting])
 	first := -1
 	for i, r := range rows {
-		if r.Hook == "forward" && first < 0 {
+		if r.Hook == Forward && first < 0 {
 			first = i
 		}
 	}
@@ -258,7 +262,7 @@ func TestRuleCountersAndRows(t *testing.T) {
 
 	// replies of the connections count nowhere but established
 	g.forward("front", UplinkName, tcpPkt(t, ap(webAddr, 80), ap(hostAddr, 9000), fSYN|fACK, ""))
-	rows = g.tr.Rules.Rows()
+	rows = g.tr.Rules.List()
 	require.EqualValues(t, 1, byComment("forward", "accept", "established").Packets)
 	require.EqualValues(t, 3, byComment("prerouting", "dnat", "publish web 8080:80/tcp").Packets)
 }
@@ -281,7 +285,7 @@ func richPlan(p *config.Plan) {
 
 func TestRulesGolden(t *testing.T) {
 	g := newRig(t, richPlan)
-	got := g.tr.Rules.Dump()
+	got := dump(g.tr.Rules)
 	path := filepath.Join("testdata", "rules.golden")
 	if *update {
 		require.NoError(t, os.MkdirAll("testdata", 0o755))
@@ -321,9 +325,9 @@ proto = "udp"
 action = "reject"
 `), "net.toml")
 	require.NoError(t, err)
-	rules, err := Compile(p, slog.New(slog.DiscardHandler))
+	rules, err := compilePlan(p, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	dump := rules.Dump()
+	dump := dump(rules)
 	require.Contains(t, dump, "-A PREROUTING -i uplink -p tcp --dport 2000:2999 -j DNAT --to-destination 172.20.0.10:22 -m comment --comment \"rule line 13\"\n")
 	require.Contains(t, dump, "-A FORWARD -o uplink -p udp -m conntrack --ctstate NEW,INVALID -j REJECT --reject-with icmp-port-unreachable/tcp-reset -m comment --comment \"rule line 20\"\n")
 	require.Contains(t, dump, "-A POSTROUTING -s 172.20.0.0/24 -o uplink -j MASQUERADE -m comment --comment \"masquerade front\"\n")
@@ -334,9 +338,9 @@ action = "reject"
 func TestBuiltinsWithoutUplink(t *testing.T) {
 	p := testPlan()
 	p.Uplink = nil
-	rules, err := Compile(p, slog.New(slog.DiscardHandler))
+	rules, err := compilePlan(p, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	dump := rules.Dump()
+	dump := dump(rules)
 	require.NotContains(t, dump, "DNAT --to")
 	require.NotContains(t, dump, "masquerade front")
 	require.Contains(t, dump, "-A FORWARD -i front -o back -j DROP")

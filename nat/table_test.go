@@ -247,7 +247,7 @@ func TestTrackerConcurrentFlows(t *testing.T) {
 		for range 50 {
 			g.tr.Table.Sweep(16)
 			_ = g.tr.Table.Entries()
-			_ = g.tr.Rules.Rows()
+			_ = g.tr.Rules.List()
 		}
 	})
 	wg.Wait()

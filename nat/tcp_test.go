@@ -257,7 +257,7 @@ func TestTCPInvalidSegments(t *testing.T) {
 	require.Len(t, g.tr.Table.Entries(), 1)
 
 	row := g.row("rule line 90")
-	require.Equal(t, "forward", row.Hook)
+	require.Equal(t, Forward, row.Hook)
 	require.EqualValues(t, 4, row.Packets)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/uswitch-dev/uswitch/rule"
 	"github.com/uswitch-dev/uswitch/trace"
 )
 
@@ -34,13 +35,7 @@ func PendingReply(rec *trace.Recorder) (Tuple, bool) {
 
 // stateText names a packet's state bits, like conntrack's ctstate.
 func stateText(st uint8) string {
-	var names []string
-	for i, n := range stateNames {
-		if st&(1<<i) != 0 {
-			names = append(names, n)
-		}
-	}
-	return strings.Join(names, ",")
+	return strings.Join(rule.States(st).Names(), ",")
 }
 
 func dirName(d Dir) string {

@@ -16,6 +16,7 @@ import (
 	"github.com/uswitch-dev/uswitch/host"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/policy"
 	"github.com/uswitch-dev/uswitch/stats"
 )
 
@@ -75,7 +76,9 @@ func testPlan(isolate bool) *config.Plan {
 
 // tracker compiles plan's rules into a tracker on clk.
 func tracker(t testing.TB, plan *config.Plan, clk clock.Clock) *nat.Tracker {
-	rules, err := nat.Compile(plan, slog.New(slog.DiscardHandler))
+	specs, err := policy.Compile(plan)
+	require.NoError(t, err)
+	rules, err := nat.NewRules(specs, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	return nat.NewTracker(rules, 1000, clk)
 }

@@ -3,20 +3,27 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
+	"strings"
 
 	"github.com/uswitch-dev/uswitch/config"
-	"github.com/uswitch-dev/uswitch/nat"
+	"github.com/uswitch-dev/uswitch/policy"
 )
 
 // writeCompiledRules prints, after the resolved plan of `uswitch check`,
 // the rule set the plan compiles to (its [[rule]] entries, then the
-// built-ins), one rule a line as iptables-save would, without counters.
+// built-ins), one rule a line as iptables-save would, without counters:
+// what the datapath hands nat, from the same policy.Compile.
 func writeCompiledRules(w io.Writer, plan *config.Plan) error {
-	rules, err := nat.Compile(plan, slog.New(slog.DiscardHandler))
+	rules, err := policy.Compile(plan)
 	if err != nil {
 		return fmt.Errorf("compiling rules: %w", err)
 	}
-	_, err = fmt.Fprintf(w, "\nCOMPILED RULES\n%s", rules.Dump())
+	var b strings.Builder
+	b.WriteString("\nCOMPILED RULES\n")
+	for i := range rules {
+		b.WriteString(rules[i].String())
+		b.WriteByte('\n')
+	}
+	_, err = io.WriteString(w, b.String())
 	return err
 }

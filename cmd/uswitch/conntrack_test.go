@@ -18,6 +18,7 @@ import (
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 )
 
 func tv(src, dst string, sport, dport uint16) nat.TupleView {
@@ -179,22 +180,28 @@ func TestRulesCommand(t *testing.T) {
 
 	out.Reset()
 	require.NoError(t, rules(context.Background(), []string{"--control", in.sock, "-o", "json"}, &out))
-	var rows []nat.RuleRow
+	var rows []rule.Listed
 	require.NoError(t, json.Unmarshal(out.Bytes(), &rows))
 	require.Len(t, rows, 9)
-	require.Equal(t, nat.RuleRow{Hook: "postrouting", Packets: 1, Bytes: 33, Action: "masquerade",
-		Spec: "-s 172.20.0.0/24 -o uplink -j MASQUERADE", Comment: "masquerade front"}, rows[8])
+	require.Equal(t, rule.Listed{Rule: rule.Rule{Hook: rule.Postrouting, Action: rule.Masquerade,
+		Match: rule.Match{Src: netip.MustParsePrefix("172.20.0.0/24"), Out: "uplink"}, Comment: "masquerade front"},
+		Position: 2, Packets: 1, Bytes: 33}, rows[8])
 }
 
 func TestWriteRules(t *testing.T) {
-	rows := []nat.RuleRow{
-		{Hook: "prerouting", Packets: 123456, Bytes: 98765432109, Action: "dnat",
-			Spec:    "-d 10.250.0.2/32 ! -i internal ! -i lab -p udp --dport 5353 -j DNAT --to-destination 172.20.0.10:53",
-			Comment: "publish web 5353:53/udp"},
-		{Hook: "forward", Packets: 7, Bytes: 420, Action: "reject",
-			Spec:    "-s 172.20.0.0/24 -d 172.21.0.0/24 -i front -o back -p tcp --sport 1000:2000 --dport 5432 -m conntrack --ctstate NEW -j REJECT --reject-with icmp-port-unreachable/tcp-reset",
+	pfx := netip.MustParsePrefix
+	rows := []rule.Listed{
+		{Rule: rule.Rule{Hook: rule.Prerouting, Action: rule.DNAT,
+			Match:  rule.Match{Dst: pfx("10.250.0.2/32"), NotIn: []string{"internal", "lab"}, Proto: "udp", Dport: rule.Ports{5353, 5353}},
+			ToAddr: netip.MustParseAddr("172.20.0.10"), ToPort: 53, Comment: "publish web 5353:53/udp"},
+			Position: 1, Packets: 123456, Bytes: 98765432109},
+		{Rule: rule.Rule{Hook: rule.Forward, Action: rule.Reject,
+			Match: rule.Match{Src: pfx("172.20.0.0/24"), Dst: pfx("172.21.0.0/24"), In: "front", Out: "back", Proto: "tcp",
+				Sport: rule.Ports{1000, 2000}, Dport: rule.Ports{5432, 5432}, State: rule.New},
 			Comment: "rule line 12", Line: 12},
-		{Hook: "postrouting", Action: "snat", Spec: "-o uplink -j SNAT --to-source 10.250.0.2:4000 --future-option x", Comment: "rule line 20", Line: 20},
+			Position: 1, Packets: 7, Bytes: 420},
+		{Rule: rule.Rule{Hook: rule.Postrouting, Action: rule.SNAT, Match: rule.Match{Out: "uplink"},
+			ToAddr: netip.MustParseAddr("10.250.0.2"), ToPort: 4000, Comment: "rule line 20", Line: 20}, Position: 1},
 	}
 	var b bytes.Buffer
 	require.NoError(t, writeRules(&b, rows, false))
@@ -215,7 +222,7 @@ func TestWriteRules(t *testing.T) {
 		"",
 		"Chain POSTROUTING (policy ACCEPT)",
 		"pkts  bytes  target  prot  in  out     source     destination",
-		"   0      0  SNAT    all   *   uplink  0.0.0.0/0  0.0.0.0/0    to:10.250.0.2:4000 --future-option x /* rule line 20 */",
+		"   0      0  SNAT    all   *   uplink  0.0.0.0/0  0.0.0.0/0    to:10.250.0.2:4000 /* rule line 20 */",
 	), b.String())
 
 	b.Reset()

@@ -78,11 +78,12 @@ func nameAndFlags(fs *flag.FlagSet, args []string) (string, error) {
 
 // endpointAdd is `uswitch endpoint add`: POST /v1/endpoints.
 func endpointAdd(ctx context.Context, args []string, w io.Writer) error {
-	fs := newFlagSet("endpoint add", "NAME --network N [--ip IP] [--mac MAC] [--link tap|veth] [--alias A]... [--publish SPEC]... [-o json]")
+	fs := newFlagSet("endpoint add", "NAME --network N [--ip IP] [--ip6 IP6] [--mac MAC] [--link tap|veth] [--alias A]... [--publish SPEC]... [-o json]")
 	var f inspectFlags
 	f.register(fs)
 	network := fs.String("network", "", "the `NETWORK` to attach it to")
 	ip := fs.String("ip", "", "its `IP` (default: the lowest free one)")
+	ip6 := fs.String("ip6", "", "its `IP6` on a network with subnet6 (default: the lowest free one)")
 	mac := fs.String("mac", "", "its `MAC` (default: 02:42 and the IP's four bytes)")
 	link := fs.String("link", "", "tap or veth (default tap)")
 	var aliases, publish stringList
@@ -93,7 +94,7 @@ func endpointAdd(ctx context.Context, args []string, w io.Writer) error {
 		return err
 	}
 	fields := map[string]any{"name": name}
-	for k, v := range map[string]string{"network": *network, "ip": *ip, "mac": *mac, "link": *link} {
+	for k, v := range map[string]string{"network": *network, "ip": *ip, "ip6": *ip6, "mac": *mac, "link": *link} {
 		if v != "" {
 			fields[k] = v
 		}
@@ -161,7 +162,11 @@ func endpointsTable(list []live.EndpointInfo) *table {
 			if i > 0 {
 				publish = ""
 			}
-			t.add(e.Name, e.Mode, netns, ifc.Name, ifc.Port, ifc.Network, ifc.IP, ifc.MAC, publish)
+			ip := ifc.IP
+			if ifc.IP6 != "" {
+				ip += "," + ifc.IP6
+			}
+			t.add(e.Name, e.Mode, netns, ifc.Name, ifc.Port, ifc.Network, ip, ifc.MAC, publish)
 		}
 	}
 	return t
@@ -191,7 +196,7 @@ func networkCmd(ctx context.Context, args []string, w io.Writer) error {
 		var list []live.NetworkInfo
 		return inspect(ctx, "network ls", "/v1/networks", rest, w, &list, func() *table { return networksTable(list) })
 	case "-h", "-help", "--help":
-		fmt.Fprintln(w, "usage: uswitch network add NAME --subnet S [--gateway G] [--isolate=false] [--internal] [--masquerade=false] [--dns=false] [--mtu N]\n       uswitch network rm NAME\n       uswitch network ls [-o json]")
+		fmt.Fprintln(w, "usage: uswitch network add NAME --subnet S [--gateway G] [--subnet6 S6] [--gateway6 G6] [--isolate=false] [--internal] [--masquerade=false] [--dns=false] [--mtu N]\n       uswitch network rm NAME\n       uswitch network ls [-o json]")
 		return nil
 	}
 	fmt.Fprintln(os.Stderr, "usage: uswitch network add|rm|ls ...")
@@ -201,11 +206,13 @@ func networkCmd(ctx context.Context, args []string, w io.Writer) error {
 // networkAdd is `uswitch network add`: POST /v1/networks. Only the flags
 // given are sent; the others keep the defaults of [[network]].
 func networkAdd(ctx context.Context, args []string, w io.Writer) error {
-	fs := newFlagSet("network add", "NAME --subnet S [--gateway G] [--isolate=false] [--internal] [--masquerade=false] [--dns=false] [--mtu N] [-o json]")
+	fs := newFlagSet("network add", "NAME --subnet S [--gateway G] [--subnet6 S6] [--gateway6 G6] [--isolate=false] [--internal] [--masquerade=false] [--dns=false] [--mtu N] [-o json]")
 	var f inspectFlags
 	f.register(fs)
 	subnet := fs.String("subnet", "", "its `SUBNET`, like 172.21.0.0/24")
 	gateway := fs.String("gateway", "", "the router's `ADDRESS` on it (default: the first of the subnet)")
+	subnet6 := fs.String("subnet6", "", "its IPv6 `SUBNET6`, like fd00:21::/64 (default: IPv4 only)")
+	gateway6 := fs.String("gateway6", "", "the router's IPv6 `ADDRESS` on it (default: the subnet6's ::1)")
 	isolate := fs.Bool("isolate", true, "no forwarding to other networks")
 	internal := fs.Bool("internal", false, "no route to the uplink")
 	masquerade := fs.Bool("masquerade", true, "SNAT to the uplink address on the way out")
@@ -222,6 +229,10 @@ func networkAdd(ctx context.Context, args []string, w io.Writer) error {
 			fields["subnet"] = *subnet
 		case "gateway":
 			fields["gateway"] = *gateway
+		case "subnet6":
+			fields["subnet6"] = *subnet6
+		case "gateway6":
+			fields["gateway6"] = *gateway6
 		case "isolate":
 			fields["isolate"] = *isolate
 		case "internal":
@@ -254,7 +265,11 @@ func networksTable(list []live.NetworkInfo) *table {
 				flags = append(flags, fl.name)
 			}
 		}
-		t.add(n.Name, n.Subnet, n.Gateway, strconv.Itoa(n.MTU), dashIf(strings.Join(flags, ",")))
+		subnet, gw := n.Subnet, n.Gateway
+		if n.Subnet6 != "" {
+			subnet, gw = subnet+","+n.Subnet6, gw+","+n.Gateway6
+		}
+		t.add(n.Name, subnet, gw, strconv.Itoa(n.MTU), dashIf(strings.Join(flags, ",")))
 	}
 	return t
 }

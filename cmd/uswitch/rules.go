@@ -4,17 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/uswitch-dev/uswitch/nat"
+	"github.com/uswitch-dev/uswitch/rule"
 )
-
-// hooks are the rule hooks in netfilter's order, as `uswitch rules` lists
-// its chains.
-var hooks = []string{"prerouting", "input", "forward", "output", "postrouting"}
 
 func cmdRules(args []string) error { return rules(context.Background(), args, os.Stdout) }
 
@@ -32,7 +28,7 @@ func rules(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var rows []nat.RuleRow
+	var rows []rule.Listed
 	if err := getJSON(ctx, c, "/v1/rules", &rows); err != nil {
 		return err
 	}
@@ -43,41 +39,29 @@ func rules(ctx context.Context, args []string, w io.Writer) error {
 }
 
 // writeRules prints rows chain by chain, every hook in netfilter's order
-// (empty ones too, as iptables does), a blank line between chains.
-func writeRules(w io.Writer, rows []nat.RuleRow, exact bool) error {
+// (empty ones too, as iptables does), a blank line between chains, each
+// rule in the columns of `iptables -L -v -n`.
+func writeRules(w io.Writer, rows []rule.Listed, exact bool) error {
 	var b strings.Builder
-	order := slices.Clone(hooks)
-	for _, r := range rows { // a hook this CLI does not know yet still shows
-		if !slices.Contains(order, r.Hook) {
-			order = append(order, r.Hook)
-		}
-	}
 	num := func(n uint64) string {
 		if exact {
 			return strconv.FormatUint(n, 10)
 		}
 		return iptablesNum(n)
 	}
-	for i, h := range order {
+	for i, h := range rule.Hooks() {
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "Chain %s (policy ACCEPT)\n", strings.ToUpper(h))
+		fmt.Fprintf(&b, "Chain %s (policy ACCEPT)\n", strings.ToUpper(h.String()))
 		t := newTable("pkts>", "bytes>", "target", "prot", "in", "out", "source", "destination", "")
 		for _, r := range rows {
 			if r.Hook != h {
 				continue
 			}
-			s := parseSpec(r.Spec)
-			target := s.target
-			if target == "" {
-				target = strings.ToUpper(r.Action)
-			}
-			extra := s.extra
-			if r.Comment != "" {
-				extra = append(extra, "/* "+r.Comment+" */")
-			}
-			t.add(num(r.Packets), num(r.Bytes), target, s.prot, s.in, s.out, s.src, s.dst, strings.Join(extra, " "))
+			m := &r.Match
+			t.add(num(r.Packets), num(r.Bytes), strings.ToUpper(r.Action.String()), or(m.Proto, "all"),
+				inCell(m), or(m.Out, "*"), addrCell(m.Src), addrCell(m.Dst), strings.Join(ruleExtras(&r.Rule), " "))
 		}
 		if err := t.write(&b); err != nil {
 			return err
@@ -87,91 +71,71 @@ func writeRules(w io.Writer, rows []nat.RuleRow, exact bool) error {
 	return err
 }
 
-// ruleCells are the columns of a rule in `iptables -L -v -n` and what
-// follows them.
-type ruleCells struct {
-	target, prot, in, out, src, dst string
-	extra                           []string
+// or is s, or def when s is empty.
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
-// parseSpec splits a rule's iptables-style spec (nat.RuleRow.Spec, e.g.
-// "-s 172.20.0.0/24 ! -i back -o uplink -p tcp --dport 80 -m conntrack
-// --ctstate NEW -j DNAT --to-destination 172.20.0.10:80") into the columns
-// iptables -L shows: target, prot, in, out, source, destination, then the
-// matches and target options ("tcp dpt:80 ctstate NEW to:172.20.0.10:80").
-// Anything it does not know is kept verbatim in the extras.
-func parseSpec(spec string) ruleCells {
-	c := ruleCells{prot: "all", in: "*", out: "*", src: "0.0.0.0/0", dst: "0.0.0.0/0"}
-	var notIn, ports []string
-	tok := strings.Fields(spec)
-	for i := 0; i < len(tok); i++ {
-		neg := ""
-		if tok[i] == "!" && i+1 < len(tok) {
-			neg = "!"
-			i++
-		}
-		opt := tok[i]
-		val := ""
-		hasVal := i+1 < len(tok) && !strings.HasPrefix(tok[i+1], "-") && tok[i+1] != "!"
-		if hasVal {
-			val = tok[i+1]
-		}
-		switch {
-		case !hasVal:
-			c.extra = append(c.extra, neg+opt)
-			continue
-		case opt == "-s":
-			c.src = neg + addrCell(val)
-		case opt == "-d":
-			c.dst = neg + addrCell(val)
-		case opt == "-i" && neg != "":
-			notIn = append(notIn, neg+val)
-		case opt == "-i":
-			c.in = val
-		case opt == "-o":
-			c.out = neg + val
-		case opt == "-p":
-			c.prot = neg + val
-		case opt == "--sport" || opt == "--dport":
-			name := "spt"
-			if opt == "--dport" {
-				name = "dpt"
-			}
-			if strings.Contains(val, ":") {
-				name += "s" // iptables' spts:/dpts: for a range
-			}
-			ports = append(ports, neg+name+":"+val)
-		case opt == "-m":
-			// the match module's options follow and are shown instead
-		case opt == "--ctstate":
-			c.extra = append(c.extra, "ctstate "+neg+val)
-		case opt == "-j":
-			c.target = val
-		case opt == "--to-destination" || opt == "--to-source":
-			c.extra = append(c.extra, "to:"+val)
-		case opt == "--reject-with":
-			c.extra = append(c.extra, "reject-with "+val)
-		default:
-			c.extra = append(c.extra, neg+opt+" "+val)
-		}
-		i++ // the value
+// inCell is the in column: the ingress network, or the ones excluded.
+func inCell(m *rule.Match) string {
+	if len(m.NotIn) > 0 {
+		return "!" + strings.Join(m.NotIn, ",!")
 	}
-	if len(notIn) > 0 {
-		c.in = strings.Join(notIn, ",")
+	return or(m.In, "*")
+}
+
+// addrCell is a prefix as iptables -n shows it: any as 0.0.0.0/0, a host
+// without its /32.
+func addrCell(p netip.Prefix) string {
+	switch {
+	case !p.IsValid():
+		return "0.0.0.0/0"
+	case p.IsSingleIP():
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+// ruleExtras are what iptables -L shows after the columns: the protocol
+// match's ports, the conntrack states, the target's options and the
+// comment ("tcp dpt:80 ctstate NEW to:172.20.0.10:80 /* ... */").
+func ruleExtras(r *rule.Rule) []string {
+	var out, ports []string
+	m := &r.Match
+	for _, p := range []struct {
+		name  string
+		ports rule.Ports
+	}{{"spt", m.Sport}, {"dpt", m.Dport}} {
+		if p.ports.Any() {
+			continue
+		}
+		name := p.name
+		if p.ports[0] != p.ports[1] {
+			name += "s" // iptables' spts:/dpts: for a range
+		}
+		ports = append(ports, name+":"+p.ports.String())
 	}
 	if len(ports) > 0 {
 		// iptables shows ports after the protocol match that carries them.
-		m := strings.Join(ports, " ")
-		if c.prot != "all" {
-			m = strings.TrimPrefix(c.prot, "!") + " " + m
-		}
-		c.extra = append([]string{m}, c.extra...)
+		out = append(out, strings.TrimSpace(m.Proto+" "+strings.Join(ports, " ")))
 	}
-	return c
+	if m.State != 0 {
+		out = append(out, "ctstate "+strings.Join(m.State.Names(), ","))
+	}
+	if to := r.Target(); to != "" {
+		out = append(out, "to:"+to)
+	}
+	if r.Action == rule.Reject {
+		out = append(out, "reject-with icmp-port-unreachable/tcp-reset")
+	}
+	if r.Comment != "" {
+		out = append(out, "/* "+r.Comment+" */")
+	}
+	return out
 }
-
-// addrCell is an address as iptables -n shows it: a host without its /32.
-func addrCell(s string) string { return strings.TrimSuffix(s, "/32") }
 
 // iptablesNum rounds a counter as iptables -v does: up to 99999 as is, then
 // in thousands with K, M, G and T.
