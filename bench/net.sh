@@ -476,12 +476,12 @@ binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
 	if [ -n "${ONLY:-}" ]; then
 		echo "ONLY=\"$ONLY\": the other measures were not run."
 	fi
+	if [ "$PROFILE" = 1 ]; then
+		echo "PROFILE=1: every instance ran with --cpuprofile (a few % of overhead on the uswitch figures)."
+	fi
 	if [ -n "${NOTE:-}" ]; then
 		echo
 		echo "$NOTE"
-	fi
-	if [ "$PROFILE" = 1 ]; then
-		echo "PROFILE=1: every instance ran with --cpuprofile (a few % of overhead on the uswitch figures)."
 	fi
 } >"$work/results.md"
 cat "$work/results.md"

@@ -255,3 +255,44 @@ func TestIPv6OneNetwork(t *testing.T) {
 		require.Equal(t, before+1, portDrops(t, in, a)["spoofed-ipv6"])
 	})
 }
+
+// TestIPv6CNIAttachment: on a dual-stack network, a CNI attachment gets an
+// IPv6 address by IPAM too, the plugin's result lists it with gateway6 and
+// an IPv6 default route, CHECK accepts it, and it reaches a configured
+// endpoint over IPv6.
+func TestIPv6CNIAttachment(t *testing.T) {
+	needRoot(t)
+	name := prefix("cn6")
+	start(t, name, writeConfig(t, fmt.Sprintf(`
+name = %[1]q
+
+[[network]]
+name = "front"
+subnet = "10.97.0.0/24"
+subnet6 = "fd00:97::/64"
+
+[[endpoint]]
+name = "%[1]s-srv"
+network = "front"
+ip6 = "fd00:97::200"
+`, name)))
+	netName := name + "net"
+	rt := newCNIRuntime(t, "", uswitchConflist(netName, name))
+	c1 := name + "-c1"
+	newNetns(t, c1)
+	res := rt.add(netName, c1, "")
+	var got []string
+	for _, ip := range res.IPs {
+		got = append(got, ip.Address.String()+" via "+ip.Gateway.String())
+	}
+	require.Equal(t, []string{"10.97.0.3/24 via 10.97.0.1", "fd00:97::2/64 via fd00:97::1"}, got)
+	var routes []string
+	for _, r := range res.Routes {
+		routes = append(routes, r.Dst.String()+" via "+r.GW.String())
+	}
+	require.Contains(t, routes, "::/0 via fd00:97::1")
+	rt.mustRun("check", netName, netnsPath(c1))
+	require.Equal(t, 2, echo6(t, c1, "fd00:97::200", 2))
+	require.Equal(t, 2, echo6(t, name+"-srv", "fd00:97::2", 2))
+	rt.mustRun("del", netName, netnsPath(c1))
+}

@@ -3,10 +3,13 @@ package nat
 import (
 	"encoding/binary"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/uswitch-dev/uswitch/config"
 )
 
 // established sets up a masqueraded TCP connection from web to remote:443
@@ -124,5 +127,115 @@ func BenchmarkConntrackMemory(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/entry")
 		g.clk.Advance(time.Hour)
 		runtime.KeepAlive(g)
+	}
+}
+
+// largeTable is the connection count of the scale benchmarks (SPEC: 1 M
+// connections in conntrack).
+const largeTable = 1_000_000
+
+// fillConns opens n masqueraded UDP flows from web (to 198.51.x.7:53,
+// x < 16, never the remote the benchmarks' own flows use) through the
+// hooks, and returns the heap they took.
+func fillConns(b *testing.B, g *rig, n int) uint64 {
+	tmpl := udpPkt(b, ap(webAddr, 1), ap(remoteAddr, 53), "q")
+	buf := make([]byte, len(tmpl))
+	uplink := uplinkAddr.As4()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range uint32(n) {
+		copy(buf, tmpl)
+		buf[18] = byte(i >> 16) // masquerade has 64k ports per peer
+		binary.BigEndian.PutUint16(buf[20:22], uint16(i))
+		if hooks(g.tr, buf, "front", UplinkName, uplink).Action != Accept {
+			b.Fatal("refused")
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if g.tr.Table.Len() < n {
+		b.Fatalf("%d connections", g.tr.Table.Len())
+	}
+	return after.HeapAlloc - before.HeapAlloc
+}
+
+// BenchmarkConntrackScale runs an established flow through the hooks with
+// the table holding only it (small) and with a million other connections
+// (1M): nat is a masqueraded TCP connection to the uplink, both directions
+// alternating (as BenchmarkNATEstablished), routed a UDP flow between two
+// networks that neither isolate nor masquerade, both directions. The 1M
+// runs report the heap a connection takes.
+func BenchmarkConntrackScale(b *testing.B) {
+	open := func(d *config.Plan) {
+		d.Defaults.ConntrackMax = 0
+		for i := range d.Networks {
+			d.Networks[i].Isolate = false
+		}
+	}
+	for _, size := range []int{0, largeTable} {
+		name := "small"
+		if size > 0 {
+			name = "1M"
+		}
+		b.Run("nat/"+name, func(b *testing.B) {
+			g := newRig(b, open)
+			var heap uint64
+			if size > 0 {
+				heap = fillConns(b, g, size)
+			}
+			outPkt, inPkt := established(b, g)
+			buf := make([]byte, len(outPkt))
+			front, uplink := frontGW.As4(), uplinkAddr.As4()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if i&1 == 0 {
+					copy(buf, outPkt)
+					hooks(g.tr, buf, "front", UplinkName, uplink)
+				} else {
+					copy(buf, inPkt)
+					hooks(g.tr, buf, UplinkName, "front", front)
+				}
+				i++
+			}
+			requireFlow(b, buf, ap(remoteAddr, 443), ap(webAddr, 40000))
+			if size > 0 {
+				b.ReportMetric(float64(heap)/float64(size), "bytes/conn")
+			}
+		})
+		b.Run("routed/"+name, func(b *testing.B) {
+			g := newRig(b, open)
+			var heap uint64
+			if size > 0 {
+				heap = fillConns(b, g, size)
+			}
+			web, db := ap(webAddr, 5000), ap(dbAddr, 6000)
+			out, in := udpPkt(b, web, db, "q"), udpPkt(b, db, web, "a")
+			// Through the rig first: accepted, routed, not translated.
+			requireFlow(b, g.forward("front", "back", slices.Clone(out)), web, db)
+			requireFlow(b, g.forward("back", "front", slices.Clone(in)), db, web)
+			buf := make([]byte, len(out))
+			front, back := frontGW.As4(), backGW.As4()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				var v Verdict
+				if i&1 == 0 {
+					copy(buf, out)
+					v = hooks(g.tr, buf, "front", "back", back)
+				} else {
+					copy(buf, in)
+					v = hooks(g.tr, buf, "back", "front", front)
+				}
+				if v.Action != Accept {
+					b.Fatalf("dropped: %+v", v)
+				}
+				i++
+			}
+			if size > 0 {
+				b.ReportMetric(float64(heap)/float64(size), "bytes/conn")
+			}
+		})
 	}
 }

@@ -206,7 +206,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 		return fmt.Errorf("prevResult has no address on %s", args.IfName)
 	}
 	for _, c := range ips {
-		if c.Address.String() != ifc.IP {
+		if a := c.Address.String(); a != ifc.IP && a != ifc.IP6 {
 			return fmt.Errorf("attachment %q has address %s, prevResult says %s", ep.Name, ifc.IP, c.Address.String())
 		}
 	}
@@ -392,13 +392,23 @@ func attachmentResult(args *skel.CmdArgs, ep *live.EndpointInfo, mtu int) (*curr
 		return nil, fmt.Errorf("endpoint %q: %w", ep.Name, err)
 	}
 	anywhere := net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
-	return &current.Result{
+	r := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
 		Interfaces: []*current.Interface{{Name: args.IfName, Mac: mac.String(), Mtu: mtu, Sandbox: args.Netns}},
 		IPs:        []*current.IPConfig{{Interface: current.Int(0), Address: net.IPNet{IP: addr, Mask: subnet.Mask}, Gateway: gw}},
 		Routes:     []*types.Route{{Dst: anywhere, GW: gw}},
 		DNS:        types.DNS{Nameservers: ep.DNS},
-	}, nil
+	}
+	if ifc.IP6 != "" { // a dual-stack network: the IPv6 address and default route too
+		addr6, subnet6, err := net.ParseCIDR(ifc.IP6)
+		gw6 := net.ParseIP(ifc.Gateway6)
+		if err != nil || gw6 == nil {
+			return nil, fmt.Errorf("endpoint %q: IPv6 address %q or gateway %q is not valid", ep.Name, ifc.IP6, ifc.Gateway6)
+		}
+		r.IPs = append(r.IPs, &current.IPConfig{Interface: current.Int(0), Address: net.IPNet{IP: addr6, Mask: subnet6.Mask}, Gateway: gw6})
+		r.Routes = append(r.Routes, &types.Route{Dst: net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, GW: gw6})
+	}
+	return r, nil
 }
 
 // addIPAMRoutes adds the routes a delegated IPAM plugin returned (beyond
