@@ -15,8 +15,8 @@ type Diff struct {
 	// with the endpoints on it.
 	RemoveNetworks, AddNetworks, UpdateNetworks []Network
 	// Endpoints: removed (gone, or recreated: listed again in
-	// AddEndpoints), added, and updated in place (aliases or published
-	// ports only: namespace and connections untouched). Each holds the
+	// AddEndpoints), added, and updated in place (aliases, published
+	// ports or port security only: namespace and connections untouched). Each holds the
 	// endpoint as the old plan has it (removals) or as the new one has it.
 	RemoveEndpoints, AddEndpoints, UpdateEndpoints []Endpoint
 	// Changes lists them for people, in the order above.
@@ -120,6 +120,9 @@ func Compare(old, next *Plan) (*Diff, error) {
 		}
 		if !slices.EqualFunc(e.Publish, f.Publish, samePublish) {
 			fields = append(fields, "publish")
+		}
+		if e.PortSecurity != f.PortSecurity {
+			fields = append(fields, "port_security")
 		}
 		if len(fields) > 0 {
 			d.UpdateEndpoints = append(d.UpdateEndpoints, *f)
@@ -254,8 +257,8 @@ func networkFields(a, b Network) []string {
 func EndpointChanges(a, b Endpoint) []string { return endpointFields(a, b, nil) }
 
 // endpointFields names what differs between two versions of an endpoint
-// that makes it be recreated: its namespace, link, mode, port security,
-// networks, addresses or MACs, or a network of it that is recreated.
+// that makes it be recreated: its namespace, link, mode, networks,
+// addresses or MACs, or a network of it that is recreated.
 func endpointFields(a, b Endpoint, recreateNet map[string]bool) []string {
 	var out []string
 	for _, f := range []struct {
@@ -263,7 +266,7 @@ func endpointFields(a, b Endpoint, recreateNet map[string]bool) []string {
 		same bool
 	}{
 		{"mode", a.Mode == b.Mode && a.Container == b.Container}, {"netns", a.Netns == b.Netns && a.NetnsPath == b.NetnsPath},
-		{"link", a.Link == b.Link}, {"port_security", a.PortSecurity == b.PortSecurity},
+		{"link", a.Link == b.Link},
 		{"networks", slices.EqualFunc(a.Interfaces, b.Interfaces, func(x, y Interface) bool { return x.Network == y.Network && x.Name == y.Name })},
 		{"ip", slices.EqualFunc(a.Interfaces, b.Interfaces, func(x, y Interface) bool { return x.Prefix == y.Prefix })},
 		{"ip6", slices.EqualFunc(a.Interfaces, b.Interfaces, func(x, y Interface) bool { return x.Prefix6 == y.Prefix6 })},

@@ -99,6 +99,19 @@ network = "extra"
 	require.Len(t, d.UpdateEndpoints, 2)
 }
 
+// A changed port_security is applied in place, like aliases and publish:
+// the endpoint keeps its namespace and connections.
+func TestComparePortSecurityInPlace(t *testing.T) {
+	next := strings.Replace(diffBase, "name = \"web\"\nnetwork = \"front\"\n", "name = \"web\"\nnetwork = \"front\"\nport_security = false\n", 1)
+	d, err := Compare(mustParse(t, diffBase), mustParse(t, next))
+	require.NoError(t, err)
+	require.Equal(t, []string{"~ endpoint web (port_security)"}, changes(d))
+	require.Empty(t, d.RemoveEndpoints)
+	require.Empty(t, d.AddEndpoints)
+	require.Len(t, d.UpdateEndpoints, 1)
+	require.False(t, d.UpdateEndpoints[0].PortSecurity)
+}
+
 func TestCompareRemovalsAndRecreatedNetwork(t *testing.T) {
 	next := strings.Replace(diffBase, "subnet = \"172.21.0.0/24\"", "subnet = \"172.23.0.0/24\"", 1)
 	next = strings.Replace(next, "[[endpoint]]\nname = \"side\"\nmode = \"container:api\"\n", "", 1)

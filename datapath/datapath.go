@@ -260,8 +260,9 @@ func (d *Datapath) RemoveNetwork(name string) error {
 }
 
 // SetPlan makes plan the running one: the rule set is recompiled from it
-// and swapped in atomically, and the DNS answers its names. The networks
-// and ports are changed separately (AddNetwork, Attach, Detach, ...).
+// and swapped in atomically, the DNS answers its names, and each
+// endpoint's port security is set on its ports. The networks and ports
+// are changed separately (AddNetwork, Attach, Detach, ...).
 func (d *Datapath) SetPlan(plan *config.Plan) error {
 	rules, err := compileRules(plan, d.log)
 	if err != nil {
@@ -272,6 +273,17 @@ func (d *Datapath) SetPlan(plan *config.Plan) error {
 	d.plan.Store(plan)
 	d.tracker.Rules.Replace(rules)
 	d.dns.SetPlan(plan)
+	// An endpoint's port_security is changed in place on its ports.
+	nets := d.nets.Load().byName
+	for _, ep := range plan.Endpoints {
+		for _, ifc := range ep.Interfaces {
+			if n := nets[ifc.Network]; n != nil {
+				if p := n.sw.Port(ifc.Port); p != nil {
+					p.SetSecure(ep.PortSecurity)
+				}
+			}
+		}
+	}
 	return nil
 }
 

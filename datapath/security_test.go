@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -48,4 +49,29 @@ func TestAttachEndpointPortSecurity(t *testing.T) {
 		require.NotNil(t, tp.mems["web2"].Recv(time.Second))
 		require.Empty(t, tp.portDrops("web"))
 	})
+}
+
+// TestSetPlanChangesPortSecurity: an applied plan that turns an endpoint's
+// port_security off and on again changes its port while it stays attached
+// (apply updates it in place).
+func TestSetPlanChangesPortSecurity(t *testing.T) {
+	plan := testPlan(false)
+	tp := start(t, plan)
+	spoof := func() { tp.mems["web"].Inject(udp(t, webMAC, packet.Broadcast, "172.20.0.11", "172.20.0.255", 64)) }
+
+	spoof()
+	require.Eventually(t, func() bool { return tp.portDrops("web")["spoofed-ip"] == 1 }, time.Second, 10*time.Millisecond)
+	require.Nil(t, tp.mems["web2"].Recv(100*time.Millisecond))
+
+	open := *plan
+	open.Endpoints = slices.Clone(plan.Endpoints)
+	open.Endpoints[0].PortSecurity = false
+	require.NoError(t, tp.dp.SetPlan(&open))
+	spoof()
+	require.NotNil(t, tp.mems["web2"].Recv(time.Second), "port security off: the frame passes")
+
+	require.NoError(t, tp.dp.SetPlan(plan))
+	spoof()
+	require.Eventually(t, func() bool { return tp.portDrops("web")["spoofed-ip"] == 2 }, time.Second, 10*time.Millisecond)
+	require.Nil(t, tp.mems["web2"].Recv(100*time.Millisecond), "port security on again: dropped")
 }

@@ -169,9 +169,9 @@ func (in *Instance) updateNetwork(n config.Network) error {
 	return nil
 }
 
-// updateEndpoint changes an endpoint's aliases and published ports in
-// place: its /etc/netns files, names, rules and proxy listeners. Called
-// with in.mu held.
+// updateEndpoint changes an endpoint's aliases, published ports and port
+// security in place: its /etc/netns files, names, rules, proxy listeners
+// and its ports' security (SetPlan). Called with in.mu held.
 func (in *Instance) updateEndpoint(e config.Endpoint) error {
 	p := *in.plan
 	p.Endpoints = slices.Clone(in.plan.Endpoints)

@@ -45,6 +45,8 @@ type PortConfig struct {
 	// the endpoint's link-local address and IP6, router advertisements and
 	// redirects, and neighbour advertisements for others' addresses
 	// (spoofed-ipv6, ra-guard, spoofed-nd) are dropped too (guard.go).
+	// It is the port's setting when added; Port.SetSecure changes it
+	// while frames flow.
 	Secure bool
 	MAC    packet.MAC
 	// IP is the endpoint's IPv4 address on this port (used when Secure).
@@ -66,10 +68,15 @@ type PortConfig struct {
 // Port is one attachment of a switch. Its counters are live.
 type Port struct {
 	PortConfig
-	Stats stats.Port
-	dev   Device
-	sw    *Switch
+	Stats  stats.Port
+	dev    Device
+	sw     *Switch
+	secure atomic.Bool // what Input checks: PortConfig.Secure, then SetSecure
 }
+
+// SetSecure turns the port's port security on or off while frames flow
+// (an apply that changes an endpoint's port_security).
+func (p *Port) SetSecure(on bool) { p.secure.Store(on) }
 
 // Config sets up a switch.
 type Config struct {
@@ -163,6 +170,7 @@ func (s *Switch) AddPort(c PortConfig, dev Device) (*Port, error) {
 		}
 	}
 	p := &Port{PortConfig: c, dev: dev, sw: s}
+	p.secure.Store(c.Secure)
 	ports := append(append(make([]*Port, 0, len(old)+1), old...), p)
 	s.ports.Store(&ports)
 	return p, nil
@@ -257,7 +265,7 @@ func (s *Switch) input(in *Port, frame []byte, off packet.Offload, rec *trace.Re
 		in.drop(stats.BadSrcMAC, rec)
 		return
 	}
-	if in.Secure {
+	if in.secure.Load() {
 		r, ok := in.check(eth, src)
 		if rec != nil {
 			rec.Add(trace.Step{Kind: trace.Security, Where: s.name + "/" + in.Name, Text: securityText(ok, in)})
