@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/nsthread"
 )
 
@@ -57,6 +58,15 @@ func openNetns(name string) (netns.NsHandle, error) {
 		return netns.None(), fmt.Errorf("open netns %q: %w", name, err)
 	}
 	return h, nil
+}
+
+// endpointNetns opens an endpoint's namespace: the runtime's path of an
+// attachment, or the named one uswitch made.
+func endpointNetns(ep *config.Endpoint) (netns.NsHandle, error) {
+	if ep.IsAttachment() {
+		return netns.GetFromPath(ep.NetnsPath)
+	}
+	return openNetns(ep.Netns)
 }
 
 // createNetns creates a named network namespace the way `ip netns add`

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/nsthread"
@@ -176,13 +175,7 @@ func stillThere(instance string, ep *config.Endpoint, old *State) bool {
 		return true
 	}
 	// TAPs: each interface still in the namespace, a TAP with its MAC.
-	var ns netns.NsHandle
-	var err error
-	if ep.IsAttachment() {
-		ns, err = netns.GetFromPath(ep.NetnsPath)
-	} else {
-		ns, err = openNetns(ep.Netns)
-	}
+	ns, err := endpointNetns(ep)
 	if err != nil {
 		return false
 	}
@@ -208,13 +201,7 @@ func (t *Topology) reattach(p *config.Plan, ep *config.Endpoint) error {
 	if ep.Mode != config.ModeBridge {
 		return nil
 	}
-	var ns netns.NsHandle
-	var err error
-	if ep.IsAttachment() {
-		ns, err = netns.GetFromPath(ep.NetnsPath)
-	} else {
-		ns, err = openNetns(ep.Netns)
-	}
+	ns, err := endpointNetns(ep)
 	if err != nil {
 		return err
 	}
