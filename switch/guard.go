@@ -57,7 +57,7 @@ func dhcpServer(ip packet.IPv4) bool {
 	if ip.Protocol() != protoUDP || ip.FragmentOffset() != 0 || len(ip) < ip.HeaderLen()+4 {
 		return false
 	}
-	return binary.BigEndian.Uint16(ip[ip.HeaderLen():]) == dhcpServerPort
+	return packet.UDP(ip[ip.HeaderLen():]).SrcPort() == dhcpServerPort
 }
 
 // checkIPv6 applies port security to an IPv6 packet b from the secure
@@ -137,7 +137,7 @@ walk:
 			return 0, true // what an address not yet configured sends
 		}
 	case protoUDP:
-		if len(b) >= off+2 && binary.BigEndian.Uint16(b[off:]) == dhcp6ServerPort {
+		if len(b) >= off+2 && packet.UDP(b[off:]).SrcPort() == dhcp6ServerPort {
 			return stats.DHCPServer, false
 		}
 	}
