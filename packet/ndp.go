@@ -1,7 +1,5 @@
 package packet
 
-
-
 // Neighbour discovery (RFC 4861): the solicitation and advertisement
 // messages the router's neighbour cache sends and reads.
 const (
@@ -107,4 +105,3 @@ func putND(b []byte, typ, flags, opt uint8, ethDst, srcMAC MAC, src, dst, target
 	m.SetChecksum(src, dst)
 	return f
 }
-
