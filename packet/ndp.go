@@ -14,30 +14,28 @@ const (
 
 	NDPOptSourceLink = 1 // source link-layer address option
 	NDPOptTargetLink = 2 // target link-layer address option
-
-	NAFlagRouter    = 0x80
-	NAFlagSolicited = 0x40
-	NAFlagOverride  = 0x20
 )
 
 // NDP is a view over a neighbour solicitation or advertisement (an ICMPv6
-// message of type 135 or 136).
+// message of type 135 or 136, whose type and code the ICMPv6 view reads).
 type NDP []byte
 
 // Valid reports whether the message holds its header and target address.
 func (m NDP) Valid() bool { return len(m) >= NDPLen }
-
-// Type is the ICMPv6 type: ICMPv6NeighSolicit or ICMPv6NeighAdvert.
-func (m NDP) Type() uint8 { return m[0] }
-
-// Code is the ICMPv6 code (0 in a valid message).
-func (m NDP) Code() uint8 { return m[1] }
 
 // Flags are an advertisement's R, S and O flags (NAFlag...).
 func (m NDP) Flags() uint8 { return m[4] }
 
 // Target is the target address.
 func (m NDP) Target() [16]byte { return [16]byte(m[8:24]) }
+
+// The flags of an advertisement (RFC 4861 4.4): from a router, solicited,
+// override.
+const (
+	NAFlagRouter    = 0x80
+	NAFlagSolicited = 0x40
+	NAFlagOverride  = 0x20
+)
 
 // LinkAddr returns the link-layer address of the option of type opt
 // (NDPOptSourceLink or NDPOptTargetLink). found says whether there was
