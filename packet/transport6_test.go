@@ -55,7 +55,9 @@ func requireSum6(t testing.TB, b []byte) {
 	require.Nil(t, pkt.ErrorLayer())
 	ip := pkt.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
 	var (
-		l    interface{ SetNetworkLayerForChecksum(gopacket.NetworkLayer) error }
+		l interface {
+			SetNetworkLayerForChecksum(gopacket.NetworkLayer) error
+		}
 		got  uint16
 		body []gopacket.SerializableLayer
 	)
@@ -117,7 +119,7 @@ func TestIPv6AddressChecksumUpdate(t *testing.T) {
 			_, off, _ := ip.Upper()
 			if name == "icmpv6" {
 				m := ICMPv6(ip[off:])
-								require.False(t, m.IsError())
+				require.False(t, m.IsError())
 				m.SetIDWithChecksumUpdate(0x9999)
 				require.EqualValues(t, 0x9999, m.ID())
 				requireSum6(t, ip)
