@@ -92,17 +92,19 @@ func (c *Config) defaults() {
 	}
 }
 
-// Output is what a cache needs from the router port it serves.
-type Output interface {
-	// SendARP puts an ARP frame on the port's network. The frame is not
-	// kept after the call.
-	SendARP(frame []byte)
+// Output is where a cache's frames go: its ARP requests and replies onto
+// the port's network, and the frames it queued back to the router port it
+// serves once their next hop resolved or failed.
+type Output struct {
+	// Wire takes the ARP frames (plain, not kept after the call): the
+	// egress of the router port, its switch port.
+	Wire packet.Egress
 	// Release sends a queued frame (with the offloads it was queued with)
 	// now that its next hop resolved to mac.
-	Release(frame []byte, off packet.Offload, mac packet.MAC)
+	Release func(frame []byte, off packet.Offload, mac packet.MAC)
 	// Unreachable reports a queued frame whose next hop did not resolve,
 	// for an ICMP host unreachable.
-	Unreachable(frame []byte, off packet.Offload)
+	Unreachable func(frame []byte, off packet.Offload)
 }
 
 // queued is a frame waiting for its next hop, copied.
@@ -401,15 +403,17 @@ func (c *Cache) insertLocked(n *neighbour) {
 }
 
 // request sends a who-has for ip, broadcast or (a stale probe) unicast.
+// It and reply ignore Wire's error: a lost ARP frame is retried or times
+// out, as one lost on a wire, and the egress that failed counts it.
 func (c *Cache) request(ip [4]byte, to packet.MAC) {
 	bp := c.bufs.Get().(*[]byte)
-	c.out.SendARP(packet.PutARP(*bp, packet.ARPRequest, to, c.mac, c.ip, packet.MAC{}, ip))
+	c.out.Wire.WriteFrame(packet.PutARP(*bp, packet.ARPRequest, to, c.mac, c.ip, packet.MAC{}, ip), packet.Offload{})
 	c.bufs.Put(bp)
 }
 
 func (c *Cache) reply(ip [4]byte, to packet.MAC) {
 	bp := c.bufs.Get().(*[]byte)
-	c.out.SendARP(packet.PutARP(*bp, packet.ARPReply, to, c.mac, c.ip, to, ip))
+	c.out.Wire.WriteFrame(packet.PutARP(*bp, packet.ARPReply, to, c.mac, c.ip, to, ip), packet.Offload{})
 	c.bufs.Put(bp)
 }
 

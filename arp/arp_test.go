@@ -22,10 +22,16 @@ type recorder struct {
 	unreachable [][]byte
 }
 
-func (r *recorder) SendARP(f []byte) {
+func (r *recorder) WriteFrame(f []byte, _ packet.Offload) error {
 	p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
 	r.arps = append(r.arps, p.Layer(layers.LayerTypeARP).(*layers.ARP))
 	r.arpDst = append(r.arpDst, packet.Ethernet(f).Dst())
+	return nil
+}
+
+// output is what a cache sends to r.
+func (r *recorder) output() Output {
+	return Output{Wire: r, Release: r.Release, Unreachable: r.Unreachable}
 }
 func (r *recorder) Release(f []byte, off packet.Offload, m packet.MAC) {
 	r.released = append(r.released, f)
@@ -45,7 +51,7 @@ func newCache() (*Cache, *recorder, *clock.Fake) {
 	r := &recorder{}
 	clk := &clock.Fake{}
 	clk.Advance(time.Hour) // so "time zero" never means "never"
-	return New(Config{}, gwMAC, gwIP, clk, r), r, clk
+	return New(Config{}, gwMAC, gwIP, clk, r.output()), r, clk
 }
 
 // arpFrame builds an ARP packet with gopacket and returns its ARP view.
@@ -235,7 +241,7 @@ func TestGratuitousARPUpdatesExistingOnly(t *testing.T) {
 
 func TestTableIsBounded(t *testing.T) {
 	r := &recorder{}
-	c := New(Config{MaxEntries: 4}, gwMAC, gwIP, &clock.Fake{}, r)
+	c := New(Config{MaxEntries: 4}, gwMAC, gwIP, &clock.Fake{}, r.output())
 	for i := range 10 {
 		c.Resolve([4]byte{10, 0, 1, byte(i)}, []byte{1}, packet.Offload{})
 	}
