@@ -36,18 +36,9 @@ type Config = neigh.Config
 // Entry is a neighbour as `uswitch neigh` shows it.
 type Entry = neigh.Entry
 
-// Output is what a cache needs from the router port it serves.
-type Output interface {
-	// SendARP puts an ARP frame on the port's network. The frame is not
-	// kept after the call.
-	SendARP(frame []byte)
-	// Release sends a queued frame (with the offloads it was queued with)
-	// now that its next hop resolved to mac.
-	Release(frame []byte, off packet.Offload, mac packet.MAC)
-	// Unreachable reports a queued frame whose next hop did not resolve,
-	// for an ICMP host unreachable.
-	Unreachable(frame []byte, off packet.Offload)
-}
+// Output is what a cache needs from the router port it serves: ARP
+// frames go to its SendNeigh.
+type Output = neigh.Link
 
 // Cache is the ARP table of one router port: neigh's state machine with
 // ARP on the wire.
@@ -62,7 +53,7 @@ type Cache struct {
 // New returns the cache of a router port owning ip with mac.
 func New(cfg Config, mac packet.MAC, ip [4]byte, clk clock.Clock, out Output) *Cache {
 	c := &Cache{mac: mac, ip: ip, out: out}
-	c.Cache = neigh.New[[4]byte](cfg, clk, (*wire)(c))
+	c.Cache = neigh.New(cfg, clk, out, c.request)
 	c.bufs.New = func() any { b := make([]byte, packet.ARPFrameLen); return &b }
 	return c
 }
@@ -94,21 +85,11 @@ func (c *Cache) Input(a packet.ARP) {
 // send puts an ARP message from the port about target on the wire.
 func (c *Cache) send(op uint16, to, targetMAC packet.MAC, target [4]byte) {
 	bp := c.bufs.Get().(*[]byte)
-	c.out.SendARP(packet.PutARP(*bp, op, to, c.mac, c.ip, targetMAC, target))
+	c.out.SendNeigh(packet.PutARP(*bp, op, to, c.mac, c.ip, targetMAC, target))
 	c.bufs.Put(bp)
 }
 
-// wire is what the state machine needs of a Cache: who-has requests, and
-// the port's Output.
-type wire Cache
-
-// Solicit sends a who-has for ip, broadcast or (a stale probe) unicast.
-func (w *wire) Solicit(ip [4]byte, to packet.MAC) {
-	(*Cache)(w).send(packet.ARPRequest, to, packet.MAC{}, ip)
+// request sends a who-has for ip, broadcast or (a stale probe) unicast.
+func (c *Cache) request(ip [4]byte, to packet.MAC) {
+	c.send(packet.ARPRequest, to, packet.MAC{}, ip)
 }
-
-func (w *wire) Release(frame []byte, off packet.Offload, mac packet.MAC) {
-	w.out.Release(frame, off, mac)
-}
-
-func (w *wire) Unreachable(frame []byte, off packet.Offload) { w.out.Unreachable(frame, off) }

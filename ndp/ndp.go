@@ -22,18 +22,9 @@ import (
 	"github.com/uswitch-dev/uswitch/stats"
 )
 
-// Output is what a cache needs from the router port it serves.
-type Output interface {
-	// SendND puts a neighbour discovery frame on the port's network. The
-	// frame is not kept after the call.
-	SendND(frame []byte)
-	// Release sends a queued frame (with the offloads it was queued with)
-	// now that its next hop resolved to mac.
-	Release(frame []byte, off packet.Offload, mac packet.MAC)
-	// Unreachable reports a queued frame whose next hop did not resolve,
-	// for an ICMPv6 address unreachable.
-	Unreachable(frame []byte, off packet.Offload)
-}
+// Output is what a cache needs from the router port it serves: neighbour
+// discovery frames go to its SendNeigh.
+type Output = neigh.Link
 
 // Cache is the neighbour table of one router port: neigh's state machine
 // with neighbour discovery on the wire.
@@ -50,7 +41,7 @@ type Cache struct {
 // address of mac) with mac.
 func New(cfg neigh.Config, mac packet.MAC, ip [16]byte, clk clock.Clock, out Output) *Cache {
 	c := &Cache{mac: mac, ip: ip, ll: mac.LinkLocal6(), out: out}
-	c.Cache = neigh.New[[16]byte](cfg, clk, (*wire)(c))
+	c.Cache = neigh.New(cfg, clk, out, c.solicit)
 	c.bufs.New = func() any { b := make([]byte, packet.NDPFrameLen); return &b }
 	return c
 }
@@ -121,22 +112,17 @@ func (c *Cache) Input(ip packet.IPv6, m packet.NDP, ethSrc packet.MAC) (stats.Re
 func (c *Cache) send(typ, flags uint8, to packet.MAC, src, dst, target [16]byte) {
 	bp := c.bufs.Get().(*[]byte)
 	if typ == packet.ICMPv6NeighAdvert {
-		c.out.SendND(packet.PutNA(*bp, flags, to, c.mac, src, dst, target))
+		c.out.SendNeigh(packet.PutNA(*bp, flags, to, c.mac, src, dst, target))
 	} else {
-		c.out.SendND(packet.PutNS(*bp, to, c.mac, src, dst, target))
+		c.out.SendNeigh(packet.PutNS(*bp, to, c.mac, src, dst, target))
 	}
 	c.bufs.Put(bp)
 }
 
-// wire is what the state machine needs of a Cache: solicitations, and the
-// port's Output.
-type wire Cache
-
-// Solicit sends a neighbour solicitation for ip: to its solicited-node
+// solicit sends a neighbour solicitation for ip: to its solicited-node
 // multicast address, or (a stale probe) unicast to to. It comes from the
 // port's address of ip's scope.
-func (w *wire) Solicit(ip [16]byte, to packet.MAC) {
-	c := (*Cache)(w)
+func (c *Cache) solicit(ip [16]byte, to packet.MAC) {
 	src := c.ip
 	if packet.IsLinkLocal6(ip) {
 		src = c.ll
@@ -148,9 +134,3 @@ func (w *wire) Solicit(ip [16]byte, to packet.MAC) {
 	}
 	c.send(packet.ICMPv6NeighSolicit, 0, to, src, dst, ip)
 }
-
-func (w *wire) Release(frame []byte, off packet.Offload, mac packet.MAC) {
-	w.out.Release(frame, off, mac)
-}
-
-func (w *wire) Unreachable(frame []byte, off packet.Offload) { w.out.Unreachable(frame, off) }

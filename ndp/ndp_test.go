@@ -23,7 +23,7 @@ type recorder struct {
 	unreachable [][]byte
 }
 
-func (r *recorder) SendND(f []byte) {
+func (r *recorder) SendNeigh(f []byte) {
 	r.sent = append(r.sent, gopacket.NewPacket(append([]byte(nil), f...), layers.LayerTypeEthernet, gopacket.Default))
 }
 func (r *recorder) Release(f []byte, _ packet.Offload, m packet.MAC) {
@@ -177,18 +177,6 @@ func TestResolveSolicitsThenReleasesOnAdvert(t *testing.T) {
 	require.Equal(t, []packet.MAC{hostM, hostM}, r.releasedTo)
 	require.Equal(t, neigh.Reachable, c.Entries()[0].State)
 	require.Equal(t, "fd00:20::5", c.Entries()[0].IP)
-}
-
-func TestResolutionFailsAfterProbes(t *testing.T) {
-	c, r, clk := newCache()
-	c.Resolve(hostIP, []byte("lost"), packet.Offload{})
-	for range 3 {
-		clk.Advance(time.Second)
-		c.Tick()
-	}
-	require.Len(t, r.sent, 3, "three solicitations, a second apart")
-	require.Equal(t, [][]byte{[]byte("lost")}, r.unreachable)
-	require.Equal(t, neigh.Failed, c.Entries()[0].State)
 }
 
 func TestUnsolicitedAdvertCreatesNothing(t *testing.T) {

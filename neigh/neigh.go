@@ -14,6 +14,7 @@
 package neigh
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -71,39 +72,23 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.ReachableTime == 0 {
-		c.ReachableTime = 30 * time.Second
-	}
-	if c.RetransTime == 0 {
-		c.RetransTime = time.Second
-	}
-	if c.MaxProbes == 0 {
-		c.MaxProbes = 3
-	}
-	if c.QueueLen == 0 {
-		c.QueueLen = 101
-	}
-	if c.QueueBytes == 0 {
-		c.QueueBytes = 212992
-	}
-	if c.FailedTTL == 0 {
-		c.FailedTTL = 20 * time.Second
-	}
-	if c.StaleTime == 0 {
-		c.StaleTime = 60 * time.Second
-	}
-	if c.MaxEntries == 0 {
-		c.MaxEntries = 1024
-	}
+	c.ReachableTime = cmp.Or(c.ReachableTime, 30*time.Second)
+	c.RetransTime = cmp.Or(c.RetransTime, time.Second)
+	c.MaxProbes = cmp.Or(c.MaxProbes, 3)
+	c.QueueLen = cmp.Or(c.QueueLen, 101)
+	c.QueueBytes = cmp.Or(c.QueueBytes, 212992)
+	c.FailedTTL = cmp.Or(c.FailedTTL, 20*time.Second)
+	c.StaleTime = cmp.Or(c.StaleTime, 60*time.Second)
+	c.MaxEntries = cmp.Or(c.MaxEntries, 1024)
 }
 
-// Output is what a cache needs from the protocol and router port it
-// serves.
-type Output[A Addr] interface {
-	// Solicit asks the network for ip's link-layer address: to the
-	// broadcast (or solicited-node multicast) address when to is
-	// packet.Broadcast, else unicast to to (a stale entry's probe).
-	Solicit(ip A, to packet.MAC)
+// Link is what a cache needs from the router port it serves, whatever
+// its protocol.
+type Link interface {
+	// SendNeigh puts a frame of the neighbour protocol (ARP, neighbour
+	// discovery) on the port's network. The frame is not kept after the
+	// call.
+	SendNeigh(frame []byte)
 	// Release sends a queued frame (with the offloads it was queued with)
 	// now that its next hop resolved to mac.
 	Release(frame []byte, off packet.Offload, mac packet.MAC)
@@ -111,6 +96,11 @@ type Output[A Addr] interface {
 	// for an ICMP host (address) unreachable.
 	Unreachable(frame []byte, off packet.Offload)
 }
+
+// Solicit asks the network for ip's link-layer address: to the broadcast
+// (or solicited-node multicast) address when to is packet.Broadcast,
+// else unicast to to (a stale entry's probe). It is the protocol's.
+type Solicit[A Addr] func(ip A, to packet.MAC)
 
 // queued is a frame waiting for its next hop, copied.
 type queued struct {
@@ -132,9 +122,10 @@ type neighbour[A Addr] struct {
 
 // Cache is the neighbour table of one router port for one address family.
 type Cache[A Addr] struct {
-	cfg   Config
-	clock clock.Clock
-	out   Output[A]
+	cfg     Config
+	clock   clock.Clock
+	out     Link
+	solicit Solicit[A]
 
 	table atomic.Pointer[map[A]*neighbour[A]] // copy on write
 	mu    sync.Mutex
@@ -144,11 +135,11 @@ type Cache[A Addr] struct {
 	TableFull  atomic.Uint64 // resolutions refused because the table was full
 }
 
-// New returns an empty cache whose solicitations and released frames go
-// to out.
-func New[A Addr](cfg Config, clk clock.Clock, out Output[A]) *Cache[A] {
+// New returns an empty cache that resolves with solicit and hands
+// released and unreachable frames to out.
+func New[A Addr](cfg Config, clk clock.Clock, out Link, solicit Solicit[A]) *Cache[A] {
 	cfg.defaults()
-	c := &Cache[A]{cfg: cfg, clock: clk, out: out}
+	c := &Cache[A]{cfg: cfg, clock: clk, out: out, solicit: solicit}
 	c.table.Store(&map[A]*neighbour[A]{})
 	return c
 }
@@ -170,7 +161,7 @@ func (c *Cache[A]) Lookup(ip A) (packet.MAC, bool) {
 		if now-n.probed.Load() >= int64(c.cfg.RetransTime) && n.probes.Load() < int32(c.cfg.MaxProbes) {
 			n.probed.Store(now)
 			n.probes.Add(1)
-			c.out.Solicit(n.ip, macOf(n.mac.Load()))
+			c.solicit(n.ip, macOf(n.mac.Load()))
 		}
 	default:
 		return packet.MAC{}, false
@@ -235,7 +226,7 @@ func (c *Cache[A]) enqueue(ip A, frame []byte, off packet.Offload) (mac packet.M
 	if start {
 		n.probes.Store(1)
 		n.probed.Store(now)
-		c.out.Solicit(ip, packet.Broadcast)
+		c.solicit(ip, packet.Broadcast)
 	}
 	for len(n.queue) > 0 && (len(n.queue) >= c.cfg.QueueLen || n.qbytes+len(frame) > c.cfg.QueueBytes) {
 		n.qbytes -= len(n.queue[0].frame)
@@ -305,7 +296,7 @@ func (c *Cache[A]) Tick() {
 			}
 			n.probes.Add(1)
 			n.probed.Store(now)
-			c.out.Solicit(n.ip, packet.Broadcast)
+			c.solicit(n.ip, packet.Broadcast)
 		case Stale:
 			if int(n.probes.Load()) >= c.cfg.MaxProbes && now-n.probed.Load() >= int64(c.cfg.RetransTime) {
 				n.state.Store(uint32(Failed))
