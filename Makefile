@@ -72,16 +72,18 @@ vet:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./switch ./router ./nat ./datapath ./gso ./packet
 
-# The kernel and uswitch offload, busy-poll, busy-poll with the CPU latency
-# request (--cpu-latency) and plain side by side in the same run (needs
-# root; installs iperf3, ping, iptables and python3 with apt-get when
-# missing); writes bench/RESULTS.md with each instance's CPU profile. SECS
+# The kernel, Open vSwitch's userspace datapath (L2; OVS=0 leaves it out)
+# and uswitch offload, busy-poll, busy-poll with the CPU latency request
+# (--cpu-latency) and plain side by side in the same run (needs root;
+# installs iperf3, ping, iptables, python3 and openvswitch-switch with
+# apt-get when missing); writes bench/RESULTS.md with each instance's CPU profile. SECS
 # seconds per iperf3 test; PROFILE=0 runs without --cpuprofile; ONLY,
 # NOTE, HALTPOLL_NS: see bench/net.sh.
 SECS    ?= 5
 PROFILE ?= 1
+OVS     ?= 1
 bench-net: build
-	SECS=$(SECS) PROFILE=$(PROFILE) ./bench/net.sh
+	SECS=$(SECS) PROFILE=$(PROFILE) OVS=$(OVS) ./bench/net.sh
 
 # Each fuzz target for a short, bounded time (FUZZTIME each; CI uses 10s).
 # Go 1.26's fuzz coordinator can fail a target with a bare "context deadline

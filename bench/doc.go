@@ -1,6 +1,9 @@
 // Package bench holds uswitch's side-by-side measurement: net.sh (`make
 // bench-net`) builds the same topologies on the kernel (veth+bridge, a
-// router namespace, iptables MASQUERADE) and on four uswitch instances,
+// router namespace, iptables MASQUERADE), on Open vSwitch's userspace
+// datapath with userspace TSO (L2 only: ovsdb-server and ovs-vswitchd of
+// its own, in a namespace of its own, TAP ports moved into the endpoint
+// namespaces) and on four uswitch instances,
 // one with offloads (vnet_hdr TAPs) and reader goroutines, the same with
 // the busy-poll thread, the same with the busy-poll thread holding the CPU
 // latency request (--cpu-latency), and one without offloads, and measures
