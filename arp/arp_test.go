@@ -22,7 +22,7 @@ type recorder struct {
 	unreachable [][]byte
 }
 
-func (r *recorder) SendARP(f []byte) {
+func (r *recorder) SendNeigh(f []byte) {
 	p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
 	r.arps = append(r.arps, p.Layer(layers.LayerTypeARP).(*layers.ARP))
 	r.arpDst = append(r.arpDst, packet.Ethernet(f).Dst())

@@ -504,7 +504,7 @@ func martianDst(a [4]byte) bool { return a[0] == 0 || a[0] == 127 }
 // arpOutput adapts a Port to what its ARP cache needs.
 type arpOutput Port
 
-func (o *arpOutput) SendARP(frame []byte) { (*Port)(o).link.Send(frame, packet.Offload{}) }
+func (o *arpOutput) SendNeigh(frame []byte) { (*Port)(o).link.Send(frame, packet.Offload{}) }
 
 func (o *arpOutput) Release(frame []byte, off packet.Offload, mac packet.MAC) {
 	(*Port)(o).transmit(frame, off, mac, nil)
