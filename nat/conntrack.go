@@ -494,10 +494,12 @@ func (t *Table) Entries() []Entry {
 	return out
 }
 
-// Filter selects connections by their original tuple and state, as
-// `conntrack -L` does with -p, -s, -d, --sport, --dport and --state; a zero
+// Filter selects connections by their family, original tuple and state,
+// as `conntrack -L` does with -f, -p, -s, -d, --sport, --dport and
+// --state; a zero
 // field matches every connection.
 type Filter struct {
+	Family       string // "ipv4" or "ipv6"
 	Proto        uint8
 	Src, Dst     netip.Addr
 	Sport, Dport uint16
@@ -509,7 +511,8 @@ func (f *Filter) match(c *Conn) bool {
 	switch {
 	case f.Proto != 0 && o.Proto != f.Proto,
 		f.Sport != 0 && o.Sport != f.Sport,
-		f.Dport != 0 && o.Dport != f.Dport:
+		f.Dport != 0 && o.Dport != f.Dport,
+		f.Family == "ipv4" && c.six != nil, f.Family == "ipv6" && c.six == nil:
 		return false
 	}
 	if f.Src.IsValid() || f.Dst.IsValid() {
