@@ -251,11 +251,20 @@ func (t *Table) Lookup6(tup *Tuple6) (*Conn, Dir, bool) { return t.lookup(tup.ke
 // lookup finds the connection of key k (of IPv6 tuple t6, for an IPv6 key).
 func (t *Table) lookup(k key, t6 *Tuple6) (*Conn, Dir, bool) {
 	h := k.hash(t.seed)
-	c := t.shardOf(h).get(k, h, t6)
-	if c == nil || c.expires.Load() < t.clock.Now() || c.dead.Load() {
+	var l *link
+	if t6 == nil {
+		l = t.shardOf(h).get(k, h)
+	} else {
+		l = t.shardOf(h).get6(k, h, t6)
+	}
+	if l == nil {
 		return nil, 0, false
 	}
-	if k == c.links[Original].k && (t6 == nil || *t6 == c.six.orig) {
+	c := l.c
+	if c.expires.Load() < t.clock.Now() || c.dead.Load() {
+		return nil, 0, false
+	}
+	if l == &c.links[Original] {
 		return c, Original, true
 	}
 	return c, Reply, true
