@@ -85,6 +85,10 @@ func (p *parser) networks(raws []rawNetwork, up *Uplink) []Network {
 			s := p.scope("uplink", "uplink")
 			s.errorf("address", "address %s overlaps network %q (%s)", up.Address, b.Name, b.Subnet)
 		}
+		if up != nil && up.Address6.IsValid() && b.Subnet6.IsValid() && up.Address6.Overlaps(b.Subnet6) {
+			s := p.scope("uplink", "uplink")
+			s.errorf("address6", "address6 %s overlaps network %q (%s)", up.Address6, b.Name, b.Subnet6)
+		}
 	}
 	return nets
 }

@@ -170,3 +170,8 @@ func IsMulticast6(a [16]byte) bool { return a[0] == 0xff }
 // IsLinkLocal6 reports whether a is a link-local unicast address
 // (fe80::/10).
 func IsLinkLocal6(a [16]byte) bool { return a[0] == 0xfe && a[1]&0xc0 == 0x80 }
+
+// AddrBits6 is an IPv6 address as two 64-bit halves, for prefix matching.
+func AddrBits6(a [16]byte) (hi, lo uint64) {
+	return binary.BigEndian.Uint64(a[0:8]), binary.BigEndian.Uint64(a[8:16])
+}
