@@ -87,6 +87,13 @@ func tracker(t testing.TB, plan *config.Plan, clk clock.Clock) *nat.Tracker {
 // default route to the host; edit changes the plan the rules come from.
 func newRig(t *testing.T, isolate bool, mtuBack int, edit ...func(*config.Plan)) *rig {
 	t.Helper()
+	return buildRig(t, isolate, mtuBack, false, edit...)
+}
+
+// buildRig is newRig, with IPv6 on every port when six is true (see
+// newRig6).
+func buildRig(t *testing.T, isolate bool, mtuBack int, six bool, edit ...func(*config.Plan)) *rig {
+	t.Helper()
 	g := &rig{clk: &clock.Fake{}, ports: map[string]*Port{}, links: map[string]*capture{}, stats: map[string]*stats.Port{}}
 	g.clk.Advance(time.Hour)
 	plan := testPlan(isolate)
@@ -97,6 +104,9 @@ func newRig(t *testing.T, isolate bool, mtuBack int, edit ...func(*config.Plan))
 	g.r.SetHost(host.New(g.r, g.clk))
 	add := func(c PortConfig) {
 		c.MAC = macFor(c.Addr.Addr())
+		if six {
+			c.Addr6 = addr6[c.Name]
+		}
 		g.links[c.Name], g.stats[c.Name] = &capture{}, &stats.Port{}
 		p, err := g.r.AddPort(c, g.links[c.Name], g.stats[c.Name])
 		require.NoError(t, err)
@@ -106,6 +116,9 @@ func newRig(t *testing.T, isolate bool, mtuBack int, edit ...func(*config.Plan))
 	add(PortConfig{Name: "gw/back", Network: "back", Addr: backGW, MTU: mtuBack})
 	add(PortConfig{Name: "uplink", Addr: uplinkIP, MTU: 1500})
 	g.r.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), g.ports["uplink"], hostIP)
+	if six {
+		g.r.AddRoute(netip.MustParsePrefix("::/0"), g.ports["uplink"], host6)
+	}
 	return g
 }
 
