@@ -165,12 +165,15 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 	}
 	if u := plan.Uplink; u != nil {
 		d.uplink = &uplink{capture: d.capture}
-		rp, err := d.router.AddPort(router.PortConfig{Name: UplinkPort, MAC: u.MAC, Addr: u.Address, MTU: 1500}, d.uplink, &d.uplink.stats)
+		rp, err := d.router.AddPort(router.PortConfig{Name: UplinkPort, MAC: u.MAC, Addr: u.Address, Addr6: u.Address6, MTU: 1500}, d.uplink, &d.uplink.stats)
 		if err != nil {
 			return nil, fmt.Errorf("uplink: %w", err)
 		}
 		d.uplink.port = rp
 		d.router.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), rp, u.HostAddress.Addr())
+		if u.Address6.IsValid() {
+			d.router.AddRoute(netip.MustParsePrefix("::/0"), rp, u.HostAddress6.Addr())
+		}
 	}
 	d.startDNS(opt.DNSDialer)
 	if opt.BusyPoll {
@@ -287,6 +290,14 @@ func (d *Datapath) SetPlan(plan *config.Plan) error {
 	return nil
 }
 
+// gateway6 is the router's IPv6 address on n, none when n is IPv4 only.
+func gateway6(n config.Network) netip.Prefix {
+	if !n.Subnet6.IsValid() {
+		return netip.Prefix{}
+	}
+	return netip.PrefixFrom(n.Gateway6, n.Subnet6.Bits())
+}
+
 // addGateway attaches the router's port for network n to its switch, with
 // a static FDB entry so frames to the gateway MAC reach the router alone.
 func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) (*router.Port, error) {
@@ -302,6 +313,7 @@ func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) (*router.Por
 		Network: n.Name,
 		MAC:     n.GatewayMAC,
 		Addr:    netip.PrefixFrom(n.Gateway, n.Subnet.Bits()),
+		Addr6:   gateway6(n),
 		MTU:     n.MTU,
 	}, switchLink{sw: sw, port: swp}, &swp.Stats)
 	if err != nil {
@@ -437,6 +449,9 @@ func (d *Datapath) Detach(port string) error {
 		if ip := p.IP; ip != [4]byte{} {
 			gw.Neighbours().Forget(ip)
 			d.tracker.Table.RemoveAddr(ip)
+		}
+		if nd := gw.Neighbours6(); nd != nil && p.IP6 != [16]byte{} {
+			nd.Forget(p.IP6)
 		}
 	}
 	if err != nil {

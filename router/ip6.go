@@ -7,6 +7,7 @@ import (
 
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/ndp"
+	"github.com/uswitch-dev/uswitch/neigh"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/stats"
 	"github.com/uswitch-dev/uswitch/trace"
@@ -67,6 +68,16 @@ func (p *Port) remove6(l *layout) {
 // Neighbours6 returns the port's IPv6 neighbour cache, nil when the port
 // has no IPv6 address.
 func (p *Port) Neighbours6() *ndp.Cache { return p.nd }
+
+// NeighbourEntries returns the port's neighbours as `uswitch neigh` lists
+// them: its ARP cache, then its IPv6 one.
+func (p *Port) NeighbourEntries() []neigh.Entry {
+	e := p.arp.Entries()
+	if p.nd != nil {
+		e = append(e, p.nd.Entries()...)
+	}
+	return e
+}
 
 // addRoute6 adds an IPv6 route (AddRoute with an IPv6 prefix).
 func (r *Router) addRoute6(prefix netip.Prefix, p *Port, gw netip.Addr) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -244,9 +243,10 @@ func (t *Topology) RecordPlan(p *config.Plan) error {
 	return t.record(func(s *State) { s.Plan = src })
 }
 
-// AddNetworkRoutes adds the uplink's host route to network n's subnet (when
-// the plan's uplink has routes and n is not internal), as Apply adds them
-// for the networks it starts with. The routes go with the uplink's TAP.
+// AddNetworkRoutes adds the uplink's host routes to network n's subnet and
+// subnet6 (when the plan's uplink has routes and n is not internal), as
+// Apply adds them for the networks it starts with. The routes go with the
+// uplink's TAP.
 func (t *Topology) AddNetworkRoutes(p *config.Plan, n config.Network) error {
 	return t.networkRoute(p, n, true)
 }
@@ -278,16 +278,16 @@ func (t *Topology) networkRoute(p *config.Plan, n config.Network, add bool) erro
 	if err != nil {
 		return fmt.Errorf("%s: %w", u.HostDevice, err)
 	}
-	dst := &net.IPNet{IP: net.IP(n.Subnet.Addr().AsSlice()), Mask: net.CIDRMask(n.Subnet.Bits(), 32)}
-	rt := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: net.IP(u.Address.Addr().AsSlice())}
-	if add {
-		if err := h.RouteAdd(rt); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("route %s via %s dev %s: %w", n.Subnet, u.Address.Addr(), u.HostDevice, err)
+	for _, rt := range uplinkRoutes(u, n, l) {
+		if add {
+			if err := h.RouteAdd(rt); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("route %s via %s dev %s: %w", rt.Dst, rt.Gw, u.HostDevice, err)
+			}
+			continue
 		}
-		return nil
-	}
-	if err := h.RouteDel(rt); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("delete route %s via %s dev %s: %w", n.Subnet, u.Address.Addr(), u.HostDevice, err)
+		if err := h.RouteDel(rt); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("delete route %s via %s dev %s: %w", rt.Dst, rt.Gw, u.HostDevice, err)
+		}
 	}
 	return nil
 }
