@@ -25,7 +25,7 @@ func (s *Stage) deliver6(in Ingress, frame []byte) {
 			return
 		}
 		if m.Type() == packet.ICMPv6EchoRequest && m.Code() == 0 {
-			s.echoReply6(frame)
+			s.echoReply6(frame, m)
 		}
 	case proto == packet.ProtoUDP || proto == packet.ProtoTCP:
 		s.out.ICMPError6(frame, packet.ICMPv6DstUnreach, packet.ICMPv6CodePortUnrch)
@@ -34,15 +34,15 @@ func (s *Stage) deliver6(in Ingress, frame []byte) {
 	}
 }
 
-// echoReply6 turns an ICMPv6 echo request into its reply in place and
-// sends it: the addresses swap places, so the pseudo header's sum stays.
-func (s *Stage) echoReply6(frame []byte) {
+// echoReply6 turns an ICMPv6 echo request m, in frame, into its reply in
+// place and sends it: the addresses swap places, so the pseudo header's
+// sum stays.
+func (s *Stage) echoReply6(frame []byte, m packet.ICMPv6) {
 	ip := packet.IPv6(frame[packet.EthernetHeaderLen:])
-	src, dst := ip.Src(), ip.Dst()
-	ip.SetSrc(dst)
+	src := ip.Src()
+	ip.SetSrc(ip.Dst())
 	ip.SetDst(src)
 	ip.SetHopLimit(TTL)
-	_, off, _ := ip.Upper()
-	packet.ICMPv6(ip[off:]).SetTypeWithChecksumUpdate(packet.ICMPv6EchoReply)
+	m.SetTypeWithChecksumUpdate(packet.ICMPv6EchoReply)
 	s.out.Originate(frame)
 }

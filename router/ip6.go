@@ -157,10 +157,11 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 	if packet.IsLinkLocal6(dst) || packet.IsLinkLocal6(src) {
 		// Link-local addresses are never forwarded (RFC 4291 2.5.6); a
 		// source beyond its scope is answered as Linux does.
-		p.drop(stats.NotForwarded, rec)
-		if !packet.IsLinkLocal6(dst) && act(rec, trace.Send, "router", "answers with an ICMPv6 error") {
-			r.icmpError6(frame, off, packet.ICMPv6DstUnreach, 2 /* beyond scope of source */, 0)
+		if packet.IsLinkLocal6(dst) {
+			p.drop(stats.NotForwarded, rec)
+			return
 		}
+		p.refuse6(stats.NotForwarded, rec, frame, off, packet.ICMPv6DstUnreach, 2 /* beyond scope of source */, 0)
 		return
 	}
 	out, nh, ok := r.lay.Load().routes6.lookup(dst)
@@ -168,18 +169,12 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		rec.Addf(trace.Route, "router", "%v via %s, next hop %v", netip.AddrFrom16(dst), out.Name, netip.AddrFrom16(nh))
 	}
 	if !ok {
-		p.drop(stats.NoRoute, rec)
-		if act(rec, trace.Send, "router", "answers with an ICMPv6 error") {
-			r.icmpError6(frame, off, packet.ICMPv6DstUnreach, packet.ICMPv6CodeNoRoute, 0)
-		}
+		p.refuse6(stats.NoRoute, rec, frame, off, packet.ICMPv6DstUnreach, packet.ICMPv6CodeNoRoute, 0)
 		return
 	}
 	bridged := out == p && dst != dst0 // a hairpin, as for IPv4
 	if ip.HopLimit() <= 1 && !bridged {
-		p.drop(stats.TTLExceeded, rec)
-		if act(rec, trace.Send, "router", "answers with an ICMPv6 error") {
-			r.icmpError6(frame, off, packet.ICMPv6TimeExceeded, packet.ICMPv6CodeHopLimit, 0)
-		}
+		p.refuse6(stats.TTLExceeded, rec, frame, off, packet.ICMPv6TimeExceeded, packet.ICMPv6CodeHopLimit, 0)
 		return
 	}
 	if v := filter6(r.ct, &fl, nat.Forward, out.iface); v.Action != nat.Accept {
@@ -187,10 +182,7 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		return
 	}
 	if len(ip) > out.MTU && wireLen6(ip, off) > out.MTU {
-		p.drop(stats.PacketTooBig, rec)
-		if act(rec, trace.Send, "router", "answers with an ICMPv6 packet too big") {
-			r.icmpError6(frame, off, packet.ICMPv6PacketTooBig, 0, uint32(out.MTU))
-		}
+		p.refuse6(stats.PacketTooBig, rec, frame, off, packet.ICMPv6PacketTooBig, 0, uint32(out.MTU))
 		return
 	}
 	if v := postrouting6(r.ct, &fl, ip, out.iface, out.ip6); v.Action != nat.Accept {
@@ -201,6 +193,16 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		ip.SetHopLimit(ip.HopLimit() - 1)
 	}
 	sendVia(out, out.nd.Cache, nh, frame, off, rec)
+}
+
+// refuse6 counts a packet dropped on p for reason and answers it with an
+// ICMPv6 error of type typ and code (rest: its second word), as
+// icmpError6 allows.
+func (p *Port) refuse6(reason stats.Reason, rec *trace.Recorder, frame []byte, off packet.Offload, typ, code uint8, rest uint32) {
+	p.drop(reason, rec)
+	if act(rec, trace.Send, "router", "answers with an ICMPv6 error") {
+		p.r.icmpError6(frame, off, typ, code, rest)
+	}
 }
 
 // wireLen6 is the length of the largest packet frame's IPv6 packet ip

@@ -528,20 +528,27 @@ func forwardOnce(front *Port, f, tmpl []byte) {
 }
 
 func TestForwardDoesNotAllocate(t *testing.T) {
-	front, tmpl := routedSetup(t)
-	f := make([]byte, len(tmpl))
-	out := &capture{}
-	front.r.Ports()[1].link = out
-	forwardOnce(front, f, tmpl)
-	require.Len(t, out.take(), 1, "the packet was forwarded")
-	front.r.Ports()[1].link = discard{}
-	require.Zero(t, testing.AllocsPerRun(1000, func() { forwardOnce(front, f, tmpl) }))
+	for name, setup := range map[string]func(testing.TB) (*Port, []byte){"IPv4": routedSetup, "IPv6": routedSetup6} {
+		t.Run(name, func(t *testing.T) {
+			front, tmpl := setup(t)
+			f := make([]byte, len(tmpl))
+			out := &capture{}
+			front.r.Ports()[1].link = out
+			forwardOnce(front, f, tmpl)
+			require.Len(t, out.take(), 1, "the packet was forwarded")
+			front.r.Ports()[1].link = discard{}
+			require.Zero(t, testing.AllocsPerRun(1000, func() { forwardOnce(front, f, tmpl) }))
+		})
+	}
 }
 
 // BenchmarkRouterForward: one packet routed between two networks (the
 // router alone, including a 120-byte copy of the template per round).
-func BenchmarkRouterForward(b *testing.B) {
-	front, tmpl := routedSetup(b)
+func BenchmarkRouterForward(b *testing.B) { benchForward(b, routedSetup) }
+
+// benchForward routes the packet of setup again and again.
+func benchForward(b *testing.B, setup func(testing.TB) (*Port, []byte)) {
+	front, tmpl := setup(b)
 	f := make([]byte, len(tmpl))
 	b.ReportAllocs()
 	for b.Loop() {
