@@ -6,6 +6,7 @@ import (
 	"regexp"
 
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 )
 
 // netState is a network during resolution.
@@ -37,7 +38,7 @@ func (p *parser) networks(raws []rawNetwork, up *Uplink) []Network {
 			s = p.scope(table, fmt.Sprintf("network %q", name))
 			if !networkName.MatchString(name) || len(name) > 15 {
 				s.errorf("name", "name must be 1-15 characters of a-z, 0-9, '_' and '-'")
-			} else if name == "uplink" {
+			} else if name == rule.Uplink {
 				s.errorf("name", `name "uplink" is reserved for the uplink`)
 			}
 		}

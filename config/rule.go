@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/uswitch-dev/uswitch/rule"
 )
 
 var (
@@ -154,9 +156,9 @@ func (p *parser) ruleIface(s scope, key string, v any, uplink bool) string {
 	name, ok := s.str(key, v)
 	switch {
 	case !ok:
-	case name == "uplink" && !uplink:
+	case name == rule.Uplink && !uplink:
 		s.errorf(key, "%s %q: there is no [uplink]", key, name)
-	case name != "uplink" && p.nets[name] == nil:
+	case name != rule.Uplink && p.nets[name] == nil:
 		s.errorf(key, "%s: network %q does not exist", key, name)
 	}
 	return name

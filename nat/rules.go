@@ -53,13 +53,10 @@ const (
 	stateReopen uint8 = 0xff // update's word for a SYN that replaces its connection (never a rule's state)
 )
 
-// UplinkName is how rules name the uplink in `in` and `out`.
-const UplinkName = rule.Uplink
-
 // Meta is what rules match a packet on, filled in by the tracker.
 type Meta struct {
 	T       Tuple  // the packet's addresses at this hook
-	In, Out string // network names, or "uplink"; "" for the router itself
+	In, Out string // network names, or rule.Uplink; "" for the router itself
 	State   uint8  // one of the State bits, plus stateDNAT
 	Size    int
 }

@@ -38,15 +38,15 @@ func (l layout6) clone() layout6 {
 	return layout6{routes6: table6{routes: slices.Clone(l.routes6.routes)}, addrs6: slices.Clone(l.addrs6)}
 }
 
-// init6 gives p its IPv6 address, when its config has one; the caller
-// adds it to the layout with add6.
+// init6 gives p (being attached) its IPv6 address and neighbour cache,
+// when its config has one; the caller adds it to the layout with add6.
 func (p *Port) init6() {
 	if !p.Addr6.IsValid() {
 		return
 	}
 	p.ip6, p.subnet6 = p.Addr6.Addr().As16(), p.Addr6.Masked()
 	p.in.Addr6 = p.ip6
-	p.nd = ndp.New(p.ARP, p.MAC, p.ip6, p.r.clock, (*arpOutput)(p))
+	p.nd = ndp.New(p.ARP, p.MAC, p.ip6, p.r.clock, neigh.Link{Wire: p.link, Release: p.release, Unreachable: p.unreachable})
 }
 
 // add6 adds p's IPv6 address and connected route to l.

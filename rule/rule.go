@@ -195,7 +195,9 @@ type Match struct {
 	State States       `json:"state,omitzero"`
 }
 
-// Uplink is how rules name the uplink in In and Out.
+// Uplink is the uplink's name, the one definition of it: how rules name it
+// in In and Out, the router's port to the host and its TAP's port (SPEC
+// §1: "the uplink is uplink"), and a name no network or endpoint may take.
 const Uplink = "uplink"
 
 // Rule is one rule of a hook.
