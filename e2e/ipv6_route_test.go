@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,6 +219,20 @@ func TestIPv6Routed(t *testing.T) {
 		require.Equal(t, 2, echo6(t, host, b6, 2))
 		require.Equal(t, 2, echo6(t, f1, "fd00:fa::1", 2), "and endpoints reach it")
 		transfer6(t, f1, host, "[fd00:fa::1]:7613", 1<<20)
+	})
+
+	t.Run("uplink down and up: host_address6 and the routes come back", func(t *testing.T) {
+		// the kernel drops a link's IPv6 addresses when it goes down
+		mustNsExec(t, host, "ip", "link", "set", name+"-up", "down")
+		mustNsExec(t, host, "ip", "link", "set", name+"-up", "up")
+		require.Eventually(t, func() bool {
+			out, err := nsExec(host, "ip", "-6", "route", "show", "fd00:a1::/64")
+			return err == nil && strings.Contains(out, "via fd00:fa::2")
+		}, 10*time.Second, 50*time.Millisecond, "the route to back's subnet6 restored")
+		out, err := nsExec(host, "ip", "-6", "addr", "show", "dev", name+"-up")
+		require.NoError(t, err, out)
+		require.Contains(t, out, "inet6 fd00:fa::1/64 scope global nodad")
+		require.Equal(t, 2, echo6(t, host, b6, 2))
 	})
 }
 
