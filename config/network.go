@@ -59,8 +59,11 @@ func (p *parser) networks(raws []rawNetwork, up *Uplink) []Network {
 		if subnet6(s, r, n) {
 			ns.next6 = n.Subnet6.Addr().Next()
 		}
-		if r.Masquerade6 != nil {
-			s.errorf("masquerade6", "masquerade6 is not supported yet: %s", notRouted6)
+		switch {
+		case n.Subnet6.IsValid():
+			n.Masquerade6 = s.boolean("masquerade6", r.Masquerade6, ula.Contains(n.Subnet6.Addr()))
+		case r.Masquerade6 != nil:
+			s.errorf("masquerade6", "masquerade6 needs subnet6")
 		}
 		if first, dup := p.nets[name]; dup {
 			s.errorf("name", "duplicate name, first defined at line %d", p.loc.line(first.s.table, "name"))

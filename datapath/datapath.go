@@ -423,6 +423,9 @@ func (d *Datapath) Detach(port string) error {
 			gw.Neighbours().Forget(ip)
 			d.tracker.Table.RemoveAddr(ip)
 		}
+		if ip6 := p.IP6; ip6 != [16]byte{} {
+			d.tracker.Table.RemoveAddr6(ip6)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("port %q: %w", port, err)
