@@ -19,10 +19,6 @@ type netState struct {
 	next6 netip.Addr            // the same in subnet6
 }
 
-// notRouted6 says why the IPv6 keys beyond one network are refused: IPv6
-// reaches the endpoints of its own network only, for now.
-const notRouted6 = "IPv6 is switched between the endpoints of a network but not yet routed or NATed"
-
 var networkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
 // networks checks the [[network]] tables, against each other and the uplink.
@@ -59,8 +55,11 @@ func (p *parser) networks(raws []rawNetwork, up *Uplink) []Network {
 		if subnet6(s, r, n) {
 			ns.next6 = n.Subnet6.Addr().Next()
 		}
-		if r.Masquerade6 != nil {
-			s.errorf("masquerade6", "masquerade6 is not supported yet: %s", notRouted6)
+		switch {
+		case n.Subnet6.IsValid():
+			n.Masquerade6 = s.boolean("masquerade6", r.Masquerade6, ula.Contains(n.Subnet6.Addr()))
+		case r.Masquerade6 != nil:
+			s.errorf("masquerade6", "masquerade6 needs subnet6")
 		}
 		if first, dup := p.nets[name]; dup {
 			s.errorf("name", "duplicate name, first defined at line %d", p.loc.line(first.s.table, "name"))

@@ -69,10 +69,14 @@ type Network struct {
 	Subnet6    netip.Prefix `json:"subnet6,omitzero"`
 	Gateway6   netip.Addr   `json:"gateway6,omitzero"`
 	Masquerade bool         `json:"masquerade"`
-	Internal   bool         `json:"internal"`
-	Isolate    bool         `json:"isolate"`
-	DNS        bool         `json:"dns"`
-	MTU        int          `json:"mtu"`
+	// Masquerade6 masquerades IPv6 leaving through the uplink to its
+	// address6; by default true for a unique local subnet6, false for a
+	// global one (routed as it is), as Docker decides.
+	Masquerade6 bool `json:"masquerade6,omitempty"`
+	Internal    bool `json:"internal"`
+	Isolate     bool `json:"isolate"`
+	DNS         bool `json:"dns"`
+	MTU         int  `json:"mtu"`
 }
 
 // Endpoint modes.

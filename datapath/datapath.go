@@ -435,8 +435,11 @@ func (d *Datapath) Detach(port string) error {
 			gw.Neighbours().Forget(ip)
 			d.tracker.Table.RemoveAddr(ip)
 		}
-		if nd := gw.Neighbours6(); nd != nil && p.IP6 != [16]byte{} {
-			nd.Forget(p.IP6)
+		if ip6 := p.IP6; ip6 != [16]byte{} {
+			d.tracker.Table.RemoveAddr6(ip6)
+			if nd := gw.Neighbours6(); nd != nil {
+				nd.Forget(ip6)
+			}
 		}
 	}
 	if err != nil {

@@ -138,14 +138,14 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 	}
 	r := p.r
 	fl := nat.Flow{Partial: off.NeedsCsum(), Rec: rec}
-	if v := prerouting6(r.ct, &fl, ip, p.iface); v.Action != nat.Accept {
+	if v := r.ct.Prerouting6(&fl, ip, p.iface); v.Action != nat.Accept {
 		r.deny6(p, frame, off, v, rec)
 		return
 	}
 	dst0 := dst
 	dst = ip.Dst()
 	if r.isLocal6(dst) || p.nd.Owns(dst) {
-		if v := filter6(r.ct, &fl, nat.Input, ""); v.Action != nat.Accept {
+		if v := r.ct.Filter(&fl, nat.Input, ""); v.Action != nat.Accept {
 			r.deny6(p, frame, off, v, rec)
 			return
 		}
@@ -177,7 +177,7 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		p.refuse6(stats.TTLExceeded, rec, frame, off, packet.ICMPv6TimeExceeded, packet.ICMPv6CodeHopLimit, 0)
 		return
 	}
-	if v := filter6(r.ct, &fl, nat.Forward, out.iface); v.Action != nat.Accept {
+	if v := r.ct.Filter(&fl, nat.Forward, out.iface); v.Action != nat.Accept {
 		r.deny6(p, frame, off, v, rec)
 		return
 	}
@@ -185,7 +185,7 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		p.refuse6(stats.PacketTooBig, rec, frame, off, packet.ICMPv6PacketTooBig, 0, uint32(out.MTU))
 		return
 	}
-	if v := postrouting6(r.ct, &fl, ip, out.iface, out.ip6); v.Action != nat.Accept {
+	if v := r.ct.Postrouting6(&fl, ip, out.iface, out.ip6); v.Action != nat.Accept {
 		r.deny6(p, frame, off, v, rec)
 		return
 	}
@@ -333,7 +333,7 @@ func (r *Router) send6Via(out *Port, frame []byte) {
 	if !packet.IsLinkLocal6(dst) {
 		_, nh, _ = r.lay.Load().routes6.lookup(dst)
 	}
-	if output6(r.ct, ip, out.iface).Action != nat.Accept {
+	if r.ct.Output6(ip, out.iface).Action != nat.Accept {
 		return
 	}
 	packet.Ethernet(frame).SetEtherType(packet.EtherTypeIPv6)

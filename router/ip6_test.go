@@ -31,13 +31,16 @@ var (
 // route via fd00:ff::1.
 func newRig6(t *testing.T, mtuBack int, edit ...func(*config.Plan)) *rig {
 	t.Helper()
-	dual := func(p *config.Plan) {
-		for i, name := range []string{"gw/front", "gw/back"} {
-			p.Networks[i].Subnet6, p.Networks[i].Gateway6 = addr6[name].Masked(), addr6[name].Addr()
-		}
-		p.Uplink.Address6, p.Uplink.HostAddress6 = addr6["uplink"], netip.PrefixFrom(host6, 64)
+	return buildRig(t, false, mtuBack, true, append([]func(*config.Plan){dualStack}, edit...)...)
+}
+
+// dualStack gives the rig's plan the IPv6 addresses of its ports, for the
+// rules compiled from it.
+func dualStack(p *config.Plan) {
+	for i, name := range []string{"gw/front", "gw/back"} {
+		p.Networks[i].Subnet6, p.Networks[i].Gateway6 = addr6[name].Masked(), addr6[name].Addr()
 	}
-	return buildRig(t, false, mtuBack, true, append([]func(*config.Plan){dual}, edit...)...)
+	p.Uplink.Address6, p.Uplink.HostAddress6 = addr6["uplink"], netip.PrefixFrom(host6, 64)
 }
 
 func gwMAC(port string) packet.MAC {
@@ -175,11 +178,7 @@ func TestForward6BetweenNetworks(t *testing.T) {
 	require.Equal(t, hw(dbMAC), eth.DstMAC)
 	ip := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
 	require.EqualValues(t, 63, ip.HopLimit)
-	u := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
-	c := *u
-	require.NoError(t, c.SetNetworkLayerForChecksum(ip))
-	require.NoError(t, gopacket.SerializeLayers(gopacket.NewSerializeBuffer(), gopacket.SerializeOptions{ComputeChecksums: true}, &c, gopacket.Payload(u.Payload)))
-	require.Equal(t, u.Checksum, c.Checksum, "UDP checksum")
+	requireUDP6Checksum(t, p)
 	require.Empty(t, g.links["gw/front"].take())
 
 	// to the uplink: the next hop is the host side, resolved first
@@ -188,6 +187,64 @@ func TestForward6BetweenNetworks(t *testing.T) {
 	require.Len(t, out, 1)
 	ns := decode(out[0]).Layer(layers.LayerTypeICMPv6NeighborSolicitation).(*layers.ICMPv6NeighborSolicitation)
 	require.Equal(t, host6.AsSlice(), []byte(ns.TargetAddress))
+}
+
+// The hooks are conntrack's and the rules', as for IPv4: isolated networks
+// do not reach each other over IPv6 either, but reach the uplink; an
+// internal network reaches no uplink.
+func TestIsolation6(t *testing.T) {
+	g := buildRig(t, true, 1500, true, dualStack, func(p *config.Plan) { p.Networks[1].Internal = true })
+	g.learn6(t, "gw/back", db6, dbMAC)
+	g.learn6(t, "uplink", host6, hostMAC)
+	g.ports["gw/front"].Input(udp6To(t, webMAC, gwMAC("gw/front"), web6, db6, 10, 64), packet.Offload{})
+	require.Empty(t, g.links["gw/back"].take())
+	require.Empty(t, g.links["gw/front"].take(), "dropped silently, like Docker's isolation chains")
+	require.EqualValues(t, 1, g.stats["gw/front"].Dropped(stats.Isolated))
+	g.ports["gw/front"].Input(udp6To(t, webMAC, gwMAC("gw/front"), web6, netip.MustParseAddr("2001:db8::1"), 10, 64), packet.Offload{})
+	require.Len(t, g.links["uplink"].take(), 1, "an isolated network reaches the uplink")
+	g.ports["gw/back"].Input(udp6To(t, dbMAC, gwMAC("gw/back"), db6, netip.MustParseAddr("2001:db8::1"), 10, 64), packet.Offload{})
+	require.Empty(t, g.links["uplink"].take(), "an internal one does not")
+}
+
+// masquerade6 translates the source of what leaves through the uplink to
+// address6, through the router's IPv6 path, and the reply comes back to
+// the endpoint; checksums stay right.
+func TestMasquerade6ThroughTheRouter(t *testing.T) {
+	g := newRig6(t, 1500, func(p *config.Plan) { p.Networks[0].Masquerade6 = true })
+	g.learn6(t, "gw/front", web6, webMAC)
+	g.learn6(t, "uplink", host6, hostMAC)
+	remote := netip.MustParseAddr("2001:db8::1")
+	g.ports["gw/front"].Input(udp6To(t, webMAC, gwMAC("gw/front"), web6, remote, 10, 64), packet.Offload{})
+	out := g.links["uplink"].take()
+	require.Len(t, out, 1)
+	p := decode(out[0])
+	ip := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+	require.Equal(t, addr6["uplink"].Addr().String(), ip.SrcIP.String())
+	requireUDP6Checksum(t, p)
+
+	u := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+	eth := &layers.Ethernet{SrcMAC: hw(hostMAC), DstMAC: hw(gwMAC("uplink")), EthernetType: layers.EthernetTypeIPv6}
+	rip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: remote.AsSlice(), DstIP: ip.SrcIP}
+	ru := &layers.UDP{SrcPort: u.DstPort, DstPort: u.SrcPort}
+	_ = ru.SetNetworkLayerForChecksum(rip)
+	g.ports["uplink"].Input(serialize(t, eth, rip, ru, gopacket.Payload("reply")), packet.Offload{})
+	out = g.links["gw/front"].take()
+	require.Len(t, out, 1)
+	p = decode(out[0])
+	require.Equal(t, web6.String(), p.Layer(layers.LayerTypeIPv6).(*layers.IPv6).DstIP.String())
+	require.EqualValues(t, 4000, p.Layer(layers.LayerTypeUDP).(*layers.UDP).DstPort)
+	requireUDP6Checksum(t, p)
+}
+
+// requireUDP6Checksum checks a decoded packet's UDP checksum against
+// gopacket's computation.
+func requireUDP6Checksum(t *testing.T, p gopacket.Packet) {
+	t.Helper()
+	u := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+	c := *u
+	require.NoError(t, c.SetNetworkLayerForChecksum(p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)))
+	require.NoError(t, gopacket.SerializeLayers(gopacket.NewSerializeBuffer(), gopacket.SerializeOptions{ComputeChecksums: true}, &c, gopacket.Payload(u.Payload)))
+	require.Equal(t, u.Checksum, c.Checksum, "UDP checksum")
 }
 
 func TestNeighbourResolution6QueuesAndReleases(t *testing.T) {
