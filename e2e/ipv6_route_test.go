@@ -17,9 +17,10 @@ import (
 	"github.com/uswitch-dev/uswitch/nsthread"
 )
 
-// route6Config: two open dual-stack networks, front (MTU 1500) and back
-// (MTU 1280), two endpoints on front and one on back, and an uplink with
-// IPv6 whose host side lives in a namespace of the test's own.
+// route6Config: two open dual-stack networks, front (MTU 1500, not
+// masqueraded) and back (MTU 1280, masqueraded: a ULA subnet6's default),
+// two endpoints on front and one on back, and an uplink with IPv6 whose
+// host side lives in a namespace of the test's own.
 func route6Config(name string) string {
 	return fmt.Sprintf(`
 name = %[1]q
@@ -36,6 +37,7 @@ name = "front"
 subnet = "10.83.0.0/24"
 subnet6 = "fd00:a0::/64"
 isolate = false
+masquerade6 = false
 
 [[network]]
 name = "back"

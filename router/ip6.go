@@ -253,7 +253,8 @@ const icmp6QuoteMax = packet.IPv6MinMTU - packet.IPv6HeaderLen - packet.ICMPHead
 
 // icmpError6 answers the packet in frame with an ICMPv6 error, unless RFC
 // 4443 2.4(e) forbids it (an error about an error, a packet to a multicast
-// address but for packet too big, a source that is not one host) or the
+// address but for packet too big, a source that is not one host, or is the
+// router's own) or the
 // rate limit says no (packet too big is not limited, as Linux's
 // icmpv6 ratemask leaves it out). rest is the error's second word: the
 // MTU of packet too big. The error about a super-frame quotes its first
@@ -271,13 +272,19 @@ func (r *Router) icmpError6(frame []byte, off packet.Offload, typ, code uint8, r
 	if martian6(src) || packet.IsMulticast6(src) || packet.IsMulticast6(orig.Dst()) && typ != packet.ICMPv6PacketTooBig {
 		return
 	}
+	if r.isLocal6(src) {
+		// A packet masqueraded before its next hop failed: its source is
+		// the router's own (as Linux, which would tell itself, nobody
+		// hears of it).
+		return
+	}
 	if proto, l4, ok := orig.Upper(); !ok || proto == packet.ProtoICMPv6 && (!packet.ICMPv6(orig[l4:]).Valid() || packet.ICMPv6(orig[l4:]).IsError()) {
 		return
 	}
 	if typ != packet.ICMPv6PacketTooBig && !r.limit.allowKey(src) {
 		return
 	}
-	out, from, ok := r.output6(src)
+	_, from, ok := r.output6(src)
 	if !ok {
 		return
 	}
@@ -292,7 +299,7 @@ func (r *Router) icmpError6(frame []byte, off packet.Offload, typ, code uint8, r
 	m.Encode(&packet.ICMPFields{Type: typ, Code: code, Rest: rest})
 	copy(m[packet.ICMPHeaderLen:], orig[:quote])
 	m.SetChecksum(from, src)
-	r.send6Via(out, f)
+	r.send6(f)
 }
 
 // output6 is the port a packet the router sends to dst leaves by, and the
@@ -316,25 +323,18 @@ func (r *Router) output6(dst [16]byte) (*Port, [16]byte, bool) {
 	return out, out.ip6, true
 }
 
-// send6 routes an IPv6 packet the router itself originates (Originate).
+// send6 routes an IPv6 packet the router originates (Originate, ICMPv6
+// errors) through the output hook.
 func (r *Router) send6(frame []byte) {
-	out, _, ok := r.output6(packet.IPv6(frame[packet.EthernetHeaderLen:]).Dst())
-	if ok {
-		r.send6Via(out, frame)
-	}
-}
-
-// send6Via sends a packet the router originates out of out, through the
-// output hook.
-func (r *Router) send6Via(out *Port, frame []byte) {
 	ip := packet.IPv6(frame[packet.EthernetHeaderLen:])
 	dst := ip.Dst()
+	out, _, ok := r.output6(dst)
+	if !ok || r.ct.Output6(ip, out.iface).Action != nat.Accept {
+		return
+	}
 	nh := dst
 	if !packet.IsLinkLocal6(dst) {
 		_, nh, _ = r.lay.Load().routes6.lookup(dst)
-	}
-	if r.ct.Output6(ip, out.iface).Action != nat.Accept {
-		return
 	}
 	packet.Ethernet(frame).SetEtherType(packet.EtherTypeIPv6)
 	sendVia(out, out.nd.Cache, nh, frame, packet.Offload{}, nil)
