@@ -91,7 +91,7 @@ bench-net: build
 # Go 1.27): that, and only that, is reported and not failed. A crasher
 # ("Failing input written to ...") or any other error fails.
 FUZZTIME ?= 20s
-FUZZ_TARGETS := switch:FuzzInput router:FuzzPortInput packet:FuzzViews packet:FuzzTransport packet:FuzzSum \
+FUZZ_TARGETS := switch:FuzzInput router:FuzzPortInput packet:FuzzViews packet:FuzzTransport packet:FuzzSum packet:FuzzIPv6Ext \
 	config:FuzzParse nat:FuzzHooks datapath:FuzzDatapath datapath:FuzzDatapathOffload gso:FuzzSegment defrag:FuzzReassemble host:FuzzDeliver
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

@@ -36,8 +36,8 @@ type Config = neigh.Config
 // Entry is a neighbour as `uswitch neigh` shows it.
 type Entry = neigh.Entry
 
-// Output is what a cache needs from the router port it serves: ARP
-// frames go to its SendNeigh.
+// Output is where a cache's frames go (package neigh's Link): ARP frames
+// to its Wire.
 type Output = neigh.Link
 
 // Cache is the ARP table of one router port: neigh's state machine with
@@ -85,7 +85,7 @@ func (c *Cache) Input(a packet.ARP) {
 // send puts an ARP message from the port about target on the wire.
 func (c *Cache) send(op uint16, to, targetMAC packet.MAC, target [4]byte) {
 	bp := c.bufs.Get().(*[]byte)
-	c.out.SendNeigh(packet.PutARP(*bp, op, to, c.mac, c.ip, targetMAC, target))
+	c.out.Wire.WriteFrame(packet.PutARP(*bp, op, to, c.mac, c.ip, targetMAC, target), packet.Offload{})
 	c.bufs.Put(bp)
 }
 

@@ -242,7 +242,8 @@ func networkFields(a, b Network) []string {
 	}{
 		{"subnet", a.Subnet == b.Subnet}, {"gateway", a.Gateway == b.Gateway}, {"mtu", a.MTU == b.MTU},
 		{"subnet6", a.Subnet6 == b.Subnet6}, {"gateway6", a.Gateway6 == b.Gateway6},
-		{"masquerade", a.Masquerade == b.Masquerade}, {"internal", a.Internal == b.Internal},
+		{"masquerade", a.Masquerade == b.Masquerade}, {"masquerade6", a.Masquerade6 == b.Masquerade6},
+		{"internal", a.Internal == b.Internal},
 		{"isolate", a.Isolate == b.Isolate}, {"dns", a.DNS == b.DNS},
 	} {
 		if !f.same {

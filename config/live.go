@@ -112,7 +112,7 @@ func NetworkSource(n Network) []byte {
 	b := fmt.Appendf(nil, "[[network]]\nname = %s\nsubnet = %s\ngateway = %s\nmasquerade = %t\ninternal = %t\nisolate = %t\ndns = %t\nmtu = %d\n",
 		q(n.Name), q(n.Subnet.String()), q(n.Gateway.String()), n.Masquerade, n.Internal, n.Isolate, n.DNS, n.MTU)
 	if n.Subnet6.IsValid() {
-		b = fmt.Appendf(b, "subnet6 = %s\ngateway6 = %s\n", q(n.Subnet6.String()), q(n.Gateway6.String()))
+		b = fmt.Appendf(b, "subnet6 = %s\ngateway6 = %s\nmasquerade6 = %t\n", q(n.Subnet6.String()), q(n.Gateway6.String()), n.Masquerade6)
 	}
 	return b
 }

@@ -6,6 +6,7 @@ import (
 	"regexp"
 
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 )
 
 // netState is a network during resolution.
@@ -37,7 +38,7 @@ func (p *parser) networks(raws []rawNetwork, up *Uplink) []Network {
 			s = p.scope(table, fmt.Sprintf("network %q", name))
 			if !networkName.MatchString(name) || len(name) > 15 {
 				s.errorf("name", "name must be 1-15 characters of a-z, 0-9, '_' and '-'")
-			} else if name == "uplink" {
+			} else if name == rule.Uplink {
 				s.errorf("name", `name "uplink" is reserved for the uplink`)
 			}
 		}
@@ -58,8 +59,11 @@ func (p *parser) networks(raws []rawNetwork, up *Uplink) []Network {
 		if subnet6(s, r, n) {
 			ns.next6 = n.Subnet6.Addr().Next()
 		}
-		if r.Masquerade6 != nil {
-			s.errorf("masquerade6", "masquerade6 is not supported yet: %s", notRouted6)
+		switch {
+		case n.Subnet6.IsValid():
+			n.Masquerade6 = s.boolean("masquerade6", r.Masquerade6, ula.Contains(n.Subnet6.Addr()))
+		case r.Masquerade6 != nil:
+			s.errorf("masquerade6", "masquerade6 needs subnet6")
 		}
 		if first, dup := p.nets[name]; dup {
 			s.errorf("name", "duplicate name, first defined at line %d", p.loc.line(first.s.table, "name"))

@@ -100,13 +100,12 @@ type rawDNS struct {
 }
 
 type rawNetwork struct {
-	Name       any `toml:"name"`
-	Subnet     any `toml:"subnet"`
-	Gateway    any `toml:"gateway"`
-	Subnet6    any `toml:"subnet6"`
-	Gateway6   any `toml:"gateway6"`
-	Masquerade any `toml:"masquerade"`
-	// Masquerade6 is refused until IPv6 is routed and NATed.
+	Name        any `toml:"name"`
+	Subnet      any `toml:"subnet"`
+	Gateway     any `toml:"gateway"`
+	Subnet6     any `toml:"subnet6"`
+	Gateway6    any `toml:"gateway6"`
+	Masquerade  any `toml:"masquerade"`
 	Masquerade6 any `toml:"masquerade6"`
 	Internal    any `toml:"internal"`
 	Isolate     any `toml:"isolate"`

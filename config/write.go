@@ -33,7 +33,7 @@ func (p *Plan) Write(w io.Writer) error {
 		for _, f := range []struct {
 			on   bool
 			name string
-		}{{n.Masquerade, "masquerade"}, {n.Internal, "internal"}, {n.Isolate, "isolate"}, {n.DNS, "dns"}} {
+		}{{n.Masquerade, "masquerade"}, {n.Masquerade6, "masquerade6"}, {n.Internal, "internal"}, {n.Isolate, "isolate"}, {n.DNS, "dns"}} {
 			if f.on {
 				flags = append(flags, f.name)
 			}

@@ -23,8 +23,9 @@ var maxListings = 4
 // conntrack answers GET /v1/conntrack: the live connections ([]nat.Entry),
 // in no particular order, streamed entry by entry so that a listing costs
 // memory for a part of the table, not for all of it. The query filters on
-// the server side, as conntrack -L's options do: proto (tcp, udp, icmp),
-// src and dst (the original direction's addresses), sport and dport (its
+// the server side, as conntrack -L's options do: proto (tcp, udp, icmp,
+// icmpv6), src and dst (the original direction's addresses, IPv4 or
+// IPv6), sport and dport (its
 // ports), state (a TCP state, such as ESTABLISHED). At most maxListings
 // run at once.
 func (h *handler) conntrack(w http.ResponseWriter, r *http.Request) error {
@@ -85,8 +86,10 @@ func conntrackFilter(q url.Values) (nat.Filter, error) {
 			f.Proto = packet.ProtoUDP
 		case "icmp":
 			f.Proto = packet.ProtoICMP
+		case "icmpv6":
+			f.Proto = packet.ProtoICMPv6
 		default:
-			return f, errorf(http.StatusBadRequest, "query parameter proto=%q: want tcp, udp or icmp", p)
+			return f, errorf(http.StatusBadRequest, "query parameter proto=%q: want tcp, udp, icmp or icmpv6", p)
 		}
 	}
 	for _, a := range []struct {
@@ -97,8 +100,8 @@ func conntrackFilter(q url.Values) (nat.Filter, error) {
 			continue
 		}
 		v, err := netip.ParseAddr(q.Get(a.name))
-		if err != nil || !v.Is4() {
-			return f, errorf(http.StatusBadRequest, "query parameter %s=%q: not an IPv4 address", a.name, q.Get(a.name))
+		if err != nil || v.Zone() != "" {
+			return f, errorf(http.StatusBadRequest, "query parameter %s=%q: not an IPv4 or IPv6 address", a.name, q.Get(a.name))
 		}
 		*a.to = v
 	}

@@ -36,6 +36,9 @@ var (
 	vaultAddr  = netip.MustParseAddr("172.22.0.30")
 )
 
+// UplinkName is the uplink's name (rule.Uplink), short for the tests.
+const UplinkName = rule.Uplink
+
 func ap(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
 
 // testPlan is the resolved plan of the topology above.

@@ -53,7 +53,9 @@ func (k key) hash(seed uint64) uint64 {
 func (h *index) start(hash uint64) uint64 { return (hash >> 24) & h.mask }
 
 // get returns the connection indexed under k, or nil. It takes no lock.
-func (s *shard) get(k key, hash uint64) *Conn {
+// An IPv6 key (k.v6) stands for its tuple t6 folded: a link is the one
+// looked for when its connection's tuple is t6 too.
+func (s *shard) get(k key, hash uint64, t6 *Tuple6) *Conn {
 	idx := s.idx.Load()
 	i := idx.start(hash)
 	for range idx.slots {
@@ -61,12 +63,24 @@ func (s *shard) get(k key, hash uint64) *Conn {
 		if l == nil {
 			return nil
 		}
-		if l != tombstone && l.k == k {
+		if l != tombstone && l.k == k && (!k.v6() || *l.tuple6() == *t6) {
 			return l.c
 		}
 		i = (i + 1) & idx.mask
 	}
 	return nil
+}
+
+// same reports whether two links with equal keys stand for the same
+// tuple: always for IPv4, whose keys are the tuples.
+func (l *link) same(o *link) bool { return !l.k.v6() || *l.tuple6() == *o.tuple6() }
+
+// tuple6 is the IPv6 tuple of an IPv6 connection's link.
+func (l *link) tuple6() *Tuple6 {
+	if l == &l.c.links[Original] {
+		return &l.c.six.orig
+	}
+	return &l.c.six.reply
 }
 
 // put indexes l, replacing and returning the connection indexed under the
@@ -93,7 +107,7 @@ func (s *shard) put(l *link) *Conn {
 			if free < 0 {
 				free = int(i)
 			}
-		case cur.k == l.k:
+		case cur.k == l.k && cur.same(l):
 			idx.slots[i].Store(l)
 			return cur.c
 		}
@@ -102,23 +116,21 @@ func (s *shard) put(l *link) *Conn {
 	panic("nat: connection index full") // unreachable: rebuild keeps it half empty
 }
 
-// del removes the link of c indexed under k, if c is what k indexes.
-// s.mu is held.
-func (s *shard) del(k key, hash uint64, c *Conn) {
+// del removes link l, if the index holds it (another connection may
+// have replaced it under its key). s.mu is held.
+func (s *shard) del(l *link) {
 	idx := s.idx.Load()
-	i := idx.start(hash)
+	i := idx.start(l.hash)
 	for range idx.slots {
-		l := idx.slots[i].Load()
-		if l == nil {
+		cur := idx.slots[i].Load()
+		if cur == nil {
 			return
 		}
-		if l != tombstone && l.k == k {
-			if l.c == c {
-				idx.slots[i].Store(tombstone)
-				s.live--
-				if s.live*8 < len(idx.slots) && len(idx.slots) > 4*minSlots {
-					s.rebuild(s.live)
-				}
+		if cur == l {
+			idx.slots[i].Store(tombstone)
+			s.live--
+			if s.live*8 < len(idx.slots) && len(idx.slots) > 4*minSlots {
+				s.rebuild(s.live)
 			}
 			return
 		}

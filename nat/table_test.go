@@ -147,28 +147,27 @@ func TestEntries(t *testing.T) {
 	require.Equal(t, []string{"icmp", "tcp", "udp"}, []string{es[0].Proto, es[1].Proto, es[2].Proto})
 
 	require.Equal(t, Entry{
-		Proto: "icmp", Orig: TupleView{Src: web2Addr, Dst: remoteAddr, Sport: 5, Dport: 5},
+		Family: "ipv4", Proto: "icmp", Orig: TupleView{Src: web2Addr, Dst: remoteAddr, Sport: 5, Dport: 5},
 		Reply: TupleView{Src: remoteAddr, Dst: uplinkAddr, Sport: 5, Dport: 5},
 		SNAT:  true, Timeout: clock.Duration(icmpTimeout - time.Second),
 		Packets: [2]uint64{1, 0}, Bytes: [2]uint64{uint64(len(ping(t, web2Addr, remoteAddr, 5, 1, false))), 0},
-		sortKey: es[0].sortKey,
 	}, es[0])
 	require.Equal(t, Entry{
-		Proto: "tcp", State: "ESTABLISHED",
+		Family: "ipv4", Proto: "tcp", State: "ESTABLISHED",
 		Orig:  TupleView{Src: webAddr, Dst: remoteAddr, Sport: 40000, Dport: 443},
 		Reply: TupleView{Src: remoteAddr, Dst: uplinkAddr, Sport: 443, Dport: 40000},
 		SNAT:  true, Replied: true, Assured: true, Timeout: clock.Duration(tcpTimeouts[TCPEstablished] - time.Second),
 		Packets: [2]uint64{2, 1}, Bytes: [2]uint64{uint64(len(syn) + len(data)), uint64(len(synack))},
-		sortKey: es[1].sortKey,
 	}, es[1])
 	require.Equal(t, Entry{
-		Proto: "udp", Orig: TupleView{Src: hostAddr, Dst: uplinkAddr, Sport: 3000, Dport: 5353},
+		Family: "ipv4", Proto: "udp", Orig: TupleView{Src: hostAddr, Dst: uplinkAddr, Sport: 3000, Dport: 5353},
 		Reply: TupleView{Src: webAddr, Dst: hostAddr, Sport: 53, Dport: 3000},
 		DNAT:  true, Timeout: clock.Duration(udpTimeout - time.Second),
 		Packets: [2]uint64{1, 0}, Bytes: [2]uint64{uint64(len(udpPkt(t, ap(hostAddr, 3000), ap(uplinkAddr, 5353), "q"))), 0},
-		sortKey: es[2].sortKey,
 	}, es[2])
-	require.Equal(t, "tcp src=172.20.0.10 dst=198.51.100.7 sport=40000 dport=443", es[1].sortKey.String())
+	conn, _, ok := g.tr.Table.Lookup(Tuple{Src: webAddr.As4(), Dst: remoteAddr.As4(), Sport: 40000, Dport: 443, Proto: 6})
+	require.True(t, ok)
+	require.Equal(t, "tcp src=172.20.0.10 dst=198.51.100.7 sport=40000 dport=443", conn.orig.String())
 }
 
 // Connections whose tuples are taken over by new ones once expired, on

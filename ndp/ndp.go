@@ -23,7 +23,7 @@ import (
 )
 
 // Output is what a cache needs from the router port it serves: neighbour
-// discovery frames go to its SendNeigh.
+// discovery frames go to its Wire.
 type Output = neigh.Link
 
 // Cache is the neighbour table of one router port: neigh's state machine
@@ -112,9 +112,9 @@ func (c *Cache) Input(ip packet.IPv6, m packet.NDP, ethSrc packet.MAC) (stats.Re
 func (c *Cache) send(typ, flags uint8, to packet.MAC, src, dst, target [16]byte) {
 	bp := c.bufs.Get().(*[]byte)
 	if typ == packet.ICMPv6NeighAdvert {
-		c.out.SendNeigh(packet.PutNA(*bp, flags, to, c.mac, src, dst, target))
+		c.out.Wire.WriteFrame(packet.PutNA(*bp, flags, to, c.mac, src, dst, target), packet.Offload{})
 	} else {
-		c.out.SendNeigh(packet.PutNS(*bp, to, c.mac, src, dst, target))
+		c.out.Wire.WriteFrame(packet.PutNS(*bp, to, c.mac, src, dst, target), packet.Offload{})
 	}
 	c.bufs.Put(bp)
 }

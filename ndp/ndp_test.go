@@ -23,14 +23,20 @@ type recorder struct {
 	unreachable [][]byte
 }
 
-func (r *recorder) SendNeigh(f []byte) {
+func (r *recorder) WriteFrame(f []byte, _ packet.Offload) error {
 	r.sent = append(r.sent, gopacket.NewPacket(append([]byte(nil), f...), layers.LayerTypeEthernet, gopacket.Default))
+	return nil
 }
 func (r *recorder) Release(f []byte, _ packet.Offload, m packet.MAC) {
 	r.released = append(r.released, f)
 	r.releasedTo = append(r.releasedTo, m)
 }
 func (r *recorder) Unreachable(f []byte, _ packet.Offload) { r.unreachable = append(r.unreachable, f) }
+
+// link is what a cache sends to r.
+func (r *recorder) link() neigh.Link {
+	return neigh.Link{Wire: r, Release: r.Release, Unreachable: r.Unreachable}
+}
 
 var (
 	gwMAC  = packet.MAC{0x02, 0x42, 10, 0, 0, 1}
@@ -43,7 +49,7 @@ func newCache() (*Cache, *recorder, *clock.Fake) {
 	r := &recorder{}
 	clk := &clock.Fake{}
 	clk.Advance(time.Hour)
-	return New(neigh.Config{}, gwMAC, gwIP, clk, r), r, clk
+	return New(neigh.Config{}, gwMAC, gwIP, clk, r.link()), r, clk
 }
 
 // nd builds a neighbour solicitation or advertisement with gopacket and

@@ -82,19 +82,22 @@ func (c *Config) defaults() {
 	c.MaxEntries = cmp.Or(c.MaxEntries, 1024)
 }
 
-// Link is what a cache needs from the router port it serves, whatever
-// its protocol.
-type Link interface {
-	// SendNeigh puts a frame of the neighbour protocol (ARP, neighbour
-	// discovery) on the port's network. The frame is not kept after the
-	// call.
-	SendNeigh(frame []byte)
+// Link is where a cache's frames go, whatever its protocol: its own
+// (ARP, neighbour discovery) onto the port's network, and the frames it
+// queued back to the router port it serves once their next hop resolved
+// or failed.
+type Link struct {
+	// Wire takes the neighbour protocol's frames (plain, not kept after
+	// the call): the router port's egress, its switch port. Its error is
+	// ignored: a lost frame is retried or times out, as one lost on a
+	// wire, and the egress that failed counts it.
+	Wire packet.Egress
 	// Release sends a queued frame (with the offloads it was queued with)
 	// now that its next hop resolved to mac.
-	Release(frame []byte, off packet.Offload, mac packet.MAC)
+	Release func(frame []byte, off packet.Offload, mac packet.MAC)
 	// Unreachable reports a queued frame whose next hop did not resolve,
 	// for an ICMP host (address) unreachable.
-	Unreachable(frame []byte, off packet.Offload)
+	Unreachable func(frame []byte, off packet.Offload)
 }
 
 // Solicit asks the network for ip's link-layer address: to the broadcast

@@ -1,5 +1,7 @@
 package packet
 
+import "encoding/binary"
+
 // updateAddr6 is checksum c adjusted for a pseudo-header address changing
 // from old to new: a full checksum, or with full false a partial one (the
 // pseudo header's sum, not complemented).
@@ -47,4 +49,10 @@ func (u UDP) UpdateChecksumPseudoHeaderAddress6(old, new [16]byte, full bool) {
 // pseudo header of src and dst (0 is sent as 0xffff).
 func (u UDP) ComputeChecksum6(src, dst [16]byte) {
 	u.computeChecksum(PseudoHeaderSum6(src, dst, ProtoUDP, uint32(len(u))))
+}
+
+// Words6 is an IPv6 address as two numbers, the high half first: for
+// hashing and prefix arithmetic.
+func Words6(a [16]byte) (hi, lo uint64) {
+	return binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(a[8:])
 }

@@ -149,7 +149,7 @@ func (r *Router) fragment(p *Port, frame []byte, off packet.Offload) {
 		fip.SetFlagsOffset(fo)
 		fip.SetTotalLen(uint16(hl + end - off))
 		fip.SetHeaderChecksum()
-		p.link.Send(f, packet.Offload{})
+		p.send(f, packet.Offload{})
 	}
 }
 

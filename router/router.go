@@ -32,21 +32,14 @@ import (
 	"github.com/uswitch-dev/uswitch/host"
 	"github.com/uswitch-dev/uswitch/nat"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 	"github.com/uswitch-dev/uswitch/stats"
 	"github.com/uswitch-dev/uswitch/trace"
 )
 
-// Link is where a router port's frames go: the network's switch, or the
-// uplink TAP. Send must not keep frame; off is the frame's offloads, as it
-// arrived (the router forwards super-frames and partial checksums as they
-// are, and sends what it makes itself plain).
-type Link interface {
-	Send(frame []byte, off packet.Offload)
-}
-
 // PortConfig describes a router port.
 type PortConfig struct {
-	Name    string       // "gw/<network>" or "uplink"
+	Name    string       // "gw/<network>" or rule.Uplink
 	Network string       // the network's name; "" for the uplink
 	MAC     packet.MAC   // the port's MAC
 	Addr    netip.Prefix // the port's address and its subnet's length
@@ -60,12 +53,16 @@ type Port struct {
 	ip     [4]byte
 	subnet netip.Prefix
 	bcast  [4]byte // the subnet's broadcast address (none for /31 and /32)
-	iface  string  // what rules call it: the network's name, or "uplink"
-	link   Link
-	stats  *stats.Port
-	arp    *arp.Cache
-	in     host.Ingress // the port as the host stage sees it
-	r      *Router
+	iface  string  // what rules call it: the network's name, or rule.Uplink
+	// link is where the port's frames go: the router's port on the
+	// network's switch (or on the uplink's). The router forwards
+	// super-frames and partial checksums as they arrived and sends what
+	// it makes itself plain.
+	link  packet.Egress
+	stats *stats.Port
+	arp   *arp.Cache
+	in    host.Ingress // the port as the host stage sees it
+	r     *Router
 }
 
 // Router is the instance's one router.
@@ -116,28 +113,48 @@ func (r *Router) change(fn func(l *layout)) {
 }
 
 // AddPort adds a router port whose frames leave through link and whose
-// counters (drops by reason) are st. A connected route to the port's subnet
-// comes with it. Ports may be added while frames flow.
-func (r *Router) AddPort(c PortConfig, link Link, st *stats.Port) (*Port, error) {
+// counters (drops by reason) are st: NewPort, then Attach.
+func (r *Router) AddPort(c PortConfig, link packet.Egress, st *stats.Port) (*Port, error) {
+	p, err := r.NewPort(c)
+	if err != nil {
+		return nil, err
+	}
+	r.Attach(p, link, st)
+	return p, nil
+}
+
+// NewPort makes the router port c describes, not yet part of the router:
+// it can be the device of the switch port that will be its link before
+// Attach makes the router route through it. Until then nothing must write
+// to it.
+func (r *Router) NewPort(c PortConfig) (*Port, error) {
 	if !c.Addr.Addr().Is4() {
 		return nil, fmt.Errorf("router port %q: address %v is not IPv4", c.Name, c.Addr)
 	}
-	p := &Port{PortConfig: c, ip: c.Addr.Addr().As4(), subnet: c.Addr.Masked(), link: link, stats: st, r: r}
+	p := &Port{PortConfig: c, ip: c.Addr.Addr().As4(), subnet: c.Addr.Masked(), r: r}
 	if p.subnet.Bits() < 31 {
 		p.bcast = broadcastOf(p.subnet)
 	}
 	p.iface = c.Network
 	if c.Network == "" {
-		p.iface = nat.UplinkName
+		p.iface = rule.Uplink
 	}
-	p.in = host.Ingress{Network: c.Network, Addr: p.ip, Stats: st}
-	p.arp = arp.New(c.ARP, c.MAC, p.ip, r.clock, (*arpOutput)(p))
+	return p, nil
+}
+
+// Attach makes p, made by NewPort, a port of the router whose frames leave
+// through link and whose counters (drops by reason) are st. A connected
+// route to the port's subnet comes with it. Ports may be attached while
+// frames flow.
+func (r *Router) Attach(p *Port, link packet.Egress, st *stats.Port) {
+	p.link, p.stats = link, st
+	p.in = host.Ingress{Network: p.Network, Addr: p.ip, Stats: st}
+	p.arp = arp.New(p.ARP, p.MAC, p.ip, r.clock, arp.Output{Wire: link, Release: p.release, Unreachable: p.unreachable})
 	r.change(func(l *layout) {
 		l.ports = append(l.ports, p)
 		l.addrs = append(l.addrs, p.ip)
 		l.routes.add(route{prefix: p.subnet, port: p})
 	})
-	return p, nil
 }
 
 // RemovePort removes a router port, its address and every route through
@@ -181,8 +198,9 @@ func (r *Router) Tick() {
 // Defrag returns the router's fragment reassembler.
 func (r *Router) Defrag() *defrag.Reassembler { return r.defrag }
 
-// WriteFrame makes a router port a switch device: a frame the network's
-// switch delivers to the gateway enters the router here.
+// WriteFrame routes frame as arrived on p: a frame the network's switch
+// delivers to the gateway enters the router here. It makes a port a
+// packet.Egress (the device of its switch port); it never fails.
 func (p *Port) WriteFrame(frame []byte, off packet.Offload) error {
 	p.Input(frame, off)
 	return nil
@@ -190,7 +208,7 @@ func (p *Port) WriteFrame(frame []byte, off packet.Offload) error {
 
 // TraceFrame routes frame as Input does, recording each decision in rec;
 // with rec.Dry nothing is counted, tracked, resolved or sent (see package
-// trace). It makes the port a vswitch.TraceDevice.
+// trace). It makes the port a trace.Follower.
 func (p *Port) TraceFrame(frame []byte, off packet.Offload, rec *trace.Recorder) {
 	if !rec.Enter() {
 		rec.Dropped(p.Name, "loop", "the frame went round more stages than any path has")
@@ -198,12 +216,6 @@ func (p *Port) TraceFrame(frame []byte, off packet.Offload, rec *trace.Recorder)
 	}
 	rec.Addf(trace.Ingress, "router/"+p.Name, "%s", trace.Describe(frame))
 	p.input(frame, off, rec)
-}
-
-// TraceLink is a Link that can follow a traced frame: the network's switch,
-// or the uplink.
-type TraceLink interface {
-	TraceSend(frame []byte, off packet.Offload, rec *trace.Recorder)
 }
 
 // drop counts a frame dropped on p for reason, or records it.
@@ -457,8 +469,8 @@ func (p *Port) transmit(frame []byte, off packet.Offload, mac packet.MAC, rec *t
 		return
 	}
 	if rec != nil {
-		if tl, ok := p.link.(TraceLink); ok {
-			tl.TraceSend(frame, off, rec)
+		if f, ok := p.link.(trace.Follower); ok {
+			f.TraceFrame(frame, off, rec)
 			return
 		}
 		rec.Left(p.Name, frame)
@@ -466,7 +478,14 @@ func (p *Port) transmit(frame []byte, off packet.Offload, mac packet.MAC, rec *t
 			return
 		}
 	}
-	p.link.Send(frame, off)
+	p.send(frame, off)
+}
+
+// send hands a frame to p's link, counting it when the link refuses it.
+func (p *Port) send(frame []byte, off packet.Offload) {
+	if err := p.link.WriteFrame(frame, off); err != nil {
+		p.stats.Drop(stats.TxError)
+	}
 }
 
 func (r *Router) isLocal(ip [4]byte) bool {
@@ -501,17 +520,15 @@ func martianSrc(a [4]byte) bool {
 // martianDst: destinations no router forwards or delivers.
 func martianDst(a [4]byte) bool { return a[0] == 0 || a[0] == 127 }
 
-// arpOutput adapts a Port to what its ARP cache needs.
-type arpOutput Port
-
-func (o *arpOutput) SendNeigh(frame []byte) { (*Port)(o).link.Send(frame, packet.Offload{}) }
-
-func (o *arpOutput) Release(frame []byte, off packet.Offload, mac packet.MAC) {
-	(*Port)(o).transmit(frame, off, mac, nil)
+// release sends a frame the port's ARP cache queued, now that its next
+// hop resolved to mac.
+func (p *Port) release(frame []byte, off packet.Offload, mac packet.MAC) {
+	p.transmit(frame, off, mac, nil)
 }
 
-func (o *arpOutput) Unreachable(frame []byte, off packet.Offload) {
-	p := (*Port)(o)
+// unreachable answers a frame the port's ARP cache queued for a next hop
+// that did not resolve: counted, and an ICMP host unreachable.
+func (p *Port) unreachable(frame []byte, off packet.Offload) {
 	p.stats.Drop(stats.NeighFailed)
 	p.r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeHostUnreach, 0)
 }

@@ -20,16 +20,17 @@ import (
 	"github.com/uswitch-dev/uswitch/stats"
 )
 
-// capture is a Link that keeps copies of what the router sent, and the
-// offloads it sent them with.
+// capture is a router port's egress that keeps copies of what the router
+// sent, and the offloads it sent them with.
 type capture struct {
 	frames [][]byte
 	offs   []packet.Offload
 }
 
-func (c *capture) Send(f []byte, off packet.Offload) {
+func (c *capture) WriteFrame(f []byte, off packet.Offload) error {
 	c.frames = append(c.frames, append([]byte(nil), f...))
 	c.offs = append(c.offs, off)
+	return nil
 }
 
 func (c *capture) take() [][]byte {
@@ -496,7 +497,7 @@ func TestRoutes(t *testing.T) {
 
 type discard struct{}
 
-func (discard) Send([]byte, packet.Offload) {}
+func (discard) WriteFrame([]byte, packet.Offload) error { return nil }
 
 func routedSetup(t testing.TB) (*Port, []byte) {
 	clk := &clock.Fake{}

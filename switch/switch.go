@@ -15,20 +15,6 @@ import (
 	"github.com/uswitch-dev/uswitch/trace"
 )
 
-// Device is where a port's egress frames go: a TAP, an AF_PACKET socket, a
-// router port, or an in-memory queue. WriteFrame must not keep frame; a
-// device that cannot take off (a super-frame, a partial checksum) turns the
-// frame into wire frames itself.
-type Device interface {
-	WriteFrame(frame []byte, off packet.Offload) error
-}
-
-// DeviceFunc adapts a function to a Device.
-type DeviceFunc func(frame []byte, off packet.Offload) error
-
-// WriteFrame calls f.
-func (f DeviceFunc) WriteFrame(frame []byte, off packet.Offload) error { return f(frame, off) }
-
 // PortConfig describes a port being added to a switch.
 type PortConfig struct {
 	Name string
@@ -68,7 +54,7 @@ type PortConfig struct {
 type Port struct {
 	PortConfig
 	Stats  stats.Port
-	dev    Device
+	dev    packet.Egress // where the port's egress frames go
 	sw     *Switch
 	secure atomic.Bool // what Input checks: PortConfig.Secure, then SetSecure
 }
@@ -154,8 +140,11 @@ func New(c Config) *Switch {
 // Name is the network's name.
 func (s *Switch) Name() string { return s.name }
 
-// AddPort attaches dev under c.Name.
-func (s *Switch) AddPort(c PortConfig, dev Device) (*Port, error) {
+// AddPort attaches dev under c.Name: the frames the switch sends out of
+// the port go to dev (a device, or the router's port on this network),
+// which must not keep them. A device that cannot take a frame's offloads
+// (a super-frame, a partial checksum) turns it into wire frames itself.
+func (s *Switch) AddPort(c PortConfig, dev packet.Egress) (*Port, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := *s.ports.Load()
@@ -208,27 +197,44 @@ func (s *Switch) Input(in *Port, frame []byte, off packet.Offload) { s.input(in,
 
 // Trace switches frame as Input does, recording each decision in rec. With
 // rec.Dry nothing is learned, counted, captured or written: the egress
-// ports are recorded, and a frame for the gateway goes on through the
-// router's own trace (TraceDevice).
+// ports are recorded, and a frame for a port whose device is a
+// trace.Follower (the router's port) goes on through its trace.
 func (s *Switch) Trace(in *Port, frame []byte, off packet.Offload, rec *trace.Recorder) {
 	if !rec.Enter() {
-		rec.Dropped(s.name+"/"+in.Name, "loop", "the frame went round more stages than any path has")
+		rec.Dropped(in.where(), "loop", "the frame went round more stages than any path has")
 		return
 	}
-	rec.Addf(trace.Ingress, s.name+"/"+in.Name, "%s", trace.Describe(frame))
+	rec.Addf(trace.Ingress, in.where(), "%s", trace.Describe(frame))
 	s.input(in, frame, off, rec)
 }
 
-// TraceDevice is a Device that can follow a traced frame (the router's
-// gateway port): a dry trace hands it the frame instead of writing it.
-type TraceDevice interface {
-	TraceFrame(frame []byte, off packet.Offload, rec *trace.Recorder)
+// WriteFrame switches frame as received on p: p is the egress of what is
+// plugged into it (the router's port on the network). It makes a port a
+// packet.Egress; it never fails.
+func (p *Port) WriteFrame(frame []byte, off packet.Offload) error {
+	p.sw.input(p, frame, off, nil)
+	return nil
+}
+
+// TraceFrame is WriteFrame for a traced frame (Trace). It makes a port a
+// trace.Follower.
+func (p *Port) TraceFrame(frame []byte, off packet.Offload, rec *trace.Recorder) {
+	p.sw.Trace(p, frame, off, rec)
+}
+
+// where names p in a trace: network/port, or the port alone on the
+// uplink's switch, which has no network name.
+func (p *Port) where() string {
+	if p.sw.name == "" {
+		return p.Name
+	}
+	return p.sw.name + "/" + p.Name
 }
 
 // drop counts a frame of p dropped for r, or records it.
 func (p *Port) drop(r stats.Reason, rec *trace.Recorder) {
 	if rec != nil {
-		rec.Dropped(p.sw.name+"/"+p.Name, r.String(), "dropped at the switch")
+		rec.Dropped(p.where(), r.String(), "dropped at the switch")
 		if rec.Dry {
 			return
 		}
@@ -263,7 +269,7 @@ func (s *Switch) input(in *Port, frame []byte, off packet.Offload, rec *trace.Re
 	if in.secure.Load() {
 		r, ok := in.check(eth, src)
 		if rec != nil {
-			rec.Add(trace.Step{Kind: trace.Security, Where: s.name + "/" + in.Name, Text: securityText(ok, in)})
+			rec.Add(trace.Step{Kind: trace.Security, Where: in.where(), Text: securityText(ok, in)})
 		}
 		if !ok {
 			in.drop(r, rec)
@@ -346,7 +352,7 @@ func (p *Port) check(eth packet.Ethernet, src packet.MAC) (stats.Reason, bool) {
 		if s := a.SenderIP(); s != p.IP && s != ([4]byte{}) {
 			return stats.SpoofedARP, false
 		}
-	case etherTypeIPv6:
+	case packet.EtherTypeIPv6:
 		return p.checkIPv6(eth.Payload())
 	case packet.EtherTypeVLAN, etherTypeQinQ, etherTypeQinQv1:
 		return stats.Tagged, false // see isTagged
@@ -360,15 +366,15 @@ func (p *Port) write(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		return
 	}
 	if rec != nil {
-		if td, ok := p.dev.(TraceDevice); ok {
+		if f, ok := p.dev.(trace.Follower); ok {
 			if !rec.Dry {
 				p.sw.observe(p, frame, off)
 				p.Stats.Tx(len(frame))
 			}
-			td.TraceFrame(frame, off, rec)
+			f.TraceFrame(frame, off, rec)
 			return
 		}
-		rec.Left(p.sw.name+"/"+p.Name, frame)
+		rec.Left(p.where(), frame)
 		if rec.Dry {
 			return
 		}
