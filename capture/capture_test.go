@@ -3,7 +3,6 @@ package capture
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -437,7 +436,7 @@ func TestSuperFrameCapturedAsSegments(t *testing.T) {
 	ip4.SetHeaderChecksum()
 	l4 := f[34:]
 	sum := packet.PseudoHeaderSum(ip4.Src(), ip4.Dst(), packet.ProtoTCP, uint16(len(l4)))
-	binary.BigEndian.PutUint16(l4[16:], ^packet.Checksum(nil, sum))
+	packet.TCP(l4).SetChecksum(^packet.Checksum(nil, sum))
 	h.Frame("front", "web", f, packet.Offload{Flags: packet.VnetNeedsCsum, GSOType: packet.GSOTCPv4, GSOSize: 1000, CsumStart: 34, CsumOffset: 16})
 
 	got := capture(t, context.Background(), s)

@@ -109,7 +109,10 @@ func (t *Topology) addAttachment(p *config.Plan, ep *config.Endpoint) error {
 	}
 	pd := PortDev{Port: ifc.Port, Network: ifc.Network, Endpoint: ep.Name, Ifname: ifc.Name, Link: ep.Link}
 	if ep.Link == config.LinkVeth {
-		err = t.addVeth(p, ns, h, ifc, &pd)
+		ref := LinkRef{Name: HostLinkName(p.Name, ifc.Port)}
+		if err = t.record(func(s *State) { s.Links = append(s.Links, ref) }); err == nil {
+			err = t.addVeth(p, ns, h, ifc, &pd)
+		}
 	} else {
 		pd.Link = config.LinkTAP
 		// A persistent TAP in a namespace that is not ours: recorded, so
