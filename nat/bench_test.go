@@ -1,7 +1,6 @@
 package nat
 
 import (
-	"encoding/binary"
 	"runtime"
 	"slices"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // established sets up a masqueraded TCP connection from web to remote:443
@@ -90,7 +90,7 @@ func BenchmarkConntrackInsert(b *testing.B) {
 	for b.Loop() {
 		copy(buf, tmpl)
 		buf[18] = byte(i >> 16) // to 198.51.x.7: masquerade has 64k ports per peer
-		binary.BigEndian.PutUint16(buf[20:22], uint16(i))
+		packet.Ports(buf[20:]).SetSrc(uint16(i))
 		if hooks(g.tr, buf, "front", UplinkName, uplink).Action != Accept {
 			b.Fatal("refused")
 		}
@@ -114,7 +114,7 @@ func BenchmarkConntrackMemory(b *testing.B) {
 		for i := range uint32(n) {
 			copy(buf, tmpl)
 			buf[18] = byte(i >> 16) // to 198.51.x.7: masquerade has 64k ports per peer
-			binary.BigEndian.PutUint16(buf[20:22], uint16(i))
+			packet.Ports(buf[20:]).SetSrc(uint16(i))
 			if hooks(g.tr, buf, "front", UplinkName, uplink).Action != Accept {
 				b.Fatal("refused")
 			}
@@ -147,7 +147,7 @@ func fillConns(b *testing.B, g *rig, n int) uint64 {
 	for i := range uint32(n) {
 		copy(buf, tmpl)
 		buf[18] = byte(i >> 16) // masquerade has 64k ports per peer
-		binary.BigEndian.PutUint16(buf[20:22], uint16(i))
+		packet.Ports(buf[20:]).SetSrc(uint16(i))
 		if hooks(g.tr, buf, "front", UplinkName, uplink).Action != Accept {
 			b.Fatal("refused")
 		}

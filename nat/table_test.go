@@ -1,7 +1,6 @@
 package nat
 
 import (
-	"encoding/binary"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/stats"
 )
 
@@ -106,8 +106,8 @@ func TestSYNFloodKeepsTableBoundedAndFlowsAlive(t *testing.T) {
 	accepted := 0
 	for i := range n {
 		copy(buf, tmpl)
-		binary.BigEndian.PutUint32(buf[12:16], 0xcb007100|uint32(i>>16)) // 203.0.113.x
-		binary.BigEndian.PutUint16(buf[20:22], uint16(i))
+		packet.IPv4(buf).SetSrc([4]byte{203, 0, 113, byte(i >> 16)}) // 203.0.113.x
+		packet.Ports(buf[20:]).SetSrc(uint16(i))
 		if g.pass(UplinkName, buf).v.Action == Accept {
 			accepted++
 		}
@@ -226,7 +226,7 @@ func TestTrackerConcurrentFlows(t *testing.T) {
 			for i := range 2000 {
 				port := uint16(1024 + w*2000 + i)
 				copy(out, tmpls["out"])
-				binary.BigEndian.PutUint16(out[20:22], port)
+				packet.Ports(out[20:]).SetSrc(port)
 				var f Flow
 				if g.tr.Prerouting(&f, out, "front").Action != Accept ||
 					g.tr.Filter(&f, Forward, UplinkName).Action != Accept ||

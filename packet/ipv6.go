@@ -72,56 +72,33 @@ func (p IPv6) Addrs() []byte { return p[8:IPv6HeaderLen] }
 func (p IPv6) Payload() []byte { return p[IPv6HeaderLen : IPv6HeaderLen+int(p.PayloadLen())] }
 
 // Upper walks the extension headers of a LenValid packet (hop-by-hop,
-// routing, destination options, fragment) to the upper-layer header and
-// returns its protocol and offset in p. ok is false when an extension
-// header does not fit, or after eight of them. For a fragment that is not
-// the first, proto is ProtoFragment6 and off the fragment header's.
+// routing, destination options, fragment: IPv6Ext) to the upper-layer
+// header and returns its protocol and offset in p. ok is false when an
+// extension header does not fit, or after eight of them. For a fragment
+// that is not the first, proto is ProtoFragment6 and off the fragment
+// header's.
 func (p IPv6) Upper() (proto uint8, off int, ok bool) {
-	end := IPv6HeaderLen + int(p.PayloadLen())
-	proto, off = p.NextHeader(), IPv6HeaderLen
-	for range 8 {
-		switch proto {
-		case ProtoHopByHop, ProtoRouting6, ProtoDstOpts6:
-			if off+2 > end {
-				return 0, 0, false
-			}
-			proto, off = p[off], off+(int(p[off+1])+1)*8
-			if off > end {
-				return 0, 0, false
-			}
-		case ProtoFragment6:
-			if off+8 > end {
-				return 0, 0, false
-			}
-			if binary.BigEndian.Uint16(p[off+2:off+4])&0xfff8 != 0 {
-				return ProtoFragment6, off, true
-			}
-			proto, off = p[off], off+8
-		default:
-			return proto, off, true
-		}
-	}
-	return 0, 0, false
+	return walk6(p[:IPv6HeaderLen+int(p.PayloadLen())], p.NextHeader(), IPv6HeaderLen)
 }
 
 // IsFragment reports whether the packet carries a fragment header (a
 // fragment, or an atomic fragment), looking through the extension
 // headers before it.
 func (p IPv6) IsFragment() bool {
+	b := p[:IPv6HeaderLen+int(p.PayloadLen())]
 	proto, off := p.NextHeader(), IPv6HeaderLen
-	end := IPv6HeaderLen + int(p.PayloadLen())
 	for range 8 {
-		switch proto {
-		case ProtoFragment6:
+		if proto == ProtoFragment6 {
 			return true
-		case ProtoHopByHop, ProtoRouting6, ProtoDstOpts6:
-			if off+2 > end {
-				return false
-			}
-			proto, off = p[off], off+(int(p[off+1])+1)*8
-		default:
+		}
+		if !IsIPv6Ext(proto) {
 			return false
 		}
+		e := IPv6Ext(b[off:])
+		if !e.Valid(proto) {
+			return false
+		}
+		proto, off = e.NextHeader(), off+e.Len(proto)
 	}
 	return false
 }
@@ -181,3 +158,8 @@ func IsMulticast6(a [16]byte) bool { return a[0] == 0xff }
 // IsLinkLocal6 reports whether a is a link-local unicast address
 // (fe80::/10).
 func IsLinkLocal6(a [16]byte) bool { return a[0] == 0xfe && a[1]&0xc0 == 0x80 }
+
+// AddrBits6 is an IPv6 address as two 64-bit halves, for prefix matching.
+func AddrBits6(a [16]byte) (hi, lo uint64) {
+	return binary.BigEndian.Uint64(a[0:8]), binary.BigEndian.Uint64(a[8:16])
+}

@@ -352,7 +352,7 @@ func (p *Port) check(eth packet.Ethernet, src packet.MAC) (stats.Reason, bool) {
 		if s := a.SenderIP(); s != p.IP && s != ([4]byte{}) {
 			return stats.SpoofedARP, false
 		}
-	case etherTypeIPv6:
+	case packet.EtherTypeIPv6:
 		return p.checkIPv6(eth.Payload())
 	case packet.EtherTypeVLAN, etherTypeQinQ, etherTypeQinQv1:
 		return stats.Tagged, false // see isTagged
