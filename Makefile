@@ -14,7 +14,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 CNIDIR  ?= /opt/cni/bin
 CNI_BIN ?= bin/uswitch-cni
 
-.PHONY: build run test cni-tools chromium test-unit bench bench-net fuzz vet clean install uninstall
+.PHONY: build run test cni-tools chromium test-unit bench bench-net bench-udploss fuzz vet clean install uninstall
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/uswitch
@@ -84,6 +84,13 @@ PROFILE ?= 1
 OVS     ?= 1
 bench-net: build
 	SECS=$(SECS) PROFILE=$(PROFILE) OVS=$(OVS) ./bench/net.sh
+
+# Where 64-byte UDP datagrams are lost when the sender outruns uswitch
+# (sender's TAP ring, uswitch, receiving socket), for a TAP and a veth
+# pair of endpoints (needs root): see bench/RESULTS-udploss.md.
+bench-udploss: build
+	./bench/udploss.sh
+	LINK=veth ./bench/udploss.sh
 
 # Each fuzz target for a short, bounded time (FUZZTIME each; CI uses 10s).
 # Go 1.26's fuzz coordinator can fail a target with a bare "context deadline

@@ -11,8 +11,12 @@
 // and paced, UDP 64-byte packets delivered, routed and masqueraded TCP. It
 // prints each uswitch figure as a ratio of the kernel's, writes the table
 // to RESULTS.md with the date and machine, and appends a CPU profile of
-// each instance. The Go benchmarks of each fast path live beside the code
-// they measure (`make bench`).
+// each instance. udploss.sh (`make bench-udploss`) follows 64-byte UDP
+// datagrams through one instance and reads the counters along the path
+// (the sender's TAP ring, uswitch's ports, the receiving socket) to show
+// where they are lost (RESULTS-udploss.md). lib.sh holds the shell
+// helpers both scripts source. The Go benchmarks of each fast path live
+// beside the code they measure (`make bench`).
 //
 // This package is internal to uswitch: its API may change without notice.
 // Code outside uswitch uses package uswitchtest.

@@ -59,6 +59,8 @@
 # are not touched), and is removed on exit, whichever way the script ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ME=bench/net.sh
+. bench/lib.sh
 
 [ "$(id -u)" = 0 ] || { echo "bench/net.sh needs root (namespaces)"; exit 1; }
 OVS=${OVS:-1}
@@ -66,32 +68,7 @@ OVS=${OVS:-1}
 tools=(iperf3:iperf3 ping:iputils-ping iptables:iptables python3:python3)
 [ "$OVS" = 1 ] && tools+=(ovs-vswitchd:openvswitch-switch ovsdb-server:openvswitch-switch
 	ovsdb-tool:openvswitch-common ovs-vsctl:openvswitch-common)
-missing=()
-for tool in "${tools[@]}"; do
-	command -v "${tool%%:*}" >/dev/null || PATH=$PATH:/usr/sbin:/sbin command -v "${tool%%:*}" >/dev/null ||
-		[[ " ${missing[*]} " == *" ${tool##*:} "* ]] || missing+=("${tool##*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	if command -v apt-get >/dev/null; then
-		echo "bench/net.sh: installing ${missing[*]}: apt-get update && apt-get install -y ${missing[*]}" >&2
-		# openvswitch-switch's install starts the system's OVS service
-		# unless policy-rc.d says no (exit 101): a bench must not leave a
-		# switch daemon running in the root namespace.
-		policy=""
-		if [ ! -e /usr/sbin/policy-rc.d ]; then
-			policy=/usr/sbin/policy-rc.d
-			printf '#!/bin/sh\nexit 101\n' >"$policy"
-			chmod 755 "$policy"
-		fi
-		rc=0
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || rc=$?
-		[ -n "$policy" ] && rm -f "$policy"
-		[ "$rc" = 0 ] || exit "$rc"
-	else
-		echo "bench/net.sh needs ${missing[*]} (Debian/Ubuntu package names; on Fedora: iperf3 iputils iptables python3): install them and run it again" >&2
-		exit 1
-	fi
-fi
+need_tools "${tools[@]}"
 BIN=${BIN:-bin/uswitch}
 [ -x "$BIN" ] || go build -o "$BIN" ./cmd/uswitch
 SECS=${SECS:-5}
@@ -112,41 +89,6 @@ work=$(mktemp -d)
 KERNEL_NS="$P-kbr $P-ka $P-kb $P-krt $P-kra $P-krb $P-knr $P-kna $P-knh"
 OVS_NS="$P-vs $P-va $P-vb"
 
-log() { echo "bench/net.sh: $*" >&2; }
-
-# alive PID: running, not exited (a child that exited stays a zombie, which
-# kill -0 still finds, until waited for).
-alive() {
-	local st
-	st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) && [ "$st" != Z ]
-}
-
-# stop_pid PID: SIGTERM, then wait for it (SIGKILL after 20 s). PID is a
-# child of this shell, so it stays a zombie, not reused, until waited for.
-stop_pid() {
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-	for i in $(seq 200); do
-		alive "$pid" || break
-		sleep 0.1
-	done
-	if alive "$pid"; then
-		log "pid $pid did not stop on SIGTERM in 20 s; SIGKILL"
-		kill -KILL "$pid" 2>/dev/null
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
-# kill_iperf_server PIDFILE: a daemonized iperf3 server of ours (-I PIDFILE)
-# that is still running, e.g. because its client never connected.
-kill_iperf_server() {
-	local pid
-	pid=$(cat "$1" 2>/dev/null) || return 0
-	rm -f "$1"
-	[[ $pid =~ ^[0-9]+$ ]] || return 0
-	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = iperf3 ] && kill -TERM "$pid" 2>/dev/null
-	return 0
-}
 
 HALTPOLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 HALTPOLL_OLD=""

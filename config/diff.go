@@ -220,6 +220,7 @@ func fixed(old, next *Plan) error {
 			same bool
 		}{
 			{"address", ou.Address == nu.Address}, {"host_address", ou.HostAddress == nu.HostAddress},
+			{"address6", ou.Address6 == nu.Address6}, {"host_address6", ou.HostAddress6 == nu.HostAddress6},
 			{"netns", ou.Netns == nu.Netns}, {"routes", ou.Routes == nu.Routes}, {"userland_proxy", ou.UserlandProxy == nu.UserlandProxy},
 		} {
 			if !k.same {

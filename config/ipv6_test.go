@@ -118,7 +118,6 @@ func TestIPv6Rejects(t *testing.T) {
 		{"ip6 on an IPv4-only network", base + "[[endpoint]]\nname = \"a\"\nnetwork = \"front\"\nip6 = \"fd00::5\"\n", 8, `ip6 fd00::5: network "front" has no subnet6`},
 		{"masquerade6 without subnet6", dual + "[[network]]\nname = \"b\"\nsubnet = \"10.0.0.0/24\"\nmasquerade6 = true\n", 12, "masquerade6 needs subnet6"},
 		{"masquerade6 not a boolean", dual + "[[network]]\nname = \"b\"\nsubnet = \"10.0.0.0/24\"\nsubnet6 = \"fd00:1::/64\"\nmasquerade6 = \"yes\"\n", 13, "masquerade6"},
-		{"uplink address6 not yet", dual + "[uplink]\naddress = \"10.99.0.1/30\"\nhost_address = \"10.99.0.2/30\"\naddress6 = \"fd00:ff::1/64\"\n", 12, "address6 is not supported yet"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.toml), "net.toml")

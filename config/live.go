@@ -62,6 +62,9 @@ func (p *Plan) Source() []byte {
 	if u := p.Uplink; u != nil {
 		fmt.Fprintf(&b, "\n[uplink]\naddress = %s\nhost_address = %s\nnetns = %s\nroutes = %t\nuserland_proxy = %t\n",
 			q(u.Address.String()), q(u.HostAddress.String()), q(u.Netns), u.Routes, u.UserlandProxy)
+		if u.Address6.IsValid() {
+			fmt.Fprintf(&b, "address6 = %s\nhost_address6 = %s\n", q(u.Address6.String()), q(u.HostAddress6.String()))
+		}
 	}
 	fmt.Fprintf(&b, "\n[dns]\nupstream = %s\n", qs(p.DNS.Upstream))
 	for _, n := range p.Networks {

@@ -19,10 +19,6 @@ type netState struct {
 	next6 netip.Addr            // the same in subnet6
 }
 
-// notRouted6 says why the IPv6 keys beyond one network are refused: IPv6
-// reaches the endpoints of its own network only, for now.
-const notRouted6 = "IPv6 is switched between the endpoints of a network but not yet routed or NATed"
-
 var networkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
 // networks checks the [[network]] tables, against each other and the uplink.
@@ -88,6 +84,10 @@ func (p *parser) networks(raws []rawNetwork, up *Uplink) []Network {
 		if up != nil && up.Address.IsValid() && b.valid && up.Address.Overlaps(b.Subnet) {
 			s := p.scope("uplink", "uplink")
 			s.errorf("address", "address %s overlaps network %q (%s)", up.Address, b.Name, b.Subnet)
+		}
+		if up != nil && up.Address6.IsValid() && b.Subnet6.IsValid() && up.Address6.Overlaps(b.Subnet6) {
+			s := p.scope("uplink", "uplink")
+			s.errorf("address6", "address6 %s overlaps network %q (%s)", up.Address6, b.Name, b.Subnet6)
 		}
 	}
 	return nets

@@ -140,12 +140,15 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 		}
 	}
 	if u := plan.Uplink; u != nil {
-		up, err := d.addRouterPort(d.newSwitch(""), uplinkGateway, router.PortConfig{Name: rule.Uplink, MAC: u.MAC, Addr: u.Address, MTU: 1500})
+		up, err := d.addRouterPort(d.newSwitch(""), uplinkGateway, router.PortConfig{Name: rule.Uplink, MAC: u.MAC, Addr: u.Address, Addr6: u.Address6, MTU: 1500})
 		if err != nil {
 			return nil, fmt.Errorf("uplink: %w", err)
 		}
 		d.uplink = up
 		d.router.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), up.gw, u.HostAddress.Addr())
+		if u.Address6.IsValid() {
+			d.router.AddRoute(netip.MustParsePrefix("::/0"), up.gw, u.HostAddress6.Addr())
+		}
 	}
 	d.startDNS(opt.DNSDialer)
 	if opt.BusyPoll {
@@ -183,6 +186,7 @@ func (d *Datapath) addNetwork(n config.Network) error {
 		Network: n.Name,
 		MAC:     n.GatewayMAC,
 		Addr:    netip.PrefixFrom(n.Gateway, n.Subnet.Bits()),
+		Addr6:   gateway6(n),
 		MTU:     n.MTU,
 	})
 	if err != nil {
@@ -293,6 +297,14 @@ func (d *Datapath) SetPlan(plan *config.Plan) error {
 		}
 	}
 	return nil
+}
+
+// gateway6 is the router's IPv6 address on n, none when n is IPv4 only.
+func gateway6(n config.Network) netip.Prefix {
+	if !n.Subnet6.IsValid() {
+		return netip.Prefix{}
+	}
+	return netip.PrefixFrom(n.Gateway6, n.Subnet6.Bits())
 }
 
 // Tracker returns the connection tracker and rule set.
@@ -425,6 +437,9 @@ func (d *Datapath) Detach(port string) error {
 		}
 		if ip6 := p.IP6; ip6 != [16]byte{} {
 			d.tracker.Table.RemoveAddr6(ip6)
+			if nd := gw.Neighbours6(); nd != nil {
+				nd.Forget(ip6)
+			}
 		}
 	}
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/uswitch-dev/uswitch/defrag"
 	"github.com/uswitch-dev/uswitch/host"
 	"github.com/uswitch-dev/uswitch/nat"
+	"github.com/uswitch-dev/uswitch/neigh"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/rule"
 	"github.com/uswitch-dev/uswitch/stats"
@@ -43,8 +44,9 @@ type PortConfig struct {
 	Network string       // the network's name; "" for the uplink
 	MAC     packet.MAC   // the port's MAC
 	Addr    netip.Prefix // the port's address and its subnet's length
+	Addr6   netip.Prefix // the port's IPv6 address and its subnet's length; none: IPv4 only
 	MTU     int
-	ARP     arp.Config
+	ARP     arp.Config // the neighbour caches' timers and limits, for ARP and NDP alike
 }
 
 // Port is one interface of the router.
@@ -63,6 +65,7 @@ type Port struct {
 	arp   *arp.Cache
 	in    host.Ingress // the port as the host stage sees it
 	r     *Router
+	port6
 }
 
 // Router is the instance's one router.
@@ -100,6 +103,7 @@ type layout struct {
 	ports  []*Port
 	routes table
 	addrs  [][4]byte // every address the router owns
+	layout6
 }
 
 // change publishes a copy of the layout that fn changed.
@@ -107,7 +111,7 @@ func (r *Router) change(fn func(l *layout)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.lay.Load()
-	l := &layout{ports: slices.Clone(old.ports), routes: table{routes: slices.Clone(old.routes.routes)}, addrs: slices.Clone(old.addrs)}
+	l := &layout{ports: slices.Clone(old.ports), routes: table{routes: slices.Clone(old.routes.routes)}, addrs: slices.Clone(old.addrs), layout6: old.clone()}
 	fn(l)
 	r.lay.Store(l)
 }
@@ -150,10 +154,12 @@ func (r *Router) Attach(p *Port, link packet.Egress, st *stats.Port) {
 	p.link, p.stats = link, st
 	p.in = host.Ingress{Network: p.Network, Addr: p.ip, Stats: st}
 	p.arp = arp.New(p.ARP, p.MAC, p.ip, r.clock, arp.Output{Wire: link, Release: p.release, Unreachable: p.unreachable})
+	p.init6()
 	r.change(func(l *layout) {
 		l.ports = append(l.ports, p)
 		l.addrs = append(l.addrs, p.ip)
 		l.routes.add(route{prefix: p.subnet, port: p})
+		p.add6(l)
 	})
 }
 
@@ -167,12 +173,17 @@ func (r *Router) RemovePort(p *Port) {
 			l.addrs = slices.Delete(l.addrs, i, i+1)
 		}
 		l.routes.routes = slices.DeleteFunc(l.routes.routes, func(rt route) bool { return rt.port == p })
+		p.remove6(l)
 	})
 }
 
 // AddRoute adds a route to prefix through port p via gateway gw (a zero gw
-// means directly connected).
+// means directly connected). An IPv6 prefix goes to the IPv6 table.
 func (r *Router) AddRoute(prefix netip.Prefix, p *Port, gw netip.Addr) {
+	if prefix.Addr().Is6() {
+		r.addRoute6(prefix, p, gw)
+		return
+	}
 	rt := route{prefix: prefix.Masked(), port: p}
 	if gw.IsValid() {
 		rt.gw, rt.hasGW = gw.As4(), true
@@ -186,11 +197,14 @@ func (r *Router) Ports() []*Port { return r.lay.Load().ports }
 // Neighbours returns the port's ARP cache.
 func (p *Port) Neighbours() *arp.Cache { return p.arp }
 
-// Tick runs every port's ARP timers and drops the fragments of datagrams
+// Tick runs every port's ARP and NDP timers and drops the fragments of datagrams
 // whose reassembly timed out.
 func (r *Router) Tick() {
 	for _, p := range r.lay.Load().ports {
 		p.arp.Tick()
+		if p.nd != nil {
+			p.nd.Tick()
+		}
 	}
 	r.defrag.Tick()
 }
@@ -274,11 +288,14 @@ func (p *Port) input(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		}
 		return
 	case packet.EtherTypeIPv4:
+	case packet.EtherTypeIPv6:
+		p.input6(frame, off, rec)
+		return
 	default:
 		if rec != nil {
-			rec.Dropped("router/"+p.Name, "none", "not IPv4 nor ARP: not routed, not counted")
+			rec.Dropped("router/"+p.Name, "none", "not IP nor ARP: not routed, not counted")
 		}
-		return // IPv6, VLAN-tagged, ...: not routed, and nothing to count
+		return // VLAN-tagged, ...: not routed, and nothing to count
 	}
 	if eth.Dst() != p.MAC {
 		if rec != nil {
@@ -394,7 +411,7 @@ func (p *Port) route(frame []byte, off packet.Offload, rec *trace.Recorder) {
 	if !bridged {
 		ip.DecTTL()
 	}
-	out.sendVia(nh, frame, off, rec)
+	sendVia(out, out.arp.Cache, nh, frame, off, rec)
 }
 
 // wireLen is the IP length of the largest packet frame's IPv4 packet ip
@@ -427,30 +444,30 @@ func (r *Router) deny(p *Port, frame []byte, off packet.Offload, v nat.Verdict, 
 	r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)
 }
 
-// sendVia sends an IPv4 frame out of p to next hop nh, resolving nh's MAC
-// first if need be.
-func (p *Port) sendVia(nh [4]byte, frame []byte, off packet.Offload, rec *trace.Recorder) {
+// sendVia sends an IP frame out of p to next hop nh, resolving nh's MAC
+// first if need be in nc, the port's cache of nh's family.
+func sendVia[A neigh.Addr](p *Port, nc *neigh.Cache[A], nh A, frame []byte, off packet.Offload, rec *trace.Recorder) {
 	eth := packet.Ethernet(frame)
 	eth.SetSrc(p.MAC)
 	var mac packet.MAC
 	var ok bool
 	if rec != nil && rec.Dry {
-		var st arp.State
-		mac, st, ok = p.arp.Peek(nh)
+		var st neigh.State
+		mac, st, ok = nc.Peek(nh)
 		if ok {
-			rec.Addf(trace.Neighbour, "router/"+p.Name, "%v is-at %v (%v)", netip.AddrFrom4(nh), mac, st)
+			rec.Addf(trace.Neighbour, "router/"+p.Name, "%v is-at %v (%v)", neigh.AddrOf(nh), mac, st)
 		}
 	} else {
-		mac, ok = p.arp.Lookup(nh)
+		mac, ok = nc.Lookup(nh)
 		if rec != nil && ok {
-			rec.Addf(trace.Neighbour, "router/"+p.Name, "%v is-at %v", netip.AddrFrom4(nh), mac)
+			rec.Addf(trace.Neighbour, "router/"+p.Name, "%v is-at %v", neigh.AddrOf(nh), mac)
 		}
 	}
 	if !ok {
-		if rec != nil && !p.act(rec, trace.Queued, "no neighbour entry for "+netip.AddrFrom4(nh).String()+": queued while an ARP request resolves it") {
+		if rec != nil && !p.act(rec, trace.Queued, "no neighbour entry for "+neigh.AddrOf(nh).String()+": queued while it resolves (ARP, NDP)") {
 			return
 		}
-		if p.arp.Resolve(nh, frame, off) {
+		if nc.Resolve(nh, frame, off) {
 			p.stats.Drop(stats.NeighQueue)
 		}
 		return
@@ -462,7 +479,8 @@ func (p *Port) sendVia(nh [4]byte, frame []byte, off packet.Offload, rec *trace.
 // it when it (or a segment of it) exceeds the port's MTU.
 func (p *Port) transmit(frame []byte, off packet.Offload, mac packet.MAC, rec *trace.Recorder) {
 	packet.Ethernet(frame).SetDst(mac)
-	if len(frame)-packet.EthernetHeaderLen > p.MTU && (!off.IsGSO() || wireLen(packet.IPv4(frame[packet.EthernetHeaderLen:]), off) > p.MTU) {
+	ipv4 := packet.Ethernet(frame).EtherType() == packet.EtherTypeIPv4 // IPv6 is never fragmented here
+	if ipv4 && len(frame)-packet.EthernetHeaderLen > p.MTU && (!off.IsGSO() || wireLen(packet.IPv4(frame[packet.EthernetHeaderLen:]), off) > p.MTU) {
 		if act(rec, trace.Egress, p.Name, "fragmented to the port's MTU") {
 			p.r.fragment(p, frame, off)
 		}
@@ -530,5 +548,9 @@ func (p *Port) release(frame []byte, off packet.Offload, mac packet.MAC) {
 // that did not resolve: counted, and an ICMP host unreachable.
 func (p *Port) unreachable(frame []byte, off packet.Offload) {
 	p.stats.Drop(stats.NeighFailed)
+	if packet.Ethernet(frame).EtherType() == packet.EtherTypeIPv6 {
+		p.r.icmpError6(frame, off, packet.ICMPv6DstUnreach, packet.ICMPv6CodeAddrUnrch, 0)
+		return
+	}
 	p.r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeHostUnreach, 0)
 }

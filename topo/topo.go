@@ -484,7 +484,7 @@ func (t *Topology) addUplink(p *config.Plan) error {
 			return fmt.Errorf("TAP %s: move to netns %q: %w", u.HostDevice, u.Netns, err)
 		}
 	}
-	if err := configureIface(h, config.Interface{Name: u.HostDevice, Prefix: u.HostAddress, MTU: 1500}); err != nil {
+	if err := configureIface(h, config.Interface{Name: u.HostDevice, Prefix: u.HostAddress, Prefix6: u.HostAddress6, MTU: 1500}); err != nil {
 		return fmt.Errorf("%s: %w", u.HostDevice, err)
 	}
 	if !u.Routes {
@@ -498,12 +498,29 @@ func (t *Topology) addUplink(p *config.Plan) error {
 		if n.Internal {
 			continue
 		}
-		dst := &net.IPNet{IP: net.IP(n.Subnet.Addr().AsSlice()), Mask: net.CIDRMask(n.Subnet.Bits(), 32)}
-		if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: net.IP(u.Address.Addr().AsSlice())}); err != nil {
-			return fmt.Errorf("route %s via %s dev %s: %w", n.Subnet, u.Address.Addr(), u.HostDevice, err)
+		for _, rt := range uplinkRoutes(u, n, l) {
+			if err := h.RouteAdd(rt); err != nil {
+				return fmt.Errorf("route %s via %s dev %s: %w", rt.Dst, rt.Gw, u.HostDevice, err)
+			}
 		}
 	}
 	return nil
+}
+
+// uplinkRoutes are the host side's routes to network n through the uplink
+// (link l): to its subnet via address, and to its subnet6 via address6
+// when both have IPv6.
+func uplinkRoutes(u *config.Uplink, n config.Network, l netlink.Link) []*netlink.Route {
+	rts := []*netlink.Route{{LinkIndex: l.Attrs().Index, Dst: ipNet(n.Subnet), Gw: net.IP(u.Address.Addr().AsSlice())}}
+	if u.Address6.IsValid() && n.Subnet6.IsValid() {
+		rts = append(rts, &netlink.Route{LinkIndex: l.Attrs().Index, Dst: ipNet(n.Subnet6), Gw: net.IP(u.Address6.Addr().AsSlice())})
+	}
+	return rts
+}
+
+// ipNet is p as netlink takes it.
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 // addEndpoint makes the namespace of a bridge or none endpoint and, for
@@ -751,17 +768,19 @@ func configureIface(h *netlink.Handle, ifc config.Interface) error {
 		// The kernel generates no link-local address (quietIPv6): an
 		// endpoint with IPv6 gets the EUI-64 one it would have made, which
 		// port security lets through, and both go without duplicate
-		// address detection, usable at once as Docker's are.
-		addrs = append(addrs, netip.PrefixFrom(netip.AddrFrom16(ifc.MAC.LinkLocal6()), 64), ifc.Prefix6)
+		// address detection, usable at once as Docker's are. (The
+		// uplink's host side, whose MAC is the kernel's, has its global
+		// address only.)
+		if !ifc.MAC.IsZero() {
+			addrs = append(addrs, netip.PrefixFrom(netip.AddrFrom16(ifc.MAC.LinkLocal6()), 64))
+		}
+		addrs = append(addrs, ifc.Prefix6)
 	}
 	for _, pfx := range addrs {
 		if !pfx.IsValid() {
 			continue
 		}
-		addr := &netlink.Addr{IPNet: &net.IPNet{
-			IP:   net.IP(pfx.Addr().AsSlice()),
-			Mask: net.CIDRMask(pfx.Bits(), pfx.Addr().BitLen()),
-		}}
+		addr := &netlink.Addr{IPNet: ipNet(pfx)}
 		if pfx.Addr().Is6() {
 			addr.Flags = unix.IFA_F_NODAD
 		}
