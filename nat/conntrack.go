@@ -251,11 +251,20 @@ func (t *Table) Lookup6(tup *Tuple6) (*Conn, Dir, bool) { return t.lookup(tup.ke
 // lookup finds the connection of key k (of IPv6 tuple t6, for an IPv6 key).
 func (t *Table) lookup(k key, t6 *Tuple6) (*Conn, Dir, bool) {
 	h := k.hash(t.seed)
-	c := t.shardOf(h).get(k, h, t6)
-	if c == nil || c.expires.Load() < t.clock.Now() || c.dead.Load() {
+	var l *link
+	if t6 == nil {
+		l = t.shardOf(h).get(k, h)
+	} else {
+		l = t.shardOf(h).get6(k, h, t6)
+	}
+	if l == nil {
 		return nil, 0, false
 	}
-	if k == c.links[Original].k && (t6 == nil || *t6 == c.six.orig) {
+	c := l.c
+	if c.expires.Load() < t.clock.Now() || c.dead.Load() {
+		return nil, 0, false
+	}
+	if l == &c.links[Original] {
 		return c, Original, true
 	}
 	return c, Reply, true
@@ -494,10 +503,12 @@ func (t *Table) Entries() []Entry {
 	return out
 }
 
-// Filter selects connections by their original tuple and state, as
-// `conntrack -L` does with -p, -s, -d, --sport, --dport and --state; a zero
+// Filter selects connections by their family, original tuple and state,
+// as `conntrack -L` does with -f, -p, -s, -d, --sport, --dport and
+// --state; a zero
 // field matches every connection.
 type Filter struct {
+	Family       string // "ipv4" or "ipv6"
 	Proto        uint8
 	Src, Dst     netip.Addr
 	Sport, Dport uint16
@@ -509,7 +520,8 @@ func (f *Filter) match(c *Conn) bool {
 	switch {
 	case f.Proto != 0 && o.Proto != f.Proto,
 		f.Sport != 0 && o.Sport != f.Sport,
-		f.Dport != 0 && o.Dport != f.Dport:
+		f.Dport != 0 && o.Dport != f.Dport,
+		f.Family == "ipv4" && c.six != nil, f.Family == "ipv6" && c.six == nil:
 		return false
 	}
 	if f.Src.IsValid() || f.Dst.IsValid() {

@@ -52,10 +52,9 @@ func (k key) hash(seed uint64) uint64 {
 
 func (h *index) start(hash uint64) uint64 { return (hash >> 24) & h.mask }
 
-// get returns the connection indexed under k, or nil. It takes no lock.
-// An IPv6 key (k.v6) stands for its tuple t6 folded: a link is the one
-// looked for when its connection's tuple is t6 too.
-func (s *shard) get(k key, hash uint64, t6 *Tuple6) *Conn {
+// get returns the link indexed under IPv4 key k, or nil. It takes no
+// lock. (Small enough to be inlined into the IPv4 path: get6 is apart.)
+func (s *shard) get(k key, hash uint64) *link {
 	idx := s.idx.Load()
 	i := idx.start(hash)
 	for range idx.slots {
@@ -63,10 +62,25 @@ func (s *shard) get(k key, hash uint64, t6 *Tuple6) *Conn {
 		if l == nil {
 			return nil
 		}
-		if l != tombstone && l.k == k && (!k.v6() || *l.tuple6() == *t6) {
-			return l.c
+		if l != tombstone && l.k == k {
+			return l
 		}
 		i = (i + 1) & idx.mask
+	}
+	return nil
+}
+
+// get6 is get for an IPv6 key, which stands for its tuple t6 folded: a
+// link is the one looked for when its connection's tuple is t6 too.
+func (s *shard) get6(k key, hash uint64, t6 *Tuple6) *link {
+	idx := s.idx.Load()
+	for i, n := idx.start(hash), 0; n < len(idx.slots); i, n = (i+1)&idx.mask, n+1 {
+		switch l := idx.slots[i].Load(); {
+		case l == nil:
+			return nil
+		case l != tombstone && l.k == k && *l.tuple6() == *t6:
+			return l
+		}
 	}
 	return nil
 }

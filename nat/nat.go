@@ -65,7 +65,12 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 		c, d, found = pending(f.Rec, keyOf(ip, &f.meta.T), nil)
 	}
 	if found {
-		if v, known := t.known(f, c, d, ip.Payload(), len(ip)); known {
+		if st := t.update(c, d, ip.Payload(), len(ip), f.Rec != nil && f.Rec.Dry); st != stateReopen {
+			f.found(c, d, st)
+			if f.Rec != nil {
+				f.traceFound()
+			}
+			v := t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
 			if v.Action == Accept && c.nat != 0 {
 				tg := c.target(d)
 				if f.Rec != nil && (tg.Dst != f.meta.T.Dst || tg.Dport != f.meta.T.Dport) {
@@ -111,25 +116,21 @@ func (t *Tracker) untracked(f *Flow, related bool) Verdict {
 	return t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
 }
 
-// known updates connection c for a packet of it (transport header l4,
-// size bytes) travelling in direction d and runs the prerouting rules. It
-// reports false for a SYN that reopens the connection's tuple: the packet
-// then opens a new connection.
-func (t *Tracker) known(f *Flow, c *Conn, d Dir, l4 []byte, size int) (Verdict, bool) {
-	st := t.update(c, d, l4, size, f.Rec != nil && f.Rec.Dry)
-	if st == stateReopen {
-		return accept, false
-	}
+// found records that the packet belongs to connection c, in direction d,
+// with state st (update's word). Small enough to be inlined: the trace
+// (traceFound) is the caller's.
+func (f *Flow) found(c *Conn, d Dir, st uint8) {
 	f.conn, f.dir, f.tracked = c, d, true
 	f.meta.State = st
 	if c.nat&natDst != 0 {
 		f.meta.State |= stateDNAT
 	}
-	if f.Rec != nil {
-		o, r := c.views()
-		f.Rec.Addf(trace.Conntrack, "conntrack", "%s, %s direction of [%v] -> [%v]", stateText(st), dirName(d), o, r)
-	}
-	return t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec), true
+}
+
+// traceFound records the connection found.
+func (f *Flow) traceFound() {
+	o, r := f.conn.views()
+	f.Rec.Addf(trace.Conntrack, "conntrack", "%s, %s direction of [%v] -> [%v]", stateText(f.meta.State&^stateDNAT), dirName(f.dir), o, r)
 }
 
 // first runs the prerouting rules for a packet with no connection
@@ -179,10 +180,11 @@ func (t *Tracker) Filter(f *Flow, h Hook, out string) Verdict {
 // port's address, for masquerade. A full table refuses the new connection
 // with Drop.
 func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]byte) Verdict {
-	v, r := t.post(f, out)
-	switch {
-	case v.Action != Accept:
+	f.meta.Out = out
+	if v := t.Rules.filterVerdict(Postrouting, &f.meta, f.Rec); v.Action != Accept {
 		return v
+	}
+	switch {
 	case f.related:
 		if f.conn.nat != 0 {
 			relatedOut(ip, f.conn, f.dir)
@@ -199,7 +201,7 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 	cur := f.meta.T
 	c := &Conn{orig: f.orig}
 	src, sport := cur.Src, cur.Sport
-	switch {
+	switch r := t.snatRule(f); {
 	case r == nil:
 	case r.Action == Masquerade:
 		src = outAddr
@@ -220,18 +222,13 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 	return accept
 }
 
-// post runs the postrouting rules and, for a new connection, finds its
-// source NAT rule (nil: none).
-func (t *Tracker) post(f *Flow, out string) (Verdict, *Rule) {
-	f.meta.Out = out
-	if v := t.Rules.filterVerdict(Postrouting, &f.meta, f.Rec); v.Action != Accept || f.conn != nil || !f.tracked {
-		return v, nil
-	}
+// snatRule finds the source NAT rule of a new connection (nil: none).
+func (t *Tracker) snatRule(f *Flow) *Rule {
 	r := t.Rules.natRule(Postrouting, &f.meta, f.Rec)
 	if r != nil && f.Rec != nil {
 		f.Rec.Add(trace.Step{Kind: trace.NAT, Where: "postrouting", Rule: r.Comment, Text: "source translation: " + r.Action.String()})
 	}
-	return accept, r
+	return r
 }
 
 // snatPort is the source port SNAT rule r gives a connection whose

@@ -31,7 +31,12 @@ func (t *Tracker) Prerouting6(f *Flow, ip packet.IPv6, in string) Verdict {
 		c, d, found = pending(f.Rec, key{}, tup)
 	}
 	if found {
-		if v, known := t.known(f, c, d, l4, len(ip)); known {
+		if st := t.update(c, d, l4, len(ip), f.Rec != nil && f.Rec.Dry); st != stateReopen {
+			f.found(c, d, st)
+			if f.Rec != nil {
+				f.traceFound()
+			}
+			v := t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
 			if v.Action == Accept && c.nat != 0 {
 				tg := c.target6(d)
 				if f.Rec != nil && (tg.Dst != tup.Dst || tg.Dport != tup.Dport) {
@@ -68,10 +73,11 @@ func (t *Tracker) Prerouting6(f *Flow, ip packet.IPv6, in string) Verdict {
 // Postrouting6 is Postrouting for an IPv6 packet; outAddr is the egress
 // port's IPv6 address, for masquerade.
 func (t *Tracker) Postrouting6(f *Flow, ip packet.IPv6, out string, outAddr [16]byte) Verdict {
-	v, r := t.post(f, out)
-	switch {
-	case v.Action != Accept:
+	f.meta.Out = out
+	if v := t.Rules.filterVerdict(Postrouting, &f.meta, f.Rec); v.Action != Accept {
 		return v
+	}
+	switch {
 	case f.related:
 		if f.conn.nat != 0 {
 			relatedOut6(ip, f.upper6(ip), f.conn, f.dir)
@@ -89,7 +95,7 @@ func (t *Tracker) Postrouting6(f *Flow, ip packet.IPv6, out string, outAddr [16]
 	cur := Tuple6{Src: f.meta.Src6, Dst: f.meta.Dst6, Sport: f.meta.T.Sport, Dport: f.meta.T.Dport, Proto: f.meta.T.Proto}
 	c := newConn6(f.orig6)
 	src, sport := cur.Src, cur.Sport
-	switch {
+	switch r := t.snatRule(f); {
 	case r == nil:
 	case r.Action == Masquerade:
 		src = outAddr

@@ -21,7 +21,7 @@ func TestReplaceKeepsCounters(t *testing.T) {
 	}
 	rs, err := compilePlan(plan, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	masq := rs.set.Load().nat[fam4][Postrouting][0]
+	masq := rs.set.Load().nat[Postrouting][0]
 	masq.Packets.Store(7)
 	masq.Bytes.Store(700)
 

@@ -55,21 +55,14 @@ const (
 
 // Meta is what rules match a packet on, filled in by the tracker.
 type Meta struct {
-	T       Tuple  // the packet's addresses at this hook (IPv6: its ports and protocol)
-	In, Out string // network names, or rule.Uplink; "" for the router itself
-	State   uint8  // one of the State bits, plus stateDNAT
-	Size    int
+	T     Tuple // the packet's addresses at this hook (IPv6: its ports and protocol)
+	State uint8 // one of the State bits, plus stateDNAT
 	// V6 says an IPv6 packet, whose addresses are Src6 and Dst6.
-	V6         bool
-	Src6, Dst6 [16]byte
-}
-
-// family is the index of m's address family in a rule set's lists.
-func (m *Meta) family() int {
-	if m.V6 {
-		return fam6
-	}
-	return fam4
+	V6      bool
+	In, Out string // network names, or rule.Uplink; "" for the router itself
+	Size    int
+	Src6    [16]byte
+	Dst6    [16]byte
 }
 
 // Address families: the index of a rule set's lists, as iptables and
@@ -189,9 +182,17 @@ type Rules struct {
 // hooks evaluate (a rule with no address of either family in both lists),
 // and every rule once, in order, for listings.
 type ruleSet struct {
-	filter [numFams][numHooks][]*Rule
-	nat    [numFams][numHooks][]*Rule
-	all    [numHooks][]*Rule // per hook: filter rules, then NAT rules
+	filter, filter6 [numHooks][]*Rule
+	nat, nat6       [numHooks][]*Rule
+	all             [numHooks][]*Rule // per hook: filter rules, then NAT rules
+}
+
+// lists are the filter and NAT lists of family fam.
+func (s *ruleSet) lists(fam int) (filter, nat *[numHooks][]*Rule) {
+	if fam == fam6 {
+		return &s.filter6, &s.nat6
+	}
+	return &s.filter, &s.nat
 }
 
 // Replace makes rs evaluate the rules of next from now on (a packet in
@@ -230,7 +231,11 @@ var accept = Verdict{Action: Accept}
 // set, records the rule that matched; with rec.Dry no rule is counted or
 // logged.
 func (rs *Rules) filterVerdict(h Hook, m *Meta, rec *trace.Recorder) Verdict {
-	list := rs.set.Load().filter[m.family()][h]
+	set := rs.set.Load()
+	list := set.filter[h]
+	if m.V6 {
+		list = set.filter6[h]
+	}
 	for i, r := range list {
 		if !r.match(m) {
 			continue
@@ -258,7 +263,12 @@ func (rs *Rules) filterVerdict(h Hook, m *Meta, rec *trace.Recorder) Verdict {
 // natRule returns the first NAT rule of hook h matching a new connection
 // (recorded in rec, and not counted when it is dry).
 func (rs *Rules) natRule(h Hook, m *Meta, rec *trace.Recorder) *Rule {
-	for _, r := range rs.set.Load().nat[m.family()][h] {
+	set := rs.set.Load()
+	list := set.nat[h]
+	if m.V6 {
+		list = set.nat6[h]
+	}
+	for _, r := range list {
 		if r.match(m) {
 			if rec == nil || !rec.Dry {
 				r.count(m.Size)
@@ -297,16 +307,20 @@ func NewRules(rules []rule.Rule, log *slog.Logger) (*Rules, error) {
 		if err != nil {
 			return nil, fmt.Errorf("rule %q: %w", rules[i].Comment, err)
 		}
-		lists := &set.filter
 		if r.Action.IsNAT() {
-			lists = &set.nat
 			natAll[r.Hook] = append(natAll[r.Hook], r)
 		} else {
 			set.all[r.Hook] = append(set.all[r.Hook], r)
 		}
 		for fam := range numFams {
-			if r.family(fam) {
-				lists[fam][r.Hook] = append(lists[fam][r.Hook], r)
+			filter, nat := set.lists(fam)
+			if !r.family(fam) {
+				continue
+			}
+			if r.Action.IsNAT() {
+				nat[r.Hook] = append(nat[r.Hook], r)
+			} else {
+				filter[r.Hook] = append(filter[r.Hook], r)
 			}
 		}
 	}

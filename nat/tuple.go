@@ -109,18 +109,32 @@ func rewrite(ip packet.IPv4, l4 []byte, dst bool, addr [4]byte, port uint16, par
 		ip.SetSrcWithChecksumUpdate(addr)
 	}
 	proto := ip.Protocol()
-	full := sumFits(proto, l4) && !partial
-	switch proto {
-	case packet.ProtoTCP:
-		if sumFits(proto, l4) {
-			packet.TCP(l4).UpdateChecksumPseudoHeaderAddress(old, addr, full)
+	fits := sumFits(proto, l4)
+	switch full := fits && !partial; {
+	case full && proto == packet.ProtoTCP: // the common cases first, with no call more
+		t := packet.TCP(l4)
+		t.UpdateChecksumPseudoHeaderAddress(old, addr, true)
+		if dst {
+			t.SetDstPortWithChecksumUpdate(port)
+		} else {
+			t.SetSrcPortWithChecksumUpdate(port)
 		}
-	case packet.ProtoUDP:
-		if sumFits(proto, l4) {
-			packet.UDP(l4).UpdateChecksumPseudoHeaderAddress(old, addr, full)
+	case full && proto == packet.ProtoUDP:
+		u := packet.UDP(l4)
+		u.UpdateChecksumPseudoHeaderAddress(old, addr, true)
+		if dst {
+			u.SetDstPortWithChecksumUpdate(port)
+		} else {
+			u.SetSrcPortWithChecksumUpdate(port)
 		}
+	default:
+		if fits && proto == packet.ProtoTCP {
+			packet.TCP(l4).UpdateChecksumPseudoHeaderAddress(old, addr, false)
+		} else if fits && proto == packet.ProtoUDP {
+			packet.UDP(l4).UpdateChecksumPseudoHeaderAddress(old, addr, false)
+		}
+		rewritePort(proto, l4, dst, port, full)
 	}
-	rewritePort(proto, l4, dst, port, full)
 }
 
 // sumFits reports whether transport header l4 of protocol proto holds

@@ -30,19 +30,17 @@ func (t Tuple6) String() string {
 // (timeouts, states, rules' port matches) reads them as for IPv4.
 func (t *Tuple6) ports() Tuple { return Tuple{Sport: t.Sport, Dport: t.Dport, Proto: t.Proto} }
 
-// key is t's key in a table whose IPv6 fold is keyed by seed: the
-// addresses folded into 64 bits by a keyed multiply-xorshift, so that
-// nobody who does not know the seed can aim many tuples at one key; equal
-// folds of different tuples are told apart by comparing the tuples.
+// key is t's key in a table whose IPv6 fold is keyed by seed: the four
+// 64-bit words of the addresses, each keyed and multiplied by its own odd
+// constant (in parallel: a bijection of each word), folded by xor. Without
+// the seed nobody can aim many tuples at one key; equal folds of
+// different tuples are told apart by comparing the tuples (shard.get).
 func (t *Tuple6) key(seed uint64) key {
 	sh, sl := packet.Words6(t.Src)
 	dh, dl := packet.Words6(t.Dst)
-	h := seed
-	for _, w := range [4]uint64{sh, sl, dh, dl} {
-		h = (h ^ w) * 0x9e3779b97f4a7c15
-		h ^= h >> 29
-	}
-	return key{addrs: h, rest: keyV6 | uint64(t.Sport)<<24 | uint64(t.Dport)<<8 | uint64(t.Proto)}
+	h := (sh^seed)*0x9e3779b97f4a7c15 ^ (sl+seed)*0xbf58476d1ce4e5b9 ^
+		(dh^seed>>7)*0x94d049bb133111eb ^ (dl+seed<<9)*0xd6e8feb86659fd93
+	return key{addrs: h ^ h>>31, rest: keyV6 | uint64(t.Sport)<<24 | uint64(t.Dport)<<8 | uint64(t.Proto)}
 }
 
 // keys are c's two keys in t: original, reply.
@@ -70,11 +68,16 @@ func (c *Conn) setTargets() {
 // related; neighbour discovery and the rest are not tracked).
 func (t *Tuple6) read6(ip packet.IPv6) (l4 []byte, off int, ok bool) {
 	*t = Tuple6{Src: ip.Src(), Dst: ip.Dst()}
-	proto, off, ok := ip.Upper()
-	t.Proto = proto
-	if !ok || proto == packet.ProtoFragment6 || proto != ip.NextHeader() && ip.IsFragment() {
-		return nil, 0, false
+	proto, off := ip.NextHeader(), packet.IPv6HeaderLen
+	if proto != packet.ProtoTCP && proto != packet.ProtoUDP && proto != packet.ProtoICMPv6 {
+		// extension headers first (rare): walk them
+		proto, off, ok = ip.Upper()
+		t.Proto = proto
+		if !ok || proto == packet.ProtoFragment6 || ip.IsFragment() {
+			return nil, 0, false
+		}
 	}
+	t.Proto = proto
 	l4 = ip[off : packet.IPv6HeaderLen+int(ip.PayloadLen())]
 	switch proto {
 	case packet.ProtoTCP, packet.ProtoUDP:

@@ -12,7 +12,7 @@ func (rs *Rules) List() []rule.Listed {
 		n := 0
 		for _, r := range set.all[h] {
 			n++
-			out = append(out, rule.Listed{Rule: r.Rule, Position: n, Packets: r.Packets.Load(), Bytes: r.Bytes.Load()})
+			out = append(out, rule.Listed{Rule: r.Rule, Family: r.Family(), Position: n, Packets: r.Packets.Load(), Bytes: r.Bytes.Load()})
 		}
 	}
 	return out

@@ -1,6 +1,9 @@
 package packet
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // IPv6 header size.
 const IPv6HeaderLen = 40
@@ -133,12 +136,20 @@ func PseudoHeaderSum6(src, dst [16]byte, proto uint8, length uint32) uint32 {
 
 // ChecksumUpdate128 adjusts checksum for a 128-bit field (an IPv6
 // address of the pseudo header) changing from old to new, by RFC 1624.
+// It sums 64-bit words with end-around carries, which is the 16-bit one's
+// complement sum since 2^16 ≡ 1 modulo 0xffff (as Sum does): four
+// additions instead of sixteen.
 func ChecksumUpdate128(checksum uint16, old, new [16]byte) uint16 {
-	s := uint32(^checksum)
-	for i := 0; i < 16; i += 2 {
-		s += uint32(^binary.BigEndian.Uint16(old[i:])) + uint32(binary.BigEndian.Uint16(new[i:]))
-	}
-	return ^fold(s)
+	oh, ol := Words6(old)
+	nh, nl := Words6(new)
+	s, c := bits.Add64(^oh, ^ol, 0)
+	s, c = bits.Add64(s, nh, c)
+	s, c = bits.Add64(s, nl, c)
+	s, c = bits.Add64(s, uint64(^checksum), c)
+	s, c = bits.Add64(s, 0, c) // the end-around carry, which may carry once more
+	s += c
+	s32, c32 := bits.Add32(uint32(s>>32), uint32(s), 0)
+	return ^fold(s32 + c32)
 }
 
 // IsMulticast6 reports whether a is an IPv6 multicast address (ff00::/8).

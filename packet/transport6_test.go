@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -180,4 +181,35 @@ func TestIPv6NATSettersAllocateNothing(t *testing.T) {
 		_, _, _ = ip.Upper()
 	})
 	require.Zero(t, allocs)
+}
+
+// ChecksumUpdate128 agrees with RFC 1624 eqn. 3 computed word by word,
+// for random and extreme checksums and addresses.
+func TestChecksumUpdate128Reference(t *testing.T) {
+	ref := func(c uint16, old, new [16]byte) uint16 {
+		s := uint32(^c)
+		for i := 0; i < 16; i += 2 {
+			s += uint32(^(uint16(old[i])<<8 | uint16(old[i+1]))) + uint32(uint16(new[i])<<8|uint16(new[i+1]))
+		}
+		return ^fold(s)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var ones [16]byte
+	for i := range ones {
+		ones[i] = 0xff
+	}
+	addrs := [][16]byte{{}, ones, t6Src, t6Dst, t6New}
+	for range 2000 {
+		var a [16]byte
+		for i := range a {
+			a[i] = byte(rng.Uint32())
+		}
+		addrs = append(addrs, a)
+	}
+	for i, old := range addrs {
+		new := addrs[(i*7+1)%len(addrs)]
+		for _, c := range []uint16{0, 1, 0xfffe, 0xffff, uint16(rng.Uint32())} {
+			require.Equal(t, ref(c, old, new), ChecksumUpdate128(c, old, new), "checksum %#04x, %x -> %x", c, old, new)
+		}
+	}
 }

@@ -220,6 +220,7 @@ type Rule struct {
 // counters.
 type Listed struct {
 	Rule
+	Family   Family `json:"family"` // the rule's family: ipv4, ipv6, or any (both)
 	Position int    `json:"position"`
 	Packets  uint64 `json:"packets"`
 	Bytes    uint64 `json:"bytes"`
@@ -311,6 +312,17 @@ func (f Family) String() string {
 
 // MarshalText implements encoding.TextMarshaler.
 func (f Family) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (f *Family) UnmarshalText(b []byte) error {
+	for v := range FamilyMixed + 1 {
+		if v.String() == string(b) {
+			*f = v
+			return nil
+		}
+	}
+	return fmt.Errorf("family %q unknown", b)
+}
 
 // Family is the family r's addresses (source, destination, target) and
 // protocol (icmp is IPv4's, icmpv6 IPv6's) say.
