@@ -198,3 +198,27 @@ func TestLookupDoesNotAllocate(t *testing.T) {
 	c.Learn(hostIP, hostM, true)
 	require.Zero(t, testing.AllocsPerRun(1000, func() { c.Lookup(hostIP) }))
 }
+
+// The entry Lookup found last is tried first; a forgotten one is never
+// found again, and another address gets its own MAC.
+func TestLookupLastEntry(t *testing.T) {
+	c, _, _ := newCache()
+	other := netip.MustParseAddr("fd00:20::6").As16()
+	otherM := packet.MAC{0x02, 0x42, 10, 0, 0, 6}
+	c.Learn(hostIP, hostM, true)
+	c.Learn(other, otherM, true)
+	for range 3 {
+		m, ok := c.Lookup(hostIP)
+		require.True(t, ok)
+		require.Equal(t, hostM, m)
+		m, ok = c.Lookup(other)
+		require.True(t, ok)
+		require.Equal(t, otherM, m)
+	}
+	c.Forget(other)
+	_, ok := c.Lookup(other)
+	require.False(t, ok, "forgotten, though it was the last found")
+	m, ok := c.Lookup(hostIP)
+	require.True(t, ok)
+	require.Equal(t, hostM, m)
+}

@@ -123,6 +123,16 @@ type neighbour[A Addr] struct {
 	created   int64
 }
 
+// table is one version of a cache's entries, and the entry Lookup found
+// last in it, which the next Lookup tries before the map: most packets go
+// to the next hop the one before went to (the uplink's host side, say),
+// and an IPv6 address hashes slower than an IPv4 one. A new version starts
+// without one, so an entry forgotten is never found there.
+type table[A Addr] struct {
+	m   map[A]*neighbour[A]
+	hot atomic.Pointer[neighbour[A]]
+}
+
 // Cache is the neighbour table of one router port for one address family.
 type Cache[A Addr] struct {
 	cfg     Config
@@ -130,7 +140,7 @@ type Cache[A Addr] struct {
 	out     Link
 	solicit Solicit[A]
 
-	table atomic.Pointer[map[A]*neighbour[A]] // copy on write
+	table atomic.Pointer[table[A]] // copy on write
 	mu    sync.Mutex
 
 	// Counters for `uswitch ports` and tests.
@@ -143,16 +153,20 @@ type Cache[A Addr] struct {
 func New[A Addr](cfg Config, clk clock.Clock, out Link, solicit Solicit[A]) *Cache[A] {
 	cfg.defaults()
 	c := &Cache[A]{cfg: cfg, clock: clk, out: out, solicit: solicit}
-	c.table.Store(&map[A]*neighbour[A]{})
+	c.table.Store(&table[A]{m: map[A]*neighbour[A]{}})
 	return c
 }
 
 // Lookup returns the MAC of a usable neighbour. It never blocks or
 // allocates; a stale entry stays usable and is re-probed by unicast.
 func (c *Cache[A]) Lookup(ip A) (packet.MAC, bool) {
-	n := (*c.table.Load())[ip]
-	if n == nil {
-		return packet.MAC{}, false
+	t := c.table.Load()
+	n := t.hot.Load()
+	if n == nil || n.ip != ip {
+		if n = t.m[ip]; n == nil {
+			return packet.MAC{}, false
+		}
+		t.hot.Store(n)
 	}
 	now := c.clock.Now()
 	switch State(n.state.Load()) {
@@ -175,7 +189,7 @@ func (c *Cache[A]) Lookup(ip A) (packet.MAC, bool) {
 // Peek returns what Lookup would for ip and the entry's state, without
 // changing the entry or probing it (for a dry trace).
 func (c *Cache[A]) Peek(ip A) (packet.MAC, State, bool) {
-	n := (*c.table.Load())[ip]
+	n := c.table.Load().m[ip]
 	if n == nil {
 		return packet.MAC{}, 0, false
 	}
@@ -205,7 +219,7 @@ func (c *Cache[A]) enqueue(ip A, frame []byte, off packet.Offload) (mac packet.M
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.clock.Now()
-	n := (*c.table.Load())[ip]
+	n := c.table.Load().m[ip]
 	if n != nil {
 		if st := State(n.state.Load()); st == Reachable || st == Stale {
 			return macOf(n.mac.Load()), true, false
@@ -214,7 +228,7 @@ func (c *Cache[A]) enqueue(ip A, frame []byte, off packet.Offload) (mac packet.M
 	start := false
 	switch {
 	case n == nil:
-		if len(*c.table.Load()) >= c.cfg.MaxEntries && !c.gcLocked(now) {
+		if len(c.table.Load().m) >= c.cfg.MaxEntries && !c.gcLocked(now) {
 			c.TableFull.Add(1)
 			return packet.MAC{}, false, true
 		}
@@ -248,14 +262,14 @@ func (c *Cache[A]) enqueue(ip A, frame []byte, off packet.Offload) (mac packet.M
 // Linux does with gratuitous ARP and unsolicited advertisements).
 func (c *Cache[A]) Learn(ip A, mac packet.MAC, create bool) {
 	now := c.clock.Now()
-	n := (*c.table.Load())[ip]
+	n := c.table.Load().m[ip]
 	if n == nil && !create {
 		return
 	}
 	c.mu.Lock()
-	n = (*c.table.Load())[ip]
+	n = c.table.Load().m[ip]
 	if n == nil {
-		if len(*c.table.Load()) >= c.cfg.MaxEntries && !c.gcLocked(now) {
+		if len(c.table.Load().m) >= c.cfg.MaxEntries && !c.gcLocked(now) {
 			c.mu.Unlock()
 			c.TableFull.Add(1)
 			return
@@ -284,7 +298,7 @@ func (c *Cache[A]) Tick() {
 	now := c.clock.Now()
 	var unreachable []queued
 	c.mu.Lock()
-	for _, n := range *c.table.Load() {
+	for _, n := range c.table.Load().m {
 		switch State(n.state.Load()) {
 		case Incomplete:
 			if now-n.probed.Load() < int64(c.cfg.RetransTime) {
@@ -318,7 +332,7 @@ func (c *Cache[A]) Tick() {
 // nobody used (so never probed) for StaleTime; it reports whether anything
 // went.
 func (c *Cache[A]) gcLocked(now int64) bool {
-	old := *c.table.Load()
+	old := c.table.Load().m
 	keep := func(n *neighbour[A]) bool {
 		age := now - n.confirmed.Load()
 		switch State(n.state.Load()) {
@@ -344,7 +358,7 @@ func (c *Cache[A]) gcLocked(now int64) bool {
 			t[ip] = n
 		}
 	}
-	c.table.Store(&t)
+	c.table.Store(&table[A]{m: t})
 	return true
 }
 
@@ -353,7 +367,7 @@ func (c *Cache[A]) gcLocked(now int64) bool {
 func (c *Cache[A]) Forget(ip A) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old := *c.table.Load()
+	old := c.table.Load().m
 	if old[ip] == nil {
 		return
 	}
@@ -363,17 +377,17 @@ func (c *Cache[A]) Forget(ip A) {
 			t[a] = n
 		}
 	}
-	c.table.Store(&t)
+	c.table.Store(&table[A]{m: t})
 }
 
 func (c *Cache[A]) insertLocked(n *neighbour[A]) {
-	old := *c.table.Load()
+	old := c.table.Load().m
 	t := make(map[A]*neighbour[A], len(old)+1)
 	for ip, m := range old {
 		t[ip] = m
 	}
 	t[n.ip] = n
-	c.table.Store(&t)
+	c.table.Store(&table[A]{m: t})
 }
 
 func macOf(v uint64) packet.MAC {
@@ -405,7 +419,7 @@ func (c *Cache[A]) Entries() []Entry {
 	now := c.clock.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := *c.table.Load()
+	t := c.table.Load().m
 	ns := make([]*neighbour[A], 0, len(t))
 	for _, n := range t {
 		ns = append(ns, n)

@@ -24,6 +24,7 @@ import (
 // port6 is what a router port has of IPv6.
 type port6 struct {
 	ip6     [16]byte
+	ll128   addr128 // the port's link-local address
 	subnet6 netip.Prefix
 	nd      *ndp.Cache // nil: the port has no IPv6 address
 }
@@ -31,7 +32,7 @@ type port6 struct {
 // layout6 is what a layout has of IPv6.
 type layout6 struct {
 	routes6 table6
-	addrs6  [][16]byte // the router's IPv6 addresses (not the link-local ones)
+	addrs6  []addr128 // the router's IPv6 addresses (not the link-local ones)
 }
 
 func (l layout6) clone() layout6 {
@@ -46,20 +47,21 @@ func (p *Port) init6() {
 	}
 	p.ip6, p.subnet6 = p.Addr6.Addr().As16(), p.Addr6.Masked()
 	p.in.Addr6 = p.ip6
+	p.ll128 = bits128(p.MAC.LinkLocal6())
 	p.nd = ndp.New(p.ARP, p.MAC, p.ip6, p.r.clock, neigh.Link{Wire: p.link, Release: p.release, Unreachable: p.unreachable})
 }
 
 // add6 adds p's IPv6 address and connected route to l.
 func (p *Port) add6(l *layout) {
 	if p.nd != nil {
-		l.addrs6 = append(l.addrs6, p.ip6)
+		l.addrs6 = append(l.addrs6, bits128(p.ip6))
 		l.routes6.add(route6{prefix: p.subnet6, port: p})
 	}
 }
 
 // remove6 removes what add6 added, and every IPv6 route through p.
 func (p *Port) remove6(l *layout) {
-	if i := slices.Index(l.addrs6, p.ip6); i >= 0 && p.nd != nil {
+	if i := slices.Index(l.addrs6, bits128(p.ip6)); i >= 0 && p.nd != nil {
 		l.addrs6 = slices.Delete(l.addrs6, i, i+1)
 	}
 	l.routes6.routes = slices.DeleteFunc(l.routes6.routes, func(rt route6) bool { return rt.port == p })
@@ -132,7 +134,8 @@ func (p *Port) input6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 	ip := packet.IPv6(frame[packet.EthernetHeaderLen:])
 	src, dst := ip.Src(), ip.Dst()
-	if martian6(src) || packet.IsMulticast6(src) || martian6(dst) {
+	s, d := bits128(src), bits128(dst)
+	if s.martian() || s.multicast() || d.martian() {
 		p.drop(stats.Martian, rec)
 		return
 	}
@@ -143,8 +146,10 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		return
 	}
 	dst0 := dst
-	dst = ip.Dst()
-	if r.isLocal6(dst) || p.nd.Owns(dst) {
+	if dst = ip.Dst(); dst != dst0 {
+		d = bits128(dst)
+	}
+	if r.isLocalBits(d) || d == p.ll128 {
 		if v := r.ct.Filter(&fl, nat.Input, ""); v.Action != nat.Accept {
 			r.deny6(p, frame, off, v, rec)
 			return
@@ -154,10 +159,10 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		}
 		return
 	}
-	if packet.IsLinkLocal6(dst) || packet.IsLinkLocal6(src) {
+	if d.linkLocal() || s.linkLocal() {
 		// Link-local addresses are never forwarded (RFC 4291 2.5.6); a
 		// source beyond its scope is answered as Linux does.
-		if packet.IsLinkLocal6(dst) {
+		if d.linkLocal() {
 			p.drop(stats.NotForwarded, rec)
 			return
 		}
@@ -230,23 +235,37 @@ func (r *Router) deny6(p *Port, frame []byte, off packet.Offload, v nat.Verdict,
 	}
 }
 
-func (r *Router) isLocal6(ip [16]byte) bool {
-	return slices.Contains(r.lay.Load().addrs6, ip)
+func (r *Router) isLocal6(ip [16]byte) bool { return r.isLocalBits(bits128(ip)) }
+
+func (r *Router) isLocalBits(a addr128) bool {
+	for _, b := range r.lay.Load().addrs6 {
+		if a == b {
+			return true
+		}
+	}
+	return false
 }
 
-// martian6 reports an address no router forwards from or to: the
-// unspecified address, loopback, and IPv4-mapped addresses (RFC 4291).
-func martian6(a [16]byte) bool {
-	var zero [10]byte
-	if [10]byte(a[:10]) != zero {
-		return false
-	}
-	switch {
-	case [6]byte(a[10:]) == [6]byte{}, [6]byte(a[10:]) == [6]byte{5: 1}: // ::, ::1
-		return true
-	}
-	return a[10] == 0xff && a[11] == 0xff // ::ffff:0:0/96
+// addr128 is an IPv6 address as two words, compared without a call.
+type addr128 struct{ hi, lo uint64 }
+
+func bits128(a [16]byte) addr128 {
+	hi, lo := packet.AddrBits6(a)
+	return addr128{hi, lo}
 }
+
+// martian reports an address no router forwards from or to: the
+// unspecified address, loopback, and IPv4-mapped addresses (RFC 4291).
+func (a addr128) martian() bool {
+	return a.hi == 0 && (a.lo <= 1 || a.lo>>32 == 0xffff)
+}
+
+func (a addr128) multicast() bool { return a.hi>>56 == 0xff }
+
+func (a addr128) linkLocal() bool { return a.hi>>54 == 0xfe80>>6 }
+
+// martian6 is addr128.martian for an address.
+func martian6(a [16]byte) bool { return bits128(a).martian() }
 
 // icmp6QuoteMax bounds an ICMPv6 error to the minimum MTU (RFC 4443 2.4(c)).
 const icmp6QuoteMax = packet.IPv6MinMTU - packet.IPv6HeaderLen - packet.ICMPHeaderLen

@@ -494,3 +494,28 @@ func FuzzPortInput6(f *testing.F) {
 		g.r.Tick()
 	})
 }
+
+func TestAddr128Predicates(t *testing.T) {
+	for _, c := range []struct {
+		a                          string
+		martian, multicast, linkLL bool
+	}{
+		{"::", true, false, false},
+		{"::1", true, false, false},
+		{"::2", false, false, false},
+		{"::ffff:10.0.0.1", true, false, false},
+		{"::fffe:10.0.0.1", false, false, false},
+		{"fe80::1", false, false, true},
+		{"febf::1", false, false, true},
+		{"fec0::1", false, false, false},
+		{"ff02::1", false, true, false},
+		{"fd00:20::1", false, false, false},
+		{"2001:db8::1", false, false, false},
+	} {
+		a := bits128(netip.MustParseAddr(c.a).As16())
+		require.Equal(t, c.martian, a.martian(), c.a)
+		require.Equal(t, c.multicast, a.multicast(), c.a)
+		require.Equal(t, c.linkLL, a.linkLocal(), c.a)
+		require.Equal(t, packet.IsLinkLocal6(netip.MustParseAddr(c.a).As16()), a.linkLocal(), c.a)
+	}
+}
