@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -173,7 +175,7 @@ func kernelMatrix(t *testing.T, name string) map[string]string {
 	for _, e := range mxEndpoints() {
 		ns[e.name] = name + "-k" + e.name
 	}
-	for _, n := range append([]string{router}, mapValues(ns)...) {
+	for _, n := range append([]string{router}, slices.Collect(maps.Values(ns))...) {
 		newNetns(t, n)
 		// Addresses usable at once, as uswitch's nodad ones are.
 		mustNsExec(t, n, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
@@ -223,15 +225,6 @@ func kernelMatrix(t *testing.T, name string) map[string]string {
 		mustNsExec(t, router, cmd, file)
 	}
 	return ns
-}
-
-// mapValues returns m's values.
-func mapValues(m map[string]string) []string {
-	var vs []string
-	for _, v := range m {
-		vs = append(vs, v)
-	}
-	return vs
 }
 
 // mxWant is the matrix the kernel gives in both families, Docker's

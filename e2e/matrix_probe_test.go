@@ -1,10 +1,10 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"sort"
@@ -22,21 +22,19 @@ import (
 
 // The probes of a connectivity matrix: from a source namespace to an
 // address, over ICMP echo, TCP (connect and a small transfer both ways) and
-// UDP (a datagram and its answer), each answering whether the destination
-// was reached and, for TCP and UDP, the source address the server saw.
+// UDP (a datagram and its echo), each answering whether the destination
+// was reached and, for TCP, the source address the server saw.
 // They return results instead of failing a test, so that many run at once
 // from goroutines.
 
 const (
 	matrixTCPPort = 7071
 	matrixUDPPort = 7072
-	matrixPayload = 16 << 10 // bytes a TCP probe carries each way
+	matrixPayload = 16 << 10 // characters a TCP probe carries each way, at least
 )
 
-// matrixServe runs the probes' servers in namespace ns, for both families:
-// TCP on matrixTCPPort answers the peer's address, a newline and every byte
-// it got until the peer's half-close; UDP on matrixUDPPort answers each
-// datagram with the peer's address, a newline and the datagram.
+// matrixServe runs the probes' servers in namespace ns, in both families:
+// whoServer on matrixTCPPort, udpEcho on matrixUDPPort.
 func matrixServe(t *testing.T, ns string) {
 	t.Helper()
 	for _, fam := range []string{"4", "6"} {
@@ -50,130 +48,87 @@ func matrixServe(t *testing.T, ns string) {
 		require.NoError(t, err, "TCP server in %s", ns)
 		require.NoError(t, uerr, "UDP server in %s", ns)
 		t.Cleanup(func() { l.Close(); pc.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-					data, err := io.ReadAll(c)
-					if err != nil {
-						return
-					}
-					_, _ = c.Write(append([]byte(peerHost(c.RemoteAddr())+"\n"), data...))
-				}()
-			}
-		}()
-		go func() {
-			buf := make([]byte, 2048)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				_, _ = pc.WriteTo(append([]byte(peerHost(from)+"\n"), buf[:n]...), from)
-			}
-		}()
+		whoServer(l)
+		go udpEcho(pc)
 	}
 }
 
-// peerHost is the address part of a socket address.
-func peerHost(a net.Addr) string {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return ap.Addr().Unmap().String()
-}
-
-// splitAnswer splits a server's answer into the address it saw and the rest.
-func splitAnswer(b []byte) (seen string, rest []byte, ok bool) {
-	line, rest, ok := bytes.Cut(b, []byte("\n"))
-	return string(line), rest, ok
-}
-
-// probeTCP connects from ns to dst:matrixTCPPort, sends matrixPayload
-// random bytes and half-closes, and checks they come back behind the
-// address the server saw, which it returns.
-func probeTCP(ns, dst string, wait time.Duration) (string, error) {
+// dialIn dials addr over network from inside namespace ns.
+func dialIn(ns, network, addr string, wait time.Duration) (net.Conn, error) {
 	h, err := nsthread.Open(ns)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer h.Close()
 	var c net.Conn
-	addr := net.JoinHostPort(dst, fmt.Sprint(matrixTCPPort))
-	if err := nsthread.In(h, func() error {
-		c, err = net.DialTimeout("tcp", addr, wait)
+	err = nsthread.In(h, func() error {
+		c, err = net.DialTimeout(network, addr, wait)
 		return err
-	}); err != nil {
+	})
+	return c, err
+}
+
+// probeTCP connects from ns to whoServer at dst, sends a line of
+// matrixPayload random characters, and returns the address the server saw
+// once the line has come back behind it.
+func probeTCP(ns, dst string, wait time.Duration) (string, error) {
+	addr := net.JoinHostPort(dst, fmt.Sprint(matrixTCPPort))
+	c, err := dialIn(ns, "tcp", addr, wait)
+	if err != nil {
 		return "", err
 	}
 	defer c.Close()
 	if err := c.SetDeadline(time.Now().Add(2 * wait)); err != nil {
 		return "", err
 	}
-	data := make([]byte, matrixPayload)
-	_, _ = rand.Read(data)
-	if _, err := c.Write(data); err != nil {
+	line := rand.Text()
+	for len(line) < matrixPayload {
+		line += rand.Text()
+	}
+	if _, err := fmt.Fprintf(c, "%s\n", line); err != nil {
 		return "", err
 	}
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-		return "", err
-	}
-	b, err := io.ReadAll(c)
+	answer, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
 		return "", err
 	}
-	seen, rest, ok := splitAnswer(b)
-	if !ok || !bytes.Equal(rest, data) {
-		return "", fmt.Errorf("tcp %s: %d bytes back, not the %d sent", addr, len(rest), len(data))
+	seen, back, _ := strings.Cut(strings.TrimSuffix(answer, "\n"), " ")
+	if back != line {
+		return "", fmt.Errorf("tcp %s: %d bytes back, not the %d sent", addr, len(back), len(line))
 	}
 	return seen, nil
 }
 
-// probeUDP sends a datagram from ns to dst:matrixUDPPort, up to twice, and
-// returns the address the server saw once the answer comes back.
-func probeUDP(ns, dst string, wait time.Duration) (string, error) {
-	h, err := nsthread.Open(ns)
-	if err != nil {
-		return "", err
-	}
-	defer h.Close()
-	var c net.Conn
+// probeUDP sends a datagram from ns to udpEcho at dst, up to twice, and
+// reports whether it came back.
+func probeUDP(ns, dst string, wait time.Duration) error {
 	addr := net.JoinHostPort(dst, fmt.Sprint(matrixUDPPort))
-	if err := nsthread.In(h, func() error {
-		c, err = net.Dial("udp", addr)
+	c, err := dialIn(ns, "udp", addr, wait)
+	if err != nil {
 		return err
-	}); err != nil {
-		return "", err
 	}
 	defer c.Close()
-	nonce := make([]byte, 16)
-	_, _ = rand.Read(nonce)
+	nonce := []byte(rand.Text())
 	buf := make([]byte, 2048)
 	for range 2 {
 		if _, err = c.Write(nonce); err != nil {
-			return "", err
+			return err
 		}
 		if err := c.SetReadDeadline(time.Now().Add(wait / 2)); err != nil {
-			return "", err
+			return err
 		}
 		var n int
 		if n, err = c.Read(buf); err != nil {
 			if isTimeout(err) {
 				continue
 			}
-			return "", err
+			return err
 		}
-		if seen, rest, ok := splitAnswer(buf[:n]); ok && bytes.Equal(rest, nonce) {
-			return seen, nil
+		if bytes.Equal(buf[:n], nonce) {
+			return nil
 		}
 	}
-	return "", fmt.Errorf("udp %s: %w", addr, err)
+	return fmt.Errorf("udp %s: %w", addr, err)
 }
 
 // probeEcho sends ICMP (IPv4) or ICMPv6 echo requests from ns to dst, two
@@ -240,8 +195,8 @@ type matrixProbe struct {
 	from, to string // node names
 }
 
-// matrixResult is what a probe found: reached, and for TCP and UDP the
-// source address the server saw.
+// matrixResult is what a probe found: reached, and for TCP the source
+// address the server saw.
 type matrixResult struct {
 	ok   bool
 	seen string
@@ -304,7 +259,7 @@ func runMatrix(t *testing.T, sources map[string]string, targets []matrixTarget) 
 			r.seen, err = probeTCP(ns, dst, wait)
 			r.ok = err == nil
 		case "udp":
-			r.seen, err = probeUDP(ns, dst, wait)
+			err = probeUDP(ns, dst, wait)
 			r.ok = err == nil
 		}
 		if err != nil {
