@@ -14,7 +14,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 CNIDIR  ?= /opt/cni/bin
 CNI_BIN ?= bin/uswitch-cni
 
-.PHONY: build run test cni-tools chromium test-unit bench bench-net fuzz vet clean install uninstall
+.PHONY: build run test cni-tools chromium test-unit bench bench-net bench-udploss fuzz vet clean install uninstall
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/uswitch
@@ -72,16 +72,25 @@ vet:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./switch ./router ./nat ./datapath ./gso ./packet
 
-# The kernel and uswitch offload, busy-poll, busy-poll with the CPU latency
-# request (--cpu-latency) and plain side by side in the same run (needs
-# root; installs iperf3, ping, iptables and python3 with apt-get when
-# missing); writes bench/RESULTS.md with each instance's CPU profile. SECS
+# The kernel, Open vSwitch's userspace datapath (L2; OVS=0 leaves it out)
+# and uswitch offload, busy-poll, busy-poll with the CPU latency request
+# (--cpu-latency) and plain side by side in the same run (needs root;
+# installs iperf3, ping, iptables, python3 and openvswitch-switch with
+# apt-get when missing); writes bench/RESULTS.md with each instance's CPU profile. SECS
 # seconds per iperf3 test; PROFILE=0 runs without --cpuprofile; ONLY,
 # NOTE, HALTPOLL_NS: see bench/net.sh.
 SECS    ?= 5
 PROFILE ?= 1
+OVS     ?= 1
 bench-net: build
-	SECS=$(SECS) PROFILE=$(PROFILE) ./bench/net.sh
+	SECS=$(SECS) PROFILE=$(PROFILE) OVS=$(OVS) ./bench/net.sh
+
+# Where 64-byte UDP datagrams are lost when the sender outruns uswitch
+# (sender's TAP ring, uswitch, receiving socket), for a TAP and a veth
+# pair of endpoints (needs root): see bench/RESULTS-udploss.md.
+bench-udploss: build
+	./bench/udploss.sh
+	LINK=veth ./bench/udploss.sh
 
 # Each fuzz target for a short, bounded time (FUZZTIME each; CI uses 10s).
 # Go 1.26's fuzz coordinator can fail a target with a bare "context deadline
@@ -89,7 +98,7 @@ bench-net: build
 # Go 1.27): that, and only that, is reported and not failed. A crasher
 # ("Failing input written to ...") or any other error fails.
 FUZZTIME ?= 20s
-FUZZ_TARGETS := switch:FuzzInput router:FuzzPortInput packet:FuzzViews packet:FuzzTransport packet:FuzzSum \
+FUZZ_TARGETS := switch:FuzzInput router:FuzzPortInput packet:FuzzViews packet:FuzzTransport packet:FuzzSum packet:FuzzIPv6Ext \
 	config:FuzzParse nat:FuzzHooks datapath:FuzzDatapath datapath:FuzzDatapathOffload gso:FuzzSegment defrag:FuzzReassemble host:FuzzDeliver
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/neigh"
 	"github.com/uswitch-dev/uswitch/packet"
 )
 
@@ -22,10 +23,11 @@ type recorder struct {
 	unreachable [][]byte
 }
 
-func (r *recorder) SendARP(f []byte) {
+func (r *recorder) WriteFrame(f []byte, _ packet.Offload) error {
 	p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
 	r.arps = append(r.arps, p.Layer(layers.LayerTypeARP).(*layers.ARP))
 	r.arpDst = append(r.arpDst, packet.Ethernet(f).Dst())
+	return nil
 }
 func (r *recorder) Release(f []byte, off packet.Offload, m packet.MAC) {
 	r.released = append(r.released, f)
@@ -33,6 +35,11 @@ func (r *recorder) Release(f []byte, off packet.Offload, m packet.MAC) {
 	r.releasedTo = append(r.releasedTo, m)
 }
 func (r *recorder) Unreachable(f []byte, _ packet.Offload) { r.unreachable = append(r.unreachable, f) }
+
+// link is what a cache sends to r.
+func (r *recorder) link() neigh.Link {
+	return neigh.Link{Wire: r, Release: r.Release, Unreachable: r.Unreachable}
+}
 
 var (
 	gwMAC  = packet.MAC{0x02, 0x42, 10, 0, 0, 1}
@@ -45,7 +52,7 @@ func newCache() (*Cache, *recorder, *clock.Fake) {
 	r := &recorder{}
 	clk := &clock.Fake{}
 	clk.Advance(time.Hour) // so "time zero" never means "never"
-	return New(Config{}, gwMAC, gwIP, clk, r), r, clk
+	return New(Config{}, gwMAC, gwIP, clk, r.link()), r, clk
 }
 
 // arpFrame builds an ARP packet with gopacket and returns its ARP view.
@@ -235,7 +242,7 @@ func TestGratuitousARPUpdatesExistingOnly(t *testing.T) {
 
 func TestTableIsBounded(t *testing.T) {
 	r := &recorder{}
-	c := New(Config{MaxEntries: 4}, gwMAC, gwIP, &clock.Fake{}, r)
+	c := New(Config{MaxEntries: 4}, gwMAC, gwIP, &clock.Fake{}, r.link())
 	for i := range 10 {
 		c.Resolve([4]byte{10, 0, 1, byte(i)}, []byte{1}, packet.Offload{})
 	}

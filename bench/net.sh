@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Side-by-side, in the same run with the same tools, the kernel and four
-# uswitch instances: "uswitch offload" (offload = true, TAPs with
+# Side-by-side, in the same run with the same tools, the kernel, Open
+# vSwitch's userspace datapath and four uswitch instances: "uswitch offload" (offload = true, TAPs with
 # IFF_VNET_HDR, a reader goroutine per port: --busy-poll=false), "uswitch
 # busy-poll" (the same with the busy-poll thread, the default), "uswitch
 # busy-poll + latency" (the same with --cpu-latency: the thread holds a CPU
 # latency request of 0 while it spins, so idle CPUs poll instead of
 # halting) and "uswitch plain" (offload = false, reader goroutines).
 #
-#   - L2: two namespaces on a kernel veth+bridge, and on each instance's
-#     switch: TCP 1 stream, TCP 2 streams, ping -A and paced ping round trip,
-#     UDP 64-byte packets delivered per second;
+#   - L2: two namespaces on a kernel veth+bridge, on an Open vSwitch
+#     bridge and on each instance's switch: TCP 1 stream, TCP 2 streams,
+#     ping -A and paced ping round trip, UDP 64-byte packets delivered per
+#     second;
 #   - routed: two namespaces on two subnets through a kernel router (a
 #     namespace with ip_forward) and through each instance's router: TCP 1
 #     stream and ping -A;
@@ -22,7 +23,18 @@
 # (the default) every instance runs with --cpuprofile, and the top of each
 # whole-run profile is appended to RESULTS.md once they have stopped.
 #
-# Knobs: SECS (seconds per iperf3 test, default 5), PROFILE (1/0), BIN,
+# Open vSwitch (L2 only) is ovs-vswitchd with the userspace datapath
+# (datapath_type=netdev) and userspace TSO (other_config:
+# userspace-tso-enable=true), its ports TAPs (type=tap) that it opens with
+# vnet headers and that the script then moves into the two endpoint
+# namespaces, as uswitch's are. ovsdb-server and ovs-vswitchd are this
+# script's own: started inside a namespace of its own (so the bridge's
+# internal port and OVS's TAPs never appear in the root namespace), with
+# their database, sockets, pid and log files in the run's temporary
+# directory, and stopped by the PIDs it started; the system's Open vSwitch
+# service, if any, is not used or touched. OVS=0 leaves it out.
+#
+# Knobs: SECS (seconds per iperf3 test, default 5), PROFILE (1/0), BIN, OVS,
 # ONLY (a space-separated list of measure keys to run, e.g. "tcp1 flood";
 # the others are reported as "-"; the keys: tcp1 tcp2 flood paced udp64
 # rtcp1 rflood ntcp1), NOTE (a line written under the table, e.g. what
@@ -36,30 +48,27 @@
 # vCPU. RESULTS.md records the value the run had. HALTPOLL_NS=N sets it for
 # the run (all setups alike) and restores the old value on exit.
 #
-# Needs root, iperf3, ping, iptables and python3 (to read iperf3's JSON):
-# installed with apt-get when missing, or named for you to install; and go
+# Needs root, iperf3, ping, iptables, python3 (to read iperf3's JSON) and,
+# unless OVS=0, ovs-vswitchd, ovsdb-server, ovsdb-tool and ovs-vsctl:
+# installed with apt-get when missing (openvswitch-switch, with a
+# policy-rc.d that keeps the package from starting its service for the
+# install), or named for you to install; and go
 # for the profile report. Everything it makes is
 # named ub<pid>*, lives in namespaces it creates (the kernel bridge and
 # router too, so the root namespace's links, routes, iptables and sysctls
 # are not touched), and is removed on exit, whichever way the script ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ME=bench/net.sh
+. bench/lib.sh
 
 [ "$(id -u)" = 0 ] || { echo "bench/net.sh needs root (namespaces)"; exit 1; }
+OVS=${OVS:-1}
 # The tools, and the Debian/Ubuntu package of each.
-missing=()
-for tool in iperf3:iperf3 ping:iputils-ping iptables:iptables python3:python3; do
-	command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	if command -v apt-get >/dev/null; then
-		echo "bench/net.sh: installing ${missing[*]}: apt-get update && apt-get install -y ${missing[*]}" >&2
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-	else
-		echo "bench/net.sh needs ${missing[*]} (Debian/Ubuntu package names; on Fedora: iperf3 iputils iptables python3): install them and run it again" >&2
-		exit 1
-	fi
-fi
+tools=(iperf3:iperf3 ping:iputils-ping iptables:iptables python3:python3)
+[ "$OVS" = 1 ] && tools+=(ovs-vswitchd:openvswitch-switch ovsdb-server:openvswitch-switch
+	ovsdb-tool:openvswitch-common ovs-vsctl:openvswitch-common)
+need_tools "${tools[@]}"
 BIN=${BIN:-bin/uswitch}
 [ -x "$BIN" ] || go build -o "$BIN" ./cmd/uswitch
 SECS=${SECS:-5}
@@ -74,44 +83,12 @@ PLAIN_PID=""
 OFFL_PID=""
 POLL_PID=""
 LAT_PID=""
+OVSDB_PID=""
+VSWITCHD_PID=""
 work=$(mktemp -d)
 KERNEL_NS="$P-kbr $P-ka $P-kb $P-krt $P-kra $P-krb $P-knr $P-kna $P-knh"
+OVS_NS="$P-vs $P-va $P-vb"
 
-log() { echo "bench/net.sh: $*" >&2; }
-
-# alive PID: running, not exited (a child that exited stays a zombie, which
-# kill -0 still finds, until waited for).
-alive() {
-	local st
-	st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) && [ "$st" != Z ]
-}
-
-# stop_pid PID: SIGTERM, then wait for it (SIGKILL after 20 s). PID is a
-# child of this shell, so it stays a zombie, not reused, until waited for.
-stop_pid() {
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-	for i in $(seq 200); do
-		alive "$pid" || break
-		sleep 0.1
-	done
-	if alive "$pid"; then
-		log "pid $pid did not stop on SIGTERM in 20 s; SIGKILL"
-		kill -KILL "$pid" 2>/dev/null
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
-# kill_iperf_server PIDFILE: a daemonized iperf3 server of ours (-I PIDFILE)
-# that is still running, e.g. because its client never connected.
-kill_iperf_server() {
-	local pid
-	pid=$(cat "$1" 2>/dev/null) || return 0
-	rm -f "$1"
-	[[ $pid =~ ^[0-9]+$ ]] || return 0
-	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = iperf3 ] && kill -TERM "$pid" 2>/dev/null
-	return 0
-}
 
 HALTPOLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 HALTPOLL_OLD=""
@@ -124,8 +101,11 @@ cleanup() {
 	[ -n "$LAT_PID" ] && stop_pid "$LAT_PID"
 	[ -n "$PLAIN_PID" ] && stop_pid "$PLAIN_PID"
 	OFFL_PID="" POLL_PID="" LAT_PID="" PLAIN_PID=""
+	[ -n "$VSWITCHD_PID" ] && stop_pid "$VSWITCHD_PID"
+	[ -n "$OVSDB_PID" ] && stop_pid "$OVSDB_PID"
+	VSWITCHD_PID="" OVSDB_PID=""
 	for f in "$work"/iperf-*.pid; do [ -e "$f" ] && kill_iperf_server "$f"; done
-	for ns in $KERNEL_NS; do ip netns del "$ns" 2>/dev/null; done
+	for ns in $KERNEL_NS $OVS_NS; do ip netns del "$ns" 2>/dev/null; done
 	for name in "$OFFL" "$POLL" "$LAT" "$PLAIN"; do
 		[ -f "$work/$name.toml" ] || continue
 		"$BIN" down --config "$work/$name.toml" >/dev/null 2>&1 || log "uswitch down $name failed"
@@ -197,6 +177,54 @@ ip -n $P-kna link set eth0 up
 ip -n $P-knh link set eth0 up
 ip -n $P-kna route add default via 10.95.1.1
 ip netns exec $P-knr iptables -t nat -A POSTROUTING -s 10.95.1.0/24 -o vknh -j MASQUERADE
+
+# --- Open vSwitch: ovsdb-server and ovs-vswitchd of this run's own, in
+# namespace $P-vs, a bridge with the userspace datapath and userspace TSO,
+# and two TAP ports moved into $P-va and $P-vb (10.75.0.0/24). ip netns exec
+# execs the daemon, so $! is its PID; neither is told to --detach.
+ovs_start() {
+	local d=$work/ovs i s
+	mkdir -p "$d"
+	export OVS_RUNDIR=$d OVS_DBDIR=$d OVS_LOGDIR=$d OVS_SYSCONFDIR=$d
+	vsctl() { ovs-vsctl --db="unix:$d/db.sock" --timeout=20 "$@"; }
+	ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+	ip netns add $P-vs
+	ip -n $P-vs link set lo up
+	ip netns exec $P-vs ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" \
+		--pidfile="$d/ovsdb-server.pid" --unixctl="$d/ovsdb-server.ctl" \
+		--log-file="$d/ovsdb-server.log" </dev/null >/dev/null 2>&1 &
+	OVSDB_PID=$!
+	for i in $(seq 100); do
+		[ -S "$d/db.sock" ] && break
+		alive "$OVSDB_PID" || break
+		sleep 0.1
+	done
+	vsctl --no-wait init
+	# Read once at start: set before ovs-vswitchd runs.
+	vsctl --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true
+	ip netns exec $P-vs ovs-vswitchd "unix:$d/db.sock" \
+		--pidfile="$d/ovs-vswitchd.pid" --unixctl="$d/ovs-vswitchd.ctl" \
+		--log-file="$d/ovs-vswitchd.log" </dev/null >/dev/null 2>&1 &
+	VSWITCHD_PID=$!
+	vsctl add-br br0 -- set bridge br0 datapath_type=netdev
+	i=2
+	for s in va vb; do
+		vsctl add-port br0 "t$s" -- set Interface "t$s" type=tap
+		ip netns add $P-$s
+		ip -n $P-vs link set "t$s" netns $P-$s
+		ip -n $P-$s link set "t$s" name eth0
+		ip -n $P-$s addr add 10.75.0.$i/24 dev eth0
+		ip -n $P-$s link set eth0 up
+		ip -n $P-$s link set lo up
+		i=$((i + 1))
+	done
+	grep -q 'Userspace TCP Segmentation Offloading support enabled' "$d/ovs-vswitchd.log" ||
+		log "Open vSwitch: its log does not say userspace TSO is on: $(tail -n 3 "$d/ovs-vswitchd.log" | tr '\n' ' ')"
+}
+if [ "$OVS" = 1 ]; then
+	ovs_start
+	OVS_VERSION=$(ovs-vswitchd --version | head -n1 | awk '{ print $NF }')
+fi
 
 # --- uswitch: the same endpoints on TAPs, switched, routed and masqueraded.
 # usw_config NAME PREFIX OFFLOAD NET: endpoints are namespaces PREFIX-a,
@@ -382,37 +410,44 @@ m() {
 	fi
 }
 
-# Each measure runs for the kernel, uswitch offload, uswitch plain, uswitch
-# busy-poll and uswitch busy-poll + latency in turn, so background load on
+# Each measure runs for the kernel, Open vSwitch, uswitch offload, uswitch
+# plain, uswitch busy-poll and uswitch busy-poll + latency in turn, so
+# background load on
 # a busy machine spreads over all of them. The busy-poll instances go last
 # and each is given a moment after its turn: its thread keeps spinning (at
 # idle priority, and with --cpu-latency holding the latency request) for
 # 10 ms after the last frame, which would otherwise overlap the next figure.
-# measure KEY FUNC  then CLIENT SERVER IP for the kernel, offload, plain,
-# busy-poll and busy-poll + latency.
+# measure KEY FUNC  then CLIENT SERVER IP for the kernel, Open vSwitch,
+# offload, plain, busy-poll and busy-poll + latency; a setup whose CLIENT
+# is "-" (OVS for routed and masquerade, or OVS=0) is not measured.
+SETUPS="k v o u p l"
 measure() {
-	local key=$1 f=$2
+	local key=$1 f=$2 s
 	if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $key "* ]]; then
 		return 0
 	fi
-	m "$key.k" "$f" "$3" "$4" "$5"
-	m "$key.o" "$f" "$6" "$7" "$8"
-	m "$key.u" "$f" "$9" "${10}" "${11}"
-	m "$key.p" "$f" "${12}" "${13}" "${14}"
-	sleep 0.2
-	m "$key.l" "$f" "${15}" "${16}" "${17}"
-	sleep 0.2
-	log "$(printf '%-10s kernel %8s  offload %8s  plain %8s  busy-poll %8s  +latency %8s' "$key" "${R[$key.k]}" "${R[$key.o]}" "${R[$key.u]}" "${R[$key.p]}" "${R[$key.l]}")"
+	shift 2
+	for s in $SETUPS; do
+		if [ "$1" != - ]; then
+			m "$key.$s" "$f" "$1" "$2" "$3"
+			case $s in p | l) sleep 0.2 ;; esac
+		fi
+		shift 3
+	done
+	log "$(printf '%-10s kernel %8s  ovs %8s  offload %8s  plain %8s  busy-poll %8s  +latency %8s' "$key" "${R[$key.k]:--}" "${R[$key.v]:--}" "${R[$key.o]:--}" "${R[$key.u]:--}" "${R[$key.p]:--}" "${R[$key.l]:--}")"
 }
-# The five setups' endpoints: L2, routed, masquerade (client, server, IP).
-L2="$P-ka $P-kb 10.99.0.3  $P-o-a $P-o-b 10.93.0.3  $P-u-a $P-u-b 10.98.0.3  $P-p-a $P-p-b 10.87.0.3  $P-l-a $P-l-b 10.81.0.3"
-RT="$P-kra $P-krb 10.97.2.2  $P-o-ra $P-o-rb 10.91.2.2  $P-u-ra $P-u-rb 10.96.2.2  $P-p-ra $P-p-rb 10.85.2.2  $P-l-ra $P-l-rb 10.79.2.2"
-NAT="$P-kna $P-knh 10.95.9.2  $P-o-m $P-o-h 10.89.9.2  $P-u-m $P-u-h 10.94.9.2  $P-p-m $P-p-h 10.83.9.2  $P-l-m $P-l-h 10.77.9.2"
+# The six setups' endpoints (in SETUPS' order): L2, routed, masquerade
+# (client, server, IP).
+OVS_L2="$P-va $P-vb 10.75.0.3"
+[ "$OVS" = 1 ] || OVS_L2="- - -"
+L2="$P-ka $P-kb 10.99.0.3  $OVS_L2  $P-o-a $P-o-b 10.93.0.3  $P-u-a $P-u-b 10.98.0.3  $P-p-a $P-p-b 10.87.0.3  $P-l-a $P-l-b 10.81.0.3"
+RT="$P-kra $P-krb 10.97.2.2  - - -  $P-o-ra $P-o-rb 10.91.2.2  $P-u-ra $P-u-rb 10.96.2.2  $P-p-ra $P-p-rb 10.85.2.2  $P-l-ra $P-l-rb 10.79.2.2"
+NAT="$P-kna $P-knh 10.95.9.2  - - -  $P-o-m $P-o-h 10.89.9.2  $P-u-m $P-u-h 10.94.9.2  $P-p-m $P-p-h 10.83.9.2  $P-l-m $P-l-h 10.77.9.2"
 # Warm-up: ARP, FDB, conntrack; tells early when a path does not work.
 for set in "$L2" "$RT" "$NAT"; do
 	set -- $set
 	while [ $# -ge 3 ]; do
-		ip netns exec "$1" ping -c 3 -i 0.2 -W 2 -q "$3" >/dev/null || log "warm-up ping $1 -> $3 failed"
+		[ "$1" = - ] || ip netns exec "$1" ping -c 3 -i 0.2 -W 2 -q "$3" >/dev/null || log "warm-up ping $1 -> $3 failed"
 		shift 3
 	done
 done
@@ -432,9 +467,10 @@ done
 # --- report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() {
-	local k=${R[$2.k]:--} o=${R[$2.o]:--} p=${R[$2.p]:--} l=${R[$2.l]:--} u=${R[$2.u]:--}
-	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$k" "$o" "$(ratio "$o" "$k")" \
-		"$p" "$(ratio "$p" "$k")" "$l" "$(ratio "$l" "$k")" "$u" "$(ratio "$u" "$k")"
+	local k=${R[$2.k]:--} v=${R[$2.v]:--} o=${R[$2.o]:--} p=${R[$2.p]:--} l=${R[$2.l]:--} u=${R[$2.u]:--}
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$k" \
+		"$v" "$(ratio "$v" "$k")" "$o" "$(ratio "$o" "$k")" \
+		"$p" "$(ratio "$p" "$k")" "$(ratio "$p" "$v")" "$l" "$(ratio "$l" "$k")" "$u" "$(ratio "$u" "$k")"
 }
 rev=$(git describe --always --dirty 2>/dev/null || echo unknown)
 binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
@@ -453,8 +489,8 @@ binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
 		fi
 	fi
 	echo
-	echo "| measure | kernel | uswitch offload | ratio | uswitch offload, busy-poll | ratio | busy-poll + CPU latency request | ratio | uswitch plain | ratio |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| measure | kernel | Open vSwitch | ratio | uswitch offload | ratio | uswitch offload, busy-poll | ratio | vs OVS | busy-poll + CPU latency request | ratio | uswitch plain | ratio |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	row "L2 TCP 1 stream (Gbit/s)" tcp1
 	row "L2 TCP 2 streams (Gbit/s)" tcp2
 	row "L2 RTT ping -A (µs)" flood
@@ -464,7 +500,8 @@ binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
 	row "routed RTT ping -A (µs)" rflood
 	row "masquerade TCP 1 stream (Gbit/s)" ntcp1
 	echo
-	echo "ratio = uswitch / kernel: higher is better for Gbit/s and kpps, lower is better for RTT (µs)."
+	echo "ratio = uswitch (or OVS) / kernel, vs OVS = uswitch busy-poll (the default) / Open vSwitch: higher"
+	echo "is better for Gbit/s and kpps, lower is better for RTT (µs)."
 	echo "TCP figures are iperf3's receiver side; UDP is iperf3 -u -l 64 -b 0, datagrams the receiver got"
 	echo "(sent minus lost) per second. ping -A is the median of five runs of 10000 (total time / count)."
 	echo "\"-\" is a measure that failed (its error is on stderr)."
@@ -473,6 +510,13 @@ binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
 	echo "request the same with \`--cpu-latency\` (while its thread spins, /dev/cpu_dma_latency holds 0 µs:"
 	echo "the machine's idle CPUs poll instead of halting), uswitch plain with offload = false and"
 	echo "--busy-poll=false, all at once."
+	if [ "$OVS" = 1 ]; then
+		echo "Open vSwitch ${OVS_VERSION:-?}: ovs-vswitchd with the userspace datapath (datapath_type=netdev),"
+		echo "other_config:userspace-tso-enable=true, TAP ports (type=tap) moved into the endpoints' namespaces,"
+		echo "the NORMAL (learning switch) flow; L2 only (\"-\" for routed and masquerade)."
+	else
+		echo "OVS=0: Open vSwitch was not run."
+	fi
 	if [ -n "${ONLY:-}" ]; then
 		echo "ONLY=\"$ONLY\": the other measures were not run."
 	fi

@@ -1,9 +1,10 @@
 // Package capture owns the fan-out of switched frames to pcap subscribers:
 // `uswitch capture` and GET /v1/capture.
 //
-// The datapath hands every frame a switch port receives or sends, and the
-// uplink's frames, to a Hub, after checking Hub.Active (one atomic load), so
-// capture costs nothing measurable while nobody captures. Each Subscription
+// The datapath hands every frame a switch port receives or sends (the
+// uplink's TAP is a port of a switch too) to a Hub, after checking
+// Hub.Active (one atomic load), so capture costs nothing measurable while
+// nobody captures. Each Subscription
 // has a bounded queue of copied frames; a reader that falls behind, or never
 // reads, never slows the datapath: frames that do not fit are dropped and
 // counted (Subscription.Dropped). WritePcap drains the queue into a

@@ -3,7 +3,6 @@ package capture
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +62,14 @@ func capture(t *testing.T, ctx context.Context, s *Subscription) []captured {
 	var buf bytes.Buffer
 	require.NoError(t, s.WritePcap(ctx, &buf))
 	return decode(t, buf.Bytes())
+}
+
+// awaitReader waits until the WritePcap running on s has written its
+// queue and waits for the next frame: what it does next depends only on
+// what the test does.
+func awaitReader(t *testing.T, s *Subscription) {
+	t.Helper()
+	require.Eventually(t, s.waiting.Load, 10*time.Second, time.Millisecond, "WritePcap never waited for a frame")
 }
 
 func subscribe(t *testing.T, h *Hub, f Filter) *Subscription {
@@ -216,11 +223,13 @@ func TestSlowReaderDrops(t *testing.T) {
 	big.Close()
 	require.Zero(t, big.queued.Load(), "Close releases the queue")
 	s.filter.Count = QueueFrames + 1
-	go func() {
-		time.Sleep(10 * time.Millisecond)
-		h.Frame("front", "web", testFrame(9, 60), packet.Offload{})
-	}()
-	got := capture(t, context.Background(), s)
+	var buf bytes.Buffer
+	errc := make(chan error, 1)
+	go func() { errc <- s.WritePcap(context.Background(), &buf) }()
+	awaitReader(t, s) // the whole queue written: the next frame fits
+	h.Frame("front", "web", testFrame(9, 60), packet.Offload{})
+	require.NoError(t, <-errc)
+	got := decode(t, buf.Bytes())
 	require.Len(t, got, QueueFrames+1)
 	require.Equal(t, testFrame(9, 60), got[QueueFrames].data)
 	require.Zero(t, s.queued.Load())
@@ -233,7 +242,7 @@ func TestEndsOnContextAndClose(t *testing.T) {
 	errc := make(chan error, 1)
 	var buf bytes.Buffer
 	go func() { errc <- s.WritePcap(ctx, &buf) }()
-	time.Sleep(10 * time.Millisecond)
+	awaitReader(t, s)
 	cancel()
 	select {
 	case err := <-errc:
@@ -245,7 +254,7 @@ func TestEndsOnContextAndClose(t *testing.T) {
 
 	s2 := subscribe(t, h, Filter{})
 	go func() { errc <- s2.WritePcap(context.Background(), io.Discard) }()
-	time.Sleep(10 * time.Millisecond)
+	awaitReader(t, s2)
 	s2.Close()
 	select {
 	case err := <-errc:
@@ -285,7 +294,7 @@ func TestFlushAndWriteError(t *testing.T) {
 	w := &flushWriter{}
 	errc := make(chan error, 1)
 	go func() { errc <- s.WritePcap(context.Background(), w) }()
-	time.Sleep(20 * time.Millisecond)
+	awaitReader(t, s) // frame 1 written, the queue found empty
 	h.Frame("front", "web", testFrame(2, 60), packet.Offload{})
 	require.NoError(t, <-errc)
 	// The header, the queue found empty after frame 1, and the end.
@@ -427,7 +436,7 @@ func TestSuperFrameCapturedAsSegments(t *testing.T) {
 	ip4.SetHeaderChecksum()
 	l4 := f[34:]
 	sum := packet.PseudoHeaderSum(ip4.Src(), ip4.Dst(), packet.ProtoTCP, uint16(len(l4)))
-	binary.BigEndian.PutUint16(l4[16:], ^packet.Checksum(nil, sum))
+	packet.TCP(l4).SetChecksum(^packet.Checksum(nil, sum))
 	h.Frame("front", "web", f, packet.Offload{Flags: packet.VnetNeedsCsum, GSOType: packet.GSOTCPv4, GSOSize: 1000, CsumStart: 34, CsumOffset: 16})
 
 	got := capture(t, context.Background(), s)

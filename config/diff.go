@@ -220,6 +220,7 @@ func fixed(old, next *Plan) error {
 			same bool
 		}{
 			{"address", ou.Address == nu.Address}, {"host_address", ou.HostAddress == nu.HostAddress},
+			{"address6", ou.Address6 == nu.Address6}, {"host_address6", ou.HostAddress6 == nu.HostAddress6},
 			{"netns", ou.Netns == nu.Netns}, {"routes", ou.Routes == nu.Routes}, {"userland_proxy", ou.UserlandProxy == nu.UserlandProxy},
 		} {
 			if !k.same {
@@ -242,7 +243,8 @@ func networkFields(a, b Network) []string {
 	}{
 		{"subnet", a.Subnet == b.Subnet}, {"gateway", a.Gateway == b.Gateway}, {"mtu", a.MTU == b.MTU},
 		{"subnet6", a.Subnet6 == b.Subnet6}, {"gateway6", a.Gateway6 == b.Gateway6},
-		{"masquerade", a.Masquerade == b.Masquerade}, {"internal", a.Internal == b.Internal},
+		{"masquerade", a.Masquerade == b.Masquerade}, {"masquerade6", a.Masquerade6 == b.Masquerade6},
+		{"internal", a.Internal == b.Internal},
 		{"isolate", a.Isolate == b.Isolate}, {"dns", a.DNS == b.DNS},
 	} {
 		if !f.same {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 )
 
 // epState is an endpoint during resolution.
@@ -70,7 +71,7 @@ func (p *parser) endpoint(i int, r *rawEndpoint, e *Endpoint, d Defaults) *epSta
 		case attach && attachmentName.MatchString(name):
 		case !validNetns(name):
 			s.errorf("name", "name must be 1-64 characters of a-z, 0-9, '_', '.' and '-', starting with a letter or digit")
-		case name == "uplink" || name == "gw":
+		case name == rule.Uplink || name == "gw":
 			s.errorf("name", "name %q is reserved for the router's ports", name)
 		}
 	}

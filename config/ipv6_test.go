@@ -116,8 +116,8 @@ func TestIPv6Rejects(t *testing.T) {
 		{"ip6 anycast", dual + "ip6 = \"fd00:20::\"\n", 9, "is the subnet-router anycast address"},
 		{"ip6 taken", dual + "ip6 = \"fd00:20::5\"\n[[endpoint]]\nname = \"b\"\nnetwork = \"front\"\nip6 = \"fd00:20::5\"\n", 13, `ip6 fd00:20::5 is already taken by endpoint "a"`},
 		{"ip6 on an IPv4-only network", base + "[[endpoint]]\nname = \"a\"\nnetwork = \"front\"\nip6 = \"fd00::5\"\n", 8, `ip6 fd00::5: network "front" has no subnet6`},
-		{"masquerade6 not yet", dual + "[[network]]\nname = \"b\"\nsubnet = \"10.0.0.0/24\"\nmasquerade6 = true\n", 12, "masquerade6 is not supported yet"},
-		{"uplink address6 not yet", dual + "[uplink]\naddress = \"10.99.0.1/30\"\nhost_address = \"10.99.0.2/30\"\naddress6 = \"fd00:ff::1/64\"\n", 12, "address6 is not supported yet"},
+		{"masquerade6 without subnet6", dual + "[[network]]\nname = \"b\"\nsubnet = \"10.0.0.0/24\"\nmasquerade6 = true\n", 12, "masquerade6 needs subnet6"},
+		{"masquerade6 not a boolean", dual + "[[network]]\nname = \"b\"\nsubnet = \"10.0.0.0/24\"\nsubnet6 = \"fd00:1::/64\"\nmasquerade6 = \"yes\"\n", 13, "masquerade6"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.toml), "net.toml")
@@ -144,4 +144,60 @@ func TestCompareIPv6(t *testing.T) {
 	d, err = Compare(old, mustParse(t, dual+"ip6 = \"fd00:20::7\"\n"))
 	require.NoError(t, err)
 	require.Equal(t, []string{"~ endpoint a (ip6, recreated)"}, changes(d))
+}
+
+// masquerade6 defaults as Docker decides: true for a unique local
+// subnet6, false for a global one (routed as it is); either may be set.
+func TestMasquerade6(t *testing.T) {
+	p := parse(t, dual+`[[network]]
+name = "glob"
+subnet = "172.21.0.0/24"
+subnet6 = "2001:db8:1::/64"
+[[network]]
+name = "ulaoff"
+subnet = "172.22.0.0/24"
+subnet6 = "fd00:22::/64"
+masquerade6 = false
+[[network]]
+name = "globon"
+subnet = "172.23.0.0/24"
+subnet6 = "2001:db8:2::/64"
+masquerade6 = true
+[[network]]
+name = "v4"
+subnet = "172.24.0.0/24"
+`)
+	got := map[string]bool{}
+	for _, n := range p.Networks {
+		got[n.Name] = n.Masquerade6
+	}
+	require.Equal(t, map[string]bool{"front": true, "glob": false, "ulaoff": false, "globon": true, "v4": false}, got)
+	changed := *p.Network("front")
+	changed.Masquerade6 = false
+	require.Equal(t, []string{"masquerade6"}, networkFields(*p.Network("front"), changed))
+	require.Contains(t, string(NetworkSource(*p.Network("front"))), "masquerade6 = true\n")
+}
+
+// [[rule]] src, dst and to take IPv6 (an address alone is a /128), and
+// proto icmpv6.
+func TestIPv6Rules(t *testing.T) {
+	p := parse(t, dual+`[[rule]]
+hook = "forward"
+src = "fd00:20::/64"
+dst = "2001:db8::7"
+proto = "icmpv6"
+action = "drop"
+[[rule]]
+hook = "prerouting"
+dst = "fd00:ff::2"
+proto = "tcp"
+dport = 8443
+action = "dnat"
+to = "[fd00:20::9]:443"
+`)
+	require.Len(t, p.Rules, 2)
+	require.Equal(t, "fd00:20::/64", p.Rules[0].Src.String())
+	require.Equal(t, "2001:db8::7/128", p.Rules[0].Dst.String())
+	require.Equal(t, "icmpv6", p.Rules[0].Proto)
+	require.Equal(t, "[fd00:20::9]:443", p.Rules[1].To)
 }

@@ -62,6 +62,9 @@ func (p *Plan) Source() []byte {
 	if u := p.Uplink; u != nil {
 		fmt.Fprintf(&b, "\n[uplink]\naddress = %s\nhost_address = %s\nnetns = %s\nroutes = %t\nuserland_proxy = %t\n",
 			q(u.Address.String()), q(u.HostAddress.String()), q(u.Netns), u.Routes, u.UserlandProxy)
+		if u.Address6.IsValid() {
+			fmt.Fprintf(&b, "address6 = %s\nhost_address6 = %s\n", q(u.Address6.String()), q(u.HostAddress6.String()))
+		}
 	}
 	fmt.Fprintf(&b, "\n[dns]\nupstream = %s\n", qs(p.DNS.Upstream))
 	for _, n := range p.Networks {
@@ -112,7 +115,7 @@ func NetworkSource(n Network) []byte {
 	b := fmt.Appendf(nil, "[[network]]\nname = %s\nsubnet = %s\ngateway = %s\nmasquerade = %t\ninternal = %t\nisolate = %t\ndns = %t\nmtu = %d\n",
 		q(n.Name), q(n.Subnet.String()), q(n.Gateway.String()), n.Masquerade, n.Internal, n.Isolate, n.DNS, n.MTU)
 	if n.Subnet6.IsValid() {
-		b = fmt.Appendf(b, "subnet6 = %s\ngateway6 = %s\n", q(n.Subnet6.String()), q(n.Gateway6.String()))
+		b = fmt.Appendf(b, "subnet6 = %s\ngateway6 = %s\nmasquerade6 = %t\n", q(n.Subnet6.String()), q(n.Gateway6.String()), n.Masquerade6)
 	}
 	return b
 }

@@ -6,6 +6,7 @@ import (
 	"regexp"
 
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 )
 
 // netState is a network during resolution.
@@ -17,10 +18,6 @@ type netState struct {
 	next  netip.Addr            // where the search for a free address resumes
 	next6 netip.Addr            // the same in subnet6
 }
-
-// notRouted6 says why the IPv6 keys beyond one network are refused: IPv6
-// reaches the endpoints of its own network only, for now.
-const notRouted6 = "IPv6 is switched between the endpoints of a network but not yet routed or NATed"
 
 var networkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
@@ -37,7 +34,7 @@ func (p *parser) networks(raws []rawNetwork, up *Uplink) []Network {
 			s = p.scope(table, fmt.Sprintf("network %q", name))
 			if !networkName.MatchString(name) || len(name) > 15 {
 				s.errorf("name", "name must be 1-15 characters of a-z, 0-9, '_' and '-'")
-			} else if name == "uplink" {
+			} else if name == rule.Uplink {
 				s.errorf("name", `name "uplink" is reserved for the uplink`)
 			}
 		}
@@ -58,8 +55,11 @@ func (p *parser) networks(raws []rawNetwork, up *Uplink) []Network {
 		if subnet6(s, r, n) {
 			ns.next6 = n.Subnet6.Addr().Next()
 		}
-		if r.Masquerade6 != nil {
-			s.errorf("masquerade6", "masquerade6 is not supported yet: %s", notRouted6)
+		switch {
+		case n.Subnet6.IsValid():
+			n.Masquerade6 = s.boolean("masquerade6", r.Masquerade6, ula.Contains(n.Subnet6.Addr()))
+		case r.Masquerade6 != nil:
+			s.errorf("masquerade6", "masquerade6 needs subnet6")
 		}
 		if first, dup := p.nets[name]; dup {
 			s.errorf("name", "duplicate name, first defined at line %d", p.loc.line(first.s.table, "name"))
@@ -84,6 +84,10 @@ func (p *parser) networks(raws []rawNetwork, up *Uplink) []Network {
 		if up != nil && up.Address.IsValid() && b.valid && up.Address.Overlaps(b.Subnet) {
 			s := p.scope("uplink", "uplink")
 			s.errorf("address", "address %s overlaps network %q (%s)", up.Address, b.Name, b.Subnet)
+		}
+		if up != nil && up.Address6.IsValid() && b.Subnet6.IsValid() && up.Address6.Overlaps(b.Subnet6) {
+			s := p.scope("uplink", "uplink")
+			s.errorf("address6", "address6 %s overlaps network %q (%s)", up.Address6, b.Name, b.Subnet6)
 		}
 	}
 	return nets

@@ -100,13 +100,12 @@ type rawDNS struct {
 }
 
 type rawNetwork struct {
-	Name       any `toml:"name"`
-	Subnet     any `toml:"subnet"`
-	Gateway    any `toml:"gateway"`
-	Subnet6    any `toml:"subnet6"`
-	Gateway6   any `toml:"gateway6"`
-	Masquerade any `toml:"masquerade"`
-	// Masquerade6 is refused until IPv6 is routed and NATed.
+	Name        any `toml:"name"`
+	Subnet      any `toml:"subnet"`
+	Gateway     any `toml:"gateway"`
+	Subnet6     any `toml:"subnet6"`
+	Gateway6    any `toml:"gateway6"`
+	Masquerade  any `toml:"masquerade"`
 	Masquerade6 any `toml:"masquerade6"`
 	Internal    any `toml:"internal"`
 	Isolate     any `toml:"isolate"`
@@ -388,12 +387,16 @@ func uplink(s scope, r *rawUplink, name string) *Uplink {
 	}
 	u.Address = uplinkAddress(s, "address", r.Address)
 	u.HostAddress = uplinkAddress(s, "host_address", r.HostAddress)
-	for _, k := range []struct {
-		key string
-		v   any
-	}{{"address6", r.Address6}, {"host_address6", r.HostAddress6}} {
-		if k.v != nil {
-			s.errorf(k.key, "%s is not supported yet: %s", k.key, notRouted6)
+	if r.Address6 != nil || r.HostAddress6 != nil {
+		u.Address6 = uplinkAddress6(s, "address6", r.Address6)
+		u.HostAddress6 = uplinkAddress6(s, "host_address6", r.HostAddress6)
+	}
+	if u.Address6.IsValid() && u.HostAddress6.IsValid() {
+		switch {
+		case u.Address6.Masked() != u.HostAddress6.Masked():
+			s.errorf("host_address6", "host_address6 %s and address6 %s are not in the same subnet", u.HostAddress6, u.Address6)
+		case u.Address6.Addr() == u.HostAddress6.Addr():
+			s.errorf("host_address6", "host_address6 %s is the same address as address6", u.HostAddress6)
 		}
 	}
 	if u.Address.IsValid() {
@@ -436,6 +439,30 @@ func uplinkAddress(s scope, key string, v any) netip.Prefix {
 		return netip.Prefix{}
 	}
 	return pfx
+}
+
+// uplinkAddress6 parses an IPv6 address with its prefix length
+// ("fd00:ff::2/64"): unique local or global, /16 to /127, not the
+// subnet-router anycast address of its prefix (but on a /127, RFC 6164).
+func uplinkAddress6(s scope, key string, v any) netip.Prefix {
+	str, ok := s.required(key, v)
+	if !ok {
+		return netip.Prefix{}
+	}
+	pfx, err := netip.ParsePrefix(str)
+	switch {
+	case err != nil || !pfx.Addr().Is6() || pfx.Addr().Is4In6() || pfx.Addr().Zone() != "":
+		s.errorf(key, "%s %q is not an IPv6 address with a prefix length, like fd00:ff::2/64", key, str)
+	case pfx.Bits() < 16 || pfx.Bits() > 127:
+		s.errorf(key, "%s %s: the prefix length must be between /16 and /127", key, str)
+	case !ula.Contains(pfx.Addr()) && !global.Contains(pfx.Addr()):
+		s.errorf(key, "%s %s is neither unique local (fc00::/7) nor global unicast (2000::/3)", key, str)
+	case pfx.Addr() == pfx.Masked().Addr() && pfx.Bits() < 127:
+		s.errorf(key, "%s %s is the subnet-router anycast address of its prefix", key, str)
+	default:
+		return pfx
+	}
+	return netip.Prefix{}
 }
 
 func dns(s scope, r *rawDNS) DNS {

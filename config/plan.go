@@ -40,11 +40,15 @@ type Defaults struct {
 
 // Uplink is the router's link to the host.
 type Uplink struct {
-	Address       netip.Prefix `json:"address"`      // the router's side
-	MAC           packet.MAC   `json:"mac"`          // the router side's MAC: 02:42 + address bytes
-	HostAddress   netip.Prefix `json:"host_address"` // the host side's TAP
-	HostDevice    string       `json:"host_device"`  // "<name>-up"
-	Netns         string       `json:"netns"`        // "" = root namespace
+	Address     netip.Prefix `json:"address"`      // the router's side
+	MAC         packet.MAC   `json:"mac"`          // the router side's MAC: 02:42 + address bytes
+	HostAddress netip.Prefix `json:"host_address"` // the host side's TAP
+	// Address6 and HostAddress6 are the two sides' IPv6 addresses; zero
+	// when the uplink is IPv4 only.
+	Address6      netip.Prefix `json:"address6,omitzero"`
+	HostAddress6  netip.Prefix `json:"host_address6,omitzero"`
+	HostDevice    string       `json:"host_device"` // "<name>-up"
+	Netns         string       `json:"netns"`       // "" = root namespace
 	Routes        bool         `json:"routes"`
 	UserlandProxy bool         `json:"userland_proxy"`
 }
@@ -65,10 +69,14 @@ type Network struct {
 	Subnet6    netip.Prefix `json:"subnet6,omitzero"`
 	Gateway6   netip.Addr   `json:"gateway6,omitzero"`
 	Masquerade bool         `json:"masquerade"`
-	Internal   bool         `json:"internal"`
-	Isolate    bool         `json:"isolate"`
-	DNS        bool         `json:"dns"`
-	MTU        int          `json:"mtu"`
+	// Masquerade6 masquerades IPv6 leaving through the uplink to its
+	// address6; by default true for a unique local subnet6, false for a
+	// global one (routed as it is), as Docker decides.
+	Masquerade6 bool `json:"masquerade6,omitempty"`
+	Internal    bool `json:"internal"`
+	Isolate     bool `json:"isolate"`
+	DNS         bool `json:"dns"`
+	MTU         int  `json:"mtu"`
 }
 
 // Endpoint modes.

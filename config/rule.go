@@ -6,12 +6,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/uswitch-dev/uswitch/rule"
 )
 
 var (
 	hooks      = []string{"prerouting", "input", "forward", "output", "postrouting"}
 	actions    = []string{"accept", "drop", "reject", "snat", "dnat", "masquerade", "log"}
-	protos     = []string{"tcp", "udp", "icmp", "all"}
+	protos     = []string{"tcp", "udp", "icmp", "icmpv6", "all"}
 	ruleStates = []string{"new", "established", "related", "invalid"}
 
 	// natHooks are the hooks where each NAT action may stand, as in iptables.
@@ -83,7 +85,42 @@ func (p *parser) rule(s scope, r *rawRule, uplink bool) Rule {
 	default:
 		rule.To = natTarget(s, to)
 	}
+	ruleFamily(s, &rule)
 	return rule
+}
+
+// ruleFamily refuses a rule whose addresses and protocol name both IPv4
+// and IPv6: a rule is of one family (iptables or ip6tables) or, naming no
+// address, of both.
+func ruleFamily(s scope, r *Rule) {
+	var v4, v6 []string
+	add := func(what string, a netip.Addr) {
+		switch {
+		case !a.IsValid():
+		case a.Is4():
+			v4 = append(v4, what)
+		default:
+			v6 = append(v6, what)
+		}
+	}
+	add("src", r.Src.Addr())
+	add("dst", r.Dst.Addr())
+	if r.To != "" {
+		a, err := netip.ParseAddr(r.To)
+		if err != nil {
+			a = netip.MustParseAddrPort(r.To).Addr()
+		}
+		add("to", a)
+	}
+	switch r.Proto {
+	case "icmp":
+		v4 = append(v4, "proto icmp")
+	case "icmpv6":
+		v6 = append(v6, "proto icmpv6")
+	}
+	if len(v4) > 0 && len(v6) > 0 {
+		s.errorf(v6[0], "%s is IPv6 but %s IPv4: a rule matches one address family", strings.Join(v6, " and "), strings.Join(v4, " and "))
+	}
 }
 
 // oneOf returns a string value that must be one of choices.
@@ -102,7 +139,8 @@ func oneOf(s scope, key string, v any, choices []string, required bool) string {
 	return str
 }
 
-// rulePrefix parses src or dst: a prefix, or an address meaning /32.
+// rulePrefix parses src or dst: an IPv4 or IPv6 prefix, or an address
+// meaning /32 or /128.
 func rulePrefix(s scope, key string, v any) netip.Prefix {
 	str, ok := s.str(key, v)
 	if !ok {
@@ -115,10 +153,10 @@ func rulePrefix(s scope, key string, v any) netip.Prefix {
 	} else {
 		var addr netip.Addr
 		addr, err = netip.ParseAddr(str)
-		pfx = netip.PrefixFrom(addr, 32)
+		pfx = netip.PrefixFrom(addr, addr.BitLen())
 	}
-	if err != nil || !pfx.Addr().Is4() {
-		s.errorf(key, "%s %q is not an IPv4 address or prefix", key, str)
+	if err != nil || pfx.Addr().Is4In6() || pfx.Addr().Zone() != "" {
+		s.errorf(key, "%s %q is not an IPv4 or IPv6 address or prefix", key, str)
 		return netip.Prefix{}
 	}
 	return pfx.Masked()
@@ -154,22 +192,23 @@ func (p *parser) ruleIface(s scope, key string, v any, uplink bool) string {
 	name, ok := s.str(key, v)
 	switch {
 	case !ok:
-	case name == "uplink" && !uplink:
+	case name == rule.Uplink && !uplink:
 		s.errorf(key, "%s %q: there is no [uplink]", key, name)
-	case name != "uplink" && p.nets[name] == nil:
+	case name != rule.Uplink && p.nets[name] == nil:
 		s.errorf(key, "%s: network %q does not exist", key, name)
 	}
 	return name
 }
 
-// natTarget parses the "ip" or "ip:port" of snat and dnat.
+// natTarget parses the "ip" or "ip:port" of snat and dnat ("[ip6]:port"
+// for IPv6 with a port).
 func natTarget(s scope, to string) string {
-	if addr, err := netip.ParseAddr(to); err == nil && addr.Is4() {
+	if addr, err := netip.ParseAddr(to); err == nil && !addr.Is4In6() && addr.Zone() == "" {
 		return addr.String()
 	}
 	ap, err := netip.ParseAddrPort(to)
-	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
-		s.errorf("to", "to %q is not an IPv4 address or address:port", to)
+	if err != nil || ap.Addr().Is4In6() || ap.Addr().Zone() != "" || ap.Port() == 0 {
+		s.errorf("to", "to %q is not an address or address:port (IPv6 in brackets: [fd00::5]:80)", to)
 		return ""
 	}
 	return ap.String()

@@ -20,8 +20,12 @@ func (p *Plan) Write(w io.Writer) error {
 	fmt.Fprintf(tw, "defaults\tfdb_ageing=%s fdb_max=%d conntrack_max=%d publish_range=%d-%d port_security=%t offload=%t busy_poll=%t cpu_latency=%t\n",
 		time.Duration(d.FDBAgeing), d.FDBMax, d.ConntrackMax, d.PublishRange[0], d.PublishRange[1], d.PortSecurity, d.Offload, d.BusyPoll, d.CPULatency)
 	if u := p.Uplink; u != nil {
-		fmt.Fprintf(tw, "uplink\taddress=%s host_device=%s host_address=%s netns=%s routes=%t userland_proxy=%t\n",
+		fmt.Fprintf(tw, "uplink\taddress=%s host_device=%s host_address=%s netns=%s routes=%t userland_proxy=%t",
 			u.Address, u.HostDevice, u.HostAddress, dash(u.Netns), u.Routes, u.UserlandProxy)
+		if u.Address6.IsValid() {
+			fmt.Fprintf(tw, " address6=%s host_address6=%s", u.Address6, u.HostAddress6)
+		}
+		fmt.Fprintln(tw)
 	} else {
 		fmt.Fprintf(tw, "uplink\t-\n")
 	}
@@ -33,7 +37,7 @@ func (p *Plan) Write(w io.Writer) error {
 		for _, f := range []struct {
 			on   bool
 			name string
-		}{{n.Masquerade, "masquerade"}, {n.Internal, "internal"}, {n.Isolate, "isolate"}, {n.DNS, "dns"}} {
+		}{{n.Masquerade, "masquerade"}, {n.Masquerade6, "masquerade6"}, {n.Internal, "internal"}, {n.Isolate, "isolate"}, {n.DNS, "dns"}} {
 			if f.on {
 				flags = append(flags, f.name)
 			}

@@ -23,12 +23,14 @@ var maxListings = 4
 // conntrack answers GET /v1/conntrack: the live connections ([]nat.Entry),
 // in no particular order, streamed entry by entry so that a listing costs
 // memory for a part of the table, not for all of it. The query filters on
-// the server side, as conntrack -L's options do: proto (tcp, udp, icmp),
-// src and dst (the original direction's addresses), sport and dport (its
+// the server side, as conntrack -L's options do: family (ipv4, ipv6),
+// proto (tcp, udp, icmp,
+// icmpv6), src and dst (the original direction's addresses, IPv4 or
+// IPv6), sport and dport (its
 // ports), state (a TCP state, such as ESTABLISHED). At most maxListings
 // run at once.
 func (h *handler) conntrack(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "proto", "src", "dst", "sport", "dport", "state")
+	q, err := query(r, "family", "proto", "src", "dst", "sport", "dport", "state")
 	if err != nil {
 		return err
 	}
@@ -77,6 +79,14 @@ func (h *handler) conntrack(w http.ResponseWriter, r *http.Request) error {
 // conntrackFilter reads /v1/conntrack's query into a filter.
 func conntrackFilter(q url.Values) (nat.Filter, error) {
 	var f nat.Filter
+	if q.Has("family") {
+		switch fam := q.Get("family"); fam {
+		case "ipv4", "ipv6":
+			f.Family = fam
+		default:
+			return f, errorf(http.StatusBadRequest, "query parameter family=%q: want ipv4 or ipv6", fam)
+		}
+	}
 	if q.Has("proto") {
 		switch p := q.Get("proto"); p {
 		case "tcp":
@@ -85,8 +95,10 @@ func conntrackFilter(q url.Values) (nat.Filter, error) {
 			f.Proto = packet.ProtoUDP
 		case "icmp":
 			f.Proto = packet.ProtoICMP
+		case "icmpv6":
+			f.Proto = packet.ProtoICMPv6
 		default:
-			return f, errorf(http.StatusBadRequest, "query parameter proto=%q: want tcp, udp or icmp", p)
+			return f, errorf(http.StatusBadRequest, "query parameter proto=%q: want tcp, udp, icmp or icmpv6", p)
 		}
 	}
 	for _, a := range []struct {
@@ -97,8 +109,8 @@ func conntrackFilter(q url.Values) (nat.Filter, error) {
 			continue
 		}
 		v, err := netip.ParseAddr(q.Get(a.name))
-		if err != nil || !v.Is4() {
-			return f, errorf(http.StatusBadRequest, "query parameter %s=%q: not an IPv4 address", a.name, q.Get(a.name))
+		if err != nil || v.Zone() != "" {
+			return f, errorf(http.StatusBadRequest, "query parameter %s=%q: not an IPv4 or IPv6 address", a.name, q.Get(a.name))
 		}
 		*a.to = v
 	}

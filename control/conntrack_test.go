@@ -84,6 +84,7 @@ func TestConntrackConnection(t *testing.T) {
 	var raw []map[string]any
 	require.NoError(t, c.GetJSON(ctx, "/v1/conntrack", &raw))
 	require.Equal(t, []map[string]any{{
+		"family":   "ipv4",
 		"proto":    "udp",
 		"original": map[string]any{"src": "172.20.0.10", "dst": "10.250.0.1", "sport": 40000.0, "dport": 53.0},
 		"reply":    map[string]any{"src": "10.250.0.1", "dst": "10.250.0.2", "sport": 53.0, "dport": 40000.0},
@@ -116,7 +117,7 @@ func TestConntrackConnection(t *testing.T) {
 		n     int
 	}{{"", 1}, {"?proto=udp", 1}, {"?proto=tcp", 0}, {"?proto=icmp", 0},
 		{"?src=172.20.0.10", 1}, {"?src=172.20.0.11", 0}, {"?dst=10.250.0.1&dport=53", 1}, {"?sport=40000", 1},
-		{"?dport=80", 0}, {"?state=ESTABLISHED", 0}} {
+		{"?dport=80", 0}, {"?state=ESTABLISHED", 0}, {"?proto=icmpv6", 0}, {"?src=fd00:20::10", 0}, {"?src=::ffff:172.20.0.10", 1}, {"?family=ipv4", 1}, {"?family=ipv6", 0}} {
 		var got []nat.Entry
 		require.NoError(t, c.GetJSON(ctx, "/v1/conntrack"+tc.query, &got))
 		require.Len(t, got, tc.n, tc.query)
@@ -139,11 +140,11 @@ func TestRules(t *testing.T) {
 	var raw []map[string]any
 	require.NoError(t, c.GetJSON(ctx, "/v1/rules", &raw))
 	require.Equal(t, map[string]any{"hook": "forward", "position": 1.0, "packets": 0.0, "bytes": 0.0, "action": "drop",
-		"match": map[string]any{"proto": "udp", "dport": []any{9999.0, 9999.0}}, "comment": "rule line 42", "line": 42.0}, raw[7])
+		"match": map[string]any{"proto": "udp", "dport": []any{9999.0, 9999.0}}, "comment": "rule line 42", "line": 42.0, "family": "any"}, raw[7])
 	require.NotContains(t, raw[8], "line", "built-ins have no config line")
 	require.Equal(t, map[string]any{"hook": "prerouting", "position": 1.0, "packets": 0.0, "bytes": 0.0, "action": "dnat",
 		"match":   map[string]any{"dst": "10.250.0.2/32", "proto": "tcp", "dport": []any{8080.0, 8080.0}},
-		"to_addr": "172.20.0.10", "to_port": 80.0, "comment": "publish web 8080:80/tcp"}, raw[0])
+		"to_addr": "172.20.0.10", "to_port": 80.0, "comment": "publish web 8080:80/tcp", "family": "ipv4"}, raw[0])
 
 	// The request is masqueraded; its reply is accepted as established.
 	l.connect(t, true)
@@ -205,12 +206,13 @@ func TestConntrackErrors(t *testing.T) {
 		code         int
 		msg          string
 	}{
-		{"GET", "/v1/conntrack?proto=sctp", 400, `query parameter proto="sctp": want tcp, udp or icmp`},
-		{"GET", "/v1/conntrack?proto=", 400, `query parameter proto="": want tcp, udp or icmp`},
+		{"GET", "/v1/conntrack?proto=sctp", 400, `query parameter proto="sctp": want tcp, udp, icmp or icmpv6`},
+		{"GET", "/v1/conntrack?proto=", 400, `query parameter proto="": want tcp, udp, icmp or icmpv6`},
 		{"GET", "/v1/conntrack?proto=tcp&proto=udp", 400, `query parameter "proto" given 2 times`},
-		{"GET", "/v1/conntrack?network=front", 400, `unknown query parameter "network" (/v1/conntrack takes proto, src, dst, sport, dport, state)`},
-		{"GET", "/v1/conntrack?src=front", 400, `query parameter src="front": not an IPv4 address`},
-		{"GET", "/v1/conntrack?dst=::1", 400, `query parameter dst="::1": not an IPv4 address`},
+		{"GET", "/v1/conntrack?network=front", 400, `unknown query parameter "network" (/v1/conntrack takes family, proto, src, dst, sport, dport, state)`},
+		{"GET", "/v1/conntrack?family=inet6", 400, `query parameter family="inet6": want ipv4 or ipv6`},
+		{"GET", "/v1/conntrack?src=front", 400, `query parameter src="front": not an IPv4 or IPv6 address`},
+		{"GET", "/v1/conntrack?dst=fe80::1%25eth0", 400, `query parameter dst="fe80::1%eth0": not an IPv4 or IPv6 address`},
 		{"GET", "/v1/conntrack?dport=0", 400, `query parameter dport="0": not a port (1-65535)`},
 		{"GET", "/v1/conntrack?sport=70000", 400, `query parameter sport="70000": not a port (1-65535)`},
 		{"GET", "/v1/conntrack?state=open", 400, `query parameter state="open": want a TCP state (NONE, SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE, SYN_SENT2)`},

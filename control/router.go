@@ -21,14 +21,15 @@ type NeighEntry struct {
 	Queued  int            `json:"queued"`
 }
 
-// neigh answers GET /v1/neigh: every router port's ARP cache.
+// neigh answers GET /v1/neigh: every router port's ARP and IPv6 neighbour
+// caches.
 func (h *handler) neigh(w http.ResponseWriter, r *http.Request) error {
 	if _, err := query(r); err != nil {
 		return err
 	}
 	out := []NeighEntry{}
 	for _, p := range h.b.Router().Ports() {
-		for _, e := range p.Neighbours().Entries() {
+		for _, e := range p.NeighbourEntries() {
 			out = append(out, NeighEntry{Port: p.Name, Network: p.Network, IP: netip.MustParseAddr(e.IP), MAC: e.MAC,
 				State: e.State, Age: clock.Duration(e.Age), Queued: e.Queue})
 		}

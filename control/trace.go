@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/uswitch-dev/uswitch/datapath"
+	"github.com/uswitch-dev/uswitch/rule"
 	vswitch "github.com/uswitch-dev/uswitch/switch"
 	"github.com/uswitch-dev/uswitch/trace"
 )
@@ -80,7 +81,7 @@ func (h *handler) traceLive(w http.ResponseWriter, r *http.Request, tr Tracer) e
 // checkPort checks that port (if given) and network (if given) exist and
 // that the port is on the network.
 func (h *handler) checkPort(port, network string) error {
-	if network != "" && network != "uplink" && !slices.ContainsFunc(h.b.Networks(), func(sw *vswitch.Switch) bool { return sw.Name() == network }) {
+	if network != "" && network != rule.Uplink && !slices.ContainsFunc(h.b.Networks(), func(sw *vswitch.Switch) bool { return sw.Name() == network }) {
 		return errorf(http.StatusNotFound, "no network %q", network)
 	}
 	if port == "" {
@@ -88,7 +89,7 @@ func (h *handler) checkPort(port, network string) error {
 	}
 	for _, p := range h.b.Ports() {
 		if p.Name == port {
-			if network != "" && p.Network != network && !(network == "uplink" && p.Network == "") {
+			if network != "" && p.Network != network && !(network == rule.Uplink && p.Network == "") {
 				return errorf(http.StatusNotFound, "port %q is not on network %q", port, network)
 			}
 			return nil

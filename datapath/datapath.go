@@ -1,10 +1,15 @@
 // Package datapath owns a running instance's forwarding plane: one learning
-// switch per network of a Plan, the router with a gateway port on each
-// switch and the uplink, the readers that carry each frame through switch
-// and router to its egress device (run to completion): one goroutine per
-// attached device, or one busy-poll thread for every polled device
-// (poll.go), and the timers (FDB ageing, ARP). The same wiring runs with
-// real TAP/veth ports in production and in-memory ports in tests.
+// switch per network of a Plan, and one for the uplink (its TAP and the
+// router's uplink port), the router with a port on each switch, the
+// readers that carry each frame through switch and router to its egress
+// device (run to completion): one goroutine per attached device, or one
+// busy-poll thread for every polled device (poll.go), and the timers (FDB
+// ageing, ARP). It only wires and runs: every stage hands a frame to the
+// next through packet.Egress (device -> switch port -> switch -> router
+// port -> router -> switch port -> switch -> device), and counts and
+// captures are the switch's, for the uplink as for any port. The same
+// wiring runs with real TAP/veth ports in production and in-memory ports in
+// tests.
 //
 // This package is internal to uswitch: its API may change without notice,
 // except for [PortInfo], which uswitchtest.Network.Ports returns.
@@ -32,14 +37,12 @@ import (
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/policy"
 	"github.com/uswitch-dev/uswitch/router"
+	"github.com/uswitch-dev/uswitch/rule"
 	"github.com/uswitch-dev/uswitch/stats"
 	vswitch "github.com/uswitch-dev/uswitch/switch"
 	"github.com/uswitch-dev/uswitch/tap"
 	"github.com/uswitch-dev/uswitch/trace"
 )
-
-// UplinkPort is the name of the router's port to the host.
-const UplinkPort = "uplink"
 
 // Datapath is the forwarding plane of one instance.
 type Datapath struct {
@@ -49,7 +52,10 @@ type Datapath struct {
 	router  *router.Router
 	host    *host.Stage
 	tracker *nat.Tracker
-	uplink  *uplink
+	// uplink is the uplink's switch (no network name; its ports are the
+	// TAP, rule.Uplink, and the router's port, uplinkGateway) and the
+	// router's port on it; nil without an uplink.
+	uplink  *netEntry
 	capture *capture.Hub
 	dns     *dns.Server // answers on the networks with dns = true
 	poller  *poller     // nil without Options.BusyPoll
@@ -79,47 +85,17 @@ type netSet struct {
 	byName map[string]*netEntry
 }
 
-// netEntry is one network's switch and the router's gateway port on it.
+// netEntry is one switch, the router's port on it and that port's switch
+// port (its link).
 type netEntry struct {
-	sw *vswitch.Switch
-	gw *router.Port
+	sw     *vswitch.Switch
+	gw     *router.Port
+	gwPort *vswitch.Port
 }
 
-// uplink is the router's port to the host: a device with no switch in
-// between, so the datapath counts its frames itself. The router port exists
-// from New on; the device arrives with AttachUplink.
-type uplink struct {
-	port    *router.Port
-	dev     atomic.Pointer[tap.Port]
-	stats   stats.Port
-	capture *capture.Hub
-}
-
-// Send implements router.Link for the uplink.
-func (u *uplink) Send(frame []byte, off packet.Offload) {
-	dev := u.dev.Load()
-	if dev == nil {
-		u.stats.Drop(stats.TxError)
-		return
-	}
-	if u.capture.Active() {
-		u.capture.Frame("", UplinkPort, frame, off)
-	}
-	if err := (*dev).WriteFrame(frame, off); err != nil {
-		u.stats.Drop(stats.TxError)
-		return
-	}
-	u.stats.Tx(len(frame))
-}
-
-// switchLink is a router port's way onto its network: frames enter the
-// switch as if received on the gateway's switch port.
-type switchLink struct {
-	sw   *vswitch.Switch
-	port *vswitch.Port
-}
-
-func (l switchLink) Send(frame []byte, off packet.Offload) { l.sw.Input(l.port, frame, off) }
+// uplinkGateway is the name of the router's port on the uplink's switch:
+// the router's port itself is rule.Uplink, and so is the TAP's.
+const uplinkGateway = "gw/" + rule.Uplink
 
 // Options are the optional settings of NewWithOptions.
 type Options struct {
@@ -164,13 +140,15 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 		}
 	}
 	if u := plan.Uplink; u != nil {
-		d.uplink = &uplink{capture: d.capture}
-		rp, err := d.router.AddPort(router.PortConfig{Name: UplinkPort, MAC: u.MAC, Addr: u.Address, MTU: 1500}, d.uplink, &d.uplink.stats)
+		up, err := d.addRouterPort(d.newSwitch(""), uplinkGateway, router.PortConfig{Name: rule.Uplink, MAC: u.MAC, Addr: u.Address, Addr6: u.Address6, MTU: 1500})
 		if err != nil {
 			return nil, fmt.Errorf("uplink: %w", err)
 		}
-		d.uplink.port = rp
-		d.router.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), rp, u.HostAddress.Addr())
+		d.uplink = up
+		d.router.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), up.gw, u.HostAddress.Addr())
+		if u.Address6.IsValid() {
+			d.router.AddRoute(netip.MustParsePrefix("::/0"), up.gw, u.HostAddress6.Addr())
+		}
 	}
 	d.startDNS(opt.DNSDialer)
 	if opt.BusyPoll {
@@ -202,23 +180,57 @@ func (d *Datapath) startDNS(dialer dns.Dialer) {
 // addNetwork makes network n's switch with the router's gateway port on it
 // and publishes it. Called from New, or with d.mu held.
 func (d *Datapath) addNetwork(n config.Network) error {
+	name := "gw/" + n.Name
+	e, err := d.addRouterPort(d.newSwitch(n.Name), name, router.PortConfig{
+		Name:    name,
+		Network: n.Name,
+		MAC:     n.GatewayMAC,
+		Addr:    netip.PrefixFrom(n.Gateway, n.Subnet.Bits()),
+		Addr6:   gateway6(n),
+		MTU:     n.MTU,
+	})
+	if err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+	old := d.nets.Load()
+	next := &netSet{list: append(slices.Clone(old.list), e.sw), byName: maps.Clone(old.byName)}
+	next.byName[n.Name] = e
+	d.nets.Store(next)
+	return nil
+}
+
+// newSwitch makes the switch of the network named name ("" for the
+// uplink's), captured by the datapath's hub.
+func (d *Datapath) newSwitch(name string) *vswitch.Switch {
 	plan := d.plan.Load()
 	sw := vswitch.New(vswitch.Config{
-		Name:       n.Name,
+		Name:       name,
 		Ageing:     time.Duration(plan.Defaults.FDBAgeing),
 		MaxEntries: plan.Defaults.FDBMax,
 		Clock:      d.clock,
 	})
 	sw.SetObserver(d.capture)
-	gw, err := d.addGateway(sw, n)
+	return sw
+}
+
+// addRouterPort puts the router's port rc on switch sw as its switch port
+// named name: each is the other's egress. A static FDB entry makes frames
+// to the port's MAC reach the router alone.
+func (d *Datapath) addRouterPort(sw *vswitch.Switch, name string, rc router.PortConfig) (*netEntry, error) {
+	rp, err := d.router.NewPort(rc)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	old := d.nets.Load()
-	next := &netSet{list: append(slices.Clone(old.list), sw), byName: maps.Clone(old.byName)}
-	next.byName[n.Name] = &netEntry{sw: sw, gw: gw}
-	d.nets.Store(next)
-	return nil
+	swp, err := sw.AddPort(vswitch.PortConfig{Name: name, MAC: rc.MAC, Shared: true}, rp)
+	if err != nil {
+		return nil, err
+	}
+	d.router.Attach(rp, swp, &swp.Stats)
+	if err := sw.AddStatic(0, rc.MAC, swp); err != nil {
+		d.router.RemovePort(rp)
+		return nil, err
+	}
+	return &netEntry{sw: sw, gw: rp, gwPort: swp}, nil
 }
 
 // AddNetwork adds network n (its switch, the router's gateway port and the
@@ -248,7 +260,7 @@ func (d *Datapath) RemoveNetwork(name string) error {
 		return fmt.Errorf("no network %q", name)
 	}
 	for _, p := range n.sw.Ports() {
-		if p.Name != "gw/"+name {
+		if p != n.gwPort {
 			return fmt.Errorf("network %q: port %q is still attached", name, p.Name)
 		}
 	}
@@ -287,32 +299,12 @@ func (d *Datapath) SetPlan(plan *config.Plan) error {
 	return nil
 }
 
-// addGateway attaches the router's port for network n to its switch, with
-// a static FDB entry so frames to the gateway MAC reach the router alone.
-func (d *Datapath) addGateway(sw *vswitch.Switch, n config.Network) (*router.Port, error) {
-	var rp *router.Port
-	name := "gw/" + n.Name
-	gw := &gatewayDev{}
-	swp, err := sw.AddPort(vswitch.PortConfig{Name: name, MAC: n.GatewayMAC, Shared: true}, gw)
-	if err != nil {
-		return nil, err
+// gateway6 is the router's IPv6 address on n, none when n is IPv4 only.
+func gateway6(n config.Network) netip.Prefix {
+	if !n.Subnet6.IsValid() {
+		return netip.Prefix{}
 	}
-	rp, err = d.router.AddPort(router.PortConfig{
-		Name:    name,
-		Network: n.Name,
-		MAC:     n.GatewayMAC,
-		Addr:    netip.PrefixFrom(n.Gateway, n.Subnet.Bits()),
-		MTU:     n.MTU,
-	}, switchLink{sw: sw, port: swp}, &swp.Stats)
-	if err != nil {
-		return nil, fmt.Errorf("network %q: %w", n.Name, err)
-	}
-	gw.port.Store(rp)
-	if err := sw.AddStatic(0, n.GatewayMAC, swp); err != nil {
-		d.router.RemovePort(rp)
-		return nil, err
-	}
-	return rp, nil
+	return netip.PrefixFrom(n.Gateway6, n.Subnet6.Bits())
 }
 
 // Tracker returns the connection tracker and rule set.
@@ -321,8 +313,8 @@ func (d *Datapath) Tracker() *nat.Tracker { return d.tracker }
 // DNS returns the embedded DNS (it answers only on networks with dns = true).
 func (d *Datapath) DNS() *dns.Server { return d.dns }
 
-// Capture returns the hub that fans the frames of every switch port and of
-// the uplink out to packet captures.
+// Capture returns the hub that fans the frames of every switch port (the
+// uplink's too) out to packet captures.
 func (d *Datapath) Capture() *capture.Hub { return d.capture }
 
 // Router returns the instance's router.
@@ -379,9 +371,14 @@ func (d *Datapath) Attach(network string, pc vswitch.PortConfig, dev tap.Port) e
 	if n == nil {
 		return fmt.Errorf("port %q: no network %q", pc.Name, network)
 	}
-	sw := n.sw
+	return d.attach(n.sw, pc, dev)
+}
+
+// attach adds dev to switch sw as port pc and starts reading it. Called
+// with d.mu held.
+func (d *Datapath) attach(sw *vswitch.Switch, pc vswitch.PortConfig, dev tap.Port) error {
 	if sw.Port(pc.Name) != nil {
-		return fmt.Errorf("port %q: already attached to network %q", pc.Name, network)
+		return fmt.Errorf("port %q: already attached to network %q", pc.Name, sw.Name())
 	}
 	p, err := sw.AddPort(pc, dev)
 	if err != nil {
@@ -412,8 +409,8 @@ func (d *Datapath) Detach(port string) error {
 		gw *router.Port
 		p  *vswitch.Port
 	)
-	for _, n := range d.nets.Load().byName {
-		if q := n.sw.Port(port); q != nil && q.Name != "gw/"+n.sw.Name() {
+	for _, n := range d.switches() {
+		if q := n.sw.Port(port); q != nil && q != n.gwPort {
 			sw, gw, p = n.sw, n.gw, q
 			break
 		}
@@ -438,6 +435,12 @@ func (d *Datapath) Detach(port string) error {
 			gw.Neighbours().Forget(ip)
 			d.tracker.Table.RemoveAddr(ip)
 		}
+		if ip6 := p.IP6; ip6 != [16]byte{} {
+			d.tracker.Table.RemoveAddr6(ip6)
+			if nd := gw.Neighbours6(); nd != nil {
+				nd.Forget(ip6)
+			}
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("port %q: %w", port, err)
@@ -445,8 +448,22 @@ func (d *Datapath) Detach(port string) error {
 	return nil
 }
 
-// AttachUplink gives the router's uplink port its device (the TAP whose
-// other side is the host) and starts reading from it.
+// switches returns every switch: the networks' in no order, then the
+// uplink's.
+func (d *Datapath) switches() []*netEntry {
+	var out []*netEntry
+	for _, n := range d.nets.Load().byName {
+		out = append(out, n)
+	}
+	if d.uplink != nil {
+		out = append(out, d.uplink)
+	}
+	return out
+}
+
+// AttachUplink attaches dev (the TAP whose other side is the host) as the
+// port rule.Uplink of the uplink's switch, as Attach does an endpoint's,
+// and starts reading from it.
 func (d *Datapath) AttachUplink(dev tap.Port) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -455,25 +472,10 @@ func (d *Datapath) AttachUplink(dev tap.Port) error {
 		return errors.New("datapath closed")
 	case d.uplink == nil:
 		return errors.New("the plan has no uplink")
-	case d.uplink.dev.Load() != nil:
+	case d.uplink.sw.Port(rule.Uplink) != nil:
 		return errors.New("uplink already attached")
 	}
-	up := d.uplink
-	up.dev.Store(&dev)
-	if err := d.startReader(UplinkPort, dev, func(f []byte, off packet.Offload) {
-		up.stats.Rx(len(f))
-		if up.capture.Active() {
-			up.capture.Frame("", UplinkPort, f, off)
-		}
-		if ls := d.live.Load(); ls != nil && d.traceLive(*ls, "", UplinkPort, f, func(rec *trace.Recorder) { up.port.TraceFrame(f, off, rec) }) {
-			return
-		}
-		up.port.Input(f, off)
-	}, func() { up.dev.Store(nil) }); err != nil {
-		up.dev.Store(nil)
-		return err
-	}
-	return nil
+	return d.attach(d.uplink.sw, vswitch.PortConfig{Name: rule.Uplink}, dev)
 }
 
 // startReader reads a device: a reader goroutine with one buffer, reused
@@ -556,8 +558,8 @@ func (d *Datapath) Start(tick time.Duration) {
 				d.tracker.Table.Sweep(sweepShards)
 				if time.Since(last) >= time.Second {
 					last = time.Now()
-					for _, sw := range d.Networks() {
-						sw.Expire()
+					for _, n := range d.switches() {
+						n.sw.Expire()
 					}
 				}
 			case <-d.stop:
@@ -600,16 +602,19 @@ type PortInfo struct {
 	stats.Snapshot
 }
 
-// Ports returns every port of every network in plan order, then the uplink.
+// Ports returns every port of every network in plan order, then those of
+// the uplink's switch (network ""): the router's, uplinkGateway, and the
+// TAP's, rule.Uplink.
 func (d *Datapath) Ports() []PortInfo {
+	sws := d.Networks()
+	if d.uplink != nil {
+		sws = append(slices.Clone(sws), d.uplink.sw)
+	}
 	var out []PortInfo
-	for _, sw := range d.Networks() {
+	for _, sw := range sws {
 		for _, p := range sw.Ports() {
 			out = append(out, PortInfo{Name: p.Name, Network: sw.Name(), Snapshot: p.Stats.Snapshot()})
 		}
-	}
-	if d.uplink != nil {
-		out = append(out, PortInfo{Name: UplinkPort, Snapshot: d.uplink.stats.Snapshot()})
 	}
 	return out
 }

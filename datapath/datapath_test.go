@@ -212,18 +212,26 @@ func routedSetup(t testing.TB) (*vswitch.Switch, *vswitch.Port, *vswitch.Port, [
 }
 
 func TestRoutedPathDoesNotAllocate(t *testing.T) {
-	sw, in, out, tmpl := routedSetup(t)
-	f := make([]byte, len(tmpl))
-	require.Zero(t, testing.AllocsPerRun(1000, func() { copy(f, tmpl); sw.Input(in, f, packet.Offload{}) }))
-	// 1001 runs (AllocsPerRun warms up once) and the gateway's ARP reply
-	require.EqualValues(t, 1002, out.Stats.TxPackets.Load(), "every frame reached db")
+	for name, setup := range map[string]func(testing.TB) (*vswitch.Switch, *vswitch.Port, *vswitch.Port, []byte){"IPv4": routedSetup, "IPv6": routedSetup6} {
+		t.Run(name, func(t *testing.T) {
+			sw, in, out, tmpl := setup(t)
+			f := make([]byte, len(tmpl))
+			require.Zero(t, testing.AllocsPerRun(1000, func() { copy(f, tmpl); sw.Input(in, f, packet.Offload{}) }))
+			// 1001 runs (AllocsPerRun warms up once) and the gateway's
+			// answer (ARP reply, neighbour advertisement)
+			require.EqualValues(t, 1002, out.Stats.TxPackets.Load(), "every frame reached db")
+		})
+	}
 }
 
 // BenchmarkRoutedPath: one frame from an endpoint through its switch, the
 // router and the other network's switch to the far endpoint (includes
 // copying the 60-byte template frame, since routing rewrites it).
-func BenchmarkRoutedPath(b *testing.B) {
-	sw, in, _, tmpl := routedSetup(b)
+func BenchmarkRoutedPath(b *testing.B) { benchRouted(b, routedSetup) }
+
+// benchRouted sends setup's frame through the routed path again and again.
+func benchRouted(b *testing.B, setup func(testing.TB) (*vswitch.Switch, *vswitch.Port, *vswitch.Port, []byte)) {
+	sw, in, _, tmpl := setup(b)
 	f := make([]byte, len(tmpl))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 	"github.com/uswitch-dev/uswitch/tap"
 )
 
@@ -63,8 +64,8 @@ func newFuzzTopo(tb testing.TB) *fuzzTopo {
 			tb.Fatal(err)
 		}
 	}
-	ft.mems[UplinkPort] = tap.NewMem(64)
-	if err := dp.AttachUplink(ft.mems[UplinkPort]); err != nil {
+	ft.mems[rule.Uplink] = tap.NewMem(64)
+	if err := dp.AttachUplink(ft.mems[rule.Uplink]); err != nil {
 		tb.Fatal(err)
 	}
 	// The timers run too (ARP retries, connection sweep, FDB ageing), so
@@ -140,7 +141,7 @@ func FuzzDatapath(f *testing.F) {
 	ft := newFuzzTopo(f)
 	f.Fuzz(func(t *testing.T, port byte, frame, up []byte) {
 		ft.feed(t, fuzzPorts[int(port)%len(fuzzPorts)], frame, packet.Offload{})
-		ft.feed(t, UplinkPort, up, packet.Offload{})
+		ft.feed(t, rule.Uplink, up, packet.Offload{})
 	})
 }
 
@@ -160,6 +161,6 @@ func FuzzDatapathOffload(f *testing.F) {
 	f.Fuzz(func(t *testing.T, port byte, frame []byte, flags, gsoType uint8, hdrLen, gsoSize, csumStart, csumOffset uint16) {
 		o := packet.Offload{Flags: flags, GSOType: gsoType, HdrLen: hdrLen, GSOSize: gsoSize, CsumStart: csumStart, CsumOffset: csumOffset}
 		ft.feed(t, fuzzPorts[int(port)%len(fuzzPorts)], frame, o)
-		ft.feed(t, UplinkPort, frame, o)
+		ft.feed(t, rule.Uplink, frame, o)
 	})
 }

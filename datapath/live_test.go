@@ -100,7 +100,7 @@ func TestLiveChangesWhileFramesFlow(t *testing.T) {
 	for _, p := range tp.dp.Ports() {
 		names = append(names, p.Name)
 	}
-	require.Equal(t, []string{"gw/front", "web", "web2", "gw/back", "db", "uplink"}, names)
+	require.Equal(t, []string{"gw/front", "web", "web2", "gw/back", "db", "gw/uplink", "uplink"}, names)
 	require.Len(t, tp.dp.Router().Ports(), 3, "two gateways and the uplink")
 }
 

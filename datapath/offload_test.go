@@ -2,7 +2,6 @@ package datapath
 
 import (
 	"bytes"
-	"encoding/binary"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -73,7 +72,7 @@ func superTCP(t testing.TB, smac, dmac packet.MAC, src, dst string, sport, dport
 	f := ser(t, &layers.Ethernet{SrcMAC: hw(smac), DstMAC: hw(dmac), EthernetType: layers.EthernetTypeIPv4}, ip, tcp, gopacket.Payload(payload))
 	l4 := f[packet.EthernetHeaderLen+packet.IPv4MinHeaderLen:]
 	sum := packet.PseudoHeaderSum([4]byte(ip.SrcIP.To4()), [4]byte(ip.DstIP.To4()), packet.ProtoTCP, uint16(len(l4)))
-	binary.BigEndian.PutUint16(l4[16:18], ^packet.Checksum(nil, sum))
+	packet.TCP(l4).SetChecksum(^packet.Checksum(nil, sum))
 	hdr := packet.EthernetHeaderLen + packet.IPv4MinHeaderLen + 32
 	return f, packet.Offload{Flags: packet.VnetNeedsCsum, GSOType: packet.GSOTCPv4, HdrLen: uint16(hdr), GSOSize: mss,
 		CsumStart: packet.EthernetHeaderLen + packet.IPv4MinHeaderLen, CsumOffset: 16}
@@ -89,7 +88,11 @@ func onWire(t *testing.T, f []byte, off packet.Offload) [][]byte {
 	ip := packet.IPv4(f[packet.EthernetHeaderLen:])
 	l4 := f[off.CsumStart:]
 	want := ^packet.Checksum(nil, packet.PseudoHeaderSum(ip.Src(), ip.Dst(), ip.Protocol(), uint16(len(l4))))
-	require.Equal(t, want, binary.BigEndian.Uint16(l4[off.CsumOffset:]), "partial checksum")
+	got := packet.UDP(l4).Checksum()
+	if ip.Protocol() == packet.ProtoTCP {
+		got = packet.TCP(l4).Checksum()
+	}
+	require.Equal(t, want, got, "partial checksum")
 	var out [][]byte
 	require.NoError(t, gso.Segment(f, off, make([]byte, tap.MaxFrame), func(s []byte) error {
 		out = append(out, append([]byte(nil), s...))

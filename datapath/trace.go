@@ -7,16 +7,15 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync/atomic"
 
 	"github.com/uswitch-dev/uswitch/packet"
-	"github.com/uswitch-dev/uswitch/router"
+	"github.com/uswitch-dev/uswitch/rule"
 	"github.com/uswitch-dev/uswitch/trace"
 )
 
 // TraceQuery is what `uswitch trace` asks: a packet as if Port had sent it.
 type TraceQuery struct {
-	Port  string `json:"port"`            // the ingress: an endpoint's port, or "uplink"
+	Port  string `json:"port"`            // the ingress: an endpoint's port, or rule.Uplink
 	Src   string `json:"src,omitempty"`   // default: the port's endpoint's address
 	Dst   string `json:"dst,omitempty"`   // required unless Frame
 	Proto string `json:"proto,omitempty"` // tcp, udp or icmp (default)
@@ -37,21 +36,6 @@ type TraceResult struct {
 	Reply   *TraceResult  `json:"reply,omitempty"`
 	// ReplyError says why a reply asked for was not traced.
 	ReplyError string `json:"reply_error,omitempty"`
-}
-
-// TraceSend follows a traced frame onto the network: through the switch as
-// if received on the gateway's port.
-func (l switchLink) TraceSend(frame []byte, off packet.Offload, rec *trace.Recorder) {
-	l.sw.Trace(l.port, frame, off, rec)
-}
-
-// TraceSend records the frame leaving through the uplink, and sends it
-// unless the trace is dry.
-func (u *uplink) TraceSend(frame []byte, off packet.Offload, rec *trace.Recorder) {
-	rec.Left(UplinkPort, frame)
-	if !rec.Dry {
-		u.Send(frame, off)
-	}
 }
 
 // Trace runs the packet q describes through the datapath's own decision
@@ -97,21 +81,17 @@ func (d *Datapath) Trace(q TraceQuery) (*TraceResult, error) {
 	return res, nil
 }
 
-// inject hands frame to the trace of the switch port or router port named
-// port.
+// inject hands frame to the trace of the switch port named port (an
+// endpoint's, or the uplink's).
 func (d *Datapath) inject(port string, frame []byte, rec *trace.Recorder) error {
-	if port == UplinkPort {
-		if d.uplink == nil {
-			return errors.New("trace: the instance has no uplink")
-		}
-		d.uplink.port.TraceFrame(frame, packet.Offload{}, rec)
-		return nil
-	}
-	for _, sw := range d.Networks() {
-		if p := sw.Port(port); p != nil {
-			sw.Trace(p, frame, packet.Offload{}, rec)
+	for _, n := range d.switches() {
+		if p := n.sw.Port(port); p != nil && p != n.gwPort {
+			n.sw.Trace(p, frame, packet.Offload{}, rec)
 			return nil
 		}
+	}
+	if port == rule.Uplink && d.uplink == nil {
+		return errors.New("trace: the instance has no uplink")
 	}
 	return fmt.Errorf("trace: no port %q", port)
 }
@@ -154,14 +134,14 @@ func (d *Datapath) traceFrame(q TraceQuery) ([]byte, error) {
 		pk.Dport = map[string]uint16{"tcp": 80, "udp": 53}[pk.Proto]
 	}
 	plan := d.plan.Load()
-	if q.Port == UplinkPort {
+	if q.Port == rule.Uplink {
 		if plan.Uplink == nil || d.uplink == nil {
 			return nil, errors.New("trace: the instance has no uplink")
 		}
 		pk.Src = plan.Uplink.HostAddress.Addr()
 		pk.DstMAC = plan.Uplink.MAC
 		pk.SrcMAC = packet.MAC{0x02, 0, 0, 0, 0, 1}
-		if mac, _, ok := d.uplink.port.Neighbours().Peek(pk.Src.As4()); ok {
+		if mac, _, ok := d.uplink.gw.Neighbours().Peek(pk.Src.As4()); ok {
 			pk.SrcMAC = mac
 		}
 	} else {
@@ -207,26 +187,6 @@ func (d *Datapath) nextHopMAC(network string, prefix netip.Prefix, dst netip.Add
 		}
 	}
 	return packet.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-}
-
-// gatewayDev is the device of a network's gateway port on its switch: the
-// router's port, set once the router port exists (frames that arrive
-// before are dropped).
-type gatewayDev struct{ port atomic.Pointer[router.Port] }
-
-// WriteFrame routes a frame the switch delivers to the gateway.
-func (g *gatewayDev) WriteFrame(frame []byte, off packet.Offload) error {
-	if p := g.port.Load(); p != nil {
-		p.Input(frame, off)
-	}
-	return nil
-}
-
-// TraceFrame follows a traced frame into the router.
-func (g *gatewayDev) TraceFrame(frame []byte, off packet.Offload, rec *trace.Recorder) {
-	if p := g.port.Load(); p != nil {
-		p.TraceFrame(frame, off, rec)
-	}
 }
 
 // Follow starts the live trace l: the frames from devices that it wants

@@ -14,6 +14,7 @@ import (
 
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 	"github.com/uswitch-dev/uswitch/trace"
 )
 
@@ -24,13 +25,9 @@ var hostMAC = packet.MAC{0x02, 0xaa, 0, 0, 0, 1}
 func (tp *topo) send(t *testing.T, port string, frame []byte) {
 	t.Helper()
 	f := append([]byte(nil), frame...)
-	if port == UplinkPort {
-		tp.dp.uplink.port.Input(f, packet.Offload{})
-		return
-	}
-	for _, sw := range tp.dp.Networks() {
-		if p := sw.Port(port); p != nil {
-			sw.Input(p, f, packet.Offload{})
+	for _, n := range tp.dp.switches() {
+		if p := n.sw.Port(port); p != nil {
+			n.sw.Input(p, f, packet.Offload{})
 			return
 		}
 	}
@@ -81,7 +78,7 @@ func TestTraceAgreesWithDatapath(t *testing.T) {
 	}
 	dbARP := func(t *testing.T, tp *topo) { tp.send(t, "db", arpRequest(t, dbMAC, "172.21.0.20", "172.21.0.1")) }
 	hostARP := func(t *testing.T, tp *topo) {
-		tp.send(t, UplinkPort, arpRequest(t, hostMAC, "10.250.0.1", "10.250.0.2"))
+		tp.send(t, rule.Uplink, arpRequest(t, hostMAC, "10.250.0.1", "10.250.0.2"))
 	}
 	cases := []struct {
 		name   string
@@ -106,7 +103,7 @@ func TestTraceAgreesWithDatapath(t *testing.T) {
 		{name: "masquerade", plan: testPlan(true), setup: []func(*testing.T, *topo){hostARP},
 			q: TraceQuery{Port: "web", Dst: "10.250.0.1", Proto: "tcp", Dport: 80}, action: "forward", ports: []string{"uplink"}, rule: "masquerade front"},
 		{name: "published port", plan: publishedPlan(), setup: []func(*testing.T, *topo){hostARP, webARP},
-			q: TraceQuery{Port: UplinkPort, Dst: "10.250.0.2", Proto: "tcp", Dport: 8080}, action: "forward", ports: []string{"front/web"}, rule: "publish web 8080:80/tcp"},
+			q: TraceQuery{Port: rule.Uplink, Dst: "10.250.0.2", Proto: "tcp", Dport: 8080}, action: "forward", ports: []string{"front/web"}, rule: "publish web 8080:80/tcp"},
 		{name: "hairpin", plan: publishedPlan(), setup: []func(*testing.T, *topo){webARP, web2ARP},
 			q: TraceQuery{Port: "web2", Dst: "10.250.0.2", Proto: "tcp", Dport: 8080}, action: "forward", ports: []string{"front/web"}, rule: "hairpin web 8080:80/tcp"},
 		{name: "ttl 1", plan: testPlan(false), setup: []func(*testing.T, *topo){webARP, dbARP},
@@ -195,7 +192,7 @@ func TestTraceAgreesWithDatapath(t *testing.T) {
 // the answer once the packet has passed.
 func TestTraceReply(t *testing.T) {
 	tp := start(t, testPlan(true))
-	tp.send(t, UplinkPort, arpRequest(t, hostMAC, "10.250.0.1", "10.250.0.2"))
+	tp.send(t, rule.Uplink, arpRequest(t, hostMAC, "10.250.0.1", "10.250.0.2"))
 	tp.send(t, "web", arpRequest(t, webMAC, "172.20.0.10", "172.20.0.1"))
 	tp.drained()
 	q := TraceQuery{Port: "web", Dst: "10.250.0.1", Proto: "tcp", Dport: 80, Reply: true}
@@ -212,7 +209,7 @@ func TestTraceReply(t *testing.T) {
 	require.Len(t, out, 1)
 	answer, err := trace.Reply(out[0])
 	require.NoError(t, err)
-	tp.send(t, UplinkPort, answer)
+	tp.send(t, rule.Uplink, answer)
 	back := tp.drained()["web"]
 	require.Len(t, back, 1)
 	last := res.Reply.Steps[len(res.Reply.Steps)-1]
@@ -297,13 +294,13 @@ func TestTraceMalformedFrames(t *testing.T) {
 	tp := start(t, publishedPlan())
 	tp.send(t, "web", arpRequest(t, webMAC, "172.20.0.10", "172.20.0.1"))
 	tp.send(t, "db", arpRequest(t, dbMAC, "172.21.0.20", "172.21.0.1"))
-	tp.send(t, UplinkPort, arpRequest(t, hostMAC, "10.250.0.1", "10.250.0.2"))
+	tp.send(t, rule.Uplink, arpRequest(t, hostMAC, "10.250.0.1", "10.250.0.2"))
 	var seeds [][]byte
 	for _, q := range []TraceQuery{
 		{Port: "web", Dst: "172.21.0.20", Proto: "tcp", Dport: 80},
 		{Port: "web", Dst: "10.250.0.1", Proto: "udp"},
 		{Port: "web", Dst: "172.20.0.1"},
-		{Port: UplinkPort, Dst: "10.250.0.2", Proto: "tcp", Dport: 8080},
+		{Port: rule.Uplink, Dst: "10.250.0.2", Proto: "tcp", Dport: 8080},
 	} {
 		f, err := tp.dp.traceFrame(q)
 		require.NoError(t, err)
@@ -318,7 +315,7 @@ func TestTraceMalformedFrames(t *testing.T) {
 		if rnd.IntN(4) == 0 {
 			f = f[:packet.EthernetHeaderLen+rnd.IntN(len(f)-packet.EthernetHeaderLen)]
 		}
-		port := []string{"web", "db", UplinkPort}[rnd.IntN(3)]
+		port := []string{"web", "db", rule.Uplink}[rnd.IntN(3)]
 		res, err := tp.dp.Trace(TraceQuery{Port: port, Frame: hex.EncodeToString(f), Reply: true})
 		require.NoError(t, err)
 		require.NotEmpty(t, res.Verdict.Action)

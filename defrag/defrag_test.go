@@ -2,7 +2,6 @@ package defrag
 
 import (
 	"bytes"
-	"encoding/binary"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -198,8 +197,8 @@ func TestFragmentFloodStaysWithinBound(t *testing.T) {
 	n := 200_000
 	for i := range n {
 		ip := packet.IPv4(f[packet.EthernetHeaderLen:])
-		binary.BigEndian.PutUint16(ip[4:6], uint16(i))
-		binary.BigEndian.PutUint32(ip[12:16], 0xcb000000|uint32(i>>16)) // a new datagram each time
+		ip.SetID(uint16(i))
+		ip.SetSrc([4]byte{0xcb, 0, 0, byte(i >> 16)}) // a new datagram each time
 		ip.SetHeaderChecksum()
 		require.True(t, r.Add(f, st) == nil)
 		if i%1000 == 0 {

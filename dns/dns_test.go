@@ -437,7 +437,8 @@ func TestCloseStopsForwardedQueries(t *testing.T) {
 	s := New(testPlan(t, blackhole(t)), &net.Dialer{}, nil)
 	s.timeout = time.Minute
 	ch := queryAsync(t, s, "example.com")
-	time.Sleep(50 * time.Millisecond)
+	// Close while the query is asking upstream (it holds a slot).
+	require.Eventually(t, func() bool { return len(s.slots) == 1 }, 5*time.Second, time.Millisecond, "the query never asked upstream")
 	done := make(chan struct{})
 	go func() { s.Close(); close(done) }()
 	select {

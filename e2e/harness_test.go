@@ -235,12 +235,21 @@ func inNetns(t *testing.T, name string, fn func()) {
 	require.NoError(t, nsthread.In(ns, func() error { fn(); return nil }))
 }
 
-// listen opens a TCP listener inside a namespace.
+// family is the network of proto ("tcp" or "udp") for address addr:
+// "tcp6" for "[ip6]:port", "tcp4" otherwise.
+func family(proto, addr string) string {
+	if strings.HasPrefix(addr, "[") {
+		return proto + "6"
+	}
+	return proto + "4"
+}
+
+// listen opens a TCP listener inside a namespace, on IPv6 for "[ip6]:port".
 func listen(t *testing.T, ns, addr string) net.Listener {
 	t.Helper()
 	var l net.Listener
 	var err error
-	inNetns(t, ns, func() { l, err = net.Listen("tcp4", addr) })
+	inNetns(t, ns, func() { l, err = net.Listen(family("tcp", addr), addr) })
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
 	return l
@@ -253,7 +262,7 @@ func dial(t *testing.T, ns, addr string) net.Conn {
 	var err error
 	inNetns(t, ns, func() {
 		d := net.Dialer{Timeout: 5 * time.Second}
-		c, err = d.DialContext(context.Background(), "tcp4", addr)
+		c, err = d.DialContext(context.Background(), family("tcp", addr), addr)
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })

@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os/exec"
 	"strconv"
@@ -20,7 +18,6 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/uswitch-dev/uswitch/config"
-	"github.com/uswitch-dev/uswitch/nsthread"
 	"github.com/uswitch-dev/uswitch/packet"
 )
 
@@ -61,24 +58,13 @@ func echo6(t *testing.T, ns, dst string, count int) int {
 	host, zone, _ := strings.Cut(dst, "%")
 	to := net.ParseIP(host)
 	require.NotNil(t, to, dst)
-	h, err := nsthread.Open(ns)
-	require.NoError(t, err)
-	defer h.Close()
-	var c *icmp.PacketConn
-	require.NoError(t, nsthread.In(h, func() error {
-		var err error
-		c, err = icmp.ListenPacket("ip6:ipv6-icmp", "::")
-		return err
-	}))
-	defer c.Close()
+	c := icmp6Conn(t, ns)
 	if zone != "" { // an interface of the namespace: resolved there
-		require.NoError(t, nsthread.In(h, func() error {
-			ifi, err := net.InterfaceByName(zone)
-			if err == nil {
-				zone = strconv.Itoa(ifi.Index)
-			}
-			return err
-		}))
+		var ifi *net.Interface
+		var err error
+		inNetns(t, ns, func() { ifi, err = net.InterfaceByName(zone) })
+		require.NoError(t, err)
+		zone = strconv.Itoa(ifi.Index)
 	}
 	id := int(echoIDs.Add(1) & 0xffff)
 	got := 0
@@ -170,40 +156,7 @@ func TestIPv6OneNetwork(t *testing.T) {
 	})
 
 	t.Run("TCP transfer over IPv6", func(t *testing.T) {
-		var l net.Listener
-		var err error
-		inNetns(t, b, func() { l, err = net.Listen("tcp6", "["+b6+"]:7601") })
-		require.NoError(t, err)
-		defer l.Close()
-		data := make([]byte, 4<<20)
-		_, _ = rand.Read(data)
-		got := make(chan []byte, 1)
-		go func() {
-			s, err := l.Accept()
-			if err != nil {
-				got <- nil
-				return
-			}
-			defer s.Close()
-			b, _ := io.ReadAll(s)
-			got <- b
-		}()
-		var conn net.Conn
-		inNetns(t, a, func() {
-			d := net.Dialer{Timeout: 5 * time.Second}
-			conn, err = d.Dial("tcp6", "["+b6+"]:7601")
-		})
-		require.NoError(t, err)
-		require.Equal(t, a6, conn.LocalAddr().(*net.TCPAddr).IP.String())
-		_, err = conn.Write(data)
-		require.NoError(t, err)
-		require.NoError(t, conn.Close())
-		select {
-		case b := <-got:
-			require.True(t, bytes.Equal(data, b), "received %d of %d bytes intact?", len(b), len(data))
-		case <-time.After(30 * time.Second):
-			t.Fatal("transfer did not complete")
-		}
+		transfer6(t, a, b, "["+b6+"]:7601", 4<<20)
 	})
 
 	t.Run("getent ahosts returns the IPv6 address", func(t *testing.T) {

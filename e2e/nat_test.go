@@ -90,7 +90,7 @@ func clientAddr(t *testing.T, ns, addr string) string {
 func serveUDP(t *testing.T, ns, addr string) {
 	var pc net.PacketConn
 	var err error
-	inNetns(t, ns, func() { pc, err = net.ListenPacket("udp4", addr) })
+	inNetns(t, ns, func() { pc, err = net.ListenPacket(family("udp", addr), addr) })
 	require.NoError(t, err)
 	t.Cleanup(func() { pc.Close() })
 	go func() {
@@ -110,7 +110,7 @@ func udpExchange(t *testing.T, ns, addr string) (string, error) {
 	t.Helper()
 	var c net.Conn
 	var err error
-	inNetns(t, ns, func() { c, err = net.Dial("udp4", addr) })
+	inNetns(t, ns, func() { c, err = net.Dial(family("udp", addr), addr) })
 	require.NoError(t, err)
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(3 * time.Second))

@@ -34,7 +34,7 @@ const maxPacket = 65536 + packet.EthernetHeaderLen
 
 // Output is where the host's packets go: the router.
 type Output interface {
-	// Originate routes an IPv4 packet the host sends. The packet starts
+	// Originate routes an IPv4 or IPv6 packet the host sends. The packet starts
 	// after packet.EthernetHeaderLen bytes of room in frame; Originate
 	// does not keep frame.
 	Originate(frame []byte)
@@ -42,12 +42,16 @@ type Output interface {
 	// type typ and code code, within the router's rate limit and the
 	// rules of RFC 1122 (no error about an error, a fragment, ...).
 	ICMPError(frame []byte, typ, code uint8)
+	// ICMPError6 is ICMPError for an IPv6 packet and an ICMPv6 error
+	// (RFC 4443's rules).
+	ICMPError6(frame []byte, typ, code uint8)
 }
 
 // Ingress is where a local packet came in: a router port.
 type Ingress struct {
 	Network string      // the ingress network's name; "" for the uplink
 	Addr    [4]byte     // the ingress port's own address
+	Addr6   [16]byte    // its IPv6 address, if it has one
 	Stats   *stats.Port // its counters, for drops
 }
 
@@ -98,10 +102,14 @@ func (s *Stage) HandleTCP(port uint16, h StreamHandler) {
 	s.tcp[key{packet.ProtoTCP, port}] = h
 }
 
-// Deliver handles a plain IPv4 frame (Ethernet header, valid IPv4 header
-// without padding) addressed to one of the router's addresses that came
-// in at in. The frame may be rewritten in place; it is not kept.
+// Deliver handles a plain IPv4 or IPv6 frame (Ethernet header, valid IP
+// header without padding) addressed to one of the router's addresses that
+// came in at in. The frame may be rewritten in place; it is not kept.
 func (s *Stage) Deliver(in Ingress, frame []byte) {
+	if frame[packet.EthernetHeaderLen]>>4 == 6 {
+		s.deliver6(in, frame)
+		return
+	}
 	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
 	if ip.IsFragment() {
 		in.Stats.Drop(stats.NotForwarded) // the host reassembles nothing

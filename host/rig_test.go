@@ -24,11 +24,12 @@ import (
 // The host stage's tests run it behind a real router, as datapath wires
 // it, so that what they see is what leaves the gateway's port.
 
-// capture is a router Link that keeps copies of what it was sent.
+// capture is a router port's egress that keeps copies of what it was sent.
 type capture struct{ frames [][]byte }
 
-func (c *capture) Send(f []byte, off packet.Offload) {
+func (c *capture) WriteFrame(f []byte, off packet.Offload) error {
 	c.frames = append(c.frames, append([]byte(nil), f...))
+	return nil
 }
 
 func (c *capture) take() [][]byte {

@@ -1,7 +1,6 @@
 package nat
 
 import (
-	"encoding/binary"
 	"runtime"
 	"slices"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // established sets up a masqueraded TCP connection from web to remote:443
@@ -90,7 +90,7 @@ func BenchmarkConntrackInsert(b *testing.B) {
 	for b.Loop() {
 		copy(buf, tmpl)
 		buf[18] = byte(i >> 16) // to 198.51.x.7: masquerade has 64k ports per peer
-		binary.BigEndian.PutUint16(buf[20:22], uint16(i))
+		packet.Ports(buf[20:]).SetSrc(uint16(i))
 		if hooks(g.tr, buf, "front", UplinkName, uplink).Action != Accept {
 			b.Fatal("refused")
 		}
@@ -114,7 +114,7 @@ func BenchmarkConntrackMemory(b *testing.B) {
 		for i := range uint32(n) {
 			copy(buf, tmpl)
 			buf[18] = byte(i >> 16) // to 198.51.x.7: masquerade has 64k ports per peer
-			binary.BigEndian.PutUint16(buf[20:22], uint16(i))
+			packet.Ports(buf[20:]).SetSrc(uint16(i))
 			if hooks(g.tr, buf, "front", UplinkName, uplink).Action != Accept {
 				b.Fatal("refused")
 			}
@@ -147,7 +147,7 @@ func fillConns(b *testing.B, g *rig, n int) uint64 {
 	for i := range uint32(n) {
 		copy(buf, tmpl)
 		buf[18] = byte(i >> 16) // masquerade has 64k ports per peer
-		binary.BigEndian.PutUint16(buf[20:22], uint16(i))
+		packet.Ports(buf[20:]).SetSrc(uint16(i))
 		if hooks(g.tr, buf, "front", UplinkName, uplink).Action != Accept {
 			b.Fatal("refused")
 		}
@@ -238,4 +238,70 @@ func BenchmarkConntrackScale(b *testing.B) {
 			}
 		})
 	}
+}
+
+// established6 sets up a masqueraded IPv6 TCP connection from web to
+// remote6:443 and returns a segment of each direction, as they arrive.
+func established6(tb testing.TB, g *rig) (out, in []byte) {
+	cli, srv, masq := ap(web6, 40000), ap(remote6, 443), ap(uplink6, 40000)
+	g.forward6("front", UplinkName, tcp6Pkt(tb, cli, srv, fSYN, ""))
+	g.forward6(UplinkName, "front", tcp6Pkt(tb, srv, masq, fSYN|fACK, ""))
+	g.forward6("front", UplinkName, tcp6Pkt(tb, cli, srv, fACK, ""))
+	return tcp6Pkt(tb, cli, srv, fACK|fPSH, "0123456789abcdef"),
+		tcp6Pkt(tb, srv, masq, fACK|fPSH, "fedcba9876543210")
+}
+
+// hooks6 is hooks for an IPv6 packet.
+func hooks6(tr *Tracker, ip []byte, in, out string, outAddr [16]byte) Verdict {
+	var f Flow
+	if v := tr.Prerouting6(&f, ip, in); v.Action != Accept {
+		return v
+	}
+	if v := tr.Filter(&f, Forward, out); v.Action != Accept {
+		return v
+	}
+	return tr.Postrouting6(&f, ip, out, outAddr)
+}
+
+func TestEstablishedFlow6AllocatesNothing(t *testing.T) {
+	g := newRig6(t)
+	outPkt, inPkt := established6(t, g)
+	buf := make([]byte, len(outPkt))
+	allocs := testing.AllocsPerRun(1000, func() {
+		copy(buf, outPkt)
+		if hooks6(g.tr, buf, "front", UplinkName, g.addr6(UplinkName)).Action != Accept {
+			panic("dropped")
+		}
+		copy(buf, inPkt)
+		if hooks6(g.tr, buf, UplinkName, "front", g.addr6("front")).Action != Accept {
+			panic("dropped")
+		}
+	})
+	require.Zero(t, allocs, "allocations per packet pair")
+	requireFlow6(t, buf, ap(remote6, 443), ap(web6, 40000))
+	requireChecksums6(t, buf)
+}
+
+// BenchmarkNAT6Established is BenchmarkNATEstablished for IPv6: the
+// per-packet cost of the hooks for a masqueraded (NAT66) TCP connection,
+// both directions alternating.
+func BenchmarkNAT6Established(b *testing.B) {
+	g := newRig6(b)
+	outPkt, inPkt := established6(b, g)
+	buf := make([]byte, len(outPkt))
+	front, uplink := g.addr6("front"), g.addr6(UplinkName)
+	b.SetBytes(int64(len(outPkt)))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i&1 == 0 {
+			copy(buf, outPkt)
+			hooks6(g.tr, buf, "front", UplinkName, uplink)
+		} else {
+			copy(buf, inPkt)
+			hooks6(g.tr, buf, UplinkName, "front", front)
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(i), "ns/packet")
 }

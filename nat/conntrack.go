@@ -145,7 +145,31 @@ type Conn struct {
 	dead        atomic.Bool // removed from the table
 	links       [2]link     // its entries in the table's index: orig, reply
 	targets     [2]Tuple    // what target returns, set on insert
+	// six holds an IPv6 connection's tuples; orig, reply and targets
+	// then hold only its ports and protocol (see Tuple6.ports).
+	six *conn6
 }
+
+// conn6 is what an IPv6 connection holds beyond a Conn.
+type conn6 struct {
+	orig, reply Tuple6
+	targets     [2]Tuple6
+}
+
+// newConn6 returns an IPv6 connection with tuple orig, allocated with its
+// conn6 at once.
+func newConn6(orig Tuple6) *Conn {
+	c := &struct {
+		Conn
+		six conn6
+	}{}
+	c.Conn.six = &c.six
+	c.orig, c.six.orig = orig.ports(), orig
+	return &c.Conn
+}
+
+// target6 is what an IPv6 packet travelling in dir is rewritten to.
+func (c *Conn) target6(d Dir) *Tuple6 { return &c.six.targets[d] }
 
 // target is what a packet travelling in dir is rewritten to: the reverse of
 // the other direction's tuple.
@@ -161,7 +185,7 @@ func (c *Conn) timeout() time.Duration {
 			return udpStreamTimeout
 		}
 		return udpTimeout
-	case packet.ProtoICMP:
+	case packet.ProtoICMP, packet.ProtoICMPv6:
 		return icmpTimeout
 	}
 	return genericTimeout
@@ -176,6 +200,7 @@ type Table struct {
 	count  atomic.Int64
 	sweep  atomic.Uint32 // next shard the incremental sweep visits
 	seed   uint64        // keys the shard hash
+	seed6  uint64        // keys the fold of IPv6 addresses into a key
 
 	// Counters, as `conntrack -S` shows them: Dropped counts new
 	// connections a full table refused, InsertFailed those whose
@@ -186,8 +211,15 @@ type Table struct {
 
 const numShards = 256
 
-// key packs a tuple into 16 bytes without padding.
+// key packs a tuple into 16 bytes without padding. An IPv6 tuple's key
+// (keyV6 set in rest) holds its addresses folded by a keyed hash: equal
+// keys then say equal tuples only once the tuples compare equal too (see
+// shard.get).
 type key struct{ addrs, rest uint64 }
+
+const keyV6 = 1 << 63
+
+func (k key) v6() bool { return k.rest&keyV6 != 0 }
 
 func (t Tuple) key() key {
 	return key{
@@ -198,7 +230,7 @@ func (t Tuple) key() key {
 
 // NewTable returns an empty table holding at most max connections.
 func NewTable(max int, clk clock.Clock) *Table {
-	t := &Table{clock: clk, max: max, seed: rand.Uint64()}
+	t := &Table{clock: clk, max: max, seed: rand.Uint64(), seed6: rand.Uint64()}
 	for i := range t.shards {
 		t.shards[i].idx.Store(newIndex(minSlots))
 	}
@@ -211,15 +243,28 @@ func (t *Table) shardOf(hash uint64) *shard { return &t.shards[hash>>56] }
 
 // Lookup finds the live connection of a packet with tuple tup and the
 // packet's direction in it. It takes no lock.
-func (t *Table) Lookup(tup Tuple) (*Conn, Dir, bool) { return t.lookup(tup.key()) }
+func (t *Table) Lookup(tup Tuple) (*Conn, Dir, bool) { return t.lookup(tup.key(), nil) }
 
-func (t *Table) lookup(k key) (*Conn, Dir, bool) {
+// Lookup6 is Lookup for an IPv6 tuple.
+func (t *Table) Lookup6(tup *Tuple6) (*Conn, Dir, bool) { return t.lookup(tup.key(t.seed6), tup) }
+
+// lookup finds the connection of key k (of IPv6 tuple t6, for an IPv6 key).
+func (t *Table) lookup(k key, t6 *Tuple6) (*Conn, Dir, bool) {
 	h := k.hash(t.seed)
-	c := t.shardOf(h).get(k, h)
-	if c == nil || c.expires.Load() < t.clock.Now() || c.dead.Load() {
+	var l *link
+	if t6 == nil {
+		l = t.shardOf(h).get(k, h)
+	} else {
+		l = t.shardOf(h).get6(k, h, t6)
+	}
+	if l == nil {
 		return nil, 0, false
 	}
-	if k == c.links[Original].k {
+	c := l.c
+	if c.expires.Load() < t.clock.Now() || c.dead.Load() {
+		return nil, 0, false
+	}
+	if l == &c.links[Original] {
 		return c, Original, true
 	}
 	return c, Reply, true
@@ -239,9 +284,8 @@ func (t *Table) insert(c *Conn) bool {
 		return false
 	}
 	c.expires.Store(t.clock.Now() + int64(c.timeout()))
-	c.targets = [2]Tuple{Original: c.reply.Reverse(), Reply: c.orig.Reverse()}
-	for i, tup := range [2]Tuple{c.orig, c.reply} {
-		k := tup.key()
+	c.setTargets()
+	for i, k := range t.keys(c) {
 		c.links[i] = link{k: k, hash: k.hash(t.seed), c: c}
 	}
 	for i := range c.links {
@@ -271,7 +315,7 @@ func (t *Table) remove(c *Conn) bool {
 		l := &c.links[i]
 		s := t.shardOf(l.hash)
 		s.mu.Lock()
-		s.del(l.k, l.hash, c)
+		s.del(l)
 		s.mu.Unlock()
 	}
 	return true
@@ -360,19 +404,34 @@ func (t *Table) Sweep(n int) {
 // (the endpoint that had it is gone, so are its connections and NAT
 // mappings) and returns how many it removed.
 func (t *Table) RemoveAddr(addr [4]byte) int {
+	return t.removeIf(func(c *Conn) bool {
+		return c.six == nil && (c.orig.Src == addr || c.orig.Dst == addr || c.reply.Src == addr || c.reply.Dst == addr)
+	})
+}
+
+// RemoveAddr6 is RemoveAddr for an IPv6 address.
+func (t *Table) RemoveAddr6(addr [16]byte) int {
+	return t.removeIf(func(c *Conn) bool {
+		six := c.six
+		return six != nil && (six.orig.Src == addr || six.orig.Dst == addr || six.reply.Src == addr || six.reply.Dst == addr)
+	})
+}
+
+// removeIf removes the connections gone selects and returns how many.
+func (t *Table) removeIf(gone func(*Conn) bool) int {
 	n := 0
 	for i := range t.shards {
 		s := &t.shards[i]
-		var gone []*Conn
+		var list []*Conn
 		s.mu.Lock()
 		s.each(func(c *Conn) bool {
-			if c.orig.Src == addr || c.orig.Dst == addr || c.reply.Src == addr || c.reply.Dst == addr {
-				gone = append(gone, c)
+			if gone(c) {
+				list = append(list, c)
 			}
 			return true
 		})
 		s.mu.Unlock()
-		for _, c := range gone {
+		for _, c := range list {
 			if t.remove(c) {
 				n++
 			}
@@ -386,6 +445,7 @@ func (t *Table) Len() int { return int(t.count.Load()) }
 
 // Entry is a connection as `uswitch conntrack` shows it, like conntrack -L.
 type Entry struct {
+	Family  string         `json:"family"` // ipv4 or ipv6, as conntrack -L's first column
 	Proto   string         `json:"proto"`
 	State   string         `json:"state,omitempty"` // TCP only
 	Orig    TupleView      `json:"original"`
@@ -397,7 +457,6 @@ type Entry struct {
 	Timeout clock.Duration `json:"timeout"` // "117s" in JSON
 	Packets [2]uint64      `json:"packets"` // original, reply
 	Bytes   [2]uint64      `json:"bytes"`
-	sortKey Tuple
 }
 
 // TupleView is a tuple for JSON.
@@ -412,6 +471,26 @@ func view(t Tuple) TupleView {
 	return TupleView{Src: netip.AddrFrom4(t.Src), Dst: netip.AddrFrom4(t.Dst), Sport: t.Sport, Dport: t.Dport}
 }
 
+func view6(t *Tuple6) TupleView {
+	return TupleView{Src: netip.AddrFrom16(t.Src), Dst: netip.AddrFrom16(t.Dst), Sport: t.Sport, Dport: t.Dport}
+}
+
+// views are c's tuples for listings: original, reply.
+func (c *Conn) views() (TupleView, TupleView) {
+	if c.six != nil {
+		return view6(&c.six.orig), view6(&c.six.reply)
+	}
+	return view(c.orig), view(c.reply)
+}
+
+// origAddrs are the addresses of c's original tuple.
+func (c *Conn) origAddrs() (src, dst netip.Addr) {
+	if c.six != nil {
+		return netip.AddrFrom16(c.six.orig.Src), netip.AddrFrom16(c.six.orig.Dst)
+	}
+	return netip.AddrFrom4(c.orig.Src), netip.AddrFrom4(c.orig.Dst)
+}
+
 // Entries lists the live connections, sorted by original tuple. It holds
 // the whole table in memory: the API streams with Each instead.
 func (t *Table) Entries() []Entry {
@@ -420,14 +499,16 @@ func (t *Table) Entries() []Entry {
 		out = append(out, *e)
 		return nil
 	})
-	sort.Slice(out, func(i, j int) bool { return less(out[i].sortKey, out[j].sortKey) })
+	sort.Slice(out, func(i, j int) bool { return less(&out[i], &out[j]) })
 	return out
 }
 
-// Filter selects connections by their original tuple and state, as
-// `conntrack -L` does with -p, -s, -d, --sport, --dport and --state; a zero
+// Filter selects connections by their family, original tuple and state,
+// as `conntrack -L` does with -f, -p, -s, -d, --sport, --dport and
+// --state; a zero
 // field matches every connection.
 type Filter struct {
+	Family       string // "ipv4" or "ipv6"
 	Proto        uint8
 	Src, Dst     netip.Addr
 	Sport, Dport uint16
@@ -438,11 +519,16 @@ func (f *Filter) match(c *Conn) bool {
 	o := &c.orig
 	switch {
 	case f.Proto != 0 && o.Proto != f.Proto,
-		f.Src.IsValid() && (!f.Src.Is4() || f.Src.As4() != o.Src),
-		f.Dst.IsValid() && (!f.Dst.Is4() || f.Dst.As4() != o.Dst),
 		f.Sport != 0 && o.Sport != f.Sport,
-		f.Dport != 0 && o.Dport != f.Dport:
+		f.Dport != 0 && o.Dport != f.Dport,
+		f.Family == "ipv4" && c.six != nil, f.Family == "ipv6" && c.six == nil:
 		return false
+	}
+	if f.Src.IsValid() || f.Dst.IsValid() {
+		src, dst := c.origAddrs()
+		if f.Src.IsValid() && f.Src.Unmap() != src || f.Dst.IsValid() && f.Dst.Unmap() != dst {
+			return false
+		}
 	}
 	return f.State == "" || o.Proto == packet.ProtoTCP && TCPState(c.tcp.Load()).String() == f.State
 }
@@ -481,9 +567,13 @@ func (t *Table) Each(f Filter, fn func(*Entry) error) error {
 
 // entry is c as listings show it, at time now.
 func (c *Conn) entry(now int64) Entry {
-	e := Entry{Proto: protoName(c.orig.Proto), Orig: view(c.orig), Reply: view(c.reply),
+	e := Entry{Family: "ipv4", Proto: protoName(c.orig.Proto),
 		SNAT: c.nat&natSrc != 0, DNAT: c.nat&natDst != 0, Replied: c.replied.Load(), Assured: c.assured.Load(),
-		Timeout: clock.Duration(c.expires.Load() - now), sortKey: c.orig}
+		Timeout: clock.Duration(c.expires.Load() - now)}
+	e.Orig, e.Reply = c.views()
+	if c.six != nil {
+		e.Family = "ipv6"
+	}
 	if c.orig.Proto == packet.ProtoTCP {
 		e.State = TCPState(c.tcp.Load()).String()
 	}
@@ -493,18 +583,23 @@ func (c *Conn) entry(now int64) Entry {
 	return e
 }
 
-func less(a, b Tuple) bool {
+// less orders listings by family (IPv4 first), protocol, then original
+// tuple.
+func less(a, b *Entry) bool {
+	if a.Family != b.Family {
+		return a.Family < b.Family
+	}
 	if a.Proto != b.Proto {
 		return a.Proto < b.Proto
 	}
-	if a.Src != b.Src {
-		return string(a.Src[:]) < string(b.Src[:])
+	if c := a.Orig.Src.Compare(b.Orig.Src); c != 0 {
+		return c < 0
 	}
-	if a.Dst != b.Dst {
-		return string(a.Dst[:]) < string(b.Dst[:])
+	if c := a.Orig.Dst.Compare(b.Orig.Dst); c != 0 {
+		return c < 0
 	}
-	if a.Sport != b.Sport {
-		return a.Sport < b.Sport
+	if a.Orig.Sport != b.Orig.Sport {
+		return a.Orig.Sport < b.Orig.Sport
 	}
-	return a.Dport < b.Dport
+	return a.Orig.Dport < b.Orig.Dport
 }

@@ -1,13 +1,13 @@
 package nat
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"testing"
 
 	"github.com/google/gopacket/layers"
 	"github.com/stretchr/testify/require"
 
+	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/stats"
 )
 
@@ -28,8 +28,8 @@ func TestSYNFloodOnListeningPublishedPort(t *testing.T) {
 	for i := range n {
 		src := 0xcb000000 | uint32(i) // spoofed sources in 203.0.0.0/8
 		copy(in, syn)
-		binary.BigEndian.PutUint32(in[12:16], src)
-		binary.BigEndian.PutUint16(in[20:22], uint16(1024+i%60000))
+		packet.IPv4(in).SetSrc([4]byte{byte(src >> 24), byte(src >> 16), byte(src >> 8), byte(src)})
+		packet.Ports(in[20:]).SetSrc(uint16(1024 + i%60000))
 		r := g.pass(UplinkName, in)
 		require.Equal(t, accept, r.v, "spoofed SYN %d", i)
 		// the listener answers each SYN; its SYN/ACK goes back out
@@ -58,7 +58,7 @@ func TestSYNFloodOnListeningPublishedPort(t *testing.T) {
 	require.Zero(t, g.tr.Table.Dropped.Load(), "no new connection refused")
 	for i := range 50 { // more flood does not push the real ones out
 		copy(in, syn)
-		binary.BigEndian.PutUint32(in[12:16], 0xcc000000|uint32(i))
+		packet.IPv4(in).SetSrc([4]byte{0xcc, 0, 0, byte(i)})
 		require.Equal(t, accept, g.pass(UplinkName, in).v)
 	}
 	for i := range 50 {
@@ -132,9 +132,9 @@ func TestInvalidDroppedAtForward(t *testing.T) {
 	dst := ap(remoteAddr, 53)
 	short := func(b []byte, l4 int) []byte {
 		b = b[:20+l4]
-		binary.BigEndian.PutUint16(b[2:4], uint16(20+l4))
-		b[10], b[11] = 0, 0
-		binary.BigEndian.PutUint16(b[10:12], ipSum16(b[:20]))
+		ip := packet.IPv4(b)
+		ip.SetTotalLen(uint16(20 + l4))
+		ip.SetHeaderChecksum()
 		return b
 	}
 	for name, pkt := range map[string][]byte{
@@ -164,17 +164,6 @@ func TestInvalidDroppedAtForward(t *testing.T) {
 func serializeICMP(t *testing.T, src, dst netip.Addr, typ uint8) []byte {
 	ip := ipLayer(src, dst, layers.IPProtocolICMPv4)
 	return serialize(t, ip, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, 0)})
-}
-
-func ipSum16(h []byte) uint16 {
-	var s uint32
-	for i := 0; i < len(h); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(h[i:]))
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return ^uint16(s)
 }
 
 // A table full of closed TCP connections (TIME_WAIT, assured) still takes

@@ -1,7 +1,6 @@
 package nat
 
 import (
-	"encoding/binary"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -35,6 +34,9 @@ var (
 	dbAddr     = netip.MustParseAddr("172.21.0.20")
 	vaultAddr  = netip.MustParseAddr("172.22.0.30")
 )
+
+// UplinkName is the uplink's name (rule.Uplink), short for the tests.
+const UplinkName = rule.Uplink
 
 func ap(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
 
@@ -314,7 +316,7 @@ func requireChecksums(t testing.TB, b []byte) {
 		require.Equal(t, d.icmp.Checksum, c.Checksum, "ICMP checksum (gopacket)")
 		if (packet.ICMP(msg)).IsError() && len(d.icmp.Payload) >= 20 {
 			inner := d.icmp.Payload
-			if tl := int(binary.BigEndian.Uint16(inner[2:4])); tl == len(inner) {
+			if tl := int(packet.IPv4(inner).TotalLen()); tl == len(inner) {
 				requireChecksums(t, inner) // quoted whole: everything verifies
 			} else {
 				var q layers.IPv4 // a partial quote: its header, at least

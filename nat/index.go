@@ -52,8 +52,9 @@ func (k key) hash(seed uint64) uint64 {
 
 func (h *index) start(hash uint64) uint64 { return (hash >> 24) & h.mask }
 
-// get returns the connection indexed under k, or nil. It takes no lock.
-func (s *shard) get(k key, hash uint64) *Conn {
+// get returns the link indexed under IPv4 key k, or nil. It takes no
+// lock. (Small enough to be inlined into the IPv4 path: get6 is apart.)
+func (s *shard) get(k key, hash uint64) *link {
 	idx := s.idx.Load()
 	i := idx.start(hash)
 	for range idx.slots {
@@ -62,11 +63,38 @@ func (s *shard) get(k key, hash uint64) *Conn {
 			return nil
 		}
 		if l != tombstone && l.k == k {
-			return l.c
+			return l
 		}
 		i = (i + 1) & idx.mask
 	}
 	return nil
+}
+
+// get6 is get for an IPv6 key, which stands for its tuple t6 folded: a
+// link is the one looked for when its connection's tuple is t6 too.
+func (s *shard) get6(k key, hash uint64, t6 *Tuple6) *link {
+	idx := s.idx.Load()
+	for i, n := idx.start(hash), 0; n < len(idx.slots); i, n = (i+1)&idx.mask, n+1 {
+		switch l := idx.slots[i].Load(); {
+		case l == nil:
+			return nil
+		case l != tombstone && l.k == k && *l.tuple6() == *t6:
+			return l
+		}
+	}
+	return nil
+}
+
+// same reports whether two links with equal keys stand for the same
+// tuple: always for IPv4, whose keys are the tuples.
+func (l *link) same(o *link) bool { return !l.k.v6() || *l.tuple6() == *o.tuple6() }
+
+// tuple6 is the IPv6 tuple of an IPv6 connection's link.
+func (l *link) tuple6() *Tuple6 {
+	if l == &l.c.links[Original] {
+		return &l.c.six.orig
+	}
+	return &l.c.six.reply
 }
 
 // put indexes l, replacing and returning the connection indexed under the
@@ -93,7 +121,7 @@ func (s *shard) put(l *link) *Conn {
 			if free < 0 {
 				free = int(i)
 			}
-		case cur.k == l.k:
+		case cur.k == l.k && cur.same(l):
 			idx.slots[i].Store(l)
 			return cur.c
 		}
@@ -102,23 +130,21 @@ func (s *shard) put(l *link) *Conn {
 	panic("nat: connection index full") // unreachable: rebuild keeps it half empty
 }
 
-// del removes the link of c indexed under k, if c is what k indexes.
-// s.mu is held.
-func (s *shard) del(k key, hash uint64, c *Conn) {
+// del removes link l, if the index holds it (another connection may
+// have replaced it under its key). s.mu is held.
+func (s *shard) del(l *link) {
 	idx := s.idx.Load()
-	i := idx.start(hash)
+	i := idx.start(l.hash)
 	for range idx.slots {
-		l := idx.slots[i].Load()
-		if l == nil {
+		cur := idx.slots[i].Load()
+		if cur == nil {
 			return
 		}
-		if l != tombstone && l.k == k {
-			if l.c == c {
-				idx.slots[i].Store(tombstone)
-				s.live--
-				if s.live*8 < len(idx.slots) && len(idx.slots) > 4*minSlots {
-					s.rebuild(s.live)
-				}
+		if cur == l {
+			idx.slots[i].Store(tombstone)
+			s.live--
+			if s.live*8 < len(idx.slots) && len(idx.slots) > 4*minSlots {
+				s.rebuild(s.live)
 			}
 			return
 		}

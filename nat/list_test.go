@@ -1,7 +1,6 @@
 package nat
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net/netip"
@@ -56,8 +55,8 @@ func TestEachMemoryBounded(t *testing.T) {
 	buf := make([]byte, len(tmpl))
 	for i := range n {
 		copy(buf, tmpl)
-		binary.BigEndian.PutUint32(buf[16:20], 0xc6336400|uint32(i>>16)) // 198.51.100.x
-		binary.BigEndian.PutUint16(buf[20:22], uint16(i))
+		packet.IPv4(buf).SetDst([4]byte{198, 51, 100, byte(i >> 16)}) // 198.51.100.x
+		packet.Ports(buf[20:]).SetSrc(uint16(i))
 		require.Equal(t, accept, g.pass("front", buf).v)
 	}
 	require.Equal(t, n, g.tr.Table.Len())

@@ -38,7 +38,9 @@ type Flow struct {
 	Rec *trace.Recorder
 
 	meta    Meta
-	orig    Tuple // as the packet arrived
+	orig    Tuple  // as the packet arrived (an IPv6 packet's ports and protocol)
+	orig6   Tuple6 // an IPv6 packet's tuple as it arrived
+	off6    int    // where an IPv6 packet's upper-layer header starts
 	conn    *Conn
 	dir     Dir
 	tracked bool // a connection exists or will be made at Postrouting
@@ -53,83 +55,117 @@ type Flow struct {
 // verdict (Accept, Drop or Reject).
 func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 	*f = Flow{Partial: f.Partial, Rec: f.Rec, meta: Meta{In: in, Size: len(ip)}}
-	dry := f.Rec != nil && f.Rec.Dry
 	ok := f.meta.T.read(ip)
 	if !ok {
 		f.orig = f.meta.T
-		f.meta.State = StateInvalid
-		if ip.Protocol() == packet.ProtoICMP && t.relatedIn(f, ip) {
-			f.meta.State = StateRelated
-		}
-		if f.Rec != nil {
-			f.Rec.Addf(trace.Conntrack, "conntrack", "%s: not trackable by itself", stateText(f.meta.State))
-		}
-		return t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
+		return t.untracked(f, ip.Protocol() == packet.ProtoICMP && t.relatedIn(f, ip))
 	}
-	c, d, found := t.Table.lookup(keyOf(ip, &f.meta.T))
+	c, d, found := t.Table.lookup(keyOf(ip, &f.meta.T), nil)
 	if !found && f.Rec != nil {
-		c, d, found = pending(f.Rec, keyOf(ip, &f.meta.T))
+		c, d, found = pending(f.Rec, keyOf(ip, &f.meta.T), nil)
 	}
 	if found {
-		if st := t.update(c, d, ip, dry); st != stateReopen {
-			f.conn, f.dir, f.tracked = c, d, true
-			f.meta.State = st
-			if c.nat&natDst != 0 {
-				f.meta.State |= stateDNAT
-			}
+		if st := t.update(c, d, ip.Payload(), len(ip), f.Rec != nil && f.Rec.Dry); st != stateReopen {
+			f.found(c, d, st)
 			if f.Rec != nil {
-				f.Rec.Addf(trace.Conntrack, "conntrack", "%s, %s direction of [%v] -> [%v]", stateText(st), dirName(d), c.orig, c.reply)
+				f.traceFound()
 			}
-			if v := t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec); v.Action != Accept {
-				return v
-			}
-			if c.nat != 0 {
+			v := t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
+			if v.Action == Accept && c.nat != 0 {
 				tg := c.target(d)
 				if f.Rec != nil && (tg.Dst != f.meta.T.Dst || tg.Dport != f.meta.T.Dport) {
-					f.Rec.Addf(trace.NAT, "prerouting", "destination %v:%d -> %v:%d, as the connection says", netip.AddrFrom4(f.meta.T.Dst), f.meta.T.Dport, netip.AddrFrom4(tg.Dst), tg.Dport)
+					f.Rec.Addf(trace.NAT, "prerouting", "destination %v -> %v, as the connection says",
+						netip.AddrPortFrom(netip.AddrFrom4(f.meta.T.Dst), f.meta.T.Dport), netip.AddrPortFrom(netip.AddrFrom4(tg.Dst), tg.Dport))
 				}
 				rewriteDst(ip, tg, f.Partial)
 				f.meta.T.Dst, f.meta.T.Dport = tg.Dst, tg.Dport
 			}
-			return accept
+			return v
 		}
 		// a SYN reopening the tuple: the packet opens a new connection
 	}
 	f.orig = f.meta.T
-	tup := &f.orig
-	f.meta.State = StateNew
-	f.tracked = true
-	if tup.Proto == packet.ProtoTCP {
-		l4 := ip.Payload()
-		if len(l4) < 14 || (classify(l4[13]) != tcpSyn && classify(l4[13]) != tcpAck) {
-			f.meta.State, f.tracked = StateInvalid, false // not a connection's first segment
-		}
-	}
-	if tup.Proto == packet.ProtoICMP && packet.ICMP(ip.Payload()).Type() == packet.ICMPEchoReply {
-		f.meta.State, f.tracked = StateInvalid, false // a reply to no request, as Linux says
-	}
-	if f.Rec != nil {
-		f.Rec.Addf(trace.Conntrack, "conntrack", "%s: no connection of %v", stateText(f.meta.State), f.orig)
-	}
-	if v := t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec); v.Action != Accept || !f.tracked {
+	if v := t.first(f, ip.Payload()); v.Action != Accept || !f.tracked {
 		return v
 	}
 	if r := t.Rules.natRule(Prerouting, &f.meta, f.Rec); r != nil && r.Action == DNAT {
 		tg := f.meta.T
 		tg.Dst = r.toAddr
-		if r.ToPort != 0 && hasPorts(tup.Proto) {
+		if r.ToPort != 0 && hasPorts(tg.Proto) {
 			tg.Dport = r.ToPort
 		}
-		if f.Rec != nil {
-			f.Rec.Add(trace.Step{Kind: trace.NAT, Where: "prerouting", Rule: r.Comment,
-				Text: fmt.Sprintf("dnat: destination %v:%d -> %v:%d", netip.AddrFrom4(f.meta.T.Dst), f.meta.T.Dport, netip.AddrFrom4(tg.Dst), tg.Dport)})
-		}
+		f.traceDNAT(r, netip.AddrPortFrom(netip.AddrFrom4(f.meta.T.Dst), f.meta.T.Dport), netip.AddrPortFrom(netip.AddrFrom4(tg.Dst), tg.Dport))
 		rewriteDst(ip, tg, f.Partial)
 		f.meta.T = tg
 		f.meta.State |= stateDNAT
 		f.dnat = true
 	}
 	return accept
+}
+
+// untracked ends prerouting for a packet conntrack cannot track by itself:
+// INVALID, or RELATED when it is an error about a tracked connection.
+func (t *Tracker) untracked(f *Flow, related bool) Verdict {
+	f.meta.State = StateInvalid
+	if related {
+		f.meta.State = StateRelated
+	}
+	if f.Rec != nil {
+		f.Rec.Addf(trace.Conntrack, "conntrack", "%s: not trackable by itself", stateText(f.meta.State))
+	}
+	return t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
+}
+
+// found records that the packet belongs to connection c, in direction d,
+// with state st (update's word). Small enough to be inlined: the trace
+// (traceFound) is the caller's.
+func (f *Flow) found(c *Conn, d Dir, st uint8) {
+	f.conn, f.dir, f.tracked = c, d, true
+	f.meta.State = st
+	if c.nat&natDst != 0 {
+		f.meta.State |= stateDNAT
+	}
+}
+
+// traceFound records the connection found.
+func (f *Flow) traceFound() {
+	o, r := f.conn.views()
+	f.Rec.Addf(trace.Conntrack, "conntrack", "%s, %s direction of [%v] -> [%v]", stateText(f.meta.State&^stateDNAT), dirName(f.dir), o, r)
+}
+
+// first runs the prerouting rules for a packet with no connection
+// (transport header l4): NEW when it may open one, INVALID when it
+// cannot (a TCP segment other than a SYN or an ACK, an echo reply).
+func (t *Tracker) first(f *Flow, l4 []byte) Verdict {
+	f.meta.State = StateNew
+	f.tracked = true
+	switch f.orig.Proto {
+	case packet.ProtoTCP:
+		if len(l4) < 14 || (classify(l4[13]) != tcpSyn && classify(l4[13]) != tcpAck) {
+			f.meta.State, f.tracked = StateInvalid, false // not a connection's first segment
+		}
+	case packet.ProtoICMP, packet.ProtoICMPv6:
+		if p := f.orig.Proto; len(l4) > 0 && (p == packet.ProtoICMP && !f.meta.V6 && l4[0] == packet.ICMPEchoReply ||
+			p == packet.ProtoICMPv6 && f.meta.V6 && l4[0] == packet.ICMPv6EchoReply) {
+			f.meta.State, f.tracked = StateInvalid, false // a reply to no request, as Linux says
+		}
+	}
+	if f.Rec != nil {
+		if f.meta.V6 {
+			f.Rec.Addf(trace.Conntrack, "conntrack", "%s: no connection of %v", stateText(f.meta.State), f.orig6)
+		} else {
+			f.Rec.Addf(trace.Conntrack, "conntrack", "%s: no connection of %v", stateText(f.meta.State), f.orig)
+		}
+	}
+	return t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
+}
+
+// traceDNAT records the DNAT rule r translating a new connection's
+// destination from from to to.
+func (f *Flow) traceDNAT(r *Rule, from, to netip.AddrPort) {
+	if f.Rec != nil {
+		f.Rec.Add(trace.Step{Kind: trace.NAT, Where: "prerouting", Rule: r.Comment, Text: fmt.Sprintf("dnat: destination %v -> %v", from, to)})
+	}
 }
 
 // Filter runs a filter hook (input, forward or output) for the packet.
@@ -164,34 +200,60 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 	}
 	cur := f.meta.T
 	c := &Conn{orig: f.orig}
+	src, sport := cur.Src, cur.Sport
+	switch r := t.snatRule(f); {
+	case r == nil:
+	case r.Action == Masquerade:
+		src = outAddr
+	case r.Action == SNAT:
+		src = r.toAddr
+		sport = snatPort(r, cur)
+	}
+	if src != cur.Src || sport != cur.Sport {
+		c.nat |= natSrc
+	}
+	c.reply = Tuple{Src: cur.Dst, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
+	if v := t.commit(f, c, ip.Payload()); v.Action != Accept {
+		return v
+	}
+	if c.nat&natSrc != 0 {
+		rewriteSrc(ip, c.reply.Reverse(), f.Partial)
+	}
+	return accept
+}
+
+// snatRule finds the source NAT rule of a new connection (nil: none).
+func (t *Tracker) snatRule(f *Flow) *Rule {
+	r := t.Rules.natRule(Postrouting, &f.meta, f.Rec)
+	if r != nil && f.Rec != nil {
+		f.Rec.Add(trace.Step{Kind: trace.NAT, Where: "postrouting", Rule: r.Comment, Text: "source translation: " + r.Action.String()})
+	}
+	return r
+}
+
+// snatPort is the source port SNAT rule r gives a connection whose
+// packet has tuple cur.
+func snatPort(r *Rule, cur Tuple) uint16 {
+	if r.ToPort != 0 && hasPorts(cur.Proto) {
+		return r.ToPort
+	}
+	return cur.Sport
+}
+
+// commit makes the new connection c (its tuples and NAT decided) of a
+// flow whose first packet's transport header is l4: its source port made
+// unique when its source is translated, its state, its counters. A full
+// table refuses it with Drop; a dry trace keeps it in its recorder.
+func (t *Tracker) commit(f *Flow, c *Conn, l4 []byte) Verdict {
 	if f.dnat {
 		c.nat |= natDst
 	}
-	src, sport := cur.Src, cur.Sport
-	if r := t.Rules.natRule(Postrouting, &f.meta, f.Rec); r != nil {
-		if f.Rec != nil {
-			f.Rec.Add(trace.Step{Kind: trace.NAT, Where: "postrouting", Rule: r.Comment, Text: "source translation: " + r.Action.String()})
-		}
-		switch r.Action {
-		case Masquerade:
-			src = outAddr
-		case SNAT:
-			src = r.toAddr
-			if r.ToPort != 0 && hasPorts(cur.Proto) {
-				sport = r.ToPort
-			}
-		}
-		if src != cur.Src || sport != cur.Sport {
-			c.nat |= natSrc
-		}
-	}
-	c.reply = Tuple{Src: cur.Dst, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
-	if c.nat&natSrc != 0 && !t.freePort(&c.reply) {
+	if c.nat&natSrc != 0 && !t.freePort(c) {
 		t.Table.InsertFailed.Add(1)
 		return clash
 	}
-	if cur.Proto == packet.ProtoTCP {
-		if classify(packet.TCP(ip.Payload()).Flags()) == tcpSyn {
+	if c.orig.Proto == packet.ProtoTCP {
+		if classify(packet.TCP(l4).Flags()) == tcpSyn {
 			c.tcp.Store(uint32(TCPSynSent))
 		} else {
 			c.tcp.Store(uint32(TCPEstablished)) // picked up mid-stream, like nf_conntrack_tcp_loose
@@ -200,19 +262,17 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 	c.packets[Original].Store(1)
 	c.bytes[Original].Store(uint64(f.meta.Size))
 	if f.Rec != nil {
+		o, r := c.views()
 		if c.nat&natSrc != 0 {
-			f.Rec.Addf(trace.NAT, "postrouting", "source %v:%d -> %v:%d", netip.AddrFrom4(cur.Src), cur.Sport, netip.AddrFrom4(c.reply.Dst), c.reply.Dport)
+			f.Rec.Addf(trace.NAT, "postrouting", "source %v -> %v", netip.AddrPortFrom(r.Src, r.Sport), netip.AddrPortFrom(r.Dst, r.Dport))
 		}
-		f.Rec.Addf(trace.Conntrack, "conntrack", "new connection [%v] -> reply [%v]", c.orig, c.reply)
+		f.Rec.Addf(trace.Conntrack, "conntrack", "new connection [%v] -> reply [%v]", o, r)
 	}
 	if f.Rec != nil && f.Rec.Dry {
-		c.targets = [2]Tuple{Original: c.reply.Reverse(), Reply: c.orig.Reverse()}
+		c.setTargets()
 		f.Rec.Conn = c // what a dry trace of the reply finds (PendingConn)
 	} else if !t.Table.insert(c) {
 		return full
-	}
-	if c.nat&natSrc != 0 {
-		rewriteSrc(ip, c.reply.Reverse(), f.Partial)
 	}
 	return accept
 }
@@ -222,26 +282,42 @@ var (
 	clash = Verdict{Action: Drop, Reason: stats.CtClash}
 )
 
-// freePort makes the reply tuple unique: the source port is kept when no
-// connection uses it, else another is picked from 1024-65535 starting at a
-// hash of the tuple (for ICMP, the echo id). A protocol without ports
-// cannot be made unique.
-func (t *Tracker) freePort(reply *Tuple) bool {
-	if !t.Table.taken(*reply) {
+// freePort makes c's reply tuple unique: its destination port (the
+// translated source port) is kept when no connection uses it, else
+// another is picked from 1024-65535 starting at a hash of the tuple (for
+// ICMP, the echo id). A protocol without ports cannot be made unique.
+func (t *Tracker) freePort(c *Conn) bool {
+	taken := func() bool {
+		if c.six != nil {
+			_, _, ok := t.Table.Lookup6(&c.six.reply)
+			return ok
+		}
+		return t.Table.taken(c.reply)
+	}
+	if !taken() {
 		return true
 	}
-	if !hasPorts(reply.Proto) && reply.Proto != packet.ProtoICMP {
+	reply := &c.reply
+	echo := reply.Proto == packet.ProtoICMP || reply.Proto == packet.ProtoICMPv6
+	if !hasPorts(reply.Proto) && !echo {
 		return false // nothing but the addresses tells its packets apart
 	}
 	const lo, n = 1024, 65536 - 1024
-	start := uint32(maphash.Comparable(t.seed, *reply))
+	h := maphash.Comparable(t.seed, *reply)
+	if c.six != nil {
+		h = maphash.Comparable(t.seed, c.six.reply)
+	}
+	start := uint32(h)
 	for i := range uint32(n) {
 		p := uint16(lo + (start+i)%n)
 		reply.Dport = p
-		if reply.Proto == packet.ProtoICMP {
+		if echo {
 			reply.Sport = p
 		}
-		if !t.Table.taken(*reply) {
+		if c.six != nil {
+			c.six.reply.Sport, c.six.reply.Dport = reply.Sport, reply.Dport
+		}
+		if !taken() {
 			return true
 		}
 		if i >= 4096 {
@@ -254,9 +330,8 @@ func (t *Tracker) freePort(reply *Tuple) bool {
 // update moves a connection's state for a packet in direction d and
 // returns the packet's state bits for rules, or stateReopen for a SYN that
 // replaces the connection.
-func (t *Tracker) update(c *Conn, d Dir, ip packet.IPv4, dry bool) uint8 {
+func (t *Tracker) update(c *Conn, d Dir, l4 []byte, size int, dry bool) uint8 {
 	if c.orig.Proto == packet.ProtoTCP {
-		l4 := ip.Payload()
 		if len(l4) < 14 {
 			return StateInvalid
 		}
@@ -309,7 +384,7 @@ func (t *Tracker) update(c *Conn, d Dir, ip packet.IPv4, dry bool) uint8 {
 		c.expires.Store(exp)
 	}
 	c.packets[d].Add(1)
-	c.bytes[d].Add(uint64(len(ip)))
+	c.bytes[d].Add(uint64(size))
 	if d == Reply || c.replied.Load() {
 		return StateEstablished
 	}
@@ -372,21 +447,11 @@ func quoted(ip packet.IPv4) (inner packet.IPv4, it Tuple, ok bool) {
 		return nil, it, false
 	}
 	it = Tuple{Src: inner.Src(), Dst: inner.Dst(), Proto: inner.Protocol()}
-	l4 := inner[inner.HeaderLen():]
-	switch it.Proto {
-	case packet.ProtoTCP, packet.ProtoUDP:
-		p := packet.Ports(l4)
-		it.Sport, it.Dport = p.Src(), p.Dst()
-	case packet.ProtoICMP:
-		e := packet.ICMP(l4)
-		if e.Type() != packet.ICMPEchoRequest && e.Type() != packet.ICMPEchoReply {
-			return nil, it, false
-		}
-		it.Sport, it.Dport = e.ID(), e.ID()
-	default:
+	if it.Proto == packet.ProtoICMPv6 {
 		return nil, it, false
 	}
-	return inner, it, true
+	it.Sport, it.Dport, ok = quotedPorts(it.Proto, inner[inner.HeaderLen():])
+	return inner, it, ok
 }
 
 // fixICMPSum recomputes an ICMP error's checksum after its quote changed

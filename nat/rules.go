@@ -53,16 +53,25 @@ const (
 	stateReopen uint8 = 0xff // update's word for a SYN that replaces its connection (never a rule's state)
 )
 
-// UplinkName is how rules name the uplink in `in` and `out`.
-const UplinkName = rule.Uplink
-
 // Meta is what rules match a packet on, filled in by the tracker.
 type Meta struct {
-	T       Tuple  // the packet's addresses at this hook
-	In, Out string // network names, or "uplink"; "" for the router itself
-	State   uint8  // one of the State bits, plus stateDNAT
+	T     Tuple // the packet's addresses at this hook (IPv6: its ports and protocol)
+	State uint8 // one of the State bits, plus stateDNAT
+	// V6 says an IPv6 packet, whose addresses are Src6 and Dst6.
+	V6      bool
+	In, Out string // network names, or rule.Uplink; "" for the router itself
 	Size    int
+	Src6    [16]byte
+	Dst6    [16]byte
 }
+
+// Address families: the index of a rule set's lists, as iptables and
+// ip6tables are separate tables.
+const (
+	fam4 = iota
+	fam6
+	numFams
+)
 
 // Rule is one compiled rule: its description and what matching it on the
 // hot path needs, with its counters.
@@ -72,6 +81,9 @@ type Rule struct {
 	proto    uint8
 	src, dst prefix
 	toAddr   [4]byte // snat/dnat target; zero: keep
+	// an IPv6 rule's prefixes and target
+	src6, dst6 prefix6
+	toAddr6    [16]byte
 
 	rule.Rule
 
@@ -85,8 +97,8 @@ type prefix struct {
 	net, mask uint32
 }
 
-func compilePrefix(p netip.Prefix) prefix {
-	if !p.IsValid() {
+func compilePrefix4(p netip.Prefix) prefix {
+	if !p.IsValid() || !p.Addr().Is4() {
 		return prefix{}
 	}
 	a := p.Masked().Addr().As4()
@@ -99,6 +111,31 @@ func compilePrefix(p netip.Prefix) prefix {
 
 func (p prefix) match(a [4]byte) bool {
 	return !p.set || packet.AddrBits(a)&p.mask == p.net
+}
+
+// prefix6 is an IPv6 prefix compiled for matching: the network and mask
+// as two 64-bit halves.
+type prefix6 struct {
+	set       bool
+	net, mask [2]uint64
+}
+
+func compilePrefix6(p netip.Prefix) prefix6 {
+	if !p.IsValid() || !p.Addr().Is6() {
+		return prefix6{}
+	}
+	hi, lo := packet.Words6(p.Masked().Addr().As16())
+	b := p.Bits() // a shift by 64 gives 0: no bit of that half
+	mask := [2]uint64{^uint64(0) << (64 - min(b, 64)), ^uint64(0) << (128 - max(b, 64))}
+	return prefix6{set: true, net: [2]uint64{hi, lo}, mask: mask}
+}
+
+func (p prefix6) match(a [16]byte) bool {
+	if !p.set {
+		return true
+	}
+	hi, lo := packet.Words6(a)
+	return hi&p.mask[0] == p.net[0] && lo&p.mask[1] == p.net[1]
 }
 
 func (r *Rule) match(m *Meta) bool {
@@ -125,6 +162,9 @@ func (r *Rule) match(m *Meta) bool {
 	if r.states&stateDNAT != 0 && m.State&stateDNAT == 0 {
 		return false
 	}
+	if m.V6 && (!r.src6.match(m.Src6) || !r.dst6.match(m.Dst6)) {
+		return false
+	}
 	return !slices.Contains(r.Match.NotIn, m.In)
 }
 
@@ -138,10 +178,21 @@ type Rules struct {
 	log *slog.Logger
 }
 
-// ruleSet is one compiled version of the rules.
+// ruleSet is one compiled version of the rules: per family, what the
+// hooks evaluate (a rule with no address of either family in both lists),
+// and every rule once, in order, for listings.
 type ruleSet struct {
-	filter [numHooks][]*Rule
-	nat    [numHooks][]*Rule
+	filter, filter6 [numHooks][]*Rule
+	nat, nat6       [numHooks][]*Rule
+	all             [numHooks][]*Rule // per hook: filter rules, then NAT rules
+}
+
+// lists are the filter and NAT lists of family fam.
+func (s *ruleSet) lists(fam int) (filter, nat *[numHooks][]*Rule) {
+	if fam == fam6 {
+		return &s.filter6, &s.nat6
+	}
+	return &s.filter, &s.nat
 }
 
 // Replace makes rs evaluate the rules of next from now on (a packet in
@@ -151,20 +202,16 @@ func (rs *Rules) Replace(next *Rules) {
 	old := map[string]*Rule{}
 	cur := rs.set.Load()
 	for h := range numHooks {
-		for _, group := range [][]*Rule{cur.filter[h], cur.nat[h]} {
-			for _, r := range group {
-				old[r.String()] = r
-			}
+		for _, r := range cur.all[h] {
+			old[r.String()] = r
 		}
 	}
 	set := next.set.Load()
 	for h := range numHooks {
-		for _, group := range [][]*Rule{set.filter[h], set.nat[h]} {
-			for _, r := range group {
-				if o := old[r.String()]; o != nil {
-					r.Packets.Store(o.Packets.Load())
-					r.Bytes.Store(o.Bytes.Load())
-				}
+		for _, r := range set.all[h] {
+			if o := old[r.String()]; o != nil {
+				r.Packets.Store(o.Packets.Load())
+				r.Bytes.Store(o.Bytes.Load())
 			}
 		}
 	}
@@ -184,7 +231,12 @@ var accept = Verdict{Action: Accept}
 // set, records the rule that matched; with rec.Dry no rule is counted or
 // logged.
 func (rs *Rules) filterVerdict(h Hook, m *Meta, rec *trace.Recorder) Verdict {
-	for i, r := range rs.set.Load().filter[h] {
+	set := rs.set.Load()
+	list := set.filter[h]
+	if m.V6 {
+		list = set.filter6[h]
+	}
+	for i, r := range list {
 		if !r.match(m) {
 			continue
 		}
@@ -203,7 +255,7 @@ func (rs *Rules) filterVerdict(h Hook, m *Meta, rec *trace.Recorder) Verdict {
 		return Verdict{Action: r.Action, Reason: r.Reason}
 	}
 	if rec != nil {
-		recordRule(rec, h, nil, len(rs.set.Load().filter[h]))
+		recordRule(rec, h, nil, len(list))
 	}
 	return accept
 }
@@ -211,7 +263,12 @@ func (rs *Rules) filterVerdict(h Hook, m *Meta, rec *trace.Recorder) Verdict {
 // natRule returns the first NAT rule of hook h matching a new connection
 // (recorded in rec, and not counted when it is dry).
 func (rs *Rules) natRule(h Hook, m *Meta, rec *trace.Recorder) *Rule {
-	for _, r := range rs.set.Load().nat[h] {
+	set := rs.set.Load()
+	list := set.nat[h]
+	if m.V6 {
+		list = set.nat6[h]
+	}
+	for _, r := range list {
 		if r.match(m) {
 			if rec == nil || !rec.Dry {
 				r.count(m.Size)
@@ -244,16 +301,31 @@ func (rs *Rules) logPacket(r *Rule, m *Meta) {
 func NewRules(rules []rule.Rule, log *slog.Logger) (*Rules, error) {
 	rs := &Rules{log: log}
 	set := &ruleSet{}
+	var natAll [numHooks][]*Rule
 	for i := range rules {
 		r, err := compile(rules[i])
 		if err != nil {
 			return nil, fmt.Errorf("rule %q: %w", rules[i].Comment, err)
 		}
 		if r.Action.IsNAT() {
-			set.nat[r.Hook] = append(set.nat[r.Hook], r)
+			natAll[r.Hook] = append(natAll[r.Hook], r)
 		} else {
-			set.filter[r.Hook] = append(set.filter[r.Hook], r)
+			set.all[r.Hook] = append(set.all[r.Hook], r)
 		}
+		for fam := range numFams {
+			filter, nat := set.lists(fam)
+			if !r.family(fam) {
+				continue
+			}
+			if r.Action.IsNAT() {
+				nat[r.Hook] = append(nat[r.Hook], r)
+			} else {
+				filter[r.Hook] = append(filter[r.Hook], r)
+			}
+		}
+	}
+	for h := range numHooks {
+		set.all[h] = append(set.all[h], natAll[h]...)
 	}
 	rs.set.Store(set)
 	return rs, nil
@@ -276,15 +348,30 @@ func compile(d rule.Rule) (*Rule, error) {
 			return nil, fmt.Errorf("port range %s is empty", p)
 		}
 	}
-	if d.ToAddr.IsValid() && !d.ToAddr.Is4() {
-		return nil, fmt.Errorf("target %s is not an IPv4 address", d.ToAddr)
+	if d.Family() == rule.FamilyMixed {
+		return nil, fmt.Errorf("addresses of both IPv4 and IPv6 (src %s, dst %s, target %s)", d.Match.Src, d.Match.Dst, d.ToAddr)
 	}
-	r := &Rule{Rule: d, src: compilePrefix(d.Match.Src), dst: compilePrefix(d.Match.Dst),
-		proto: proto, states: uint8(d.Match.State)}
-	if d.ToAddr.IsValid() {
+	r := &Rule{Rule: d, src: compilePrefix4(d.Match.Src), dst: compilePrefix4(d.Match.Dst),
+		src6: compilePrefix6(d.Match.Src), dst6: compilePrefix6(d.Match.Dst), proto: proto, states: uint8(d.Match.State)}
+	switch {
+	case d.ToAddr.Is4():
 		r.toAddr = d.ToAddr.As4()
+	case d.ToAddr.Is6():
+		r.toAddr6 = d.ToAddr.As16()
 	}
 	return r, nil
+}
+
+// family reports whether r is evaluated for packets of family fam: a rule
+// naming no address, nor a protocol of one family, is evaluated for both.
+func (r *Rule) family(fam int) bool {
+	switch r.Family() {
+	case rule.FamilyIPv4:
+		return fam == fam4
+	case rule.FamilyIPv6:
+		return fam == fam6
+	}
+	return true
 }
 
 // protoNum is the protocol number of a rule's protocol name ("": any).
@@ -298,6 +385,8 @@ func protoNum(s string) (uint8, bool) {
 		return packet.ProtoUDP, true
 	case "icmp":
 		return packet.ProtoICMP, true
+	case "icmpv6":
+		return packet.ProtoICMPv6, true
 	}
 	return 0, false
 }

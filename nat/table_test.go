@@ -1,7 +1,6 @@
 package nat
 
 import (
-	"encoding/binary"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/config"
+	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/stats"
 )
 
@@ -106,8 +106,8 @@ func TestSYNFloodKeepsTableBoundedAndFlowsAlive(t *testing.T) {
 	accepted := 0
 	for i := range n {
 		copy(buf, tmpl)
-		binary.BigEndian.PutUint32(buf[12:16], 0xcb007100|uint32(i>>16)) // 203.0.113.x
-		binary.BigEndian.PutUint16(buf[20:22], uint16(i))
+		packet.IPv4(buf).SetSrc([4]byte{203, 0, 113, byte(i >> 16)}) // 203.0.113.x
+		packet.Ports(buf[20:]).SetSrc(uint16(i))
 		if g.pass(UplinkName, buf).v.Action == Accept {
 			accepted++
 		}
@@ -147,28 +147,27 @@ func TestEntries(t *testing.T) {
 	require.Equal(t, []string{"icmp", "tcp", "udp"}, []string{es[0].Proto, es[1].Proto, es[2].Proto})
 
 	require.Equal(t, Entry{
-		Proto: "icmp", Orig: TupleView{Src: web2Addr, Dst: remoteAddr, Sport: 5, Dport: 5},
+		Family: "ipv4", Proto: "icmp", Orig: TupleView{Src: web2Addr, Dst: remoteAddr, Sport: 5, Dport: 5},
 		Reply: TupleView{Src: remoteAddr, Dst: uplinkAddr, Sport: 5, Dport: 5},
 		SNAT:  true, Timeout: clock.Duration(icmpTimeout - time.Second),
 		Packets: [2]uint64{1, 0}, Bytes: [2]uint64{uint64(len(ping(t, web2Addr, remoteAddr, 5, 1, false))), 0},
-		sortKey: es[0].sortKey,
 	}, es[0])
 	require.Equal(t, Entry{
-		Proto: "tcp", State: "ESTABLISHED",
+		Family: "ipv4", Proto: "tcp", State: "ESTABLISHED",
 		Orig:  TupleView{Src: webAddr, Dst: remoteAddr, Sport: 40000, Dport: 443},
 		Reply: TupleView{Src: remoteAddr, Dst: uplinkAddr, Sport: 443, Dport: 40000},
 		SNAT:  true, Replied: true, Assured: true, Timeout: clock.Duration(tcpTimeouts[TCPEstablished] - time.Second),
 		Packets: [2]uint64{2, 1}, Bytes: [2]uint64{uint64(len(syn) + len(data)), uint64(len(synack))},
-		sortKey: es[1].sortKey,
 	}, es[1])
 	require.Equal(t, Entry{
-		Proto: "udp", Orig: TupleView{Src: hostAddr, Dst: uplinkAddr, Sport: 3000, Dport: 5353},
+		Family: "ipv4", Proto: "udp", Orig: TupleView{Src: hostAddr, Dst: uplinkAddr, Sport: 3000, Dport: 5353},
 		Reply: TupleView{Src: webAddr, Dst: hostAddr, Sport: 53, Dport: 3000},
 		DNAT:  true, Timeout: clock.Duration(udpTimeout - time.Second),
 		Packets: [2]uint64{1, 0}, Bytes: [2]uint64{uint64(len(udpPkt(t, ap(hostAddr, 3000), ap(uplinkAddr, 5353), "q"))), 0},
-		sortKey: es[2].sortKey,
 	}, es[2])
-	require.Equal(t, "tcp src=172.20.0.10 dst=198.51.100.7 sport=40000 dport=443", es[1].sortKey.String())
+	conn, _, ok := g.tr.Table.Lookup(Tuple{Src: webAddr.As4(), Dst: remoteAddr.As4(), Sport: 40000, Dport: 443, Proto: 6})
+	require.True(t, ok)
+	require.Equal(t, "tcp src=172.20.0.10 dst=198.51.100.7 sport=40000 dport=443", conn.orig.String())
 }
 
 // Connections whose tuples are taken over by new ones once expired, on
@@ -227,7 +226,7 @@ func TestTrackerConcurrentFlows(t *testing.T) {
 			for i := range 2000 {
 				port := uint16(1024 + w*2000 + i)
 				copy(out, tmpls["out"])
-				binary.BigEndian.PutUint16(out[20:22], port)
+				packet.Ports(out[20:]).SetSrc(port)
 				var f Flow
 				if g.tr.Prerouting(&f, out, "front").Action != Accept ||
 					g.tr.Filter(&f, Forward, UplinkName).Action != Accept ||

@@ -9,15 +9,16 @@ import (
 )
 
 // pending finds the connection a dry trace would have made (rec.Conn) for
-// a packet with key k, so that the trace of its reply sees it as made.
-func pending(rec *trace.Recorder, k key) (*Conn, Dir, bool) {
+// a packet with key k (an IPv4 one), or IPv6 tuple t6, so that the trace
+// of its reply sees it as made.
+func pending(rec *trace.Recorder, k key, t6 *Tuple6) (*Conn, Dir, bool) {
 	c, ok := rec.Conn.(*Conn)
 	switch {
-	case !ok:
+	case !ok || (t6 != nil) != (c.six != nil):
 		return nil, 0, false
-	case k == c.orig.key():
+	case t6 != nil && *t6 == c.six.orig, t6 == nil && k == c.orig.key():
 		return c, Original, true
-	case k == c.reply.key():
+	case t6 != nil && *t6 == c.six.reply, t6 == nil && k == c.reply.key():
 		return c, Reply, true
 	}
 	return nil, 0, false

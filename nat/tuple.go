@@ -33,6 +33,8 @@ func protoName(p uint8) string {
 		return "udp"
 	case packet.ProtoICMP:
 		return "icmp"
+	case packet.ProtoICMPv6:
+		return "icmpv6"
 	}
 	return fmt.Sprintf("proto-%d", p)
 }
@@ -106,38 +108,69 @@ func rewrite(ip packet.IPv4, l4 []byte, dst bool, addr [4]byte, port uint16, par
 	} else {
 		ip.SetSrcWithChecksumUpdate(addr)
 	}
-	switch ip.Protocol() {
-	case packet.ProtoTCP:
+	proto := ip.Protocol()
+	fits := sumFits(proto, l4)
+	switch full := fits && !partial; {
+	case full && proto == packet.ProtoTCP: // the common cases first, with no call more
 		t := packet.TCP(l4)
-		if len(t) < packet.TCPChecksumOffset+2 || partial {
-			if len(t) >= packet.TCPChecksumOffset+2 {
-				t.UpdateChecksumPseudoHeaderAddress(old, addr, false)
-			}
-			setPort(packet.Ports(l4), dst, port)
-			return
-		}
 		t.UpdateChecksumPseudoHeaderAddress(old, addr, true)
 		if dst {
 			t.SetDstPortWithChecksumUpdate(port)
 		} else {
 			t.SetSrcPortWithChecksumUpdate(port)
 		}
-	case packet.ProtoUDP:
+	case full && proto == packet.ProtoUDP:
 		u := packet.UDP(l4)
-		if len(u) < packet.UDPHeaderLen || partial {
-			if len(u) >= packet.UDPHeaderLen {
-				u.UpdateChecksumPseudoHeaderAddress(old, addr, false)
-			}
-			setPort(packet.Ports(l4), dst, port)
-			return
-		}
 		u.UpdateChecksumPseudoHeaderAddress(old, addr, true)
 		if dst {
 			u.SetDstPortWithChecksumUpdate(port)
 		} else {
 			u.SetSrcPortWithChecksumUpdate(port)
 		}
-	case packet.ProtoICMP:
+	default:
+		if fits && proto == packet.ProtoTCP {
+			packet.TCP(l4).UpdateChecksumPseudoHeaderAddress(old, addr, false)
+		} else if fits && proto == packet.ProtoUDP {
+			packet.UDP(l4).UpdateChecksumPseudoHeaderAddress(old, addr, false)
+		}
+		rewritePort(proto, l4, dst, port, full)
+	}
+}
+
+// sumFits reports whether transport header l4 of protocol proto holds
+// its checksum (a quoted packet's may be cut short).
+func sumFits(proto uint8, l4 []byte) bool {
+	switch proto {
+	case packet.ProtoTCP:
+		return len(l4) >= packet.TCPChecksumOffset+2
+	case packet.ProtoUDP:
+		return len(l4) >= packet.UDPHeaderLen
+	}
+	return len(l4) >= packet.ICMPHeaderLen
+}
+
+// rewritePort sets the destination (dst) or source port of transport
+// header l4 (an echo's id, whatever the side), adjusting its checksum when
+// full says it is a full one that l4 holds.
+func rewritePort(proto uint8, l4 []byte, dst bool, port uint16, full bool) {
+	switch proto {
+	case packet.ProtoTCP, packet.ProtoUDP:
+		if !full {
+			setPort(packet.Ports(l4), dst, port)
+			return
+		}
+		if proto == packet.ProtoUDP {
+			if dst {
+				packet.UDP(l4).SetDstPortWithChecksumUpdate(port)
+			} else {
+				packet.UDP(l4).SetSrcPortWithChecksumUpdate(port)
+			}
+		} else if dst {
+			packet.TCP(l4).SetDstPortWithChecksumUpdate(port)
+		} else {
+			packet.TCP(l4).SetSrcPortWithChecksumUpdate(port)
+		}
+	case packet.ProtoICMP, packet.ProtoICMPv6:
 		packet.ICMP(l4).SetIDWithChecksumUpdate(port)
 	}
 }
@@ -150,4 +183,26 @@ func setPort(p packet.Ports, dst bool, port uint16) {
 	} else {
 		p.SetSrc(port)
 	}
+}
+
+// quotedPorts reads the ports of a quoted packet's transport header l4 (at
+// least 8 bytes) of protocol proto: TCP's and UDP's, or the id of an ICMP
+// or ICMPv6 echo in both. It reports false for any other packet: nothing
+// else is tracked, so no error about it is related to a connection.
+func quotedPorts(proto uint8, l4 []byte) (sport, dport uint16, ok bool) {
+	switch proto {
+	case packet.ProtoTCP, packet.ProtoUDP:
+		p := packet.Ports(l4)
+		return p.Src(), p.Dst(), true
+	case packet.ProtoICMP, packet.ProtoICMPv6:
+		echo := l4[0] == packet.ICMPEchoRequest || l4[0] == packet.ICMPEchoReply
+		if proto == packet.ProtoICMPv6 {
+			echo = l4[0] == packet.ICMPv6EchoRequest || l4[0] == packet.ICMPv6EchoReply
+		}
+		if echo {
+			id := packet.ICMP(l4).ID()
+			return id, id, true
+		}
+	}
+	return 0, 0, false
 }

@@ -10,11 +10,9 @@ func (rs *Rules) List() []rule.Listed {
 	set := rs.set.Load()
 	for h := range numHooks {
 		n := 0
-		for _, group := range [][]*Rule{set.filter[h], set.nat[h]} {
-			for _, r := range group {
-				n++
-				out = append(out, rule.Listed{Rule: r.Rule, Position: n, Packets: r.Packets.Load(), Bytes: r.Bytes.Load()})
-			}
+		for _, r := range set.all[h] {
+			n++
+			out = append(out, rule.Listed{Rule: r.Rule, Family: r.Family(), Position: n, Packets: r.Packets.Load(), Bytes: r.Bytes.Load()})
 		}
 	}
 	return out

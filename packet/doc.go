@@ -1,6 +1,6 @@
 // Package packet owns the wire formats uswitch touches on its hot path:
-// zero-copy header views over []byte (Ethernet, ARP, IPv4, IPv6's fixed
-// header, ICMP, UDP, TCP) with builders that take field structs
+// zero-copy header views over []byte (Ethernet, ARP, IPv4, IPv6 and its
+// extension headers, ICMP, ICMPv6 and neighbour discovery, UDP, TCP) with builders that take field structs
 // (Encode), the MAC address
 // type the forwarding tables are keyed on, Internet checksums with
 // incremental updates (RFC 1624), and the virtio-net header (Offload) that

@@ -38,6 +38,15 @@ func (m MAC) Uint64() uint64 {
 	return uint64(binary.BigEndian.Uint16(m[0:2]))<<32 | uint64(binary.BigEndian.Uint32(m[2:6]))
 }
 
+// MACFromUint64 is the inverse of MAC.Uint64: the MAC in the low 48 bits
+// of v.
+func MACFromUint64(v uint64) MAC {
+	var m MAC
+	binary.BigEndian.PutUint16(m[0:2], uint16(v>>32))
+	binary.BigEndian.PutUint32(m[2:6], uint32(v))
+	return m
+}
+
 // MarshalText implements encoding.TextMarshaler so MACs read well in JSON.
 func (m MAC) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
 

@@ -114,6 +114,7 @@ func TestMAC(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "02:42:ac:14:00:0a", m.String())
 	require.EqualValues(t, 0x0242ac14000a, m.Uint64())
+	require.Equal(t, m, MACFromUint64(m.Uint64()))
 	require.True(t, Broadcast.IsMulticast())
 	_, err = ParseMAC("02:42:ac:14:00:0a:00:00")
 	require.Error(t, err)

@@ -88,8 +88,14 @@ func (u UDP) Encode(f *UDPFields) {
 // payload, as long as the length field says) with the pseudo header of
 // src and dst; a sum of 0 is sent as 0xffff, since 0 says "none" (RFC 768).
 func (u UDP) ComputeChecksum(src, dst [4]byte) {
+	u.computeChecksum(PseudoHeaderSum(src, dst, ProtoUDP, uint16(len(u))))
+}
+
+// computeChecksum sets the checksum over the whole of u from a pseudo
+// header's sum; a sum of 0 is sent as 0xffff.
+func (u UDP) computeChecksum(pseudo uint32) {
 	u.SetChecksum(0)
-	c := Checksum(u, PseudoHeaderSum(src, dst, ProtoUDP, uint16(len(u))))
+	c := Checksum(u, pseudo)
 	if c == 0 {
 		c = 0xffff
 	}

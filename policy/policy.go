@@ -4,7 +4,12 @@
 // behaviour: published ports (DNAT from the uplink address, accepted
 // across isolation), hairpin masquerade, masquerade to the uplink,
 // established/related acceptance, isolation between networks, internal
-// networks' lack of an uplink, and each gateway as the host. nat knows
+// networks' lack of an uplink, and each gateway as the host. Rules that
+// name addresses come in both families where the plan has them, as
+// Docker writes iptables and ip6tables rules: published ports on the
+// uplink's address6 to endpoints' ip6, masquerade6 to address6, hairpin
+// and the gateway6 as the host; the isolation, internal and state rules
+// name no address and hold for both. nat knows
 // nothing of configs; the datapath hands it what Compile returns, and
 // `uswitch check` prints the same list.
 package policy
@@ -14,8 +19,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/rule"
@@ -44,10 +47,12 @@ func Compile(p *config.Plan) ([]rule.Rule, error) {
 	pubs := publishedPorts(p)
 	if u := p.Uplink; u != nil {
 		for _, b := range pubs {
-			add(rule.Rule{Hook: rule.Prerouting, Action: rule.DNAT, Comment: b.comment(),
-				Match: rule.Match{Dst: host(u.Address.Addr()), Proto: b.p.Proto,
-					Dport: b.hostPort(), NotIn: internal},
-				ToAddr: b.target, ToPort: b.p.ContainerPort})
+			for _, t := range b.targets(u.Address.Addr(), u.Address6.Addr()) {
+				add(rule.Rule{Hook: rule.Prerouting, Action: rule.DNAT, Comment: b.comment(),
+					Match: rule.Match{Dst: host(t.via), Proto: b.p.Proto,
+						Dport: b.hostPort(), NotIn: internal},
+					ToAddr: t.to, ToPort: b.p.ContainerPort})
+			}
 		}
 	}
 	add(rule.Rule{Hook: rule.Forward, Action: rule.Accept, Comment: "established",
@@ -55,9 +60,11 @@ func Compile(p *config.Plan) ([]rule.Rule, error) {
 	add(rule.Rule{Hook: rule.Forward, Action: rule.Drop, Comment: "invalid", Reason: stats.CtInvalid,
 		Match: rule.Match{State: rule.Invalid}})
 	for _, b := range pubs {
-		add(rule.Rule{Hook: rule.Forward, Action: rule.Accept, Comment: b.comment(),
-			Match: rule.Match{Dst: host(b.target), Proto: b.p.Proto, Dport: b.containerPort(),
-				Out: b.net.Name, NotIn: internal, State: rule.DNATed}})
+		for _, t := range b.targets(netip.IPv4Unspecified(), netip.IPv6Unspecified()) {
+			add(rule.Rule{Hook: rule.Forward, Action: rule.Accept, Comment: b.comment(),
+				Match: rule.Match{Dst: host(t.to), Proto: b.p.Proto, Dport: b.containerPort(),
+					Out: b.net.Name, NotIn: internal, State: rule.DNATed}})
+		}
 	}
 	for _, a := range p.Networks {
 		for _, b := range p.Networks {
@@ -74,15 +81,25 @@ func Compile(p *config.Plan) ([]rule.Rule, error) {
 			Match: rule.Match{In: rule.Uplink, Out: n}})
 	}
 	for _, b := range pubs {
-		add(rule.Rule{Hook: rule.Postrouting, Action: rule.Masquerade, Comment: "hairpin " + b.ep + " " + b.p.String(),
-			Match: rule.Match{Src: b.net.Subnet, Dst: host(b.target), Proto: b.p.Proto,
-				Dport: b.containerPort(), Out: b.net.Name, State: rule.DNATed}})
+		for _, t := range b.targets(netip.IPv4Unspecified(), netip.IPv6Unspecified()) {
+			subnet := b.net.Subnet
+			if t.to.Is6() {
+				subnet = b.net.Subnet6
+			}
+			add(rule.Rule{Hook: rule.Postrouting, Action: rule.Masquerade, Comment: "hairpin " + b.ep + " " + b.p.String(),
+				Match: rule.Match{Src: subnet, Dst: host(t.to), Proto: b.p.Proto,
+					Dport: b.containerPort(), Out: b.net.Name, State: rule.DNATed}})
+		}
 	}
-	if p.Uplink != nil {
+	if u := p.Uplink; u != nil {
 		for _, n := range p.Networks {
 			if n.Masquerade && !n.Internal {
 				add(rule.Rule{Hook: rule.Postrouting, Action: rule.Masquerade, Comment: "masquerade " + n.Name,
 					Match: rule.Match{Src: n.Subnet, Out: rule.Uplink}})
+			}
+			if n.Masquerade6 && !n.Internal && n.Subnet6.IsValid() && u.Address6.IsValid() {
+				add(rule.Rule{Hook: rule.Postrouting, Action: rule.Masquerade, Comment: "masquerade6 " + n.Name,
+					Match: rule.Match{Src: n.Subnet6, Out: rule.Uplink}})
 			}
 		}
 	}
@@ -101,12 +118,28 @@ func order(r *rule.Rule) int {
 }
 
 // published is a published port of an endpoint: the network of its first
-// interface, its address there, and the spec.
+// interface, its addresses there (target6 zero without IPv6), and the
+// spec.
 type published struct {
-	ep     string
-	net    config.Network
-	target netip.Addr
-	p      config.Publish
+	ep      string
+	net     config.Network
+	target  netip.Addr
+	target6 netip.Addr
+	p       config.Publish
+}
+
+// dnat is one way to a published port: an address it is reached at and
+// the endpoint's address it goes to.
+type dnat struct{ via, to netip.Addr }
+
+// targets are the ways to b from addresses via4 and via6: IPv4 always,
+// IPv6 when both via6 and the endpoint's IPv6 address are there.
+func (b *published) targets(via4, via6 netip.Addr) []dnat {
+	ts := []dnat{{via4, b.target}}
+	if via6.IsValid() && b.target6.IsValid() {
+		ts = append(ts, dnat{via6, b.target6})
+	}
+	return ts
 }
 
 func (b *published) comment() string      { return "publish " + b.ep + " " + b.p.String() }
@@ -128,14 +161,14 @@ func publishedPorts(p *config.Plan) []published {
 			continue // no way in from the uplink, published or not
 		}
 		for _, pb := range ep.Publish {
-			pubs = append(pubs, published{ep.Name, *p.Network(ifc.Network), ifc.IP, pb})
+			pubs = append(pubs, published{ep.Name, *p.Network(ifc.Network), ifc.IP, ifc.IP6, pb})
 		}
 	}
 	return pubs
 }
 
-// host is the /32 prefix of a.
-func host(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, 32) }
+// host is the /32 (IPv6: /128) prefix of a.
+func host(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
 
 // gatewayHost returns the rules that make each network's gateway the host,
 // as docker0's address is on Linux (SPEC §6): from an endpoint, a
@@ -152,33 +185,52 @@ func gatewayHost(p *config.Plan, pubs []published) []rule.Rule {
 		return nil
 	}
 	var rs []rule.Rule
-	hostAddr := u.HostAddress.Addr()
 	for _, n := range p.Networks {
-		if n.Internal || !n.Gateway.Is4() {
+		if n.Internal {
 			continue
 		}
-		gw := host(n.Gateway)
-		for _, b := range pubs {
-			if n.DNS && b.p.HostPort == 53 {
-				continue // the gateway's own DNS answers there
+		// the gateway and its family's host side, subnet and masquerade:
+		// IPv4, and IPv6 where the network and the uplink both have it
+		type side struct {
+			gw, host netip.Addr
+			subnet   netip.Prefix
+			masq     bool
+		}
+		sides := []side{{n.Gateway, u.HostAddress.Addr(), n.Subnet, n.Masquerade}}
+		if n.Gateway6.IsValid() && u.Address6.IsValid() && u.HostAddress6.IsValid() {
+			sides = append(sides, side{n.Gateway6, u.HostAddress6.Addr(), n.Subnet6, n.Masquerade6})
+		}
+		for _, sd := range sides {
+			if !sd.gw.IsValid() {
+				continue
 			}
-			rs = append(rs, rule.Rule{Hook: rule.Prerouting, Action: rule.DNAT, Comment: b.comment() + " at gateway " + n.Name,
-				Match:  rule.Match{Dst: gw, In: n.Name, Proto: b.p.Proto, Dport: b.hostPort()},
-				ToAddr: b.target, ToPort: b.p.ContainerPort})
-		}
-		ranges := []rule.Ports{{}} // any port
-		if n.DNS {
-			ranges = []rule.Ports{{1, 52}, {54, 65535}}
-		}
-		for _, proto := range []string{"tcp", "udp"} {
-			for _, ports := range ranges {
-				rs = append(rs, rule.Rule{Hook: rule.Prerouting, Action: rule.DNAT, Comment: "host gateway " + n.Name,
-					Match: rule.Match{Dst: gw, In: n.Name, Proto: proto, Dport: ports}, ToAddr: hostAddr})
+			gw := host(sd.gw)
+			for _, b := range pubs {
+				to := b.target
+				if sd.gw.Is6() {
+					to = b.target6
+				}
+				if n.DNS && b.p.HostPort == 53 || !to.IsValid() {
+					continue // the gateway's own DNS answers there; or no IPv6 to go to
+				}
+				rs = append(rs, rule.Rule{Hook: rule.Prerouting, Action: rule.DNAT, Comment: b.comment() + " at gateway " + n.Name,
+					Match:  rule.Match{Dst: gw, In: n.Name, Proto: b.p.Proto, Dport: b.hostPort()},
+					ToAddr: to, ToPort: b.p.ContainerPort})
 			}
-		}
-		if !n.Masquerade { // else "masquerade <network>" does it
-			rs = append(rs, rule.Rule{Hook: rule.Postrouting, Action: rule.Masquerade, Comment: "host gateway " + n.Name,
-				Match: rule.Match{Src: n.Subnet, Dst: host(hostAddr), Out: rule.Uplink, State: rule.DNATed}})
+			ranges := []rule.Ports{{}} // any port
+			if n.DNS {
+				ranges = []rule.Ports{{1, 52}, {54, 65535}}
+			}
+			for _, proto := range []string{"tcp", "udp"} {
+				for _, ports := range ranges {
+					rs = append(rs, rule.Rule{Hook: rule.Prerouting, Action: rule.DNAT, Comment: "host gateway " + n.Name,
+						Match: rule.Match{Dst: gw, In: n.Name, Proto: proto, Dport: ports}, ToAddr: sd.host})
+				}
+			}
+			if !sd.masq { // else "masquerade <network>" does it
+				rs = append(rs, rule.Rule{Hook: rule.Postrouting, Action: rule.Masquerade, Comment: "host gateway " + n.Name,
+					Match: rule.Match{Src: sd.subnet, Dst: host(sd.host), Out: rule.Uplink, State: rule.DNATed}})
+			}
 		}
 	}
 	return rs
@@ -203,22 +255,21 @@ func userRule(c config.Rule) (rule.Rule, error) {
 		r.Match.State |= st
 	}
 	if c.To != "" {
-		host, port := c.To, ""
-		if i := strings.LastIndexByte(c.To, ':'); i >= 0 {
-			host, port = c.To[:i], c.To[i+1:]
+		a, err := netip.ParseAddr(c.To)
+		if err != nil {
+			ap, err := netip.ParseAddrPort(c.To)
+			if err != nil || ap.Port() == 0 {
+				return r, fmt.Errorf("to %q: not an address or address:port", c.To)
+			}
+			a, r.ToPort = ap.Addr(), ap.Port()
 		}
-		a, err := netip.ParseAddr(host)
-		if err != nil || !a.Is4() {
-			return r, fmt.Errorf("to %q: not an IPv4 address", c.To)
+		if a.Is4In6() || a.Zone() != "" || a.Is6() && !a.IsGlobalUnicast() {
+			return r, fmt.Errorf("to %q: not a unicast IPv4 or IPv6 address", c.To)
 		}
 		r.ToAddr = a
-		if port != "" {
-			n, err := strconv.ParseUint(port, 10, 16)
-			if err != nil || n == 0 {
-				return r, fmt.Errorf("to %q: bad port", c.To)
-			}
-			r.ToPort = uint16(n)
-		}
+	}
+	if r.Family() == rule.FamilyMixed {
+		return r, fmt.Errorf("addresses of both IPv4 and IPv6")
 	}
 	return r, nil
 }

@@ -97,3 +97,48 @@ func TestUserRuleErrors(t *testing.T) {
 	require.Equal(t, `-A POSTROUTING -s 172.20.0.0/24 -m conntrack --ctstate NEW -j SNAT --to-source 10.0.0.1:4000 -m comment --comment "rule line 3"`,
 		rules[len(rules)-1].String())
 }
+
+// A dual-stack plan gets the IPv6 side of Docker's rules (ip6tables'):
+// published ports on the uplink's address6 to the endpoint's ip6,
+// accepted across isolation, hairpin from the subnet6, masquerade6 of a
+// ULA network but not of a global one, the gateway6 as the host; the
+// isolation and internal rules name no address and hold for both.
+func TestIPv6Rules(t *testing.T) {
+	pfx, addr := netip.MustParsePrefix, netip.MustParseAddr
+	plan := &config.Plan{
+		Uplink: &config.Uplink{Address: pfx("10.250.0.2/30"), HostAddress: pfx("10.250.0.1/30"),
+			Address6: pfx("fd00:ff::2/64"), HostAddress6: pfx("fd00:ff::1/64")},
+		Networks: []config.Network{
+			{Name: "front", Subnet: pfx("172.20.0.0/24"), Gateway: addr("172.20.0.1"), Masquerade: true, Isolate: true,
+				Subnet6: pfx("fd00:20::/64"), Gateway6: addr("fd00:20::1"), Masquerade6: true},
+			{Name: "pub", Subnet: pfx("172.21.0.0/24"), Gateway: addr("172.21.0.1"), Masquerade: true, Isolate: true,
+				Subnet6: pfx("2001:db8:1::/64"), Gateway6: addr("2001:db8:1::1")},
+			{Name: "secret", Subnet: pfx("172.22.0.0/24"), Gateway: addr("172.22.0.1"), Internal: true, Isolate: true,
+				Subnet6: pfx("fd00:22::/64"), Gateway6: addr("fd00:22::1"), Masquerade6: true},
+		},
+		Endpoints: []config.Endpoint{{Name: "web", Interfaces: []config.Interface{{Network: "front", IP: addr("172.20.0.10"), IP6: addr("fd00:20::10")}},
+			Publish: []config.Publish{{HostPort: 8080, ContainerPort: 80, Proto: "tcp"}}}},
+	}
+	rules, err := Compile(plan)
+	require.NoError(t, err)
+	got := render(rules)
+	for _, want := range []string{
+		`-A PREROUTING -d fd00:ff::2/128 ! -i secret -p tcp --dport 8080 -j DNAT --to-destination [fd00:20::10]:80 -m comment --comment "publish web 8080:80/tcp"`,
+		`-A FORWARD -d fd00:20::10/128 ! -i secret -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j ACCEPT -m comment --comment "publish web 8080:80/tcp"`,
+		`-A POSTROUTING -s fd00:20::/64 -d fd00:20::10/128 -o front -p tcp --dport 80 -m conntrack --ctstate DNAT -j MASQUERADE -m comment --comment "hairpin web 8080:80/tcp"`,
+		`-A POSTROUTING -s fd00:20::/64 -o uplink -j MASQUERADE -m comment --comment "masquerade6 front"`,
+		`-A PREROUTING -d fd00:20::1/128 -i front -p tcp --dport 8080 -j DNAT --to-destination [fd00:20::10]:80 -m comment --comment "publish web 8080:80/tcp at gateway front"`,
+		`-A PREROUTING -d 2001:db8:1::1/128 -i pub -p udp -j DNAT --to-destination fd00:ff::1 -m comment --comment "host gateway pub"`,
+		`-A POSTROUTING -s 2001:db8:1::/64 -d fd00:ff::1/128 -o uplink -m conntrack --ctstate DNAT -j MASQUERADE -m comment --comment "host gateway pub"`,
+		`-A FORWARD -i front -o pub -j DROP -m comment --comment "isolation"`,
+		`-A FORWARD -i secret -o uplink -j DROP -m comment --comment "internal"`,
+	} {
+		require.Contains(t, got, want+"\n")
+	}
+	for _, not := range []string{"masquerade6 pub", "masquerade6 secret", "fd00:22::1/128"} {
+		require.NotContains(t, got, not)
+	}
+	for i := range rules {
+		require.NotEqual(t, rule.FamilyMixed, rules[i].Family(), rules[i].String())
+	}
+}

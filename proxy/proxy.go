@@ -1,8 +1,10 @@
 // Package proxy owns the userland proxy (docker-proxy's role): for every
 // published port of an instance it listens on the host's own port, on all
-// addresses of the uplink's namespace (0.0.0.0:HOSTPORT, so that
-// 127.0.0.1:HOSTPORT works there), and relays each TCP connection or UDP
-// flow to the endpoint's address and container port. Outgoing connections
+// addresses of the uplink's namespace (0.0.0.0:HOSTPORT, a dual-stack
+// socket, so that 127.0.0.1:HOSTPORT and [::1]:HOSTPORT work there), and
+// relays each TCP connection or UDP flow to the endpoint's address and
+// container port: a client on IPv6 to the endpoint's IPv6 address when
+// it has one, as docker-proxy does for [::]. Outgoing connections
 // are made from inside that namespace too, so they reach the endpoint
 // through the host side of the uplink and its routes. StartOn runs the same
 // proxy over another network stack (package uswitchtest's host side).
@@ -48,7 +50,20 @@ type Mapping struct {
 	Proto    string         // "tcp" or "udp"
 	HostPort uint16         // the port listened on, on every address of the namespace
 	Target   netip.AddrPort // the endpoint's address and container port
-	Endpoint string         // the endpoint's name, for logs
+	// Target6 is the endpoint's IPv6 address and container port, where
+	// clients on IPv6 go; invalid when the endpoint has no IPv6 address
+	// (they go to Target then).
+	Target6  netip.AddrPort
+	Endpoint string // the endpoint's name, for logs
+}
+
+// target is where a client from address client goes: Target6 for an IPv6
+// client (not an IPv4-mapped one) when there is one, else Target.
+func (m Mapping) target(client netip.Addr) netip.AddrPort {
+	if client.Is6() && !client.Is4In6() && m.Target6.IsValid() {
+		return m.Target6
+	}
+	return m.Target
 }
 
 // name is the mapping as users wrote it: "8080/tcp".
@@ -56,7 +71,11 @@ func (m Mapping) name() string { return fmt.Sprintf("%d/%s", m.HostPort, m.Proto
 
 // attrs are the slog attributes that identify the mapping.
 func (m Mapping) attrs() []any {
-	return []any{"publish", m.name(), "endpoint", m.Endpoint, "target", m.Target.String()}
+	a := []any{"publish", m.name(), "endpoint", m.Endpoint, "target", m.Target.String()}
+	if m.Target6.IsValid() {
+		a = append(a, "target6", m.Target6.String())
+	}
+	return a
 }
 
 // Mappings lists the published ports of a plan (bridge endpoints with
@@ -72,14 +91,18 @@ func Mappings(p *config.Plan) []Mapping {
 		if ep.Mode != config.ModeBridge || len(ep.Interfaces) == 0 {
 			continue
 		}
-		ip := ep.Interfaces[0].IP
+		ifc := ep.Interfaces[0]
 		for _, pub := range ep.Publish {
-			out = append(out, Mapping{
+			m := Mapping{
 				Proto:    pub.Proto,
 				HostPort: pub.HostPort,
-				Target:   netip.AddrPortFrom(ip, pub.ContainerPort),
+				Target:   netip.AddrPortFrom(ifc.IP, pub.ContainerPort),
 				Endpoint: ep.Name,
-			})
+			}
+			if ifc.IP6.IsValid() {
+				m.Target6 = netip.AddrPortFrom(ifc.IP6, pub.ContainerPort)
+			}
+			out = append(out, m)
 		}
 	}
 	return out
@@ -208,6 +231,8 @@ func validate(m Mapping) error {
 		return fmt.Errorf("publish %s: host port 0", m.name())
 	case !m.Target.IsValid() || m.Target.Port() == 0:
 		return fmt.Errorf("publish %s: invalid target %q", m.name(), m.Target)
+	case m.Target6.IsValid() && (m.Target6.Port() == 0 || !m.Target6.Addr().Is6()):
+		return fmt.Errorf("publish %s: invalid IPv6 target %q", m.name(), m.Target6)
 	}
 	return nil
 }

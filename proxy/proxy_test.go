@@ -295,21 +295,25 @@ func TestUDPIdleExpiry(t *testing.T) {
 	e := serveUDPEcho(t, listenUDP(t))
 	port := freePort(t)
 	opts := defaultOptions()
-	opts.udpIdle = 300 * time.Millisecond
+	opts.udpIdle = time.Second
 	p := startProxy(t, "", []Mapping{{Proto: "udp", HostPort: port, Target: e.addr}}, opts)
 
 	c := dialUDP(t, port)
 	_, err := udpRoundTrip(c, []byte("x"), 2*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, 1, p.flows())
-	// Activity keeps the flow.
-	for range 4 {
-		time.Sleep(100 * time.Millisecond)
+	// Activity keeps the flow: datagrams a quarter of the idle time apart
+	// for longer than the idle time. The sleep is what is tested (time
+	// passing on the socket deadlines the flow expires by, which no fake
+	// clock drives), not a wait for an event; the margin (a datagram
+	// 750 ms late) holds on a loaded machine.
+	for range 6 {
+		time.Sleep(opts.udpIdle / 4)
 		_, err := udpRoundTrip(c, []byte("y"), 2*time.Second)
 		require.NoError(t, err)
 		require.Equal(t, 1, p.flows())
 	}
-	require.Equal(t, 1, e.numPeers())
+	require.Equal(t, 1, e.numPeers(), "the same flow throughout")
 	require.Eventually(t, func() bool { return p.flows() == 0 }, 5*time.Second, 20*time.Millisecond)
 	// A new datagram makes a new flow (a new target-side socket).
 	_, err = udpRoundTrip(c, []byte("z"), 2*time.Second)
@@ -423,7 +427,8 @@ func TestCloseUnblocksAndLeaksNothing(t *testing.T) {
 	c.Close()
 	e.Close()
 	u.Close()
-	// Polled by hand: require.Eventually runs its condition on a goroutine of its own.
+	// Polled by hand, a condition with a deadline: require.Eventually
+	// runs its condition on a goroutine of its own, which would count.
 	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}

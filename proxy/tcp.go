@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"time"
 )
 
@@ -39,7 +40,8 @@ func (p *Proxy) acceptTCP(m Mapping, ln net.Listener) {
 func (p *Proxy) serveTCP(m Mapping, client net.Conn) {
 	defer p.forget(client)
 	ctx, cancel := context.WithTimeout(p.ctx, dialTimeout)
-	target, err := p.net.DialContext(ctx, "tcp", m.Target.String())
+	to := m.target(addrOf(client.RemoteAddr()))
+	target, err := p.net.DialContext(ctx, "tcp", to.String())
 	cancel()
 	if err != nil {
 		if p.ctx.Err() == nil {
@@ -80,4 +82,18 @@ func pipe(dst, src net.Conn) {
 		return
 	}
 	dst.Close()
+}
+
+// addrOf is the IP address of a connection's address (invalid for other
+// kinds of address).
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip
+	}
+	ip, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ip.Addr()
 }

@@ -73,7 +73,7 @@ func (r *udpRelay) flow(client netip.AddrPort) *udpFlow {
 		}
 		return nil
 	}
-	conn, err := r.p.net.DialContext(r.p.ctx, "udp", r.m.Target.String())
+	conn, err := r.p.net.DialContext(r.p.ctx, "udp", r.m.target(client.Addr()).String())
 	if err != nil {
 		r.p.log.Info("userland proxy: udp dial target", append(r.m.attrs(), "client", client.String(), "err", err)...)
 		return nil

@@ -50,8 +50,21 @@ func (r *Router) segment(frame []byte, off packet.Offload, each func([]byte) boo
 // errEnough stops a segmentation early.
 var errEnough = errors.New("enough segments")
 
-// Originate routes a packet the host stage sends (host.Output).
-func (r *Router) Originate(frame []byte) { r.send(frame) }
+// Originate routes a packet the host stage sends (host.Output): IPv4 or
+// IPv6, by its version.
+func (r *Router) Originate(frame []byte) {
+	if frame[packet.EthernetHeaderLen]>>4 == 6 {
+		r.send6(frame)
+		return
+	}
+	r.send(frame)
+}
+
+// ICMPError6 answers a plain IPv6 packet with an ICMPv6 error, within the
+// rate limit (host.Output).
+func (r *Router) ICMPError6(frame []byte, typ, code uint8) {
+	r.icmpError6(frame, packet.Offload{}, typ, code, 0)
+}
 
 // ICMPError answers a plain packet with an ICMP error, within the rate
 // limit (host.Output).
@@ -67,7 +80,7 @@ func (r *Router) send(frame []byte) {
 		return
 	}
 	packet.Ethernet(frame).SetEtherType(packet.EtherTypeIPv4)
-	out.sendVia(nh, frame, packet.Offload{}, nil)
+	sendVia(out, out.arp.Cache, nh, frame, packet.Offload{}, nil)
 }
 
 // icmpError answers the packet in frame with an ICMP error, unless RFC 1122
@@ -149,7 +162,7 @@ func (r *Router) fragment(p *Port, frame []byte, off packet.Offload) {
 		fip.SetFlagsOffset(fo)
 		fip.SetTotalLen(uint16(hl + end - off))
 		fip.SetHeaderChecksum()
-		p.link.Send(f, packet.Offload{})
+		p.send(f, packet.Offload{})
 	}
 }
 
@@ -164,7 +177,7 @@ type rateLimiter struct {
 	clock  clock.Clock
 	global bucket
 	dests  [256]struct {
-		ip [4]byte
+		ip [16]byte // an IPv4 address as ::ffff:a.b.c.d
 		b  bucket
 	}
 }
@@ -191,10 +204,19 @@ func (b *bucket) take(now int64, rate, burst float64) bool {
 func newRateLimiter(clk clock.Clock) *rateLimiter { return &rateLimiter{clock: clk} }
 
 func (l *rateLimiter) allow(dst [4]byte) bool {
+	return l.allowKey([16]byte{10: 0xff, 11: 0xff, 12: dst[0], 13: dst[1], 14: dst[2], 15: dst[3]})
+}
+
+// allowKey is allow for an IPv6 address (or an IPv4-mapped one).
+func (l *rateLimiter) allowKey(dst [16]byte) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.clock.Now() + 1 // never 0, which means "unused"
-	slot := &l.dests[(uint(dst[0])*31+uint(dst[1])*17+uint(dst[2])*7+uint(dst[3]))%uint(len(l.dests))]
+	h := uint(0)
+	for _, b := range dst {
+		h = h*31 + uint(b)
+	}
+	slot := &l.dests[h%uint(len(l.dests))]
 	if slot.ip != dst {
 		slot.ip, slot.b = dst, bucket{}
 	}

@@ -31,27 +31,22 @@ import (
 	"github.com/uswitch-dev/uswitch/defrag"
 	"github.com/uswitch-dev/uswitch/host"
 	"github.com/uswitch-dev/uswitch/nat"
+	"github.com/uswitch-dev/uswitch/neigh"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 	"github.com/uswitch-dev/uswitch/stats"
 	"github.com/uswitch-dev/uswitch/trace"
 )
 
-// Link is where a router port's frames go: the network's switch, or the
-// uplink TAP. Send must not keep frame; off is the frame's offloads, as it
-// arrived (the router forwards super-frames and partial checksums as they
-// are, and sends what it makes itself plain).
-type Link interface {
-	Send(frame []byte, off packet.Offload)
-}
-
 // PortConfig describes a router port.
 type PortConfig struct {
-	Name    string       // "gw/<network>" or "uplink"
+	Name    string       // "gw/<network>" or rule.Uplink
 	Network string       // the network's name; "" for the uplink
 	MAC     packet.MAC   // the port's MAC
 	Addr    netip.Prefix // the port's address and its subnet's length
+	Addr6   netip.Prefix // the port's IPv6 address and its subnet's length; none: IPv4 only
 	MTU     int
-	ARP     arp.Config
+	ARP     arp.Config // the neighbour caches' timers and limits, for ARP and NDP alike
 }
 
 // Port is one interface of the router.
@@ -60,12 +55,17 @@ type Port struct {
 	ip     [4]byte
 	subnet netip.Prefix
 	bcast  [4]byte // the subnet's broadcast address (none for /31 and /32)
-	iface  string  // what rules call it: the network's name, or "uplink"
-	link   Link
-	stats  *stats.Port
-	arp    *arp.Cache
-	in     host.Ingress // the port as the host stage sees it
-	r      *Router
+	iface  string  // what rules call it: the network's name, or rule.Uplink
+	// link is where the port's frames go: the router's port on the
+	// network's switch (or on the uplink's). The router forwards
+	// super-frames and partial checksums as they arrived and sends what
+	// it makes itself plain.
+	link  packet.Egress
+	stats *stats.Port
+	arp   *arp.Cache
+	in    host.Ingress // the port as the host stage sees it
+	r     *Router
+	port6
 }
 
 // Router is the instance's one router.
@@ -103,6 +103,7 @@ type layout struct {
 	ports  []*Port
 	routes table
 	addrs  [][4]byte // every address the router owns
+	layout6
 }
 
 // change publishes a copy of the layout that fn changed.
@@ -110,34 +111,56 @@ func (r *Router) change(fn func(l *layout)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.lay.Load()
-	l := &layout{ports: slices.Clone(old.ports), routes: table{routes: slices.Clone(old.routes.routes)}, addrs: slices.Clone(old.addrs)}
+	l := &layout{ports: slices.Clone(old.ports), routes: table{routes: slices.Clone(old.routes.routes)}, addrs: slices.Clone(old.addrs), layout6: old.clone()}
 	fn(l)
 	r.lay.Store(l)
 }
 
 // AddPort adds a router port whose frames leave through link and whose
-// counters (drops by reason) are st. A connected route to the port's subnet
-// comes with it. Ports may be added while frames flow.
-func (r *Router) AddPort(c PortConfig, link Link, st *stats.Port) (*Port, error) {
+// counters (drops by reason) are st: NewPort, then Attach.
+func (r *Router) AddPort(c PortConfig, link packet.Egress, st *stats.Port) (*Port, error) {
+	p, err := r.NewPort(c)
+	if err != nil {
+		return nil, err
+	}
+	r.Attach(p, link, st)
+	return p, nil
+}
+
+// NewPort makes the router port c describes, not yet part of the router:
+// it can be the device of the switch port that will be its link before
+// Attach makes the router route through it. Until then nothing must write
+// to it.
+func (r *Router) NewPort(c PortConfig) (*Port, error) {
 	if !c.Addr.Addr().Is4() {
 		return nil, fmt.Errorf("router port %q: address %v is not IPv4", c.Name, c.Addr)
 	}
-	p := &Port{PortConfig: c, ip: c.Addr.Addr().As4(), subnet: c.Addr.Masked(), link: link, stats: st, r: r}
+	p := &Port{PortConfig: c, ip: c.Addr.Addr().As4(), subnet: c.Addr.Masked(), r: r}
 	if p.subnet.Bits() < 31 {
 		p.bcast = broadcastOf(p.subnet)
 	}
 	p.iface = c.Network
 	if c.Network == "" {
-		p.iface = nat.UplinkName
+		p.iface = rule.Uplink
 	}
-	p.in = host.Ingress{Network: c.Network, Addr: p.ip, Stats: st}
-	p.arp = arp.New(c.ARP, c.MAC, p.ip, r.clock, (*arpOutput)(p))
+	return p, nil
+}
+
+// Attach makes p, made by NewPort, a port of the router whose frames leave
+// through link and whose counters (drops by reason) are st. A connected
+// route to the port's subnet comes with it. Ports may be attached while
+// frames flow.
+func (r *Router) Attach(p *Port, link packet.Egress, st *stats.Port) {
+	p.link, p.stats = link, st
+	p.in = host.Ingress{Network: p.Network, Addr: p.ip, Stats: st}
+	p.arp = arp.New(p.ARP, p.MAC, p.ip, r.clock, arp.Output{Wire: link, Release: p.release, Unreachable: p.unreachable})
+	p.init6()
 	r.change(func(l *layout) {
 		l.ports = append(l.ports, p)
 		l.addrs = append(l.addrs, p.ip)
 		l.routes.add(route{prefix: p.subnet, port: p})
+		p.add6(l)
 	})
-	return p, nil
 }
 
 // RemovePort removes a router port, its address and every route through
@@ -150,12 +173,17 @@ func (r *Router) RemovePort(p *Port) {
 			l.addrs = slices.Delete(l.addrs, i, i+1)
 		}
 		l.routes.routes = slices.DeleteFunc(l.routes.routes, func(rt route) bool { return rt.port == p })
+		p.remove6(l)
 	})
 }
 
 // AddRoute adds a route to prefix through port p via gateway gw (a zero gw
-// means directly connected).
+// means directly connected). An IPv6 prefix goes to the IPv6 table.
 func (r *Router) AddRoute(prefix netip.Prefix, p *Port, gw netip.Addr) {
+	if prefix.Addr().Is6() {
+		r.addRoute6(prefix, p, gw)
+		return
+	}
 	rt := route{prefix: prefix.Masked(), port: p}
 	if gw.IsValid() {
 		rt.gw, rt.hasGW = gw.As4(), true
@@ -169,11 +197,14 @@ func (r *Router) Ports() []*Port { return r.lay.Load().ports }
 // Neighbours returns the port's ARP cache.
 func (p *Port) Neighbours() *arp.Cache { return p.arp }
 
-// Tick runs every port's ARP timers and drops the fragments of datagrams
+// Tick runs every port's ARP and NDP timers and drops the fragments of datagrams
 // whose reassembly timed out.
 func (r *Router) Tick() {
 	for _, p := range r.lay.Load().ports {
 		p.arp.Tick()
+		if p.nd != nil {
+			p.nd.Tick()
+		}
 	}
 	r.defrag.Tick()
 }
@@ -181,8 +212,9 @@ func (r *Router) Tick() {
 // Defrag returns the router's fragment reassembler.
 func (r *Router) Defrag() *defrag.Reassembler { return r.defrag }
 
-// WriteFrame makes a router port a switch device: a frame the network's
-// switch delivers to the gateway enters the router here.
+// WriteFrame routes frame as arrived on p: a frame the network's switch
+// delivers to the gateway enters the router here. It makes a port a
+// packet.Egress (the device of its switch port); it never fails.
 func (p *Port) WriteFrame(frame []byte, off packet.Offload) error {
 	p.Input(frame, off)
 	return nil
@@ -190,7 +222,7 @@ func (p *Port) WriteFrame(frame []byte, off packet.Offload) error {
 
 // TraceFrame routes frame as Input does, recording each decision in rec;
 // with rec.Dry nothing is counted, tracked, resolved or sent (see package
-// trace). It makes the port a vswitch.TraceDevice.
+// trace). It makes the port a trace.Follower.
 func (p *Port) TraceFrame(frame []byte, off packet.Offload, rec *trace.Recorder) {
 	if !rec.Enter() {
 		rec.Dropped(p.Name, "loop", "the frame went round more stages than any path has")
@@ -198,12 +230,6 @@ func (p *Port) TraceFrame(frame []byte, off packet.Offload, rec *trace.Recorder)
 	}
 	rec.Addf(trace.Ingress, "router/"+p.Name, "%s", trace.Describe(frame))
 	p.input(frame, off, rec)
-}
-
-// TraceLink is a Link that can follow a traced frame: the network's switch,
-// or the uplink.
-type TraceLink interface {
-	TraceSend(frame []byte, off packet.Offload, rec *trace.Recorder)
 }
 
 // drop counts a frame dropped on p for reason, or records it.
@@ -262,11 +288,14 @@ func (p *Port) input(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		}
 		return
 	case packet.EtherTypeIPv4:
+	case packet.EtherTypeIPv6:
+		p.input6(frame, off, rec)
+		return
 	default:
 		if rec != nil {
-			rec.Dropped("router/"+p.Name, "none", "not IPv4 nor ARP: not routed, not counted")
+			rec.Dropped("router/"+p.Name, "none", "not IP nor ARP: not routed, not counted")
 		}
-		return // IPv6, VLAN-tagged, ...: not routed, and nothing to count
+		return // VLAN-tagged, ...: not routed, and nothing to count
 	}
 	if eth.Dst() != p.MAC {
 		if rec != nil {
@@ -382,7 +411,7 @@ func (p *Port) route(frame []byte, off packet.Offload, rec *trace.Recorder) {
 	if !bridged {
 		ip.DecTTL()
 	}
-	out.sendVia(nh, frame, off, rec)
+	sendVia(out, out.arp.Cache, nh, frame, off, rec)
 }
 
 // wireLen is the IP length of the largest packet frame's IPv4 packet ip
@@ -415,30 +444,30 @@ func (r *Router) deny(p *Port, frame []byte, off packet.Offload, v nat.Verdict, 
 	r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)
 }
 
-// sendVia sends an IPv4 frame out of p to next hop nh, resolving nh's MAC
-// first if need be.
-func (p *Port) sendVia(nh [4]byte, frame []byte, off packet.Offload, rec *trace.Recorder) {
+// sendVia sends an IP frame out of p to next hop nh, resolving nh's MAC
+// first if need be in nc, the port's cache of nh's family.
+func sendVia[A neigh.Addr](p *Port, nc *neigh.Cache[A], nh A, frame []byte, off packet.Offload, rec *trace.Recorder) {
 	eth := packet.Ethernet(frame)
 	eth.SetSrc(p.MAC)
 	var mac packet.MAC
 	var ok bool
 	if rec != nil && rec.Dry {
-		var st arp.State
-		mac, st, ok = p.arp.Peek(nh)
+		var st neigh.State
+		mac, st, ok = nc.Peek(nh)
 		if ok {
-			rec.Addf(trace.Neighbour, "router/"+p.Name, "%v is-at %v (%v)", netip.AddrFrom4(nh), mac, st)
+			rec.Addf(trace.Neighbour, "router/"+p.Name, "%v is-at %v (%v)", neigh.AddrOf(nh), mac, st)
 		}
 	} else {
-		mac, ok = p.arp.Lookup(nh)
+		mac, ok = nc.Lookup(nh)
 		if rec != nil && ok {
-			rec.Addf(trace.Neighbour, "router/"+p.Name, "%v is-at %v", netip.AddrFrom4(nh), mac)
+			rec.Addf(trace.Neighbour, "router/"+p.Name, "%v is-at %v", neigh.AddrOf(nh), mac)
 		}
 	}
 	if !ok {
-		if rec != nil && !p.act(rec, trace.Queued, "no neighbour entry for "+netip.AddrFrom4(nh).String()+": queued while an ARP request resolves it") {
+		if rec != nil && !p.act(rec, trace.Queued, "no neighbour entry for "+neigh.AddrOf(nh).String()+": queued while it resolves (ARP, NDP)") {
 			return
 		}
-		if p.arp.Resolve(nh, frame, off) {
+		if nc.Resolve(nh, frame, off) {
 			p.stats.Drop(stats.NeighQueue)
 		}
 		return
@@ -450,15 +479,16 @@ func (p *Port) sendVia(nh [4]byte, frame []byte, off packet.Offload, rec *trace.
 // it when it (or a segment of it) exceeds the port's MTU.
 func (p *Port) transmit(frame []byte, off packet.Offload, mac packet.MAC, rec *trace.Recorder) {
 	packet.Ethernet(frame).SetDst(mac)
-	if len(frame)-packet.EthernetHeaderLen > p.MTU && (!off.IsGSO() || wireLen(packet.IPv4(frame[packet.EthernetHeaderLen:]), off) > p.MTU) {
+	ipv4 := packet.Ethernet(frame).EtherType() == packet.EtherTypeIPv4 // IPv6 is never fragmented here
+	if ipv4 && len(frame)-packet.EthernetHeaderLen > p.MTU && (!off.IsGSO() || wireLen(packet.IPv4(frame[packet.EthernetHeaderLen:]), off) > p.MTU) {
 		if act(rec, trace.Egress, p.Name, "fragmented to the port's MTU") {
 			p.r.fragment(p, frame, off)
 		}
 		return
 	}
 	if rec != nil {
-		if tl, ok := p.link.(TraceLink); ok {
-			tl.TraceSend(frame, off, rec)
+		if f, ok := p.link.(trace.Follower); ok {
+			f.TraceFrame(frame, off, rec)
 			return
 		}
 		rec.Left(p.Name, frame)
@@ -466,7 +496,14 @@ func (p *Port) transmit(frame []byte, off packet.Offload, mac packet.MAC, rec *t
 			return
 		}
 	}
-	p.link.Send(frame, off)
+	p.send(frame, off)
+}
+
+// send hands a frame to p's link, counting it when the link refuses it.
+func (p *Port) send(frame []byte, off packet.Offload) {
+	if err := p.link.WriteFrame(frame, off); err != nil {
+		p.stats.Drop(stats.TxError)
+	}
 }
 
 func (r *Router) isLocal(ip [4]byte) bool {
@@ -501,17 +538,19 @@ func martianSrc(a [4]byte) bool {
 // martianDst: destinations no router forwards or delivers.
 func martianDst(a [4]byte) bool { return a[0] == 0 || a[0] == 127 }
 
-// arpOutput adapts a Port to what its ARP cache needs.
-type arpOutput Port
-
-func (o *arpOutput) SendARP(frame []byte) { (*Port)(o).link.Send(frame, packet.Offload{}) }
-
-func (o *arpOutput) Release(frame []byte, off packet.Offload, mac packet.MAC) {
-	(*Port)(o).transmit(frame, off, mac, nil)
+// release sends a frame the port's ARP cache queued, now that its next
+// hop resolved to mac.
+func (p *Port) release(frame []byte, off packet.Offload, mac packet.MAC) {
+	p.transmit(frame, off, mac, nil)
 }
 
-func (o *arpOutput) Unreachable(frame []byte, off packet.Offload) {
-	p := (*Port)(o)
+// unreachable answers a frame the port's ARP cache queued for a next hop
+// that did not resolve: counted, and an ICMP host unreachable.
+func (p *Port) unreachable(frame []byte, off packet.Offload) {
 	p.stats.Drop(stats.NeighFailed)
+	if packet.Ethernet(frame).EtherType() == packet.EtherTypeIPv6 {
+		p.r.icmpError6(frame, off, packet.ICMPv6DstUnreach, packet.ICMPv6CodeAddrUnrch, 0)
+		return
+	}
 	p.r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeHostUnreach, 0)
 }

@@ -20,16 +20,17 @@ import (
 	"github.com/uswitch-dev/uswitch/stats"
 )
 
-// capture is a Link that keeps copies of what the router sent, and the
-// offloads it sent them with.
+// capture is a router port's egress that keeps copies of what the router
+// sent, and the offloads it sent them with.
 type capture struct {
 	frames [][]byte
 	offs   []packet.Offload
 }
 
-func (c *capture) Send(f []byte, off packet.Offload) {
+func (c *capture) WriteFrame(f []byte, off packet.Offload) error {
 	c.frames = append(c.frames, append([]byte(nil), f...))
 	c.offs = append(c.offs, off)
+	return nil
 }
 
 func (c *capture) take() [][]byte {
@@ -87,6 +88,13 @@ func tracker(t testing.TB, plan *config.Plan, clk clock.Clock) *nat.Tracker {
 // default route to the host; edit changes the plan the rules come from.
 func newRig(t *testing.T, isolate bool, mtuBack int, edit ...func(*config.Plan)) *rig {
 	t.Helper()
+	return buildRig(t, isolate, mtuBack, false, edit...)
+}
+
+// buildRig is newRig, with IPv6 on every port when six is true (see
+// newRig6).
+func buildRig(t *testing.T, isolate bool, mtuBack int, six bool, edit ...func(*config.Plan)) *rig {
+	t.Helper()
 	g := &rig{clk: &clock.Fake{}, ports: map[string]*Port{}, links: map[string]*capture{}, stats: map[string]*stats.Port{}}
 	g.clk.Advance(time.Hour)
 	plan := testPlan(isolate)
@@ -97,6 +105,9 @@ func newRig(t *testing.T, isolate bool, mtuBack int, edit ...func(*config.Plan))
 	g.r.SetHost(host.New(g.r, g.clk))
 	add := func(c PortConfig) {
 		c.MAC = macFor(c.Addr.Addr())
+		if six {
+			c.Addr6 = addr6[c.Name]
+		}
 		g.links[c.Name], g.stats[c.Name] = &capture{}, &stats.Port{}
 		p, err := g.r.AddPort(c, g.links[c.Name], g.stats[c.Name])
 		require.NoError(t, err)
@@ -106,6 +117,9 @@ func newRig(t *testing.T, isolate bool, mtuBack int, edit ...func(*config.Plan))
 	add(PortConfig{Name: "gw/back", Network: "back", Addr: backGW, MTU: mtuBack})
 	add(PortConfig{Name: "uplink", Addr: uplinkIP, MTU: 1500})
 	g.r.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), g.ports["uplink"], hostIP)
+	if six {
+		g.r.AddRoute(netip.MustParsePrefix("::/0"), g.ports["uplink"], host6)
+	}
 	return g
 }
 
@@ -496,7 +510,7 @@ func TestRoutes(t *testing.T) {
 
 type discard struct{}
 
-func (discard) Send([]byte, packet.Offload) {}
+func (discard) WriteFrame([]byte, packet.Offload) error { return nil }
 
 func routedSetup(t testing.TB) (*Port, []byte) {
 	clk := &clock.Fake{}
@@ -515,20 +529,27 @@ func forwardOnce(front *Port, f, tmpl []byte) {
 }
 
 func TestForwardDoesNotAllocate(t *testing.T) {
-	front, tmpl := routedSetup(t)
-	f := make([]byte, len(tmpl))
-	out := &capture{}
-	front.r.Ports()[1].link = out
-	forwardOnce(front, f, tmpl)
-	require.Len(t, out.take(), 1, "the packet was forwarded")
-	front.r.Ports()[1].link = discard{}
-	require.Zero(t, testing.AllocsPerRun(1000, func() { forwardOnce(front, f, tmpl) }))
+	for name, setup := range map[string]func(testing.TB) (*Port, []byte){"IPv4": routedSetup, "IPv6": routedSetup6} {
+		t.Run(name, func(t *testing.T) {
+			front, tmpl := setup(t)
+			f := make([]byte, len(tmpl))
+			out := &capture{}
+			front.r.Ports()[1].link = out
+			forwardOnce(front, f, tmpl)
+			require.Len(t, out.take(), 1, "the packet was forwarded")
+			front.r.Ports()[1].link = discard{}
+			require.Zero(t, testing.AllocsPerRun(1000, func() { forwardOnce(front, f, tmpl) }))
+		})
+	}
 }
 
 // BenchmarkRouterForward: one packet routed between two networks (the
 // router alone, including a 120-byte copy of the template per round).
-func BenchmarkRouterForward(b *testing.B) {
-	front, tmpl := routedSetup(b)
+func BenchmarkRouterForward(b *testing.B) { benchForward(b, routedSetup) }
+
+// benchForward routes the packet of setup again and again.
+func benchForward(b *testing.B, setup func(testing.TB) (*Port, []byte)) {
+	front, tmpl := setup(b)
 	f := make([]byte, len(tmpl))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -57,7 +57,7 @@ type Route struct {
 	Src     netip.Addr   `json:"prefsrc"`
 }
 
-// Routes returns the table, longest prefix first.
+// Routes returns the table, longest prefix first, then the IPv6 table.
 func (r *Router) Routes() []Route {
 	routes := r.lay.Load().routes.routes
 	out := make([]Route, 0, len(routes))
@@ -69,5 +69,5 @@ func (r *Router) Routes() []Route {
 		}
 		out = append(out, row)
 	}
-	return out
+	return r.lay.Load().routes6.rows(out)
 }

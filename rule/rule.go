@@ -195,7 +195,9 @@ type Match struct {
 	State States       `json:"state,omitzero"`
 }
 
-// Uplink is how rules name the uplink in In and Out.
+// Uplink is the uplink's name, the one definition of it: how rules name it
+// in In and Out, the router's port to the host and its TAP's port (SPEC
+// §1: "the uplink is uplink"), and a name no network or endpoint may take.
 const Uplink = "uplink"
 
 // Rule is one rule of a hook.
@@ -218,6 +220,7 @@ type Rule struct {
 // counters.
 type Listed struct {
 	Rule
+	Family   Family `json:"family"` // the rule's family: ipv4, ipv6, or any (both)
 	Position int    `json:"position"`
 	Packets  uint64 `json:"packets"`
 	Bytes    uint64 `json:"bytes"`
@@ -273,18 +276,75 @@ func (r *Rule) Spec() string {
 // Target is the SNAT or DNAT target as iptables writes it (address, :port
 // or address:port), or "".
 func (r *Rule) Target() string {
-	to := ""
-	if r.ToAddr.IsValid() {
-		to = r.ToAddr.String()
+	switch {
+	case r.ToAddr.IsValid() && r.ToPort != 0:
+		return netip.AddrPortFrom(r.ToAddr, r.ToPort).String() // [fd00::5]:80 for IPv6
+	case r.ToAddr.IsValid():
+		return r.ToAddr.String()
+	case r.ToPort != 0:
+		return fmt.Sprintf(":%d", r.ToPort)
 	}
-	if r.ToPort != 0 {
-		to += fmt.Sprintf(":%d", r.ToPort)
-	}
-	return to
+	return ""
 }
 
 // String is the rule as iptables-save writes one, for golden files and
 // readable diffs.
 func (r *Rule) String() string {
 	return fmt.Sprintf("-A %s %s -m comment --comment %q", strings.ToUpper(r.Hook.String()), r.Spec(), r.Comment)
+}
+
+// Family is the address family a rule applies to, as iptables and
+// ip6tables hold separate rules.
+type Family uint8
+
+// Families: a rule that names no address and no ICMP protocol of one
+// family applies to both.
+const (
+	FamilyAny Family = iota
+	FamilyIPv4
+	FamilyIPv6
+	FamilyMixed // addresses of both families: refused
+)
+
+func (f Family) String() string {
+	return [...]string{"any", "ipv4", "ipv6", "mixed"}[f&3]
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (f Family) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (f *Family) UnmarshalText(b []byte) error {
+	for v := range FamilyMixed + 1 {
+		if v.String() == string(b) {
+			*f = v
+			return nil
+		}
+	}
+	return fmt.Errorf("family %q unknown", b)
+}
+
+// Family is the family r's addresses (source, destination, target) and
+// protocol (icmp is IPv4's, icmpv6 IPv6's) say.
+func (r *Rule) Family() Family {
+	var f Family
+	add := func(is4 bool) {
+		if is4 {
+			f |= FamilyIPv4
+		} else {
+			f |= FamilyIPv6
+		}
+	}
+	for _, a := range []netip.Addr{r.Match.Src.Addr(), r.Match.Dst.Addr(), r.ToAddr} {
+		if a.IsValid() {
+			add(a.Is4())
+		}
+	}
+	switch r.Match.Proto {
+	case "icmp":
+		add(true)
+	case "icmpv6":
+		add(false)
+	}
+	return f
 }

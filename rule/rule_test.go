@@ -13,12 +13,12 @@ func TestListedJSON(t *testing.T) {
 	in := Listed{Rule: Rule{Hook: Prerouting, Action: DNAT, Comment: "publish web 8080:80/tcp",
 		Match: Match{Dst: netip.MustParsePrefix("10.250.0.2/32"), Proto: "tcp", Dport: Ports{8080, 8080},
 			NotIn: []string{"secure"}, State: New | DNATed},
-		ToAddr: netip.MustParseAddr("172.20.0.10"), ToPort: 80}, Position: 3, Packets: 5, Bytes: 300}
+		ToAddr: netip.MustParseAddr("172.20.0.10"), ToPort: 80}, Family: FamilyIPv4, Position: 3, Packets: 5, Bytes: 300}
 	b, err := json.Marshal(in)
 	require.NoError(t, err)
 	require.JSONEq(t, `{"hook":"prerouting","action":"dnat","match":{"dst":"10.250.0.2/32","proto":"tcp",
 		"dport":[8080,8080],"not_in":["secure"],"state":["NEW","DNAT"]},"to_addr":"172.20.0.10","to_port":80,
-		"comment":"publish web 8080:80/tcp","position":3,"packets":5,"bytes":300}`, string(b))
+		"comment":"publish web 8080:80/tcp","family":"ipv4","position":3,"packets":5,"bytes":300}`, string(b))
 	var out Listed
 	require.NoError(t, json.Unmarshal(b, &out))
 	require.Equal(t, in, out)
@@ -26,6 +26,31 @@ func TestListedJSON(t *testing.T) {
 	require.Error(t, json.Unmarshal([]byte(`{"hook":"nat"}`), &out))
 	require.Error(t, json.Unmarshal([]byte(`{"action":"allow"}`), &out))
 	require.Error(t, json.Unmarshal([]byte(`{"match":{"state":["UNTRACKED"]}}`), &out))
+	require.Error(t, json.Unmarshal([]byte(`{"family":"inet6"}`), &out))
+}
+
+// A rule's family is what its addresses and protocol say: IPv4, IPv6,
+// both when it names none, and mixed (refused by nat) when they disagree.
+func TestFamily(t *testing.T) {
+	p, a := netip.MustParsePrefix, netip.MustParseAddr
+	for _, tc := range []struct {
+		r    Rule
+		want Family
+	}{
+		{Rule{}, FamilyAny},
+		{Rule{Match: Match{In: "front", Proto: "tcp"}}, FamilyAny},
+		{Rule{Match: Match{Src: p("172.20.0.0/24")}}, FamilyIPv4},
+		{Rule{Match: Match{Proto: "icmp"}}, FamilyIPv4},
+		{Rule{Match: Match{Dst: p("fd00::/64")}}, FamilyIPv6},
+		{Rule{Match: Match{Proto: "icmpv6"}}, FamilyIPv6},
+		{Rule{ToAddr: a("fd00::5"), ToPort: 80}, FamilyIPv6},
+		{Rule{Match: Match{Src: p("172.20.0.0/24")}, ToAddr: a("fd00::5")}, FamilyMixed},
+		{Rule{Match: Match{Dst: p("fd00::/64"), Proto: "icmp"}}, FamilyMixed},
+	} {
+		require.Equal(t, tc.want, tc.r.Family(), "%+v", tc.r)
+	}
+	r := Rule{Action: DNAT, ToAddr: a("fd00::5"), ToPort: 80}
+	require.Equal(t, "[fd00::5]:80", r.Target())
 }
 
 func TestSpec(t *testing.T) {

@@ -51,6 +51,8 @@ const (
 	RAGuard                      // port security: a router advertisement, redirect or router renumbering from an endpoint (RA guard)
 	SpoofedIPv6                  // port security: an IPv6 source not the endpoint's link-local (EUI-64) or configured address, nor ::
 	SpoofedND                    // port security: neighbour discovery for an address or a MAC not the endpoint's
+	BadND                        // a neighbour solicitation or advertisement RFC 4861 says to drop (hop limit not 255, bad options)
+	PacketTooBig                 // an IPv6 packet larger than the egress MTU (answered with packet too big; routers do not fragment IPv6)
 	numReasons
 )
 
@@ -91,6 +93,8 @@ var reasonNames = [numReasons]string{
 	RAGuard:        "ra-guard",
 	SpoofedIPv6:    "spoofed-ipv6",
 	SpoofedND:      "spoofed-nd",
+	BadND:          "bad-nd",
+	PacketTooBig:   "packet-too-big",
 }
 
 func (r Reason) String() string { return reasonNames[r] }

@@ -1,8 +1,6 @@
 package vswitch
 
 import (
-	"encoding/binary"
-
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/stats"
 )
@@ -11,28 +9,19 @@ import (
 // guard and source guard), and the link-local group addresses no bridge
 // forwards.
 
-// EtherTypes of tagged frames and IPv6.
+// EtherTypes of tagged frames.
 const (
 	etherTypeQinQ   = 0x88a8 // 802.1ad service tag
 	etherTypeQinQv1 = 0x9100 // the pre-standard double tag
-	etherTypeIPv6   = 0x86dd
 )
 
-// Ports and protocol numbers port security looks at.
+// Ports and ICMPv6 types port security looks at beyond packet's.
 const (
 	dhcpServerPort   = 67
 	dhcp6ServerPort  = 547
-	protoUDP         = 17
-	protoICMPv6      = 58
 	icmp6MLDReport   = 131
-	icmp6RS          = 133
-	icmp6RA          = 134
-	icmp6NS          = 135
-	icmp6NA          = 136
-	icmp6Redirect    = 137
 	icmp6Renumbering = 138
 	icmp6MLDv2Report = 143
-	ipv6HeaderLen    = 40
 )
 
 // isTagged reports whether an EtherType is a VLAN tag (802.1Q, 802.1ad or
@@ -54,7 +43,7 @@ func isLinkLocalGroup(dst packet.MAC) bool {
 // from port 67): offers and acks only a server sends, so an endpoint that
 // sends them is a rogue server (DHCP snooping, as CNI's and OVS's do).
 func dhcpServer(ip packet.IPv4) bool {
-	if ip.Protocol() != protoUDP || ip.FragmentOffset() != 0 || len(ip) < ip.HeaderLen()+4 {
+	if ip.Protocol() != packet.ProtoUDP || ip.FragmentOffset() != 0 || len(ip) < ip.HeaderLen()+4 {
 		return false
 	}
 	return packet.UDP(ip[ip.HeaderLen():]).SrcPort() == dhcpServerPort
@@ -69,59 +58,46 @@ func dhcpServer(ip packet.IPv4) bool {
 // and neighbour discovery messages whose link-layer address options name
 // another MAC.
 func (p *Port) checkIPv6(b []byte) (stats.Reason, bool) {
-	if len(b) < ipv6HeaderLen {
+	ip := packet.IPv6(b)
+	if !ip.LenValid() {
 		return stats.Truncated, false
 	}
 	own := p.MAC.LinkLocal6()
-	src := [16]byte(b[8:24])
+	src := ip.Src()
 	unspecified := src == [16]byte{}
 	if src != own && !p.ownIP6(src) && !unspecified {
 		return stats.SpoofedIPv6, false
 	}
-	next, off := b[6], ipv6HeaderLen
-walk:
-	for range 8 { // extension headers, as far as a sane packet has them
-		switch next {
-		case 0, 43, 60: // hop-by-hop, routing, destination options
-			if len(b) < off+2 {
-				return stats.Truncated, false
-			}
-			next, off = b[off], off+int(b[off+1]+1)*8
-			continue
-		case 44: // fragment
-			if len(b) < off+8 {
-				return stats.Truncated, false
-			}
-			if binary.BigEndian.Uint16(b[off+2:])&0xfff8 != 0 {
-				// A later fragment: its upper header is in the first
-				// one, checked there; from :: nothing is fragmented.
-				if unspecified {
-					return stats.SpoofedIPv6, false
-				}
-				return 0, true
-			}
-			next, off = b[off], off+8
-			continue
-		default:
-			break walk
-		}
+	// The upper-layer header, past the extension headers (at most eight,
+	// as far as a sane packet has them).
+	next, off, ok := ip.Upper()
+	if !ok {
+		return stats.Truncated, false
 	}
+	b = b[:packet.IPv6HeaderLen+int(ip.PayloadLen())] // without Ethernet padding
 	switch next {
-	case protoICMPv6:
+	case packet.ProtoFragment6:
+		// A later fragment: its upper header is in the first one,
+		// checked there; from :: nothing is fragmented.
+		if unspecified {
+			return stats.SpoofedIPv6, false
+		}
+		return 0, true
+	case packet.ProtoICMPv6:
 		if len(b) < off+4 {
 			return stats.Truncated, false
 		}
 		switch typ := b[off]; typ {
-		case icmp6RA, icmp6Redirect, icmp6Renumbering:
+		case packet.ICMPv6RouterAdvert, packet.ICMPv6Redirect, icmp6Renumbering:
 			return stats.RAGuard, false
-		case icmp6NA:
+		case packet.ICMPv6NeighAdvert:
 			if len(b) < off+24 {
 				return stats.Truncated, false
 			}
 			if t := [16]byte(b[off+8 : off+24]); t != own && !p.ownIP6(t) || !p.ndOptionsOwn(b[off+24:]) {
 				return stats.SpoofedND, false
 			}
-		case icmp6NS:
+		case packet.ICMPv6NeighSolicit:
 			if len(b) < off+24 {
 				return stats.Truncated, false
 			}
@@ -129,14 +105,14 @@ walk:
 				return stats.SpoofedND, false
 			}
 			return 0, true // DAD sends it from ::
-		case icmp6RS:
+		case packet.ICMPv6RouterSolicit:
 			if len(b) >= off+8 && !p.ndOptionsOwn(b[off+8:]) {
 				return stats.SpoofedND, false
 			}
 		case icmp6MLDReport, icmp6MLDv2Report:
 			return 0, true // what an address not yet configured sends
 		}
-	case protoUDP:
+	case packet.ProtoUDP:
 		if len(b) >= off+2 && packet.UDP(b[off:]).SrcPort() == dhcp6ServerPort {
 			return stats.DHCPServer, false
 		}

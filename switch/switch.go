@@ -3,7 +3,6 @@ package vswitch
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"sort"
 	"sync"
@@ -15,20 +14,6 @@ import (
 	"github.com/uswitch-dev/uswitch/stats"
 	"github.com/uswitch-dev/uswitch/trace"
 )
-
-// Device is where a port's egress frames go: a TAP, an AF_PACKET socket, a
-// router port, or an in-memory queue. WriteFrame must not keep frame; a
-// device that cannot take off (a super-frame, a partial checksum) turns the
-// frame into wire frames itself.
-type Device interface {
-	WriteFrame(frame []byte, off packet.Offload) error
-}
-
-// DeviceFunc adapts a function to a Device.
-type DeviceFunc func(frame []byte, off packet.Offload) error
-
-// WriteFrame calls f.
-func (f DeviceFunc) WriteFrame(frame []byte, off packet.Offload) error { return f(frame, off) }
 
 // PortConfig describes a port being added to a switch.
 type PortConfig struct {
@@ -69,7 +54,7 @@ type PortConfig struct {
 type Port struct {
 	PortConfig
 	Stats  stats.Port
-	dev    Device
+	dev    packet.Egress // where the port's egress frames go
 	sw     *Switch
 	secure atomic.Bool // what Input checks: PortConfig.Secure, then SetSecure
 }
@@ -95,15 +80,12 @@ type Switch struct {
 
 	ports atomic.Pointer[[]*Port] // copy on write: read per flood without a lock
 
-	// The FDB is read on every frame without a lock: readers load the map
-	// pointers; writers (a new MAC, ageing, flushes) copy under mu. It is
-	// two maps so that a MAC flood filling a large table does not copy the
-	// whole table per new MAC: once fdb holds foldSize entries, new ones
-	// go to the small recent map, which is folded into fdb when it reaches
-	// foldSize and at every Expire. A station is looked up in fdb first,
-	// so the settled stations cost one lookup, as with a single map.
-	fdb     atomic.Pointer[map[fdbKey]*entry]
-	recent  atomic.Pointer[map[fdbKey]*entry] // nil when empty
+	// The FDB is read on every frame without a lock: readers load the
+	// table pointer and probe it; writers (a new MAC, a move, ageing,
+	// flushes) hold mu, add rows in place and replace the table only to
+	// grow it (doubling: learning is O(1) amortized) or to drop rows
+	// (fdb.go).
+	fdb     atomic.Pointer[table]
 	mu      sync.Mutex
 	learned atomic.Int64 // dynamic entries; changed under mu, read without it
 
@@ -150,8 +132,7 @@ func New(c Config) *Switch {
 		c.Ageing = 300 * time.Second
 	}
 	s := &Switch{name: c.Name, ageing: int64(c.Ageing), max: c.MaxEntries, clock: c.Clock}
-	empty := map[fdbKey]*entry{}
-	s.fdb.Store(&empty)
+	s.fdb.Store(newTable(0, newSeed()))
 	s.ports.Store(&[]*Port{})
 	return s
 }
@@ -159,8 +140,11 @@ func New(c Config) *Switch {
 // Name is the network's name.
 func (s *Switch) Name() string { return s.name }
 
-// AddPort attaches dev under c.Name.
-func (s *Switch) AddPort(c PortConfig, dev Device) (*Port, error) {
+// AddPort attaches dev under c.Name: the frames the switch sends out of
+// the port go to dev (a device, or the router's port on this network),
+// which must not keep them. A device that cannot take a frame's offloads
+// (a super-frame, a partial checksum) turns it into wire frames itself.
+func (s *Switch) AddPort(c PortConfig, dev packet.Egress) (*Port, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := *s.ports.Load()
@@ -188,7 +172,7 @@ func (s *Switch) RemovePort(p *Port) {
 		}
 	}
 	s.ports.Store(&ports)
-	s.rewriteLocked(func(e *entry) (keep bool) { return e.port.Load() != p }, Flushed)
+	s.rewriteLocked(func(e *slot) (keep bool) { return e.port.Load() != p }, Flushed)
 }
 
 // Ports returns the attached ports in attachment order.
@@ -213,27 +197,44 @@ func (s *Switch) Input(in *Port, frame []byte, off packet.Offload) { s.input(in,
 
 // Trace switches frame as Input does, recording each decision in rec. With
 // rec.Dry nothing is learned, counted, captured or written: the egress
-// ports are recorded, and a frame for the gateway goes on through the
-// router's own trace (TraceDevice).
+// ports are recorded, and a frame for a port whose device is a
+// trace.Follower (the router's port) goes on through its trace.
 func (s *Switch) Trace(in *Port, frame []byte, off packet.Offload, rec *trace.Recorder) {
 	if !rec.Enter() {
-		rec.Dropped(s.name+"/"+in.Name, "loop", "the frame went round more stages than any path has")
+		rec.Dropped(in.where(), "loop", "the frame went round more stages than any path has")
 		return
 	}
-	rec.Addf(trace.Ingress, s.name+"/"+in.Name, "%s", trace.Describe(frame))
+	rec.Addf(trace.Ingress, in.where(), "%s", trace.Describe(frame))
 	s.input(in, frame, off, rec)
 }
 
-// TraceDevice is a Device that can follow a traced frame (the router's
-// gateway port): a dry trace hands it the frame instead of writing it.
-type TraceDevice interface {
-	TraceFrame(frame []byte, off packet.Offload, rec *trace.Recorder)
+// WriteFrame switches frame as received on p: p is the egress of what is
+// plugged into it (the router's port on the network). It makes a port a
+// packet.Egress; it never fails.
+func (p *Port) WriteFrame(frame []byte, off packet.Offload) error {
+	p.sw.input(p, frame, off, nil)
+	return nil
+}
+
+// TraceFrame is WriteFrame for a traced frame (Trace). It makes a port a
+// trace.Follower.
+func (p *Port) TraceFrame(frame []byte, off packet.Offload, rec *trace.Recorder) {
+	p.sw.Trace(p, frame, off, rec)
+}
+
+// where names p in a trace: network/port, or the port alone on the
+// uplink's switch, which has no network name.
+func (p *Port) where() string {
+	if p.sw.name == "" {
+		return p.Name
+	}
+	return p.sw.name + "/" + p.Name
 }
 
 // drop counts a frame of p dropped for r, or records it.
 func (p *Port) drop(r stats.Reason, rec *trace.Recorder) {
 	if rec != nil {
-		rec.Dropped(p.sw.name+"/"+p.Name, r.String(), "dropped at the switch")
+		rec.Dropped(p.where(), r.String(), "dropped at the switch")
 		if rec.Dry {
 			return
 		}
@@ -268,7 +269,7 @@ func (s *Switch) input(in *Port, frame []byte, off packet.Offload, rec *trace.Re
 	if in.secure.Load() {
 		r, ok := in.check(eth, src)
 		if rec != nil {
-			rec.Add(trace.Step{Kind: trace.Security, Where: s.name + "/" + in.Name, Text: securityText(ok, in)})
+			rec.Add(trace.Step{Kind: trace.Security, Where: in.where(), Text: securityText(ok, in)})
 		}
 		if !ok {
 			in.drop(r, rec)
@@ -276,12 +277,12 @@ func (s *Switch) input(in *Port, frame []byte, off packet.Offload, rec *trace.Re
 		}
 	}
 	now := s.clock.Now()
-	fdb := *s.fdb.Load()
+	fdb := s.fdb.Load()
 	if rec == nil || !rec.Dry {
 		s.learn(fdb, in, vlan, src, now)
 	}
 	if !dst.IsMulticast() {
-		if e := s.lookup(fdb, keyOf(vlan, dst)); e != nil && (e.static || now-e.seen.Load() <= s.ageing) {
+		if e := fdb.find(keyOf(vlan, dst)); e != nil && (now-e.seen.Load() <= s.ageing || e.static()) {
 			out := e.port.Load()
 			if rec != nil {
 				rec.Addf(trace.FDB, s.name, "%v is on port %s", dst, out.Name)
@@ -351,7 +352,7 @@ func (p *Port) check(eth packet.Ethernet, src packet.MAC) (stats.Reason, bool) {
 		if s := a.SenderIP(); s != p.IP && s != ([4]byte{}) {
 			return stats.SpoofedARP, false
 		}
-	case etherTypeIPv6:
+	case packet.EtherTypeIPv6:
 		return p.checkIPv6(eth.Payload())
 	case packet.EtherTypeVLAN, etherTypeQinQ, etherTypeQinQv1:
 		return stats.Tagged, false // see isTagged
@@ -365,15 +366,15 @@ func (p *Port) write(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		return
 	}
 	if rec != nil {
-		if td, ok := p.dev.(TraceDevice); ok {
+		if f, ok := p.dev.(trace.Follower); ok {
 			if !rec.Dry {
 				p.sw.observe(p, frame, off)
 				p.Stats.Tx(len(frame))
 			}
-			td.TraceFrame(frame, off, rec)
+			f.TraceFrame(frame, off, rec)
 			return
 		}
-		rec.Left(p.sw.name+"/"+p.Name, frame)
+		rec.Left(p.where(), frame)
 		if rec.Dry {
 			return
 		}
@@ -386,32 +387,15 @@ func (p *Port) write(frame []byte, off packet.Offload, rec *trace.Recorder) {
 	p.Stats.Tx(len(frame))
 }
 
-// lookup returns the FDB entry for k, or nil, from fdb (the loaded settled
-// map) or the recent map. It takes no lock. Racing with a fold it may miss
-// an entry once: the frame is then flooded, or its source relearned under
-// the lock, which finds the entry.
-func (s *Switch) lookup(fdb map[fdbKey]*entry, k fdbKey) *entry {
-	if e := fdb[k]; e != nil {
-		return e
-	}
-	if r := s.recent.Load(); r != nil {
-		return (*r)[k]
-	}
-	return nil
-}
-
 // learn records that src was seen on in. Known stations are refreshed in
-// place; only a new MAC takes the lock and copies the table.
-func (s *Switch) learn(fdb map[fdbKey]*entry, in *Port, vlan uint16, src packet.MAC, now int64) {
-	if e := s.lookup(fdb, keyOf(vlan, src)); e != nil {
-		if e.static {
-			return
-		}
+// place without a lock; a new MAC or a move takes the lock.
+func (s *Switch) learn(fdb *table, in *Port, vlan uint16, src packet.MAC, now int64) {
+	if e := fdb.find(keyOf(vlan, src)); e != nil {
 		if e.seen.Load() != now {
 			e.seen.Store(now)
 		}
-		if old := e.port.Load(); old != in && e.port.CompareAndSwap(old, in) {
-			s.subs.publish(Event{Type: Moved, Network: s.name, MAC: src, VLAN: vlan, Port: in.Name, From: old.Name})
+		if e.port.Load() != in && !e.static() {
+			s.move(in, vlan, src, now)
 		}
 		return
 	}
@@ -433,50 +417,37 @@ func (s *Switch) learn(fdb map[fdbKey]*entry, in *Port, vlan uint16, src packet.
 	}
 }
 
-// insertLocked adds an entry unless one exists; it reports whether it did.
-func (s *Switch) insertLocked(vlan uint16, mac packet.MAC, p *Port, static bool, now int64) bool {
-	k := keyOf(vlan, mac)
-	fdb := *s.fdb.Load()
-	if s.lookup(fdb, k) != nil {
-		return false // learned by another port's goroutine meanwhile
+// move puts a learned station on port in, under the lock and in the
+// current table (the one the caller read may have been replaced).
+func (s *Switch) move(in *Port, vlan uint16, src packet.MAC, now int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.fdb.Load().find(keyOf(vlan, src))
+	if e == nil || e.static() {
+		return // flushed or pinned meanwhile: the next frame learns it
 	}
-	e := &entry{mac: mac, vlan: vlan, static: static}
-	e.port.Store(p)
-	e.seen.Store(now)
-	if len(fdb) < foldSize {
-		// A small table: copying it is as cheap as copying recent.
-		fdb = maps.Clone(fdb)
-		fdb[k] = e
-		s.fdb.Store(&fdb)
-		return true
-	}
-	recent := map[fdbKey]*entry{}
-	if r := s.recent.Load(); r != nil {
-		recent = maps.Clone(*r)
-	}
-	recent[k] = e
-	s.recent.Store(&recent)
-	if len(recent) >= foldSize {
-		s.foldLocked()
-	}
-	return true
-}
-
-// foldLocked merges the recent map into the settled one. The merged map is
-// published before recent is emptied: a reader that loads recent and then
-// fdb sees every entry (some maybe twice); one that loads them the other
-// way round, as lookup does, may miss the folded entries once.
-func (s *Switch) foldLocked() {
-	r := s.recent.Load()
-	if r == nil {
+	old := e.port.Load()
+	if old == in {
 		return
 	}
-	old := *s.fdb.Load()
-	fdb := make(map[fdbKey]*entry, len(old)+len(*r))
-	maps.Copy(fdb, old)
-	maps.Copy(fdb, *r)
-	s.fdb.Store(&fdb)
-	s.recent.Store(nil)
+	e.port.Store(in)
+	e.seen.Store(now)
+	s.subs.publish(Event{Type: Moved, Network: s.name, MAC: src, VLAN: vlan, Port: in.Name, From: old.Name})
+}
+
+// insertLocked adds a row unless one exists; it reports whether it did.
+func (s *Switch) insertLocked(vlan uint16, mac packet.MAC, p *Port, static bool, now int64) bool {
+	k := keyOf(vlan, mac)
+	t := s.fdb.Load()
+	if t.find(k) != nil {
+		return false // learned by another port's goroutine meanwhile
+	}
+	if t.full() {
+		t = t.grown()
+		s.fdb.Store(t)
+	}
+	t.put(k, p, static, now)
+	return true
 }
 
 // AddStatic pins mac on port p, like `bridge fdb add ... static`. A learned
@@ -488,7 +459,7 @@ func (s *Switch) AddStatic(vlan uint16, mac packet.MAC, p *Port) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := keyOf(vlan, mac)
-	s.rewriteLocked(func(e *entry) bool { return keyOf(e.vlan, e.mac) != k }, "")
+	s.rewriteLocked(func(e *slot) bool { return e.fdbKey() != k }, "")
 	s.insertLocked(vlan, mac, p, true, s.clock.Now())
 	return nil
 }
@@ -499,65 +470,58 @@ func (s *Switch) Expire() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock.Now()
-	s.rewriteLocked(func(e *entry) bool { return e.static || now-e.seen.Load() <= s.ageing }, Aged)
+	s.rewriteLocked(func(e *slot) bool { return e.static() || now-e.seen.Load() <= s.ageing }, Aged)
 }
 
-// rewriteLocked folds the recent entries in, then keeps the entries for
-// which keep is true, publishing ev for each learned entry dropped (no event
-// when ev is empty). It copies the table only when something goes.
-func (s *Switch) rewriteLocked(keep func(*entry) bool, ev EventType) {
-	s.foldLocked()
-	old := *s.fdb.Load()
-	var gone []*entry
-	for _, e := range old {
+// rewriteLocked keeps the rows for which keep is true, publishing ev for
+// each learned row dropped (no event when ev is empty). It replaces the
+// table only when something goes.
+func (s *Switch) rewriteLocked(keep func(*slot) bool, ev EventType) {
+	old := s.fdb.Load()
+	drop := 0
+	old.rows(func(e *slot) {
 		if !keep(e) {
-			gone = append(gone, e)
+			drop++
 		}
-	}
-	if len(gone) == 0 {
+	})
+	if drop == 0 {
 		return
 	}
-	fdb := make(map[fdbKey]*entry, len(old)-len(gone))
-	for k, e := range old {
+	// keep is asked once more per row, and that answer counts: a station
+	// refreshed since the count stays.
+	nt := newTable(old.n-drop, old.seed)
+	var gone []Event
+	old.rows(func(e *slot) {
 		if keep(e) {
-			fdb[k] = e
+			nt.put(e.fdbKey(), e.port.Load(), e.static(), e.seen.Load())
+			return
 		}
-	}
-	s.fdb.Store(&fdb)
-	for _, e := range gone {
-		if !e.static {
+		if !e.static() {
 			s.learned.Add(-1)
 		}
 		if ev != "" {
-			s.subs.publish(Event{Type: ev, Network: s.name, MAC: e.mac, VLAN: e.vlan, Port: e.port.Load().Name})
+			gone = append(gone, Event{Type: ev, Network: s.name, MAC: e.mac(), VLAN: e.vlan(), Port: e.port.Load().Name})
 		}
+	})
+	s.fdb.Store(nt)
+	for _, e := range gone {
+		s.subs.publish(e)
 	}
 }
 
 // Entries returns the FDB sorted by port then MAC, with ages.
 func (s *Switch) Entries() []Entry {
 	now := s.clock.Now()
-	var recent map[fdbKey]*entry
-	if r := s.recent.Load(); r != nil { // before fdb: see foldLocked
-		recent = *r
-	}
-	fdb := *s.fdb.Load()
-	out := make([]Entry, 0, len(fdb)+len(recent))
-	add := func(e *entry) {
+	fdb := s.fdb.Load()
+	out := []Entry{}
+	fdb.rows(func(e *slot) {
 		age := now - e.seen.Load()
-		if !e.static && age > s.ageing {
+		static := e.static()
+		if !static && age > s.ageing {
 			return // expired; the next sweep removes it
 		}
-		out = append(out, Entry{MAC: e.mac, VLAN: e.vlan, Port: e.port.Load().Name, Static: e.static, Age: time.Duration(age)})
-	}
-	for _, e := range fdb {
-		add(e)
-	}
-	for k, e := range recent {
-		if _, dup := fdb[k]; !dup { // loaded across a fold
-			add(e)
-		}
-	}
+		out = append(out, Entry{MAC: e.mac(), VLAN: e.vlan(), Port: e.port.Load().Name, Static: static, Age: time.Duration(age)})
+	})
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Port != out[j].Port {
 			return out[i].Port < out[j].Port

@@ -60,8 +60,9 @@ func TestRestoreVLAN(t *testing.T) {
 	// 802.1ad TPID is kept.
 	n = copy(b, frame)
 	got = restoreVLAN(b, n, auxCmsg(unix.TP_STATUS_VLAN_VALID|unix.TP_STATUS_VLAN_TPID_VALID, 5, 0x88a8))
-	if got != n+4 || binary.BigEndian.Uint16(b[12:]) != 0x88a8 || binary.BigEndian.Uint16(b[14:]) != 5 {
-		t.Fatalf("802.1ad: got % x", b[:got])
+	want = append(append(append([]byte{}, frame[:12]...), 0x88, 0xa8, 0x00, 0x05), frame[12:]...)
+	if !bytes.Equal(b[:got], want) {
+		t.Fatalf("802.1ad:\n got % x\nwant % x", b[:got], want)
 	}
 
 	// No room for the tag: the frame is returned as is, never out of bounds.

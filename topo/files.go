@@ -16,37 +16,68 @@ import (
 // `ip netns exec` bind-mounts them over the files of the same name in /etc.
 // Directories are recorded only if uswitch creates them.
 func (t *Topology) writeNetnsFiles(p *config.Plan, ep *config.Endpoint) error {
-	dir := filepath.Join(etcNetnsDir, ep.Netns)
-	if err := t.mkdir(etcNetnsDir); err != nil {
+	nf, err := t.netnsFiles(p, ep)
+	if err != nil {
 		return err
 	}
-	files := []struct{ path, content string }{
+	if err := t.record(nf.record); err != nil {
+		return err
+	}
+	return nf.write()
+}
+
+// netnsFiles is what writeNetnsFiles makes for an endpoint: its
+// /etc/netns/<ns> directory (newDir when it does not exist yet) and files.
+type netnsFiles struct {
+	dir    string
+	newDir bool
+	files  []struct{ path, content string }
+}
+
+// netnsFiles makes /etc/netns if needed and says what ep's files are.
+func (t *Topology) netnsFiles(p *config.Plan, ep *config.Endpoint) (netnsFiles, error) {
+	dir := filepath.Join(etcNetnsDir, ep.Netns)
+	if err := t.mkdir(etcNetnsDir); err != nil {
+		return netnsFiles{}, err
+	}
+	_, err := os.Stat(dir)
+	return netnsFiles{dir: dir, newDir: errors.Is(err, fs.ErrNotExist), files: []struct{ path, content string }{
 		{filepath.Join(dir, "hosts"), hostsFile(ep)},
 		{filepath.Join(dir, "hostname"), ep.Name + "\n"},
 		{filepath.Join(dir, "resolv.conf"), resolvConf(p, ep)},
+	}}, nil
+}
+
+// record adds the directory (when it is new) and the files to s.
+func (nf netnsFiles) record(s *State) {
+	if nf.newDir {
+		s.Dirs = append(s.Dirs, nf.dir)
 	}
-	// One state file write records the directory (when it is new) and
-	// the three files.
-	_, err := os.Stat(dir)
-	newDir := errors.Is(err, fs.ErrNotExist)
-	if err := t.record(func(s *State) {
-		if newDir {
-			s.Dirs = append(s.Dirs, dir)
+	for _, f := range nf.files {
+		if !slices.Contains(s.Files, f.path) {
+			s.Files = append(s.Files, f.path)
 		}
-		for _, f := range files {
-			if !slices.Contains(s.Files, f.path) {
-				s.Files = append(s.Files, f.path)
-			}
-		}
-	}); err != nil {
-		return err
 	}
-	if newDir {
-		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+}
+
+// unrecord takes back what record added.
+func (nf netnsFiles) unrecord(s *State) {
+	if nf.newDir {
+		s.Dirs = slices.DeleteFunc(s.Dirs, func(d string) bool { return d == nf.dir })
+	}
+	s.Files = slices.DeleteFunc(s.Files, func(f string) bool {
+		return slices.ContainsFunc(nf.files, func(g struct{ path, content string }) bool { return g.path == f })
+	})
+}
+
+// write makes the directory and writes the files (recorded first).
+func (nf netnsFiles) write() error {
+	if nf.newDir {
+		if err := os.Mkdir(nf.dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
 	}
-	for _, f := range files {
+	for _, f := range nf.files {
 		if err := os.WriteFile(f.path, []byte(f.content), 0o644); err != nil {
 			return err
 		}

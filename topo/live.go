@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -110,7 +109,10 @@ func (t *Topology) addAttachment(p *config.Plan, ep *config.Endpoint) error {
 	}
 	pd := PortDev{Port: ifc.Port, Network: ifc.Network, Endpoint: ep.Name, Ifname: ifc.Name, Link: ep.Link}
 	if ep.Link == config.LinkVeth {
-		err = t.addVeth(p, ns, h, ifc, &pd)
+		ref := LinkRef{Name: HostLinkName(p.Name, ifc.Port)}
+		if err = t.record(func(s *State) { s.Links = append(s.Links, ref) }); err == nil {
+			err = t.addVeth(p, ns, h, ifc, &pd)
+		}
 	} else {
 		pd.Link = config.LinkTAP
 		// A persistent TAP in a namespace that is not ours: recorded, so
@@ -244,9 +246,10 @@ func (t *Topology) RecordPlan(p *config.Plan) error {
 	return t.record(func(s *State) { s.Plan = src })
 }
 
-// AddNetworkRoutes adds the uplink's host route to network n's subnet (when
-// the plan's uplink has routes and n is not internal), as Apply adds them
-// for the networks it starts with. The routes go with the uplink's TAP.
+// AddNetworkRoutes adds the uplink's host routes to network n's subnet and
+// subnet6 (when the plan's uplink has routes and n is not internal), as
+// Apply adds them for the networks it starts with. The routes go with the
+// uplink's TAP.
 func (t *Topology) AddNetworkRoutes(p *config.Plan, n config.Network) error {
 	return t.networkRoute(p, n, true)
 }
@@ -257,37 +260,67 @@ func (t *Topology) RemoveNetworkRoutes(p *config.Plan, n config.Network) error {
 	return t.networkRoute(p, n, false)
 }
 
+// uplinkLink opens a netlink handle in the uplink's namespace and finds
+// its host-side link; done closes what it opened.
+func uplinkLink(u *config.Uplink) (h *netlink.Handle, l netlink.Link, done func(), err error) {
+	h, done = &netlink.Handle{}, func() {}
+	if u.Netns != "" {
+		ns, err := openNetns(u.Netns)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		defer ns.Close()
+		if h, err = netlink.NewHandleAt(ns); err != nil {
+			return nil, nil, nil, fmt.Errorf("netns %q: netlink: %w", u.Netns, err)
+		}
+		done = h.Close
+	}
+	l, err = retryDump(func() (netlink.Link, error) { return h.LinkByName(u.HostDevice) })
+	if err != nil {
+		done()
+		return nil, nil, nil, fmt.Errorf("%s: %w", u.HostDevice, err)
+	}
+	return h, l, done, nil
+}
+
+// restoreAddress6 puts host_address6 back on the uplink's host side, as
+// Apply put it (without duplicate address detection): the kernel removes
+// the IPv6 addresses of a link that goes down (keep_addr_on_down = 0).
+func restoreAddress6(u *config.Uplink) error {
+	if !u.HostAddress6.IsValid() {
+		return nil
+	}
+	h, l, done, err := uplinkLink(u)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := h.AddrReplace(l, &netlink.Addr{IPNet: ipNet(u.HostAddress6), Flags: unix.IFA_F_NODAD}); err != nil {
+		return fmt.Errorf("address %s dev %s: %w", u.HostAddress6, u.HostDevice, err)
+	}
+	return nil
+}
+
 func (t *Topology) networkRoute(p *config.Plan, n config.Network, add bool) error {
 	u := p.Uplink
 	if u == nil || !u.Routes || n.Internal {
 		return nil
 	}
-	h := &netlink.Handle{}
-	if u.Netns != "" {
-		ns, err := openNetns(u.Netns)
-		if err != nil {
-			return err
-		}
-		defer ns.Close()
-		if h, err = netlink.NewHandleAt(ns); err != nil {
-			return fmt.Errorf("netns %q: netlink: %w", u.Netns, err)
-		}
-		defer h.Close()
-	}
-	l, err := retryDump(func() (netlink.Link, error) { return h.LinkByName(u.HostDevice) })
+	h, l, done, err := uplinkLink(u)
 	if err != nil {
-		return fmt.Errorf("%s: %w", u.HostDevice, err)
+		return err
 	}
-	dst := &net.IPNet{IP: net.IP(n.Subnet.Addr().AsSlice()), Mask: net.CIDRMask(n.Subnet.Bits(), 32)}
-	rt := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: net.IP(u.Address.Addr().AsSlice())}
-	if add {
-		if err := h.RouteAdd(rt); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("route %s via %s dev %s: %w", n.Subnet, u.Address.Addr(), u.HostDevice, err)
+	defer done()
+	for _, rt := range uplinkRoutes(u, n, l) {
+		if add {
+			if err := h.RouteAdd(rt); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("route %s via %s dev %s: %w", rt.Dst, rt.Gw, u.HostDevice, err)
+			}
+			continue
 		}
-		return nil
-	}
-	if err := h.RouteDel(rt); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("delete route %s via %s dev %s: %w", n.Subnet, u.Address.Addr(), u.HostDevice, err)
+		if err := h.RouteDel(rt); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("delete route %s via %s dev %s: %w", rt.Dst, rt.Gw, u.HostDevice, err)
+		}
 	}
 	return nil
 }

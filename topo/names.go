@@ -4,9 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"strings"
-	"sync/atomic"
 )
 
 // HostLinkName is the name of the host end of the veth of switch port port
@@ -34,13 +32,4 @@ func HostLinkName(instance, port string) string {
 // hostLinkAlias is the IFLA_IFALIAS of a veth host end.
 func hostLinkAlias(instance, port string) string {
 	return fmt.Sprintf("uswitch %s %s", instance, port)
-}
-
-var tapSeq atomic.Uint32
-
-// tempTAPName is a name for a TAP while it still is in the root namespace,
-// unique in this process and among processes ("ust" + pid in hex + "." +
-// sequence number). The TAP is renamed once it is in its namespace.
-func tempTAPName() string {
-	return fmt.Sprintf("ust%x.%d", os.Getpid(), tapSeq.Add(1)%100000)
 }

@@ -120,15 +120,30 @@ func ReadState(name string, opt Options) (*State, error) {
 // writeState writes s to path atomically (temporary file + rename), so a
 // crash leaves either the old or the new state, never a torn one.
 func writeState(path string, s *State) error {
-	b, err := json.MarshalIndent(s, "", "  ")
+	b, err := marshalState(s)
 	if err != nil {
 		return err
 	}
+	return writeStateFile(path, b)
+}
+
+// marshalState is the state file's content for s.
+func marshalState(s *State) ([]byte, error) {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// writeStateFile writes b to path atomically: a temporary file renamed over
+// it.
+func writeStateFile(path string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return fmt.Errorf("state file: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {

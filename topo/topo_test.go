@@ -2,9 +2,12 @@ package topo
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/uswitch-dev/uswitch/config"
@@ -34,9 +37,6 @@ func TestHostLinkName(t *testing.T) {
 	}
 	if n := HostLinkName("lab", "web"); !strings.HasPrefix(n, "lab-") || len(n) != 12 {
 		t.Errorf("HostLinkName(lab, web) = %q, want lab-XXXXXXXX", n)
-	}
-	if n := tempTAPName(); validIfname(n) != nil {
-		t.Errorf("tempTAPName() = %q is not a valid interface name", n)
 	}
 }
 
@@ -125,6 +125,65 @@ func TestStateFile(t *testing.T) {
 	os.WriteFile(StatePath("bad", opt), []byte("{"), 0o644)
 	if err := Down("bad", opt); err == nil || !strings.Contains(err.Error(), "state file") {
 		t.Fatalf("Down with a damaged state file: %v", err)
+	}
+}
+
+// TestRecordGroupCommit: goroutines recording at once share state file
+// writes, and each record returns only once the file holds its change; a
+// failed write is returned to its writer and the changes it held are
+// written by the next record.
+func TestRecordGroupCommit(t *testing.T) {
+	opt := Options{StateDir: t.TempDir()}
+	tp := &Topology{Name: "lab", path: StatePath("lab", opt), st: State{Name: "lab"}}
+	const n = 64
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			name := fmt.Sprintf("ns%d", i)
+			if err := tp.record(func(s *State) { s.Netns = append(s.Netns, name) }); err != nil {
+				errs <- err
+				return
+			}
+			s, err := ReadState("lab", opt)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if !slices.Contains(s.Netns, name) {
+				errs <- fmt.Errorf("record of %s returned before the file held it", name)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	s, err := ReadState("lab", opt)
+	if err != nil || len(s.Netns) != n {
+		t.Fatalf("state file: %d namespaces, %v", len(s.Netns), err)
+	}
+	if tp.changes != n || tp.written != n {
+		t.Fatalf("changes %d, written %d, want %d", tp.changes, tp.written, n)
+	}
+
+	// A write that fails (the state directory is a file) is the writer's
+	// error; the next record writes both changes.
+	bad := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(bad, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tp.path = filepath.Join(bad, "lab.json")
+	if err := tp.record(func(s *State) { s.Netns = append(s.Netns, "lost") }); err == nil {
+		t.Fatal("record into a path under a file succeeded")
+	}
+	tp.path = StatePath("lab", opt)
+	if err := tp.record(func(s *State) { s.Netns = append(s.Netns, "next") }); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := ReadState("lab", opt); err != nil || !slices.Contains(s.Netns, "lost") || !slices.Contains(s.Netns, "next") {
+		t.Fatalf("after a failed write: %v, %v", s, err)
 	}
 }
 

@@ -18,8 +18,9 @@ import (
 // address. So WatchUplink follows the uplink's host-side link with netlink
 // (in the uplink's namespace) and, each time it comes up again, adds the
 // route to every network of the running plan again, as Apply made them
-// (AddNetworkRoutes). Without an uplink, or without routes, it watches
-// nothing. stop ends the watch and returns once it has.
+// (AddNetworkRoutes), after host_address6, which the kernel removed with
+// the link's other IPv6 addresses. Without an uplink, or without routes,
+// it watches nothing. stop ends the watch and returns once it has.
 func (t *Topology) WatchUplink(log *slog.Logger) (stop func(), err error) {
 	u := t.Plan().Uplink
 	if u == nil || !u.Routes {
@@ -72,11 +73,14 @@ func (t *Topology) WatchUplink(log *slog.Logger) (stop func(), err error) {
 	}, nil
 }
 
-// restoreRoutes adds the routes to the plan's networks again, retrying
-// while the kernel has not yet put back the route to the uplink's own
-// subnet that they go through.
+// restoreRoutes adds host_address6 and the routes to the plan's networks
+// again, retrying while the kernel has not yet put back the route to the
+// uplink's own subnet that they go through.
 func (t *Topology) restoreRoutes(done <-chan struct{}, log *slog.Logger) {
 	p := t.Plan()
+	if err := restoreAddress6(p.Uplink); err != nil {
+		log.Warn("uplink up again: cannot restore host_address6", "err", err)
+	}
 	for _, n := range p.Networks {
 		var err error
 		for try := 0; try < 50; try++ {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 )
 
 // Filter is a small frame filter in the spirit of tcpdump's simplest
@@ -175,7 +176,7 @@ type Live struct {
 const DefaultRate = 100
 
 // NewLive returns a live trace of the frames entering port (any, when "")
-// of network (any, when ""; "uplink" for the uplink) that match f, at most
+// of network (any, when ""; rule.Uplink for the uplink) that match f, at most
 // rate frames a second (DefaultRate when 0).
 func NewLive(port, network string, f Filter, rate float64) *Live {
 	if rate <= 0 {
@@ -187,7 +188,7 @@ func NewLive(port, network string, f Filter, rate float64) *Live {
 // Wants reports whether the frame that entered port of network is to be
 // followed: it matches and the rate allows it.
 func (l *Live) Wants(network, port string, frame []byte) bool {
-	if l.Port != "" && l.Port != port || l.Network != "" && l.Network != network && !(l.Network == "uplink" && network == "") {
+	if l.Port != "" && l.Port != port || l.Network != "" && l.Network != network && !(l.Network == rule.Uplink && network == "") {
 		return false
 	}
 	if !l.Filter.Match(frame) {

@@ -13,7 +13,18 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+
+	"github.com/uswitch-dev/uswitch/packet"
 )
+
+// Follower is a packet.Egress that can follow a traced frame: a switch port
+// (the frame is switched as received on it) or a router port (routed as
+// arrived on it). A stage hands a traced frame on to the next one's
+// TraceFrame, where it would call WriteFrame; an egress that is no
+// Follower (a device) is where the frame leaves.
+type Follower interface {
+	TraceFrame(frame []byte, off packet.Offload, rec *Recorder)
+}
 
 // Kinds of steps.
 const (

@@ -20,14 +20,15 @@ func cmdConntrack(args []string) error {
 // conntrack is `uswitch conntrack`: the connection table, one connection a
 // line like `conntrack -L`, and on stderr how many were shown.
 func conntrack(ctx context.Context, args []string, w, stderr io.Writer) error {
-	fs := newFlagSet("conntrack", "[--proto tcp|udp|icmp] [--src IP] [--dst IP] [--sport N] [--dport N] [--state S] [-o table|json] [--control PATH | --config FILE]")
+	fs := newFlagSet("conntrack", "[--family ipv4|ipv6] [--proto tcp|udp|icmp|icmpv6] [--src IP] [--dst IP] [--sport N] [--dport N] [--state S] [-o table|json] [--control PATH | --config FILE]")
 	var f inspectFlags
 	f.register(fs)
-	// Filters, applied by the server, like conntrack -L's -p, -s, -d,
+	// Filters, applied by the server, like conntrack -L's -f, -p, -s, -d,
 	// --sport, --dport and --state (all on the original direction).
 	filters := []struct{ name, usage string }{
-		{"proto", "show only connections of protocol `P`: tcp, udp or icmp"},
-		{"src", "show only connections whose original source is `IP`"},
+		{"family", "show only connections of address family `F`: ipv4 or ipv6"},
+		{"proto", "show only connections of protocol `P`: tcp, udp, icmp or icmpv6"},
+		{"src", "show only connections whose original source is `IP` (IPv4 or IPv6)"},
 		{"dst", "show only connections whose original destination is `IP`"},
 		{"sport", "show only connections whose original source port is `N`"},
 		{"dport", "show only connections whose original destination port is `N`"},
@@ -109,16 +110,21 @@ func conntrackLine(e nat.Entry) string {
 }
 
 // tupleText is one direction of a connection: addresses and ports, or for
-// ICMP the echo's type, code and identifier (conntrack tracks echoes only).
+// ICMP and ICMPv6 the echo's type, code and identifier (conntrack tracks
+// echoes only).
 func tupleText(proto string, t nat.TupleView, d nat.Dir) string {
 	s := fmt.Sprintf("src=%s dst=%s ", t.Src, t.Dst)
 	switch proto {
 	case "tcp", "udp":
 		return s + fmt.Sprintf("sport=%d dport=%d", t.Sport, t.Dport)
-	case "icmp":
-		typ := 8 // echo request
+	case "icmp", "icmpv6":
+		req, rep := 8, 0 // echo request and reply
+		if proto == "icmpv6" {
+			req, rep = 128, 129
+		}
+		typ := req
 		if d == nat.Reply {
-			typ = 0 // echo reply
+			typ = rep
 		}
 		return s + fmt.Sprintf("type=%d code=0 id=%d", typ, t.Sport)
 	}
@@ -135,6 +141,8 @@ func protoNumber(name string) int {
 		return 17
 	case "icmp":
 		return 1
+	case "icmpv6":
+		return 58
 	}
 	n, err := strconv.Atoi(strings.TrimPrefix(name, "proto-"))
 	if err != nil {

@@ -47,6 +47,16 @@ func TestConntrackLine(t *testing.T) {
 		{nat.Entry{Proto: "proto-47", Orig: tv("172.20.0.10", "172.20.0.11", 0, 0), Reply: tv("172.20.0.11", "172.20.0.10", 0, 0),
 			Timeout: clock.Duration(600 * time.Second)},
 			"proto-47 47 600 src=172.20.0.10 dst=172.20.0.11 packets=0 bytes=0 [UNREPLIED] src=172.20.0.11 dst=172.20.0.10 packets=0 bytes=0"},
+		// IPv6: NAT66 of TCP and ICMPv6 echo (types 128 and 129)
+		{nat.Entry{Family: "ipv6", Proto: "tcp", State: "ESTABLISHED", Orig: tv("fd00:20::10", "2001:db8::7", 40000, 443),
+			Reply: tv("2001:db8::7", "fd00:ff::2", 443, 40000), SNAT: true, Replied: true, Assured: true,
+			Timeout: clock.Duration(431999 * time.Second), Packets: [2]uint64{5, 4}, Bytes: [2]uint64{500, 400}},
+			"tcp      6 431999 ESTABLISHED src=fd00:20::10 dst=2001:db8::7 sport=40000 dport=443 packets=5 bytes=500 " +
+				"src=2001:db8::7 dst=fd00:ff::2 sport=443 dport=40000 packets=4 bytes=400 [ASSURED] snat"},
+		{nat.Entry{Family: "ipv6", Proto: "icmpv6", Orig: tv("fd00:20::10", "2001:db8::7", 7, 7), Reply: tv("2001:db8::7", "fd00:ff::2", 7, 7),
+			SNAT: true, Replied: true, Assured: true, Timeout: clock.Duration(30 * time.Second), Packets: [2]uint64{1, 1}, Bytes: [2]uint64{104, 104}},
+			"icmpv6   58 30 src=fd00:20::10 dst=2001:db8::7 type=128 code=0 id=7 packets=1 bytes=104 " +
+				"src=2001:db8::7 dst=fd00:ff::2 type=129 code=0 id=7 packets=1 bytes=104 [ASSURED] snat"},
 		// a SYN answered but not acknowledged: replied, not yet assured
 		{nat.Entry{Proto: "tcp", State: "SYN_RECV", Orig: tv("203.0.113.9", "10.250.0.2", 4000, 8080),
 			Reply: tv("172.20.0.10", "203.0.113.9", 80, 4000), DNAT: true, Replied: true,
@@ -142,7 +152,7 @@ func TestConntrackCommand(t *testing.T) {
 	}
 
 	err := conntrack(ctx, []string{"--control", in.sock, "--proto", "sctp"}, &out, &errOut)
-	require.EqualError(t, err, `query parameter proto="sctp": want tcp, udp or icmp`)
+	require.EqualError(t, err, `query parameter proto="sctp": want tcp, udp, icmp or icmpv6`)
 	err = conntrack(ctx, []string{"--control", in.sock, "--dport", "http"}, &out, &errOut)
 	require.EqualError(t, err, `query parameter dport="http": not a port (1-65535)`)
 }
@@ -185,7 +195,24 @@ func TestRulesCommand(t *testing.T) {
 	require.Len(t, rows, 9)
 	require.Equal(t, rule.Listed{Rule: rule.Rule{Hook: rule.Postrouting, Action: rule.Masquerade,
 		Match: rule.Match{Src: netip.MustParsePrefix("172.20.0.0/24"), Out: "uplink"}, Comment: "masquerade front"},
-		Position: 2, Packets: 1, Bytes: 33}, rows[8])
+		Family: rule.FamilyIPv4, Position: 2, Packets: 1, Bytes: 33}, rows[8])
+}
+
+// IPv6 rules show as ip6tables -L -v -n shows them: ::/0 for any address,
+// a host without its /128, a bracketed target with a port.
+func TestWriteRulesIPv6(t *testing.T) {
+	p, a := netip.MustParsePrefix, netip.MustParseAddr
+	rows := []rule.Listed{
+		{Rule: rule.Rule{Hook: rule.Prerouting, Action: rule.DNAT, Comment: "publish web 8080:80/tcp",
+			Match:  rule.Match{Dst: p("fd00:ff::2/128"), Proto: "tcp", Dport: rule.Ports{8080, 8080}},
+			ToAddr: a("fd00:20::10"), ToPort: 80}, Family: rule.FamilyIPv6, Position: 1, Packets: 3, Bytes: 240},
+		{Rule: rule.Rule{Hook: rule.Postrouting, Action: rule.Masquerade, Comment: "masquerade6 front",
+			Match: rule.Match{Src: p("fd00:20::/64"), Out: "uplink"}}, Family: rule.FamilyIPv6, Position: 1},
+	}
+	var out bytes.Buffer
+	require.NoError(t, writeRules(&out, rows, false))
+	require.Contains(t, out.String(), "   3    240  DNAT    tcp   *   *    ::/0    fd00:ff::2   tcp dpt:8080 to:[fd00:20::10]:80 /* publish web 8080:80/tcp */\n")
+	require.Contains(t, out.String(), "   0      0  MASQUERADE  all   *   uplink  fd00:20::/64  ::/0         /* masquerade6 front */\n")
 }
 
 func TestWriteRules(t *testing.T) {

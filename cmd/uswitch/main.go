@@ -34,7 +34,7 @@ var commands = []command{
 	{"apply", "--config FILE [-o json]", "change the running instance to match a config; print what changed", cmdApply},
 	{"fdb", "[--network N] [--watch] [-o json]", "show the MAC learning table, or watch it change", cmdFDB},
 	{"ports", "[-o json]", "show every port's packet, byte and drop counters", cmdPorts},
-	{"neigh", "[-o json]", "show the router's ARP cache per network", cmdNeigh},
+	{"neigh", "[-o json]", "show the router's ARP and IPv6 neighbour caches per network", cmdNeigh},
 	{"routes", "[-o json]", "show the routing table", cmdRoutes},
 	{"conntrack", "[--proto P] [--src IP] [--dst IP] [--sport N] [--dport N] [--state S] [-o json]", "show the connection table, like conntrack -L", cmdConntrack},
 	{"rules", "[-x] [-o json]", "show the compiled rules per hook with their counters", cmdRules},

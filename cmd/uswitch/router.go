@@ -14,7 +14,8 @@ import (
 
 func cmdNeigh(args []string) error { return neigh(context.Background(), args, os.Stdout) }
 
-// neigh is `uswitch neigh`: the router's ARP caches, like `ip neigh`.
+// neigh is `uswitch neigh`: the router's ARP and IPv6 neighbour caches,
+// like `ip neigh`.
 func neigh(ctx context.Context, args []string, w io.Writer) error {
 	var list []control.NeighEntry
 	return inspect(ctx, "neigh", "/v1/neigh", args, w, &list, func() *table {

@@ -60,8 +60,9 @@ func writeRules(w io.Writer, rows []rule.Listed, exact bool) error {
 				continue
 			}
 			m := &r.Match
+			v6 := r.Family == rule.FamilyIPv6
 			t.add(num(r.Packets), num(r.Bytes), strings.ToUpper(r.Action.String()), or(m.Proto, "all"),
-				inCell(m), or(m.Out, "*"), addrCell(m.Src), addrCell(m.Dst), strings.Join(ruleExtras(&r.Rule), " "))
+				inCell(m), or(m.Out, "*"), addrCell(m.Src, v6), addrCell(m.Dst, v6), strings.Join(ruleExtras(&r.Rule), " "))
 		}
 		if err := t.write(&b); err != nil {
 			return err
@@ -87,10 +88,13 @@ func inCell(m *rule.Match) string {
 	return or(m.In, "*")
 }
 
-// addrCell is a prefix as iptables -n shows it: any as 0.0.0.0/0, a host
-// without its /32.
-func addrCell(p netip.Prefix) string {
+// addrCell is a prefix as iptables -n shows it: any as 0.0.0.0/0 (in an
+// IPv6 rule, v6, ::/0 as ip6tables shows it), a host without its /32 or
+// /128.
+func addrCell(p netip.Prefix, v6 bool) string {
 	switch {
+	case !p.IsValid() && v6:
+		return "::/0"
 	case !p.IsValid():
 		return "0.0.0.0/0"
 	case p.IsSingleIP():

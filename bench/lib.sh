@@ -1,0 +1,67 @@
+# Shell helpers of bench/net.sh and bench/udploss.sh (sourced, not run).
+# ME is the sourcing script's name, for messages.
+
+log() { echo "$ME: $*" >&2; }
+
+# need_tools NAME:PACKAGE... installs the Debian/Ubuntu packages of the
+# tools missing (apt-get), or names them and exits where there is no apt-get.
+need_tools() {
+	local tool missing=() policy rc
+	for tool in "$@"; do
+		command -v "${tool%%:*}" >/dev/null || PATH=$PATH:/usr/sbin:/sbin command -v "${tool%%:*}" >/dev/null ||
+			[[ " ${missing[*]} " == *" ${tool##*:} "* ]] || missing+=("${tool##*:}")
+	done
+	[ ${#missing[@]} -gt 0 ] || return 0
+	if ! command -v apt-get >/dev/null; then
+		log "needs ${missing[*]} (Debian/Ubuntu package names; on Fedora: iperf3 iputils iptables python3 openvswitch): install them and run it again"
+		exit 1
+	fi
+	log "installing ${missing[*]}: apt-get update && apt-get install -y ${missing[*]}"
+	# openvswitch-switch's install starts the system's OVS service unless
+	# policy-rc.d says no (exit 101): a bench must not leave a switch
+	# daemon running in the root namespace.
+	policy=""
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+	fi
+	rc=0
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || rc=$?
+	[ -n "$policy" ] && rm -f "$policy"
+	[ "$rc" = 0 ] || exit "$rc"
+}
+
+# alive PID: running, not exited (a child that exited stays a zombie, which
+# kill -0 still finds, until waited for).
+alive() {
+	local st
+	st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) && [ "$st" != Z ]
+}
+
+# stop_pid PID: SIGTERM, then wait for it (SIGKILL after 20 s). PID is a
+# child of this shell, so it stays a zombie, not reused, until waited for.
+stop_pid() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+	for i in $(seq 200); do
+		alive "$pid" || break
+		sleep 0.1
+	done
+	if alive "$pid"; then
+		log "pid $pid did not stop on SIGTERM in 20 s; SIGKILL"
+		kill -KILL "$pid" 2>/dev/null
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+# kill_iperf_server PIDFILE: a daemonized iperf3 server of ours (-I PIDFILE)
+# that is still running, e.g. because its client never connected.
+kill_iperf_server() {
+	local pid
+	pid=$(cat "$1" 2>/dev/null) || return 0
+	rm -f "$1"
+	[[ $pid =~ ^[0-9]+$ ]] || return 0
+	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = iperf3 ] && kill -TERM "$pid" 2>/dev/null
+	return 0
+}

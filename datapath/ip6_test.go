@@ -1,0 +1,57 @@
+package datapath
+
+import (
+	"log/slog"
+	"net/netip"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/stretchr/testify/require"
+
+	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/packet"
+	vswitch "github.com/uswitch-dev/uswitch/switch"
+)
+
+var (
+	web6 = netip.MustParseAddr("fd00:20::10").As16()
+	db6  = netip.MustParseAddr("fd00:21::20").As16()
+)
+
+// routedSetup6 is routedSetup for IPv6: front and back dual-stack
+// (fd00:20::/64, fd00:21::/64), web (port security on) and db known to
+// the router by their solicitations of the gateways, and a UDP frame from
+// web to db with the same 4-byte payload as routedSetup's.
+func routedSetup6(t testing.TB) (*vswitch.Switch, *vswitch.Port, *vswitch.Port, []byte) {
+	plan := testPlan(false)
+	for i, s := range []string{"fd00:20::/64", "fd00:21::/64"} {
+		plan.Networks[i].Subnet6 = netip.MustParsePrefix(s)
+		plan.Networks[i].Gateway6 = plan.Networks[i].Subnet6.Addr().Next()
+	}
+	dp, err := New(plan, &clock.Fake{}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	front, back := dp.Network("front"), dp.Network("back")
+	web, err := front.AddPort(vswitch.PortConfig{Name: "web", Secure: true, MAC: webMAC, IP: [4]byte{172, 20, 0, 10}, IP6: web6}, discard{})
+	require.NoError(t, err)
+	db, err := back.AddPort(vswitch.PortConfig{Name: "db"}, discard{})
+	require.NoError(t, err)
+	for _, s := range []struct {
+		sw   *vswitch.Switch
+		p    *vswitch.Port
+		mac  packet.MAC
+		ip   [16]byte
+		net6 netip.Prefix
+	}{{front, web, webMAC, web6, plan.Networks[0].Subnet6}, {back, db, dbMAC, db6, plan.Networks[1].Subnet6}} {
+		gw := s.net6.Addr().Next().As16()
+		group := packet.SolicitedNode(gw)
+		s.sw.Input(s.p, packet.PutNS(make([]byte, packet.NDPFrameLen), packet.MulticastMAC6(group), s.mac, s.ip, group, gw), packet.Offload{})
+	}
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: web6[:], DstIP: db6[:]}
+	u := &layers.UDP{SrcPort: 1111, DstPort: 2222}
+	_ = u.SetNetworkLayerForChecksum(ip)
+	return front, web, db, ser(t, &layers.Ethernet{SrcMAC: hw(webMAC), DstMAC: hw(frontG), EthernetType: layers.EthernetTypeIPv6}, ip, u, gopacket.Payload("data"))
+}
+
+// BenchmarkRoutedPath6 is BenchmarkRoutedPath for IPv6.
+func BenchmarkRoutedPath6(b *testing.B) { benchRouted(b, routedSetup6) }

@@ -1,0 +1,238 @@
+package nat
+
+import (
+	"net/netip"
+
+	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/trace"
+)
+
+// The IPv6 hooks: what Prerouting, Postrouting and Output do for IPv4,
+// for an IPv6 packet whose payload length the router checked (LenValid).
+// Filter serves both families. Conntrack tracks TCP, UDP and ICMPv6 echo
+// as for IPv4, in the same table, and ICMPv6 errors quoting a tracked
+// packet are RELATED to its connection and translated with it. Fragments
+// are not reassembled (the router does not fragment IPv6 either): they
+// are INVALID, which the forward hook drops.
+
+// Prerouting6 is Prerouting for an IPv6 packet.
+func (t *Tracker) Prerouting6(f *Flow, ip packet.IPv6, in string) Verdict {
+	*f = Flow{Partial: f.Partial, Rec: f.Rec, meta: Meta{In: in, Size: len(ip), V6: true}}
+	tup := &f.orig6
+	l4, off, ok := tup.read6(ip)
+	f.off6 = off
+	f.meta.T, f.meta.Src6, f.meta.Dst6 = tup.ports(), tup.Src, tup.Dst
+	if !ok {
+		f.orig = f.meta.T
+		return t.untracked(f, tup.Proto == packet.ProtoICMPv6 && t.relatedIn6(f, ip, l4))
+	}
+	c, d, found := t.Table.Lookup6(tup)
+	if !found && f.Rec != nil {
+		c, d, found = pending(f.Rec, key{}, tup)
+	}
+	if found {
+		if st := t.update(c, d, l4, len(ip), f.Rec != nil && f.Rec.Dry); st != stateReopen {
+			f.found(c, d, st)
+			if f.Rec != nil {
+				f.traceFound()
+			}
+			v := t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
+			if v.Action == Accept && c.nat != 0 {
+				tg := c.target6(d)
+				if f.Rec != nil && (tg.Dst != tup.Dst || tg.Dport != tup.Dport) {
+					f.Rec.Addf(trace.NAT, "prerouting", "destination %v -> %v, as the connection says",
+						netip.AddrPortFrom(netip.AddrFrom16(tup.Dst), tup.Dport), netip.AddrPortFrom(netip.AddrFrom16(tg.Dst), tg.Dport))
+				}
+				rewrite6(ip, tup.Proto, l4, true, tg.Dst, tg.Dport, f.Partial)
+				f.meta.Dst6, f.meta.T.Dport = tg.Dst, tg.Dport
+			}
+			return v
+		}
+	}
+	f.orig = f.meta.T
+	if v := t.first(f, l4); v.Action != Accept || !f.tracked {
+		return v
+	}
+	if r := t.Rules.natRule(Prerouting, &f.meta, f.Rec); r != nil && r.Action == DNAT {
+		dst, dport := r.toAddr6, f.meta.T.Dport
+		if dst == ([16]byte{}) {
+			dst = f.meta.Dst6
+		}
+		if r.ToPort != 0 && hasPorts(tup.Proto) {
+			dport = r.ToPort
+		}
+		f.traceDNAT(r, netip.AddrPortFrom(netip.AddrFrom16(f.meta.Dst6), f.meta.T.Dport), netip.AddrPortFrom(netip.AddrFrom16(dst), dport))
+		rewrite6(ip, tup.Proto, l4, true, dst, dport, f.Partial)
+		f.meta.Dst6, f.meta.T.Dport = dst, dport
+		f.meta.State |= stateDNAT
+		f.dnat = true
+	}
+	return accept
+}
+
+// Postrouting6 is Postrouting for an IPv6 packet; outAddr is the egress
+// port's IPv6 address, for masquerade.
+func (t *Tracker) Postrouting6(f *Flow, ip packet.IPv6, out string, outAddr [16]byte) Verdict {
+	f.meta.Out = out
+	if v := t.Rules.filterVerdict(Postrouting, &f.meta, f.Rec); v.Action != Accept {
+		return v
+	}
+	switch {
+	case f.related:
+		if f.conn.nat != 0 {
+			relatedOut6(ip, f.upper6(ip), f.conn, f.dir)
+		}
+		return accept
+	case f.conn != nil:
+		if f.conn.nat != 0 {
+			tg := f.conn.target6(f.dir)
+			rewrite6(ip, tg.Proto, f.upper6(ip), false, tg.Src, tg.Sport, f.Partial)
+		}
+		return accept
+	case !f.tracked:
+		return accept
+	}
+	cur := Tuple6{Src: f.meta.Src6, Dst: f.meta.Dst6, Sport: f.meta.T.Sport, Dport: f.meta.T.Dport, Proto: f.meta.T.Proto}
+	c := newConn6(f.orig6)
+	src, sport := cur.Src, cur.Sport
+	switch r := t.snatRule(f); {
+	case r == nil:
+	case r.Action == Masquerade:
+		src = outAddr
+	case r.Action == SNAT:
+		if r.toAddr6 != ([16]byte{}) {
+			src = r.toAddr6
+		}
+		sport = snatPort(r, f.meta.T)
+	}
+	if src != cur.Src || sport != cur.Sport {
+		c.nat |= natSrc
+	}
+	c.six.reply = Tuple6{Src: cur.Dst, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
+	c.reply = c.six.reply.ports()
+	l4 := f.upper6(ip)
+	if v := t.commit(f, c, l4); v.Action != Accept {
+		return v
+	}
+	if c.nat&natSrc != 0 {
+		rewrite6(ip, cur.Proto, l4, false, c.six.reply.Dst, c.six.reply.Dport, f.Partial)
+	}
+	return accept
+}
+
+// upper6 is the upper-layer header of the packet prerouting tracked,
+// found by the walk through its extension headers prerouting made.
+func (f *Flow) upper6(ip packet.IPv6) []byte {
+	return ip[f.off6 : packet.IPv6HeaderLen+int(ip.PayloadLen())]
+}
+
+// Output6 is Output for an IPv6 packet the router sends: an ICMPv6 error
+// quoting a packet of a translated connection is translated back to what
+// its sender knows.
+func (t *Tracker) Output6(ip packet.IPv6, out string) Verdict {
+	var tup Tuple6
+	l4, _, ok := tup.read6(ip)
+	m := Meta{T: tup.ports(), Out: out, Size: len(ip), State: StateNew, V6: true, Src6: tup.Src, Dst6: tup.Dst}
+	if !ok && tup.Proto == packet.ProtoICMPv6 {
+		if _, it, ok := quoted6(l4); ok {
+			rev := it.Reverse()
+			if c, d, found := t.Table.Lookup6(&rev); found {
+				m.State = StateRelated
+				if c.nat != 0 {
+					relatedOut6(ip, l4, c, d)
+				}
+			}
+		}
+	}
+	return t.Rules.filterVerdict(Output, &m, nil)
+}
+
+// rewrite6 sets the destination (dst) or source address of an IPv6
+// packet and the port of its transport header l4 (the id of an ICMPv6
+// echo, whatever the side), adjusting the transport checksum, which
+// covers the addresses through the pseudo header (IPv6 has no header
+// checksum). l4 may be cut short, as in the packet an ICMPv6 error
+// quotes; partial says its checksum is a partial one (see rewrite).
+func rewrite6(ip packet.IPv6, proto uint8, l4 []byte, dst bool, addr [16]byte, port uint16, partial bool) {
+	old := ip.Src()
+	if dst {
+		old = ip.Dst()
+		ip.SetDst(addr)
+	} else {
+		ip.SetSrc(addr)
+	}
+	fits := sumFits(proto, l4)
+	full := fits && !partial
+	switch {
+	case !fits:
+	case proto == packet.ProtoTCP:
+		packet.TCP(l4).UpdateChecksumPseudoHeaderAddress6(old, addr, full)
+	case proto == packet.ProtoUDP:
+		packet.UDP(l4).UpdateChecksumPseudoHeaderAddress6(old, addr, full)
+	case proto == packet.ProtoICMPv6:
+		packet.ICMPv6(l4).UpdateChecksumPseudoHeaderAddress(old, addr)
+	}
+	rewritePort(proto, l4, dst, port, full)
+}
+
+// quoted6 returns the packet an ICMPv6 error (message m) quotes, its
+// header and at least 8 bytes of its transport header, and that packet's
+// tuple. A quote with extension headers is not looked into.
+func quoted6(m []byte) (inner packet.IPv6, it Tuple6, ok bool) {
+	msg := packet.ICMPv6(m)
+	if !msg.Valid() || msg.Type() > packet.ICMPv6ParamProblem || msg.Type() == 0 {
+		return nil, it, false
+	}
+	inner = packet.IPv6(m[packet.ICMPHeaderLen:])
+	if !inner.Valid() || len(inner) < packet.IPv6HeaderLen+8 {
+		return nil, it, false
+	}
+	it = Tuple6{Src: inner.Src(), Dst: inner.Dst(), Proto: inner.NextHeader()}
+	if it.Proto == packet.ProtoICMP {
+		return nil, it, false
+	}
+	it.Sport, it.Dport, ok = quotedPorts(it.Proto, inner[packet.IPv6HeaderLen:])
+	return inner, it, ok
+}
+
+// relatedIn6 is relatedIn for an ICMPv6 error (message l4): the outer
+// destination and the quoted packet's source are translated, and the
+// message's checksum computed again.
+func (t *Tracker) relatedIn6(f *Flow, ip packet.IPv6, l4 []byte) bool {
+	inner, it, ok := quoted6(l4)
+	if !ok {
+		return false
+	}
+	rev := it.Reverse()
+	c, d, found := t.Table.Lookup6(&rev)
+	if !found {
+		return false
+	}
+	f.conn, f.dir, f.related, f.tracked = c, d, true, true
+	if c.nat != 0 {
+		tg := c.target6(d)
+		ip.SetDst(tg.Dst)
+		rewrite6(inner, it.Proto, inner[packet.IPv6HeaderLen:], false, tg.Dst, tg.Dport, false)
+		packet.ICMPv6(l4).SetChecksum(ip.Src(), ip.Dst())
+		f.meta.Dst6 = tg.Dst
+	}
+	return true
+}
+
+// relatedOut6 is relatedOut for an ICMPv6 error travelling in direction d
+// of c.
+func relatedOut6(ip packet.IPv6, l4 []byte, c *Conn, d Dir) {
+	inner, it, ok := quoted6(l4)
+	if !ok {
+		return
+	}
+	tg, from := c.target6(d), &c.six.orig
+	if d == Reply {
+		from = &c.six.reply
+	}
+	if tg.Src != from.Src {
+		ip.SetSrc(tg.Src)
+	}
+	rewrite6(inner, it.Proto, inner[packet.IPv6HeaderLen:], true, tg.Src, tg.Sport, false)
+	packet.ICMPv6(l4).SetChecksum(ip.Src(), ip.Dst())
+}

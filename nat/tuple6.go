@@ -1,0 +1,97 @@
+package nat
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/uswitch-dev/uswitch/packet"
+)
+
+// Tuple6 is one direction of an IPv6 connection. For ICMPv6 echo both
+// ports hold the echo identifier, as in Tuple.
+type Tuple6 struct {
+	Src, Dst     [16]byte
+	Sport, Dport uint16
+	Proto        uint8
+}
+
+// Reverse is the tuple of the opposite direction.
+func (t Tuple6) Reverse() Tuple6 {
+	return Tuple6{Src: t.Dst, Dst: t.Src, Sport: t.Dport, Dport: t.Sport, Proto: t.Proto}
+}
+
+func (t Tuple6) String() string {
+	return fmt.Sprintf("%s src=%s dst=%s sport=%d dport=%d", protoName(t.Proto),
+		netip.AddrFrom16(t.Src), netip.AddrFrom16(t.Dst), t.Sport, t.Dport)
+}
+
+// ports is t without its addresses: what the Tuple fields of an IPv6
+// connection hold, so that what depends on the protocol and ports alone
+// (timeouts, states, rules' port matches) reads them as for IPv4.
+func (t *Tuple6) ports() Tuple { return Tuple{Sport: t.Sport, Dport: t.Dport, Proto: t.Proto} }
+
+// key is t's key in a table whose IPv6 fold is keyed by seed: the four
+// 64-bit words of the addresses, each keyed and multiplied by its own odd
+// constant (in parallel: a bijection of each word), folded by xor. Without
+// the seed nobody can aim many tuples at one key; equal folds of
+// different tuples are told apart by comparing the tuples (shard.get).
+func (t *Tuple6) key(seed uint64) key {
+	sh, sl := packet.Words6(t.Src)
+	dh, dl := packet.Words6(t.Dst)
+	h := (sh^seed)*0x9e3779b97f4a7c15 ^ (sl+seed)*0xbf58476d1ce4e5b9 ^
+		(dh^seed>>7)*0x94d049bb133111eb ^ (dl+seed<<9)*0xd6e8feb86659fd93
+	return key{addrs: h ^ h>>31, rest: keyV6 | uint64(t.Sport)<<24 | uint64(t.Dport)<<8 | uint64(t.Proto)}
+}
+
+// keys are c's two keys in t: original, reply.
+func (t *Table) keys(c *Conn) [2]key {
+	if c.six != nil {
+		return [2]key{c.six.orig.key(t.seed6), c.six.reply.key(t.seed6)}
+	}
+	return [2]key{c.orig.key(), c.reply.key()}
+}
+
+// setTargets sets what target (and target6) return from c's tuples.
+func (c *Conn) setTargets() {
+	c.targets = [2]Tuple{Original: c.reply.Reverse(), Reply: c.orig.Reverse()}
+	if c.six != nil {
+		c.six.targets = [2]Tuple6{Original: c.six.reply.Reverse(), Reply: c.six.orig.Reverse()}
+	}
+}
+
+// read6 sets t to the tuple of an IPv6 packet whose payload length is
+// valid and returns its upper-layer header and that header's offset in
+// ip (nil and 0 when there is none to read). It reports false for what
+// cannot be tracked: a fragment (IPv6 fragments are not reassembled),
+// extension headers that do not fit, a TCP or UDP header too short for
+// its ports, and ICMPv6 that is not an echo (errors are handled as
+// related; neighbour discovery and the rest are not tracked).
+func (t *Tuple6) read6(ip packet.IPv6) (l4 []byte, off int, ok bool) {
+	*t = Tuple6{Src: ip.Src(), Dst: ip.Dst()}
+	proto, off := ip.NextHeader(), packet.IPv6HeaderLen
+	if proto != packet.ProtoTCP && proto != packet.ProtoUDP && proto != packet.ProtoICMPv6 {
+		// extension headers first (rare): walk them
+		proto, off, ok = ip.Upper()
+		t.Proto = proto
+		if !ok || proto == packet.ProtoFragment6 || ip.IsFragment() {
+			return nil, 0, false
+		}
+	}
+	t.Proto = proto
+	l4 = ip[off : packet.IPv6HeaderLen+int(ip.PayloadLen())]
+	switch proto {
+	case packet.ProtoTCP, packet.ProtoUDP:
+		p := packet.Ports(l4)
+		if !p.Valid() {
+			return l4, off, false
+		}
+		t.Sport, t.Dport = p.Src(), p.Dst()
+	case packet.ProtoICMPv6:
+		m := packet.ICMPv6(l4)
+		if !m.Valid() || (m.Type() != packet.ICMPv6EchoRequest && m.Type() != packet.ICMPv6EchoReply) {
+			return l4, off, false
+		}
+		t.Sport, t.Dport = m.ID(), m.ID()
+	}
+	return l4, off, true
+}
