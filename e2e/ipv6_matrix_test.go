@@ -104,9 +104,7 @@ func mxRows() []string {
 func mxConfig(name string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "name = %q\n\n[uplink]\naddress = %q\nhost_address = %q\n", name, mxUp4, mxHost4)
-	if mxDevNoUplink6 == "" {
-		fmt.Fprintf(&b, "address6 = %q\nhost_address6 = %q\n", mxUp6, mxHost6)
-	}
+	fmt.Fprintf(&b, "address6 = %q\nhost_address6 = %q\n", mxUp6, mxHost6)
 	fmt.Fprintf(&b, "netns = %q\n", name+"-host")
 	for _, n := range mxNets {
 		fmt.Fprintf(&b, "\n[[network]]\nname = %q\nsubnet = %q\nsubnet6 = %q\nisolate = %v\ninternal = %v\ndns = false\n",
@@ -291,5 +289,3 @@ func TestIPv6MatrixKernelVsUswitch(t *testing.T) {
 	diff := matrixDiff(kernel, uswitch, "kernel", "uswitch")
 	require.Empty(t, diff, "cells where uswitch differs from the kernel:\n%s", strings.Join(diff, "\n"))
 }
-
-var mxDevNoUplink6 = os.Getenv("MXDEV")
