@@ -1,6 +1,8 @@
 package datapath
 
 import (
+	"bytes"
+	"context"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -9,11 +11,14 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
 	"github.com/stretchr/testify/require"
 
+	"github.com/uswitch-dev/uswitch/capture"
 	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 	vswitch "github.com/uswitch-dev/uswitch/switch"
 	"github.com/uswitch-dev/uswitch/tap"
 )
@@ -238,4 +243,55 @@ func benchRouted(b *testing.B, setup func(testing.TB) (*vswitch.Switch, *vswitch
 		copy(f, tmpl)
 		sw.Input(in, f, packet.Offload{})
 	}
+}
+
+// TestUplinkIsAnOrdinaryPort: the uplink's TAP is port rule.Uplink of the
+// uplink's switch, the router's port on it gw/uplink: the switch counts
+// and captures its frames both ways as for any port, and it is detached
+// and attached again like one.
+func TestUplinkIsAnOrdinaryPort(t *testing.T) {
+	tp := start(t, testPlan(false))
+	s, err := tp.dp.Capture().Subscribe(capture.Filter{Port: rule.Uplink, Count: 2})
+	require.NoError(t, err)
+	defer s.Close()
+	req := arpRequest(t, hostMAC, "10.250.0.1", "10.250.0.2")
+	tp.send(t, rule.Uplink, req)
+	reply := tp.mems[rule.Uplink].Recv(time.Second)
+	require.NotNil(t, reply, "the router answered through the uplink's switch")
+	a := gopacket.NewPacket(reply, layers.LayerTypeEthernet, gopacket.Default).Layer(layers.LayerTypeARP).(*layers.ARP)
+	require.EqualValues(t, layers.ARPReply, a.Operation)
+
+	ports := map[string]PortInfo{}
+	for _, p := range tp.dp.Ports() {
+		ports[p.Name] = p
+	}
+	up, gw := ports[rule.Uplink], ports["gw/"+rule.Uplink]
+	require.Empty(t, up.Network, "the uplink is on no network")
+	require.EqualValues(t, 1, up.RxPackets)
+	require.EqualValues(t, 1, up.TxPackets)
+	require.EqualValues(t, len(req), up.RxBytes)
+	require.EqualValues(t, 1, gw.TxPackets, "the switch delivered the request to the router's port")
+	require.EqualValues(t, 1, gw.RxPackets, "and took the reply from it")
+
+	// Both directions captured on the port, as for any port.
+	var buf bytes.Buffer
+	require.NoError(t, s.WritePcap(context.Background(), &buf))
+	r, err := pcapgo.NewReader(&buf)
+	require.NoError(t, err)
+	for _, want := range [][]byte{req, reply} {
+		got, _, err := r.ReadPacketData()
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+	}
+
+	// Detached and attached again like any port.
+	require.NoError(t, tp.dp.Detach(rule.Uplink))
+	_, err = tp.dp.Trace(TraceQuery{Port: rule.Uplink, Dst: "10.250.0.2"})
+	require.ErrorContains(t, err, `no port "uplink"`, "nothing to trace from while detached")
+	m := tap.NewMem(64)
+	require.NoError(t, tp.dp.AttachUplink(m))
+	require.Error(t, tp.dp.AttachUplink(tap.NewMem(64)), "one uplink")
+	tp.mems[rule.Uplink] = m
+	tp.send(t, rule.Uplink, req)
+	require.NotNil(t, m.Recv(time.Second), "answered through the new device")
 }
