@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -82,6 +83,40 @@ func TestIPv6NAT(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, uplink6, got)
 		require.Equal(t, 2, echo6(t, f, host6, 2), "ICMPv6 echo masqueraded and its reply back")
+	})
+	t.Run("a fragmented datagram is masqueraded, fragment by fragment, both ways", func(t *testing.T) {
+		// f's kernel fragments a 4000-byte datagram (MTU 1500); the
+		// host's echo of it comes back fragmented too
+		var pc net.PacketConn
+		var err error
+		inNetns(t, host, func() { pc, err = net.ListenPacket("udp6", "["+host6+"]:9002") })
+		require.NoError(t, err)
+		defer pc.Close()
+		from := make(chan string, 1)
+		go func() {
+			buf := make([]byte, 9000)
+			n, a, err := pc.ReadFrom(buf)
+			if err != nil {
+				from <- err.Error()
+				return
+			}
+			from <- a.(*net.UDPAddr).IP.String()
+			pc.WriteTo(buf[:n], a)
+		}()
+		var c net.Conn
+		inNetns(t, f, func() { c, err = net.Dial("udp6", "["+host6+"]:9002") })
+		require.NoError(t, err)
+		defer c.Close()
+		big := make([]byte, 4000)
+		_, _ = rand.Read(big)
+		require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+		_, err = c.Write(big)
+		require.NoError(t, err)
+		got := make([]byte, 9000)
+		n, err := c.Read(got)
+		require.NoError(t, err, "the fragmented echo came back")
+		require.Equal(t, big, got[:n])
+		require.Equal(t, uplink6, <-from, "the host saw address6")
 	})
 	t.Run("published TCP and UDP ports on address6 from the host side", func(t *testing.T) {
 		require.Equal(t, host6, clientAddr(t, host, "["+uplink6+"]:8080"), "DNAT without SNAT")

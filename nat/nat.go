@@ -14,10 +14,11 @@ import (
 // Tracker is the connection tracking and NAT of one router: a table, a
 // rule set and the hooks the router calls.
 type Tracker struct {
-	Table *Table
-	Rules *Rules
-	clock clock.Clock
-	seed  maphash.Seed
+	Table  *Table
+	Rules  *Rules
+	clock  clock.Clock
+	seed   maphash.Seed
+	frags6 frags6
 }
 
 // NewTracker returns a tracker over rules with a table of at most max
@@ -41,6 +42,8 @@ type Flow struct {
 	orig    Tuple  // as the packet arrived (an IPv6 packet's ports and protocol)
 	orig6   Tuple6 // an IPv6 packet's tuple as it arrived
 	off6    int    // where an IPv6 packet's upper-layer header starts
+	frag    uint8  // an IPv6 fragment: fragFirst (more follow) or fragLater
+	fragID  uint32 // its identification
 	conn    *Conn
 	dir     Dir
 	tracked bool // a connection exists or will be made at Postrouting

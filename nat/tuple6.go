@@ -61,20 +61,27 @@ func (c *Conn) setTargets() {
 
 // read6 sets t to the tuple of an IPv6 packet whose payload length is
 // valid and returns its upper-layer header and that header's offset in
-// ip (nil and 0 when there is none to read). It reports false for what
-// cannot be tracked: a fragment (IPv6 fragments are not reassembled),
-// extension headers that do not fit, a TCP or UDP header too short for
-// its ports, and ICMPv6 that is not an echo (errors are handled as
-// related; neighbour discovery and the rest are not tracked).
-func (t *Tuple6) read6(ip packet.IPv6) (l4 []byte, off int, ok bool) {
+// ip (nil and 0 when there is none to read), and its fragment header if
+// it has one. It reports false for what cannot be tracked by itself:
+// a fragment but the first (its protocol is the fragment header's next
+// header, its ports unknown: see frags6), extension headers that do not
+// fit, a TCP or UDP header too short for its ports, and ICMPv6 that is
+// not an echo (errors are handled as related; neighbour discovery and
+// the rest are not tracked). A first fragment is tracked by the
+// transport header it holds.
+func (t *Tuple6) read6(ip packet.IPv6) (l4 []byte, off int, frag packet.IPv6Fragment, ok bool) {
 	*t = Tuple6{Src: ip.Src(), Dst: ip.Dst()}
 	proto, off := ip.NextHeader(), packet.IPv6HeaderLen
 	if proto != packet.ProtoTCP && proto != packet.ProtoUDP && proto != packet.ProtoICMPv6 {
 		// extension headers first (rare): walk them
 		proto, off, ok = ip.Upper()
+		frag, _ = ip.Fragment()
 		t.Proto = proto
-		if !ok || proto == packet.ProtoFragment6 || ip.IsFragment() {
-			return nil, 0, false
+		if frag != nil && frag.Offset() != 0 {
+			t.Proto = frag.NextHeader()
+		}
+		if !ok || proto == packet.ProtoFragment6 {
+			return nil, 0, frag, false
 		}
 	}
 	t.Proto = proto
@@ -83,15 +90,15 @@ func (t *Tuple6) read6(ip packet.IPv6) (l4 []byte, off int, ok bool) {
 	case packet.ProtoTCP, packet.ProtoUDP:
 		p := packet.Ports(l4)
 		if !p.Valid() {
-			return l4, off, false
+			return l4, off, frag, false
 		}
 		t.Sport, t.Dport = p.Src(), p.Dst()
 	case packet.ProtoICMPv6:
 		m := packet.ICMPv6(l4)
 		if !m.Valid() || (m.Type() != packet.ICMPv6EchoRequest && m.Type() != packet.ICMPv6EchoReply) {
-			return l4, off, false
+			return l4, off, frag, false
 		}
 		t.Sport, t.Dport = m.ID(), m.ID()
 	}
-	return l4, off, true
+	return l4, off, frag, true
 }

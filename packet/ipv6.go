@@ -85,22 +85,29 @@ func (p IPv6) Upper() (proto uint8, off int, ok bool) {
 // fragment, or an atomic fragment), looking through the extension
 // headers before it.
 func (p IPv6) IsFragment() bool {
+	_, ok := p.Fragment()
+	return ok
+}
+
+// Fragment returns the packet's fragment header, looking through the
+// extension headers before it, and whether it has one that fits.
+func (p IPv6) Fragment() (IPv6Fragment, bool) {
 	b := p[:IPv6HeaderLen+int(p.PayloadLen())]
 	proto, off := p.NextHeader(), IPv6HeaderLen
 	for range 8 {
-		if proto == ProtoFragment6 {
-			return true
-		}
 		if !IsIPv6Ext(proto) {
-			return false
+			return nil, false
 		}
 		e := IPv6Ext(b[off:])
 		if !e.Valid(proto) {
-			return false
+			return nil, false
+		}
+		if proto == ProtoFragment6 {
+			return IPv6Fragment(e), true
 		}
 		proto, off = e.NextHeader(), off+e.Len(proto)
 	}
-	return false
+	return nil, false
 }
 
 // IPv6Fields are the fields Encode writes into a fixed IPv6 header.
