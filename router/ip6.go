@@ -307,6 +307,9 @@ func (r *Router) icmpError6(frame []byte, off packet.Offload, typ, code uint8, r
 	if !ok {
 		return
 	}
+	if dst := orig.Dst(); r.isLocal6(dst) {
+		from = dst // about a packet to the router: from the address it went to, as Linux's icmp6_send
+	}
 	quote := min(len(orig), icmp6QuoteMax)
 	bp := r.bufs.Get().(*[]byte)
 	defer r.bufs.Put(bp)

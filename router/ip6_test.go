@@ -139,6 +139,34 @@ func TestGatewayAnswersNeighbourSolicitation(t *testing.T) {
 	entries := g.ports["gw/front"].Neighbours6().Entries()
 	require.Len(t, entries, 1)
 	require.Equal(t, web6.String(), entries[0].IP)
+	// `uswitch neigh` lists it after the ARP entries
+	g.learn(t, "gw/front", webIP, webMAC)
+	var ips []string
+	for _, e := range g.ports["gw/front"].NeighbourEntries() {
+		ips = append(ips, e.IP)
+	}
+	require.Equal(t, []string{webIP.String(), web6.String()}, ips)
+}
+
+// UDP to the uplink's address is answered with ICMPv6 port unreachable:
+// nothing listens there on IPv6. (To a gateway's, it is the host's: the
+// prerouting DNAT sends it on to host_address6, as for IPv4.)
+func TestLocalPortUnreachable6(t *testing.T) {
+	g := newRig6(t, 1500)
+	g.learn6(t, "gw/front", web6, webMAC)
+	in := udp6To(t, webMAC, gwMAC("gw/front"), web6, addr6["uplink"].Addr(), 10, 64)
+	g.ports["gw/front"].Input(in, packet.Offload{})
+	out := g.links["gw/front"].take()
+	require.Len(t, out, 1)
+	_, m := requireICMPv6(t, out[0], layers.ICMPv6TypeDestinationUnreachable, 4, addr6["uplink"].Addr(), web6)
+	require.Equal(t, in[packet.EthernetHeaderLen:], m.Payload[4:])
+
+	g.ports["gw/front"].Input(udp6To(t, webMAC, gwMAC("gw/front"), web6, addr6["gw/front"].Addr(), 10, 64), packet.Offload{})
+	require.Empty(t, g.links["gw/front"].take())
+	out = g.links["uplink"].take()
+	require.Len(t, out, 1, "a solicitation of the host side, the packet queued for it")
+	ns := decode(out[0]).Layer(layers.LayerTypeICMPv6NeighborSolicitation).(*layers.ICMPv6NeighborSolicitation)
+	require.Equal(t, host6.AsSlice(), []byte(ns.TargetAddress))
 }
 
 func TestGatewayAnswersPing6(t *testing.T) {
