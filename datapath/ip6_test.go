@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/uswitch-dev/uswitch/clock"
+	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/packet"
 	vswitch "github.com/uswitch-dev/uswitch/switch"
 )
@@ -24,11 +25,7 @@ var (
 // the router by their solicitations of the gateways, and a UDP frame from
 // web to db with the same 4-byte payload as routedSetup's.
 func routedSetup6(t testing.TB) (*vswitch.Switch, *vswitch.Port, *vswitch.Port, []byte) {
-	plan := testPlan(false)
-	for i, s := range []string{"fd00:20::/64", "fd00:21::/64"} {
-		plan.Networks[i].Subnet6 = netip.MustParsePrefix(s)
-		plan.Networks[i].Gateway6 = plan.Networks[i].Subnet6.Addr().Next()
-	}
+	plan := dualPlan()
 	dp, err := New(plan, &clock.Fake{}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	front, back := dp.Network("front"), dp.Network("back")
@@ -55,3 +52,36 @@ func routedSetup6(t testing.TB) (*vswitch.Switch, *vswitch.Port, *vswitch.Port, 
 
 // BenchmarkRoutedPath6 is BenchmarkRoutedPath for IPv6.
 func BenchmarkRoutedPath6(b *testing.B) { benchRouted(b, routedSetup6) }
+
+// dualPlan is testPlan with IPv6 on front and back and on web.
+func dualPlan() *config.Plan {
+	plan := testPlan(false)
+	for i, s := range []string{"fd00:20::/64", "fd00:21::/64"} {
+		plan.Networks[i].Subnet6 = netip.MustParsePrefix(s)
+		plan.Networks[i].Gateway6 = plan.Networks[i].Subnet6.Addr().Next()
+	}
+	ifc := &plan.Endpoints[0].Interfaces[0]
+	ifc.IP6, ifc.Prefix6, ifc.Gateway6 = netip.AddrFrom16(web6), netip.PrefixFrom(netip.AddrFrom16(web6), 64), plan.Networks[0].Gateway6
+	return plan
+}
+
+// The gateway answers web's solicitation on a running datapath, learns
+// web's IPv6 address, and forgets it with web's port.
+func TestDetachForgetsIPv6Neighbour(t *testing.T) {
+	plan := dualPlan()
+	tp := start(t, plan)
+	gw := plan.Networks[0].Gateway6.As16()
+	group := packet.SolicitedNode(gw)
+	tp.mems["web"].Inject(packet.PutNS(make([]byte, packet.NDPFrameLen), packet.MulticastMAC6(group), webMAC, web6, group, gw))
+	var na *layers.ICMPv6NeighborAdvertisement
+	for na == nil {
+		p := tp.recv(t, "web")
+		na, _ = p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement)
+	}
+	require.Equal(t, gw[:], []byte(na.TargetAddress))
+	front := tp.dp.Router().Ports()[0]
+	require.Equal(t, "gw/front", front.Name)
+	require.Len(t, front.Neighbours6().Entries(), 1)
+	require.NoError(t, tp.dp.Detach("web"))
+	require.Empty(t, front.Neighbours6().Entries())
+}

@@ -25,12 +25,12 @@ const (
 	BadChecksum                  // an IPv4 header checksum that does not verify
 	Martian                      // a source or destination no router forwards
 	NotForwarded                 // broadcast, multicast or non-IPv4 traffic a router does not route
-	TTLExceeded                  // TTL ran out here (answered with time exceeded)
+	TTLExceeded                  // TTL or IPv6 hop limit ran out here (answered with time exceeded)
 	NoRoute                      // no route to the destination (answered with net unreachable)
 	Isolated                     // forwarding between networks that isolation forbids
 	FragNeeded                   // DF set and the egress MTU too small (answered with frag needed)
-	NeighFailed                  // the next hop did not answer ARP (answered with host unreachable)
-	NeighQueue                   // dropped from a full queue waiting for ARP resolution
+	NeighFailed                  // the next hop did not answer ARP or NDP (answered with host or address unreachable)
+	NeighQueue                   // dropped from a full queue waiting for ARP or NDP resolution
 	Filtered                     // dropped or rejected by a [[rule]]
 	ConntrackFull                // a new connection the full connection table refused
 	SpoofedIP                    // port security: an IPv4 source not the endpoint's own (nor 0.0.0.0)
