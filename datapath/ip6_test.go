@@ -84,8 +84,12 @@ func solicit(t *testing.T, tp *topo, port string, mac packet.MAC, ip [16]byte, g
 	tp.send(t, port, packet.PutNS(make([]byte, packet.NDPFrameLen), packet.MulticastMAC6(group), mac, ip, group, g))
 }
 
-func webNS(t *testing.T, tp *topo) { solicit(t, tp, "web", webMAC, web6, netip.MustParseAddr("fd00:20::1")) }
-func dbNS(t *testing.T, tp *topo)  { solicit(t, tp, "db", dbMAC, db6, netip.MustParseAddr("fd00:21::1")) }
+func webNS(t *testing.T, tp *topo) {
+	solicit(t, tp, "web", webMAC, web6, netip.MustParseAddr("fd00:20::1"))
+}
+func dbNS(t *testing.T, tp *topo) {
+	solicit(t, tp, "db", dbMAC, db6, netip.MustParseAddr("fd00:21::1"))
+}
 
 // isNS reports whether frame is a neighbour solicitation.
 func isNS(frame []byte) bool {

@@ -13,8 +13,8 @@ type Packet struct {
 	Src, Dst       netip.Addr
 	Proto          string // tcp, udp or icmp (echo request; ICMPv6's for IPv6)
 	Sport, Dport   uint16
-	SYN            bool // a TCP SYN (else ACK)
-	Len            int  // IP length (0: headers only, or what the payload needs)
+	SYN            bool  // a TCP SYN (else ACK)
+	Len            int   // IP length (0: headers only, or what the payload needs)
 	TTL            uint8 // or hop limit
 }
 
