@@ -131,6 +131,10 @@ func TestIPv6NAT(t *testing.T) {
 	t.Run("hairpin from the same network", func(t *testing.T) {
 		require.Equal(t, front6GW, clientAddr(t, f2, "["+uplink6+"]:8080"), "the server sees gateway6")
 	})
+	t.Run("gateway6 is the host, as the gateway is", func(t *testing.T) {
+		require.Equal(t, uplink6, clientAddr(t, f, "["+front6GW+"]:9000"), "a host port at gateway6")
+		require.Equal(t, front6GW, clientAddr(t, f2, "["+front6GW+"]:8080"), "a published port at gateway6")
+	})
 	t.Run("isolation holds for IPv6; published ports are reached across it", func(t *testing.T) {
 		require.Equal(t, "fd00:b1::20", clientAddr(t, b, "["+uplink6+"]:8080"))
 		before := portDrops(t, in, "gw/back")["isolated"]

@@ -11,6 +11,13 @@
 // a config: its [[rule]] entries, then Docker's built-ins), with counters.
 // nat knows nothing of configs.
 //
+// IPv6 goes through the same table and rules (Prerouting6, Postrouting6,
+// Output6; Filter serves both): TCP, UDP and ICMPv6 echo tracked with
+// IPv4's states and timeouts, NAT66 (masquerade, SNAT, DNAT) with the
+// transport checksum updated over the IPv6 pseudo header, ICMPv6 errors
+// related and translated, fragments following their first fragment's
+// connection. Rules are per family, as iptables and ip6tables.
+//
 // The router calls a Tracker at each hook with a Flow that lives on its
 // stack: the per-packet path of an established connection allocates
 // nothing.

@@ -171,7 +171,8 @@ func (f *Flow) traceDNAT(r *Rule, from, to netip.AddrPort) {
 	}
 }
 
-// Filter runs a filter hook (input, forward or output) for the packet.
+// Filter runs a filter hook (input, forward or output) for the packet,
+// of either family (after Prerouting or Prerouting6).
 func (t *Tracker) Filter(f *Flow, h Hook, out string) Verdict {
 	f.meta.Out = out
 	return t.Rules.filterVerdict(h, &f.meta, f.Rec)
