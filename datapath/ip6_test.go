@@ -60,9 +60,42 @@ func dualPlan() *config.Plan {
 		plan.Networks[i].Subnet6 = netip.MustParsePrefix(s)
 		plan.Networks[i].Gateway6 = plan.Networks[i].Subnet6.Addr().Next()
 	}
-	ifc := &plan.Endpoints[0].Interfaces[0]
-	ifc.IP6, ifc.Prefix6, ifc.Gateway6 = netip.AddrFrom16(web6), netip.PrefixFrom(netip.AddrFrom16(web6), 64), plan.Networks[0].Gateway6
+	for i, a := range map[int][16]byte{0: web6, 2: db6} {
+		ifc := &plan.Endpoints[i].Interfaces[0]
+		n := plan.Network(ifc.Network)
+		ifc.IP6, ifc.Prefix6, ifc.Gateway6 = netip.AddrFrom16(a), netip.PrefixFrom(netip.AddrFrom16(a), 64), n.Gateway6
+	}
 	return plan
+}
+
+// isolated makes plan's networks isolated.
+func isolated(plan *config.Plan) *config.Plan {
+	for i := range plan.Networks {
+		plan.Networks[i].Isolate = true
+	}
+	return plan
+}
+
+// solicit has the endpoint at port (mac, ip) solicit its gateway6, which
+// learns it.
+func solicit(t *testing.T, tp *topo, port string, mac packet.MAC, ip [16]byte, gw netip.Addr) {
+	g := gw.As16()
+	group := packet.SolicitedNode(g)
+	tp.send(t, port, packet.PutNS(make([]byte, packet.NDPFrameLen), packet.MulticastMAC6(group), mac, ip, group, g))
+}
+
+func webNS(t *testing.T, tp *topo) {
+	solicit(t, tp, "web", webMAC, web6, netip.MustParseAddr("fd00:20::1"))
+}
+func dbNS(t *testing.T, tp *topo) {
+	solicit(t, tp, "db", dbMAC, db6, netip.MustParseAddr("fd00:21::1"))
+}
+
+// isNS reports whether frame is a neighbour solicitation.
+func isNS(frame []byte) bool {
+	ip := packet.IPv6(frame[packet.EthernetHeaderLen:])
+	return packet.Ethernet(frame).EtherType() == packet.EtherTypeIPv6 && ip.LenValid() &&
+		ip.NextHeader() == packet.ProtoICMPv6 && packet.ICMPv6(ip.Payload()).Type() == packet.ICMPv6NeighSolicit
 }
 
 // The gateway answers web's solicitation on a running datapath, learns

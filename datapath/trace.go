@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/packet"
 	"github.com/uswitch-dev/uswitch/rule"
 	"github.com/uswitch-dev/uswitch/trace"
@@ -113,9 +114,11 @@ func (d *Datapath) traceFrame(q TraceQuery) ([]byte, error) {
 		return nil, errors.New("trace: a port is required")
 	}
 	dst, err := netip.ParseAddr(q.Dst)
-	if err != nil || !dst.Is4() {
-		return nil, fmt.Errorf("trace: destination %q: not an IPv4 address", q.Dst)
+	if err != nil || dst.Zone() != "" {
+		return nil, fmt.Errorf("trace: destination %q: not an IP address", q.Dst)
 	}
+	dst = dst.Unmap()
+	six := dst.Is6()
 	pk := trace.Packet{Dst: dst, Proto: q.Proto, Sport: q.Sport, Dport: q.Dport, Len: q.Len, TTL: q.TTL, SYN: true}
 	switch q.Flags {
 	case "", "syn":
@@ -138,11 +141,19 @@ func (d *Datapath) traceFrame(q TraceQuery) ([]byte, error) {
 		if plan.Uplink == nil || d.uplink == nil {
 			return nil, errors.New("trace: the instance has no uplink")
 		}
-		pk.Src = plan.Uplink.HostAddress.Addr()
 		pk.DstMAC = plan.Uplink.MAC
 		pk.SrcMAC = packet.MAC{0x02, 0, 0, 0, 0, 1}
-		if mac, _, ok := d.uplink.gw.Neighbours().Peek(pk.Src.As4()); ok {
-			pk.SrcMAC = mac
+		switch {
+		case !six:
+			pk.Src = plan.Uplink.HostAddress.Addr()
+			if mac, _, ok := d.uplink.gw.Neighbours().Peek(pk.Src.As4()); ok {
+				pk.SrcMAC = mac
+			}
+		case plan.Uplink.HostAddress6.IsValid():
+			pk.Src = plan.Uplink.HostAddress6.Addr()
+			if mac, _, ok := d.uplink.gw.Neighbours6().Peek(pk.Src.As16()); ok {
+				pk.SrcMAC = mac
+			}
 		}
 	} else {
 		found := false
@@ -153,7 +164,10 @@ func (d *Datapath) traceFrame(q TraceQuery) ([]byte, error) {
 				}
 				found = true
 				pk.Src, pk.SrcMAC = ifc.IP, ifc.MAC
-				pk.DstMAC = d.nextHopMAC(ifc.Network, ifc.Prefix, dst)
+				if six {
+					pk.Src = ifc.IP6
+				}
+				pk.DstMAC = d.nextHopMAC(ifc, dst)
 			}
 		}
 		if !found {
@@ -161,27 +175,38 @@ func (d *Datapath) traceFrame(q TraceQuery) ([]byte, error) {
 		}
 	}
 	if q.Src != "" {
-		if pk.Src, err = netip.ParseAddr(q.Src); err != nil || !pk.Src.Is4() {
-			return nil, fmt.Errorf("trace: source %q: not an IPv4 address", q.Src)
+		if pk.Src, err = netip.ParseAddr(q.Src); err != nil || pk.Src.Unmap().Is6() != six {
+			return nil, fmt.Errorf("trace: source %q: not an address of the destination's family", q.Src)
 		}
+		pk.Src = pk.Src.Unmap()
+	}
+	if !pk.Src.IsValid() {
+		return nil, fmt.Errorf("trace: port %q has no IPv6 address to send from: give --src", q.Port)
 	}
 	return pk.Build()
 }
 
-// nextHopMAC is the MAC an endpoint on network with address prefix sends a
-// packet for dst to: the station's own on its subnet (broadcast when no
+// nextHopMAC is the MAC the endpoint interface from sends a packet for
+// dst to: the station's own on its subnet (or subnet6; broadcast when no
 // endpoint has that address), else the gateway's.
-func (d *Datapath) nextHopMAC(network string, prefix netip.Prefix, dst netip.Addr) packet.MAC {
+func (d *Datapath) nextHopMAC(from config.Interface, dst netip.Addr) packet.MAC {
 	plan := d.plan.Load()
-	n := plan.Network(network)
-	if !prefix.Masked().Contains(dst) || n != nil && dst == n.Gateway {
+	n := plan.Network(from.Network)
+	prefix, gw := from.Prefix, netip.Addr{}
+	if n != nil {
+		gw = n.Gateway
+	}
+	if dst.Is6() {
+		prefix, gw = from.Prefix6, from.Gateway6
+	}
+	if !prefix.Masked().Contains(dst) || dst == gw {
 		if n != nil {
 			return n.GatewayMAC
 		}
 	}
 	for _, ep := range plan.Endpoints {
 		for _, ifc := range ep.Interfaces {
-			if ifc.Network == network && ifc.IP == dst {
+			if ifc.Network == from.Network && (ifc.IP == dst || ifc.IP6 == dst) {
 				return ifc.MAC
 			}
 		}

@@ -112,6 +112,18 @@ func TestTraceAgreesWithDatapath(t *testing.T) {
 			q: TraceQuery{Port: "web", Dst: "172.21.0.20", Proto: "udp"}, action: "queued"},
 		{name: "gateway", plan: testPlan(false), setup: []func(*testing.T, *topo){webARP},
 			q: TraceQuery{Port: "web", Dst: "172.20.0.1"}, action: "local"},
+		{name: "ipv6 routed", plan: dualPlan(), setup: []func(*testing.T, *topo){webNS, dbNS},
+			q: TraceQuery{Port: "web", Dst: "fd00:21::20", Proto: "udp"}, action: "forward", ports: []string{"back/db"}},
+		{name: "ipv6 tcp routed", plan: dualPlan(), setup: []func(*testing.T, *topo){webNS, dbNS},
+			q: TraceQuery{Port: "web", Dst: "fd00:21::20", Proto: "tcp", Dport: 5432}, action: "forward", ports: []string{"back/db"}},
+		{name: "ipv6 isolated", plan: isolated(dualPlan()), setup: []func(*testing.T, *topo){webNS, dbNS},
+			q: TraceQuery{Port: "web", Dst: "fd00:21::20", Proto: "udp"}, action: "drop", reason: "isolated", rule: "isolation"},
+		{name: "ipv6 hop limit 1", plan: dualPlan(), setup: []func(*testing.T, *topo){webNS, dbNS},
+			q: TraceQuery{Port: "web", Dst: "fd00:21::20", TTL: 1}, action: "drop", reason: "ttl-exceeded"},
+		{name: "ipv6 no neighbour entry yet", plan: dualPlan(), setup: []func(*testing.T, *topo){webNS},
+			q: TraceQuery{Port: "web", Dst: "fd00:21::20", Proto: "udp"}, action: "queued"},
+		{name: "ipv6 gateway", plan: dualPlan(), setup: []func(*testing.T, *topo){webNS},
+			q: TraceQuery{Port: "web", Dst: "fd00:20::1"}, action: "local"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -176,7 +188,7 @@ func TestTraceAgreesWithDatapath(t *testing.T) {
 				require.NotEmpty(t, got)
 				for _, fs := range got {
 					for _, f := range fs {
-						require.True(t, isARP(f), "only ARP requests leave while the frame waits")
+						require.True(t, isARP(f) || isNS(f), "only ARP requests or solicitations leave while the frame waits")
 					}
 				}
 			case "local":

@@ -7,21 +7,23 @@ import (
 	"github.com/uswitch-dev/uswitch/packet"
 )
 
-// Packet describes a synthetic IPv4 packet to trace.
+// Packet describes a synthetic IPv4 or IPv6 packet to trace.
 type Packet struct {
 	SrcMAC, DstMAC packet.MAC
 	Src, Dst       netip.Addr
-	Proto          string // tcp, udp or icmp (echo request)
+	Proto          string // tcp, udp or icmp (echo request; ICMPv6's for IPv6)
 	Sport, Dport   uint16
-	SYN            bool // a TCP SYN (else ACK)
-	Len            int  // IP length (0: headers only, or what the payload needs)
-	TTL            uint8
+	SYN            bool  // a TCP SYN (else ACK)
+	Len            int   // IP length (0: headers only, or what the payload needs)
+	TTL            uint8 // or hop limit
 }
 
-// Build returns the Ethernet frame of p, with valid checksums.
+// Build returns the Ethernet frame of p, with valid checksums: IPv4, or
+// IPv6 when both addresses are.
 func (p Packet) Build() ([]byte, error) {
-	if !p.Src.Is4() || !p.Dst.Is4() {
-		return nil, fmt.Errorf("trace: source %v and destination %v must be IPv4", p.Src, p.Dst)
+	six := p.Src.Is6() && p.Dst.Is6() && !p.Src.Is4In6() && !p.Dst.Is4In6()
+	if !six && (!p.Src.Is4() || !p.Dst.Is4()) {
+		return nil, fmt.Errorf("trace: source %v and destination %v must be both IPv4 or both IPv6", p.Src, p.Dst)
 	}
 	var proto uint8
 	l4 := 0
@@ -32,10 +34,17 @@ func (p Packet) Build() ([]byte, error) {
 		proto, l4 = packet.ProtoUDP, 8
 	case "icmp", "":
 		proto, l4 = packet.ProtoICMP, 8
+		if six {
+			proto = packet.ProtoICMPv6
+		}
 	default:
 		return nil, fmt.Errorf("trace: protocol %q: want tcp, udp or icmp", p.Proto)
 	}
-	n := packet.IPv4MinHeaderLen + l4
+	hl := packet.IPv4MinHeaderLen
+	if six {
+		hl = packet.IPv6HeaderLen
+	}
+	n := hl + l4
 	if p.Len > 0 {
 		if p.Len < n || p.Len > 65535 {
 			return nil, fmt.Errorf("trace: length %d: want %d to 65535", p.Len, n)
@@ -49,11 +58,19 @@ func (p Packet) Build() ([]byte, error) {
 	e := packet.Ethernet(f)
 	e.SetDst(p.DstMAC)
 	e.SetSrc(p.SrcMAC)
-	e.SetEtherType(packet.EtherTypeIPv4)
-	ip := packet.IPv4(f[packet.EthernetHeaderLen:])
-	src, dst := p.Src.As4(), p.Dst.As4()
-	ip.Encode(&packet.IPv4Fields{TotalLen: uint16(n), ID: 1, TTL: p.TTL, Protocol: proto, Src: src, Dst: dst})
-	t := ip[packet.IPv4MinHeaderLen:]
+	t := f[packet.EthernetHeaderLen+hl:]
+	var sum uint32 // the pseudo header's
+	if six {
+		e.SetEtherType(packet.EtherTypeIPv6)
+		src, dst := p.Src.As16(), p.Dst.As16()
+		packet.IPv6(f[packet.EthernetHeaderLen:]).Encode(&packet.IPv6Fields{PayloadLen: uint16(len(t)), NextHeader: proto, HopLimit: p.TTL, Src: src, Dst: dst})
+		sum = packet.PseudoHeaderSum6(src, dst, proto, uint32(len(t)))
+	} else {
+		e.SetEtherType(packet.EtherTypeIPv4)
+		src, dst := p.Src.As4(), p.Dst.As4()
+		packet.IPv4(f[packet.EthernetHeaderLen:]).Encode(&packet.IPv4Fields{TotalLen: uint16(n), ID: 1, TTL: p.TTL, Protocol: proto, Src: src, Dst: dst})
+		sum = packet.PseudoHeaderSum(src, dst, proto, uint16(len(t)))
+	}
 	switch proto {
 	case packet.ProtoTCP:
 		tf := packet.TCPFields{SrcPort: p.Sport, DstPort: p.Dport, Seq: 1, Ack: 1, DataOffset: packet.TCPMinHeaderLen, Flags: tcpACK, Window: 64240}
@@ -61,10 +78,18 @@ func (p Packet) Build() ([]byte, error) {
 			tf.Ack, tf.Flags = 0, tcpSYN
 		}
 		packet.TCP(t).Encode(&tf)
-		packet.TCP(t).ComputeChecksum(src, dst)
+		packet.TCP(t).SetChecksum(packet.Checksum(t, sum))
 	case packet.ProtoUDP:
 		packet.UDP(t).Encode(&packet.UDPFields{SrcPort: p.Sport, DstPort: p.Dport, Length: uint16(len(t))})
-		packet.UDP(t).ComputeChecksum(src, dst)
+		c := packet.Checksum(t, sum)
+		if c == 0 {
+			c = 0xffff
+		}
+		packet.UDP(t).SetChecksum(c)
+	case packet.ProtoICMPv6:
+		m := packet.ICMPv6(t)
+		m.Encode(&packet.ICMPFields{Type: packet.ICMPv6EchoRequest, Rest: uint32(p.Sport)<<16 | 1}) // id, sequence 1
+		m.SetChecksum(p.Src.As16(), p.Dst.As16())
 	default:
 		m := packet.ICMP(t)
 		m.Encode(&packet.ICMPFields{Type: packet.ICMPEchoRequest, Rest: uint32(p.Sport)<<16 | 1}) // id, sequence 1
@@ -91,6 +116,8 @@ func Describe(frame []byte) string {
 		}
 		return fmt.Sprintf("%s ARP %v is-at %v", head, netip.AddrFrom4(a.SenderIP()), a.SenderMAC())
 	case packet.EtherTypeIPv4:
+	case packet.EtherTypeIPv6:
+		return describe6(head, packet.IPv6(e.Payload()))
 	default:
 		return fmt.Sprintf("%s ethertype 0x%04x, length %d", head, e.EtherType(), len(frame))
 	}
