@@ -204,15 +204,8 @@ func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]by
 	}
 	cur := f.meta.T
 	c := &Conn{orig: f.orig}
-	src, sport := cur.Src, cur.Sport
-	switch r := t.snatRule(f); {
-	case r == nil:
-	case r.Action == Masquerade:
-		src = outAddr
-	case r.Action == SNAT:
-		src = r.toAddr
-		sport = snatPort(r, cur)
-	}
+	r := t.snatRule(f)
+	src, sport := sourceNAT(r, cur.Src, outAddr, r.target4(), cur)
 	if src != cur.Src || sport != cur.Sport {
 		c.nat |= natSrc
 	}
@@ -235,13 +228,25 @@ func (t *Tracker) snatRule(f *Flow) *Rule {
 	return r
 }
 
-// snatPort is the source port SNAT rule r gives a connection whose
-// packet has tuple cur.
-func snatPort(r *Rule, cur Tuple) uint16 {
-	if r.ToPort != 0 && hasPorts(cur.Proto) {
-		return r.ToPort
+// sourceNAT is the source address and port a new connection gets from
+// its source NAT rule r (nil: none) given its source src, the egress
+// address out (masquerade) and r's target to (SNAT; zero keeps the
+// address); cur holds its ports and protocol.
+func sourceNAT[A [4]byte | [16]byte](r *Rule, src, out, to A, cur Tuple) (A, uint16) {
+	switch {
+	case r == nil:
+	case r.Action == Masquerade:
+		return out, cur.Sport
+	case r.Action == SNAT:
+		var none A
+		if to != none {
+			src = to
+		}
+		if r.ToPort != 0 && hasPorts(cur.Proto) {
+			return src, r.ToPort
+		}
 	}
-	return cur.Sport
+	return src, cur.Sport
 }
 
 // commit makes the new connection c (its tuples and NAT decided) of a

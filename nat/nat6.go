@@ -112,17 +112,8 @@ func (t *Tracker) Postrouting6(f *Flow, ip packet.IPv6, out string, outAddr [16]
 	}
 	cur := Tuple6{Src: f.meta.Src6, Dst: f.meta.Dst6, Sport: f.meta.T.Sport, Dport: f.meta.T.Dport, Proto: f.meta.T.Proto}
 	c := newConn6(f.orig6)
-	src, sport := cur.Src, cur.Sport
-	switch r := t.snatRule(f); {
-	case r == nil:
-	case r.Action == Masquerade:
-		src = outAddr
-	case r.Action == SNAT:
-		if r.toAddr6 != ([16]byte{}) {
-			src = r.toAddr6
-		}
-		sport = snatPort(r, f.meta.T)
-	}
+	r := t.snatRule(f)
+	src, sport := sourceNAT(r, cur.Src, outAddr, r.target6(), f.meta.T)
 	if src != cur.Src || sport != cur.Sport {
 		c.nat |= natSrc
 	}

@@ -321,3 +321,25 @@ func TestEntriesIPv6(t *testing.T) {
 	require.Equal(t, 2, g.tr.Table.RemoveAddr6(remote6.As16()))
 	require.Equal(t, 1, g.tr.Table.Len())
 }
+
+// [[rule]] snat and dnat take IPv6 targets: the user's NAT66 comes before
+// the built-in masquerade6, as iptables' user rules do.
+func TestNAT66UserRules(t *testing.T) {
+	g := newRig6(t, func(p *config.Plan) {
+		p.Rules = []config.Rule{
+			{Hook: "postrouting", Action: "snat", Src: netip.MustParsePrefix("fd00:20::11/128"), Out: UplinkName, To: "[fd00:ff::99]:4000", Line: 20},
+			{Hook: "prerouting", Action: "dnat", In: UplinkName, Proto: "tcp", Dport: rule.Ports{2222, 2222}, To: "[fd00:20::10]:22", Line: 21},
+		}
+	})
+	ip := g.forward6("front", UplinkName, udp6Pkt(t, ap(web26, 5000), ap(remote6, 53), "q"))
+	requireFlow6(t, ip, ap(netip.MustParseAddr("fd00:ff::99"), 4000), ap(remote6, 53))
+	requireFlow6(t, g.forward6(UplinkName, "front", udp6Pkt(t, ap(remote6, 53), ap(netip.MustParseAddr("fd00:ff::99"), 4000), "a")),
+		ap(remote6, 53), ap(web26, 5000))
+	require.EqualValues(t, 1, g.row("rule line 20").Packets)
+	require.Zero(t, g.row("masquerade6 front").Packets, "the user's rule came first")
+
+	ip = g.forward6(UplinkName, "front", tcp6Pkt(t, ap(host6, 3000), ap(uplink6, 2222), fSYN, ""))
+	requireFlow6(t, ip, ap(host6, 3000), ap(web6, 22))
+	// the IPv4 side has no such rule: IPv4 to 2222 stays the router's
+	require.Equal(t, "", g.pass(UplinkName, tcpPkt(t, ap(hostAddr, 3000), ap(uplinkAddr, 2222), fSYN, "")).out)
+}

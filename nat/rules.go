@@ -130,6 +130,22 @@ func compilePrefix6(p netip.Prefix) prefix6 {
 	return prefix6{set: true, net: [2]uint64{hi, lo}, mask: mask}
 }
 
+// target4 and target6 are an SNAT or DNAT rule's target address (zero
+// for none, or no rule).
+func (r *Rule) target4() (a [4]byte) {
+	if r != nil {
+		a = r.toAddr
+	}
+	return a
+}
+
+func (r *Rule) target6() (a [16]byte) {
+	if r != nil {
+		a = r.toAddr6
+	}
+	return a
+}
+
 func (p prefix6) match(a [16]byte) bool {
 	if !p.set {
 		return true
