@@ -12,6 +12,7 @@ import (
 	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/rule"
 	vswitch "github.com/uswitch-dev/uswitch/switch"
 )
 
@@ -53,12 +54,17 @@ func routedSetup6(t testing.TB) (*vswitch.Switch, *vswitch.Port, *vswitch.Port, 
 // BenchmarkRoutedPath6 is BenchmarkRoutedPath for IPv6.
 func BenchmarkRoutedPath6(b *testing.B) { benchRouted(b, routedSetup6) }
 
-// dualPlan is testPlan with IPv6 on front and back and on web.
+// dualPlan is testPlan with IPv6: front and back masqueraded (as a ULA
+// subnet6 is by default), web and db, and the uplink.
 func dualPlan() *config.Plan {
 	plan := testPlan(false)
 	for i, s := range []string{"fd00:20::/64", "fd00:21::/64"} {
 		plan.Networks[i].Subnet6 = netip.MustParsePrefix(s)
 		plan.Networks[i].Gateway6 = plan.Networks[i].Subnet6.Addr().Next()
+	}
+	plan.Uplink.Address6, plan.Uplink.HostAddress6 = netip.MustParsePrefix("fd00:ff::2/64"), netip.MustParsePrefix("fd00:ff::1/64")
+	for i := range plan.Networks {
+		plan.Networks[i].Masquerade6 = true // a ULA subnet6's default
 	}
 	for i, a := range map[int][16]byte{0: web6, 2: db6} {
 		ifc := &plan.Endpoints[i].Interfaces[0]
@@ -82,6 +88,10 @@ func solicit(t *testing.T, tp *topo, port string, mac packet.MAC, ip [16]byte, g
 	g := gw.As16()
 	group := packet.SolicitedNode(g)
 	tp.send(t, port, packet.PutNS(make([]byte, packet.NDPFrameLen), packet.MulticastMAC6(group), mac, ip, group, g))
+}
+
+func hostNS(t *testing.T, tp *topo) {
+	solicit(t, tp, rule.Uplink, hostMAC, netip.MustParseAddr("fd00:ff::1").As16(), netip.MustParseAddr("fd00:ff::2"))
 }
 
 func webNS(t *testing.T, tp *topo) {

@@ -203,30 +203,46 @@ func TestTraceAgreesWithDatapath(t *testing.T) {
 // would make, as if it were made, and that is what the datapath does with
 // the answer once the packet has passed.
 func TestTraceReply(t *testing.T) {
-	tp := start(t, testPlan(true))
-	tp.send(t, rule.Uplink, arpRequest(t, hostMAC, "10.250.0.1", "10.250.0.2"))
-	tp.send(t, "web", arpRequest(t, webMAC, "172.20.0.10", "172.20.0.1"))
-	tp.drained()
-	q := TraceQuery{Port: "web", Dst: "10.250.0.1", Proto: "tcp", Dport: 80, Reply: true}
-	res, err := tp.dp.Trace(q)
-	require.NoError(t, err)
-	require.NotNil(t, res.Reply)
-	require.Equal(t, []string{"front/web"}, res.Reply.Verdict.Ports, "%+v", res.Reply.Steps)
-	require.Zero(t, tp.dp.Tracker().Table.Len(), "no connection made")
+	for _, c := range []struct {
+		name  string
+		plan  *config.Plan
+		setup []func(*testing.T, *topo)
+		dst   string
+	}{
+		{"IPv4", testPlan(true), []func(*testing.T, *topo){
+			func(t *testing.T, tp *topo) { tp.send(t, rule.Uplink, arpRequest(t, hostMAC, "10.250.0.1", "10.250.0.2")) },
+			func(t *testing.T, tp *topo) { tp.send(t, "web", arpRequest(t, webMAC, "172.20.0.10", "172.20.0.1")) },
+		}, "10.250.0.1"},
+		{"IPv6", isolated(dualPlan()), []func(*testing.T, *topo){hostNS, webNS}, "fd00:ff::1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tp := start(t, c.plan)
+			for _, s := range c.setup {
+				s(t, tp)
+			}
+			tp.drained()
+			q := TraceQuery{Port: "web", Dst: c.dst, Proto: "tcp", Dport: 80, Reply: true}
+			res, err := tp.dp.Trace(q)
+			require.NoError(t, err)
+			require.NotNil(t, res.Reply, "%s", res.ReplyError)
+			require.Equal(t, []string{"front/web"}, res.Reply.Verdict.Ports, "%+v", res.Reply.Steps)
+			require.Zero(t, tp.dp.Tracker().Table.Len(), "no connection made")
 
-	frame, err := tp.dp.traceFrame(q)
-	require.NoError(t, err)
-	tp.send(t, "web", frame)
-	out := tp.drained()["uplink"]
-	require.Len(t, out, 1)
-	answer, err := trace.Reply(out[0])
-	require.NoError(t, err)
-	tp.send(t, rule.Uplink, answer)
-	back := tp.drained()["web"]
-	require.Len(t, back, 1)
-	last := res.Reply.Steps[len(res.Reply.Steps)-1]
-	require.Equal(t, trace.Egress, last.Kind)
-	require.Equal(t, last.Frame, hex.EncodeToString(back[0]))
+			frame, err := tp.dp.traceFrame(q)
+			require.NoError(t, err)
+			tp.send(t, "web", frame)
+			out := tp.drained()["uplink"]
+			require.Len(t, out, 1)
+			answer, err := trace.Reply(out[0])
+			require.NoError(t, err)
+			tp.send(t, rule.Uplink, answer)
+			back := tp.drained()["web"]
+			require.Len(t, back, 1)
+			last := res.Reply.Steps[len(res.Reply.Steps)-1]
+			require.Equal(t, trace.Egress, last.Kind)
+			require.Equal(t, last.Frame, hex.EncodeToString(back[0]))
+		})
+	}
 }
 
 // TestTraceErrors: what cannot be traced says why.

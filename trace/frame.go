@@ -170,27 +170,51 @@ func tcpFlags(f uint8) string {
 	return out
 }
 
-// Reply returns the answer to an IPv4 frame as its destination would send
-// it: addresses, ports and MACs swapped, an echo request answered with an
-// echo reply, a SYN with a SYN-ACK, TTL 64, checksums recomputed.
+// Reply returns the answer to an IPv4 or IPv6 frame as its destination
+// would send it: addresses, ports and MACs swapped, an echo request
+// answered with an echo reply, a SYN with a SYN-ACK, TTL (hop limit) 64,
+// checksums recomputed.
 func Reply(frame []byte) ([]byte, error) {
 	e := packet.Ethernet(frame)
-	if !e.Valid() || e.EtherType() != packet.EtherTypeIPv4 || !packet.IPv4(e.Payload()).Valid() {
-		return nil, fmt.Errorf("trace: reply: not an IPv4 frame")
+	switch {
+	case !e.Valid():
+	case e.EtherType() == packet.EtherTypeIPv4 && packet.IPv4(e.Payload()).Valid():
+	case e.EtherType() == packet.EtherTypeIPv6 && packet.IPv6(e.Payload()).LenValid():
+	default:
+		return nil, fmt.Errorf("trace: reply: not an IP frame")
 	}
 	f := append([]byte(nil), frame...)
 	e = packet.Ethernet(f)
 	src, dst := e.Src(), e.Dst()
 	e.SetSrc(dst)
 	e.SetDst(src)
-	ip := packet.IPv4(e.Payload())
-	s, d := ip.Src(), ip.Dst()
-	ip.SetSrc(d)
-	ip.SetDst(s)
-	ip.SetTTL(64)
-	ip.SetHeaderChecksum()
-	t := ip.Payload()
-	switch ip.Protocol() {
+	var t []byte
+	var proto uint8
+	var sum uint32 // the reply's pseudo header's
+	if e.EtherType() == packet.EtherTypeIPv4 {
+		ip := packet.IPv4(e.Payload())
+		s, d := ip.Src(), ip.Dst()
+		ip.SetSrc(d)
+		ip.SetDst(s)
+		ip.SetTTL(64)
+		ip.SetHeaderChecksum()
+		t, proto = ip.Payload(), ip.Protocol()
+		sum = packet.PseudoHeaderSum(d, s, proto, uint16(len(t)))
+	} else {
+		ip := packet.IPv6(e.Payload())
+		s, d := ip.Src(), ip.Dst()
+		ip.SetSrc(d)
+		ip.SetDst(s)
+		ip.SetHopLimit(64)
+		var off int
+		var ok bool
+		if proto, off, ok = ip.Upper(); !ok {
+			return nil, fmt.Errorf("trace: reply: IPv6 extension headers cut short")
+		}
+		t = ip[off : packet.IPv6HeaderLen+int(ip.PayloadLen())]
+		sum = packet.PseudoHeaderSum6(d, s, proto, uint32(len(t)))
+	}
+	switch proto {
 	case packet.ProtoTCP:
 		h := packet.TCP(t)
 		if !h.Valid() {
@@ -206,7 +230,8 @@ func Reply(frame []byte) ([]byte, error) {
 		} else {
 			h.SetFlags(tcpACK)
 		}
-		h.ComputeChecksum(d, s)
+		h.SetChecksum(0)
+		h.SetChecksum(packet.Checksum(t, sum))
 	case packet.ProtoUDP:
 		u := packet.UDP(t)
 		if !u.Valid() {
@@ -215,10 +240,19 @@ func Reply(frame []byte) ([]byte, error) {
 		sp, dp := u.SrcPort(), u.DstPort()
 		u.SetSrcPort(dp)
 		u.SetDstPort(sp)
-		u.ComputeChecksum(d, s)
+		u.SetChecksum(0)
+		c := packet.Checksum(t, sum)
+		if c == 0 {
+			c = 0xffff
+		}
+		u.SetChecksum(c)
 	case packet.ProtoICMP:
 		if m := packet.ICMP(t); m.Valid() && m.Type() == packet.ICMPEchoRequest {
 			m.SetTypeWithChecksumUpdate(packet.ICMPEchoReply)
+		}
+	case packet.ProtoICMPv6:
+		if m := packet.ICMPv6(t); m.Valid() && m.Type() == packet.ICMPv6EchoRequest {
+			m.SetTypeWithChecksumUpdate(packet.ICMPv6EchoReply)
 		}
 	}
 	return f, nil
