@@ -176,7 +176,9 @@ type NetworkInfo struct {
 	Internal   bool   `json:"internal"`
 	Isolate    bool   `json:"isolate"`
 	Masquerade bool   `json:"masquerade"`
-	MTU        int    `json:"mtu"`
+	// Masquerade6 is the network's masquerade6 (only with subnet6).
+	Masquerade6 bool `json:"masquerade6,omitempty"`
+	MTU         int  `json:"mtu"`
 }
 
 // EndpointOf describes endpoint ep of plan p.
@@ -211,6 +213,7 @@ func NetworkOf(n config.Network) NetworkInfo {
 		Internal: n.Internal, Isolate: n.Isolate, Masquerade: n.Masquerade, MTU: n.MTU}
 	if n.Subnet6.IsValid() {
 		info.Subnet6, info.Gateway6 = n.Subnet6.String(), n.Gateway6.String()
+		info.Masquerade6 = n.Masquerade6
 	}
 	return info
 }

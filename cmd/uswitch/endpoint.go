@@ -196,7 +196,7 @@ func networkCmd(ctx context.Context, args []string, w io.Writer) error {
 		var list []live.NetworkInfo
 		return inspect(ctx, "network ls", "/v1/networks", rest, w, &list, func() *table { return networksTable(list) })
 	case "-h", "-help", "--help":
-		fmt.Fprintln(w, "usage: uswitch network add NAME --subnet S [--gateway G] [--subnet6 S6] [--gateway6 G6] [--isolate=false] [--internal] [--masquerade=false] [--dns=false] [--mtu N]\n       uswitch network rm NAME\n       uswitch network ls [-o json]")
+		fmt.Fprintln(w, "usage: uswitch network add NAME --subnet S [--gateway G] [--subnet6 S6] [--gateway6 G6] [--isolate=false] [--internal] [--masquerade=false] [--masquerade6=true|false] [--dns=false] [--mtu N]\n       uswitch network rm NAME\n       uswitch network ls [-o json]")
 		return nil
 	}
 	fmt.Fprintln(os.Stderr, "usage: uswitch network add|rm|ls ...")
@@ -206,7 +206,7 @@ func networkCmd(ctx context.Context, args []string, w io.Writer) error {
 // networkAdd is `uswitch network add`: POST /v1/networks. Only the flags
 // given are sent; the others keep the defaults of [[network]].
 func networkAdd(ctx context.Context, args []string, w io.Writer) error {
-	fs := newFlagSet("network add", "NAME --subnet S [--gateway G] [--subnet6 S6] [--gateway6 G6] [--isolate=false] [--internal] [--masquerade=false] [--dns=false] [--mtu N] [-o json]")
+	fs := newFlagSet("network add", "NAME --subnet S [--gateway G] [--subnet6 S6] [--gateway6 G6] [--isolate=false] [--internal] [--masquerade=false] [--masquerade6=true|false] [--dns=false] [--mtu N] [-o json]")
 	var f inspectFlags
 	f.register(fs)
 	subnet := fs.String("subnet", "", "its `SUBNET`, like 172.21.0.0/24")
@@ -216,6 +216,7 @@ func networkAdd(ctx context.Context, args []string, w io.Writer) error {
 	isolate := fs.Bool("isolate", true, "no forwarding to other networks")
 	internal := fs.Bool("internal", false, "no route to the uplink")
 	masquerade := fs.Bool("masquerade", true, "SNAT to the uplink address on the way out")
+	masquerade6 := fs.Bool("masquerade6", false, "NAT66 to the uplink's address6 on the way out (default: true for a unique local subnet6)")
 	dnsOn := fs.Bool("dns", true, "the embedded DNS on the gateway")
 	mtu := fs.Int("mtu", 1500, "the MTU")
 	name, err := nameAndFlags(fs, args)
@@ -239,6 +240,8 @@ func networkAdd(ctx context.Context, args []string, w io.Writer) error {
 			fields["internal"] = *internal
 		case "masquerade":
 			fields["masquerade"] = *masquerade
+		case "masquerade6":
+			fields["masquerade6"] = *masquerade6
 		case "dns":
 			fields["dns"] = *dnsOn
 		case "mtu":
@@ -260,7 +263,7 @@ func networksTable(list []live.NetworkInfo) *table {
 		for _, fl := range []struct {
 			on   bool
 			name string
-		}{{n.Masquerade, "masquerade"}, {n.Internal, "internal"}, {n.Isolate, "isolate"}, {n.DNS, "dns"}} {
+		}{{n.Masquerade, "masquerade"}, {n.Masquerade6, "masquerade6"}, {n.Internal, "internal"}, {n.Isolate, "isolate"}, {n.DNS, "dns"}} {
 			if fl.on {
 				flags = append(flags, fl.name)
 			}
