@@ -38,12 +38,20 @@ type Flow struct {
 	// change nothing: no connection made or updated, no rule counted.
 	Rec *trace.Recorder
 
+	flowState
+	// an IPv6 packet's: set by Prerouting6, never read for IPv4 (so
+	// Prerouting does not clear them)
+	orig6  Tuple6 // its tuple as it arrived
+	off6   int    // where its upper-layer header starts
+	frag   uint8  // a fragment: fragFirst (more follow) or fragLater
+	fragID uint32 // its identification
+}
+
+// flowState is what each Prerouting starts afresh, in place (assigning a
+// literal that reads nothing of the Flow, so no temporary is copied).
+type flowState struct {
 	meta    Meta
-	orig    Tuple  // as the packet arrived (an IPv6 packet's ports and protocol)
-	orig6   Tuple6 // an IPv6 packet's tuple as it arrived
-	off6    int    // where an IPv6 packet's upper-layer header starts
-	frag    uint8  // an IPv6 fragment: fragFirst (more follow) or fragLater
-	fragID  uint32 // its identification
+	orig    Tuple // as the packet arrived (an IPv6 packet's ports and protocol)
 	conn    *Conn
 	dir     Dir
 	tracked bool // a connection exists or will be made at Postrouting
@@ -57,7 +65,7 @@ type Flow struct {
 // connection, or what an existing connection's NAT says. It returns the
 // verdict (Accept, Drop or Reject).
 func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
-	*f = Flow{Partial: f.Partial, Rec: f.Rec, meta: Meta{In: in, Size: len(ip)}}
+	f.flowState = flowState{meta: Meta{In: in, Size: len(ip)}}
 	ok := f.meta.T.read(ip)
 	if !ok {
 		f.orig = f.meta.T

@@ -22,11 +22,15 @@ import (
 
 // Prerouting6 is Prerouting for an IPv6 packet.
 func (t *Tracker) Prerouting6(f *Flow, ip packet.IPv6, in string) Verdict {
-	*f = Flow{Partial: f.Partial, Rec: f.Rec, meta: Meta{In: in, Size: len(ip), V6: true}}
+	f.flowState = flowState{meta: Meta{In: in, Size: len(ip), V6: true}}
+	f.frag = 0
 	tup := &f.orig6
 	l4, off, frag, ok := tup.read6(ip)
 	f.off6 = off
-	f.meta.T, f.meta.Src6, f.meta.Dst6 = tup.ports(), tup.Src, tup.Dst
+	// one by one: a multiple assignment copies through temporaries
+	f.meta.T = tup.ports()
+	f.meta.Src6 = tup.Src
+	f.meta.Dst6 = tup.Dst
 	if !ok {
 		f.orig = f.meta.T
 		if frag != nil && frag.Offset() != 0 {
@@ -57,7 +61,8 @@ func (t *Tracker) Prerouting6(f *Flow, ip packet.IPv6, in string) Verdict {
 						netip.AddrPortFrom(netip.AddrFrom16(tup.Dst), tup.Dport), netip.AddrPortFrom(netip.AddrFrom16(tg.Dst), tg.Dport))
 				}
 				rewrite6(ip, tup.Proto, l4, true, tg.Dst, tg.Dport, f.Partial)
-				f.meta.Dst6, f.meta.T.Dport = tg.Dst, tg.Dport
+				f.meta.Dst6 = tg.Dst
+				f.meta.T.Dport = tg.Dport
 			}
 			return v
 		}
