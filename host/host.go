@@ -51,7 +51,6 @@ type Output interface {
 type Ingress struct {
 	Network string      // the ingress network's name; "" for the uplink
 	Addr    [4]byte     // the ingress port's own address
-	Addr6   [16]byte    // its IPv6 address, if it has one
 	Stats   *stats.Port // its counters, for drops
 }
 

@@ -46,7 +46,6 @@ func (p *Port) init6() {
 		return
 	}
 	p.ip6, p.subnet6 = p.Addr6.Addr().As16(), p.Addr6.Masked()
-	p.in.Addr6 = p.ip6
 	p.ll128 = bits128(p.MAC.LinkLocal6())
 	p.nd = ndp.New(p.ARP, p.MAC, p.ip6, p.r.clock, neigh.Link{Wire: p.link, Release: p.release, Unreachable: p.unreachable})
 }
