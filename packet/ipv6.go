@@ -78,6 +78,9 @@ func (p IPv6) Payload() []byte { return p[IPv6HeaderLen : IPv6HeaderLen+int(p.Pa
 // that is not the first, proto is ProtoFragment6 and off the fragment
 // header's.
 func (p IPv6) Upper() (proto uint8, off int, ok bool) {
+	if proto := p.NextHeader(); !IsIPv6Ext(proto) {
+		return proto, IPv6HeaderLen, true // no extension header: most packets
+	}
 	return walk6(p[:IPv6HeaderLen+int(p.PayloadLen())], p.NextHeader(), IPv6HeaderLen)
 }
 

@@ -62,10 +62,9 @@ func (p *Port) checkIPv6(b []byte) (stats.Reason, bool) {
 	if !ip.LenValid() {
 		return stats.Truncated, false
 	}
-	own := p.MAC.LinkLocal6()
 	src := ip.Src()
 	unspecified := src == [16]byte{}
-	if src != own && !p.ownIP6(src) && !unspecified {
+	if !p.ownIP6(src) && !p.MAC.IsLinkLocal6(src) && !unspecified {
 		return stats.SpoofedIPv6, false
 	}
 	// The upper-layer header, past the extension headers (at most eight,
@@ -94,7 +93,7 @@ func (p *Port) checkIPv6(b []byte) (stats.Reason, bool) {
 			if len(b) < off+24 {
 				return stats.Truncated, false
 			}
-			if t := [16]byte(b[off+8 : off+24]); t != own && !p.ownIP6(t) || !p.ndOptionsOwn(b[off+24:]) {
+			if t := [16]byte(b[off+8 : off+24]); !p.MAC.IsLinkLocal6(t) && !p.ownIP6(t) || !p.ndOptionsOwn(b[off+24:]) {
 				return stats.SpoofedND, false
 			}
 		case packet.ICMPv6NeighSolicit:

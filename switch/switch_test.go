@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -316,11 +317,23 @@ type discard struct{}
 
 func (discard) WriteFrame([]byte, packet.Offload) error { return nil }
 
-// TestKnownUnicastDoesNotAllocate enforces the zero-allocation hot path.
+// TestKnownUnicastDoesNotAllocate enforces the zero-allocation hot path,
+// for IPv4 and IPv6 frames from ports with and without port security;
+// every frame is delivered.
 func TestKnownUnicastDoesNotAllocate(t *testing.T) {
-	sw, in, f := benchSetup(t)
-	allocs := testing.AllocsPerRun(1000, func() { sw.Input(in, f, packet.Offload{}) })
-	require.Zero(t, allocs)
+	for _, c := range []struct {
+		name       string
+		secure, v6 bool
+	}{{"IPv4", false, false}, {"IPv4 secure", true, false}, {"IPv6", false, true}, {"IPv6 secure", true, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			sw, in, f := benchSetupSecure(t, c.secure, c.v6)
+			out := sw.Ports()[1]
+			before := out.Stats.TxPackets.Load()
+			allocs := testing.AllocsPerRun(1000, func() { sw.Input(in, f, packet.Offload{}) })
+			require.Zero(t, allocs)
+			require.EqualValues(t, 1001, out.Stats.TxPackets.Load()-before, "every frame reached b")
+		})
+	}
 }
 
 func TestKnownUnicastWithIdleObserverDoesNotAllocate(t *testing.T) {
@@ -368,40 +381,64 @@ func TestObserver(t *testing.T) {
 	r.delivered()
 }
 
-func benchSetup(t testing.TB) (*Switch, *Port, []byte) { return benchSetupSecure(t, false) }
+func benchSetup(t testing.TB) (*Switch, *Port, []byte) { return benchSetupSecure(t, false, false) }
+
+// frame6 is frame over IPv6: a UDP datagram from fd00::src[5] to
+// fd00::dst[5] with the same payload.
+func frame6(t testing.TB, src, dst packet.MAC) []byte {
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(src[:]), DstMAC: net.HardwareAddr(dst[:]), EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: addr6(src[5]).AsSlice(), DstIP: addr6(dst[5]).AsSlice()}
+	udp := &layers.UDP{SrcPort: 1000, DstPort: 2000}
+	require.NoError(t, udp.SetNetworkLayerForChecksum(ip))
+	buf := gopacket.NewSerializeBuffer()
+	require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload("hello")))
+	return buf.Bytes()
+}
+
+// addr6 is fd00::n.
+func addr6(n byte) netip.Addr { return netip.AddrFrom16([16]byte{0: 0xfd, 15: n}) }
 
 // benchSetupSecure is benchSetup with port security on the ingress port
-// when secure is true (its MAC and IP are those of the frame's source).
-func benchSetupSecure(t testing.TB, secure bool) (*Switch, *Port, []byte) {
+// when secure is true (its MAC, IP and IP6 are those of the frame's
+// source), and an IPv6 frame (frame6) when v6 is.
+func benchSetupSecure(t testing.TB, secure, v6 bool) (*Switch, *Port, []byte) {
 	sw := New(Config{Name: "bench", Clock: &clock.Fake{}})
-	a, _ := sw.AddPort(PortConfig{Name: "a", Secure: secure, MAC: mac(1), IP: [4]byte{10, 0, 0, 1}}, discard{})
+	a, _ := sw.AddPort(PortConfig{Name: "a", Secure: secure, MAC: mac(1), IP: [4]byte{10, 0, 0, 1}, IP6: addr6(1).As16()}, discard{})
 	b, _ := sw.AddPort(PortConfig{Name: "b"}, discard{})
 	sw.Input(b, frame(t, mac(2), packet.Broadcast), packet.Offload{})
-	f := frame(t, mac(1), mac(2))
+	build := frame
+	if v6 {
+		build = frame6
+	}
+	f := build(t, mac(1), mac(2))
 	sw.Input(a, f, packet.Offload{})
 	return sw, a, f
 }
 
 // BenchmarkSwitchForward measures one known-unicast frame through the switch.
-func BenchmarkSwitchForward(b *testing.B) {
-	sw, in, f := benchSetup(b)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(f)))
-	for b.Loop() {
-		sw.Input(in, f, packet.Offload{})
-	}
-}
+func BenchmarkSwitchForward(b *testing.B) { benchForward(b, false, false) }
 
 // BenchmarkSwitchForwardSecure is BenchmarkSwitchForward with port
 // security on the ingress port: the source MAC and IPv4 source are checked.
-func BenchmarkSwitchForwardSecure(b *testing.B) {
-	sw, in, f := benchSetupSecure(b, true)
+func BenchmarkSwitchForwardSecure(b *testing.B) { benchForward(b, true, false) }
+
+// BenchmarkSwitchForward6 is BenchmarkSwitchForward for an IPv6 frame.
+func BenchmarkSwitchForward6(b *testing.B) { benchForward(b, false, true) }
+
+// BenchmarkSwitchForwardSecure6 is BenchmarkSwitchForwardSecure for an
+// IPv6 frame: the source MAC and IPv6 source are checked (checkIPv6).
+func BenchmarkSwitchForwardSecure6(b *testing.B) { benchForward(b, true, true) }
+
+// benchForward sends benchSetupSecure's frame through the switch again
+// and again; none may be dropped.
+func benchForward(b *testing.B, secure, v6 bool) {
+	sw, in, f := benchSetupSecure(b, secure, v6)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(f)))
 	for b.Loop() {
 		sw.Input(in, f, packet.Offload{})
 	}
-	require.Empty(b, in.Stats.Snapshot().Drops, "the secure ingress must not drop the benchmark's frames")
+	require.Empty(b, in.Stats.Snapshot().Drops, "the ingress must not drop the benchmark's frames")
 }
 
 // BenchmarkSwitchForwardCapture is BenchmarkSwitchForward with one
