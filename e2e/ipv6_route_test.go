@@ -17,8 +17,8 @@ import (
 	"github.com/uswitch-dev/uswitch/nsthread"
 )
 
-// route6Config: two open dual-stack networks, front (MTU 1500, not
-// masqueraded) and back (MTU 1280, masqueraded: a ULA subnet6's default),
+// route6Config: two open dual-stack networks, front (MTU 1500) and back
+// (MTU 1280), both masqueraded (a ULA subnet6's default),
 // two endpoints on front and one on back, and an uplink with IPv6 whose
 // host side lives in a namespace of the test's own.
 func route6Config(name string) string {
@@ -37,7 +37,6 @@ name = "front"
 subnet = "10.83.0.0/24"
 subnet6 = "fd00:a0::/64"
 isolate = false
-masquerade6 = false
 
 [[network]]
 name = "back"
@@ -181,7 +180,9 @@ func TestIPv6Routed(t *testing.T) {
 		// The uplink's default route leads to the host side, which has
 		// no route back out: what it does is the host's business. An
 		// address in the uplink's own subnet that nobody holds gets
-		// address unreachable from the router, after its solicitations.
+		// address unreachable from the router, after its solicitations:
+		// front is masqueraded, and the error reaches f1 all the same,
+		// quoting f1's own packet (as Linux translates it back).
 		r := probe6(t, f1, "fd00:fa::99", 0, 16)
 		require.Equal(t, probe6Result{typ: ipv6.ICMPTypeDestinationUnreachable, code: 3, from: "fd00:a0::1"}, r)
 	})

@@ -149,7 +149,7 @@ func (t *Tracker) Output6(ip packet.IPv6, out string) Verdict {
 	l4, _, _, ok := tup.read6(ip)
 	m := Meta{T: tup.ports(), Out: out, Size: len(ip), State: StateNew, V6: true, Src6: tup.Src, Dst6: tup.Dst}
 	if !ok && tup.Proto == packet.ProtoICMPv6 {
-		if _, it, ok := quoted6(l4); ok {
+		if _, it, _, ok := quoted6(l4); ok {
 			rev := it.Reverse()
 			if c, d, found := t.Table.Lookup6(&rev); found {
 				m.State = StateRelated
@@ -191,30 +191,40 @@ func rewrite6(ip packet.IPv6, proto uint8, l4 []byte, dst bool, addr [16]byte, p
 }
 
 // quoted6 returns the packet an ICMPv6 error (message m) quotes, its
-// header and at least 8 bytes of its transport header, and that packet's
-// tuple. A quote with extension headers is not looked into.
-func quoted6(m []byte) (inner packet.IPv6, it Tuple6, ok bool) {
+// header and at least 8 bytes of its transport header, that packet's
+// tuple, and the offset of its transport header in it: the walk goes
+// through the quote's extension headers (hop-by-hop, routing, destination
+// options, a first fragment's header), as Linux's
+// nf_conntrack_icmpv6_error does with ipv6_skip_exthdr.
+func quoted6(m []byte) (inner packet.IPv6, it Tuple6, l4 int, ok bool) {
 	msg := packet.ICMPv6(m)
 	if !msg.Valid() || msg.Type() > packet.ICMPv6ParamProblem || msg.Type() == 0 {
-		return nil, it, false
+		return nil, it, 0, false
 	}
 	inner = packet.IPv6(m[packet.ICMPHeaderLen:])
-	if !inner.Valid() || len(inner) < packet.IPv6HeaderLen+8 {
-		return nil, it, false
+	if !inner.Valid() {
+		return nil, it, 0, false
 	}
 	it = Tuple6{Src: inner.Src(), Dst: inner.Dst(), Proto: inner.NextHeader()}
-	if it.Proto == packet.ProtoICMP {
-		return nil, it, false
+	l4 = packet.IPv6HeaderLen
+	if packet.IsIPv6Ext(it.Proto) {
+		var walked bool
+		if it.Proto, l4, walked = inner.QuotedUpper(); !walked || it.Proto == packet.ProtoFragment6 {
+			return nil, it, 0, false
+		}
 	}
-	it.Sport, it.Dport, ok = quotedPorts(it.Proto, inner[packet.IPv6HeaderLen:])
-	return inner, it, ok
+	if it.Proto == packet.ProtoICMP || len(inner) < l4+8 {
+		return nil, it, 0, false
+	}
+	it.Sport, it.Dport, ok = quotedPorts(it.Proto, inner[l4:])
+	return inner, it, l4, ok
 }
 
 // relatedIn6 is relatedIn for an ICMPv6 error (message l4): the outer
 // destination and the quoted packet's source are translated, and the
 // message's checksum computed again.
 func (t *Tracker) relatedIn6(f *Flow, ip packet.IPv6, l4 []byte) bool {
-	inner, it, ok := quoted6(l4)
+	inner, it, il4, ok := quoted6(l4)
 	if !ok {
 		return false
 	}
@@ -227,7 +237,7 @@ func (t *Tracker) relatedIn6(f *Flow, ip packet.IPv6, l4 []byte) bool {
 	if c.nat != 0 {
 		tg := c.target6(d)
 		ip.SetDst(tg.Dst)
-		rewrite6(inner, it.Proto, inner[packet.IPv6HeaderLen:], false, tg.Dst, tg.Dport, false)
+		rewrite6(inner, it.Proto, inner[il4:], false, tg.Dst, tg.Dport, false)
 		packet.ICMPv6(l4).SetChecksum(ip.Src(), ip.Dst())
 		f.meta.Dst6 = tg.Dst
 	}
@@ -237,7 +247,7 @@ func (t *Tracker) relatedIn6(f *Flow, ip packet.IPv6, l4 []byte) bool {
 // relatedOut6 is relatedOut for an ICMPv6 error travelling in direction d
 // of c.
 func relatedOut6(ip packet.IPv6, l4 []byte, c *Conn, d Dir) {
-	inner, it, ok := quoted6(l4)
+	inner, it, il4, ok := quoted6(l4)
 	if !ok {
 		return
 	}
@@ -248,6 +258,6 @@ func relatedOut6(ip packet.IPv6, l4 []byte, c *Conn, d Dir) {
 	if tg.Src != from.Src {
 		ip.SetSrc(tg.Src)
 	}
-	rewrite6(inner, it.Proto, inner[packet.IPv6HeaderLen:], true, tg.Src, tg.Sport, false)
+	rewrite6(inner, it.Proto, inner[il4:], true, tg.Src, tg.Sport, false)
 	packet.ICMPv6(l4).SetChecksum(ip.Src(), ip.Dst())
 }

@@ -302,9 +302,8 @@ func (r *Router) icmpError6(frame []byte, off packet.Offload, typ, code uint8, r
 		return
 	}
 	if r.isLocal6(src) {
-		// A packet masqueraded before its next hop failed: its source is
-		// the router's own (as Linux, which would tell itself, nobody
-		// hears of it).
+		// A packet the router sent itself (or one whose translation
+		// conntrack no longer knows): nobody to tell.
 		return
 	}
 	if proto, l4, ok := orig.Upper(); !ok || proto == packet.ProtoICMPv6 && (!packet.ICMPv6(orig[l4:]).Valid() || packet.ICMPv6(orig[l4:]).IsError()) {

@@ -264,25 +264,6 @@ func TestMasquerade6ThroughTheRouter(t *testing.T) {
 	requireUDP6Checksum(t, p)
 }
 
-// A packet masqueraded before its next hop failed has the router's own
-// source: no error is sent about it, and nothing solicits the router's own
-// address.
-func TestMasquerade6NeighbourFailure(t *testing.T) {
-	g := newRig6(t, 1500, func(p *config.Plan) { p.Networks[0].Masquerade6 = true })
-	g.learn6(t, "gw/front", web6, webMAC)
-	g.ports["gw/front"].Input(udp6To(t, webMAC, gwMAC("gw/front"), web6, netip.MustParseAddr("fd00:ff::99"), 10, 64), packet.Offload{})
-	for range 3 {
-		g.clk.Advance(time.Second)
-		g.r.Tick()
-	}
-	for _, f := range g.links["uplink"].take() {
-		ns := decode(f).Layer(layers.LayerTypeICMPv6NeighborSolicitation).(*layers.ICMPv6NeighborSolicitation)
-		require.Equal(t, "fd00:ff::99", ns.TargetAddress.String())
-	}
-	require.Empty(t, g.links["gw/front"].take())
-	require.EqualValues(t, 1, g.stats["uplink"].Dropped(stats.NeighFailed))
-}
-
 // requireUDP6Checksum checks a decoded packet's UDP checksum against
 // gopacket's computation.
 func requireUDP6Checksum(t *testing.T, p gopacket.Packet) {

@@ -545,12 +545,17 @@ func (p *Port) release(frame []byte, off packet.Offload, mac packet.MAC) {
 }
 
 // unreachable answers a frame the port's ARP cache queued for a next hop
-// that did not resolve: counted, and an ICMP host unreachable.
+// that did not resolve: counted, and an ICMP host unreachable (ICMPv6
+// address unreachable). The frame went through postrouting: conntrack
+// translates it back first, so that the error quotes the packet its
+// sender sent and reaches that sender, a masqueraded endpoint included.
 func (p *Port) unreachable(frame []byte, off packet.Offload) {
 	p.stats.Drop(stats.NeighFailed)
 	if packet.Ethernet(frame).EtherType() == packet.EtherTypeIPv6 {
+		p.r.ct.Untranslate6(packet.IPv6(frame[packet.EthernetHeaderLen:]), off.NeedsCsum())
 		p.r.icmpError6(frame, off, packet.ICMPv6DstUnreach, packet.ICMPv6CodeAddrUnrch, 0)
 		return
 	}
+	p.r.ct.Untranslate(packet.IPv4(frame[packet.EthernetHeaderLen:]), off.NeedsCsum())
 	p.r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodeHostUnreach, 0)
 }
