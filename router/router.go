@@ -82,6 +82,7 @@ type Router struct {
 	limit *rateLimiter
 	bufs  sync.Pool
 	ipID  uint32 // IP id of generated packets, atomically bumped
+	ipID6 uint32 // fragment identification of IPv6 datagrams fragmented again
 	host  *host.Stage
 }
 
