@@ -24,8 +24,12 @@ func (t *Tracker) Prerouting6(f *Flow, ip packet.IPv6, in string) Verdict {
 	tup := &f.orig6
 	l4, off, _, ok := tup.read6(ip)
 	f.off6 = off
-	// one by one: a multiple assignment copies through temporaries
-	f.meta.T = tup.ports()
+	// one by one: a multiple assignment copies through temporaries, and
+	// ports() would reload both ports, just stored 2 bytes each, as one
+	// 4-byte word (a stalled store forward); meta.T's addresses are zero
+	f.meta.T.Sport = tup.Sport
+	f.meta.T.Dport = tup.Dport
+	f.meta.T.Proto = tup.Proto
 	f.meta.Src6 = tup.Src
 	f.meta.Dst6 = tup.Dst
 	if !ok {

@@ -70,7 +70,10 @@ func (c *Conn) setTargets() {
 // the rest are not tracked). A first fragment is tracked by the
 // transport header it holds.
 func (t *Tuple6) read6(ip packet.IPv6) (l4 []byte, off int, frag packet.IPv6Fragment, ok bool) {
-	*t = Tuple6{Src: ip.Src(), Dst: ip.Dst()}
+	// field by field: a literal is built on the stack and copied in
+	// overlapping 16-byte moves that stall on its own stores
+	t.Src, t.Dst = ip.Src(), ip.Dst()
+	t.Sport, t.Dport = 0, 0
 	proto, off := ip.NextHeader(), packet.IPv6HeaderLen
 	if proto != packet.ProtoTCP && proto != packet.ProtoUDP && proto != packet.ProtoICMPv6 {
 		// extension headers first (rare): walk them

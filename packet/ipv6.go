@@ -57,6 +57,16 @@ func (p IPv6) Src() [16]byte { return [16]byte(p[8:24]) }
 // Dst is the destination address.
 func (p IPv6) Dst() [16]byte { return [16]byte(p[24:40]) }
 
+// SrcWords and DstWords are Src and Dst as Words6 has them, read from
+// the header: no address copied on the way to compare or mask them.
+func (p IPv6) SrcWords() (hi, lo uint64) {
+	return binary.BigEndian.Uint64(p[8:16]), binary.BigEndian.Uint64(p[16:24])
+}
+
+func (p IPv6) DstWords() (hi, lo uint64) {
+	return binary.BigEndian.Uint64(p[24:32]), binary.BigEndian.Uint64(p[32:40])
+}
+
 // SetSrc sets the source address (no transport checksum update).
 func (p IPv6) SetSrc(a [16]byte) { copy(p[8:24], a[:]) }
 

@@ -42,6 +42,10 @@ func TestIPv6View(t *testing.T) {
 	require.True(t, ip.LenValid())
 	require.Equal(t, a6, ip.Src())
 	require.Equal(t, b6, ip.Dst())
+	hi, lo := ip.SrcWords()
+	require.Equal(t, [2]uint64{0xfd00_0020_0000_0000, 5}, [2]uint64{hi, lo}) // fd00:20::5
+	hi, lo = ip.DstWords()
+	require.Equal(t, [2]uint64{0xfd00_0021_0000_0000, 7}, [2]uint64{hi, lo}) // fd00:21::7
 	require.EqualValues(t, 9, ip.HopLimit())
 	require.EqualValues(t, len(ip)-IPv6HeaderLen, ip.PayloadLen())
 	proto, off, ok := ip.Upper()

@@ -147,8 +147,9 @@ func (p *Port) input6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 // big when the egress MTU is smaller); 0 for any other packet.
 func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder, fragMax int) {
 	ip := packet.IPv6(frame[packet.EthernetHeaderLen:])
-	src, dst := ip.Src(), ip.Dst()
-	s, d := bits128(src), bits128(dst)
+	// the addresses as words straight from the header: no 16-byte copies
+	// on the stack to compare, mask and reload
+	s, d := srcBits(ip), dstBits(ip)
 	if s.martian() || s.multicast() || d.martian() {
 		p.drop(stats.Martian, rec)
 		return
@@ -159,10 +160,8 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder, fra
 		r.deny6(p, frame, off, v, rec)
 		return
 	}
-	dst0 := dst
-	if dst = ip.Dst(); dst != dst0 {
-		d = bits128(dst)
-	}
+	d0 := d
+	d = dstBits(ip)
 	if r.isLocalBits(d) || d == p.ll128 {
 		if v := r.ct.Filter(&fl, nat.Input, ""); v.Action != nat.Accept {
 			r.deny6(p, frame, off, v, rec)
@@ -183,15 +182,16 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder, fra
 		p.refuse6(stats.NotForwarded, rec, frame, off, packet.ICMPv6DstUnreach, 2 /* beyond scope of source */, 0)
 		return
 	}
-	out, nh, ok := r.lay.Load().routes6.lookup(dst)
-	if rec != nil && ok {
-		rec.Addf(trace.Route, "router", "%v via %s, next hop %v", netip.AddrFrom16(dst), out.Name, netip.AddrFrom16(nh))
-	}
-	if !ok {
+	rt := r.lay.Load().routes6.match(d)
+	if rt == nil {
 		p.refuse6(stats.NoRoute, rec, frame, off, packet.ICMPv6DstUnreach, packet.ICMPv6CodeNoRoute, 0)
 		return
 	}
-	bridged := out == p && dst != dst0 // a hairpin, as for IPv4
+	out := rt.port
+	if rec != nil {
+		rec.Addf(trace.Route, "router", "%v via %s, next hop %v", netip.AddrFrom16(ip.Dst()), out.Name, netip.AddrFrom16(rt.nextHop(ip)))
+	}
+	bridged := out == p && d != d0 // a hairpin, as for IPv4
 	if ip.HopLimit() <= 1 && !bridged {
 		p.refuse6(stats.TTLExceeded, rec, frame, off, packet.ICMPv6TimeExceeded, packet.ICMPv6CodeHopLimit, 0)
 		return
@@ -212,10 +212,10 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder, fra
 		ip.SetHopLimit(ip.HopLimit() - 1)
 	}
 	if fragMax > 0 {
-		r.fragment6(out, nh, frame, fragMax, rec)
+		r.fragment6(out, rt.nextHop(ip), frame, fragMax, rec)
 		return
 	}
-	sendVia(out, out.nd.Cache, nh, frame, off, rec)
+	sendVia(out, out.nd.Cache, rt.nextHop(ip), frame, off, rec)
 }
 
 // refuse6 counts a packet dropped on p for reason and answers it with an
@@ -272,6 +272,17 @@ type addr128 struct{ hi, lo uint64 }
 
 func bits128(a [16]byte) addr128 {
 	hi, lo := packet.AddrBits6(a)
+	return addr128{hi, lo}
+}
+
+// srcBits and dstBits are a packet's addresses as addr128.
+func srcBits(ip packet.IPv6) addr128 {
+	hi, lo := ip.SrcWords()
+	return addr128{hi, lo}
+}
+
+func dstBits(ip packet.IPv6) addr128 {
+	hi, lo := ip.DstWords()
 	return addr128{hi, lo}
 }
 
@@ -412,17 +423,33 @@ func (t *table6) add(r route6) {
 
 // lookup returns the egress port and next hop for dst.
 func (t *table6) lookup(dst [16]byte) (*Port, [16]byte, bool) {
-	hi, lo := packet.AddrBits6(dst)
+	r := t.match(bits128(dst))
+	if r == nil {
+		return nil, [16]byte{}, false
+	}
+	if r.hasGW {
+		return r.port, r.gw, true
+	}
+	return r.port, dst, true
+}
+
+// match returns the route to d (longest prefix), or nil.
+func (t *table6) match(d addr128) *route6 {
 	for i := range t.routes {
-		r := &t.routes[i]
-		if hi&r.maskHi == r.hi && lo&r.maskLo == r.lo {
-			if r.hasGW {
-				return r.port, r.gw, true
-			}
-			return r.port, dst, true
+		if r := &t.routes[i]; d.hi&r.maskHi == r.hi && d.lo&r.maskLo == r.lo {
+			return r
 		}
 	}
-	return nil, [16]byte{}, false
+	return nil
+}
+
+// nextHop is where r sends packet ip: its gateway, or ip's destination
+// on a connected prefix.
+func (r *route6) nextHop(ip packet.IPv6) [16]byte {
+	if r.hasGW {
+		return r.gw
+	}
+	return ip.Dst()
 }
 
 // routes6 appends the IPv6 table's rows to out (Routes).
