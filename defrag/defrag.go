@@ -1,10 +1,11 @@
-// Package defrag reassembles IPv4 fragments before connection tracking, as
-// Linux's nf_defrag_ipv4 does, so that conntrack and NAT see, track and
-// translate a fragmented datagram as a whole (the router fragments it
-// again to the egress MTU).
+// Package defrag reassembles IPv4 and IPv6 fragments before connection
+// tracking, as Linux's nf_defrag_ipv4 and nf_defrag_ipv6 do, so that
+// conntrack and NAT see, track and translate a fragmented datagram as a
+// whole (the router fragments it again: IPv4 to the egress MTU, IPv6 to
+// the largest fragment that came, which Add6 reports).
 //
-// Fragments of one datagram (source, destination, identification and
-// protocol) wait in a queue until they cover it from its first byte to
+// Fragments of one datagram (source, destination, identification, and
+// for IPv4 protocol) wait in a queue until they cover it from its first byte to
 // the end the last fragment gives. Memory is bounded like
 // ipfrag_high_thresh: a fragment that would take the bytes held past the
 // bound is refused. A datagram not complete 30 s (ipfrag_time) after its
