@@ -37,9 +37,7 @@ PID=""
 cleanup() {
 	set +e
 	trap '' INT TERM
-	[ -n "$PID" ] && stop_pid "$PID"
-	[ -f "$work/cfg.toml" ] && "$BIN" down --config "$work/cfg.toml" >/dev/null 2>&1
-	rm -f "/run/uswitch/$P.lock"
+	usw_stop
 	ip netns del "$P-k" 2>/dev/null
 	rm -rf "$work"
 }
@@ -85,13 +83,7 @@ name = "$P-b"
 network = "lan"
 TOML
 log "uswitch: learning $M stations"
-"$BIN" run --config "$work/cfg.toml" --control "$work/s.sock" --busy-poll=false >/dev/null 2>"$work/err" &
-PID=$!
-for i in $(seq 200); do
-	grep -q msg=ready "$work/err" && break
-	alive "$PID" || { cat "$work/err" >&2; exit 1; }
-	sleep 0.1
-done
+usw_run --busy-poll=false
 UB=$(ip -n "$P-b" -j link show eth0 | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["address"])')
 blast "$P-a" -n "$M" -m "$M" -mode learn -mac "$UB" -pace 100 >/dev/null
 blast "$P-a" -n "$M" -m "$M" -mode learn -mac "$UB" -pace 100 >/dev/null
