@@ -14,7 +14,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 CNIDIR  ?= /opt/cni/bin
 CNI_BIN ?= bin/uswitch-cni
 
-.PHONY: build run test cni-tools chromium test-unit bench bench-net bench-udploss fuzz vet clean install uninstall
+.PHONY: build run test cni-tools chromium test-unit bench bench-net bench-udploss bench-scale fuzz vet clean install uninstall
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/uswitch
@@ -91,6 +91,12 @@ bench-net: build
 bench-udploss: build
 	./bench/udploss.sh
 	LINK=veth ./bench/udploss.sh
+
+# The switch path with a 1 M-station FDB end to end, the kernel bridge and
+# uswitch side by side (needs root; a few minutes, most of it learning the
+# stations): see bench/RESULTS-scale.md.
+bench-scale: build
+	./bench/scale.sh
 
 # Each fuzz target for a short, bounded time (FUZZTIME each; CI uses 10s).
 # Go 1.26's fuzz coordinator can fail a target with a bare "context deadline

@@ -14,8 +14,11 @@
 // each instance. udploss.sh (`make bench-udploss`) follows 64-byte UDP
 // datagrams through one instance and reads the counters along the path
 // (the sender's TAP ring, uswitch's ports, the receiving socket) to show
-// where they are lost (RESULTS-udploss.md). lib.sh holds the shell
-// helpers both scripts source. The Go benchmarks of each fast path live
+// where they are lost (RESULTS-udploss.md). scale.sh (`make
+// bench-scale`) measures the switch path end to end with a million
+// stations learned, the kernel bridge beside uswitch (RESULTS-scale.md),
+// with frames from blast (bench/blast). lib.sh holds the shell helpers the
+// scripts source. The Go benchmarks of each fast path live
 // beside the code they measure (`make bench`).
 //
 // This package is internal to uswitch: its API may change without notice.

@@ -65,3 +65,29 @@ kill_iperf_server() {
 	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = iperf3 ] && kill -TERM "$pid" 2>/dev/null
 	return 0
 }
+
+# usw_run: starts `uswitch run` ($BIN) on $work/cfg.toml with its control
+# socket at $work/s.sock and any further arguments as run flags, sets PID,
+# and waits until it says ready (1 when it does not).
+usw_run() {
+	local i
+	"$BIN" run --config "$work/cfg.toml" --control "$work/s.sock" "$@" >/dev/null 2>"$work/err" &
+	PID=$!
+	for i in $(seq 200); do
+		grep -q msg=ready "$work/err" && return 0
+		alive "$PID" || break
+		sleep 0.1
+	done
+	log "uswitch did not become ready:"
+	cat "$work/err" >&2
+	return 1
+}
+
+# usw_stop: stops the instance usw_run started and removes what it left
+# (instance $P); for cleanup traps.
+usw_stop() {
+	[ -n "${PID:-}" ] && stop_pid "$PID"
+	PID=""
+	[ -f "$work/cfg.toml" ] && "$BIN" down --config "$work/cfg.toml" >/dev/null 2>&1
+	rm -f "/run/uswitch/$P.lock"
+}

@@ -41,9 +41,7 @@ cleanup() {
 	set +e
 	trap '' INT TERM
 	[ -f "$work/iperf.pid" ] && kill_iperf_server "$work/iperf.pid"
-	[ -n "$PID" ] && stop_pid "$PID"
-	[ -f "$work/cfg.toml" ] && "$BIN" down --config "$work/cfg.toml" >/dev/null 2>&1
-	rm -f "/run/uswitch/$P.lock"
+	usw_stop
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -66,14 +64,7 @@ name = "$P-b"
 network = "lan"
 link = "$LINK"
 TOML
-"$BIN" run --config "$work/cfg.toml" --control "$work/s.sock" "$@" >/dev/null 2>"$work/err" &
-PID=$!
-for i in $(seq 200); do
-	grep -q msg=ready "$work/err" && break
-	alive "$PID" || { cat "$work/err" >&2; exit 1; }
-	sleep 0.1
-done
-grep -q msg=ready "$work/err" || { log "uswitch did not become ready"; exit 1; }
+usw_run "$@"
 ip netns exec "$P-a" ping -c 2 -i 0.2 -W 2 -q 10.68.0.3 >/dev/null
 
 # snap FILE: the counters, as JSON.

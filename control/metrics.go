@@ -79,7 +79,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, sw := range c.b.Networks() {
-		ch <- prometheus.MustNewConstMetric(c.fdbEntries, prometheus.GaugeValue, float64(len(sw.Entries())), sw.Name())
+		ch <- prometheus.MustNewConstMetric(c.fdbEntries, prometheus.GaugeValue, float64(sw.Len()), sw.Name())
 		counter(c.learnRefused, sw.LearnRefused.Load(), sw.Name())
 	}
 	if bp, ok := c.b.BusyPoll(); ok {

@@ -38,12 +38,19 @@ publish = ["5353:53/udp"]
 // udpSocket opens a UDP socket bound to addr inside a namespace.
 func udpSocket(t *testing.T, ns, addr string) *net.UDPConn {
 	t.Helper()
+	return udpSocketOf(t, "udp4", ns, addr)
+}
+
+// udpSocketOf opens a socket of network ("udp4", "udp6") bound to addr
+// inside a namespace.
+func udpSocketOf(t *testing.T, network, ns, addr string) *net.UDPConn {
+	t.Helper()
 	var c *net.UDPConn
 	var err error
 	inNetns(t, ns, func() {
 		var a *net.UDPAddr
-		if a, err = net.ResolveUDPAddr("udp4", addr); err == nil {
-			c, err = net.ListenUDP("udp4", a)
+		if a, err = net.ResolveUDPAddr(network, addr); err == nil {
+			c, err = net.ListenUDP(network, a)
 		}
 	})
 	require.NoError(t, err)
@@ -56,11 +63,16 @@ func udpSocket(t *testing.T, ns, addr string) *net.UDPConn {
 // IPv4 packet of every interface there (without its Ethernet header).
 func sniffIPv4(t *testing.T, ns string) int {
 	t.Helper()
+	return sniffEtherType(t, ns, 0x0800)
+}
+
+// sniffEtherType is sniffIPv4 for packets of any EtherType (0x86dd: IPv6).
+func sniffEtherType(t *testing.T, ns string, etherType uint16) int {
+	t.Helper()
 	var fd int
 	var err error
-	const ethPIP = 0x0800
 	inNetns(t, ns, func() {
-		fd, err = syscall.Socket(syscall.AF_PACKET, syscall.SOCK_DGRAM, int(htons(ethPIP)))
+		fd, err = syscall.Socket(syscall.AF_PACKET, syscall.SOCK_DGRAM, int(htons(etherType)))
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { syscall.Close(fd) })
@@ -74,6 +86,13 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // the IPv4 packets (headers at least).
 func drainIPv4(t *testing.T, fd int) [][]byte {
 	t.Helper()
+	return drainPackets(t, fd, 20)
+}
+
+// drainPackets reads what a packet socket holds without waiting and
+// returns the packets of at least min bytes.
+func drainPackets(t *testing.T, fd, min int) [][]byte {
+	t.Helper()
 	var out [][]byte
 	buf := make([]byte, 70000)
 	for {
@@ -82,7 +101,7 @@ func drainIPv4(t *testing.T, fd int) [][]byte {
 			return out
 		}
 		require.NoError(t, err)
-		if n >= 20 {
+		if n >= min {
 			out = append(out, append([]byte(nil), buf[:n]...))
 		}
 	}

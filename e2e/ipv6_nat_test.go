@@ -84,7 +84,7 @@ func TestIPv6NAT(t *testing.T) {
 		require.Equal(t, uplink6, got)
 		require.Equal(t, 2, echo6(t, f, host6, 2), "ICMPv6 echo masqueraded and its reply back")
 	})
-	t.Run("a fragmented datagram is masqueraded, fragment by fragment, both ways", func(t *testing.T) {
+	t.Run("a fragmented datagram is reassembled, masqueraded whole and fragmented again, both ways", func(t *testing.T) {
 		// f's kernel fragments a 4000-byte datagram (MTU 1500); the
 		// host's echo of it comes back fragmented too
 		var pc net.PacketConn

@@ -15,8 +15,9 @@
 // Output6; Filter serves both): TCP, UDP and ICMPv6 echo tracked with
 // IPv4's states and timeouts, NAT66 (masquerade, SNAT, DNAT) with the
 // transport checksum updated over the IPv6 pseudo header, ICMPv6 errors
-// related and translated, fragments following their first fragment's
-// connection. Rules are per family, as iptables and ip6tables.
+// related and translated (through the quote's extension headers),
+// fragments reassembled before (package defrag). Rules are per family, as
+// iptables and ip6tables.
 //
 // The router calls a Tracker at each hook with a Flow that lives on its
 // stack: the per-packet path of an established connection allocates

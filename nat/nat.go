@@ -14,11 +14,10 @@ import (
 // Tracker is the connection tracking and NAT of one router: a table, a
 // rule set and the hooks the router calls.
 type Tracker struct {
-	Table  *Table
-	Rules  *Rules
-	clock  clock.Clock
-	seed   maphash.Seed
-	frags6 frags6
+	Table *Table
+	Rules *Rules
+	clock clock.Clock
+	seed  maphash.Seed
 }
 
 // NewTracker returns a tracker over rules with a table of at most max
@@ -41,10 +40,8 @@ type Flow struct {
 	flowState
 	// an IPv6 packet's: set by Prerouting6, never read for IPv4 (so
 	// Prerouting does not clear them)
-	orig6  Tuple6 // its tuple as it arrived
-	off6   int    // where its upper-layer header starts
-	frag   uint8  // a fragment: fragFirst (more follow) or fragLater
-	fragID uint32 // its identification
+	orig6 Tuple6 // its tuple as it arrived
+	off6  int    // where its upper-layer header starts
 }
 
 // flowState is what each Prerouting starts afresh, in place (assigning a

@@ -12,20 +12,17 @@ import (
 // Filter serves both families. Conntrack tracks TCP, UDP and ICMPv6 echo
 // as for IPv4, in the same table, and ICMPv6 errors quoting a tracked
 // packet are RELATED to its connection and translated with it.
-// Fragments are not reassembled (the router does not fragment IPv6
-// either): a first fragment is tracked and translated by the transport
-// header it holds (its checksum covers the whole datagram, so the
-// incremental update holds), and the later ones of its datagram follow
-// its connection by their fragment ID (frags6): their addresses are
-// translated, their data left alone. A later fragment whose first one
-// was not seen is INVALID, which the forward hook drops.
+// Fragments come here reassembled (the router runs package defrag first,
+// as Linux's nf_defrag_ipv6 before nf_conntrack); an atomic fragment
+// (offset 0, no more) is tracked by the transport header it holds. A
+// fragment but the first, were one to come, cannot be tracked: INVALID,
+// which the forward hook drops.
 
 // Prerouting6 is Prerouting for an IPv6 packet.
 func (t *Tracker) Prerouting6(f *Flow, ip packet.IPv6, in string) Verdict {
 	f.flowState = flowState{meta: Meta{In: in, Size: len(ip), V6: true}}
-	f.frag = 0
 	tup := &f.orig6
-	l4, off, frag, ok := tup.read6(ip)
+	l4, off, _, ok := tup.read6(ip)
 	f.off6 = off
 	// one by one: a multiple assignment copies through temporaries, and
 	// ports() would reload both ports, just stored 2 bytes each, as one
@@ -37,15 +34,7 @@ func (t *Tracker) Prerouting6(f *Flow, ip packet.IPv6, in string) Verdict {
 	f.meta.Dst6 = tup.Dst
 	if !ok {
 		f.orig = f.meta.T
-		if frag != nil && frag.Offset() != 0 {
-			if v, ok := t.laterFragment(f, ip, frag.ID()); ok {
-				return v
-			}
-		}
 		return t.untracked(f, tup.Proto == packet.ProtoICMPv6 && t.relatedIn6(f, ip, l4))
-	}
-	if frag != nil && frag.More() {
-		f.frag, f.fragID = fragFirst, frag.ID()
 	}
 	c, d, found := t.Table.Lookup6(tup)
 	if !found && f.Rec != nil {
@@ -106,14 +95,9 @@ func (t *Tracker) Postrouting6(f *Flow, ip packet.IPv6, out string, outAddr [16]
 		}
 		return accept
 	case f.conn != nil:
-		t.firstFragment(f, f.conn, f.dir)
 		if f.conn.nat != 0 {
 			tg := f.conn.target6(f.dir)
-			if f.frag == fragLater {
-				ip.SetSrc(tg.Src) // its data holds no transport header
-			} else {
-				rewrite6(ip, tg.Proto, f.upper6(ip), false, tg.Src, tg.Sport, f.Partial)
-			}
+			rewrite6(ip, tg.Proto, f.upper6(ip), false, tg.Src, tg.Sport, f.Partial)
 		}
 		return accept
 	case !f.tracked:
@@ -132,7 +116,6 @@ func (t *Tracker) Postrouting6(f *Flow, ip packet.IPv6, out string, outAddr [16]
 	if v := t.commit(f, c, l4); v.Action != Accept {
 		return v
 	}
-	t.firstFragment(f, c, Original)
 	if c.nat&natSrc != 0 {
 		rewrite6(ip, cur.Proto, l4, false, c.six.reply.Dst, c.six.reply.Dport, f.Partial)
 	}

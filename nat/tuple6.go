@@ -64,7 +64,7 @@ func (c *Conn) setTargets() {
 // ip (nil and 0 when there is none to read), and its fragment header if
 // it has one. It reports false for what cannot be tracked by itself:
 // a fragment but the first (its protocol is the fragment header's next
-// header, its ports unknown: see frags6), extension headers that do not
+// header, its ports unknown), extension headers that do not
 // fit, a TCP or UDP header too short for its ports, and ICMPv6 that is
 // not an echo (errors are handled as related; neighbour discovery and
 // the rest are not tracked). A first fragment is tracked by the

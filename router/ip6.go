@@ -16,10 +16,13 @@ import (
 // IPv6 on the router: a port with an IPv6 address (PortConfig.Addr6)
 // answers neighbour discovery for it and for its link-local address
 // (package ndp), forwards between its subnet and the others with the hop
-// limit decremented, never fragments (a packet larger than the egress MTU
-// is answered with packet too big, RFC 8200 5), and answers with the
-// ICMPv6 errors of RFC 4443, rate limited with the IPv4 ones. The hooks
-// are conntrack's, at the same points as for IPv4.
+// limit decremented, never fragments what it forwards whole (a packet
+// larger than the egress MTU is answered with packet too big, RFC 8200 5),
+// and answers with the ICMPv6 errors of RFC 4443, rate limited with the
+// IPv4 ones. The hooks are conntrack's, at the same points as for IPv4.
+// Fragments are reassembled before them (package defrag, as Linux's
+// nf_defrag_ipv6) and the datagram, tracked and translated whole, leaves
+// fragmented again no larger than its largest fragment was.
 
 // port6 is what a router port has of IPv6.
 type port6 struct {
@@ -125,12 +128,24 @@ func (p *Port) input6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		}
 		return
 	}
-	p.route6(frame, off, rec)
+	if packet.IsIPv6Ext(ip.NextHeader()) {
+		// a fragment (not an atomic one) is reassembled first
+		if fh, ok := ip.Fragment(); ok && (fh.Offset() != 0 || fh.More()) {
+			if p.act(rec, trace.Queued, "a fragment: held for reassembly, then routed whole") {
+				p.reassemble6(frame)
+			}
+			return
+		}
+	}
+	p.route6(frame, off, rec, 0)
 }
 
 // route6 takes an IPv6 frame whose header is valid through the hooks to
 // the router's own address or its egress port, as route does for IPv4.
-func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder) {
+// fragMax is, for a datagram reassembled from fragments, the largest
+// fragment's length: it leaves as fragments that large again (packet too
+// big when the egress MTU is smaller); 0 for any other packet.
+func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder, fragMax int) {
 	ip := packet.IPv6(frame[packet.EthernetHeaderLen:])
 	// the addresses as words straight from the header: no 16-byte copies
 	// on the stack to compare, mask and reload
@@ -185,7 +200,7 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 		r.deny6(p, frame, off, v, rec)
 		return
 	}
-	if len(ip) > out.MTU && wireLen6(ip, off) > out.MTU {
+	if len(ip) > out.MTU && wireLen6(ip, off, fragMax) > out.MTU {
 		p.refuse6(stats.PacketTooBig, rec, frame, off, packet.ICMPv6PacketTooBig, 0, uint32(out.MTU))
 		return
 	}
@@ -195,6 +210,10 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 	}
 	if !bridged {
 		ip.SetHopLimit(ip.HopLimit() - 1)
+	}
+	if fragMax > 0 {
+		r.fragment6(out, rt.nextHop(ip), frame, fragMax, rec)
+		return
 	}
 	sendVia(out, out.nd.Cache, rt.nextHop(ip), frame, off, rec)
 }
@@ -210,9 +229,12 @@ func (p *Port) refuse6(reason stats.Reason, rec *trace.Recorder, frame []byte, o
 }
 
 // wireLen6 is the length of the largest packet frame's IPv6 packet ip
-// stands for on a wire: its own, or for a super-frame its first
-// segment's.
-func wireLen6(ip packet.IPv6, off packet.Offload) int {
+// stands for on a wire: its own, for a super-frame its first segment's,
+// for a reassembled datagram its largest fragment's (fragMax).
+func wireLen6(ip packet.IPv6, off packet.Offload, fragMax int) int {
+	if fragMax > 0 {
+		return fragMax
+	}
 	if !off.IsGSO() {
 		return len(ip)
 	}

@@ -7,7 +7,7 @@
 //
 // Fragments are reassembled before conntrack (package defrag), so a
 // fragmented datagram is tracked and translated whole, then fragmented
-// again to the egress MTU.
+// again: IPv4 to the egress MTU, IPv6 to its largest original fragment.
 //
 // A frame reaches the router on the goroutine that read it and leaves it,
 // rewritten in place, on that same goroutine: a forwarded frame is never
@@ -82,6 +82,7 @@ type Router struct {
 	limit *rateLimiter
 	bufs  sync.Pool
 	ipID  uint32 // IP id of generated packets, atomically bumped
+	ipID6 uint32 // fragment identification of IPv6 datagrams fragmented again
 	host  *host.Stage
 }
 

@@ -21,6 +21,7 @@ func TestLargeFDB(t *testing.T) {
 	}
 	r.delivered()
 	require.Len(t, r.sw.Entries(), n)
+	require.Equal(t, n, r.sw.Len())
 	tab := r.sw.fdb.Load()
 	require.Equal(t, n, tab.n)
 	require.GreaterOrEqual(t, len(tab.slots)*3, n*4, "at most three quarters full")
@@ -62,6 +63,9 @@ func TestLargeFDB(t *testing.T) {
 		r.sw.Input(r.ports[1], frame(t, m, packet.Broadcast), packet.Offload{})
 	}
 	r.clk.Advance(2 * time.Second)
+	// Expired but not yet swept: neither listed nor counted.
+	require.Len(t, r.sw.Entries(), 3)
+	require.Equal(t, 3, r.sw.Len())
 	r.sw.Expire()
 	require.Equal(t, 3, r.sw.fdb.Load().n)
 	require.Equal(t, minSlots, len(r.sw.fdb.Load().slots))
