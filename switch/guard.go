@@ -62,16 +62,19 @@ func (p *Port) checkIPv6(b []byte) (stats.Reason, bool) {
 	if !ip.LenValid() {
 		return stats.Truncated, false
 	}
-	src := ip.Src()
-	unspecified := src == [16]byte{}
-	if !p.ownIP6(src) && !p.MAC.IsLinkLocal6(src) && !unspecified {
+	hi, lo := ip.SrcWords()
+	unspecified := hi|lo == 0
+	if !p.own6(hi, lo) && !unspecified {
 		return stats.SpoofedIPv6, false
 	}
 	// The upper-layer header, past the extension headers (at most eight,
 	// as far as a sane packet has them).
-	next, off, ok := ip.Upper()
-	if !ok {
-		return stats.Truncated, false
+	next, off := ip.NextHeader(), packet.IPv6HeaderLen
+	if packet.IsIPv6Ext(next) {
+		var ok bool
+		if next, off, ok = ip.Upper(); !ok {
+			return stats.Truncated, false
+		}
 	}
 	b = b[:packet.IPv6HeaderLen+int(ip.PayloadLen())] // without Ethernet padding
 	switch next {
@@ -93,7 +96,7 @@ func (p *Port) checkIPv6(b []byte) (stats.Reason, bool) {
 			if len(b) < off+24 {
 				return stats.Truncated, false
 			}
-			if t := [16]byte(b[off+8 : off+24]); !p.MAC.IsLinkLocal6(t) && !p.ownIP6(t) || !p.ndOptionsOwn(b[off+24:]) {
+			if !p.own6(packet.Words6([16]byte(b[off+8:off+24]))) || !p.ndOptionsOwn(b[off+24:]) {
 				return stats.SpoofedND, false
 			}
 		case packet.ICMPv6NeighSolicit:
@@ -122,9 +125,14 @@ func (p *Port) checkIPv6(b []byte) (stats.Reason, bool) {
 	return 0, true
 }
 
-// ownIP6 reports whether a is the endpoint's configured IPv6 address.
-func (p *Port) ownIP6(a [16]byte) bool {
-	return a == p.IP6 && a != [16]byte{}
+// own6 reports whether the address hi, lo (packet.Words6) is the
+// endpoint's: its link-local address or its configured IPv6 address (IP6,
+// when it has one). Word compares in registers: no address is built or
+// copied on the stack for a frame.
+func (p *Port) own6(hi, lo uint64) bool {
+	h, l := p.MAC.LinkLocal6Words()
+	i, j := packet.Words6(p.IP6)
+	return hi == h && lo == l || hi == i && lo == j && i|j != 0
 }
 
 // ndOptionsOwn reports whether the source and target link-layer address
