@@ -16,9 +16,64 @@ import (
 	"github.com/uswitch-dev/uswitch/rule"
 )
 
-// maxListings bounds the connection listings served at once; more are
-// answered 429. A variable so that tests can change it.
+// maxListings bounds the listings (of connections and of the FDB) served
+// at once; more are answered 429. A variable so that tests can change it.
 var maxListings = 4
+
+// startListing takes a listing's place, or answers 429 when maxListings
+// run; endListing gives the place back.
+func (h *handler) startListing(w http.ResponseWriter) error {
+	select {
+	case h.listings <- struct{}{}:
+		return nil
+	default:
+		w.Header().Set("Retry-After", "1")
+		return errorf(http.StatusTooManyRequests, "%d listings are under way: try again", cap(h.listings))
+	}
+}
+
+func (h *handler) endListing() { <-h.listings }
+
+// jsonArray streams a 200 answer of a JSON array, element by element,
+// indented as writeJSON indents a whole slice, through a bounded buffer.
+type jsonArray struct {
+	bw  *bufio.Writer
+	sep string
+}
+
+func newJSONArray(w http.ResponseWriter) *jsonArray {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	return &jsonArray{bw: bufio.NewWriterSize(w, 32<<10), sep: "[\n  "}
+}
+
+// add writes one element.
+func (a *jsonArray) add(v any) error {
+	b, err := json.MarshalIndent(v, "  ", "  ")
+	if err != nil {
+		return err
+	}
+	a.bw.WriteString(a.sep)
+	a.sep = ",\n  "
+	_, err = a.bw.Write(b)
+	return err
+}
+
+// close ends the array and flushes it unless err (from the listing)
+// stopped it: a broken answer is then cut short, not closed as complete.
+// It returns err, or the flush's error.
+func (a *jsonArray) close(err error) error {
+	if err != nil {
+		return err
+	}
+	if a.sep == "[\n  " {
+		a.bw.WriteString("[]\n")
+	} else {
+		a.bw.WriteString("\n]\n")
+	}
+	return a.bw.Flush()
+}
 
 // conntrack answers GET /v1/conntrack: the live connections ([]nat.Entry),
 // in no particular order, streamed entry by entry so that a listing costs
@@ -38,39 +93,15 @@ func (h *handler) conntrack(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case h.listings <- struct{}{}:
-		defer func() { <-h.listings }()
-	default:
-		w.Header().Set("Retry-After", "1")
-		return errorf(http.StatusTooManyRequests, "%d connection listings are under way: try again", cap(h.listings))
+	if err := h.startListing(w); err != nil {
+		return err
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 32<<10)
-	sep := "[\n  "
+	defer h.endListing()
+	a := newJSONArray(w)
 	if t := h.b.Tracker(); t != nil {
-		err = t.Table.Each(f, func(e *nat.Entry) error {
-			b, err := json.MarshalIndent(e, "  ", "  ")
-			if err != nil {
-				return err
-			}
-			bw.WriteString(sep)
-			sep = ",\n  "
-			_, err = bw.Write(b)
-			return err
-		})
+		err = t.Table.Each(f, func(e *nat.Entry) error { return a.add(e) })
 	}
-	if sep == "[\n  " {
-		bw.WriteString("[]\n")
-	} else {
-		bw.WriteString("\n]\n")
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err != nil {
+	if err := a.close(err); err != nil {
 		slog.Debug("control API: writing the connection table", "err", err)
 	}
 	return nil

@@ -221,9 +221,14 @@ func (h *handler) networks(q url.Values) ([]*vswitch.Switch, error) {
 	return nil, errorf(http.StatusNotFound, "no network %q", name)
 }
 
-// fdb answers GET /v1/fdb[?network=N][&watch=1].
+// fdb answers GET /v1/fdb[?network=N][&port=P][&mac=M][&watch=1]: the
+// rows streamed switch by switch, a chunk at a time (vswitch.Switch.Each),
+// so that listing a million stations costs memory for a chunk, not for
+// the table. port and mac filter on the server side, as `bridge fdb show
+// brport P` and an address do. At most maxListings listings (of the FDB
+// and of conntrack) run at once.
 func (h *handler) fdb(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "network", "watch")
+	q, err := query(r, "network", "port", "mac", "watch")
 	if err != nil {
 		return err
 	}
@@ -236,19 +241,57 @@ func (h *handler) fdb(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if watch {
+		if q.Has("port") || q.Has("mac") {
+			return errorf(http.StatusBadRequest, "query parameters port and mac do not apply to watch=1")
+		}
 		return watchFDB(w, r, nets)
 	}
-	out := []FDBEntry{}
+	f, err := fdbFilter(q, nets)
+	if err != nil {
+		return err
+	}
+	if err := h.startListing(w); err != nil {
+		return err
+	}
+	defer h.endListing()
+	a := newJSONArray(w)
 	for _, sw := range nets {
-		for _, e := range sw.Entries() {
-			out = append(out, FDBEntry{
-				Network: sw.Name(), MAC: e.MAC, VLAN: e.VLAN, Port: e.Port,
+		name := sw.Name()
+		err = sw.Each(f, func(e *vswitch.Entry) error {
+			return a.add(FDBEntry{
+				Network: name, MAC: e.MAC, VLAN: e.VLAN, Port: e.Port,
 				Static: e.Static, Age: clock.Duration(e.Age),
 			})
+		})
+		if err != nil {
+			break
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	if err := a.close(err); err != nil {
+		slog.Debug("control API: writing the FDB", "err", err)
+	}
 	return nil
+}
+
+// fdbFilter reads /v1/fdb's port and mac into a filter. A port that none
+// of nets has is 404, as `bridge fdb show brport` answers for a missing
+// device.
+func fdbFilter(q url.Values, nets []*vswitch.Switch) (vswitch.Filter, error) {
+	var f vswitch.Filter
+	if q.Has("mac") {
+		m, err := packet.ParseMAC(q.Get("mac"))
+		if err != nil || m == (packet.MAC{}) {
+			return f, errorf(http.StatusBadRequest, "query parameter mac=%q: not a MAC address", q.Get("mac"))
+		}
+		f.MAC = m
+	}
+	if q.Has("port") {
+		f.Port = q.Get("port")
+		if !slices.ContainsFunc(nets, func(sw *vswitch.Switch) bool { return sw.Port(f.Port) != nil }) {
+			return f, errorf(http.StatusNotFound, "no port %q", f.Port)
+		}
+	}
+	return f, nil
 }
 
 // watchFDB streams the FDB events of nets as newline-delimited JSON, one
