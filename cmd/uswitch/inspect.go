@@ -108,10 +108,12 @@ func cmdFDB(args []string) error {
 
 // fdb is `uswitch fdb`; a watch runs until ctx ends.
 func fdb(ctx context.Context, args []string, w io.Writer) error {
-	fs := newFlagSet("fdb", "[--network N] [--watch] [-o table|json] [--control PATH | --config FILE]")
+	fs := newFlagSet("fdb", fdbSynopsis)
 	var f inspectFlags
 	f.register(fs)
 	network := fs.String("network", "", "show only network `N`")
+	port := fs.String("port", "", "show only the entries on port `P` (like bridge fdb show brport P)")
+	mac := fs.String("mac", "", "show only the entries of `MAC`")
 	watch := fs.Bool("watch", false, "print entries as they are learned, moved and aged out, until interrupted")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -125,18 +127,151 @@ func fdb(ctx context.Context, args []string, w io.Writer) error {
 		q.Set("network", *network)
 	}
 	if *watch {
+		if *port != "" || *mac != "" {
+			return errors.New("fdb: --port and --mac do not apply to --watch")
+		}
 		q.Set("watch", "1")
 		return watchFDB(ctx, c, "/v1/fdb?"+q.Encode(), w, f.output)
+	}
+	if *port != "" {
+		q.Set("port", *port)
+	}
+	if *mac != "" {
+		q.Set("mac", *mac)
 	}
 	path := "/v1/fdb"
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	var entries []control.FDBEntry
-	if err := getJSON(ctx, c, path, &entries); err != nil {
+	return listFDB(ctx, c, path, w, f.output, *network == "")
+}
+
+const fdbSynopsis = "[--network N] [--port P] [--mac MAC] [--watch] [-o table|json] [--control PATH | --config FILE]"
+
+// listTimeout bounds a listing that streams: a million FDB rows take
+// seconds, not requestTimeout's moments.
+const listTimeout = 5 * time.Minute
+
+// fdbChunk is how many rows `uswitch fdb` lays out at once: a table's
+// column widths fit its first chunk (and grow, if they must, for later
+// ones), so that a million rows print without being held.
+const fdbChunk = 1024
+
+// listFDB prints the FDB entries streamed from path as they arrive, in
+// table or JSON format, holding a chunk of them at a time.
+func listFDB(ctx context.Context, c *control.Client, path string, w io.Writer, f outputFormat, withNetwork bool) error {
+	ctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
+	body, err := c.Stream(ctx, path)
+	if err != nil {
 		return err
 	}
-	return render(w, f.output, entries, func() *table { return fdbTable(entries, *network == "") })
+	defer body.Close()
+	bw := bufio.NewWriterSize(w, 32<<10)
+	var out fdbPrinter = &fdbJSON{w: bw}
+	if f != formatJSON {
+		out = &fdbRows{w: bw, t: fdbTable(nil, withNetwork), withNetwork: withNetwork}
+	}
+	dec := json.NewDecoder(body)
+	if err := expectDelim(dec, '['); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	for dec.More() {
+		var e control.FDBEntry
+		if err := dec.Decode(&e); err != nil {
+			return fmt.Errorf("reading %s: %w", path, err)
+		}
+		if err := out.add(e); err != nil {
+			return err
+		}
+	}
+	if err := expectDelim(dec, ']'); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	if err := out.end(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// expectDelim reads the JSON delimiter d.
+func expectDelim(dec *json.Decoder, d json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != d {
+		return fmt.Errorf("want %v, got %v", d, tok)
+	}
+	return nil
+}
+
+// fdbPrinter prints FDB entries one at a time, then ends the output.
+type fdbPrinter interface {
+	add(control.FDBEntry) error
+	end() error
+}
+
+// fdbJSON prints entries as writeJSON prints a slice of them.
+type fdbJSON struct {
+	w    io.Writer
+	some bool
+}
+
+func (p *fdbJSON) add(e control.FDBEntry) error {
+	b, err := json.MarshalIndent(e, "  ", "  ")
+	if err != nil {
+		return err
+	}
+	sep := ",\n  "
+	if !p.some {
+		sep, p.some = "[\n  ", true
+	}
+	if _, err := io.WriteString(p.w, sep); err != nil {
+		return err
+	}
+	_, err = p.w.Write(b)
+	return err
+}
+
+func (p *fdbJSON) end() error {
+	end := "\n]\n"
+	if !p.some {
+		end = "[]\n"
+	}
+	_, err := io.WriteString(p.w, end)
+	return err
+}
+
+// fdbRows prints entries as fdbTable lays them out, a chunk at a time.
+type fdbRows struct {
+	w           io.Writer
+	t           *table
+	withNetwork bool
+	width       []int // nil until the first chunk is printed
+}
+
+func (p *fdbRows) add(e control.FDBEntry) error {
+	p.t.add(fdbRow(e, p.withNetwork)...)
+	if len(p.t.rows) < fdbChunk {
+		return nil
+	}
+	return p.flush()
+}
+
+func (p *fdbRows) flush() error {
+	header := p.width == nil
+	p.width = p.t.widths(p.width)
+	err := p.t.writeLines(p.w, p.width, header)
+	p.t.rows = p.t.rows[:0]
+	return err
+}
+
+func (p *fdbRows) end() error {
+	if p.width != nil && len(p.t.rows) == 0 {
+		return nil
+	}
+	return p.flush()
 }
 
 // fdbTable lays out FDB entries like `bridge fdb show`, in columns. The
@@ -148,20 +283,25 @@ func fdbTable(entries []control.FDBEntry, withNetwork bool) *table {
 	}
 	t := newTable(header...)
 	for _, e := range entries {
-		vlan, flags, age := "-", "learned", fmt.Sprintf("%.1fs", time.Duration(e.Age).Seconds())
-		if e.VLAN != 0 {
-			vlan = strconv.Itoa(int(e.VLAN))
-		}
-		if e.Static {
-			flags, age = "static", "-"
-		}
-		row := []string{e.MAC.String(), vlan, e.Port, e.Network, flags, age}
-		if !withNetwork {
-			row = slices.Delete(row, 3, 4)
-		}
-		t.add(row...)
+		t.add(fdbRow(e, withNetwork)...)
 	}
 	return t
+}
+
+// fdbRow is one entry's cells in fdbTable.
+func fdbRow(e control.FDBEntry, withNetwork bool) []string {
+	vlan, flags, age := "-", "learned", fmt.Sprintf("%.1fs", time.Duration(e.Age).Seconds())
+	if e.VLAN != 0 {
+		vlan = strconv.Itoa(int(e.VLAN))
+	}
+	if e.Static {
+		flags, age = "static", "-"
+	}
+	row := []string{e.MAC.String(), vlan, e.Port, e.Network, flags, age}
+	if !withNetwork {
+		row = slices.Delete(row, 3, 4)
+	}
+	return row
 }
 
 // watchFDB prints the FDB events streamed from path until ctx ends (not an

@@ -32,7 +32,7 @@ var commands = []command{
 	{"endpoint", "add NAME --network N [--ip IP] [--ip6 IP6] [--mac MAC] [--link tap|veth] [--alias A]... [--publish SPEC]... | rm NAME | ls", "add or remove an endpoint of the running instance, or list them", cmdEndpoint},
 	{"network", "add NAME --subnet S [--gateway G] [--subnet6 S6] [--gateway6 G6] [--isolate=false] [--internal] [--mtu N] | rm NAME | ls", "add or remove a network of the running instance, or list them", cmdNetwork},
 	{"apply", "--config FILE [-o json]", "change the running instance to match a config; print what changed", cmdApply},
-	{"fdb", "[--network N] [--watch] [-o json]", "show the MAC learning table, or watch it change", cmdFDB},
+	{"fdb", "[--network N] [--port P] [--mac MAC] [--watch] [-o json]", "show the MAC learning table, or watch it change", cmdFDB},
 	{"ports", "[-o json]", "show every port's packet, byte and drop counters", cmdPorts},
 	{"neigh", "[-o json]", "show the router's ARP and IPv6 neighbour caches per network", cmdNeigh},
 	{"routes", "[-o json]", "show the routing table", cmdRoutes},

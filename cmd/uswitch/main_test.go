@@ -223,6 +223,23 @@ func TestFDBCommand(t *testing.T) {
 
 	err := fdb(context.Background(), []string{"--control", in.sock, "--network", "nope"}, &out)
 	require.EqualError(t, err, `no network "nope"`)
+
+	// Filtered on the instance, like bridge fdb show brport P / an address.
+	out.Reset()
+	require.NoError(t, fdb(context.Background(), []string{"--control", in.sock, "--network", "front", "--port", "web"}, &out))
+	require.Equal(t, lines(
+		"MAC                VLAN  PORT  FLAGS     AGE",
+		"02:42:ac:14:00:0a     -  web   learned  0.0s",
+	), out.String())
+	out.Reset()
+	require.NoError(t, fdb(context.Background(), []string{"--control", in.sock, "--mac", "02:42:ac:14:00:0b", "-o", "json"}, &out))
+	require.NoError(t, json.Unmarshal(out.Bytes(), &entries))
+	require.Equal(t, []control.FDBEntry{{Network: "front", MAC: macAPI, Port: "api"}}, entries)
+	out.Reset()
+	require.NoError(t, fdb(context.Background(), []string{"--control", in.sock, "--mac", "02:42:ac:14:00:99", "-o", "json"}, &out))
+	require.Equal(t, "[]\n", out.String())
+	require.EqualError(t, fdb(context.Background(), []string{"--control", in.sock, "--port", "nope"}, &out), `no port "nope"`)
+	require.ErrorContains(t, fdb(context.Background(), []string{"--control", in.sock, "--port", "web", "--watch"}, &out), "do not apply to --watch")
 }
 
 func TestPortsCommand(t *testing.T) {

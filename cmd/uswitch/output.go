@@ -58,21 +58,36 @@ func (t *table) add(cells ...string) {
 }
 
 // write prints the header and rows. No line has trailing spaces.
-func (t *table) write(w io.Writer) error {
+func (t *table) write(w io.Writer) error { return t.writeLines(w, t.widths(nil), true) }
+
+// widths returns each column's width: the widest of the header, the rows
+// and, when given, at.
+func (t *table) widths(at []int) []int {
 	width := make([]int, len(t.header))
+	copy(width, at)
 	for _, row := range append([][]string{t.header}, t.rows...) {
 		for i, c := range row {
 			width[i] = max(width[i], utf8.RuneCountInString(c))
 		}
 	}
+	return width
+}
+
+// writeLines prints the rows, after the header when header is set, padded
+// to width. No line has trailing spaces.
+func (t *table) writeLines(w io.Writer, width []int, header bool) error {
+	rows := t.rows
+	if header {
+		rows = append([][]string{t.header}, rows...)
+	}
 	var b strings.Builder
-	for _, row := range append([][]string{t.header}, t.rows...) {
+	for _, row := range rows {
 		var line strings.Builder
 		for i, c := range row {
 			if i > 0 {
 				line.WriteString("  ")
 			}
-			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(c))
+			pad := strings.Repeat(" ", max(0, width[i]-utf8.RuneCountInString(c)))
 			if t.right[i] {
 				line.WriteString(pad + c)
 			} else {

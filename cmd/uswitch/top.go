@@ -96,18 +96,14 @@ func top(ctx context.Context, args []string, w io.Writer) error {
 	return nil
 }
 
-// sampleTop reads the ports, the FDB and the conntrack size.
+// sampleTop reads the ports, then the FDB and conntrack sizes from
+// /metrics: counts the instance keeps (vswitch.Switch.Len), so that a
+// refresh costs the same with a million stations as with ten, instead of
+// listing every FDB entry.
 func sampleTop(ctx context.Context, c *control.Client) (*topSample, error) {
-	s := &topSample{at: time.Now(), fdb: map[string]int{}}
+	s := &topSample{at: time.Now()}
 	if err := getJSON(ctx, c, "/v1/ports", &s.ports); err != nil {
 		return nil, err
-	}
-	var fdb []control.FDBEntry
-	if err := getJSON(ctx, c, "/v1/fdb", &fdb); err != nil {
-		return nil, err
-	}
-	for _, e := range fdb {
-		s.fdb[e.Network]++
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
@@ -116,26 +112,59 @@ func sampleTop(ctx context.Context, c *control.Client) (*topSample, error) {
 		return nil, err
 	}
 	defer body.Close()
-	s.conns, err = metricValue(body, "uswitch_conntrack_entries")
+	s.conns, s.fdb, err = topSizes(body)
 	return s, err
 }
 
-// metricValue finds an unlabelled gauge in a Prometheus text exposition.
-func metricValue(r io.Reader, name string) (int, error) {
+// topSizes reads, from a Prometheus text exposition, the unlabelled gauge
+// uswitch_conntrack_entries and uswitch_fdb_entries by network (networks
+// with no entries left out, as a listing would leave them).
+func topSizes(r io.Reader) (conns int, fdb map[string]int, err error) {
+	const connName, fdbName = "uswitch_conntrack_entries", "uswitch_fdb_entries"
+	fdb = map[string]int{}
+	found := false
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				return 0, fmt.Errorf("metric %s: %q: %w", name, v, err)
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, connName+" "); ok {
+			if conns, err = gaugeValue(connName, v); err != nil {
+				return 0, nil, err
 			}
-			return int(f), nil
+			found = true
+		} else if v, ok := strings.CutPrefix(line, fdbName+`{network=`); ok {
+			labels, v, ok := strings.Cut(v, "} ")
+			if !ok {
+				return 0, nil, fmt.Errorf("metric %s: malformed line %q", fdbName, line)
+			}
+			network, err := strconv.Unquote(labels) // Prometheus escapes as Go does: \\, \", \n
+			if err != nil {
+				return 0, nil, fmt.Errorf("metric %s: label in %q: %w", fdbName, line, err)
+			}
+			n, err := gaugeValue(fdbName, v)
+			if err != nil {
+				return 0, nil, err
+			}
+			if n > 0 {
+				fdb[network] = n
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("reading /metrics: %w", err)
+		return 0, nil, fmt.Errorf("reading /metrics: %w", err)
 	}
-	return 0, fmt.Errorf("/metrics has no %s", name)
+	if !found {
+		return 0, nil, fmt.Errorf("/metrics has no %s", connName)
+	}
+	return conns, fdb, nil
+}
+
+// gaugeValue parses a sample's value.
+func gaugeValue(name, v string) (int, error) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil {
+		return 0, fmt.Errorf("metric %s: %q: %w", name, v, err)
+	}
+	return int(f), nil
 }
 
 // topRates computes each port's rates between two samples. A port new in
