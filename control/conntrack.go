@@ -20,19 +20,23 @@ import (
 // at once; more are answered 429. A variable so that tests can change it.
 var maxListings = 4
 
-// startListing takes a listing's place, or answers 429 when maxListings
-// run; endListing gives the place back.
-func (h *handler) startListing(w http.ResponseWriter) error {
+// list answers a listing: it takes a listing's place (429 when
+// maxListings run), streams the JSON array that each adds to, and gives
+// the place back. what names the listing in the log of a broken answer.
+func (h *handler) list(w http.ResponseWriter, what string, each func(*jsonArray) error) error {
 	select {
 	case h.listings <- struct{}{}:
-		return nil
+		defer func() { <-h.listings }()
 	default:
 		w.Header().Set("Retry-After", "1")
 		return errorf(http.StatusTooManyRequests, "%d listings are under way: try again", cap(h.listings))
 	}
+	a := newJSONArray(w)
+	if err := a.close(each(a)); err != nil {
+		slog.Debug("control API: writing "+what, "err", err)
+	}
+	return nil
 }
-
-func (h *handler) endListing() { <-h.listings }
 
 // jsonArray streams a 200 answer of a JSON array, element by element,
 // indented as writeJSON indents a whole slice, through a bounded buffer.
@@ -93,18 +97,12 @@ func (h *handler) conntrack(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.startListing(w); err != nil {
-		return err
-	}
-	defer h.endListing()
-	a := newJSONArray(w)
-	if t := h.b.Tracker(); t != nil {
-		err = t.Table.Each(f, func(e *nat.Entry) error { return a.add(e) })
-	}
-	if err := a.close(err); err != nil {
-		slog.Debug("control API: writing the connection table", "err", err)
-	}
-	return nil
+	return h.list(w, "the connection table", func(a *jsonArray) error {
+		if t := h.b.Tracker(); t != nil {
+			return t.Table.Each(f, func(e *nat.Entry) error { return a.add(e) })
+		}
+		return nil
+	})
 }
 
 // conntrackFilter reads /v1/conntrack's query into a filter.

@@ -485,7 +485,7 @@ func TestErrors(t *testing.T) {
 		{"DELETE", "/v1/ports", 405, "method DELETE not allowed on /v1/ports (use GET)"},
 		{"PUT", "/metrics", 405, "method PUT not allowed on /metrics (use GET)"},
 		{"GET", "/v1/fdb?watch=maybe", 400, `query parameter watch="maybe": want 1, 0, true or false`},
-		{"GET", "/v1/fdb?netwrok=front", 400, `unknown query parameter "netwrok" (/v1/fdb takes network, watch)`},
+		{"GET", "/v1/fdb?netwrok=front", 400, `unknown query parameter "netwrok" (/v1/fdb takes network, port, mac, watch)`},
 		{"GET", "/v1/fdb?network=a&network=b", 400, `query parameter "network" given 2 times`},
 		{"GET", "/v1/fdb?network=%zz", 400, `malformed query: invalid URL escape "%zz"`},
 		{"GET", "/v1/ports?x=1", 400, `unknown query parameter "x": /v1/ports takes none`},

@@ -250,27 +250,21 @@ func (h *handler) fdb(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.startListing(w); err != nil {
-		return err
-	}
-	defer h.endListing()
-	a := newJSONArray(w)
-	for _, sw := range nets {
-		name := sw.Name()
-		err = sw.Each(f, func(e *vswitch.Entry) error {
-			return a.add(FDBEntry{
-				Network: name, MAC: e.MAC, VLAN: e.VLAN, Port: e.Port,
-				Static: e.Static, Age: clock.Duration(e.Age),
+	return h.list(w, "the FDB", func(a *jsonArray) error {
+		for _, sw := range nets {
+			name := sw.Name()
+			err := sw.Each(f, func(e *vswitch.Entry) error {
+				return a.add(FDBEntry{
+					Network: name, MAC: e.MAC, VLAN: e.VLAN, Port: e.Port,
+					Static: e.Static, Age: clock.Duration(e.Age),
+				})
 			})
-		})
-		if err != nil {
-			break
+			if err != nil {
+				return err
+			}
 		}
-	}
-	if err := a.close(err); err != nil {
-		slog.Debug("control API: writing the FDB", "err", err)
-	}
-	return nil
+		return nil
+	})
 }
 
 // fdbFilter reads /v1/fdb's port and mac into a filter. A port that none
