@@ -153,7 +153,9 @@ func (r *Reassembler) Add(frame []byte, st *stats.Port) *[]byte {
 // the datagram leaves fragmented again to that size (Linux's
 // frag_max_size). RFC 5722: a fragment overlapping another drops the
 // datagram. A fragment but the last whose data is not a multiple of 8
-// bytes is dropped (RFC 8200 4.5), counted as a bad header.
+// bytes is dropped (RFC 8200 4.5), counted as a bad header; a first
+// fragment without the whole header chain (RFC 7112: every extension
+// header and the upper-layer header's start) as truncated.
 func (r *Reassembler) Add6(frame []byte, st *stats.Port) (d *[]byte, fragMax int) {
 	ip := packet.IPv6(frame[packet.EthernetHeaderLen:])
 	at, named, ok := ip.FragmentAt()
@@ -175,6 +177,10 @@ func (r *Reassembler) Add6(frame []byte, st *stats.Port) (d *[]byte, fragMax int
 	}
 	if in.more && len(in.payload)&7 != 0 {
 		st.Drop(stats.BadIPHeader)
+		return nil, 0
+	}
+	if in.off == 0 && !packet.ChainFits6(in.payload, in.next) {
+		st.Drop(stats.Truncated) // RFC 7112: the first fragment holds the whole header chain
 		return nil, 0
 	}
 	return r.add(&in, st)

@@ -211,3 +211,18 @@ func FuzzReassemble6(f *testing.F) {
 		}
 	})
 }
+
+// RFC 7112: a first fragment that does not hold the whole header chain
+// (here 8 bytes of a TCP header) is dropped, counted as truncated.
+func TestFirstFragment6WithoutHeaderChain(t *testing.T) {
+	r, _, st := newR(Config{})
+	frame := datagram6(t, 100, false)
+	packet.IPv6(frame[packet.EthernetHeaderLen:])[6] = packet.ProtoTCP
+	f := make([]byte, packet.EthernetHeaderLen+packet.IPv6HeaderLen+packet.IPv6FragmentLen+8)
+	copy(f, frame[:packet.EthernetHeaderLen])
+	packet.PutFragment6(f[packet.EthernetHeaderLen:], packet.IPv6(frame[packet.EthernetHeaderLen:]), packet.IPv6HeaderLen, 6, 0, 8, true, 1)
+	d, _ := r.Add6(f, st)
+	require.Nil(t, d)
+	require.EqualValues(t, 1, st.Dropped(stats.Truncated))
+	require.Zero(t, r.Pending())
+}

@@ -93,6 +93,13 @@ func TestFragmentedUDP6ThroughNAT(t *testing.T) {
 		}
 	})
 
+	t.Run("a ping6 to the gateway larger than the MTU", func(t *testing.T) {
+		// the request arrives in fragments, is reassembled and answered;
+		// the router fragments its answer as a host does
+		r := probe6(t, ep, "fd00:c0::1", 0, 4000)
+		require.True(t, r.reply, "answered: %+v", r)
+	})
+
 	// What the host side saw: fragments, all with public addresses, none
 	// larger than the MTU.
 	frags := map[netip.Addr]int{}

@@ -73,3 +73,24 @@ func PutFragment6(b []byte, p IPv6, at, named, off, end int, more bool, id uint3
 	IPv6(b).SetPayloadLen(uint16(n - IPv6HeaderLen))
 	return n
 }
+
+// ChainFits6 reports whether the data of a first fragment, b, whose
+// fragment header names proto, holds the whole header chain: every
+// extension header up to the upper-layer header and that header's first
+// bytes (TCP's 20, UDP's 8, ICMPv6's 4), as RFC 7112 requires and Linux's
+// ipv6_frag_thdr_truncated checks.
+func ChainFits6(b []byte, proto uint8) bool {
+	proto, off, ok := walk6(b, proto, 0)
+	if !ok {
+		return false
+	}
+	switch proto {
+	case ProtoTCP:
+		off += TCPMinHeaderLen
+	case ProtoUDP:
+		off += UDPHeaderLen
+	case ProtoICMPv6:
+		off += 4 // type, code, checksum
+	}
+	return off <= len(b)
+}

@@ -23,3 +23,14 @@ func TestQuotedUpper(t *testing.T) {
 	_, _, ok = IPv6(b[:IPv6HeaderLen-1]).QuotedUpper()
 	require.False(t, ok)
 }
+
+func TestChainFits6(t *testing.T) {
+	require.True(t, ChainFits6(make([]byte, 8), ProtoUDP))
+	require.False(t, ChainFits6(make([]byte, 8), ProtoTCP))
+	require.True(t, ChainFits6(make([]byte, 20), ProtoTCP))
+	// destination options (8 bytes) then UDP: 16 bytes needed
+	b := []byte{ProtoUDP, 0, 1, 4, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8}
+	require.True(t, ChainFits6(b, ProtoDstOpts6))
+	require.False(t, ChainFits6(b[:12], ProtoDstOpts6))
+	require.False(t, ChainFits6(b[:1], ProtoDstOpts6))
+}

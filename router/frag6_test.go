@@ -203,3 +203,40 @@ func TestFragments6TooBigAtomicOverlap(t *testing.T) {
 	require.Empty(t, g.links["gw/back"].take())
 	require.EqualValues(t, 2, g.stats["gw/front"].Dropped(stats.FragOverlap))
 }
+
+// A ping6 to the gateway larger than the MTU comes in fragments, is
+// reassembled and answered; the router fragments its own answer to the
+// egress MTU, as a host does.
+func TestLargePing6ToGatewayAnsweredInFragments(t *testing.T) {
+	g := natRig6(t, 1500)
+	eth := &layers.Ethernet{SrcMAC: hw(webMAC), DstMAC: hw(gwMAC("gw/front")), EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6, SrcIP: web6.AsSlice(), DstIP: addr6["gw/front"].Addr().AsSlice()}
+	m := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoRequest, 0)}
+	_ = m.SetNetworkLayerForChecksum(ip)
+	data := bytes.Repeat([]byte("ping6 "), 500)
+	req := serialize(t, eth, ip, m, &layers.ICMPv6Echo{Identifier: 7, SeqNumber: 1}, gopacket.Payload(data))
+	for _, f := range split6(req, 9, 1280) {
+		g.ports["gw/front"].Input(f, packet.Offload{})
+	}
+	out := g.links["gw/front"].take()
+	require.Greater(t, len(out), 1, "the answer leaves in fragments")
+	var whole []byte
+	for i, f := range out {
+		require.LessOrEqual(t, len(f)-packet.EthernetHeaderLen, 1500)
+		fip := packet.IPv6(f[packet.EthernetHeaderLen:])
+		at, _, ok := fip.FragmentAt()
+		require.True(t, ok)
+		require.Equal(t, len(whole), packet.IPv6Fragment(fip[at:]).Offset())
+		require.Equal(t, i < len(out)-1, packet.IPv6Fragment(fip[at:]).More())
+		whole = append(whole, fip[at+packet.IPv6FragmentLen:]...)
+	}
+	// the reply, rebuilt, checked by gopacket
+	first := packet.IPv6(out[0][packet.EthernetHeaderLen:])
+	rebuilt := append(append([]byte(nil), out[0][:packet.EthernetHeaderLen+packet.IPv6HeaderLen]...), whole...)
+	rip := packet.IPv6(rebuilt[packet.EthernetHeaderLen:])
+	rip[6] = packet.ProtoICMPv6
+	rip.SetPayloadLen(uint16(len(whole)))
+	_, rm := requireICMPv6(t, rebuilt, layers.ICMPv6TypeEchoReply, 0, addr6["gw/front"].Addr(), web6)
+	require.Equal(t, web6.As16(), first.Dst())
+	require.True(t, bytes.HasSuffix(rm.Payload, data), "the reply carries the request's data")
+}

@@ -390,6 +390,11 @@ func (r *Router) send6(frame []byte) {
 		_, nh, _ = r.lay.Load().routes6.lookup(dst)
 	}
 	packet.Ethernet(frame).SetEtherType(packet.EtherTypeIPv6)
+	if len(frame)-packet.EthernetHeaderLen > out.MTU {
+		// what the router sends itself it fragments, as a host (RFC 8200 5)
+		r.fragment6(out, nh, frame, out.MTU, nil)
+		return
+	}
 	sendVia(out, out.nd.Cache, nh, frame, packet.Offload{}, nil)
 }
 
