@@ -581,18 +581,37 @@ func (d *Datapath) Close() error {
 	if d.poller != nil {
 		d.poller.close()
 	}
-	var errs []error
-	for _, r := range d.readers {
-		if err := r.dev.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("port %q: %w", r.name, err))
-		}
-	}
+	errs := closeReaders(d.readers)
 	d.mu.Unlock()
 	d.wg.Wait()
 	// No reader runs any more, so no query arrives: stop the forwarded
 	// ones still in flight.
 	d.dns.Close()
 	return errors.Join(errs...)
+}
+
+// closeWorkers is how many devices closeReaders closes at once.
+const closeWorkers = 8
+
+// closeReaders closes every reader's device, closeWorkers at a time, and
+// returns the errors in the readers' order. Closing a TAP waits for an RCU
+// grace period in the kernel (synchronize_net when its queue detaches):
+// one at a time, 134 TAPs took 0.86 s of a 1.3 s stop of 200 endpoints.
+func closeReaders(readers []reader) []error {
+	errs := make([]error, len(readers))
+	sem := make(chan struct{}, closeWorkers)
+	var wg sync.WaitGroup
+	for i, r := range readers {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := r.dev.Close(); err != nil {
+				errs[i] = fmt.Errorf("port %q: %w", r.name, err)
+			}
+		})
+	}
+	wg.Wait()
+	return slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 }
 
 // PortInfo is one port's identity and counters, as `uswitch ports` shows.
