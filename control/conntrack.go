@@ -58,9 +58,14 @@ func (a *jsonArray) add(v any) error {
 	if err != nil {
 		return err
 	}
+	return a.addRaw(b)
+}
+
+// addRaw writes one element that b holds as add would have written it.
+func (a *jsonArray) addRaw(b []byte) error {
 	a.bw.WriteString(a.sep)
 	a.sep = ",\n  "
-	_, err = a.bw.Write(b)
+	_, err := a.bw.Write(b)
 	return err
 }
 

@@ -188,3 +188,19 @@ func TestFDBListingsBounded(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Len(t, h.listings, cap(h.listings)-1, "the listing gave its place back")
 }
+
+// An FDB row written without reflection is the bytes json.MarshalIndent
+// writes for it, whatever its names hold.
+func TestFDBEntryAppendJSON(t *testing.T) {
+	for _, e := range []FDBEntry{
+		{},
+		{Network: "front", MAC: packet.MAC{0x02, 0x42, 0xac, 0x1f, 0x01, 0x03}, Port: "docs-api", Age: clock.Duration(29 * time.Millisecond)},
+		{Network: "back", MAC: packet.MAC{0xff, 0xee, 0xdd, 0x0c, 0xb0, 0xa9}, VLAN: 4095, Port: "gw/back", Static: true, Age: clock.Duration(9362 * time.Millisecond)},
+		{Network: `q"u\o<t>e&`, MAC: stationMAC(1 << 30), Port: "tab\there\nnew é ✓ \x7f", Age: clock.Duration(-1500 * time.Millisecond)},
+		{Network: "n", Port: "p", Age: clock.Duration(300 * time.Second)},
+	} {
+		want, err := json.MarshalIndent(e, "  ", "  ")
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(e.appendJSON([]byte("x"))[1:]))
+	}
+}

@@ -251,13 +251,16 @@ func (h *handler) fdb(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return h.list(w, "the FDB", func(a *jsonArray) error {
+		var b []byte
 		for _, sw := range nets {
 			name := sw.Name()
 			err := sw.Each(f, func(e *vswitch.Entry) error {
-				return a.add(FDBEntry{
+				row := FDBEntry{
 					Network: name, MAC: e.MAC, VLAN: e.VLAN, Port: e.Port,
 					Static: e.Static, Age: clock.Duration(e.Age),
-				})
+				}
+				b = row.appendJSON(b[:0])
+				return a.addRaw(b)
 			})
 			if err != nil {
 				return err
