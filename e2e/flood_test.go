@@ -203,4 +203,20 @@ func TestFloodRandomSourceMACs(t *testing.T) {
 	require.LessOrEqual(t, learned, 1024, "fdb_max exceeded")
 	require.LessOrEqual(t, static, 1, "only the gateway is static")
 	require.GreaterOrEqual(t, learned, 1000, "the flood filled the FDB")
+
+	// Filtered on the instance (uswitch fdb --port, --mac): the forged MACs
+	// are on the flooder's port, and the sink's MAC is on the sink's alone.
+	out, err = in.cli("fdb", "--network", "lan", "--port", f, "-o", "json")
+	require.NoError(t, err)
+	var onF []fdbRow
+	require.NoError(t, json.Unmarshal([]byte(out), &onF))
+	require.GreaterOrEqual(t, len(onF), 1000, "the forged MACs")
+	for _, r := range onF {
+		require.Equal(t, [2]string{"lan", f}, [2]string{r.Network, r.Port})
+	}
+	out, err = in.cli("fdb", "--mac", net.HardwareAddr(sinkMAC[:]).String(), "-o", "json")
+	require.NoError(t, err)
+	var sink []fdbRow
+	require.NoError(t, json.Unmarshal([]byte(out), &sink))
+	require.Equal(t, []fdbRow{{Network: "lan", MAC: net.HardwareAddr(sinkMAC[:]).String(), Port: s}}, sink)
 }
