@@ -499,3 +499,26 @@ func (in *Instance) removeNetwork(next *config.Plan, n config.Network) error {
 	}
 	return nil
 }
+
+// NetnsGone lets go of the ports of the endpoints whose namespace, netns,
+// was deleted from outside while the instance runs (topo.WatchNetns): it
+// detaches them, which closes their TAPs, so the namespace those held ends
+// as it would with the kernel's veth. The endpoints stay in the plan, so
+// that `down` or the next run cleans up after them as usual.
+func (in *Instance) NetnsGone(netns string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return
+	}
+	for _, ep := range in.plan.Endpoints {
+		if ep.Netns != netns || ep.Mode != config.ModeBridge {
+			continue
+		}
+		for _, ifc := range ep.Interfaces {
+			if err := in.dp.Detach(ifc.Port); err == nil {
+				in.log.Warn("namespace deleted from outside; its port is detached", "endpoint", ep.Name, "netns", netns, "port", ifc.Port)
+			}
+		}
+	}
+}

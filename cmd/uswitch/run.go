@@ -252,6 +252,11 @@ func run(ctx context.Context, plan *config.Plan, cfg, sock string, notify *notif
 
 	inst := live.New(ctx, plan, tp, dp, log) // endpoints and networks change through it
 	defer inst.Close()
+	stopNetnsWatch, err := tp.WatchNetns(log, inst.NetnsGone) // a namespace deleted from outside lets go of its ports
+	if err != nil {
+		return err
+	}
+	defer stopNetnsWatch()
 	if err := inst.StartProxies(); err != nil {
 		return err
 	}
