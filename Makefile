@@ -104,8 +104,8 @@ bench-scale: build
 # Go 1.27): that, and only that, is reported and not failed. A crasher
 # ("Failing input written to ...") or any other error fails.
 FUZZTIME ?= 20s
-FUZZ_TARGETS := switch:FuzzInput router:FuzzPortInput packet:FuzzViews packet:FuzzTransport packet:FuzzSum packet:FuzzIPv6Ext \
-	config:FuzzParse nat:FuzzHooks datapath:FuzzDatapath datapath:FuzzDatapathOffload gso:FuzzSegment defrag:FuzzReassemble host:FuzzDeliver
+FUZZ_TARGETS := switch:FuzzInput router:FuzzPortInput router:FuzzPortInput6 packet:FuzzViews packet:FuzzTransport packet:FuzzSum packet:FuzzIPv6Ext packet:FuzzIPv6 \
+	config:FuzzParse nat:FuzzHooks nat:FuzzHooks6 datapath:FuzzDatapath datapath:FuzzDatapathOffload gso:FuzzSegment defrag:FuzzReassemble defrag:FuzzReassemble6 host:FuzzDeliver
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
