@@ -210,7 +210,9 @@ func TestTraceReply(t *testing.T) {
 		dst   string
 	}{
 		{"IPv4", testPlan(true), []func(*testing.T, *topo){
-			func(t *testing.T, tp *topo) { tp.send(t, rule.Uplink, arpRequest(t, hostMAC, "10.250.0.1", "10.250.0.2")) },
+			func(t *testing.T, tp *topo) {
+				tp.send(t, rule.Uplink, arpRequest(t, hostMAC, "10.250.0.1", "10.250.0.2"))
+			},
 			func(t *testing.T, tp *topo) { tp.send(t, "web", arpRequest(t, webMAC, "172.20.0.10", "172.20.0.1")) },
 		}, "10.250.0.1"},
 		{"IPv6", isolated(dualPlan()), []func(*testing.T, *topo){hostNS, webNS}, "fd00:ff::1"},
