@@ -26,6 +26,9 @@ type Options struct {
 	// out of the Go netpoller (tap.Polled), for a datapath that busy-polls
 	// them. Plain TAPs are opened as always.
 	Polled bool
+	// Queues is how many queues each TAP with vnet headers gets (one per
+	// busy-poll loop): more than one makes multi-queue TAPs. 0 is 1.
+	Queues int
 }
 
 func (o Options) dir() string {
