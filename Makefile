@@ -77,7 +77,7 @@ bench:
 # (--cpu-latency) and plain side by side in the same run (needs root;
 # installs iperf3, ping, iptables, python3 and openvswitch-switch with
 # apt-get when missing); writes bench/RESULTS.md with each instance's CPU profile. SECS
-# seconds per iperf3 test; PROFILE=0 runs without --cpuprofile; ONLY,
+# seconds per iperf3 test; PROFILE=0 runs without --cpuprofile; LINK=veth, ONLY,
 # NOTE, HALTPOLL_NS: see bench/net.sh.
 SECS    ?= 5
 PROFILE ?= 1

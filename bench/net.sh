@@ -35,6 +35,8 @@
 # service, if any, is not used or touched. OVS=0 leaves it out.
 #
 # Knobs: SECS (seconds per iperf3 test, default 5), PROFILE (1/0), BIN, OVS,
+# LINK (tap, the default, or veth: the uswitch instances' endpoints are
+# veth pairs, uswitch reading its side with a packet socket, instead of TAPs),
 # ONLY (a space-separated list of measure keys to run, e.g. "tcp1 flood";
 # the others are reported as "-"; the keys: tcp1 tcp2 flood paced udp64
 # rtcp1 rflood ntcp1), NOTE (a line written under the table, e.g. what
@@ -73,6 +75,8 @@ BIN=${BIN:-bin/uswitch}
 [ -x "$BIN" ] || go build -o "$BIN" ./cmd/uswitch
 SECS=${SECS:-5}
 PROFILE=${PROFILE:-1}
+LINK=${LINK:-tap}
+case $LINK in tap | veth) ;; *) log "LINK is tap or veth"; exit 1 ;; esac
 RESULTS=${RESULTS:-bench/RESULTS.md}
 P=ub$(($$ % 10000))
 PLAIN=$P      # instance name (and prefix of its endpoints) of uswitch plain
@@ -249,15 +253,18 @@ subnet = "10.$nat.1.0/24"
 [[endpoint]]
 name = "$pfx-m"
 network = "m"
+link = "$LINK"
 [[network]]
 name = "lan"
 subnet = "10.$l2.0.0/24"
 [[endpoint]]
 name = "$pfx-a"
 network = "lan"
+link = "$LINK"
 [[endpoint]]
 name = "$pfx-b"
 network = "lan"
+link = "$LINK"
 [[network]]
 name = "r1"
 subnet = "10.$rt.1.0/24"
@@ -269,9 +276,11 @@ isolate = false
 [[endpoint]]
 name = "$pfx-ra"
 network = "r1"
+link = "$LINK"
 [[endpoint]]
 name = "$pfx-rb"
 network = "r2"
+link = "$LINK"
 TOML
 }
 # plain: 10.98 L2, 10.96 routed, 10.94 masquerade (as before);
@@ -480,6 +489,8 @@ binver=$("$BIN" version 2>/dev/null | head -n1 | awk '{ print $2 }')
 	printf '%s, %s, %d cores, kernel %s, SECS=%s, git %s (binary %s)\n' \
 		"$(date -u +%FT%TZ)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
 		"$(nproc)" "$(uname -r)" "$SECS" "$rev" "${binver:-unknown}"
+	echo
+	echo "uswitch's endpoints: LINK=$LINK (link = \"$LINK\" on every endpoint)."
 	if [ -r "$HALTPOLL" ]; then
 		echo
 		if [ -n "${HALTPOLL_NS:-}" ]; then
