@@ -39,16 +39,7 @@ func loopMetrics(t *testing.T, c *http.Client, what string) [2]float64 {
 
 // sink accepts connections on l and reads them to the end.
 func sink(l net.Listener) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			io.Copy(io.Discard, c)
-		}()
-	}
+	acceptEach(l, func(c net.Conn) { io.Copy(io.Discard, c) })
 }
 
 // push writes n bytes to c.
@@ -205,40 +196,32 @@ func TestPollThreadsRestartInPlace(t *testing.T) {
 	name := prefix("mlr")
 	cfg := writeConfig(t, multiLoopConfig(name))
 	a, b := name+"-a", name+"-b"
-	in := start(t, name, cfg, "--poll-threads", "1")
-	idx := ifindex(t, a, "eth0")
-	require.NotEmpty(t, idx)
-	for _, step := range []struct {
+	// restarts kills the run and starts it again with each number of
+	// threads: the TAPs stay the same devices, each loop reads the queues
+	// it should, and they carry TCP.
+	type restart struct {
 		threads string
-		queues  [2]float64
-	}{
-		{"2", [2]float64{4, 0}}, // single-queue TAPs of the run before
-		{"1", [2]float64{4, 0}},
-		{"2", [2]float64{4, 0}}, // still single-queue: made so by the first run
-	} {
-		in.kill()
-		in = start(t, name, cfg, "--poll-threads", step.threads)
-		require.Equal(t, idx, ifindex(t, a, "eth0"), "the TAP was made again")
-		if step.threads == "2" {
-			require.Equal(t, step.queues, loopMetrics(t, controlClient(name), "queues"))
-		}
-		carry(t, a, b, mlB+":5001", mlB+":5001", 4<<20)
+		queues  [2]float64 // each loop's queues, with two loops
 	}
-
-	// Made multi-queue (after down), kept multi-queue across restarts.
+	restarts := func(in *instance, steps ...restart) *instance {
+		idx := ifindex(t, a, "eth0")
+		require.NotEmpty(t, idx)
+		for _, step := range steps {
+			in.kill()
+			in = start(t, name, cfg, "--poll-threads", step.threads)
+			require.Equal(t, idx, ifindex(t, a, "eth0"), "the TAP was made again")
+			if step.threads == "2" {
+				require.Equal(t, step.queues, loopMetrics(t, controlClient(name), "queues"))
+			}
+			carry(t, a, b, mlB+":5001", mlB+":5001", 4<<20)
+		}
+		return in
+	}
+	// Single-queue TAPs (as an older uswitch made them) stay so.
+	in := restarts(start(t, name, cfg, "--poll-threads", "1"),
+		restart{"2", [2]float64{4, 0}}, restart{"1", [2]float64{}}, restart{"2", [2]float64{4, 0}})
+	// Made multi-queue (after a stop), kept multi-queue.
 	require.NoError(t, in.stop())
-	in = start(t, name, cfg, "--poll-threads", "2")
-	idx = ifindex(t, a, "eth0")
-	for _, step := range []struct {
-		threads string
-		queues  [2]float64
-	}{{"2", [2]float64{4, 4}}, {"1", [2]float64{4, 0}}, {"2", [2]float64{4, 4}}} {
-		in.kill()
-		in = start(t, name, cfg, "--poll-threads", step.threads)
-		require.Equal(t, idx, ifindex(t, a, "eth0"), "the TAP was made again")
-		if step.threads == "2" {
-			require.Equal(t, step.queues, loopMetrics(t, controlClient(name), "queues"))
-		}
-		carry(t, a, b, mlB+":5001", mlB+":5001", 4<<20)
-	}
+	restarts(start(t, name, cfg, "--poll-threads", "2"),
+		restart{"2", [2]float64{4, 4}}, restart{"1", [2]float64{}}, restart{"2", [2]float64{4, 4}})
 }

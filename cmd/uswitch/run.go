@@ -282,7 +282,7 @@ func run(ctx context.Context, plan *config.Plan, cfg, sock string, pollThreads i
 	writeSummary(os.Stdout, plan)
 	took := time.Since(t0).Round(time.Millisecond)
 	log.Info("ready", "instance", plan.Name, "control", sock, "took", took,
-		"busy_poll", plan.Defaults.BusyPoll, "poll_threads", pollThreads, "cpu_latency", plan.Defaults.CPULatency)
+		"busy_poll", plan.Defaults.BusyPoll, "cpu_latency", plan.Defaults.CPULatency, "poll_threads", pollThreads)
 	if err := notify.notify("READY=1", fmt.Sprintf("STATUS=forwarding: instance %s, %d networks, %d endpoints, control %s",
 		plan.Name, len(plan.Networks), len(plan.Endpoints), sock)); err != nil {
 		log.Warn("cannot tell the service manager", "err", err)
