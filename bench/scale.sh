@@ -72,16 +72,8 @@ offload = true
 fdb_max = $((M * 2))
 fdb_ageing = "1h"
 port_security = false
-[[network]]
-name = "lan"
-subnet = "10.66.0.0/24"
-[[endpoint]]
-name = "$P-a"
-network = "lan"
-[[endpoint]]
-name = "$P-b"
-network = "lan"
 TOML
+lan_pair 10.66.0.0/24 >>"$work/cfg.toml"
 log "uswitch: learning $M stations"
 usw_run --busy-poll=false
 UB=$(ip -n "$P-b" -j link show eth0 | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["address"])')
