@@ -103,3 +103,11 @@ lan_pair() {
 		[ -z "${2:-}" ] || printf 'link = "%s"\n' "$2"
 	done
 }
+
+# on_exit: runs the script's cleanup function on exit, whichever way the
+# script ends (an interrupt or SIGTERM exits through it too).
+on_exit() {
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}

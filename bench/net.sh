@@ -144,9 +144,7 @@ cleanup() {
 	done
 	rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit
 
 if [ -n "${HALTPOLL_NS:-}" ]; then
 	[ -w "$HALTPOLL" ] || { log "HALTPOLL_NS: no $HALTPOLL on this machine"; exit 1; }

@@ -41,9 +41,7 @@ cleanup() {
 	ip netns del "$P-k" 2>/dev/null
 	rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit
 go build -o "$work/blast" ./bench/blast
 blast() { local ns=$1; shift; ip netns exec "$ns" "$work/blast" "$@"; }
 field() { python3 -c "import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }

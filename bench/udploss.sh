@@ -44,9 +44,7 @@ cleanup() {
 	usw_stop
 	rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit
 
 cat >"$work/cfg.toml" <<TOML
 name = "$P"
