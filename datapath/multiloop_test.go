@@ -208,3 +208,21 @@ func TestPollThreads(t *testing.T) {
 	require.NoError(t, unix.SchedGetaffinity(0, &set))
 	require.Equal(t, min(set.Count(), maxPollThreads), PollThreads(0))
 }
+
+// TestBusyPollLoopsSleepWhenAllIdle: a loop keeps spinning while another
+// carries frames, but not for ever: once no loop has any, all sleep.
+func TestBusyPollLoopsSleepWhenAllIdle(t *testing.T) {
+	dp, web, web2 := mqTopo(t)
+	buf := make([]byte, 2048)
+	for q := range 2 {
+		web.qs[q].send(t, seqFrame(t, 1))
+		web2.qs[q].recv(t, buf)
+	}
+	require.Eventually(t, func() bool {
+		s, _ := dp.BusyPoll()
+		return s.Loops[0].Sleeps >= 1 && s.Loops[1].Sleeps >= 1
+	}, 5*time.Second, time.Millisecond)
+	for _, l := range dp.poller.loops {
+		require.False(t, l.spinning.Load())
+	}
+}

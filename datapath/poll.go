@@ -67,6 +67,11 @@ const (
 //     thread, different flows by different threads.
 //   - A single-queue port (a veth's packet socket, a TAP left by an older
 //     single-queue run) is served by loop 0.
+//   - A loop without frames keeps spinning while another loop has had
+//     frames within spinIdle: its CPU then does not halt while traffic
+//     flows, so an endpoint that a write wakes on it runs at once (as with
+//     Options.CPULatency, but only on the loops' CPUs and only in time no
+//     other thread wants).
 
 // polledPort is one queue (or single-queue port) a loop reads.
 type polledPort struct {
@@ -112,8 +117,14 @@ type loop struct {
 	tid      atomic.Int32
 
 	sleeps, lifts, frames atomic.Uint64 // BusyPollStats
-	_                     [64]byte
+	// active is when the loop last carried a frame (Unix ns), published
+	// at most every activeEvery: the other loops keep spinning meanwhile.
+	active atomic.Int64
+	_      [64]byte
 }
+
+// activeEvery is how stale a loop's published activity may be.
+const activeEvery = time.Millisecond
 
 // BusyPollStats are the busy-poll threads' counters: the sums over the
 // loops, and each loop's.
@@ -326,7 +337,7 @@ func (l *loop) run() {
 					}
 				}
 				empty++
-				if empty >= spinEmpty && time.Since(last) >= spinIdle {
+				if empty >= spinEmpty && time.Since(last) >= spinIdle && !p.othersActive(l) {
 					l.spinning.Store(false)
 					l.sleeps.Add(1)
 					lat.release()
@@ -350,6 +361,9 @@ func (l *loop) run() {
 			l.spinning.Store(true)
 		}
 		last = time.Now()
+		if now := last.UnixNano(); now-l.active.Load() >= int64(activeEvery) {
+			l.active.Store(now)
+		}
 		empty = 0
 		ports := *l.ports.Load()
 		for i := range n {
@@ -358,6 +372,18 @@ func (l *loop) run() {
 			}
 		}
 	}
+}
+
+// othersActive reports whether a loop other than l carried a frame within
+// spinIdle.
+func (p *poller) othersActive(l *loop) bool {
+	since := time.Now().Add(-spinIdle).UnixNano()
+	for _, o := range p.loops {
+		if o != l && o.active.Load() >= since {
+			return true
+		}
+	}
+	return false
 }
 
 // serve carries up to pollBurst frames waiting on one queue through the
