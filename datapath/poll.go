@@ -225,6 +225,20 @@ func newLoop(p *poller, id uint8, latency bool) (*loop, error) {
 	return l, nil
 }
 
+// readers is how many loops will read dev: one per queue of a multi-queue
+// port, at most one per loop; 0 for a port p (nil: no busy polling) does
+// not serve.
+func (p *poller) readers(dev tap.Port) int {
+	pd, ok := dev.(tap.Polled)
+	if p == nil || !ok {
+		return 0
+	}
+	if mq, ok := pd.(tap.MultiQueue); ok {
+		return min(len(mq.Queues()), len(p.loops))
+	}
+	return 1
+}
+
 // add starts serving dev: each of its queues on the loop of that number
 // (queue i on loop i mod loops), a single-queue port on loop 0.
 func (p *poller) add(name string, dev tap.Polled, input func([]byte, packet.Offload), lost func()) error {
