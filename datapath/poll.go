@@ -235,7 +235,7 @@ func (p *poller) run() {
 // datapath. A port that fails is dropped from the set and reported lost.
 func (p *poller) serve(pp *polledPort, buf []byte) {
 	for range pollBurst {
-		n, off, ok, err := pp.dev.TryReadFrame(buf)
+		frame, off, ok, err := tap.TryBorrow(pp.dev, buf) // in a veth's ring slot, or in buf
 		if err != nil {
 			if p.stop.Load() || (*p.ports.Load())[int32(pp.dev.Fd())] != pp {
 				return // stopping, or detached (Datapath.Detach) meanwhile
@@ -248,7 +248,8 @@ func (p *poller) serve(pp *polledPort, buf []byte) {
 		if !ok {
 			return
 		}
-		p.d.carry(pp.name, pp.input, buf[:n], off)
+		p.d.carry(pp.name, pp.input, frame, off)
+		tap.Return(pp.dev)
 	}
 }
 

@@ -51,3 +51,21 @@ type Lender interface {
 	TryBorrowFrame(buf []byte) (frame []byte, off packet.Offload, ok bool, err error)
 	Release()
 }
+
+// TryBorrow reads dev's next frame without blocking: lent in place when dev
+// is a Lender, else read into buf. A caller hands it back with Return
+// before the next read.
+func TryBorrow(dev Polled, buf []byte) ([]byte, packet.Offload, bool, error) {
+	if l, ok := dev.(Lender); ok {
+		return l.TryBorrowFrame(buf)
+	}
+	n, off, ok, err := dev.TryReadFrame(buf)
+	return buf[:n], off, ok, err
+}
+
+// Return hands back the frame TryBorrow lent from dev, if it lent one.
+func Return(dev Polled) {
+	if l, ok := dev.(Lender); ok {
+		l.Release()
+	}
+}

@@ -99,12 +99,14 @@ func cmdDown(args []string) error {
 // cmdRun builds the plan's topology, forwards until SIGINT/SIGTERM, then
 // removes everything it made.
 func cmdRun(args []string) error {
-	fs := newFlagSet("run", "[--config FILE] [--control PATH] [--busy-poll=true|false] [--cpu-latency] [--log-level debug|info|warn|error] [--log-format text|json] [--cpuprofile FILE]")
+	fs := newFlagSet("run", "[--config FILE] [--control PATH] [--busy-poll=true|false] [--cpu-latency] [--veth-ring=true|false] [--veth-qdisc-bypass] [--log-level debug|info|warn|error] [--log-format text|json] [--cpuprofile FILE]")
 	cfg := fs.String("config", "", "the net.toml to run (default: the embedded default topology)")
 	sock := fs.String("control", "", "control socket path (default /run/uswitch/<name>.sock)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
 	busyPoll := fs.Bool("busy-poll", true, "serve TAP (offload = true) and veth ports from one thread that busy-polls them at SCHED_IDLE priority while frames flow (a CPU kept awake then; idle it sleeps); --busy-poll=false: a reader goroutine per port. Given, it overrides [defaults] busy_poll")
 	cpuLatency := fs.Bool("cpu-latency", false, "while the busy-poll thread spins, hold a CPU latency request of 0 (/dev/cpu_dma_latency): idle CPUs of the whole machine poll instead of sleeping. Given, it overrides [defaults] cpu_latency")
+	vethRing := fs.Bool("veth-ring", true, "read veth ports through a receive ring shared with the kernel (PACKET_RX_RING, 512 KiB a port) instead of one recvmsg per frame")
+	vethBypass := fs.Bool("veth-qdisc-bypass", false, "send to veth ports past their queueing discipline (PACKET_QDISC_BYPASS)")
 	level := slog.LevelInfo
 	fs.Func("log-level", "log `level`: debug, info, warn or error (default info)", func(s string) error {
 		l, ok := logLevels[s]
@@ -176,7 +178,8 @@ func cmdRun(args []string) error {
 		// process keeps as many as before.
 		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	}
-	return run(ctx, plan, *cfg, *sock, notify, log)
+	veth := topo.Options{VethRing: *vethRing, VethQdiscBypass: *vethBypass}
+	return run(ctx, plan, veth, *cfg, *sock, notify, log)
 }
 
 // logLevels are the values of run's --log-level.
@@ -198,8 +201,10 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 // as plan.Defaults says, the control API on sock, and the service manager
 // told READY=1 once it forwards and STOPPING=1 when it starts to tear down.
 // SIGHUP applies the file at cfg again (`uswitch apply`).
-func run(ctx context.Context, plan *config.Plan, cfg, sock string, notify *notifier, log *slog.Logger) (err error) {
-	opt := topo.Options{StateDir: stateDir, Polled: plan.Defaults.BusyPoll}
+//
+// veth's VethRing and VethQdiscBypass say how veth ports are opened.
+func run(ctx context.Context, plan *config.Plan, veth topo.Options, cfg, sock string, notify *notifier, log *slog.Logger) (err error) {
+	opt := topo.Options{StateDir: stateDir, Polled: plan.Defaults.BusyPoll, VethRing: veth.VethRing, VethQdiscBypass: veth.VethQdiscBypass}
 	unlock, err := topo.Lock(plan.Name, opt)
 	if err != nil {
 		return err
