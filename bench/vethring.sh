@@ -64,6 +64,7 @@ TOML
 cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 tck=$(getconf CLK_TCK)
 server() {
+	local i
 	rm -f "$work/iperf.pid"
 	ip netns exec "$P-b" iperf3 -s -1 -D -p 5400 -I "$work/iperf.pid" >/dev/null
 	for i in $(seq 50); do

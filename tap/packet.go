@@ -35,12 +35,15 @@ type Packet struct {
 	// Receive ring state (PacketOptions.Ring). rmu is held shared while the
 	// ring is read, exclusively by Close to unmap it; a slot lent by
 	// TryBorrowFrame keeps the mapping until Release.
-	ring   *rxRing
-	rmu    sync.RWMutex
-	gone   bool // closed: the ring is unmapped, or will be at Release
-	lent   int  // the slot lent out, -1 for none
-	ringFn func(fd uintptr) bool
-	rr     ringRead // the read ringFn makes
+	ring *rxRing
+	rmu  sync.RWMutex
+	gone bool // closed: the ring is unmapped, or will be at Release
+	lent int  // the slot lent out, -1 for none
+	// drained: the last look found the ring empty (the next empty one
+	// checks the socket for an error)
+	drained bool
+	ringFn  func(fd uintptr) bool
+	rr      ringRead // the read ringFn makes
 }
 
 // PacketOptions are how OpenPacketWith opens a packet socket.

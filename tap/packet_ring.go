@@ -1,6 +1,8 @@
 package tap
 
 import (
+	"unsafe"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/uswitch-dev/uswitch/packet"
@@ -9,6 +11,7 @@ import (
 // ringRead is the result of one ringFn call.
 type ringRead struct {
 	buf   []byte // where a frame too large for its slot is read to
+	block bool   // the read waits: for the Go netpoller's edge-triggered wake-ups
 	frame []byte
 	off   packet.Offload
 	ok    bool
@@ -22,7 +25,7 @@ func (p *Packet) readRing(buf []byte, block bool) ([]byte, packet.Offload, bool,
 	if len(buf) <= 4 {
 		return nil, packet.Offload{}, false, portErr("packet", p.name, "read", errShortBuffer)
 	}
-	p.rr.buf = buf
+	p.rr.buf, p.rr.block = buf, block
 	ok, err := true, error(nil)
 	if block {
 		err = p.d.call(p.ringFn, false)
@@ -58,8 +61,22 @@ func (p *Packet) ringRead(fd uintptr) bool {
 		kind, slot, frame, off := p.ring.next()
 		switch kind {
 		case entryNone:
+			// A second look at an empty ring was woken by something
+			// else: an error (ENETDOWN once the interface is down or
+			// gone), which recvmsg would have returned without a ring.
+			// A read about to wait in the netpoller looks every time:
+			// it is woken once per event, and the error's wake-up may
+			// have been spent on a frame.
+			if p.drained || rr.block {
+				if err := sockError(fd); err != nil {
+					rr.err = err
+					return true
+				}
+			}
+			p.drained = true
 			return false
 		case entryFrame:
+			p.drained = false
 			p.lent = slot
 			rr.frame, rr.off, rr.ok = frame, off, true
 			return true
@@ -73,10 +90,11 @@ func (p *Packet) ringRead(fd uintptr) bool {
 				return true
 			}
 			if !ok { // not queued after all
-				p.ring.copied.Add(^uint64(0))
-				p.ring.truncated.Add(1)
+				p.ring.copied.Store(p.ring.copied.Load() - 1)
+				p.ring.truncated.Store(p.ring.truncated.Load() + 1)
 				continue
 			}
+			p.drained = false
 			n, off = p.restore(rr.buf, n, off)
 			rr.frame, rr.off, rr.ok = rr.buf[:n], off, true
 			return true
@@ -84,6 +102,20 @@ func (p *Packet) ringRead(fd uintptr) bool {
 			p.ring.release(slot)
 		}
 	}
+}
+
+// sockError returns and clears the socket's pending error (SO_ERROR).
+func sockError(fd uintptr) error {
+	var v int32
+	l := uint32(4)
+	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_ERROR, uintptr(unsafe.Pointer(&v)), uintptr(unsafe.Pointer(&l)), 0)
+	if e != 0 {
+		return e
+	}
+	if v != 0 {
+		return unix.Errno(v)
+	}
+	return nil
 }
 
 // TryBorrowFrame implements Lender: with a receive ring the frame is read

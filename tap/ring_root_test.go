@@ -179,3 +179,44 @@ func TestPacketRingCloseWhileLent(t *testing.T) {
 		t.Fatalf("ReadFrame after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestPacketRingLinkGone: when the veth goes away under a ring port, a
+// waiting ReadFrame and a poll thread's TryBorrowFrame report the error
+// (ENETDOWN), as a recvmsg would, instead of waiting on an empty ring.
+func TestPacketRingLinkGone(t *testing.T) {
+	needRoot(t)
+	for _, o := range []PacketOptions{{Ring: true}, {Ring: true, Polled: true}, {}, {Polled: true}} {
+		t.Run(fmt.Sprintf("%+v", o), func(t *testing.T) {
+			ns := newNetns(t)
+			h := handleAt(t, ns)
+			o.Vnet = true
+			pk, peer, _ := vethWith(t, ns, h, false, o)
+			done := make(chan error, 1)
+			go func() {
+				b := make([]byte, MaxFrame)
+				for {
+					if _, _, err := pk.ReadFrame(b); err != nil {
+						done <- err
+						return
+					}
+				}
+			}()
+			pl, err := h.LinkByName(peer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := h.LinkDel(pl); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if err == nil || err == ErrClosed {
+					t.Fatalf("ReadFrame after the link went: %v, want its error", err)
+				}
+				t.Logf("ReadFrame: %v", err)
+			case <-time.After(5 * time.Second):
+				t.Fatal("ReadFrame still waiting 5 s after the link went")
+			}
+		})
+	}
+}
