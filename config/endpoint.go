@@ -339,17 +339,12 @@ func (p *parser) checkNetns(eps []*epState) {
 // assignIPs claims the given addresses, then gives the others the lowest
 // free one of their network, in file order.
 func assignIPs(eps []*epState) {
-	for _, e := range eps {
-		for _, f := range e.ifaces {
-			if f.net != nil && f.IP.IsValid() {
-				claimIP(f)
-			}
-		}
-	}
-	for _, e := range eps {
-		for _, f := range e.ifaces {
-			if f.net != nil && f.IP6.IsValid() {
-				claimIP6(f)
+	for _, six := range []bool{false, true} {
+		for _, e := range eps {
+			for _, f := range e.ifaces {
+				if ip := f.given(six); f.net != nil && ip.IsValid() {
+					claim(f, ip)
+				}
 			}
 		}
 	}
@@ -362,23 +357,6 @@ func assignIPs(eps []*epState) {
 				freeIP6(f)
 			}
 		}
-	}
-}
-
-func claimIP6(f ifState) {
-	n, ip := f.net, f.IP6
-	switch {
-	case !n.Subnet6.Contains(ip):
-		f.s.errorf("ip6", "ip6 %s is outside network %q (%s)", ip, n.Name, n.Subnet6)
-	case ip == n.Subnet6.Addr():
-		f.s.errorf("ip6", "ip6 %s is the subnet-router anycast address of network %q (%s)", ip, n.Name, n.Subnet6)
-	case ip == n.Gateway6:
-		f.s.errorf("ip6", "ip6 %s is the gateway6 of network %q", ip, n.Name)
-	case n.taken[ip] != "":
-		f.s.errorf("ip6", "ip6 %s is already taken by %s", ip, n.taken[ip])
-	default:
-		n.taken[ip] = f.owner
-		f.Prefix6 = netip.PrefixFrom(ip, n.Subnet6.Bits())
 	}
 }
 
@@ -396,20 +374,35 @@ func freeIP6(f ifState) {
 	f.s.errorf("network", "network %q (%s) is full: no free IPv6 address left", n.Name, n.Subnet6)
 }
 
-func claimIP(f ifState) {
-	n, ip := f.net, f.IP
+// given is the address f was given in its IPv4 (ip) or IPv6 (ip6) key.
+func (f ifState) given(six bool) netip.Addr {
+	if six {
+		return f.IP6
+	}
+	return f.IP
+}
+
+// claim takes ip, the IPv4 or IPv6 address given to f, in f's network:
+// inside the subnet of its family, not one of that subnet's reserved
+// addresses (hostAddress), not the gateway, not taken by another.
+func claim(f ifState, ip netip.Addr) {
+	n := f.net
+	key, subnet, gw, gwKey, prefix := "ip", n.Subnet, n.Gateway, "gateway", &f.Prefix
+	if ip.Is6() {
+		key, subnet, gw, gwKey, prefix = "ip6", n.Subnet6, n.Gateway6, "gateway6", &f.Prefix6
+	}
 	switch {
-	case !n.Subnet.Contains(ip):
-		f.s.errorf("ip", "ip %s is outside network %q (%s)", ip, n.Name, n.Subnet)
-	case hostAddress(ip, n.Subnet) != "":
-		f.s.errorf("ip", "ip %s is %s of network %q (%s)", ip, hostAddress(ip, n.Subnet), n.Name, n.Subnet)
-	case ip == n.Gateway:
-		f.s.errorf("ip", "ip %s is the gateway of network %q", ip, n.Name)
+	case !subnet.Contains(ip):
+		f.s.errorf(key, "%s %s is outside network %q (%s)", key, ip, n.Name, subnet)
+	case hostAddress(ip, subnet) != "":
+		f.s.errorf(key, "%s %s is %s of network %q (%s)", key, ip, hostAddress(ip, subnet), n.Name, subnet)
+	case ip == gw:
+		f.s.errorf(key, "%s %s is the %s of network %q", key, ip, gwKey, n.Name)
 	case n.taken[ip] != "":
-		f.s.errorf("ip", "ip %s is already taken by %s", ip, n.taken[ip])
+		f.s.errorf(key, "%s %s is already taken by %s", key, ip, n.taken[ip])
 	default:
 		n.taken[ip] = f.owner
-		f.Prefix = netip.PrefixFrom(ip, n.Subnet.Bits())
+		*prefix = netip.PrefixFrom(ip, subnet.Bits())
 	}
 }
 

@@ -180,8 +180,8 @@ func subnet6(s scope, r *rawNetwork, n *Network) bool {
 		s.errorf("gateway6", "gateway6 %q is not an IPv6 address", gw)
 	case !pfx.Contains(addr):
 		s.errorf("gateway6", "gateway6 %s is outside subnet6 %s", addr, pfx)
-	case addr == pfx.Addr():
-		s.errorf("gateway6", "gateway6 %s is the subnet-router anycast address of subnet6 %s", addr, pfx)
+	case hostAddress(addr, pfx) != "":
+		s.errorf("gateway6", "gateway6 %s is %s of subnet6 %s", addr, hostAddress(addr, pfx), pfx)
 	default:
 		n.Gateway6 = addr
 		return true
@@ -199,8 +199,15 @@ func checkBits(p netip.Prefix) string {
 }
 
 // hostAddress says why addr, inside subnet, cannot be a host's address, or
-// returns "".
+// returns "": IPv4's network and broadcast addresses, IPv6's subnet-router
+// anycast address (RFC 4291 2.6.1).
 func hostAddress(addr netip.Addr, subnet netip.Prefix) string {
+	if addr.Is6() {
+		if addr == subnet.Addr() {
+			return "the subnet-router anycast address"
+		}
+		return ""
+	}
 	switch addr {
 	case subnet.Addr():
 		return "the network address"

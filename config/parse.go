@@ -391,25 +391,11 @@ func uplink(s scope, r *rawUplink, name string) *Uplink {
 		u.Address6 = uplinkAddress6(s, "address6", r.Address6)
 		u.HostAddress6 = uplinkAddress6(s, "host_address6", r.HostAddress6)
 	}
-	if u.Address6.IsValid() && u.HostAddress6.IsValid() {
-		switch {
-		case u.Address6.Masked() != u.HostAddress6.Masked():
-			s.errorf("host_address6", "host_address6 %s and address6 %s are not in the same subnet", u.HostAddress6, u.Address6)
-		case u.Address6.Addr() == u.HostAddress6.Addr():
-			s.errorf("host_address6", "host_address6 %s is the same address as address6", u.HostAddress6)
-		}
-	}
+	hostBeside(s, "address6", u.Address6, u.HostAddress6)
 	if u.Address.IsValid() {
 		u.MAC = derivedMAC(u.Address.Addr())
 	}
-	if u.Address.IsValid() && u.HostAddress.IsValid() {
-		switch {
-		case u.Address.Masked() != u.HostAddress.Masked():
-			s.errorf("host_address", "host_address %s and address %s are not in the same subnet", u.HostAddress, u.Address)
-		case u.Address.Addr() == u.HostAddress.Addr():
-			s.errorf("host_address", "host_address %s is the same address as address", u.HostAddress)
-		}
-	}
+	hostBeside(s, "address", u.Address, u.HostAddress)
 	if ns, ok := s.str("netns", r.Netns); ok && ns != "" {
 		if !validNetns(ns) {
 			s.errorf("netns", "netns %q is not a valid namespace name", ns)
@@ -417,6 +403,22 @@ func uplink(s scope, r *rawUplink, name string) *Uplink {
 		u.Netns = ns
 	}
 	return u
+}
+
+// hostBeside checks the host's address host (key host_<key>) against the
+// uplink's address addr (key key) of the same family: one subnet, two
+// addresses. Either invalid (absent or reported) is not checked.
+func hostBeside(s scope, key string, addr, host netip.Prefix) {
+	if !addr.IsValid() || !host.IsValid() {
+		return
+	}
+	hkey := "host_" + key
+	switch {
+	case addr.Masked() != host.Masked():
+		s.errorf(hkey, "%s %s and %s %s are not in the same subnet", hkey, host, key, addr)
+	case addr.Addr() == host.Addr():
+		s.errorf(hkey, "%s %s is the same address as %s", hkey, host, key)
+	}
 }
 
 // uplinkAddress parses an address with its prefix length ("10.250.0.2/30").

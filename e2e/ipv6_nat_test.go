@@ -124,6 +124,10 @@ func TestIPv6NAT(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, host6, got)
 	})
+	t.Run("TCP to a closed port of address6 is reset, as for IPv4", func(t *testing.T) {
+		closedPortRefused(t, host, "["+uplink6+"]:7999")
+		closedPortRefused(t, f, "["+uplink6+"]:7999")
+	})
 	t.Run("userland proxy on the host side's [::1]", func(t *testing.T) {
 		require.Equal(t, host6, clientAddr(t, host, "[::1]:8080"), "relayed to the endpoint's ip6 from the host side")
 		require.Equal(t, "10.253.0.1", clientAddr(t, host, "127.0.0.1:8080"), "IPv4 clients to its IPv4 address")

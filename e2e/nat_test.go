@@ -176,6 +176,10 @@ func TestNAT(t *testing.T) {
 		require.True(t, errors.Is(err, syscall.ECONNREFUSED), "want connection refused, got %v", err)
 		require.Less(t, time.Since(start), time.Second)
 	})
+	t.Run("TCP to a closed port of the uplink address is reset", func(t *testing.T) {
+		closedPortRefused(t, host, uplink+":7999")
+		closedPortRefused(t, f, uplink+":7999")
+	})
 	t.Run("conntrack shows the flows", func(t *testing.T) {
 		out, err := in.cli("conntrack", "-o", "json")
 		require.NoError(t, err)
@@ -198,4 +202,26 @@ func TestNAT(t *testing.T) {
 		}
 		require.NotZero(t, dnat, "the published port's DNAT rule counted the connections to it")
 	})
+}
+
+// closedPortRefused connects to addr, a closed TCP port of the router's,
+// from ns ten times in a row: each is refused (ECONNREFUSED), and all ten
+// in well under the seconds it would take were the answer an ICMP error,
+// which the router rate limits (6 at once to a destination, then one a
+// second: from the seventh on, a connect would wait out a SYN
+// retransmission). Linux resets a closed port for both families.
+func closedPortRefused(t *testing.T, ns, addr string) {
+	t.Helper()
+	start := time.Now()
+	for i := range 10 {
+		var err error
+		inNetns(t, ns, func() {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp", addr, 5*time.Second); c != nil {
+				c.Close()
+			}
+		})
+		require.True(t, errors.Is(err, syscall.ECONNREFUSED), "connect %d from %s to %s: want connection refused, got %v", i+1, ns, addr, err)
+	}
+	require.Less(t, time.Since(start), 2*time.Second, "refused by a reset each time, not a rate-limited ICMP error")
 }

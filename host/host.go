@@ -17,6 +17,7 @@
 package host
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -189,18 +190,18 @@ func (s *Stage) echoReply(frame []byte) {
 	s.out.Originate(frame)
 }
 
-// Reset answers the TCP segment in frame (a plain IPv4 frame) with RST, as
-// RFC 793 says for a segment to a closed port; the RST comes from the
-// segment's destination. The router also calls it for a rejected segment.
+// Reset answers the TCP segment in frame (a plain IPv4 or IPv6 frame)
+// with RST, as RFC 793 says for a segment to a closed port and as Linux
+// does for both families; the RST comes from the segment's destination.
+// The router also calls it for a rejected IPv4 segment.
 func (s *Stage) Reset(frame []byte) {
-	orig := packet.IPv4(frame[packet.EthernetHeaderLen:])
-	t := packet.TCP(orig.Payload())
+	src, dst, t := segmentOf(frame)
 	if !t.Valid() || t.Flags()&packet.TCPRst != 0 {
 		return
 	}
 	sport, dport := t.DstPort(), t.SrcPort()
 	if t.Flags()&packet.TCPAck != 0 {
-		s.sendTCP(orig.Dst(), orig.Src(), sport, dport, t.Ack(), 0, packet.TCPRst, nil)
+		s.sendSegment(dst, src, sport, dport, t.Ack(), 0, packet.TCPRst, nil)
 		return
 	}
 	seglen := uint32(len(t) - t.HeaderLen())
@@ -210,26 +211,63 @@ func (s *Stage) Reset(frame []byte) {
 	if t.Flags()&packet.TCPFin != 0 {
 		seglen++
 	}
-	s.sendTCP(orig.Dst(), orig.Src(), sport, dport, 0, t.Seq()+seglen, packet.TCPRst|packet.TCPAck, nil)
+	s.sendSegment(dst, src, sport, dport, 0, t.Seq()+seglen, packet.TCPRst|packet.TCPAck, nil)
 }
 
-// sendTCP builds and sends one TCP segment with a 20-byte header. Any
-// goroutine may call it.
+// segmentOf returns the addresses of a plain IPv4 or IPv6 frame and its
+// TCP header (nil when it carries none: the IPv6 extension headers
+// walked).
+func segmentOf(frame []byte) (src, dst netip.Addr, t packet.TCP) {
+	if frame[packet.EthernetHeaderLen]>>4 == 6 {
+		ip := packet.IPv6(frame[packet.EthernetHeaderLen:])
+		if proto, off, ok := ip.Upper(); ok && proto == packet.ProtoTCP {
+			t = packet.TCP(ip[off:])
+		}
+		return netip.AddrFrom16(ip.Src()), netip.AddrFrom16(ip.Dst()), t
+	}
+	ip := packet.IPv4(frame[packet.EthernetHeaderLen:])
+	if ip.Protocol() == packet.ProtoTCP {
+		t = packet.TCP(ip.Payload())
+	}
+	return netip.AddrFrom4(ip.Src()), netip.AddrFrom4(ip.Dst()), t
+}
+
+// sendTCP builds and sends one TCP segment of the responder's (IPv4).
+// Any goroutine may call it.
 func (s *Stage) sendTCP(src, dst [4]byte, sport, dport uint16, seq, ack uint32, flags uint8, data []byte) {
+	s.sendSegment(netip.AddrFrom4(src), netip.AddrFrom4(dst), sport, dport, seq, ack, flags, data)
+}
+
+// sendSegment builds and sends one TCP segment with a 20-byte header from
+// src to dst, both IPv4 or both IPv6. Any goroutine may call it.
+func (s *Stage) sendSegment(src, dst netip.Addr, sport, dport uint16, seq, ack uint32, flags uint8, data []byte) {
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
 	tl := packet.TCPMinHeaderLen + len(data)
-	f := (*bp)[:packet.EthernetHeaderLen+packet.IPv4MinHeaderLen+tl]
-	ip := packet.IPv4(f[packet.EthernetHeaderLen:])
-	ip.Encode(&packet.IPv4Fields{TotalLen: uint16(len(ip)), ID: s.nextID(), TTL: TTL, Protocol: packet.ProtoTCP, Src: src, Dst: dst})
-	t := packet.TCP(ip[packet.IPv4MinHeaderLen:])
+	var f []byte
+	var t packet.TCP
+	if src.Is4() {
+		f = (*bp)[:packet.EthernetHeaderLen+packet.IPv4MinHeaderLen+tl]
+		ip := packet.IPv4(f[packet.EthernetHeaderLen:])
+		ip.Encode(&packet.IPv4Fields{TotalLen: uint16(len(ip)), ID: s.nextID(), TTL: TTL, Protocol: packet.ProtoTCP, Src: src.As4(), Dst: dst.As4()})
+		t = packet.TCP(ip[packet.IPv4MinHeaderLen:])
+	} else {
+		f = (*bp)[:packet.EthernetHeaderLen+packet.IPv6HeaderLen+tl]
+		ip := packet.IPv6(f[packet.EthernetHeaderLen:])
+		ip.Encode(&packet.IPv6Fields{PayloadLen: uint16(tl), NextHeader: packet.ProtoTCP, HopLimit: TTL, Src: src.As16(), Dst: dst.As16()})
+		t = packet.TCP(ip[packet.IPv6HeaderLen:])
+	}
 	fields := packet.TCPFields{SrcPort: sport, DstPort: dport, Seq: seq, Ack: ack, DataOffset: packet.TCPMinHeaderLen, Flags: flags}
 	if flags&packet.TCPRst == 0 {
 		fields.Window = window
 	}
 	t.Encode(&fields)
 	copy(t[packet.TCPMinHeaderLen:], data)
-	t.ComputeChecksum(src, dst)
+	if src.Is4() {
+		t.ComputeChecksum(src.As4(), dst.As4())
+	} else {
+		t.ComputeChecksum6(src.As16(), dst.As16())
+	}
 	s.out.Originate(f)
 }
 

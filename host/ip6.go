@@ -7,9 +7,10 @@ import (
 
 // deliver6 handles an IPv6 packet to one of the router's addresses (a
 // gateway's, the uplink's, or a port's link-local address): it answers
-// ICMPv6 echo, TCP and UDP with ICMPv6 port unreachable (no service
-// listens on IPv6 here; the gateway's other ports are the host's through
-// prerouting DNAT, as for IPv4), and drops the rest.
+// ICMPv6 echo, TCP with a reset and UDP with ICMPv6 port unreachable, as
+// closed ports (no service listens on IPv6 here; the gateway's other ports
+// are the host's through prerouting DNAT, as for IPv4), and drops the
+// rest.
 func (s *Stage) deliver6(in Ingress, frame []byte) {
 	ip := packet.IPv6(frame[packet.EthernetHeaderLen:])
 	proto, off, ok := ip.Upper()
@@ -27,8 +28,10 @@ func (s *Stage) deliver6(in Ingress, frame []byte) {
 		if m.Type() == packet.ICMPv6EchoRequest && m.Code() == 0 {
 			s.echoReply6(frame, m)
 		}
-	case proto == packet.ProtoUDP || proto == packet.ProtoTCP:
+	case proto == packet.ProtoUDP:
 		s.out.ICMPError6(frame, packet.ICMPv6DstUnreach, packet.ICMPv6CodePortUnrch)
+	case proto == packet.ProtoTCP:
+		s.Reset(frame) // a closed port, as IPv4's: Linux resets both
 	default:
 		in.Stats.Drop(stats.NotForwarded)
 	}

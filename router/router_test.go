@@ -415,24 +415,95 @@ func TestLocalUDPAndTCP(t *testing.T) {
 	out := g.links["gw/front"].take()
 	require.Len(t, out, 1)
 	requireICMPError(t, out[0], layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort), frontGW.Addr(), orig)
+}
 
-	eth := &layers.Ethernet{SrcMAC: hw(webMAC), DstMAC: hw(macFor(frontGW.Addr())), EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: webIP.AsSlice(), DstIP: uplinkIP.Addr().AsSlice()}
-	tcp := &layers.TCP{SrcPort: 40000, DstPort: 22, Seq: 1000, SYN: true, Window: 1000}
-	_ = tcp.SetNetworkLayerForChecksum(ip)
-	g.ports["gw/front"].Input(serialize(t, eth, ip, tcp), packet.Offload{})
-	out = g.links["gw/front"].take()
-	require.Len(t, out, 1)
-	p := decode(out[0])
-	rst := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
-	require.True(t, rst.RST && rst.ACK)
-	require.EqualValues(t, 1001, rst.Ack)
-	require.EqualValues(t, 22, rst.SrcPort)
-	require.EqualValues(t, 40000, rst.DstPort)
-	c := *rst
-	_ = c.SetNetworkLayerForChecksum(p.Layer(layers.LayerTypeIPv4).(*layers.IPv4))
-	require.NoError(t, c.SerializeTo(gopacket.NewSerializeBuffer(), gopacket.SerializeOptions{ComputeChecksums: true}))
-	require.Equal(t, rst.Checksum, c.Checksum, "TCP checksum")
+// tcpTo is a TCP segment from (smac, src) to dst by way of dmac, IPv4 or
+// IPv6 by the addresses.
+func tcpTo(t testing.TB, smac, dmac packet.MAC, src, dst netip.Addr, seg layers.TCP) []byte {
+	eth := &layers.Ethernet{SrcMAC: hw(smac), DstMAC: hw(dmac), EthernetType: layers.EthernetTypeIPv4}
+	var ip gopacket.NetworkLayer = &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	if src.Is6() {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip = &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	}
+	_ = seg.SetNetworkLayerForChecksum(ip)
+	return serialize(t, eth, ip.(gopacket.SerializableLayer), &seg)
+}
+
+// withDstOpts6 puts an empty destination options header (a PadN) between
+// an IPv6 frame's header and its upper-layer header.
+func withDstOpts6(f []byte) []byte {
+	ip := packet.IPv6(f[packet.EthernetHeaderLen:])
+	opts := []byte{ip.NextHeader(), 0, 1, 4, 0, 0, 0, 0}
+	ip[6] = packet.ProtoDstOpts6
+	ip.SetPayloadLen(ip.PayloadLen() + 8)
+	at := packet.EthernetHeaderLen + packet.IPv6HeaderLen
+	return append(append(append([]byte(nil), f[:at]...), opts...), f[at:]...)
+}
+
+// A TCP segment to a closed port of the router's own addresses is reset,
+// as Linux does for both families (RFC 793: RST, ACK acknowledging a
+// segment without ACK; a RST with the segment's ack as its sequence
+// otherwise); a RST is not answered. (The gateway's own ports are the
+// host's through DNAT, package nat: closed ports are seen at the uplink
+// address.)
+func TestLocalTCPClosedPortReset(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		src, dst netip.Addr
+		dstOpts  bool
+		seg      layers.TCP
+		seq, ack uint32
+		rstAck   bool
+		noAnswer bool
+	}{
+		{name: "ipv4 SYN", src: webIP, dst: uplinkIP.Addr(), seg: layers.TCP{Seq: 1000, SYN: true}, ack: 1001, rstAck: true},
+		{name: "ipv4 data with ACK", src: webIP, dst: uplinkIP.Addr(), seg: layers.TCP{Seq: 1000, Ack: 7000, ACK: true, PSH: true, BaseLayer: layers.BaseLayer{Payload: []byte("hello")}}, seq: 7000},
+		{name: "ipv4 RST", src: webIP, dst: uplinkIP.Addr(), seg: layers.TCP{Seq: 1000, RST: true}, noAnswer: true},
+		{name: "ipv6 SYN", src: web6, dst: addr6["uplink"].Addr(), seg: layers.TCP{Seq: 1000, SYN: true}, ack: 1001, rstAck: true},
+		{name: "ipv6 FIN", src: web6, dst: addr6["uplink"].Addr(), seg: layers.TCP{Seq: 1000, FIN: true}, ack: 1001, rstAck: true},
+		{name: "ipv6 data with ACK", src: web6, dst: addr6["uplink"].Addr(), seg: layers.TCP{Seq: 1000, Ack: 7000, ACK: true}, seq: 7000},
+		{name: "ipv6 SYN behind a destination options header", src: web6, dst: addr6["uplink"].Addr(), dstOpts: true, seg: layers.TCP{Seq: 1000, SYN: true}, ack: 1001, rstAck: true},
+		{name: "ipv6 to the gateway's link-local address", src: web6, dst: netip.AddrFrom16(gwMAC("gw/front").LinkLocal6()), seg: layers.TCP{Seq: 1000, SYN: true}, ack: 1001, rstAck: true},
+		{name: "ipv6 RST", src: web6, dst: addr6["uplink"].Addr(), seg: layers.TCP{Seq: 1000, RST: true}, noAnswer: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newRig6(t, 1500)
+			g.learn(t, "gw/front", webIP, webMAC)
+			g.learn6(t, "gw/front", web6, webMAC)
+			tc.seg.SrcPort, tc.seg.DstPort, tc.seg.Window = 40000, 22, 1000
+			in := tcpTo(t, webMAC, gwMAC("gw/front"), tc.src, tc.dst, tc.seg)
+			if tc.dstOpts {
+				in = withDstOpts6(in)
+			}
+			g.ports["gw/front"].Input(in, packet.Offload{})
+			out := g.links["gw/front"].take()
+			if tc.noAnswer {
+				require.Empty(t, out)
+				return
+			}
+			require.Len(t, out, 1, "a reset, not an ICMP error")
+			p := decode(out[0])
+			rst, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+			require.True(t, ok, "a TCP segment: %v", p)
+			require.True(t, rst.RST)
+			require.Equal(t, tc.rstAck, rst.ACK)
+			require.Equal(t, tc.seq, rst.Seq)
+			require.Equal(t, tc.ack, rst.Ack)
+			require.EqualValues(t, 22, rst.SrcPort)
+			require.EqualValues(t, 40000, rst.DstPort)
+			require.Empty(t, rst.Payload)
+			c := *rst
+			net := p.NetworkLayer()
+			_ = c.SetNetworkLayerForChecksum(net)
+			require.NoError(t, c.SerializeTo(gopacket.NewSerializeBuffer(), gopacket.SerializeOptions{ComputeChecksums: true}))
+			require.Equal(t, rst.Checksum, c.Checksum, "TCP checksum")
+			from, to := net.NetworkFlow().Endpoints()
+			require.Equal(t, tc.dst.String(), from.String(), "from the address the segment was for")
+			require.Equal(t, tc.src.String(), to.String())
+			require.Equal(t, hw(webMAC), p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet).DstMAC)
+		})
+	}
 }
 
 func TestICMPErrorsRateLimited(t *testing.T) {
