@@ -34,8 +34,10 @@ P=vr$(($$ % 10000))
 work=$(mktemp -d)
 PID=""
 cleanup() {
+	local rc=$?
 	set +e
 	trap '' INT TERM
+	[ "$rc" != 0 ] && [ -f "$work/err" ] && { log "uswitch's log:"; tail -20 "$work/err" >&2; cp "$work/err" /tmp/vethring-failed.log; }
 	[ -f "$work/iperf.pid" ] && kill_iperf_server "$work/iperf.pid"
 	usw_stop
 	rm -rf "$work"
@@ -81,6 +83,9 @@ tx_eth0() { ip -j -s -n "$P-a" link show eth0 | python3 -c "import json,sys; pri
 
 one() { # one run with flags $1, named $2
 	local flags=$1 name=$2 out="" c0 c1
+	# usw_run's background start may truncate its log only after its first
+	# look for "ready": the last run's log must not be there to be seen.
+	rm -f "$work/err"
 	# shellcheck disable=SC2086
 	usw_run $flags
 	ip netns exec "$P-a" ping -c 2 -i 0.2 -W 2 -q 10.69.0.3 >/dev/null
