@@ -240,7 +240,9 @@ func TestBusyPollSleepsWhenIdle(t *testing.T) {
 	web2.recv(t, buf)
 	// spinIdle after the frame the thread blocks; a frame wakes it again.
 	require.Eventually(t, func() bool { s, _ := dp.BusyPoll(); return s.Sleeps >= 1 }, 2*time.Second, time.Millisecond)
-	require.False(t, dp.poller.spinning.Load())
+	for _, l := range dp.poller.loops {
+		require.False(t, l.spinning.Load())
+	}
 	web.send(t, seqFrame(t, 2))
 	got := web2.recv(t, buf)
 	require.Equal(t, uint32(2), binary.BigEndian.Uint32(got[len(got)-4:]))

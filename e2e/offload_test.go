@@ -108,7 +108,8 @@ func tcpCsumErrors(t *testing.T, ns string) int {
 
 // TestOffloads carries TCP through every kind of path, with offloads on and
 // off, each with reader goroutines and with the busy-poll thread (which
-// serves the TAPs with vnet headers and the packet sockets of the veths):
+// serves the TAPs with vnet headers and the packet sockets of the veths),
+// and with two busy-poll threads (multi-queue TAPs, the veth on the first):
 // switched between TAPs and to and from a veth, routed between networks,
 // masqueraded to the host and published from it. Every transfer must
 // arrive intact with no receiver counting a checksum error, and a capture
@@ -117,12 +118,13 @@ func TestOffloads(t *testing.T) {
 	needRoot(t)
 	for _, mode := range []struct {
 		offload, busyPoll bool
-	}{{true, false}, {false, false}, {true, true}, {false, true}} {
+		threads           int
+	}{{true, false, 1}, {false, false, 1}, {true, true, 1}, {false, true, 1}, {true, true, 2}} {
 		offload := mode.offload
-		t.Run(fmt.Sprintf("offload=%t,busy-poll=%t", offload, mode.busyPoll), func(t *testing.T) {
+		t.Run(fmt.Sprintf("offload=%t,busy-poll=%t,poll-threads=%d", offload, mode.busyPoll, mode.threads), func(t *testing.T) {
 			name := prefix("off")
 			cfg := writeConfig(t, offloadConfig(name, offload))
-			in := start(t, name, cfg, fmt.Sprintf("--busy-poll=%t", mode.busyPoll))
+			in := start(t, name, cfg, fmt.Sprintf("--busy-poll=%t", mode.busyPoll), fmt.Sprintf("--poll-threads=%d", mode.threads))
 			if mode.busyPoll {
 				// The thread serves the TAPs with vnet headers (a, b, r and
 				// the uplink) and the veth (c); plain TAPs keep readers.

@@ -69,3 +69,14 @@ func Return(dev Polled) {
 		l.Release()
 	}
 }
+
+// MultiQueue is a Polled port with a descriptor per queue (a multi-queue
+// TAP): each of Queues is served by its own poll loop, queue i by loop i,
+// and WriteFrame writes a frame on the queue numbered by its
+// Offload.Queue, so that the kernel's flow steering brings a flow's
+// replies back to the loop that carried the flow. Queues has one element
+// when the device has one queue.
+type MultiQueue interface {
+	Polled
+	Queues() []Polled
+}

@@ -606,3 +606,139 @@ func TestPolledCloseUnblocksRead(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// TestVnetTAPQueuesSteer: a multi-queue TAP has a descriptor per queue,
+// and the kernel hands a flow's frames to the queue that last wrote that
+// flow in: an echo request written on queue q (Offload.Queue) is answered
+// on queue q, and the answers move when the writing queue does.
+func TestVnetTAPQueuesSteer(t *testing.T) {
+	needRoot(t)
+	ns := newNetns(t)
+	name := prefix + "q"
+	var tp *VnetTAP
+	if err := nsthread.In(ns, func() (err error) { tp, err = OpenVnetTAPQueues(name, true, 2); return }); err != nil {
+		t.Fatalf("OpenVnetTAPQueues: %v", err)
+	}
+	defer tp.Close()
+	qs := tp.Queues()
+	if len(qs) != 2 {
+		t.Fatalf("%d queues, want 2", len(qs))
+	}
+	if !tapMultiQueue(t, qs[1]) {
+		t.Fatal("queue 1 not IFF_MULTI_QUEUE")
+	}
+	mac := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}
+	h := handleAt(t, ns)
+	l := configure(t, h, name, mac, "10.231.0.1/24")
+	// The fake host's address is known: no ARP (which is not steered as
+	// a flow) before the answers.
+	if err := h.NeighAdd(&netlink.Neigh{LinkIndex: l.Attrs().Index, State: netlink.NUD_PERMANENT, IP: net.ParseIP("10.231.0.2"), HardwareAddr: fakeMAC}); err != nil {
+		t.Fatalf("neighbour: %v", err)
+	}
+	rs := []*reader{startReader(qs[0]), startReader(qs[1])}
+	eth := &layers.Ethernet{SrcMAC: fakeMAC, DstMAC: mac, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: net.ParseIP("10.231.0.2").To4(), DstIP: net.ParseIP("10.231.0.1").To4()}
+	icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 1}
+	sb := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(sb, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, icmp, gopacket.Payload("steer")); err != nil {
+		t.Fatal(err)
+	}
+	req := sb.Bytes()
+	isReply := func(f []byte) bool {
+		p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+		e, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+		return ok && e.TypeCode.Type() == layers.ICMPv4TypeEchoReply && e.Id == 7
+	}
+	// The kernel answers within the write, before it records the queue
+	// the flow came from: the first answer after a change of queue still
+	// goes the old way, the next ones the new.
+	reply := func(q uint8) int {
+		if err := tp.WriteFrame(req, packet.Offload{Queue: q}); err != nil {
+			t.Fatalf("write on queue %d: %v", q, err)
+		}
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case f := <-rs[0].frames:
+				if isReply(f) {
+					return 0
+				}
+			case f := <-rs[1].frames:
+				if isReply(f) {
+					return 1
+				}
+			case <-deadline:
+				t.Fatalf("no echo reply within 5 s (written on queue %d)", q)
+			}
+		}
+	}
+	for _, q := range []uint8{1, 0, 1, 0} {
+		reply(q)
+		for range 3 {
+			if got := reply(q); got != int(q) {
+				t.Fatalf("echo reply on queue %d, request written on %d", got, q)
+			}
+		}
+	}
+}
+
+// tapMultiQueue reports whether the TAP behind p was made with
+// IFF_MULTI_QUEUE.
+func tapMultiQueue(t *testing.T, p Polled) bool {
+	t.Helper()
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlIfreq(p.Fd(), unix.TUNGETIFF, ifr); err != nil {
+		t.Fatalf("TUNGETIFF: %v", err)
+	}
+	return ifr.Uint16()&unix.IFF_MULTI_QUEUE != 0
+}
+
+// TestVnetTAPQueuesReattach: a persistent TAP is attached again as it was
+// made: one left single-queue (by an older run) gets one queue when more
+// are asked for, and a multi-queue one stays multi-queue with one.
+func TestVnetTAPQueuesReattach(t *testing.T) {
+	needRoot(t)
+	ns := newNetns(t)
+	for _, c := range []struct {
+		made, asked, want int
+		multi             bool
+	}{{1, 2, 1, false}, {2, 1, 1, true}, {2, 3, 3, true}} {
+		name := fmt.Sprintf("%sr%d%d", prefix, c.made, c.asked)
+		err := nsthread.In(ns, func() error {
+			tp, err := OpenVnetTAPQueues(name, true, c.made)
+			if err != nil {
+				return err
+			}
+			if err := tp.SetPersist(true); err != nil {
+				return err
+			}
+			if err := tp.Close(); err != nil {
+				return err
+			}
+			if tp, err = OpenVnetTAPQueues(name, true, c.asked); err != nil {
+				return fmt.Errorf("reattach: %w", err)
+			}
+			defer tp.Close()
+			if got := len(tp.Queues()); got != c.want {
+				return fmt.Errorf("%d queues, want %d", got, c.want)
+			}
+			if tapMultiQueue(t, tp.Queues()[0]) != c.multi {
+				return fmt.Errorf("multi-queue %v, want %v", !c.multi, c.multi)
+			}
+			// The device works: a frame written goes in.
+			if err := handleAt(t, ns).LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
+				return err
+			}
+			if err := tp.WriteFrame(arpRequest(t, 0, fakeMAC, "10.0.0.2", "10.0.0.1"), packet.Offload{Queue: uint8(c.asked - 1)}); err != nil {
+				return err
+			}
+			return tp.SetPersist(false)
+		})
+		if err != nil {
+			t.Fatalf("made with %d queues, attached with %d: %v", c.made, c.asked, err)
+		}
+	}
+}

@@ -32,6 +32,9 @@ type Options struct {
 	// VethQdiscBypass sends to the veth ports past their queueing
 	// discipline (tap.PacketOptions.QdiscBypass).
 	VethQdiscBypass bool
+	// Queues is how many queues each TAP with vnet headers gets (one per
+	// busy-poll loop): more than one makes multi-queue TAPs. 0 is 1.
+	Queues int
 }
 
 func (o Options) dir() string {

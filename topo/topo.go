@@ -34,6 +34,7 @@ type Topology struct {
 	plan   *config.Plan      // the running plan (Apply's, then RecordPlan's)
 	path   string            // state file
 	polled bool              // Options.Polled
+	queues int               // Options.Queues
 	veth   tap.PacketOptions // Options.VethRing and VethQdiscBypass
 	st     State
 	// record's group commit: changes counts changes to st, written the
@@ -166,7 +167,7 @@ func Apply(ctx context.Context, plan *config.Plan, opt Options) (*Topology, erro
 	}
 	st := r.st
 	st.Name, st.PID, st.Plan = plan.Name, os.Getpid(), string(plan.Source())
-	t := &Topology{Name: plan.Name, plan: plan, path: StatePath(plan.Name, opt), polled: opt.Polled, st: st,
+	t := &Topology{Name: plan.Name, plan: plan, path: StatePath(plan.Name, opt), polled: opt.Polled, queues: opt.Queues, st: st,
 		veth: tap.PacketOptions{Ring: opt.VethRing, QdiscBypass: opt.VethQdiscBypass}}
 	if err := t.record(func(*State) {}); err != nil {
 		return nil, fmt.Errorf("instance %q: %w", plan.Name, err)
@@ -815,11 +816,12 @@ func quietIPv6(h *netlink.Handle, l netlink.Link) {
 }
 
 // openTAP opens a TAP for a port: with vnet headers and offloads when the
-// plan has them on (polled when the topology's ports are), else the plain
-// kind.
+// plan has them on (polled when the topology's ports are, with
+// Options.Queues queues), else the plain kind. An existing TAP (a restart
+// in place) is attached with the queueing it was made with.
 func (t *Topology) openTAP(name string, offload bool) (tap.Port, error) {
 	if offload {
-		dev, err := tap.OpenVnetTAP(name, t.polled)
+		dev, err := tap.OpenVnetTAPQueues(name, t.polled, max(t.queues, 1))
 		if err != nil {
 			return nil, err
 		}
