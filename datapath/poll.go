@@ -67,6 +67,11 @@ const (
 //     thread, different flows by different threads.
 //   - A single-queue port (a veth's packet socket, a TAP left by an older
 //     single-queue run) is served by loop 0.
+//   - A loop without frames keeps spinning while another loop has had
+//     frames within spinIdle: its CPU then does not halt while traffic
+//     flows, so an endpoint that a write wakes on it runs at once (as with
+//     Options.CPULatency, but only on the loops' CPUs and only in time no
+//     other thread wants).
 
 // polledPort is one queue (or single-queue port) a loop reads.
 type polledPort struct {
@@ -112,8 +117,14 @@ type loop struct {
 	tid      atomic.Int32
 
 	sleeps, lifts, frames atomic.Uint64 // BusyPollStats
-	_                     [64]byte
+	// active is when the loop last carried a frame (Unix ns), published
+	// at most every activeEvery: the other loops keep spinning meanwhile.
+	active atomic.Int64
+	_      [64]byte
 }
+
+// activeEvery is how stale a loop's published activity may be.
+const activeEvery = time.Millisecond
 
 // BusyPollStats are the busy-poll threads' counters: the sums over the
 // loops, and each loop's.
@@ -212,6 +223,20 @@ func newLoop(p *poller, id uint8, latency bool) (*loop, error) {
 	l := &loop{p: p, id: id, ep: ep, wake: wake, latency: latency, started: make(chan struct{}, 1)}
 	l.ports.Store(&map[int32]*polledPort{})
 	return l, nil
+}
+
+// readers is how many loops will read dev: one per queue of a multi-queue
+// port, at most one per loop; 0 for a port p (nil: no busy polling) does
+// not serve.
+func (p *poller) readers(dev tap.Port) int {
+	pd, ok := dev.(tap.Polled)
+	if p == nil || !ok {
+		return 0
+	}
+	if mq, ok := pd.(tap.MultiQueue); ok {
+		return min(len(mq.Queues()), len(p.loops))
+	}
+	return 1
 }
 
 // add starts serving dev: each of its queues on the loop of that number
@@ -326,7 +351,7 @@ func (l *loop) run() {
 					}
 				}
 				empty++
-				if empty >= spinEmpty && time.Since(last) >= spinIdle {
+				if empty >= spinEmpty && time.Since(last) >= spinIdle && !p.othersActive(l) {
 					l.spinning.Store(false)
 					l.sleeps.Add(1)
 					lat.release()
@@ -350,6 +375,9 @@ func (l *loop) run() {
 			l.spinning.Store(true)
 		}
 		last = time.Now()
+		if now := last.UnixNano(); now-l.active.Load() >= int64(activeEvery) {
+			l.active.Store(now)
+		}
 		empty = 0
 		ports := *l.ports.Load()
 		for i := range n {
@@ -358,6 +386,18 @@ func (l *loop) run() {
 			}
 		}
 	}
+}
+
+// othersActive reports whether a loop other than l carried a frame within
+// spinIdle.
+func (p *poller) othersActive(l *loop) bool {
+	since := time.Now().Add(-spinIdle).UnixNano()
+	for _, o := range p.loops {
+		if o != l && o.active.Load() >= since {
+			return true
+		}
+	}
+	return false
 }
 
 // serve carries up to pollBurst frames waiting on one queue through the
