@@ -9,7 +9,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/uswitch-dev/uswitch/nsthread"
 	"github.com/uswitch-dev/uswitch/packet"
 )
 
@@ -17,12 +16,7 @@ import (
 // in the Go netpoller and polled: ARP round trip, VLAN tags put back, TCP
 // super-frames with their vnet headers (too large for a slot: read from
 // the socket), and no allocation per frame.
-func TestPacketRing(t *testing.T) {
-	needRoot(t)
-	for _, polled := range []bool{false, true} {
-		t.Run(fmt.Sprintf("polled=%t", polled), func(t *testing.T) { testPacketRing(t, polled) })
-	}
-}
+func TestPacketRing(t *testing.T) { bothModes(t, testPacketRing) }
 
 func testPacketRing(t *testing.T, polled bool) {
 	ns := newNetns(t)
@@ -91,26 +85,17 @@ func testPacketRing(t *testing.T, polled bool) {
 
 	// Tagged frames from the namespace side: the ring's slot header has
 	// the tag, put back in front of the frame.
-	var inner *Packet
-	if err := nsthread.In(ns, func() (err error) { inner, err = OpenPacket(peer, pl.Attrs().Index, false, false); return }); err != nil {
-		t.Fatalf("OpenPacket(peer): %v", err)
-	}
-	defer inner.Close()
-	for _, vlan := range []uint16{100, 4094} {
-		frame := arpRequest(t, vlan, fakeMAC, "10.99.2.99", "10.99.2.2")
-		if err := inner.WriteFrame(frame, packet.Offload{}); err != nil {
-			t.Fatal(err)
-		}
+	sendTagged(t, ns, h, peer, func(frame []byte) {
 		for {
 			n, _, err := pk.ReadFrame(b)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if bytes.Equal(b[:n], frame) {
-				break
+				return
 			}
 		}
-	}
+	})
 
 	before, _ := pk.RingStats()
 	awaitSuperFrame(t, ns, pk, mac, "10.99.1.99", "10.99.1.2", pk.ReadFrame)

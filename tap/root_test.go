@@ -320,6 +320,17 @@ func TestPacketRoundTrip(t *testing.T) {
 	// The kernel moves a VLAN tag out of the frame into metadata before
 	// packet sockets see it; ReadFrame must put it back. Send tagged
 	// frames from the namespace side with a second packet socket.
+	sendTagged(t, ns, h, peer, func(frame []byte) {
+		r.await(t, pk, nil, func(f []byte) bool { return bytes.Equal(f, frame) })
+	})
+
+	closeUnblocks(t, pk, r)
+}
+
+// sendTagged sends VLAN-tagged frames from the namespace side of the veth
+// (peer) with a second packet socket, and calls await with each.
+func sendTagged(t *testing.T, ns netns.NsHandle, h *netlink.Handle, peer string, await func(frame []byte)) {
+	t.Helper()
 	pl, err := h.LinkByName(peer)
 	if err != nil {
 		t.Fatal(err)
@@ -334,10 +345,8 @@ func TestPacketRoundTrip(t *testing.T) {
 		if err := inner.WriteFrame(frame, packet.Offload{}); err != nil {
 			t.Fatal(err)
 		}
-		r.await(t, pk, nil, func(f []byte) bool { return bytes.Equal(f, frame) })
+		await(frame)
 	}
-
-	closeUnblocks(t, pk, r)
 }
 
 // TestPacketChecksums sends UDP from inside the namespace and checks that
@@ -412,10 +421,14 @@ func udpChecksumOK(ip []byte) bool {
 // and TCP super-frames with their virtio-net headers, which software
 // segmentation turns into valid wire frames; reads and writes allocate
 // nothing. The same with the descriptor in the Go netpoller and polled.
-func TestVnetTAPOffloads(t *testing.T) {
+func TestVnetTAPOffloads(t *testing.T) { bothModes(t, testVnetTAPOffloads) }
+
+// bothModes runs test (a root test) with a port's descriptor in the Go
+// netpoller and polled.
+func bothModes(t *testing.T, test func(t *testing.T, polled bool)) {
 	needRoot(t)
 	for _, polled := range []bool{false, true} {
-		t.Run(fmt.Sprintf("polled=%t", polled), func(t *testing.T) { testVnetTAPOffloads(t, polled) })
+		t.Run(fmt.Sprintf("polled=%t", polled), func(t *testing.T) { test(t, polled) })
 	}
 }
 
