@@ -392,6 +392,9 @@ func (d *Datapath) attach(sw *vswitch.Switch, pc vswitch.PortConfig, dev tap.Por
 	if sw.Port(pc.Name) != nil {
 		return fmt.Errorf("port %q: already attached to network %q", pc.Name, sw.Name())
 	}
+	if d.poller.readers(dev) > 1 {
+		pc.Shared = true // its queues are read by several loops at once
+	}
 	p, err := sw.AddPort(pc, dev)
 	if err != nil {
 		return err

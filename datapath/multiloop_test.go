@@ -132,6 +132,15 @@ func TestBusyPollLoopsKeepFlowsOnTheirQueue(t *testing.T) {
 	require.NoError(t, <-errs)
 	require.Eventually(t, frames(1+bursts*burst, 1+bursts*burst), 2*time.Second, time.Millisecond)
 	require.NotEqual(t, dp.poller.loops[0].tid.Load(), dp.poller.loops[1].tid.Load(), "one thread")
+	// Read by two loops at once, web counted every frame.
+	var rx uint64
+	for _, p := range dp.Ports() {
+		if p.Name == "web" {
+			rx = p.RxPackets
+		}
+	}
+	require.Equal(t, uint64(1+2*bursts*burst), rx)
+	require.True(t, dp.Network("front").Port("web").Shared, "a port read by two loops counts with atomic adds")
 	// Nothing crossed to the other queue.
 	for _, q := range web2.qs {
 		require.NoError(t, unix.SetNonblock(q.peer, true))
@@ -152,6 +161,7 @@ func TestBusyPollLoopsSingleQueueOnLoopZero(t *testing.T) {
 	require.NoError(t, dp.AttachEndpoint("web2", web2))
 	s, _ := dp.BusyPoll()
 	require.Equal(t, []int{2, 1}, []int{s.Loops[0].Queues, s.Loops[1].Queues})
+	require.False(t, dp.Network("front").Port("web").Shared, "one reader")
 	buf := make([]byte, 2048)
 	f := seqFrame(t, 1)
 	web.send(t, f)
@@ -207,4 +217,22 @@ func TestPollThreads(t *testing.T) {
 	var set unix.CPUSet
 	require.NoError(t, unix.SchedGetaffinity(0, &set))
 	require.Equal(t, min(set.Count(), maxPollThreads), PollThreads(0))
+}
+
+// TestBusyPollLoopsSleepWhenAllIdle: a loop keeps spinning while another
+// carries frames, but not for ever: once no loop has any, all sleep.
+func TestBusyPollLoopsSleepWhenAllIdle(t *testing.T) {
+	dp, web, web2 := mqTopo(t)
+	buf := make([]byte, 2048)
+	for q := range 2 {
+		web.qs[q].send(t, seqFrame(t, 1))
+		web2.qs[q].recv(t, buf)
+	}
+	require.Eventually(t, func() bool {
+		s, _ := dp.BusyPoll()
+		return s.Loops[0].Sleeps >= 1 && s.Loops[1].Sleeps >= 1
+	}, 5*time.Second, time.Millisecond)
+	for _, l := range dp.poller.loops {
+		require.False(t, l.spinning.Load())
+	}
 }

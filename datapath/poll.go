@@ -67,6 +67,11 @@ const (
 //     thread, different flows by different threads.
 //   - A single-queue port (a veth's packet socket, a TAP left by an older
 //     single-queue run) is served by loop 0.
+//   - A loop without frames keeps spinning while another loop has had
+//     frames within spinIdle: its CPU then does not halt while traffic
+//     flows, so an endpoint that a write wakes on it runs at once (as with
+//     Options.CPULatency, but only on the loops' CPUs and only in time no
+//     other thread wants).
 
 // polledPort is one queue (or single-queue port) a loop reads.
 type polledPort struct {
@@ -113,8 +118,14 @@ type loop struct {
 	tid      atomic.Int32
 
 	sleeps, lifts, frames atomic.Uint64 // BusyPollStats
-	_                     [64]byte
+	// active is when the loop last carried a frame (Unix ns), published
+	// at most every activeEvery: the other loops keep spinning meanwhile.
+	active atomic.Int64
+	_      [64]byte
 }
+
+// activeEvery is how stale a loop's published activity may be.
+const activeEvery = time.Millisecond
 
 // BusyPollStats are the busy-poll threads' counters: the sums over the
 // loops, and each loop's.
@@ -226,6 +237,20 @@ func newLoop(p *poller, id uint8, latency, ring bool) (*loop, error) {
 		}
 	}
 	return l, nil
+}
+
+// readers is how many loops will read dev: one per queue of a multi-queue
+// port, at most one per loop; 0 for a port p (nil: no busy polling) does
+// not serve.
+func (p *poller) readers(dev tap.Port) int {
+	pd, ok := dev.(tap.Polled)
+	if p == nil || !ok {
+		return 0
+	}
+	if mq, ok := pd.(tap.MultiQueue); ok {
+		return min(len(mq.Queues()), len(p.loops))
+	}
+	return 1
 }
 
 // add starts serving dev: each of its queues on the loop of that number
@@ -348,7 +373,7 @@ func (l *loop) run() {
 					}
 				}
 				empty++
-				if empty >= spinEmpty && time.Since(last) >= spinIdle {
+				if empty >= spinEmpty && time.Since(last) >= spinIdle && !p.othersActive(l) {
 					l.spinning.Store(false)
 					l.sleeps.Add(1)
 					lat.release()
@@ -370,6 +395,9 @@ func (l *loop) run() {
 			l.spinning.Store(true)
 		}
 		last = time.Now()
+		if now := last.UnixNano(); now-l.active.Load() >= int64(activeEvery) {
+			l.active.Store(now)
+		}
 		empty = 0
 		ports := *l.ports.Load()
 		for i := range n {
@@ -378,6 +406,18 @@ func (l *loop) run() {
 			}
 		}
 	}
+}
+
+// othersActive reports whether a loop other than l carried a frame within
+// spinIdle.
+func (p *poller) othersActive(l *loop) bool {
+	since := time.Now().Add(-spinIdle).UnixNano()
+	for _, o := range p.loops {
+		if o != l && o.active.Load() >= since {
+			return true
+		}
+	}
+	return false
 }
 
 // serve carries up to pollBurst frames waiting on one queue through the
@@ -446,12 +486,13 @@ func (p *poller) settle() {
 // read is the loop's read step: one frame from queue pp, carried through
 // the datapath; false when none was waiting.
 func (l *loop) read(pp *polledPort, buf []byte) (bool, error) {
-	n, off, ok, err := pp.dev.TryReadFrame(buf)
+	frame, off, ok, err := tap.TryBorrow(pp.dev, buf) // in a veth's ring slot, or in buf
 	if err != nil || !ok {
 		return false, err
 	}
 	off.Queue = l.id
-	l.p.d.carry(pp.name, pp.input, buf[:n], off)
+	l.p.d.carry(pp.name, pp.input, frame, off)
+	tap.Return(pp.dev)
 	return true, nil
 }
 
