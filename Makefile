@@ -81,7 +81,7 @@ bench:
 # per million datagrams and CPU profiles of the TCP and UDP measures. SECS
 # seconds per iperf3 test; PROFILE=0 without the profiles; EXTRA=1 adds the
 # reader-goroutine and plain instances; LINK=veth, ONLY, NOTE,
-# HALTPOLL_NS: see bench/net.sh. About 12 minutes on 2 cores.
+# HALTPOLL_NS: see bench/net.sh. About 13 minutes on 2 cores.
 SECS    ?= 4
 RUNS    ?= 5
 PROFILE ?= 1

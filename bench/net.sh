@@ -495,6 +495,7 @@ m() {
 # moment after its turn: its thread keeps spinning for 10 ms after the last
 # frame, which would otherwise overlap the next figure.
 start=$(date +%s)
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$work/rows"
 read -ra order <<<"$SETUPS"
 for run in $(seq "$RUNS"); do
@@ -522,9 +523,9 @@ for s in $SETUPS; do setup_args+=("$s=${NAME[$s]}"); done
 {
 	echo "# bench/net.sh results"
 	echo
-	printf '%s, %s, %d cores, kernel %s, RUNS=%s, SECS=%s, LINK=%s, git %s (binary %s); %d s of measures, load average %s at the end\n' \
+	printf '%s, %s, %d cores, kernel %s, RUNS=%s, SECS=%s, LINK=%s, git %s (binary %s); %d s of measures, load average %s at the start, %s at the end\n' \
 		"$(date -u +%FT%TZ)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
-		"$(nproc)" "$(uname -r)" "$RUNS" "$SECS" "$LINK" "$rev" "${binver:-unknown}" "$elapsed" "$(cut -d' ' -f1-3 /proc/loadavg)"
+		"$(nproc)" "$(uname -r)" "$RUNS" "$SECS" "$LINK" "$rev" "${binver:-unknown}" "$elapsed" "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
 	if [ -r "$HALTPOLL" ]; then
 		echo
 		if [ -n "${HALTPOLL_NS:-}" ]; then
