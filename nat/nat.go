@@ -189,38 +189,59 @@ func (t *Tracker) Filter(f *Flow, h Hook, out string) Verdict {
 // port's address, for masquerade. A full table refuses the new connection
 // with Drop.
 func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]byte) Verdict {
-	f.meta.Out = out
-	if v := t.Rules.filterVerdict(Postrouting, &f.meta, f.Rec); v.Action != Accept {
+	if v, done := t.postrouting(f, ip, out); done {
 		return v
 	}
-	switch {
-	case f.related:
-		if f.conn.nat != 0 {
-			relatedOut(ip, f.conn, f.dir)
-		}
-		return accept
-	case f.conn != nil:
-		if f.conn.nat != 0 {
-			rewriteSrc(ip, f.conn.target(f.dir), f.Partial)
-		}
-		return accept
-	case !f.tracked:
-		return accept
-	}
-	cur := f.meta.T
-	c := &Conn{orig: f.orig}
-	r := t.snatRule(f)
-	src, sport := sourceNAT(r, cur.Src, outAddr, r.target4(), cur)
-	if src != cur.Src || sport != cur.Sport {
-		c.nat |= natSrc
-	}
+	cur, r := &f.meta.T, t.snatRule(f)
+	src, sport, nat := sourceNAT(r, cur.Src, outAddr, r.target4(), cur)
+	c := &Conn{orig: f.orig, nat: nat}
 	c.reply = Tuple{Src: cur.Dst, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
-	if v := t.commit(f, c, ip.Payload()); v.Action != Accept {
+	return t.open(f, c, ip, ip.Payload())
+}
+
+// postrouting is the head of Postrouting and Postrouting6: the
+// postrouting rules, then for a packet of a connection (or an error
+// related to one) the source translation its connection says. done is
+// false for the first packet of a new connection, whose source NAT the
+// caller decides (a tuple of its family) and opens.
+func (t *Tracker) postrouting(f *Flow, ip []byte, out string) (v Verdict, done bool) {
+	if v = t.Filter(f, Postrouting, out); v.Action != Accept || !f.tracked {
+		return v, true
+	}
+	if f.conn == nil {
+		return v, false
+	}
+	if f.conn.nat != 0 {
+		f.translateSrc(ip)
+	}
+	return v, true
+}
+
+// translateSrc gives ip, a packet of connection f.conn travelling in
+// direction f.dir, the source its connection says; an ICMP error related
+// to it, the quoted packet's destination too (relatedOut).
+func (f *Flow) translateSrc(ip []byte) {
+	switch {
+	case f.meta.V6 && f.related:
+		relatedOut6(ip, f.upper6(ip), f.conn, f.dir)
+	case f.meta.V6:
+		tg := f.conn.target6(f.dir)
+		rewrite6(ip, tg.Proto, f.upper6(ip), false, tg.Src, tg.Sport, f.Partial)
+	case f.related:
+		relatedOut(ip, f.conn, f.dir)
+	default:
+		rewriteSrc(ip, f.conn.target(f.dir), f.Partial)
+	}
+}
+
+// open commits c, the new connection of the flow's first packet ip
+// (transport header l4), and translates the packet's source when c does.
+func (t *Tracker) open(f *Flow, c *Conn, ip, l4 []byte) Verdict {
+	if v := t.commit(f, c, l4); v.Action != Accept || c.nat&natSrc == 0 {
 		return v
 	}
-	if c.nat&natSrc != 0 {
-		rewriteSrc(ip, c.reply.Reverse(), f.Partial)
-	}
+	f.conn, f.dir = c, Original
+	f.translateSrc(ip)
 	return accept
 }
 
@@ -236,22 +257,27 @@ func (t *Tracker) snatRule(f *Flow) *Rule {
 // sourceNAT is the source address and port a new connection gets from
 // its source NAT rule r (nil: none) given its source src, the egress
 // address out (masquerade) and r's target to (SNAT; zero keeps the
-// address); cur holds its ports and protocol.
-func sourceNAT[A [4]byte | [16]byte](r *Rule, src, out, to A, cur Tuple) (A, uint16) {
+// address), and natSrc when they are not its own; cur holds its ports and
+// protocol.
+func sourceNAT[A [4]byte | [16]byte](r *Rule, src, out, to A, cur *Tuple) (A, uint16, uint8) {
+	nsrc, sport := src, cur.Sport
 	switch {
 	case r == nil:
 	case r.Action == Masquerade:
-		return out, cur.Sport
+		nsrc = out
 	case r.Action == SNAT:
 		var none A
 		if to != none {
-			src = to
+			nsrc = to
 		}
 		if r.ToPort != 0 && hasPorts(cur.Proto) {
-			return src, r.ToPort
+			sport = r.ToPort
 		}
 	}
-	return src, cur.Sport
+	if nsrc != src || sport != cur.Sport {
+		return nsrc, sport, natSrc
+	}
+	return nsrc, sport, 0
 }
 
 // commit makes the new connection c (its tuples and NAT decided) of a

@@ -84,42 +84,16 @@ func (t *Tracker) Prerouting6(f *Flow, ip packet.IPv6, in string) Verdict {
 // Postrouting6 is Postrouting for an IPv6 packet; outAddr is the egress
 // port's IPv6 address, for masquerade.
 func (t *Tracker) Postrouting6(f *Flow, ip packet.IPv6, out string, outAddr [16]byte) Verdict {
-	f.meta.Out = out
-	if v := t.Rules.filterVerdict(Postrouting, &f.meta, f.Rec); v.Action != Accept {
+	if v, done := t.postrouting(f, ip, out); done {
 		return v
 	}
-	switch {
-	case f.related:
-		if f.conn.nat != 0 {
-			relatedOut6(ip, f.upper6(ip), f.conn, f.dir)
-		}
-		return accept
-	case f.conn != nil:
-		if f.conn.nat != 0 {
-			tg := f.conn.target6(f.dir)
-			rewrite6(ip, tg.Proto, f.upper6(ip), false, tg.Src, tg.Sport, f.Partial)
-		}
-		return accept
-	case !f.tracked:
-		return accept
-	}
-	cur := Tuple6{Src: f.meta.Src6, Dst: f.meta.Dst6, Sport: f.meta.T.Sport, Dport: f.meta.T.Dport, Proto: f.meta.T.Proto}
-	c := newConn6(f.orig6)
 	r := t.snatRule(f)
-	src, sport := sourceNAT(r, cur.Src, outAddr, r.target6(), f.meta.T)
-	if src != cur.Src || sport != cur.Sport {
-		c.nat |= natSrc
-	}
-	c.six.reply = Tuple6{Src: cur.Dst, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
+	src, sport, nat := sourceNAT(r, f.meta.Src6, outAddr, r.target6(), &f.meta.T)
+	c := newConn6(f.orig6)
+	c.nat = nat
+	c.six.reply = Tuple6{Src: f.meta.Dst6, Dst: src, Sport: f.meta.T.Dport, Dport: sport, Proto: f.meta.T.Proto}
 	c.reply = c.six.reply.ports()
-	l4 := f.upper6(ip)
-	if v := t.commit(f, c, l4); v.Action != Accept {
-		return v
-	}
-	if c.nat&natSrc != 0 {
-		rewrite6(ip, cur.Proto, l4, false, c.six.reply.Dst, c.six.reply.Dport, f.Partial)
-	}
-	return accept
+	return t.open(f, c, ip, f.upper6(ip))
 }
 
 // upper6 is the upper-layer header of the packet prerouting tracked,

@@ -157,19 +157,13 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder, fra
 	r := p.r
 	fl := nat.Flow{Partial: off.NeedsCsum(), Rec: rec}
 	if v := r.ct.Prerouting6(&fl, ip, p.iface); v.Action != nat.Accept {
-		r.deny6(p, frame, off, v, rec)
+		r.deny(p, frame, off, v, rec)
 		return
 	}
 	d0 := d
 	d = dstBits(ip)
 	if r.isLocalBits(d) || d == p.ll128 {
-		if v := r.ct.Filter(&fl, nat.Input, ""); v.Action != nat.Accept {
-			r.deny6(p, frame, off, v, rec)
-			return
-		}
-		if p.act(rec, trace.Local, "to the router's own address: the host stage (ICMPv6 echo)") {
-			r.localWire(p, frame, off)
-		}
+		r.local(p, &fl, frame, off, rec)
 		return
 	}
 	if d.linkLocal() || s.linkLocal() {
@@ -197,7 +191,7 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder, fra
 		return
 	}
 	if v := r.ct.Filter(&fl, nat.Forward, out.iface); v.Action != nat.Accept {
-		r.deny6(p, frame, off, v, rec)
+		r.deny(p, frame, off, v, rec)
 		return
 	}
 	if len(ip) > out.MTU && wireLen6(ip, off, fragMax) > out.MTU {
@@ -205,7 +199,7 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder, fra
 		return
 	}
 	if v := r.ct.Postrouting6(&fl, ip, out.iface, out.ip6); v.Action != nat.Accept {
-		r.deny6(p, frame, off, v, rec)
+		r.deny(p, frame, off, v, rec)
 		return
 	}
 	if !bridged {
@@ -245,15 +239,6 @@ func wireLen6(ip packet.IPv6, off packet.Offload, fragMax int) int {
 		}
 	}
 	return min(len(ip), hdr+int(off.GSOSize))
-}
-
-// deny6 counts a packet a hook refused and, for reject, answers it with
-// ICMPv6 port unreachable, as ip6tables' REJECT does by default.
-func (r *Router) deny6(p *Port, frame []byte, off packet.Offload, v nat.Verdict, rec *trace.Recorder) {
-	p.drop(v.Reason, rec)
-	if v.Action == nat.Reject && act(rec, trace.Send, "router", "rejects: answers with ICMPv6 port unreachable") {
-		r.icmpError6(frame, off, packet.ICMPv6DstUnreach, packet.ICMPv6CodePortUnrch, 0)
-	}
 }
 
 func (r *Router) isLocal6(ip [16]byte) bool { return r.isLocalBits(bits128(ip)) }
