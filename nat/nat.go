@@ -63,7 +63,7 @@ type flowState struct {
 // verdict (Accept, Drop or Reject).
 func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 	f.flowState = flowState{meta: Meta{In: in, Size: len(ip)}}
-	ok := f.meta.T.read(ip)
+	ok := read4(&f.meta.T, ip)
 	if !ok {
 		f.orig = f.meta.T
 		return t.untracked(f, ip.Protocol() == packet.ProtoICMP && t.relatedIn(f, ip))
@@ -72,43 +72,107 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 	if !found && f.Rec != nil {
 		c, d, found = pending(f.Rec, keyOf(ip, &f.meta.T), nil)
 	}
+	return t.prerouting(f, ip, ip.Payload(), c, d, found)
+}
+
+// prerouting is the rest of Prerouting and Prerouting6 once the packet ip
+// (transport header l4) was read and its connection looked up: c, in
+// direction d, when found.
+func (t *Tracker) prerouting(f *Flow, ip, l4 []byte, c *Conn, d Dir, found bool) Verdict {
 	if found {
-		if st := t.update(c, d, ip.Payload(), len(ip), f.Rec != nil && f.Rec.Dry); st != stateReopen {
-			f.found(c, d, st)
-			if f.Rec != nil {
-				f.traceFound()
-			}
-			v := t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
-			if v.Action == Accept && c.nat != 0 {
-				tg := c.target(d)
-				if f.Rec != nil && (tg.Dst != f.meta.T.Dst || tg.Dport != f.meta.T.Dport) {
-					f.Rec.Addf(trace.NAT, "prerouting", "destination %v -> %v, as the connection says",
-						netip.AddrPortFrom(netip.AddrFrom4(f.meta.T.Dst), f.meta.T.Dport), netip.AddrPortFrom(netip.AddrFrom4(tg.Dst), tg.Dport))
-				}
-				rewriteDst(ip, tg, f.Partial)
-				f.meta.T.Dst, f.meta.T.Dport = tg.Dst, tg.Dport
-			}
+		if v, reopen := t.established(f, ip, l4, c, d); !reopen {
 			return v
 		}
 		// a SYN reopening the tuple: the packet opens a new connection
 	}
 	f.orig = f.meta.T
-	if v := t.first(f, ip.Payload()); v.Action != Accept || !f.tracked {
+	if v := t.first(f, l4); v.Action != Accept || !f.tracked {
 		return v
 	}
 	if r := t.Rules.natRule(Prerouting, &f.meta, f.Rec); r != nil && r.Action == DNAT {
-		tg := f.meta.T
-		tg.Dst = r.toAddr
-		if r.ToPort != 0 && hasPorts(tg.Proto) {
-			tg.Dport = r.ToPort
-		}
-		f.traceDNAT(r, netip.AddrPortFrom(netip.AddrFrom4(f.meta.T.Dst), f.meta.T.Dport), netip.AddrPortFrom(netip.AddrFrom4(tg.Dst), tg.Dport))
-		rewriteDst(ip, tg, f.Partial)
-		f.meta.T = tg
+		f.dnatTo(ip, l4, r)
 		f.meta.State |= stateDNAT
 		f.dnat = true
 	}
 	return accept
+}
+
+// dnatTo gives ip (transport header l4), the first packet of a new
+// connection, the destination of its DNAT rule r: r's address (for IPv6,
+// none keeps the packet's) and port (ports only: an echo keeps its id).
+func (f *Flow) dnatTo(ip, l4 []byte, r *Rule) {
+	dport := f.meta.T.Dport
+	if r.ToPort != 0 && hasPorts(f.meta.T.Proto) {
+		dport = r.ToPort
+	}
+	if f.meta.V6 {
+		dst := r.toAddr6
+		if dst == ([16]byte{}) {
+			dst = f.meta.Dst6
+		}
+		f.traceDNAT(r, netip.AddrPortFrom(netip.AddrFrom16(f.meta.Dst6), f.meta.T.Dport), netip.AddrPortFrom(netip.AddrFrom16(dst), dport))
+		rewrite6(ip, f.meta.T.Proto, l4, true, dst, dport, f.Partial)
+		f.meta.Dst6, f.meta.T.Dport = dst, dport
+		return
+	}
+	tg := f.meta.T
+	tg.Dst, tg.Dport = r.toAddr, dport
+	f.traceDNAT(r, netip.AddrPortFrom(netip.AddrFrom4(f.meta.T.Dst), f.meta.T.Dport), netip.AddrPortFrom(netip.AddrFrom4(tg.Dst), tg.Dport))
+	rewriteDst(ip, tg, f.Partial)
+	f.meta.T = tg
+}
+
+// established is prerouting, of either family, for a packet ip
+// (transport header l4) of connection c travelling in direction d: the
+// connection's state, the prerouting rules, the destination its NAT says.
+// reopen reports a SYN reopening the tuple instead: the packet is then a
+// new connection's first, for the caller to track.
+func (t *Tracker) established(f *Flow, ip, l4 []byte, c *Conn, d Dir) (v Verdict, reopen bool) {
+	st := t.update(c, d, l4, len(ip), f.Rec != nil && f.Rec.Dry)
+	if st == stateReopen {
+		return v, true
+	}
+	f.found(c, d, st)
+	if f.Rec != nil {
+		f.traceFound()
+	}
+	v = t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
+	if v.Action == Accept && c.nat != 0 {
+		f.translateDst(ip, l4)
+	}
+	return v, false
+}
+
+// translateDst gives ip (transport header l4), a packet of connection
+// f.conn travelling in direction f.dir, the destination its connection
+// says.
+func (f *Flow) translateDst(ip, l4 []byte) {
+	if f.meta.V6 {
+		tg := f.conn.target6(f.dir)
+		if f.Rec != nil {
+			f.traceDst(netip.AddrFrom16(f.meta.Dst6), netip.AddrFrom16(tg.Dst), tg.Dport)
+		}
+		rewrite6(ip, tg.Proto, l4, true, tg.Dst, tg.Dport, f.Partial)
+		// one by one, as in Prerouting6
+		f.meta.Dst6 = tg.Dst
+		f.meta.T.Dport = tg.Dport
+		return
+	}
+	tg := f.conn.target(f.dir)
+	if f.Rec != nil {
+		f.traceDst(netip.AddrFrom4(f.meta.T.Dst), netip.AddrFrom4(tg.Dst), tg.Dport)
+	}
+	rewriteDst(ip, tg, f.Partial)
+	f.meta.T.Dst, f.meta.T.Dport = tg.Dst, tg.Dport
+}
+
+// traceDst records a connection's translation of the destination to
+// (to, dport), when it changes it.
+func (f *Flow) traceDst(dst, to netip.Addr, dport uint16) {
+	if dst != to || dport != f.meta.T.Dport {
+		f.Rec.Addf(trace.NAT, "prerouting", "destination %v -> %v, as the connection says",
+			netip.AddrPortFrom(dst, f.meta.T.Dport), netip.AddrPortFrom(to, dport))
+	}
 }
 
 // untracked ends prerouting for a packet conntrack cannot track by itself:
@@ -440,18 +504,24 @@ func (t *Tracker) relatedIn(f *Flow, ip packet.IPv4) bool {
 		return false
 	}
 	c, d, found := t.Table.Lookup(it.Reverse())
-	if !found {
-		return false
+	if !f.relate(c, d, found) || c.nat == 0 {
+		return found
 	}
-	f.conn, f.dir, f.related, f.tracked = c, d, true, true
-	if c.nat != 0 {
-		tg := c.target(d)
-		ip.SetDstWithChecksumUpdate(tg.Dst)
-		rewrite(inner, inner[inner.HeaderLen():], false, tg.Dst, tg.Dport, false)
-		fixICMPSum(ip)
-		f.meta.T.Dst = tg.Dst
-	}
+	tg := c.target(d)
+	ip.SetDstWithChecksumUpdate(tg.Dst)
+	rewrite(inner, inner[inner.HeaderLen():], false, tg.Dst, tg.Dport, false)
+	fixICMPSum(ip)
+	f.meta.T.Dst = tg.Dst
 	return true
+}
+
+// relate makes the flow's packet, an ICMP error, RELATED to connection c
+// (direction d) when found, and reports found.
+func (f *Flow) relate(c *Conn, d Dir, found bool) bool {
+	if found {
+		f.conn, f.dir, f.related, f.tracked = c, d, true, true
+	}
+	return found
 }
 
 // relatedOut translates what postrouting translates in a related ICMP
@@ -505,7 +575,7 @@ func fixICMPSum(ip packet.IPv4) { packet.ICMP(ip.Payload()).SetChecksum() }
 // sender knows, as postrouting does for errors that pass through.
 func (t *Tracker) Output(ip packet.IPv4, out string) Verdict {
 	var tup Tuple
-	ok := tup.read(ip)
+	ok := read4(&tup, ip)
 	m := Meta{T: tup, Out: out, Size: len(ip), State: StateNew}
 	if !ok && tup.Proto == packet.ProtoICMP {
 		if _, it, ok := quoted(ip); ok {
