@@ -72,19 +72,65 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 	if !found && f.Rec != nil {
 		c, d, found = pending(f.Rec, keyOf(ip, &f.meta.T), nil)
 	}
-	return t.prerouting(f, ip, ip.Payload(), c, d, found)
+	return t.prerouting(f, ip, c, d, found)
 }
 
-// prerouting is the rest of Prerouting and Prerouting6 once the packet ip
-// (transport header l4) was read and its connection looked up: c, in
-// direction d, when found.
-func (t *Tracker) prerouting(f *Flow, ip, l4 []byte, c *Conn, d Dir, found bool) Verdict {
-	if found {
-		if v, reopen := t.established(f, ip, l4, c, d); !reopen {
-			return v
-		}
-		// a SYN reopening the tuple: the packet opens a new connection
+// prerouting is the rest of Prerouting and Prerouting6 (f.meta.V6) once
+// the packet ip was read and its connection looked up: c, in direction d,
+// when found. For a packet of a connection it updates the connection's
+// state, runs the prerouting rules and translates the destination the
+// connection says, calling rewrite or rewrite6 itself: one call deep, as
+// the hot path was when each family had its own copy.
+func (t *Tracker) prerouting(f *Flow, ip []byte, c *Conn, d Dir, found bool) Verdict {
+	l4 := f.l4(ip)
+	if !found {
+		return t.opening(f, ip, l4)
 	}
+	st := t.update(c, d, l4, f.meta.Size, f.Rec != nil && f.Rec.Dry)
+	if st == stateReopen {
+		// a SYN reopening the tuple: the packet opens a new connection
+		return t.opening(f, ip, l4)
+	}
+	f.found(c, d, st)
+	if f.Rec != nil {
+		f.traceFound()
+	}
+	v := t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
+	switch {
+	case v.Action != Accept || c.nat == 0:
+	case f.meta.V6:
+		tg := c.target6(d)
+		if f.Rec != nil {
+			f.traceDst(netip.AddrFrom16(f.meta.Dst6), netip.AddrFrom16(tg.Dst), tg.Dport)
+		}
+		rewrite6(ip, tg.Proto, l4, true, tg.Dst, tg.Dport, f.Partial)
+		// one by one, as in Prerouting6
+		f.meta.Dst6 = tg.Dst
+		f.meta.T.Dport = tg.Dport
+	default:
+		tg := c.target(d)
+		if f.Rec != nil {
+			f.traceDst(netip.AddrFrom4(f.meta.T.Dst), netip.AddrFrom4(tg.Dst), tg.Dport)
+		}
+		rewrite(ip, l4, true, tg.Dst, tg.Dport, f.Partial)
+		f.meta.T.Dst, f.meta.T.Dport = tg.Dst, tg.Dport
+	}
+	return v
+}
+
+// l4 is the transport header of the packet ip prerouting read: IPv4's
+// payload, or IPv6's upper-layer header past its extension headers.
+func (f *Flow) l4(ip []byte) []byte {
+	if f.meta.V6 {
+		return f.upper6(ip)
+	}
+	return packet.IPv4(ip).Payload()
+}
+
+// opening is prerouting for a packet ip (transport header l4) with no
+// connection: the prerouting rules as NEW or INVALID (first), then the
+// DNAT rule of a new connection.
+func (t *Tracker) opening(f *Flow, ip, l4 []byte) Verdict {
 	f.orig = f.meta.T
 	if v := t.first(f, l4); v.Action != Accept || !f.tracked {
 		return v
@@ -118,52 +164,8 @@ func (f *Flow) dnatTo(ip, l4 []byte, r *Rule) {
 	tg := f.meta.T
 	tg.Dst, tg.Dport = r.toAddr, dport
 	f.traceDNAT(r, netip.AddrPortFrom(netip.AddrFrom4(f.meta.T.Dst), f.meta.T.Dport), netip.AddrPortFrom(netip.AddrFrom4(tg.Dst), tg.Dport))
-	rewriteDst(ip, tg, f.Partial)
+	rewrite(ip, l4, true, tg.Dst, tg.Dport, f.Partial)
 	f.meta.T = tg
-}
-
-// established is prerouting, of either family, for a packet ip
-// (transport header l4) of connection c travelling in direction d: the
-// connection's state, the prerouting rules, the destination its NAT says.
-// reopen reports a SYN reopening the tuple instead: the packet is then a
-// new connection's first, for the caller to track.
-func (t *Tracker) established(f *Flow, ip, l4 []byte, c *Conn, d Dir) (v Verdict, reopen bool) {
-	st := t.update(c, d, l4, len(ip), f.Rec != nil && f.Rec.Dry)
-	if st == stateReopen {
-		return v, true
-	}
-	f.found(c, d, st)
-	if f.Rec != nil {
-		f.traceFound()
-	}
-	v = t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
-	if v.Action == Accept && c.nat != 0 {
-		f.translateDst(ip, l4)
-	}
-	return v, false
-}
-
-// translateDst gives ip (transport header l4), a packet of connection
-// f.conn travelling in direction f.dir, the destination its connection
-// says.
-func (f *Flow) translateDst(ip, l4 []byte) {
-	if f.meta.V6 {
-		tg := f.conn.target6(f.dir)
-		if f.Rec != nil {
-			f.traceDst(netip.AddrFrom16(f.meta.Dst6), netip.AddrFrom16(tg.Dst), tg.Dport)
-		}
-		rewrite6(ip, tg.Proto, l4, true, tg.Dst, tg.Dport, f.Partial)
-		// one by one, as in Prerouting6
-		f.meta.Dst6 = tg.Dst
-		f.meta.T.Dport = tg.Dport
-		return
-	}
-	tg := f.conn.target(f.dir)
-	if f.Rec != nil {
-		f.traceDst(netip.AddrFrom4(f.meta.T.Dst), netip.AddrFrom4(tg.Dst), tg.Dport)
-	}
-	rewriteDst(ip, tg, f.Partial)
-	f.meta.T.Dst, f.meta.T.Dport = tg.Dst, tg.Dport
 }
 
 // traceDst records a connection's translation of the destination to
@@ -253,59 +255,62 @@ func (t *Tracker) Filter(f *Flow, h Hook, out string) Verdict {
 // port's address, for masquerade. A full table refuses the new connection
 // with Drop.
 func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]byte) Verdict {
-	if v, done := t.postrouting(f, ip, out); done {
+	return t.postrouting(f, ip, out, &outAddr, nil)
+}
+
+// postrouting is Postrouting and Postrouting6 (f.meta.V6): the egress
+// port's address is out4 or out6, of the packet's family. For a packet of
+// a connection it translates the source as Prerouting translates the
+// destination, calling rewrite or rewrite6 itself.
+func (t *Tracker) postrouting(f *Flow, ip []byte, out string, out4 *[4]byte, out6 *[16]byte) Verdict {
+	if v := t.Filter(f, Postrouting, out); v.Action != Accept || !f.tracked {
 		return v
 	}
-	cur, r := &f.meta.T, t.snatRule(f)
-	src, sport, nat := sourceNAT(r, cur.Src, outAddr, r.target4(), cur)
-	c := &Conn{orig: f.orig, nat: nat}
-	c.reply = Tuple{Src: cur.Dst, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
-	return t.open(f, c, ip, ip.Payload())
-}
-
-// postrouting is the head of Postrouting and Postrouting6: the
-// postrouting rules, then for a packet of a connection (or an error
-// related to one) the source translation its connection says. done is
-// false for the first packet of a new connection, whose source NAT the
-// caller decides (a tuple of its family) and opens.
-func (t *Tracker) postrouting(f *Flow, ip []byte, out string) (v Verdict, done bool) {
-	if v = t.Filter(f, Postrouting, out); v.Action != Accept || !f.tracked {
-		return v, true
-	}
-	if f.conn == nil {
-		return v, false
-	}
-	if f.conn.nat != 0 {
-		f.translateSrc(ip)
-	}
-	return v, true
-}
-
-// translateSrc gives ip, a packet of connection f.conn travelling in
-// direction f.dir, the source its connection says; an ICMP error related
-// to it, the quoted packet's destination too (relatedOut).
-func (f *Flow) translateSrc(ip []byte) {
+	c := f.conn
 	switch {
-	case f.meta.V6 && f.related:
-		relatedOut6(ip, f.upper6(ip), f.conn, f.dir)
-	case f.meta.V6:
-		tg := f.conn.target6(f.dir)
-		rewrite6(ip, tg.Proto, f.upper6(ip), false, tg.Src, tg.Sport, f.Partial)
+	case c == nil:
+		return t.open(f, ip, out4, out6)
+	case c.nat == 0:
+	case f.related && f.meta.V6:
+		relatedOut6(ip, f.upper6(ip), c, f.dir)
 	case f.related:
-		relatedOut(ip, f.conn, f.dir)
+		relatedOut(ip, c, f.dir)
+	case f.meta.V6:
+		tg := c.target6(f.dir)
+		rewrite6(ip, tg.Proto, f.upper6(ip), false, tg.Src, tg.Sport, f.Partial)
 	default:
-		rewriteSrc(ip, f.conn.target(f.dir), f.Partial)
+		tg := c.target(f.dir)
+		rewrite(ip, packet.IPv4(ip).Payload(), false, tg.Src, tg.Sport, f.Partial)
 	}
+	return accept
 }
 
-// open commits c, the new connection of the flow's first packet ip
-// (transport header l4), and translates the packet's source when c does.
-func (t *Tracker) open(f *Flow, c *Conn, ip, l4 []byte) Verdict {
+// open makes the connection of a new flow's first packet ip: its source
+// NAT decided (masquerade to the egress address out4 or out6), committed,
+// and the packet's source translated when it says so.
+func (t *Tracker) open(f *Flow, ip []byte, out4 *[4]byte, out6 *[16]byte) Verdict {
+	l4, r := f.l4(ip), t.snatRule(f)
+	cur := &f.meta.T
+	var c *Conn
+	if f.meta.V6 {
+		src, sport, nat := sourceNAT(r, f.meta.Src6, *out6, r.target6(), cur)
+		c = newConn6(f.orig6)
+		c.nat = nat
+		c.six.reply = Tuple6{Src: f.meta.Dst6, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
+		c.reply = c.six.reply.ports()
+	} else {
+		src, sport, nat := sourceNAT(r, cur.Src, *out4, r.target4(), cur)
+		c = &Conn{orig: f.orig, nat: nat}
+		c.reply = Tuple{Src: cur.Dst, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
+	}
 	if v := t.commit(f, c, l4); v.Action != Accept || c.nat&natSrc == 0 {
 		return v
 	}
-	f.conn, f.dir = c, Original
-	f.translateSrc(ip)
+	if f.meta.V6 {
+		rewrite6(ip, cur.Proto, l4, false, c.six.reply.Dst, c.six.reply.Dport, f.Partial)
+	} else {
+		rewrite(ip, l4, false, c.reply.Dst, c.reply.Dport, f.Partial)
+	}
 	return accept
 }
 

@@ -37,22 +37,13 @@ func (t *Tracker) Prerouting6(f *Flow, ip packet.IPv6, in string) Verdict {
 	if !found && f.Rec != nil {
 		c, d, found = pending(f.Rec, key{}, tup)
 	}
-	return t.prerouting(f, ip, l4, c, d, found)
+	return t.prerouting(f, ip, c, d, found)
 }
 
 // Postrouting6 is Postrouting for an IPv6 packet; outAddr is the egress
 // port's IPv6 address, for masquerade.
 func (t *Tracker) Postrouting6(f *Flow, ip packet.IPv6, out string, outAddr [16]byte) Verdict {
-	if v, done := t.postrouting(f, ip, out); done {
-		return v
-	}
-	r := t.snatRule(f)
-	src, sport, nat := sourceNAT(r, f.meta.Src6, outAddr, r.target6(), &f.meta.T)
-	c := newConn6(f.orig6)
-	c.nat = nat
-	c.six.reply = Tuple6{Src: f.meta.Dst6, Dst: src, Sport: f.meta.T.Dport, Dport: sport, Proto: f.meta.T.Proto}
-	c.reply = c.six.reply.ports()
-	return t.open(f, c, ip, f.upper6(ip))
+	return t.postrouting(f, ip, out, nil, &outAddr)
 }
 
 // upper6 is the upper-layer header of the packet prerouting tracked,

@@ -94,20 +94,6 @@ func read4(t *Tuple, ip packet.IPv4) bool {
 // (ICMP echo holds its identifier in both instead).
 func hasPorts(proto uint8) bool { return proto == packet.ProtoTCP || proto == packet.ProtoUDP }
 
-// rewriteDst gives ip (a full packet, header valid) the destination of t:
-// address and port (the echo id for ICMP), with every checksum adjusted.
-// partial says the transport checksum is a partial one (see rewrite).
-func rewriteDst(ip packet.IPv4, t Tuple, partial bool) {
-	ip = ip[:ip.TotalLen()]
-	rewrite(ip, ip[ip.HeaderLen():], true, t.Dst, t.Dport, partial)
-}
-
-// rewriteSrc gives ip the source address and port of t.
-func rewriteSrc(ip packet.IPv4, t Tuple, partial bool) {
-	ip = ip[:ip.TotalLen()]
-	rewrite(ip, ip[ip.HeaderLen():], false, t.Src, t.Sport, partial)
-}
-
 // rewrite sets the destination (dst) or source address of the IP header
 // and port of the transport header l4 that follows it (the id of an ICMP
 // echo, whatever the side), adjusting the checksums that cover them. l4

@@ -145,6 +145,15 @@ func (p *Port) input6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 // fragMax is, for a datagram reassembled from fragments, the largest
 // fragment's length: it leaves as fragments that large again (packet too
 // big when the egress MTU is smaller); 0 for any other packet.
+//
+// route6 is kept a twin of route, the same hooks in the same order: what
+// they share is in helpers (local, deny, sendVia), and what is left is
+// each family's own on the hottest path (martian checks on the header's
+// words, the table lookup, TTL or hop limit, the MTU check, the errors).
+// One function over a type parameter would reach those through the
+// dictionary of one GC shape (packet.IPv4 and packet.IPv6 are both
+// []byte): an indirect call a step, a frame, on a path tuned to the
+// nanosecond (see docs/architecture.md, make bench).
 func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder, fragMax int) {
 	ip := packet.IPv6(frame[packet.EthernetHeaderLen:])
 	// the addresses as words straight from the header: no 16-byte copies
