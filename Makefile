@@ -14,7 +14,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 CNIDIR  ?= /opt/cni/bin
 CNI_BIN ?= bin/uswitch-cni
 
-.PHONY: build run test cni-tools chromium test-unit bench bench-net bench-udploss bench-scale fuzz vet clean install uninstall
+.PHONY: build run test cni-tools chromium test-unit bench bench-net bench-bimodal bench-udploss bench-scale fuzz vet clean install uninstall
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/uswitch
@@ -72,18 +72,28 @@ vet:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./switch ./router ./nat ./datapath ./gso ./packet
 
-# The kernel, Open vSwitch's userspace datapath (L2; OVS=0 leaves it out)
-# and uswitch offload, busy-poll, busy-poll with the CPU latency request
-# (--cpu-latency) and plain side by side in the same run (needs root;
-# installs iperf3, ping, iptables, python3 and openvswitch-switch with
-# apt-get when missing); writes bench/RESULTS.md with each instance's CPU profile. SECS
-# seconds per iperf3 test; PROFILE=0 runs without --cpuprofile; LINK=veth, ONLY,
-# NOTE, HALTPOLL_NS: see bench/net.sh.
-SECS    ?= 5
+# The kernel, Open vSwitch's userspace datapath (L2; OVS=0 leaves it out),
+# uswitch (busy-poll, the default) and uswitch with the CPU latency request
+# (--cpu-latency) side by side, RUNS times with the setups alternating,
+# each run's ratios to the kernel (needs root; installs iperf3, ping,
+# iptables, python3, curl and openvswitch-switch with apt-get when
+# missing); writes bench/RESULTS.md with uswitch's CPU time per Gbit and
+# per million datagrams and CPU profiles of the TCP and UDP measures. SECS
+# seconds per iperf3 test; PROFILE=0 without the profiles; EXTRA=1 adds the
+# reader-goroutine and plain instances; LINK=veth, ONLY, NOTE,
+# HALTPOLL_NS: see bench/net.sh. About 12 minutes on 2 cores.
+SECS    ?= 4
+RUNS    ?= 5
 PROFILE ?= 1
 OVS     ?= 1
 bench-net: build
-	SECS=$(SECS) PROFILE=$(PROFILE) OVS=$(OVS) ./bench/net.sh
+	SECS=$(SECS) RUNS=$(RUNS) PROFILE=$(PROFILE) OVS=$(OVS) ./bench/net.sh
+
+# Why single-stream TCP through uswitch is bimodal: where the busy-poll
+# thread, the sender and the receiver ran, run by run, for each placement
+# in PLACES (needs root): see bench/bimodal.sh and bench/RESULTS-bimodal.md.
+bench-bimodal: build
+	./bench/bimodal.sh
 
 # Where 64-byte UDP datagrams are lost when the sender outruns uswitch
 # (sender's TAP ring, uswitch, receiving socket), for a TAP and a veth

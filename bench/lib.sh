@@ -91,3 +91,23 @@ usw_stop() {
 	[ -f "$work/cfg.toml" ] && "$BIN" down --config "$work/cfg.toml" >/dev/null 2>&1
 	rm -f "/run/uswitch/$P.lock"
 }
+
+# lan_pair SUBNET [LINK]: the config lines of network "lan" on SUBNET with
+# two endpoints $P-a and $P-b (link LINK when given), for a script's
+# cfg.toml after its [defaults].
+lan_pair() {
+	printf '[[network]]\nname = "lan"\nsubnet = "%s"\n' "$1"
+	local e
+	for e in a b; do
+		printf '[[endpoint]]\nname = "%s"\nnetwork = "lan"\n' "$P-$e"
+		[ -z "${2:-}" ] || printf 'link = "%s"\n' "$2"
+	done
+}
+
+# on_exit: runs the script's cleanup function on exit, whichever way the
+# script ends (an interrupt or SIGTERM exits through it too).
+on_exit() {
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}

@@ -41,9 +41,7 @@ cleanup() {
 	ip netns del "$P-k" 2>/dev/null
 	rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit
 go build -o "$work/blast" ./bench/blast
 blast() { local ns=$1; shift; ip netns exec "$ns" "$work/blast" "$@"; }
 field() { python3 -c "import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
@@ -72,16 +70,8 @@ offload = true
 fdb_max = $((M * 2))
 fdb_ageing = "1h"
 port_security = false
-[[network]]
-name = "lan"
-subnet = "10.66.0.0/24"
-[[endpoint]]
-name = "$P-a"
-network = "lan"
-[[endpoint]]
-name = "$P-b"
-network = "lan"
 TOML
+lan_pair 10.66.0.0/24 >>"$work/cfg.toml"
 log "uswitch: learning $M stations"
 usw_run --busy-poll=false
 UB=$(ip -n "$P-b" -j link show eth0 | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["address"])')

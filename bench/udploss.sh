@@ -44,26 +44,14 @@ cleanup() {
 	usw_stop
 	rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit
 
 cat >"$work/cfg.toml" <<TOML
 name = "$P"
 [defaults]
 offload = true
-[[network]]
-name = "lan"
-subnet = "10.68.0.0/24"
-[[endpoint]]
-name = "$P-a"
-network = "lan"
-link = "$LINK"
-[[endpoint]]
-name = "$P-b"
-network = "lan"
-link = "$LINK"
 TOML
+lan_pair 10.68.0.0/24 "$LINK" >>"$work/cfg.toml"
 usw_run "$@"
 ip netns exec "$P-a" ping -c 2 -i 0.2 -W 2 -q 10.68.0.3 >/dev/null
 

@@ -104,15 +104,16 @@ func NewHandlerWith(b Backend, c Changer) http.Handler {
 		ErrorHandling: promhttp.ContinueOnError,
 	})
 	h.routes = map[string]route{
-		"/v1/fdb":       {http.MethodGet, apiFunc(h.fdb)},
-		"/v1/ports":     {http.MethodGet, apiFunc(h.ports)},
-		"/v1/neigh":     {http.MethodGet, apiFunc(h.neigh)},
-		"/v1/routes":    {http.MethodGet, apiFunc(h.routeTable)},
-		"/v1/conntrack": {http.MethodGet, apiFunc(h.conntrack)},
-		"/v1/rules":     {http.MethodGet, apiFunc(h.rules)},
-		"/v1/capture":   {http.MethodGet, apiFunc(h.capture)},
-		"/v1/trace":     {http.MethodGet, apiFunc(h.trace)},
-		"/metrics":      {http.MethodGet, metrics},
+		"/v1/fdb":              {http.MethodGet, apiFunc(h.fdb)},
+		"/v1/ports":            {http.MethodGet, apiFunc(h.ports)},
+		"/v1/neigh":            {http.MethodGet, apiFunc(h.neigh)},
+		"/v1/routes":           {http.MethodGet, apiFunc(h.routeTable)},
+		"/v1/conntrack":        {http.MethodGet, apiFunc(h.conntrack)},
+		"/v1/rules":            {http.MethodGet, apiFunc(h.rules)},
+		"/v1/capture":          {http.MethodGet, apiFunc(h.capture)},
+		"/v1/trace":            {http.MethodGet, apiFunc(h.trace)},
+		"/metrics":             {http.MethodGet, metrics},
+		"/debug/pprof/profile": {http.MethodGet, apiFunc(h.cpuProfile)},
 	}
 	return h
 }

@@ -2,6 +2,7 @@ package control
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -22,6 +23,7 @@ type collector struct {
 	fragReassembled, fragExpired                          *prometheus.Desc
 	rulePackets, ruleBytes                                *prometheus.Desc
 	pollPorts, pollSleeps, pollLifts                      *prometheus.Desc
+	pollLoopFrames, pollLoopQueues                        *prometheus.Desc
 }
 
 func newCollector(b Backend) *collector {
@@ -52,6 +54,8 @@ func newCollector(b Backend) *collector {
 		pollPorts:       prometheus.NewDesc("uswitch_busy_poll_ports", "Ports the busy-poll thread serves (run --busy-poll).", nil, nil),
 		pollSleeps:      prometheus.NewDesc("uswitch_busy_poll_sleeps_total", "Times the busy-poll thread stopped spinning and blocked, idle (run --busy-poll).", nil, nil),
 		pollLifts:       prometheus.NewDesc("uswitch_busy_poll_lifts_total", "Times the watchdog lifted the starved busy-poll thread to normal priority (run --busy-poll).", nil, nil),
+		pollLoopFrames:  prometheus.NewDesc("uswitch_busy_poll_loop_frames_total", "Frames each busy-poll thread read and carried (run --poll-threads).", []string{"loop"}, nil),
+		pollLoopQueues:  prometheus.NewDesc("uswitch_busy_poll_loop_queues", "Port queues each busy-poll thread reads (run --poll-threads).", []string{"loop"}, nil),
 	}
 }
 
@@ -59,7 +63,7 @@ func newCollector(b Backend) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rxPackets, c.rxBytes, c.txPackets, c.txBytes, c.drops, c.fdbEntries, c.learnRefused,
 		c.ctEntries, c.ctInserted, c.ctEarlyDrop, c.ctDrop, c.ctExpired, c.ctInsertFailed, c.ctReopened,
-		c.fragReassembled, c.fragExpired, c.rulePackets, c.ruleBytes, c.pollPorts, c.pollSleeps, c.pollLifts} {
+		c.fragReassembled, c.fragExpired, c.rulePackets, c.ruleBytes, c.pollPorts, c.pollSleeps, c.pollLifts, c.pollLoopFrames, c.pollLoopQueues} {
 		ch <- d
 	}
 }
@@ -86,6 +90,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.pollPorts, prometheus.GaugeValue, float64(bp.Ports))
 		counter(c.pollSleeps, bp.Sleeps)
 		counter(c.pollLifts, bp.Lifts)
+		for i, l := range bp.Loops {
+			loop := strconv.Itoa(i)
+			counter(c.pollLoopFrames, l.Frames, loop)
+			ch <- prometheus.MustNewConstMetric(c.pollLoopQueues, prometheus.GaugeValue, float64(l.Queues), loop)
+		}
 	}
 	if r := c.b.Router(); r != nil {
 		counter(c.fragReassembled, r.Defrag().Reassembled.Load())

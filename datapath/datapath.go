@@ -3,7 +3,7 @@
 // router's uplink port), the router with a port on each switch, the
 // readers that carry each frame through switch and router to its egress
 // device (run to completion): one goroutine per attached device, or one
-// busy-poll thread for every polled device (poll.go), and the timers (FDB
+// or more busy-poll threads for the polled devices (poll.go), and the timers (FDB
 // ageing, ARP). It only wires and runs: every stage hands a frame to the
 // next through packet.Egress (device -> switch port -> switch -> router
 // port -> router -> switch port -> switch -> device), and counts and
@@ -112,6 +112,18 @@ type Options struct {
 	// of sleeping (see poll.go). It changes the power state of the whole
 	// machine, so it is off unless asked for.
 	CPULatency bool
+	// PollThreads is how many busy-poll loops serve the polled ports, each
+	// on a thread of its own (see poll.go): 0 or 1 is one, today's default.
+	// A multi-queue TAP (tap.MultiQueue) is read by every loop, its queue i
+	// by loop i; a single-queue port by loop 0. PollThreads(0) picks one per
+	// CPU for callers that want that.
+	PollThreads int
+	// IOUring makes each busy-poll loop read its TAPs through an io_uring
+	// (multishot reads into a provided-buffer ring, one io_uring_enter per
+	// turn for every frame waiting; see ring.go) instead of a readv per
+	// frame. Without io_uring support (Linux 6.7) the loops read with epoll,
+	// as without it.
+	IOUring bool
 }
 
 // New builds one switch per network of plan, and the router with a gateway
@@ -152,7 +164,7 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 	}
 	d.startDNS(opt.DNSDialer)
 	if opt.BusyPoll {
-		if d.poller, err = newPoller(d, opt.CPULatency); err != nil {
+		if d.poller, err = newPoller(d, opt.PollThreads, opt.CPULatency, opt.IOUring); err != nil {
 			d.dns.Close()
 			return nil, err
 		}
@@ -380,6 +392,9 @@ func (d *Datapath) attach(sw *vswitch.Switch, pc vswitch.PortConfig, dev tap.Por
 	if sw.Port(pc.Name) != nil {
 		return fmt.Errorf("port %q: already attached to network %q", pc.Name, sw.Name())
 	}
+	if d.poller.readers(dev) > 1 {
+		pc.Shared = true // its queues are read by several loops at once
+	}
 	p, err := sw.AddPort(pc, dev)
 	if err != nil {
 		return err
@@ -425,6 +440,7 @@ func (d *Datapath) Detach(port string) error {
 		r.detached.Store(true)
 		if pd, ok := r.dev.(tap.Polled); ok && d.poller != nil {
 			d.poller.drop(pd)
+			d.poller.settle()
 		}
 		err = r.dev.Close()
 		d.readers = slices.Delete(d.readers, i, i+1)

@@ -52,51 +52,167 @@ const (
 	pollBurst   = 64   // frames read from one port before the next port's turn
 )
 
-// polledPort is one port the busy-poll thread reads.
+// Several loops (Options.PollThreads) serve the ports from as many
+// threads, each as described above, with an epoll set, watchdog and
+// counters of its own:
+//
+//   - A multi-queue port (tap.MultiQueue) has a queue per loop: loop i
+//     reads queue i of every such port. The kernel spreads the flows the
+//     namespace side sends over the queues by their hash, and hands a
+//     flow's frames to the queue that last wrote that flow in (tun's flow
+//     steering). A loop marks every frame it reads with its number
+//     (packet.Offload.Queue) and a multi-queue egress writes it on the
+//     queue of that number, so a flow's frames, both ways, stay on the
+//     loop that carried its first ones: one flow is served in order by one
+//     thread, different flows by different threads.
+//   - A single-queue port (a veth's packet socket, a TAP left by an older
+//     single-queue run) is served by loop 0.
+//   - A loop without frames keeps spinning while another loop has had
+//     frames within spinIdle: its CPU then does not halt while traffic
+//     flows, so an endpoint that a write wakes on it runs at once (as with
+//     Options.CPULatency, but only on the loops' CPUs and only in time no
+//     other thread wants).
+
+// polledPort is one queue (or single-queue port) a loop reads.
 type polledPort struct {
 	name  string
-	dev   tap.Polled
+	dev   tap.Polled // the queue
+	port  tap.Polled // the port it is a queue of (drop)
 	input func([]byte, packet.Offload)
 	lost  func()
 }
 
-// poller is the busy-poll thread's state.
+// poller is the busy-poll loops and the ports they serve.
 type poller struct {
-	d  *Datapath
-	ep int // epoll set: every port, and wake
+	d     *Datapath
+	loops []*loop
+	mu    sync.Mutex // add, drop
+	// queues are the queues of each port as placed on the loops (drop).
+	queues map[tap.Polled][]placed
+	stop   atomic.Bool
+}
+
+// placed is one queue on one loop.
+type placed struct {
+	l  *loop
+	fd int32
+}
+
+// loop is one busy-poll thread's state. Its fields written per turn come
+// after a pad, so that two loops' counters never share a cache line.
+type loop struct {
+	p  *poller
+	id uint8 // its number, the queue it reads (packet.Offload.Queue)
+	ep int   // epoll set: its queues, and wake
 	// latency: hold a CPU latency request while spinning (Options.CPULatency)
 	latency bool
-	wake    int // eventfd: written to stop the thread
-	mu      sync.Mutex
+	wake    int                                   // eventfd: written to stop the thread
 	ports   atomic.Pointer[map[int32]*polledPort] // by descriptor; replaced, never changed
-	stop    atomic.Bool
+	started chan struct{}                         // the thread turned to SCHED_IDLE (for the watchdog)
+	rr      *ringReads                            // nil: TAPs read with epoll (ring.go)
+	_       [64]byte
 
 	iter     atomic.Uint64 // turns of the loop
 	spinning atomic.Bool   // the thread is in its spinning phase
 	normal   atomic.Bool   // it runs at normal priority (woken, or lifted by the watchdog)
 	tid      atomic.Int32
-	started  chan struct{} // the thread turned to SCHED_IDLE (for the watchdog)
 
-	sleeps, lifts atomic.Uint64 // BusyPollStats
+	sleeps, lifts, frames atomic.Uint64 // BusyPollStats
+	// active is when the loop last carried a frame (Unix ns), published
+	// at most every activeEvery: the other loops keep spinning meanwhile.
+	active atomic.Int64
+	_      [64]byte
 }
 
-// BusyPollStats are the busy-poll thread's counters.
+// activeEvery is how stale a loop's published activity may be.
+const activeEvery = time.Millisecond
+
+// BusyPollStats are the busy-poll threads' counters: the sums over the
+// loops, and each loop's.
 type BusyPollStats struct {
-	Ports  int    `json:"ports"`  // ports the thread serves
-	Sleeps uint64 `json:"sleeps"` // from spinning to a blocking wait
-	Lifts  uint64 `json:"lifts"`  // to normal priority by the watchdog
+	Ports  int         `json:"ports"`  // ports the threads serve
+	Sleeps uint64      `json:"sleeps"` // from spinning to a blocking wait
+	Lifts  uint64      `json:"lifts"`  // to normal priority by the watchdog
+	Loops  []LoopStats `json:"loops"`  // each thread's, by number
 }
 
-// BusyPoll returns the busy-poll thread's counters; false without
+// LoopStats are one busy-poll thread's counters.
+type LoopStats struct {
+	Queues int    `json:"queues"` // port queues it reads
+	Frames uint64 `json:"frames"` // frames it read and carried
+	Sleeps uint64 `json:"sleeps"`
+	Lifts  uint64 `json:"lifts"`
+}
+
+// BusyPoll returns the busy-poll threads' counters; false without
 // Options.BusyPoll.
 func (d *Datapath) BusyPoll() (BusyPollStats, bool) {
 	if d.poller == nil {
 		return BusyPollStats{}, false
 	}
-	return BusyPollStats{Ports: len(*d.poller.ports.Load()), Sleeps: d.poller.sleeps.Load(), Lifts: d.poller.lifts.Load()}, true
+	p := d.poller
+	p.mu.Lock()
+	s := BusyPollStats{Ports: len(p.queues)}
+	p.mu.Unlock()
+	for _, l := range p.loops {
+		ls := LoopStats{Queues: len(*l.ports.Load()), Frames: l.frames.Load(), Sleeps: l.sleeps.Load(), Lifts: l.lifts.Load()}
+		s.Sleeps += ls.Sleeps
+		s.Lifts += ls.Lifts
+		s.Loops = append(s.Loops, ls)
+	}
+	return s, true
 }
 
-func newPoller(d *Datapath, latency bool) (*poller, error) {
+// maxPollThreads is the most loops PollThreads picks by itself, and
+// MaxPollThreads the most it takes (a TAP queue per loop: the kernel
+// allows 256 queues, the loops' counters 256 numbers).
+const (
+	maxPollThreads = 4
+	MaxPollThreads = 64
+)
+
+// PollThreads is how many busy-poll loops n asks for: n itself (at most
+// MaxPollThreads), or with n = 0 one per CPU the process may run on, at
+// most maxPollThreads.
+func PollThreads(n int) int {
+	if n > 0 {
+		return min(n, MaxPollThreads)
+	}
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil || set.Count() < 1 {
+		return 1
+	}
+	return min(set.Count(), maxPollThreads)
+}
+
+func newPoller(d *Datapath, loops int, latency, ring bool) (*poller, error) {
+	p := &poller{d: d, queues: map[tap.Polled][]placed{}}
+	if ring {
+		if err := ringSupport(); err != nil {
+			d.log.Warn("busy poll: no io_uring on this kernel; reading with epoll", "err", err)
+			ring = false
+		}
+	}
+	for i := range max(loops, 1) {
+		l, err := newLoop(p, uint8(i), latency, ring)
+		if err != nil {
+			for _, l := range p.loops {
+				unix.Close(l.ep)
+				unix.Close(l.wake)
+			}
+			return nil, err
+		}
+		p.loops = append(p.loops, l)
+	}
+	for _, l := range p.loops {
+		d.wg.Add(2)
+		go l.run()
+		go l.watch()
+	}
+	return p, nil
+}
+
+func newLoop(p *poller, id uint8, latency, ring bool) (*loop, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("busy poll: epoll: %w", err)
@@ -111,170 +227,299 @@ func newPoller(d *Datapath, latency bool) (*poller, error) {
 		unix.Close(wake)
 		return nil, fmt.Errorf("busy poll: epoll: %w", err)
 	}
-	p := &poller{d: d, ep: ep, wake: wake, latency: latency, started: make(chan struct{}, 1)}
-	p.ports.Store(&map[int32]*polledPort{})
-	d.wg.Add(2)
-	go p.run()
-	go p.watch()
-	return p, nil
+	l := &loop{p: p, id: id, ep: ep, wake: wake, latency: latency, started: make(chan struct{}, 1)}
+	l.ports.Store(&map[int32]*polledPort{})
+	if ring {
+		if l.rr, err = newRingReads(l); err != nil {
+			unix.Close(ep)
+			unix.Close(wake)
+			return nil, err
+		}
+	}
+	return l, nil
 }
 
-// add starts serving dev.
+// readers is how many loops will read dev: one per queue of a multi-queue
+// port, at most one per loop; 0 for a port p (nil: no busy polling) does
+// not serve.
+func (p *poller) readers(dev tap.Port) int {
+	pd, ok := dev.(tap.Polled)
+	if p == nil || !ok {
+		return 0
+	}
+	if mq, ok := pd.(tap.MultiQueue); ok {
+		return min(len(mq.Queues()), len(p.loops))
+	}
+	return 1
+}
+
+// add starts serving dev: each of its queues on the loop of that number
+// (queue i on loop i mod loops), a single-queue port on loop 0.
 func (p *poller) add(name string, dev tap.Polled, input func([]byte, packet.Offload), lost func()) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fd := int32(dev.Fd())
-	old := *p.ports.Load()
+	qs := []tap.Polled{dev}
+	if mq, ok := dev.(tap.MultiQueue); ok {
+		qs = mq.Queues()
+	}
+	var done []placed
+	for i, q := range qs {
+		l := p.loops[i%len(p.loops)]
+		fd := int32(q.Fd())
+		if err := l.add(fd, &polledPort{name: name, dev: q, port: dev, input: input, lost: lost}); err != nil {
+			for _, pl := range done {
+				pl.l.del(pl.fd)
+			}
+			return fmt.Errorf("port %q: busy poll: epoll: %w", name, err)
+		}
+		done = append(done, placed{l: l, fd: fd})
+	}
+	p.queues[dev] = done
+	return nil
+}
+
+// drop stops serving dev, every queue of it, and reports whether it was
+// served: the loop whose read of it fails, or Detach, before it closes
+// dev.
+func (p *poller) drop(dev tap.Polled) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pls, ok := p.queues[dev]
+	if !ok {
+		return false
+	}
+	delete(p.queues, dev)
+	for _, pl := range pls {
+		pl.l.del(pl.fd)
+	}
+	return true
+}
+
+// add puts one queue in the loop's set. Called with p.mu held.
+func (l *loop) add(fd int32, pp *polledPort) error {
+	old := *l.ports.Load()
 	ports := maps.Clone(old)
-	ports[fd] = &polledPort{name: name, dev: dev, input: input, lost: lost}
-	p.ports.Store(&ports)
-	if err := unix.EpollCtl(p.ep, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN, Fd: fd}); err != nil {
-		p.ports.Store(&old)
-		return fmt.Errorf("port %q: busy poll: epoll: %w", name, err)
+	ports[fd] = pp
+	l.ports.Store(&ports)
+	if l.rr != nil && l.rr.take(fd, pp) {
+		return nil
+	}
+	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN, Fd: fd}); err != nil {
+		l.ports.Store(&old)
+		return err
 	}
 	return nil
 }
 
-// drop stops serving dev: the thread, when the port fails, or Detach,
-// before it closes dev. Only dev's own entry goes, not that of a device
-// that got its descriptor number after it was closed.
-func (p *poller) drop(dev tap.Polled) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fd := int32(dev.Fd())
-	if pp := (*p.ports.Load())[fd]; pp == nil || pp.dev != dev {
+// del takes one queue out of the loop's set. Called with p.mu held.
+func (l *loop) del(fd int32) {
+	ports := maps.Clone(*l.ports.Load())
+	pp := ports[fd]
+	delete(ports, fd)
+	l.ports.Store(&ports)
+	if l.rr != nil && pp != nil && l.rr.drop(fd, pp) {
 		return
 	}
-	ports := maps.Clone(*p.ports.Load())
-	delete(ports, fd)
-	p.ports.Store(&ports)
-	_ = unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, int(fd), nil)
+	_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, int(fd), nil)
 }
 
-// close makes the thread and the watchdog return (the datapath waits for
-// both).
+// close makes the threads and the watchdogs return (the datapath waits
+// for them).
 func (p *poller) close() {
 	p.stop.Store(true)
-	var one [8]byte
-	one[0] = 1
-	_, _ = unix.Write(p.wake, one[:])
-	select {
-	case p.started <- struct{}{}: // wake the watchdog if it waits
-	default:
+	for _, l := range p.loops {
+		var one [8]byte
+		one[0] = 1
+		_, _ = unix.Write(l.wake, one[:])
+		select {
+		case l.started <- struct{}{}: // wake the watchdog if it waits
+		default:
+		}
 	}
 }
 
-// run is the thread. It keeps its OS thread locked to the end, so the
-// thread, whose scheduling policy it changed, exits with it instead of
+// run is the loop's thread. It keeps its OS thread locked to the end, so
+// the thread, whose scheduling policy it changed, exits with it instead of
 // going back to the runtime's pool.
-func (p *poller) run() {
+func (l *loop) run() {
 	runtime.LockOSThread()
+	p := l.p
 	defer p.d.wg.Done()
-	defer unix.Close(p.ep)
-	defer unix.Close(p.wake)
-	p.tid.Store(int32(unix.Gettid()))
-	lat := cpuLatency{want: p.latency, fd: -1, log: p.d.log}
+	defer unix.Close(l.ep)
+	defer unix.Close(l.wake)
+	l.tid.Store(int32(unix.Gettid()))
+	if l.rr != nil {
+		l.rr.start()
+		defer l.rr.stop()
+	}
+	lat := cpuLatency{want: l.latency, fd: -1, log: p.d.log}
 	defer lat.release()
 	buf := make([]byte, tap.MaxFrame)
 	var ev [64]unix.EpollEvent
 	var last time.Time
 	empty := 0 // polls in a row that found nothing
 	for !p.stop.Load() {
-		p.iter.Add(1)
-		var n int
-		if p.spinning.Load() {
-			r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.ep), uintptr(unsafe.Pointer(&ev[0])), uintptr(len(ev)), 0, 0, 0)
-			if errno == 0 {
-				n = int(r)
-			}
-			if n == 0 {
-				if p.normal.Load() && p.normal.CompareAndSwap(true, false) {
+		l.iter.Add(1)
+		spinning := l.spinning.Load()
+		n, busy, err := l.wait(ev[:], !spinning)
+		if spinning {
+			if !busy {
+				if l.normal.Load() && l.normal.CompareAndSwap(true, false) {
 					_ = setPolicy(0, unix.SCHED_IDLE) // caught up: idle time only from here
 					lat.hold()
 					select {
-					case p.started <- struct{}{}:
+					case l.started <- struct{}{}:
 					default:
 					}
 				}
 				empty++
-				if empty >= spinEmpty && time.Since(last) >= spinIdle {
-					p.spinning.Store(false)
-					p.sleeps.Add(1)
+				if empty >= spinEmpty && time.Since(last) >= spinIdle && !p.othersActive(l) {
+					l.spinning.Store(false)
+					l.sleeps.Add(1)
 					lat.release()
 					_ = setPolicy(0, unix.SCHED_NORMAL) // for the next wake
 				}
 				continue
 			}
 		} else {
-			var err error
-			n, err = unix.EpollWait(p.ep, ev[:], -1)
 			if err != nil {
 				if errors.Is(err, unix.EINTR) {
 					continue
 				}
-				p.d.log.Error("busy poll: epoll_wait failed; the thread stops", "err", err)
+				p.d.log.Error("busy poll: wait failed; the thread stops", "loop", l.id, "err", err)
 				return
 			}
 			// The frames that woke the thread go through at normal
 			// priority; it turns to SCHED_IDLE once it has caught up.
-			p.normal.Store(true)
-			p.spinning.Store(true)
+			l.normal.Store(true)
+			l.spinning.Store(true)
 		}
 		last = time.Now()
+		if now := last.UnixNano(); now-l.active.Load() >= int64(activeEvery) {
+			l.active.Store(now)
+		}
 		empty = 0
-		ports := *p.ports.Load()
+		ports := *l.ports.Load()
 		for i := range n {
 			if pp := ports[ev[i].Fd]; pp != nil {
-				p.serve(pp, buf)
+				l.serve(pp, buf)
 			}
 		}
 	}
 }
 
-// serve carries up to pollBurst frames waiting on one port through the
-// datapath. A port that fails is dropped from the set and reported lost.
-func (p *poller) serve(pp *polledPort, buf []byte) {
+// othersActive reports whether a loop other than l carried a frame within
+// spinIdle.
+func (p *poller) othersActive(l *loop) bool {
+	since := time.Now().Add(-spinIdle).UnixNano()
+	for _, o := range p.loops {
+		if o != l && o.active.Load() >= since {
+			return true
+		}
+	}
+	return false
+}
+
+// serve carries up to pollBurst frames waiting on one queue through the
+// datapath, each marked with the loop's number. A port that fails is
+// dropped from every loop and reported lost.
+func (l *loop) serve(pp *polledPort, buf []byte) {
+	n := 0
 	for range pollBurst {
-		n, off, ok, err := pp.dev.TryReadFrame(buf)
+		ok, err := l.read(pp, buf)
 		if err != nil {
-			if p.stop.Load() || (*p.ports.Load())[int32(pp.dev.Fd())] != pp {
-				return // stopping, or detached (Datapath.Detach) meanwhile
-			}
-			p.d.log.Warn("port lost, detaching it", "port", pp.name, "err", err)
-			p.drop(pp.dev)
-			pp.lost()
-			return
+			l.lose(pp, err)
+			break
 		}
 		if !ok {
-			return
+			break
 		}
-		p.d.carry(pp.name, pp.input, buf[:n], off)
+		n++
+	}
+	if n > 0 {
+		l.frames.Add(uint64(n))
 	}
 }
 
-// watch is the watchdog: while the thread spins, a loop that has not
-// turned for starveAfter means that other threads keep it off every CPU,
-// so it is lifted to normal priority until it catches up.
-func (p *poller) watch() {
+// lose drops the port of queue pp, whose read failed, from every loop
+// and reports it lost, unless the poller stops or it was detached or lost
+// meanwhile.
+func (l *loop) lose(pp *polledPort, err error) {
+	if !l.p.stop.Load() && (*l.ports.Load())[int32(pp.dev.Fd())] == pp && l.p.drop(pp.port) {
+		l.p.d.log.Warn("port lost, detaching it", "port", pp.name, "err", err)
+		pp.lost()
+	}
+}
+
+// wait is the loop's poll: the ring's (ring.go), or the epoll set's.
+func (l *loop) wait(ev []unix.EpollEvent, block bool) (n int, busy bool, err error) {
+	if l.rr != nil {
+		return l.rr.wait(ev, block)
+	}
+	return l.epollWait(ev, block)
+}
+
+// epollWait returns the epoll set's events: at once (a raw system call,
+// errors as none), or waiting for one with block.
+func (l *loop) epollWait(ev []unix.EpollEvent, block bool) (n int, busy bool, err error) {
+	if block {
+		n, err = unix.EpollWait(l.ep, ev, -1)
+		return n, err == nil, err
+	}
+	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&ev[0])), uintptr(len(ev)), 0, 0, 0)
+	if errno != 0 {
+		return 0, false, nil
+	}
+	return int(r), r > 0, nil
+}
+
+// settle waits until the ring reads of the ports dropped so far have
+// ended (ring.go), so that closing them removes their devices.
+func (p *poller) settle() {
+	for _, l := range p.loops {
+		if l.rr != nil {
+			l.rr.settle()
+		}
+	}
+}
+
+// read is the loop's read step: one frame from queue pp, carried through
+// the datapath; false when none was waiting.
+func (l *loop) read(pp *polledPort, buf []byte) (bool, error) {
+	frame, off, ok, err := tap.TryBorrow(pp.dev, buf) // in a veth's ring slot, or in buf
+	if err != nil || !ok {
+		return false, err
+	}
+	off.Queue = l.id
+	l.p.d.carry(pp.name, pp.input, frame, off)
+	tap.Return(pp.dev)
+	return true, nil
+}
+
+// watch is the loop's watchdog: while the thread spins, a loop that has
+// not turned for starveAfter means that other threads keep it off every
+// CPU, so it is lifted to normal priority until it catches up.
+func (l *loop) watch() {
+	p := l.p
 	defer p.d.wg.Done()
 	t := time.NewTicker(starveAfter)
 	defer t.Stop()
 	warned := false
 	for {
-		<-p.started
-		last := p.iter.Load()
-		for p.spinning.Load() && !p.stop.Load() {
+		<-l.started
+		last := l.iter.Load()
+		for l.spinning.Load() && !p.stop.Load() {
 			<-t.C
-			it := p.iter.Load()
-			if it == last && p.spinning.Load() && p.normal.CompareAndSwap(false, true) {
-				if err := setPolicy(int(p.tid.Load()), unix.SCHED_NORMAL); err != nil {
-					p.normal.Store(false) // still at SCHED_IDLE: not a lift
+			it := l.iter.Load()
+			if it == last && l.spinning.Load() && l.normal.CompareAndSwap(false, true) {
+				if err := setPolicy(int(l.tid.Load()), unix.SCHED_NORMAL); err != nil {
+					l.normal.Store(false) // still at SCHED_IDLE: not a lift
 					if !warned {
 						warned = true
-						p.d.log.Warn("busy poll: cannot lift the starved thread to normal priority", "err", err)
+						p.d.log.Warn("busy poll: cannot lift the starved thread to normal priority", "loop", l.id, "err", err)
 					}
 				} else {
-					p.lifts.Add(1)
+					l.lifts.Add(1)
 				}
 			}
 			last = it

@@ -80,6 +80,18 @@ func soakDuration(t *testing.T) time.Duration {
 // hashServer accepts TCP connections and answers each with the SHA-256 of
 // everything the client sent before closing its side.
 func hashServer(l net.Listener) {
+	acceptEach(l, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		h := sha256.New()
+		if _, err := io.Copy(h, c); err == nil {
+			c.Write(h.Sum(nil))
+		}
+	})
+}
+
+// acceptEach serves every connection l accepts with serve, on a goroutine
+// of its own, and closes it after; it returns when l is closed.
+func acceptEach(l net.Listener, serve func(net.Conn)) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -87,11 +99,7 @@ func hashServer(l net.Listener) {
 		}
 		go func() {
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(30 * time.Second))
-			h := sha256.New()
-			if _, err := io.Copy(h, c); err == nil {
-				c.Write(h.Sum(nil))
-			}
+			serve(c)
 		}()
 	}
 }

@@ -34,6 +34,11 @@ type Offload struct {
 	GSOSize    uint16 // payload bytes per segment
 	CsumStart  uint16 // from the frame's first byte
 	CsumOffset uint16 // from CsumStart: where the checksum field is
+	// Queue is not part of the virtio-net header: the poll loop that read
+	// the frame (0 for any other reader). A multi-queue TAP writes the
+	// frame on its queue of that number (tap.MultiQueue), so that the
+	// kernel's flow steering brings the flow's replies back to that loop.
+	Queue uint8
 }
 
 // Plain reports whether the frame needs nothing done: no GSO and no

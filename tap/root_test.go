@@ -268,6 +268,12 @@ func TestOpenTAPDuplicateName(t *testing.T) {
 // opens a Packet socket on the host end.
 func vethInNetns(t *testing.T, ns netns.NsHandle, h *netlink.Handle, disable bool) (*Packet, string, net.HardwareAddr) {
 	t.Helper()
+	return vethWith(t, ns, h, disable, PacketOptions{})
+}
+
+// vethWith is vethInNetns with the packet socket opened with opt.
+func vethWith(t *testing.T, ns netns.NsHandle, h *netlink.Handle, disable bool, opt PacketOptions) (*Packet, string, net.HardwareAddr) {
+	t.Helper()
 	host, peer := prefix+"h", prefix+"p"
 	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}, PeerName: peer}); err != nil {
 		t.Fatalf("veth: %v", err)
@@ -287,7 +293,7 @@ func vethInNetns(t *testing.T, ns netns.NsHandle, h *netlink.Handle, disable boo
 		}
 	}
 	var pk *Packet
-	if err := nsthread.In(ns, func() (err error) { pk, err = OpenPacket(host, hl.Attrs().Index, false, false); return }); err != nil {
+	if err := nsthread.In(ns, func() (err error) { pk, err = OpenPacketWith(host, hl.Attrs().Index, opt); return }); err != nil {
 		t.Fatalf("OpenPacket: %v", err)
 	}
 	t.Cleanup(func() { pk.Close() })
@@ -314,6 +320,17 @@ func TestPacketRoundTrip(t *testing.T) {
 	// The kernel moves a VLAN tag out of the frame into metadata before
 	// packet sockets see it; ReadFrame must put it back. Send tagged
 	// frames from the namespace side with a second packet socket.
+	sendTagged(t, ns, h, peer, func(frame []byte) {
+		r.await(t, pk, nil, func(f []byte) bool { return bytes.Equal(f, frame) })
+	})
+
+	closeUnblocks(t, pk, r)
+}
+
+// sendTagged sends VLAN-tagged frames from the namespace side of the veth
+// (peer) with a second packet socket, and calls await with each.
+func sendTagged(t *testing.T, ns netns.NsHandle, h *netlink.Handle, peer string, await func(frame []byte)) {
+	t.Helper()
 	pl, err := h.LinkByName(peer)
 	if err != nil {
 		t.Fatal(err)
@@ -328,10 +345,8 @@ func TestPacketRoundTrip(t *testing.T) {
 		if err := inner.WriteFrame(frame, packet.Offload{}); err != nil {
 			t.Fatal(err)
 		}
-		r.await(t, pk, nil, func(f []byte) bool { return bytes.Equal(f, frame) })
+		await(frame)
 	}
-
-	closeUnblocks(t, pk, r)
 }
 
 // TestPacketChecksums sends UDP from inside the namespace and checks that
@@ -406,10 +421,14 @@ func udpChecksumOK(ip []byte) bool {
 // and TCP super-frames with their virtio-net headers, which software
 // segmentation turns into valid wire frames; reads and writes allocate
 // nothing. The same with the descriptor in the Go netpoller and polled.
-func TestVnetTAPOffloads(t *testing.T) {
+func TestVnetTAPOffloads(t *testing.T) { bothModes(t, testVnetTAPOffloads) }
+
+// bothModes runs test (a root test) with a port's descriptor in the Go
+// netpoller and polled.
+func bothModes(t *testing.T, test func(t *testing.T, polled bool)) {
 	needRoot(t)
 	for _, polled := range []bool{false, true} {
-		t.Run(fmt.Sprintf("polled=%t", polled), func(t *testing.T) { testVnetTAPOffloads(t, polled) })
+		t.Run(fmt.Sprintf("polled=%t", polled), func(t *testing.T) { test(t, polled) })
 	}
 }
 
@@ -476,12 +495,20 @@ func testVnetTAPOffloads(t *testing.T, polled bool) {
 		}
 	}
 
-	// A TCP connection from the namespace to the fake peer, whose side
-	// the test plays: the kernel's segments come with partial checksums,
-	// and once the handshake is done its data as super-frames.
+	awaitSuperFrame(t, ns, tp, mac, "10.98.0.99", "10.98.0.2", tp.ReadFrame)
+}
+
+// awaitSuperFrame opens a TCP connection from ns to the fake peer peerIP,
+// whose side the test plays on port p (the namespace's address ip, MAC
+// mac), reading with read: the kernel's segments come with partial
+// checksums, and once the handshake is done its data as super-frames,
+// which must segment into valid wire frames.
+func awaitSuperFrame(t *testing.T, ns netns.NsHandle, p Port, mac net.HardwareAddr, peerIP, ip string, read func([]byte) (int, packet.Offload, error)) {
+	t.Helper()
+	b := make([]byte, MaxFrame)
 	data := make([]byte, 200<<10)
 	go nsthread.In(ns, func() error {
-		c, err := net.DialTimeout("tcp4", "10.98.0.99:80", 5*time.Second)
+		c, err := net.DialTimeout("tcp4", peerIP+":80", 5*time.Second)
 		if err != nil {
 			return err
 		}
@@ -492,12 +519,12 @@ func testVnetTAPOffloads(t *testing.T, polled bool) {
 	})
 	next := func() ([]byte, packet.Offload) {
 		for {
-			n, off, err := tp.ReadFrame(b)
+			n, off, err := read(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := gopacket.NewPacket(b[:n], layers.LayerTypeEthernet, gopacket.NoCopy)
-			if p.Layer(layers.LayerTypeTCP) != nil {
+			pk := gopacket.NewPacket(b[:n], layers.LayerTypeEthernet, gopacket.NoCopy)
+			if pk.Layer(layers.LayerTypeTCP) != nil {
 				return b[:n], off
 			}
 		}
@@ -508,16 +535,16 @@ func testVnetTAPOffloads(t *testing.T, polled bool) {
 	}
 	requireWireFrames(t, syn, off, 1)
 	s := gopacket.NewPacket(syn, layers.LayerTypeEthernet, gopacket.Default).Layer(layers.LayerTypeTCP).(*layers.TCP)
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.ParseIP("10.98.0.99").To4(), DstIP: net.ParseIP("10.98.0.2").To4()}
+	ip4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.ParseIP(peerIP).To4(), DstIP: net.ParseIP(ip).To4()}
 	synAck := &layers.TCP{SrcPort: 80, DstPort: s.SrcPort, Seq: 5000, Ack: s.Seq + 1, SYN: true, ACK: true, Window: 65535,
 		Options: []layers.TCPOption{{OptionType: layers.TCPOptionKindMSS, OptionLength: 4, OptionData: []byte{0x05, 0xb4}}}}
-	_ = synAck.SetNetworkLayerForChecksum(ip)
+	_ = synAck.SetNetworkLayerForChecksum(ip4)
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
-		&layers.Ethernet{SrcMAC: fakeMAC, DstMAC: mac, EthernetType: layers.EthernetTypeIPv4}, ip, synAck); err != nil {
+		&layers.Ethernet{SrcMAC: fakeMAC, DstMAC: mac, EthernetType: layers.EthernetTypeIPv4}, ip4, synAck); err != nil {
 		t.Fatal(err)
 	}
-	if err := tp.WriteFrame(buf.Bytes(), packet.Offload{}); err != nil {
+	if err := p.WriteFrame(buf.Bytes(), packet.Offload{}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -590,5 +617,141 @@ func TestPolledCloseUnblocksRead(t *testing.T) {
 	}
 	if err := tp.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestVnetTAPQueuesSteer: a multi-queue TAP has a descriptor per queue,
+// and the kernel hands a flow's frames to the queue that last wrote that
+// flow in: an echo request written on queue q (Offload.Queue) is answered
+// on queue q, and the answers move when the writing queue does.
+func TestVnetTAPQueuesSteer(t *testing.T) {
+	needRoot(t)
+	ns := newNetns(t)
+	name := prefix + "q"
+	var tp *VnetTAP
+	if err := nsthread.In(ns, func() (err error) { tp, err = OpenVnetTAPQueues(name, true, 2); return }); err != nil {
+		t.Fatalf("OpenVnetTAPQueues: %v", err)
+	}
+	defer tp.Close()
+	qs := tp.Queues()
+	if len(qs) != 2 {
+		t.Fatalf("%d queues, want 2", len(qs))
+	}
+	if !tapMultiQueue(t, qs[1]) {
+		t.Fatal("queue 1 not IFF_MULTI_QUEUE")
+	}
+	mac := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}
+	h := handleAt(t, ns)
+	l := configure(t, h, name, mac, "10.231.0.1/24")
+	// The fake host's address is known: no ARP (which is not steered as
+	// a flow) before the answers.
+	if err := h.NeighAdd(&netlink.Neigh{LinkIndex: l.Attrs().Index, State: netlink.NUD_PERMANENT, IP: net.ParseIP("10.231.0.2"), HardwareAddr: fakeMAC}); err != nil {
+		t.Fatalf("neighbour: %v", err)
+	}
+	rs := []*reader{startReader(qs[0]), startReader(qs[1])}
+	eth := &layers.Ethernet{SrcMAC: fakeMAC, DstMAC: mac, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: net.ParseIP("10.231.0.2").To4(), DstIP: net.ParseIP("10.231.0.1").To4()}
+	icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 1}
+	sb := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(sb, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, icmp, gopacket.Payload("steer")); err != nil {
+		t.Fatal(err)
+	}
+	req := sb.Bytes()
+	isReply := func(f []byte) bool {
+		p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+		e, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+		return ok && e.TypeCode.Type() == layers.ICMPv4TypeEchoReply && e.Id == 7
+	}
+	// The kernel answers within the write, before it records the queue
+	// the flow came from: the first answer after a change of queue still
+	// goes the old way, the next ones the new.
+	reply := func(q uint8) int {
+		if err := tp.WriteFrame(req, packet.Offload{Queue: q}); err != nil {
+			t.Fatalf("write on queue %d: %v", q, err)
+		}
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case f := <-rs[0].frames:
+				if isReply(f) {
+					return 0
+				}
+			case f := <-rs[1].frames:
+				if isReply(f) {
+					return 1
+				}
+			case <-deadline:
+				t.Fatalf("no echo reply within 5 s (written on queue %d)", q)
+			}
+		}
+	}
+	for _, q := range []uint8{1, 0, 1, 0} {
+		reply(q)
+		for range 3 {
+			if got := reply(q); got != int(q) {
+				t.Fatalf("echo reply on queue %d, request written on %d", got, q)
+			}
+		}
+	}
+}
+
+// tapMultiQueue reports whether the TAP behind p was made with
+// IFF_MULTI_QUEUE.
+func tapMultiQueue(t *testing.T, p Polled) bool {
+	t.Helper()
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlIfreq(p.Fd(), unix.TUNGETIFF, ifr); err != nil {
+		t.Fatalf("TUNGETIFF: %v", err)
+	}
+	return ifr.Uint16()&unix.IFF_MULTI_QUEUE != 0
+}
+
+// TestVnetTAPQueuesReattach: a persistent TAP is attached again as it was
+// made: one left single-queue (by an older run) gets one queue when more
+// are asked for, and a multi-queue one stays multi-queue with one.
+func TestVnetTAPQueuesReattach(t *testing.T) {
+	needRoot(t)
+	ns := newNetns(t)
+	for _, c := range []struct {
+		made, asked, want int
+		multi             bool
+	}{{1, 2, 1, false}, {2, 1, 1, true}, {2, 3, 3, true}} {
+		name := fmt.Sprintf("%sr%d%d", prefix, c.made, c.asked)
+		err := nsthread.In(ns, func() error {
+			tp, err := OpenVnetTAPQueues(name, true, c.made)
+			if err != nil {
+				return err
+			}
+			if err := tp.SetPersist(true); err != nil {
+				return err
+			}
+			if err := tp.Close(); err != nil {
+				return err
+			}
+			if tp, err = OpenVnetTAPQueues(name, true, c.asked); err != nil {
+				return fmt.Errorf("reattach: %w", err)
+			}
+			defer tp.Close()
+			if got := len(tp.Queues()); got != c.want {
+				return fmt.Errorf("%d queues, want %d", got, c.want)
+			}
+			if tapMultiQueue(t, tp.Queues()[0]) != c.multi {
+				return fmt.Errorf("multi-queue %v, want %v", !c.multi, c.multi)
+			}
+			// The device works: a frame written goes in.
+			if err := handleAt(t, ns).LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
+				return err
+			}
+			if err := tp.WriteFrame(arpRequest(t, 0, fakeMAC, "10.0.0.2", "10.0.0.1"), packet.Offload{Queue: uint8(c.asked - 1)}); err != nil {
+				return err
+			}
+			return tp.SetPersist(false)
+		})
+		if err != nil {
+			t.Fatalf("made with %d queues, attached with %d: %v", c.made, c.asked, err)
+		}
 	}
 }

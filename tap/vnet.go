@@ -18,10 +18,27 @@ import (
 // kernel on the device's side hands it TCP super-frames of up to 64 KiB
 // with partial checksums, and takes the same. The device is not persistent,
 // like TAP.
+//
+// Opened with several queues (OpenVnetTAPQueues, IFF_MULTI_QUEUE) it has a
+// descriptor per queue, each read by one poll loop (Queues). The kernel
+// hands a flow's frames to the queue that last wrote that flow in (tun's
+// flow steering), so WriteFrame writes a frame on the queue numbered by
+// its Offload.Queue (the loop that read it): a flow's replies then come
+// back to the loop that carried it.
 type VnetTAP struct {
-	d    *desc
+	d    *desc // queue 0's descriptor
 	name string
-	rd   msgReader
+	rd   msgReader   // queue 0's read state (ReadFrame, TryReadFrame)
+	qs   []*TAPQueue // every queue, qs[0] being d
+	pq   []Polled    // qs as Polled (Queues)
+}
+
+// TAPQueue is one queue of a VnetTAP, read by one poll loop: its reads are
+// the queue's own, its writes and Close the device's.
+type TAPQueue struct {
+	t  *VnetTAP
+	d  *desc
+	rd *msgReader
 }
 
 // tapOffloads are the offloads a VnetTAP asks for: checksums, TSO for IPv4
@@ -37,9 +54,51 @@ const (
 // pending ReadFrame; polled leaves it out of the netpoller for a poll
 // thread (Polled).
 func OpenVnetTAP(name string, polled bool) (*VnetTAP, error) {
+	return OpenVnetTAPQueues(name, polled, 1)
+}
+
+// OpenVnetTAPQueues is OpenVnetTAP with queues queues: more than one makes
+// a multi-queue device (IFF_MULTI_QUEUE) with a descriptor per queue. An
+// existing (persistent) device is attached as it was made: a single-queue
+// one left by an older run gets one queue whatever queues says, and a
+// multi-queue one stays multi-queue (the kernel refuses to attach a
+// descriptor of the other kind).
+func OpenVnetTAPQueues(name string, polled bool, queues int) (*VnetTAP, error) {
 	if len(name) == 0 || len(name) > 15 {
 		return nil, fmt.Errorf("open TAP %q: interface names are 1 to 15 bytes", name)
 	}
+	multi := queues > 1
+	d, err := openTAPQueue(name, polled, multi)
+	if errors.Is(err, unix.EINVAL) {
+		// The device exists with the other queueing.
+		multi = !multi
+		d, err = openTAPQueue(name, polled, multi)
+	}
+	if err != nil {
+		return nil, err
+	}
+	t := &VnetTAP{d: d, name: name}
+	t.rd.init(true, false)
+	t.qs = []*TAPQueue{{t: t, d: d, rd: &t.rd}}
+	for multi && len(t.qs) < queues {
+		d, err := openTAPQueue(name, polled, true)
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("%w (queue %d)", err, len(t.qs))
+		}
+		q := &TAPQueue{t: t, d: d, rd: &msgReader{}}
+		q.rd.init(true, false)
+		t.qs = append(t.qs, q)
+	}
+	for _, q := range t.qs {
+		t.pq = append(t.pq, q)
+	}
+	return t, nil
+}
+
+// openTAPQueue opens one descriptor of TAP name, creating the device if
+// it does not exist, with vnet headers and offloads.
+func openTAPQueue(name string, polled, multi bool) (*desc, error) {
 	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -47,7 +106,7 @@ func OpenVnetTAP(name string, polled bool) (*VnetTAP, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w (uswitch run needs root)", tunPath, err)
 	}
-	fail := func(what string, err error) (*VnetTAP, error) {
+	fail := func(what string, err error) (*desc, error) {
 		unix.Close(fd)
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 			return nil, fmt.Errorf("open %s: TAP %q: %s: %w (uswitch run needs root)", tunPath, name, what, err)
@@ -58,7 +117,11 @@ func OpenVnetTAP(name string, polled bool) (*VnetTAP, error) {
 	if err != nil {
 		return fail("name", err)
 	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		return fail("TUNSETIFF", err)
 	}
@@ -74,10 +137,12 @@ func OpenVnetTAP(name string, polled bool) (*VnetTAP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TAP %s: %w", name, err)
 	}
-	t := &VnetTAP{d: d, name: name}
-	t.rd.init(true, false)
-	return t, nil
+	return d, nil
 }
+
+// Queues implements MultiQueue: one Polled per queue, queue 0 first (a
+// single-queue device has one).
+func (t *VnetTAP) Queues() []Polled { return t.pq }
 
 // Name returns the name the device was created with.
 func (t *VnetTAP) Name() string { return t.name }
@@ -99,31 +164,69 @@ func (t *VnetTAP) TryReadFrame(b []byte) (int, packet.Offload, bool, error) {
 func (t *VnetTAP) Fd() int { return t.d.fd }
 
 func (t *VnetTAP) read(b []byte, block bool) (int, packet.Offload, bool, error) {
-	n, off, ok, err := t.rd.read(t.d, b, block)
-	if err != nil {
-		return 0, off, false, t.d.fail("TAP", t.name, "read", err)
-	}
-	return n, off, ok, nil
+	return t.qs[0].read(b, block)
 }
 
 // WriteFrame implements Port: frame and its vnet header go to the kernel in
-// one writev, super-frames unsegmented.
+// one writev, super-frames unsegmented, on the queue off.Queue (queue 0
+// when the device has fewer).
 func (t *VnetTAP) WriteFrame(frame []byte, off packet.Offload) error {
-	if t.d.closed.Load() {
+	d := t.d
+	if q := int(off.Queue); q < len(t.qs) {
+		d = t.qs[q].d
+	}
+	if d.closed.Load() {
 		return ErrClosed
 	}
-	if err := writeFrame(t.d, frame, off, true); err != nil {
-		return t.d.fail("TAP", t.name, "write", err)
+	if err := writeFrame(d, frame, off, true); err != nil {
+		return d.fail("TAP", t.name, "write", err)
 	}
 	return nil
 }
 
-// Close implements Port. The (non-persistent) device goes away with it.
+// Close implements Port: it closes every queue. The (non-persistent)
+// device goes away with them.
 func (t *VnetTAP) Close() error {
-	if err := t.d.close(); err != nil && !errors.Is(err, os.ErrClosed) {
+	var errs []error
+	for _, q := range t.qs {
+		if err := q.d.close(); err != nil && !errors.Is(err, os.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("TAP %s: close: %w", t.name, err)
 	}
 	return nil
+}
+
+// Fd implements Polled: the queue's descriptor.
+func (q *TAPQueue) Fd() int { return q.d.fd }
+
+// TryReadFrame implements Polled: a frame of this queue.
+func (q *TAPQueue) TryReadFrame(b []byte) (int, packet.Offload, bool, error) {
+	return q.read(b, false)
+}
+
+// ReadFrame implements Port: it blocks until a frame comes on this queue.
+func (q *TAPQueue) ReadFrame(b []byte) (int, packet.Offload, error) {
+	n, off, _, err := q.read(b, true)
+	return n, off, err
+}
+
+// WriteFrame implements Port: the device's (on the queue off.Queue).
+func (q *TAPQueue) WriteFrame(frame []byte, off packet.Offload) error {
+	return q.t.WriteFrame(frame, off)
+}
+
+// Close implements Port: it closes the whole device.
+func (q *TAPQueue) Close() error { return q.t.Close() }
+
+func (q *TAPQueue) read(b []byte, block bool) (int, packet.Offload, bool, error) {
+	n, off, ok, err := q.rd.read(q.d, b, block)
+	if err != nil {
+		return 0, off, false, q.d.fail("TAP", q.t.name, "read", err)
+	}
+	return n, off, ok, nil
 }
 
 // msgReader is the read state of a descriptor, reused by its single reader
@@ -180,11 +283,29 @@ func (r *msgReader) read(d *desc, b []byte, block bool) (n int, off packet.Offlo
 	if err != nil || !ok {
 		return 0, packet.Offload{}, false, err
 	}
+	return r.result(b)
+}
+
+// recvFd is read's raw step on its own, made by a caller that holds the
+// descriptor fd (a raw call's fn): ok is false when no frame was waiting.
+func (r *msgReader) recvFd(fd uintptr, b []byte) (n int, off packet.Offload, ok bool, err error) {
+	r.iov[1].Base = &b[0]
+	r.iov[1].SetLen(len(b))
+	ok = r.recv(fd)
+	r.iov[1].Base = nil
+	if r.err != nil || !ok {
+		return 0, packet.Offload{}, false, r.err
+	}
+	return r.result(b)
+}
+
+// result returns the length and offloads of the frame just read into b.
+func (r *msgReader) result(b []byte) (n int, off packet.Offload, ok bool, err error) {
 	if !r.vnet {
 		return min(r.n, len(b)), packet.Offload{}, true, nil
 	}
 	if r.n < packet.VnetHdrLen {
-		return 0, packet.Offload{}, false, fmt.Errorf("short read: %d bytes, no vnet header", r.n)
+		return 0, packet.Offload{}, false, shortVnet(r.n)
 	}
 	return min(r.n-packet.VnetHdrLen, len(b)), packet.DecodeVnetHdr(r.hdr[:]), true, nil
 }
