@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -20,12 +21,42 @@ import (
 // The kernel strips 802.1Q/802.1ad tags into packet metadata before packet
 // sockets see a frame; Packet reads the tag from PACKET_AUXDATA and puts it
 // back, so ReadFrame returns the frame as it was on the wire.
+//
+// With a receive ring (PacketOptions.Ring) frames are read from memory
+// shared with the kernel instead of one recvmsg each, and a poll thread can
+// process them where they lie (Lender).
 type Packet struct {
 	d       *desc
 	name    string
 	ifindex int
 	vnet    bool
 	rd      msgReader
+
+	// Receive ring state (PacketOptions.Ring). rmu is held shared while the
+	// ring is read, exclusively by Close to unmap it; a slot lent by
+	// TryBorrowFrame keeps the mapping until Release.
+	ring *rxRing
+	rmu  sync.RWMutex
+	gone bool // closed: the ring is unmapped, or will be at Release
+	lent int  // the slot lent out, -1 for none
+	// drained: the last look found the ring empty (the next empty one
+	// checks the socket for an error)
+	drained bool
+	ringFn  func(fd uintptr) bool
+	rr      ringRead // the read ringFn makes
+}
+
+// PacketOptions are how OpenPacketWith opens a packet socket.
+type PacketOptions struct {
+	// Vnet: PACKET_VNET_HDR (see OpenPacket).
+	Vnet bool
+	// Polled leaves the socket out of the Go netpoller (Polled).
+	Polled bool
+	// Ring reads through a receive ring (PACKET_RX_RING) of RingBytes.
+	Ring bool
+	// QdiscBypass sends frames straight to the interface's driver, past
+	// its queueing discipline (PACKET_QDISC_BYPASS).
+	QdiscBypass bool
 }
 
 // OpenPacket opens an AF_PACKET SOCK_RAW socket for all protocols on the
@@ -41,6 +72,13 @@ type Packet struct {
 // (DisableOffloads): a plain packet socket would read partial checksums it
 // cannot tell from bad ones.
 func OpenPacket(ifname string, ifindex int, vnet, polled bool) (*Packet, error) {
+	return OpenPacketWith(ifname, ifindex, PacketOptions{Vnet: vnet, Polled: polled})
+}
+
+// OpenPacketWith opens a packet socket as OpenPacket does, with the options
+// opt.
+func OpenPacketWith(ifname string, ifindex int, opt PacketOptions) (*Packet, error) {
+	vnet, polled := opt.Vnet, opt.Polled
 	if ifindex <= 0 {
 		return nil, fmt.Errorf("packet socket on %q: invalid ifindex %d", ifname, ifindex)
 	}
@@ -68,16 +106,31 @@ func OpenPacket(ifname string, ifindex int, vnet, polled bool) (*Packet, error) 
 			return fail("PACKET_VNET_HDR", err)
 		}
 	}
+	if opt.QdiscBypass {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+			return fail("PACKET_QDISC_BYPASS", err)
+		}
+	}
+	var ring *rxRing
+	if opt.Ring {
+		// Before bind: the ring is there before the first frame.
+		if ring, err = setupRxRing(fd, vnet); err != nil {
+			return fail("receive ring", err)
+		}
+	}
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}
 	if err := unix.Bind(fd, sa); err != nil {
+		ring.unmap()
 		return fail("bind", err)
 	}
 	d, err := newDesc(fd, "packet:"+ifname, polled)
 	if err != nil {
+		ring.unmap()
 		return nil, fmt.Errorf("packet socket on %q: %w", ifname, err)
 	}
-	p := &Packet{d: d, name: ifname, ifindex: ifindex, vnet: vnet}
+	p := &Packet{d: d, name: ifname, ifindex: ifindex, vnet: vnet, ring: ring, lent: -1}
 	p.rd.init(vnet, true)
+	p.ringFn = p.ringRead
 	return p, nil
 }
 
@@ -110,6 +163,15 @@ func (p *Packet) TryReadFrame(b []byte) (int, packet.Offload, bool, error) {
 func (p *Packet) Fd() int { return p.d.fd }
 
 func (p *Packet) read(b []byte, block bool) (int, packet.Offload, bool, error) {
+	if p.ring != nil {
+		f, off, ok, err := p.readRing(b, block)
+		if ok {
+			n := copy(b, f)
+			p.Release()
+			return n, off, true, nil
+		}
+		return 0, off, false, err
+	}
 	if p.d.closed.Load() { // a read after Close leaves the reader state alone
 		return 0, packet.Offload{}, false, ErrClosed
 	}
@@ -125,11 +187,17 @@ func (p *Packet) read(b []byte, block bool) (int, packet.Offload, bool, error) {
 	if !ok {
 		return 0, off, false, nil
 	}
+	n, off = p.restore(b, n, off)
+	return n, off, true, nil
+}
+
+// restore puts back the VLAN tag of the n-byte frame just read into b.
+func (p *Packet) restore(b []byte, n int, off packet.Offload) (int, packet.Offload) {
 	m := restoreVLAN(b, n, p.rd.control())
 	if m != n && off.NeedsCsum() {
 		off.CsumStart += uint16(m - n) // the tag moved the transport header
 	}
-	return m, off, true, nil
+	return m, off
 }
 
 // restoreVLAN re-inserts the VLAN tag the kernel moved into the auxdata of
@@ -170,15 +238,7 @@ func auxVLAN(oob []byte) (tci, tpid uint16, ok bool) {
 			// struct tpacket_auxdata: status u32, len u32, snaplen u32,
 			// mac u16, net u16, vlan_tci u16, vlan_tpid u16.
 			status := binary.NativeEndian.Uint32(data[0:4])
-			tci = binary.NativeEndian.Uint16(data[16:18])
-			tpid = binary.NativeEndian.Uint16(data[18:20])
-			if status&unix.TP_STATUS_VLAN_VALID == 0 && tci == 0 {
-				return 0, 0, false
-			}
-			if status&unix.TP_STATUS_VLAN_TPID_VALID == 0 || tpid == 0 {
-				tpid = unix.ETH_P_8021Q
-			}
-			return tci, tpid, true
+			return vlanTag(status, binary.NativeEndian.Uint16(data[16:18]), binary.NativeEndian.Uint16(data[18:20]))
 		}
 		next := unix.CmsgSpace(l - hdr)
 		if next > len(oob) {
@@ -215,6 +275,14 @@ func (p *Packet) write(frame []byte) error {
 
 // Close implements Port.
 func (p *Packet) Close() error {
+	if p.ring != nil {
+		p.rmu.Lock()
+		p.gone = true
+		if p.lent < 0 {
+			p.ring.unmap()
+		}
+		p.rmu.Unlock()
+	}
 	if err := p.d.close(); err != nil && !errors.Is(err, os.ErrClosed) {
 		return fmt.Errorf("packet %s: close: %w", p.name, err)
 	}

@@ -14,6 +14,9 @@ const MaxFrame = gso.MaxFrame
 // ErrClosed is returned by a port's reads and writes after Close.
 var ErrClosed = errors.New("port closed")
 
+// errShortBuffer: a read buffer with no room for a frame.
+var errShortBuffer = errors.New("read buffer too short")
+
 // Port is one device of the datapath. ReadFrame blocks until a frame
 // arrives, copies it into b and returns its length and offloads (the zero
 // Offload from a port without offloads); WriteFrame sends one frame and
@@ -35,6 +38,36 @@ type Polled interface {
 	Port
 	Fd() int
 	TryReadFrame(b []byte) (n int, off packet.Offload, ok bool, err error)
+}
+
+// Lender is a Polled port that can lend the frame it reads where it lies,
+// in memory it shares with the kernel, instead of copying it (a Packet
+// with a receive ring).
+type Lender interface {
+	Polled
+	// TryBorrowFrame is TryReadFrame without the copy where it can: frame
+	// is in the port's memory or, if not, in buf. Either way it stays
+	// valid until Release, which must come before the next read.
+	TryBorrowFrame(buf []byte) (frame []byte, off packet.Offload, ok bool, err error)
+	Release()
+}
+
+// TryBorrow reads dev's next frame without blocking: lent in place when dev
+// is a Lender, else read into buf. A caller hands it back with Return
+// before the next read.
+func TryBorrow(dev Polled, buf []byte) ([]byte, packet.Offload, bool, error) {
+	if l, ok := dev.(Lender); ok {
+		return l.TryBorrowFrame(buf)
+	}
+	n, off, ok, err := dev.TryReadFrame(buf)
+	return buf[:n], off, ok, err
+}
+
+// Return hands back the frame TryBorrow lent from dev, if it lent one.
+func Return(dev Polled) {
+	if l, ok := dev.(Lender); ok {
+		l.Release()
+	}
 }
 
 // MultiQueue is a Polled port with a descriptor per queue (a multi-queue

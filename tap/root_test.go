@@ -268,6 +268,12 @@ func TestOpenTAPDuplicateName(t *testing.T) {
 // opens a Packet socket on the host end.
 func vethInNetns(t *testing.T, ns netns.NsHandle, h *netlink.Handle, disable bool) (*Packet, string, net.HardwareAddr) {
 	t.Helper()
+	return vethWith(t, ns, h, disable, PacketOptions{})
+}
+
+// vethWith is vethInNetns with the packet socket opened with opt.
+func vethWith(t *testing.T, ns netns.NsHandle, h *netlink.Handle, disable bool, opt PacketOptions) (*Packet, string, net.HardwareAddr) {
+	t.Helper()
 	host, peer := prefix+"h", prefix+"p"
 	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}, PeerName: peer}); err != nil {
 		t.Fatalf("veth: %v", err)
@@ -287,7 +293,7 @@ func vethInNetns(t *testing.T, ns netns.NsHandle, h *netlink.Handle, disable boo
 		}
 	}
 	var pk *Packet
-	if err := nsthread.In(ns, func() (err error) { pk, err = OpenPacket(host, hl.Attrs().Index, false, false); return }); err != nil {
+	if err := nsthread.In(ns, func() (err error) { pk, err = OpenPacketWith(host, hl.Attrs().Index, opt); return }); err != nil {
 		t.Fatalf("OpenPacket: %v", err)
 	}
 	t.Cleanup(func() { pk.Close() })
@@ -314,6 +320,17 @@ func TestPacketRoundTrip(t *testing.T) {
 	// The kernel moves a VLAN tag out of the frame into metadata before
 	// packet sockets see it; ReadFrame must put it back. Send tagged
 	// frames from the namespace side with a second packet socket.
+	sendTagged(t, ns, h, peer, func(frame []byte) {
+		r.await(t, pk, nil, func(f []byte) bool { return bytes.Equal(f, frame) })
+	})
+
+	closeUnblocks(t, pk, r)
+}
+
+// sendTagged sends VLAN-tagged frames from the namespace side of the veth
+// (peer) with a second packet socket, and calls await with each.
+func sendTagged(t *testing.T, ns netns.NsHandle, h *netlink.Handle, peer string, await func(frame []byte)) {
+	t.Helper()
 	pl, err := h.LinkByName(peer)
 	if err != nil {
 		t.Fatal(err)
@@ -328,10 +345,8 @@ func TestPacketRoundTrip(t *testing.T) {
 		if err := inner.WriteFrame(frame, packet.Offload{}); err != nil {
 			t.Fatal(err)
 		}
-		r.await(t, pk, nil, func(f []byte) bool { return bytes.Equal(f, frame) })
+		await(frame)
 	}
-
-	closeUnblocks(t, pk, r)
 }
 
 // TestPacketChecksums sends UDP from inside the namespace and checks that
@@ -406,10 +421,14 @@ func udpChecksumOK(ip []byte) bool {
 // and TCP super-frames with their virtio-net headers, which software
 // segmentation turns into valid wire frames; reads and writes allocate
 // nothing. The same with the descriptor in the Go netpoller and polled.
-func TestVnetTAPOffloads(t *testing.T) {
+func TestVnetTAPOffloads(t *testing.T) { bothModes(t, testVnetTAPOffloads) }
+
+// bothModes runs test (a root test) with a port's descriptor in the Go
+// netpoller and polled.
+func bothModes(t *testing.T, test func(t *testing.T, polled bool)) {
 	needRoot(t)
 	for _, polled := range []bool{false, true} {
-		t.Run(fmt.Sprintf("polled=%t", polled), func(t *testing.T) { testVnetTAPOffloads(t, polled) })
+		t.Run(fmt.Sprintf("polled=%t", polled), func(t *testing.T) { test(t, polled) })
 	}
 }
 
@@ -476,12 +495,20 @@ func testVnetTAPOffloads(t *testing.T, polled bool) {
 		}
 	}
 
-	// A TCP connection from the namespace to the fake peer, whose side
-	// the test plays: the kernel's segments come with partial checksums,
-	// and once the handshake is done its data as super-frames.
+	awaitSuperFrame(t, ns, tp, mac, "10.98.0.99", "10.98.0.2", tp.ReadFrame)
+}
+
+// awaitSuperFrame opens a TCP connection from ns to the fake peer peerIP,
+// whose side the test plays on port p (the namespace's address ip, MAC
+// mac), reading with read: the kernel's segments come with partial
+// checksums, and once the handshake is done its data as super-frames,
+// which must segment into valid wire frames.
+func awaitSuperFrame(t *testing.T, ns netns.NsHandle, p Port, mac net.HardwareAddr, peerIP, ip string, read func([]byte) (int, packet.Offload, error)) {
+	t.Helper()
+	b := make([]byte, MaxFrame)
 	data := make([]byte, 200<<10)
 	go nsthread.In(ns, func() error {
-		c, err := net.DialTimeout("tcp4", "10.98.0.99:80", 5*time.Second)
+		c, err := net.DialTimeout("tcp4", peerIP+":80", 5*time.Second)
 		if err != nil {
 			return err
 		}
@@ -492,12 +519,12 @@ func testVnetTAPOffloads(t *testing.T, polled bool) {
 	})
 	next := func() ([]byte, packet.Offload) {
 		for {
-			n, off, err := tp.ReadFrame(b)
+			n, off, err := read(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := gopacket.NewPacket(b[:n], layers.LayerTypeEthernet, gopacket.NoCopy)
-			if p.Layer(layers.LayerTypeTCP) != nil {
+			pk := gopacket.NewPacket(b[:n], layers.LayerTypeEthernet, gopacket.NoCopy)
+			if pk.Layer(layers.LayerTypeTCP) != nil {
 				return b[:n], off
 			}
 		}
@@ -508,16 +535,16 @@ func testVnetTAPOffloads(t *testing.T, polled bool) {
 	}
 	requireWireFrames(t, syn, off, 1)
 	s := gopacket.NewPacket(syn, layers.LayerTypeEthernet, gopacket.Default).Layer(layers.LayerTypeTCP).(*layers.TCP)
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.ParseIP("10.98.0.99").To4(), DstIP: net.ParseIP("10.98.0.2").To4()}
+	ip4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.ParseIP(peerIP).To4(), DstIP: net.ParseIP(ip).To4()}
 	synAck := &layers.TCP{SrcPort: 80, DstPort: s.SrcPort, Seq: 5000, Ack: s.Seq + 1, SYN: true, ACK: true, Window: 65535,
 		Options: []layers.TCPOption{{OptionType: layers.TCPOptionKindMSS, OptionLength: 4, OptionData: []byte{0x05, 0xb4}}}}
-	_ = synAck.SetNetworkLayerForChecksum(ip)
+	_ = synAck.SetNetworkLayerForChecksum(ip4)
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
-		&layers.Ethernet{SrcMAC: fakeMAC, DstMAC: mac, EthernetType: layers.EthernetTypeIPv4}, ip, synAck); err != nil {
+		&layers.Ethernet{SrcMAC: fakeMAC, DstMAC: mac, EthernetType: layers.EthernetTypeIPv4}, ip4, synAck); err != nil {
 		t.Fatal(err)
 	}
-	if err := tp.WriteFrame(buf.Bytes(), packet.Offload{}); err != nil {
+	if err := p.WriteFrame(buf.Bytes(), packet.Offload{}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

@@ -283,11 +283,29 @@ func (r *msgReader) read(d *desc, b []byte, block bool) (n int, off packet.Offlo
 	if err != nil || !ok {
 		return 0, packet.Offload{}, false, err
 	}
+	return r.result(b)
+}
+
+// recvFd is read's raw step on its own, made by a caller that holds the
+// descriptor fd (a raw call's fn): ok is false when no frame was waiting.
+func (r *msgReader) recvFd(fd uintptr, b []byte) (n int, off packet.Offload, ok bool, err error) {
+	r.iov[1].Base = &b[0]
+	r.iov[1].SetLen(len(b))
+	ok = r.recv(fd)
+	r.iov[1].Base = nil
+	if r.err != nil || !ok {
+		return 0, packet.Offload{}, false, r.err
+	}
+	return r.result(b)
+}
+
+// result returns the length and offloads of the frame just read into b.
+func (r *msgReader) result(b []byte) (n int, off packet.Offload, ok bool, err error) {
 	if !r.vnet {
 		return min(r.n, len(b)), packet.Offload{}, true, nil
 	}
 	if r.n < packet.VnetHdrLen {
-		return 0, packet.Offload{}, false, fmt.Errorf("short read: %d bytes, no vnet header", r.n)
+		return 0, packet.Offload{}, false, shortVnet(r.n)
 	}
 	return min(r.n-packet.VnetHdrLen, len(b)), packet.DecodeVnetHdr(r.hdr[:]), true, nil
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/uswitch-dev/uswitch/config"
 	"github.com/uswitch-dev/uswitch/nsthread"
-	"github.com/uswitch-dev/uswitch/tap"
 )
 
 // A run after another (stopped leaving CNI attachments, or killed) does not
@@ -215,7 +214,7 @@ func (t *Topology) reattach(p *config.Plan, ep *config.Endpoint) error {
 			if err != nil {
 				return fmt.Errorf("host end %s: %w", host, err)
 			}
-			if pd.Dev, err = tap.OpenPacket(host, hl.Attrs().Index, p.Defaults.Offload, t.polled); err != nil {
+			if pd.Dev, err = t.openPacket(host, hl.Attrs().Index, p.Defaults.Offload); err != nil {
 				return err
 			}
 		} else {

@@ -26,6 +26,12 @@ type Options struct {
 	// out of the Go netpoller (tap.Polled), for a datapath that busy-polls
 	// them. Plain TAPs are opened as always.
 	Polled bool
+	// VethRing reads the veth ports through a receive ring
+	// (tap.PacketOptions.Ring).
+	VethRing bool
+	// VethQdiscBypass sends to the veth ports past their queueing
+	// discipline (tap.PacketOptions.QdiscBypass).
+	VethQdiscBypass bool
 	// Queues is how many queues each TAP with vnet headers gets (one per
 	// busy-poll loop): more than one makes multi-queue TAPs. 0 is 1.
 	Queues int

@@ -31,10 +31,11 @@ type Topology struct {
 	Uplink tap.Port
 
 	mu     sync.Mutex
-	plan   *config.Plan // the running plan (Apply's, then RecordPlan's)
-	path   string       // state file
-	polled bool         // Options.Polled
-	queues int          // Options.Queues
+	plan   *config.Plan      // the running plan (Apply's, then RecordPlan's)
+	path   string            // state file
+	polled bool              // Options.Polled
+	queues int               // Options.Queues
+	veth   tap.PacketOptions // Options.VethRing and VethQdiscBypass
 	st     State
 	// record's group commit: changes counts changes to st, written the
 	// changes the file holds; writing is set while one goroutine writes.
@@ -166,7 +167,8 @@ func Apply(ctx context.Context, plan *config.Plan, opt Options) (*Topology, erro
 	}
 	st := r.st
 	st.Name, st.PID, st.Plan = plan.Name, os.Getpid(), string(plan.Source())
-	t := &Topology{Name: plan.Name, plan: plan, path: StatePath(plan.Name, opt), polled: opt.Polled, queues: opt.Queues, st: st}
+	t := &Topology{Name: plan.Name, plan: plan, path: StatePath(plan.Name, opt), polled: opt.Polled, queues: opt.Queues, st: st,
+		veth: tap.PacketOptions{Ring: opt.VethRing, QdiscBypass: opt.VethQdiscBypass}}
 	if err := t.record(func(*State) {}); err != nil {
 		return nil, fmt.Errorf("instance %q: %w", plan.Name, err)
 	}
@@ -738,12 +740,19 @@ func (t *Topology) addVeth(p *config.Plan, ns netns.NsHandle, h *netlink.Handle,
 	if err := netlink.LinkSetUp(hl); err != nil {
 		return fmt.Errorf("host end %s: up: %w", host, err)
 	}
-	dev, err := tap.OpenPacket(host, hl.Attrs().Index, p.Defaults.Offload, t.polled)
+	dev, err := t.openPacket(host, hl.Attrs().Index, p.Defaults.Offload)
 	if err != nil {
 		return err
 	}
 	pd.Dev = dev
 	return nil
+}
+
+// openPacket opens the packet socket of a veth port's host end.
+func (t *Topology) openPacket(host string, ifindex int, offload bool) (*tap.Packet, error) {
+	opt := t.veth
+	opt.Vnet, opt.Polled = offload, t.polled
+	return tap.OpenPacketWith(host, ifindex, opt)
 }
 
 // configureIface gives the link ifc.Name in h's namespace its MAC, MTU and

@@ -26,7 +26,7 @@ type command struct {
 }
 
 var commands = []command{
-	{"run", "[--config FILE] [--busy-poll=false] [--cpu-latency] [--log-level L]", "create the networks and run the datapath until interrupted", cmdRun},
+	{"run", "[--config FILE] [--busy-poll=false] [--cpu-latency] [--veth-ring=false] [--log-level L]", "create the networks and run the datapath until interrupted", cmdRun},
 	{"check", "[--config FILE] [-o json]", "validate a config and print the resolved plan", cmdCheck},
 	{"down", "[--config FILE]", "remove what a crashed run left behind", cmdDown},
 	{"endpoint", "add NAME --network N [--ip IP] [--ip6 IP6] [--mac MAC] [--link tap|veth] [--alias A]... [--publish SPEC]... | rm NAME | ls", "add or remove an endpoint of the running instance, or list them", cmdEndpoint},
