@@ -118,6 +118,12 @@ type Options struct {
 	// by loop i; a single-queue port by loop 0. PollThreads(0) picks one per
 	// CPU for callers that want that.
 	PollThreads int
+	// IOUring makes each busy-poll loop read its TAPs through an io_uring
+	// (multishot reads into a provided-buffer ring, one io_uring_enter per
+	// turn for every frame waiting; see ring.go) instead of a readv per
+	// frame. Without io_uring support (Linux 6.7) the loops read with epoll,
+	// as without it.
+	IOUring bool
 }
 
 // New builds one switch per network of plan, and the router with a gateway
@@ -158,7 +164,7 @@ func NewWithOptions(plan *config.Plan, clk clock.Clock, log *slog.Logger, opt Op
 	}
 	d.startDNS(opt.DNSDialer)
 	if opt.BusyPoll {
-		if d.poller, err = newPoller(d, opt.PollThreads, opt.CPULatency); err != nil {
+		if d.poller, err = newPoller(d, opt.PollThreads, opt.CPULatency, opt.IOUring); err != nil {
 			d.dns.Close()
 			return nil, err
 		}
@@ -434,6 +440,7 @@ func (d *Datapath) Detach(port string) error {
 		r.detached.Store(true)
 		if pd, ok := r.dev.(tap.Polled); ok && d.poller != nil {
 			d.poller.drop(pd)
+			d.poller.settle()
 		}
 		err = r.dev.Close()
 		d.readers = slices.Delete(d.readers, i, i+1)

@@ -109,6 +109,7 @@ type loop struct {
 	wake    int                                   // eventfd: written to stop the thread
 	ports   atomic.Pointer[map[int32]*polledPort] // by descriptor; replaced, never changed
 	started chan struct{}                         // the thread turned to SCHED_IDLE (for the watchdog)
+	rr      *ringReads                            // nil: TAPs read with epoll (ring.go)
 	_       [64]byte
 
 	iter     atomic.Uint64 // turns of the loop
@@ -184,10 +185,16 @@ func PollThreads(n int) int {
 	return min(set.Count(), maxPollThreads)
 }
 
-func newPoller(d *Datapath, loops int, latency bool) (*poller, error) {
+func newPoller(d *Datapath, loops int, latency, ring bool) (*poller, error) {
 	p := &poller{d: d, queues: map[tap.Polled][]placed{}}
+	if ring {
+		if err := ringSupport(); err != nil {
+			d.log.Warn("busy poll: no io_uring on this kernel; reading with epoll", "err", err)
+			ring = false
+		}
+	}
 	for i := range max(loops, 1) {
-		l, err := newLoop(p, uint8(i), latency)
+		l, err := newLoop(p, uint8(i), latency, ring)
 		if err != nil {
 			for _, l := range p.loops {
 				unix.Close(l.ep)
@@ -205,7 +212,7 @@ func newPoller(d *Datapath, loops int, latency bool) (*poller, error) {
 	return p, nil
 }
 
-func newLoop(p *poller, id uint8, latency bool) (*loop, error) {
+func newLoop(p *poller, id uint8, latency, ring bool) (*loop, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("busy poll: epoll: %w", err)
@@ -222,6 +229,13 @@ func newLoop(p *poller, id uint8, latency bool) (*loop, error) {
 	}
 	l := &loop{p: p, id: id, ep: ep, wake: wake, latency: latency, started: make(chan struct{}, 1)}
 	l.ports.Store(&map[int32]*polledPort{})
+	if ring {
+		if l.rr, err = newRingReads(l); err != nil {
+			unix.Close(ep)
+			unix.Close(wake)
+			return nil, err
+		}
+	}
 	return l, nil
 }
 
@@ -287,6 +301,9 @@ func (l *loop) add(fd int32, pp *polledPort) error {
 	ports := maps.Clone(old)
 	ports[fd] = pp
 	l.ports.Store(&ports)
+	if l.rr != nil && l.rr.take(fd, pp) {
+		return nil
+	}
 	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN, Fd: fd}); err != nil {
 		l.ports.Store(&old)
 		return err
@@ -297,8 +314,12 @@ func (l *loop) add(fd int32, pp *polledPort) error {
 // del takes one queue out of the loop's set. Called with p.mu held.
 func (l *loop) del(fd int32) {
 	ports := maps.Clone(*l.ports.Load())
+	pp := ports[fd]
 	delete(ports, fd)
 	l.ports.Store(&ports)
+	if l.rr != nil && pp != nil && l.rr.drop(fd, pp) {
+		return
+	}
 	_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, int(fd), nil)
 }
 
@@ -327,6 +348,10 @@ func (l *loop) run() {
 	defer unix.Close(l.ep)
 	defer unix.Close(l.wake)
 	l.tid.Store(int32(unix.Gettid()))
+	if l.rr != nil {
+		l.rr.start()
+		defer l.rr.stop()
+	}
 	lat := cpuLatency{want: l.latency, fd: -1, log: p.d.log}
 	defer lat.release()
 	buf := make([]byte, tap.MaxFrame)
@@ -335,13 +360,10 @@ func (l *loop) run() {
 	empty := 0 // polls in a row that found nothing
 	for !p.stop.Load() {
 		l.iter.Add(1)
-		var n int
-		if l.spinning.Load() {
-			r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&ev[0])), uintptr(len(ev)), 0, 0, 0)
-			if errno == 0 {
-				n = int(r)
-			}
-			if n == 0 {
+		spinning := l.spinning.Load()
+		n, busy, err := l.wait(ev[:], !spinning)
+		if spinning {
+			if !busy {
 				if l.normal.Load() && l.normal.CompareAndSwap(true, false) {
 					_ = setPolicy(0, unix.SCHED_IDLE) // caught up: idle time only from here
 					lat.hold()
@@ -360,13 +382,11 @@ func (l *loop) run() {
 				continue
 			}
 		} else {
-			var err error
-			n, err = unix.EpollWait(l.ep, ev[:], -1)
 			if err != nil {
 				if errors.Is(err, unix.EINTR) {
 					continue
 				}
-				p.d.log.Error("busy poll: epoll_wait failed; the thread stops", "loop", l.id, "err", err)
+				p.d.log.Error("busy poll: wait failed; the thread stops", "loop", l.id, "err", err)
 				return
 			}
 			// The frames that woke the thread go through at normal
@@ -408,10 +428,7 @@ func (l *loop) serve(pp *polledPort, buf []byte) {
 	for range pollBurst {
 		ok, err := l.read(pp, buf)
 		if err != nil {
-			if !l.p.stop.Load() && (*l.ports.Load())[int32(pp.dev.Fd())] == pp && l.p.drop(pp.port) {
-				l.p.d.log.Warn("port lost, detaching it", "port", pp.name, "err", err)
-				pp.lost()
-			} // else stopping, or detached (Datapath.Detach) or lost meanwhile
+			l.lose(pp, err)
 			break
 		}
 		if !ok {
@@ -421,6 +438,48 @@ func (l *loop) serve(pp *polledPort, buf []byte) {
 	}
 	if n > 0 {
 		l.frames.Add(uint64(n))
+	}
+}
+
+// lose drops the port of queue pp, whose read failed, from every loop
+// and reports it lost, unless the poller stops or it was detached or lost
+// meanwhile.
+func (l *loop) lose(pp *polledPort, err error) {
+	if !l.p.stop.Load() && (*l.ports.Load())[int32(pp.dev.Fd())] == pp && l.p.drop(pp.port) {
+		l.p.d.log.Warn("port lost, detaching it", "port", pp.name, "err", err)
+		pp.lost()
+	}
+}
+
+// wait is the loop's poll: the ring's (ring.go), or the epoll set's.
+func (l *loop) wait(ev []unix.EpollEvent, block bool) (n int, busy bool, err error) {
+	if l.rr != nil {
+		return l.rr.wait(ev, block)
+	}
+	return l.epollWait(ev, block)
+}
+
+// epollWait returns the epoll set's events: at once (a raw system call,
+// errors as none), or waiting for one with block.
+func (l *loop) epollWait(ev []unix.EpollEvent, block bool) (n int, busy bool, err error) {
+	if block {
+		n, err = unix.EpollWait(l.ep, ev, -1)
+		return n, err == nil, err
+	}
+	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&ev[0])), uintptr(len(ev)), 0, 0, 0)
+	if errno != 0 {
+		return 0, false, nil
+	}
+	return int(r), r > 0, nil
+}
+
+// settle waits until the ring reads of the ports dropped so far have
+// ended (ring.go), so that closing them removes their devices.
+func (p *poller) settle() {
+	for _, l := range p.loops {
+		if l.rr != nil {
+			l.rr.settle()
+		}
 	}
 }
 

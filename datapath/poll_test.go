@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -184,8 +185,8 @@ func TestBusyPollForwardsInOrder(t *testing.T) {
 }
 
 func TestBusyPollLostPortIsDetached(t *testing.T) {
-	var logs bytes.Buffer
-	dp, err := NewWithOptions(testPlan(true), &clock.Fake{}, slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)), Options{BusyPoll: true})
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	dp, err := NewWithOptions(testPlan(true), &clock.Fake{}, slog.New(slog.NewTextHandler(logs, nil)), Options{BusyPoll: true})
 	require.NoError(t, err)
 	defer dp.Close()
 	web, web2 := newSockPort(t), newSockPort(t)
@@ -194,6 +195,15 @@ func TestBusyPollLostPortIsDetached(t *testing.T) {
 	gone := errors.New("device gone")
 	web.fail.Store(&gone)
 	web.send(t, seqFrame(t, 1)) // makes it readable, so the thread reads it
+	requireLost(t, dp, logs, func() {
+		web2.send(t, udp(t, mac4(netip.MustParseAddr("172.20.0.11")), packet.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "172.20.0.11", "172.20.0.255", 64))
+	})
+}
+
+// requireLost waits until port web is detached and logged lost, then
+// requires web2 still served: send puts a frame into it.
+func requireLost(t *testing.T, dp *Datapath, logs *syncWriter, send func()) {
+	t.Helper()
 	require.Eventually(t, func() bool {
 		for _, p := range dp.Network("front").Ports() {
 			if p.Name == "web" {
@@ -202,9 +212,8 @@ func TestBusyPollLostPortIsDetached(t *testing.T) {
 		}
 		return true
 	}, 2*time.Second, time.Millisecond, "web still attached")
-	require.Contains(t, logs.String(), "port lost")
-	// The other port is still served.
-	web2.send(t, udp(t, mac4(netip.MustParseAddr("172.20.0.11")), packet.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "172.20.0.11", "172.20.0.255", 64))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "port lost") }, 2*time.Second, time.Millisecond)
+	send()
 	require.Eventually(t, func() bool {
 		for _, p := range dp.Ports() {
 			if p.Name == "web2" {

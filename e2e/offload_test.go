@@ -109,7 +109,9 @@ func tcpCsumErrors(t *testing.T, ns string) int {
 // TestOffloads carries TCP through every kind of path, with offloads on and
 // off, each with reader goroutines and with the busy-poll thread (which
 // serves the TAPs with vnet headers and the packet sockets of the veths),
-// and with two busy-poll threads (multi-queue TAPs, the veth on the first):
+// and with two busy-poll threads (multi-queue TAPs, the veth on the first),
+// and with one and two threads reading the TAPs through io_uring (the veth
+// through the epoll set the ring polls):
 // switched between TAPs and to and from a veth, routed between networks,
 // masqueraded to the host and published from it. Every transfer must
 // arrive intact with no receiver counting a checksum error, and a capture
@@ -119,12 +121,16 @@ func TestOffloads(t *testing.T) {
 	for _, mode := range []struct {
 		offload, busyPoll bool
 		threads           int
-	}{{true, false, 1}, {false, false, 1}, {true, true, 1}, {false, true, 1}, {true, true, 2}} {
+		ioUring           bool
+	}{{true, false, 1, false}, {false, false, 1, false}, {true, true, 1, false}, {false, true, 1, false}, {true, true, 2, false}, {true, true, 1, true}, {true, true, 2, true}} {
 		offload := mode.offload
-		t.Run(fmt.Sprintf("offload=%t,busy-poll=%t,poll-threads=%d", offload, mode.busyPoll, mode.threads), func(t *testing.T) {
+		t.Run(fmt.Sprintf("offload=%t,busy-poll=%t,poll-threads=%d,io-uring=%t", offload, mode.busyPoll, mode.threads, mode.ioUring), func(t *testing.T) {
 			name := prefix("off")
 			cfg := writeConfig(t, offloadConfig(name, offload))
-			in := start(t, name, cfg, fmt.Sprintf("--busy-poll=%t", mode.busyPoll), fmt.Sprintf("--poll-threads=%d", mode.threads))
+			in := start(t, name, cfg, fmt.Sprintf("--busy-poll=%t", mode.busyPoll), fmt.Sprintf("--poll-threads=%d", mode.threads), fmt.Sprintf("--io-uring=%t", mode.ioUring))
+			if mode.ioUring {
+				require.Eventually(t, func() bool { return ioUrings(t, in.cmd.Process.Pid) == mode.threads }, 10*time.Second, 10*time.Millisecond, "a ring per busy-poll thread")
+			}
 			if mode.busyPoll {
 				// The thread serves the TAPs with vnet headers (a, b, r and
 				// the uplink) and the veth (c); plain TAPs keep readers.

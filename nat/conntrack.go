@@ -221,7 +221,8 @@ const keyV6 = 1 << 63
 
 func (k key) v6() bool { return k.rest&keyV6 != 0 }
 
-func (t Tuple) key() key {
+// key4 is t's key in a table.
+func key4(t Tuple) key {
 	return key{
 		addrs: packet.PairOf(t.Src, t.Dst),
 		rest:  uint64(t.Sport)<<24 | uint64(t.Dport)<<8 | uint64(t.Proto),
@@ -243,10 +244,10 @@ func (t *Table) shardOf(hash uint64) *shard { return &t.shards[hash>>56] }
 
 // Lookup finds the live connection of a packet with tuple tup and the
 // packet's direction in it. It takes no lock.
-func (t *Table) Lookup(tup Tuple) (*Conn, Dir, bool) { return t.lookup(tup.key(), nil) }
+func (t *Table) Lookup(tup Tuple) (*Conn, Dir, bool) { return t.lookup(key4(tup), nil) }
 
 // Lookup6 is Lookup for an IPv6 tuple.
-func (t *Table) Lookup6(tup *Tuple6) (*Conn, Dir, bool) { return t.lookup(tup.key(t.seed6), tup) }
+func (t *Table) Lookup6(tup *Tuple6) (*Conn, Dir, bool) { return t.lookup(key6(tup, t.seed6), tup) }
 
 // lookup finds the connection of key k (of IPv6 tuple t6, for an IPv6 key).
 func (t *Table) lookup(k key, t6 *Tuple6) (*Conn, Dir, bool) {
@@ -467,20 +468,12 @@ type TupleView struct {
 	Dport uint16     `json:"dport"`
 }
 
-func view(t Tuple) TupleView {
-	return TupleView{Src: netip.AddrFrom4(t.Src), Dst: netip.AddrFrom4(t.Dst), Sport: t.Sport, Dport: t.Dport}
-}
-
-func view6(t *Tuple6) TupleView {
-	return TupleView{Src: netip.AddrFrom16(t.Src), Dst: netip.AddrFrom16(t.Dst), Sport: t.Sport, Dport: t.Dport}
-}
-
 // views are c's tuples for listings: original, reply.
 func (c *Conn) views() (TupleView, TupleView) {
 	if c.six != nil {
-		return view6(&c.six.orig), view6(&c.six.reply)
+		return c.six.orig.view(), c.six.reply.view()
 	}
-	return view(c.orig), view(c.reply)
+	return c.orig.view(), c.reply.view()
 }
 
 // origAddrs are the addresses of c's original tuple.

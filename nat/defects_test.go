@@ -148,7 +148,7 @@ func TestInvalidDroppedAtForward(t *testing.T) {
 	} {
 		r := g.pass("front", clone(pkt))
 		require.Equal(t, Verdict{Action: Drop, Reason: stats.CtInvalid}, r.v, name)
-		require.Equal(t, webAddr.As4(), r.ip.Src(), "%s: not translated", name)
+		require.Equal(t, webAddr.As4(), packet.IPv4(r.ip).Src(), "%s: not translated", name)
 	}
 	require.Zero(t, g.tr.Table.Len())
 	require.EqualValues(t, 7, g.row("invalid").Packets)

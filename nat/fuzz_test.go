@@ -97,14 +97,7 @@ func FuzzHooks(f *testing.F) {
 		ip = ip[:ip.TotalLen()] // the router cuts the Ethernet padding off
 		valid := sumsValid(ip)
 		in := fuzzIfaces[int(iface)%len(fuzzIfaces)]
-		var fl Flow
-		if g.tr.Prerouting(&fl, ip, in).Action == Accept {
-			if out := g.route(ip.Dst()); out == "" {
-				g.tr.Filter(&fl, Input, "")
-			} else if g.tr.Filter(&fl, Forward, out).Action == Accept {
-				g.tr.Postrouting(&fl, ip, out, g.addrs[out].As4())
-			}
-		}
+		g.run(in, ip)
 		g.tr.Output(ip, fuzzIfaces[int(iface>>4)%len(fuzzIfaces)])
 		if valid && !sumsValid(ip) {
 			t.Fatalf("the hooks left a checksum wrong: %x", []byte(ip))
@@ -171,16 +164,16 @@ func sum6OK(ip packet.IPv6) (ok, has bool) {
 // error's quote).
 func FuzzHooks6(f *testing.F) {
 	g := newRig6(f)
-	syn := tcp6Pkt(f, ap(web6, 40000), ap(remote6, 443), fSYN, "")
-	dnat := udp6Pkt(f, ap(host6, 3000), ap(uplink6, 5353), "q")
+	syn := tcpPkt(f, ap(web6, 40000), ap(remote6, 443), fSYN, "")
+	dnat := udpPkt(f, ap(host6, 3000), ap(uplink6, 5353), "q")
 	for i, seed := range [][]byte{
 		syn,
-		tcp6Pkt(f, ap(remote6, 443), ap(uplink6, 40000), fSYN|fACK, ""),
-		tcp6Pkt(f, ap(web26, 1), ap(uplink6, 8080), fSYN, "hairpin"),
+		tcpPkt(f, ap(remote6, 443), ap(uplink6, 40000), fSYN|fACK, ""),
+		tcpPkt(f, ap(web26, 1), ap(uplink6, 8080), fSYN, "hairpin"),
 		dnat,
-		udp6Pkt(f, ap(web6, 5000), ap(remote6, 53), "q"),
-		ping6(f, web6, remote6, 7, 1, false),
-		ping6(f, remote6, uplink6, 7, 1, true),
+		udpPkt(f, ap(web6, 5000), ap(remote6, 53), "q"),
+		ping(f, web6, remote6, 7, 1, false),
+		ping(f, remote6, uplink6, 7, 1, true),
 		icmp6Error(f, web6, host6, layers.ICMPv6TypeDestinationUnreachable, layers.ICMPv6CodePortUnreachable, 0, dnat),
 		icmp6Error(f, host6, uplink6, layers.ICMPv6TypePacketTooBig, 0, 1280, syn),
 		icmp6Error(f, host6, uplink6, layers.ICMPv6TypeTimeExceeded, 0, 0, syn[:48]),
@@ -196,14 +189,7 @@ func FuzzHooks6(f *testing.F) {
 		ip = ip[:packet.IPv6HeaderLen+int(ip.PayloadLen())] // the router cuts the Ethernet padding off
 		okIn, has := sum6OK(ip)
 		in := fuzzIfaces[int(iface)%len(fuzzIfaces)]
-		var fl Flow
-		if g.tr.Prerouting6(&fl, ip, in).Action == Accept {
-			if out := g.route6(ip.Dst()); out == "" {
-				g.tr.Filter(&fl, Input, "")
-			} else if g.tr.Filter(&fl, Forward, out).Action == Accept {
-				g.tr.Postrouting6(&fl, ip, out, g.addr6(out))
-			}
-		}
+		g.run(in, ip)
 		if okOut, _ := sum6OK(ip); has && okIn && !okOut {
 			t.Fatalf("the checksum verified coming in, not going out: %x", []byte(ip))
 		}

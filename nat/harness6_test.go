@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/uswitch-dev/uswitch/config"
-	"github.com/uswitch-dev/uswitch/packet"
 )
 
 // The test topology made dual-stack: front fd00:20::/64 (a ULA subnet6,
@@ -56,24 +55,6 @@ func newRig6(t testing.TB, edit ...func(*config.Plan)) *rig {
 	return newRig(t, append([]func(*config.Plan){dual}, edit...)...)
 }
 
-// route6 is the router's IPv6 decision: the egress iface, or "" for one
-// of its own addresses.
-func (g *rig) route6(dst [16]byte) string {
-	a := netip.AddrFrom16(dst)
-	if a == uplink6 {
-		return ""
-	}
-	for _, n := range g.plan.Networks {
-		if n.Gateway6 == a {
-			return ""
-		}
-		if n.Subnet6.Contains(a) {
-			return n.Name
-		}
-	}
-	return UplinkName
-}
-
 // addr6 is the router's IPv6 address on iface.
 func (g *rig) addr6(iface string) [16]byte {
 	if iface == UplinkName {
@@ -82,80 +63,10 @@ func (g *rig) addr6(iface string) [16]byte {
 	return g.plan.Network(iface).Gateway6.As16()
 }
 
-// result6 is what the hooks made of an IPv6 packet.
-type result6 struct {
-	v   Verdict
-	out string
-	ip  packet.IPv6
-}
-
-// pass6 runs an IPv6 packet arriving on in through the hooks as the
-// router does.
-func (g *rig) pass6(in string, pkt []byte) result6 {
-	g.t.Helper()
-	ip := packet.IPv6(pkt)
-	require.True(g.t, ip.LenValid())
-	var f Flow
-	r := result6{ip: ip}
-	if r.v = g.tr.Prerouting6(&f, ip, in); r.v.Action != Accept {
-		return r
-	}
-	r.out = g.route6(ip.Dst())
-	if r.out == "" {
-		r.v = g.tr.Filter(&f, Input, "")
-		return r
-	}
-	if r.v = g.tr.Filter(&f, Forward, r.out); r.v.Action != Accept {
-		return r
-	}
-	r.v = g.tr.Postrouting6(&f, ip, r.out, g.addr6(r.out))
-	return r
-}
-
-// forward6 passes an IPv6 packet that must be forwarded out of out and
-// returns it with its checksums verified.
-func (g *rig) forward6(in, out string, pkt []byte) packet.IPv6 {
-	g.t.Helper()
-	r := g.pass6(in, pkt)
-	require.Equal(g.t, accept, r.v, "verdict")
-	require.Equal(g.t, out, r.out, "egress")
-	requireChecksums6(g.t, r.ip)
-	return r.ip
-}
-
 // --- IPv6 packets, built with gopacket --------------------------------------
 
 func ip6Layer(src, dst netip.Addr, next layers.IPProtocol) *layers.IPv6 {
 	return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: next, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
-}
-
-func tcp6Pkt(t testing.TB, src, dst netip.AddrPort, flags int, payload string) []byte {
-	ip := ip6Layer(src.Addr(), dst.Addr(), layers.IPProtocolTCP)
-	tcp := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: 1000, Window: 65535,
-		SYN: flags&fSYN != 0, ACK: flags&fACK != 0, FIN: flags&fFIN != 0, RST: flags&fRST != 0, PSH: flags&fPSH != 0}
-	if tcp.ACK {
-		tcp.Ack = 2000
-	}
-	_ = tcp.SetNetworkLayerForChecksum(ip)
-	return serialize(t, ip, tcp, gopacket.Payload(payload))
-}
-
-func udp6Pkt(t testing.TB, src, dst netip.AddrPort, payload string) []byte {
-	ip := ip6Layer(src.Addr(), dst.Addr(), layers.IPProtocolUDP)
-	udp := &layers.UDP{SrcPort: layers.UDPPort(src.Port()), DstPort: layers.UDPPort(dst.Port())}
-	_ = udp.SetNetworkLayerForChecksum(ip)
-	return serialize(t, ip, udp, gopacket.Payload(payload))
-}
-
-func ping6(t testing.TB, src, dst netip.Addr, id, seq uint16, reply bool) []byte {
-	typ := uint8(layers.ICMPv6TypeEchoRequest)
-	if reply {
-		typ = layers.ICMPv6TypeEchoReply
-	}
-	ip := ip6Layer(src, dst, layers.IPProtocolICMPv6)
-	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, 0)}
-	_ = icmp.SetNetworkLayerForChecksum(ip)
-	return serialize(t, ip, icmp, &layers.ICMPv6Echo{Identifier: id, SeqNumber: seq}, gopacket.Payload("ping-payload"))
 }
 
 // icmp6Error is the ICMPv6 error from src to dst quoting the whole of

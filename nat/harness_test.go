@@ -95,17 +95,22 @@ func newRig(t testing.TB, edit ...func(*config.Plan)) *rig {
 	return g
 }
 
-// route is the router's decision for a destination: the egress iface, or
-// "" for one of its own addresses.
-func (g *rig) route(dst [4]byte) string {
-	a := netip.AddrFrom4(dst)
+// route is the router's decision for a destination of either family: the
+// egress iface, or "" for one of its own addresses.
+func (g *rig) route(dst netip.Addr) string {
+	if dst == g.plan.Uplink.Address6.Addr() {
+		return ""
+	}
 	for _, own := range g.addrs {
-		if own == a {
+		if own == dst {
 			return ""
 		}
 	}
 	for _, n := range g.plan.Networks {
-		if n.Subnet.Contains(a) {
+		if n.Gateway6 == dst {
+			return ""
+		}
+		if n.Subnet.Contains(dst) || n.Subnet6.Contains(dst) {
 			return n.Name
 		}
 	}
@@ -115,42 +120,69 @@ func (g *rig) route(dst [4]byte) string {
 // result is what the hooks made of a packet.
 type result struct {
 	v   Verdict
-	out string      // egress iface; "" when delivered to the router itself
-	ip  packet.IPv4 // the packet as it leaves (rewritten in place)
+	out string // egress iface; "" when delivered to the router itself
+	ip  []byte // the packet as it leaves (rewritten in place)
 }
 
-// pass runs a packet that arrives on iface in through the hooks exactly as
-// the router does: prerouting, then input for the router's own addresses or
-// forward and postrouting with the egress iface and its address.
+// pass runs a packet of either family that arrives on iface in through
+// the hooks as the router does (run), the packet checked valid first.
 func (g *rig) pass(in string, pkt []byte) result {
 	g.t.Helper()
-	ip := packet.IPv4(pkt)
-	require.True(g.t, ip.Valid())
-	var f Flow
-	r := result{ip: ip}
-	if r.v = g.tr.Prerouting(&f, ip, in); r.v.Action != Accept {
-		return r
-	}
-	r.out = g.route(ip.Dst())
-	if r.out == "" {
-		r.v = g.tr.Filter(&f, Input, "")
-		return r
-	}
-	if r.v = g.tr.Filter(&f, Forward, r.out); r.v.Action != Accept {
-		return r
-	}
-	r.v = g.tr.Postrouting(&f, ip, r.out, g.addrs[r.out].As4())
+	six := pkt[0]>>4 == 6
+	require.True(g.t, six && packet.IPv6(pkt).LenValid() || !six && packet.IPv4(pkt).Valid())
+	r := result{ip: pkt}
+	r.v, r.out = g.run(in, pkt)
 	return r
 }
 
-// forward passes a packet that must be forwarded out of out and returns it
-// with its checksums verified.
+// run runs a valid packet of either family that arrives on iface in
+// through the hooks exactly as the router does: prerouting, then input for
+// the router's own addresses (out "") or forward and postrouting with the
+// egress iface out and its address.
+func (g *rig) run(in string, pkt []byte) (v Verdict, out string) {
+	six := pkt[0]>>4 == 6
+	var f Flow
+	var dst netip.Addr
+	if six {
+		v, dst = g.tr.Prerouting6(&f, pkt, in), netip.AddrFrom16(packet.IPv6(pkt).Dst())
+	} else {
+		v, dst = g.tr.Prerouting(&f, pkt, in), netip.AddrFrom4(packet.IPv4(pkt).Dst())
+	}
+	if v.Action != Accept {
+		return v, ""
+	}
+	if out = g.route(dst); out == "" {
+		return g.tr.Filter(&f, Input, ""), out
+	}
+	if v = g.tr.Filter(&f, Forward, out); v.Action != Accept {
+		return v, out
+	}
+	if six {
+		return g.tr.Postrouting6(&f, pkt, out, g.addr6(out)), out
+	}
+	return g.tr.Postrouting(&f, pkt, out, g.addrs[out].As4()), out
+}
+
+// forward passes an IPv4 packet that must be forwarded out of out and
+// returns it with its checksums verified; forward6 does it for IPv6.
 func (g *rig) forward(in, out string, pkt []byte) packet.IPv4 {
+	return packet.IPv4(g.forwarded(in, out, pkt))
+}
+
+func (g *rig) forward6(in, out string, pkt []byte) packet.IPv6 {
+	return packet.IPv6(g.forwarded(in, out, pkt))
+}
+
+func (g *rig) forwarded(in, out string, pkt []byte) []byte {
 	g.t.Helper()
 	r := g.pass(in, pkt)
 	require.Equal(g.t, accept, r.v, "verdict")
 	require.Equal(g.t, out, r.out, "egress")
-	requireChecksums(g.t, r.ip)
+	if pkt[0]>>4 == 6 {
+		requireChecksums6(g.t, r.ip)
+	} else {
+		requireChecksums(g.t, r.ip)
+	}
 	return r.ip
 }
 
@@ -177,8 +209,20 @@ const (
 	fPSH
 )
 
+// ipFor is the IP header from src to dst, of their family.
+func ipFor(src, dst netip.Addr, proto layers.IPProtocol) interface {
+	gopacket.NetworkLayer
+	gopacket.SerializableLayer
+} {
+	if src.Is6() {
+		return ip6Layer(src, dst, proto)
+	}
+	return ipLayer(src, dst, proto)
+}
+
+// tcpPkt is a TCP segment of either family, by the addresses.
 func tcpPkt(t testing.TB, src, dst netip.AddrPort, flags int, payload string) []byte {
-	ip := ipLayer(src.Addr(), dst.Addr(), layers.IPProtocolTCP)
+	ip := ipFor(src.Addr(), dst.Addr(), layers.IPProtocolTCP)
 	tcp := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: 1000, Window: 65535,
 		SYN: flags&fSYN != 0, ACK: flags&fACK != 0, FIN: flags&fFIN != 0, RST: flags&fRST != 0, PSH: flags&fPSH != 0}
 	if tcp.ACK {
@@ -188,8 +232,9 @@ func tcpPkt(t testing.TB, src, dst netip.AddrPort, flags int, payload string) []
 	return serialize(t, ip, tcp, gopacket.Payload(payload))
 }
 
+// udpPkt is a UDP datagram of either family, by the addresses.
 func udpPkt(t testing.TB, src, dst netip.AddrPort, payload string) []byte {
-	ip := ipLayer(src.Addr(), dst.Addr(), layers.IPProtocolUDP)
+	ip := ipFor(src.Addr(), dst.Addr(), layers.IPProtocolUDP)
 	udp := &layers.UDP{SrcPort: layers.UDPPort(src.Port()), DstPort: layers.UDPPort(dst.Port())}
 	_ = udp.SetNetworkLayerForChecksum(ip)
 	return serialize(t, ip, udp, gopacket.Payload(payload))
@@ -202,7 +247,18 @@ func udpNoSum(t testing.TB, src, dst netip.AddrPort, payload string) []byte {
 	return b
 }
 
+// ping is an ICMP or ICMPv6 echo request (or reply), by the addresses.
 func ping(t testing.TB, src, dst netip.Addr, id, seq uint16, reply bool) []byte {
+	if src.Is6() {
+		typ := uint8(layers.ICMPv6TypeEchoRequest)
+		if reply {
+			typ = layers.ICMPv6TypeEchoReply
+		}
+		ip := ip6Layer(src, dst, layers.IPProtocolICMPv6)
+		icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, 0)}
+		_ = icmp.SetNetworkLayerForChecksum(ip)
+		return serialize(t, ip, icmp, &layers.ICMPv6Echo{Identifier: id, SeqNumber: seq}, gopacket.Payload("ping-payload"))
+	}
 	typ := uint8(layers.ICMPv4TypeEchoRequest)
 	if reply {
 		typ = layers.ICMPv4TypeEchoReply

@@ -78,17 +78,17 @@ func (s *shard) get6(k key, hash uint64, t6 *Tuple6) *link {
 		switch l := idx.slots[i].Load(); {
 		case l == nil:
 			return nil
-		case l != tombstone && l.k == k && l.tuple6().sameAddrs(t6):
+		case l != tombstone && l.k == k && sameAddrs6(l.tuple6(), t6):
 			return l
 		}
 	}
 	return nil
 }
 
-// sameAddrs reports whether t and o have the same addresses: all that
+// sameAddrs6 reports whether t and o have the same addresses: all that
 // tuples under equal keys may differ by, since a key holds the ports and
 // protocol as they are (four word compares, no call to compare 37 bytes).
-func (t *Tuple6) sameAddrs(o *Tuple6) bool { return t.Src == o.Src && t.Dst == o.Dst }
+func sameAddrs6(t, o *Tuple6) bool { return t.Src == o.Src && t.Dst == o.Dst }
 
 // same reports whether two links with equal keys stand for the same
 // tuple: always for IPv4, whose keys are the tuples.

@@ -63,7 +63,7 @@ type flowState struct {
 // verdict (Accept, Drop or Reject).
 func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 	f.flowState = flowState{meta: Meta{In: in, Size: len(ip)}}
-	ok := f.meta.T.read(ip)
+	ok := read4(&f.meta.T, ip)
 	if !ok {
 		f.orig = f.meta.T
 		return t.untracked(f, ip.Protocol() == packet.ProtoICMP && t.relatedIn(f, ip))
@@ -72,43 +72,109 @@ func (t *Tracker) Prerouting(f *Flow, ip packet.IPv4, in string) Verdict {
 	if !found && f.Rec != nil {
 		c, d, found = pending(f.Rec, keyOf(ip, &f.meta.T), nil)
 	}
-	if found {
-		if st := t.update(c, d, ip.Payload(), len(ip), f.Rec != nil && f.Rec.Dry); st != stateReopen {
-			f.found(c, d, st)
-			if f.Rec != nil {
-				f.traceFound()
-			}
-			v := t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
-			if v.Action == Accept && c.nat != 0 {
-				tg := c.target(d)
-				if f.Rec != nil && (tg.Dst != f.meta.T.Dst || tg.Dport != f.meta.T.Dport) {
-					f.Rec.Addf(trace.NAT, "prerouting", "destination %v -> %v, as the connection says",
-						netip.AddrPortFrom(netip.AddrFrom4(f.meta.T.Dst), f.meta.T.Dport), netip.AddrPortFrom(netip.AddrFrom4(tg.Dst), tg.Dport))
-				}
-				rewriteDst(ip, tg, f.Partial)
-				f.meta.T.Dst, f.meta.T.Dport = tg.Dst, tg.Dport
-			}
-			return v
-		}
-		// a SYN reopening the tuple: the packet opens a new connection
+	return t.prerouting(f, ip, c, d, found)
+}
+
+// prerouting is the rest of Prerouting and Prerouting6 (f.meta.V6) once
+// the packet ip was read and its connection looked up: c, in direction d,
+// when found. For a packet of a connection it updates the connection's
+// state, runs the prerouting rules and translates the destination the
+// connection says, calling rewrite or rewrite6 itself: one call deep, as
+// the hot path was when each family had its own copy.
+func (t *Tracker) prerouting(f *Flow, ip []byte, c *Conn, d Dir, found bool) Verdict {
+	l4 := f.l4(ip)
+	if !found {
+		return t.opening(f, ip, l4)
 	}
+	st := t.update(c, d, l4, f.meta.Size, f.Rec != nil && f.Rec.Dry)
+	if st == stateReopen {
+		// a SYN reopening the tuple: the packet opens a new connection
+		return t.opening(f, ip, l4)
+	}
+	f.found(c, d, st)
+	if f.Rec != nil {
+		f.traceFound()
+	}
+	v := t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
+	switch {
+	case v.Action != Accept || c.nat == 0:
+	case f.meta.V6:
+		tg := c.target6(d)
+		if f.Rec != nil {
+			f.traceDst(netip.AddrFrom16(f.meta.Dst6), netip.AddrFrom16(tg.Dst), tg.Dport)
+		}
+		rewrite6(ip, tg.Proto, l4, true, tg.Dst, tg.Dport, f.Partial)
+		// one by one, as in Prerouting6
+		f.meta.Dst6 = tg.Dst
+		f.meta.T.Dport = tg.Dport
+	default:
+		tg := c.target(d)
+		if f.Rec != nil {
+			f.traceDst(netip.AddrFrom4(f.meta.T.Dst), netip.AddrFrom4(tg.Dst), tg.Dport)
+		}
+		rewrite(ip, l4, true, tg.Dst, tg.Dport, f.Partial)
+		f.meta.T.Dst, f.meta.T.Dport = tg.Dst, tg.Dport
+	}
+	return v
+}
+
+// l4 is the transport header of the packet ip prerouting read: IPv4's
+// payload, or IPv6's upper-layer header past its extension headers.
+func (f *Flow) l4(ip []byte) []byte {
+	if f.meta.V6 {
+		return f.upper6(ip)
+	}
+	return packet.IPv4(ip).Payload()
+}
+
+// opening is prerouting for a packet ip (transport header l4) with no
+// connection: the prerouting rules as NEW or INVALID (first), then the
+// DNAT rule of a new connection.
+func (t *Tracker) opening(f *Flow, ip, l4 []byte) Verdict {
 	f.orig = f.meta.T
-	if v := t.first(f, ip.Payload()); v.Action != Accept || !f.tracked {
+	if v := t.first(f, l4); v.Action != Accept || !f.tracked {
 		return v
 	}
 	if r := t.Rules.natRule(Prerouting, &f.meta, f.Rec); r != nil && r.Action == DNAT {
-		tg := f.meta.T
-		tg.Dst = r.toAddr
-		if r.ToPort != 0 && hasPorts(tg.Proto) {
-			tg.Dport = r.ToPort
-		}
-		f.traceDNAT(r, netip.AddrPortFrom(netip.AddrFrom4(f.meta.T.Dst), f.meta.T.Dport), netip.AddrPortFrom(netip.AddrFrom4(tg.Dst), tg.Dport))
-		rewriteDst(ip, tg, f.Partial)
-		f.meta.T = tg
+		f.dnatTo(ip, l4, r)
 		f.meta.State |= stateDNAT
 		f.dnat = true
 	}
 	return accept
+}
+
+// dnatTo gives ip (transport header l4), the first packet of a new
+// connection, the destination of its DNAT rule r: r's address (for IPv6,
+// none keeps the packet's) and port (ports only: an echo keeps its id).
+func (f *Flow) dnatTo(ip, l4 []byte, r *Rule) {
+	dport := f.meta.T.Dport
+	if r.ToPort != 0 && hasPorts(f.meta.T.Proto) {
+		dport = r.ToPort
+	}
+	if f.meta.V6 {
+		dst := r.toAddr6
+		if dst == ([16]byte{}) {
+			dst = f.meta.Dst6
+		}
+		f.traceDNAT(r, netip.AddrPortFrom(netip.AddrFrom16(f.meta.Dst6), f.meta.T.Dport), netip.AddrPortFrom(netip.AddrFrom16(dst), dport))
+		rewrite6(ip, f.meta.T.Proto, l4, true, dst, dport, f.Partial)
+		f.meta.Dst6, f.meta.T.Dport = dst, dport
+		return
+	}
+	tg := f.meta.T
+	tg.Dst, tg.Dport = r.toAddr, dport
+	f.traceDNAT(r, netip.AddrPortFrom(netip.AddrFrom4(f.meta.T.Dst), f.meta.T.Dport), netip.AddrPortFrom(netip.AddrFrom4(tg.Dst), tg.Dport))
+	rewrite(ip, l4, true, tg.Dst, tg.Dport, f.Partial)
+	f.meta.T = tg
+}
+
+// traceDst records a connection's translation of the destination to
+// (to, dport), when it changes it.
+func (f *Flow) traceDst(dst, to netip.Addr, dport uint16) {
+	if dst != to || dport != f.meta.T.Dport {
+		f.Rec.Addf(trace.NAT, "prerouting", "destination %v -> %v, as the connection says",
+			netip.AddrPortFrom(dst, f.meta.T.Dport), netip.AddrPortFrom(to, dport))
+	}
 }
 
 // untracked ends prerouting for a packet conntrack cannot track by itself:
@@ -189,37 +255,61 @@ func (t *Tracker) Filter(f *Flow, h Hook, out string) Verdict {
 // port's address, for masquerade. A full table refuses the new connection
 // with Drop.
 func (t *Tracker) Postrouting(f *Flow, ip packet.IPv4, out string, outAddr [4]byte) Verdict {
-	f.meta.Out = out
-	if v := t.Rules.filterVerdict(Postrouting, &f.meta, f.Rec); v.Action != Accept {
+	return t.postrouting(f, ip, out, &outAddr, nil)
+}
+
+// postrouting is Postrouting and Postrouting6 (f.meta.V6): the egress
+// port's address is out4 or out6, of the packet's family. For a packet of
+// a connection it translates the source as Prerouting translates the
+// destination, calling rewrite or rewrite6 itself.
+func (t *Tracker) postrouting(f *Flow, ip []byte, out string, out4 *[4]byte, out6 *[16]byte) Verdict {
+	if v := t.Filter(f, Postrouting, out); v.Action != Accept || !f.tracked {
 		return v
 	}
+	c := f.conn
 	switch {
+	case c == nil:
+		return t.open(f, ip, out4, out6)
+	case c.nat == 0:
+	case f.related && f.meta.V6:
+		relatedOut6(ip, f.upper6(ip), c, f.dir)
 	case f.related:
-		if f.conn.nat != 0 {
-			relatedOut(ip, f.conn, f.dir)
-		}
-		return accept
-	case f.conn != nil:
-		if f.conn.nat != 0 {
-			rewriteSrc(ip, f.conn.target(f.dir), f.Partial)
-		}
-		return accept
-	case !f.tracked:
-		return accept
+		relatedOut(ip, c, f.dir)
+	case f.meta.V6:
+		tg := c.target6(f.dir)
+		rewrite6(ip, tg.Proto, f.upper6(ip), false, tg.Src, tg.Sport, f.Partial)
+	default:
+		tg := c.target(f.dir)
+		rewrite(ip, packet.IPv4(ip).Payload(), false, tg.Src, tg.Sport, f.Partial)
 	}
-	cur := f.meta.T
-	c := &Conn{orig: f.orig}
-	r := t.snatRule(f)
-	src, sport := sourceNAT(r, cur.Src, outAddr, r.target4(), cur)
-	if src != cur.Src || sport != cur.Sport {
-		c.nat |= natSrc
+	return accept
+}
+
+// open makes the connection of a new flow's first packet ip: its source
+// NAT decided (masquerade to the egress address out4 or out6), committed,
+// and the packet's source translated when it says so.
+func (t *Tracker) open(f *Flow, ip []byte, out4 *[4]byte, out6 *[16]byte) Verdict {
+	l4, r := f.l4(ip), t.snatRule(f)
+	cur := &f.meta.T
+	var c *Conn
+	if f.meta.V6 {
+		src, sport, nat := sourceNAT(r, f.meta.Src6, *out6, r.target6(), cur)
+		c = newConn6(f.orig6)
+		c.nat = nat
+		c.six.reply = Tuple6{Src: f.meta.Dst6, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
+		c.reply = c.six.reply.ports()
+	} else {
+		src, sport, nat := sourceNAT(r, cur.Src, *out4, r.target4(), cur)
+		c = &Conn{orig: f.orig, nat: nat}
+		c.reply = Tuple{Src: cur.Dst, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
 	}
-	c.reply = Tuple{Src: cur.Dst, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
-	if v := t.commit(f, c, ip.Payload()); v.Action != Accept {
+	if v := t.commit(f, c, l4); v.Action != Accept || c.nat&natSrc == 0 {
 		return v
 	}
-	if c.nat&natSrc != 0 {
-		rewriteSrc(ip, c.reply.Reverse(), f.Partial)
+	if f.meta.V6 {
+		rewrite6(ip, cur.Proto, l4, false, c.six.reply.Dst, c.six.reply.Dport, f.Partial)
+	} else {
+		rewrite(ip, l4, false, c.reply.Dst, c.reply.Dport, f.Partial)
 	}
 	return accept
 }
@@ -236,22 +326,27 @@ func (t *Tracker) snatRule(f *Flow) *Rule {
 // sourceNAT is the source address and port a new connection gets from
 // its source NAT rule r (nil: none) given its source src, the egress
 // address out (masquerade) and r's target to (SNAT; zero keeps the
-// address); cur holds its ports and protocol.
-func sourceNAT[A [4]byte | [16]byte](r *Rule, src, out, to A, cur Tuple) (A, uint16) {
+// address), and natSrc when they are not its own; cur holds its ports and
+// protocol.
+func sourceNAT[A [4]byte | [16]byte](r *Rule, src, out, to A, cur *Tuple) (A, uint16, uint8) {
+	nsrc, sport := src, cur.Sport
 	switch {
 	case r == nil:
 	case r.Action == Masquerade:
-		return out, cur.Sport
+		nsrc = out
 	case r.Action == SNAT:
 		var none A
 		if to != none {
-			src = to
+			nsrc = to
 		}
 		if r.ToPort != 0 && hasPorts(cur.Proto) {
-			return src, r.ToPort
+			sport = r.ToPort
 		}
 	}
-	return src, cur.Sport
+	if nsrc != src || sport != cur.Sport {
+		return nsrc, sport, natSrc
+	}
+	return nsrc, sport, 0
 }
 
 // commit makes the new connection c (its tuples and NAT decided) of a
@@ -414,18 +509,24 @@ func (t *Tracker) relatedIn(f *Flow, ip packet.IPv4) bool {
 		return false
 	}
 	c, d, found := t.Table.Lookup(it.Reverse())
-	if !found {
-		return false
+	if !f.relate(c, d, found) || c.nat == 0 {
+		return found
 	}
-	f.conn, f.dir, f.related, f.tracked = c, d, true, true
-	if c.nat != 0 {
-		tg := c.target(d)
-		ip.SetDstWithChecksumUpdate(tg.Dst)
-		rewrite(inner, inner[inner.HeaderLen():], false, tg.Dst, tg.Dport, false)
-		fixICMPSum(ip)
-		f.meta.T.Dst = tg.Dst
-	}
+	tg := c.target(d)
+	ip.SetDstWithChecksumUpdate(tg.Dst)
+	rewrite(inner, inner[inner.HeaderLen():], false, tg.Dst, tg.Dport, false)
+	fixICMPSum(ip)
+	f.meta.T.Dst = tg.Dst
 	return true
+}
+
+// relate makes the flow's packet, an ICMP error, RELATED to connection c
+// (direction d) when found, and reports found.
+func (f *Flow) relate(c *Conn, d Dir, found bool) bool {
+	if found {
+		f.conn, f.dir, f.related, f.tracked = c, d, true, true
+	}
+	return found
 }
 
 // relatedOut translates what postrouting translates in a related ICMP
@@ -479,7 +580,7 @@ func fixICMPSum(ip packet.IPv4) { packet.ICMP(ip.Payload()).SetChecksum() }
 // sender knows, as postrouting does for errors that pass through.
 func (t *Tracker) Output(ip packet.IPv4, out string) Verdict {
 	var tup Tuple
-	ok := tup.read(ip)
+	ok := read4(&tup, ip)
 	m := Meta{T: tup, Out: out, Size: len(ip), State: StateNew}
 	if !ok && tup.Proto == packet.ProtoICMP {
 		if _, it, ok := quoted(ip); ok {

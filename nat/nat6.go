@@ -1,10 +1,7 @@
 package nat
 
 import (
-	"net/netip"
-
 	"github.com/uswitch-dev/uswitch/packet"
-	"github.com/uswitch-dev/uswitch/trace"
 )
 
 // The IPv6 hooks: what Prerouting, Postrouting and Output do for IPv4,
@@ -22,7 +19,7 @@ import (
 func (t *Tracker) Prerouting6(f *Flow, ip packet.IPv6, in string) Verdict {
 	f.flowState = flowState{meta: Meta{In: in, Size: len(ip), V6: true}}
 	tup := &f.orig6
-	l4, off, _, ok := tup.read6(ip)
+	l4, off, _, ok := read6(tup, ip)
 	f.off6 = off
 	// one by one: a multiple assignment copies through temporaries, and
 	// ports() would reload both ports, just stored 2 bytes each, as one
@@ -40,86 +37,13 @@ func (t *Tracker) Prerouting6(f *Flow, ip packet.IPv6, in string) Verdict {
 	if !found && f.Rec != nil {
 		c, d, found = pending(f.Rec, key{}, tup)
 	}
-	if found {
-		if st := t.update(c, d, l4, len(ip), f.Rec != nil && f.Rec.Dry); st != stateReopen {
-			f.found(c, d, st)
-			if f.Rec != nil {
-				f.traceFound()
-			}
-			v := t.Rules.filterVerdict(Prerouting, &f.meta, f.Rec)
-			if v.Action == Accept && c.nat != 0 {
-				tg := c.target6(d)
-				if f.Rec != nil && (tg.Dst != tup.Dst || tg.Dport != tup.Dport) {
-					f.Rec.Addf(trace.NAT, "prerouting", "destination %v -> %v, as the connection says",
-						netip.AddrPortFrom(netip.AddrFrom16(tup.Dst), tup.Dport), netip.AddrPortFrom(netip.AddrFrom16(tg.Dst), tg.Dport))
-				}
-				rewrite6(ip, tup.Proto, l4, true, tg.Dst, tg.Dport, f.Partial)
-				f.meta.Dst6 = tg.Dst
-				f.meta.T.Dport = tg.Dport
-			}
-			return v
-		}
-	}
-	f.orig = f.meta.T
-	if v := t.first(f, l4); v.Action != Accept || !f.tracked {
-		return v
-	}
-	if r := t.Rules.natRule(Prerouting, &f.meta, f.Rec); r != nil && r.Action == DNAT {
-		dst, dport := r.toAddr6, f.meta.T.Dport
-		if dst == ([16]byte{}) {
-			dst = f.meta.Dst6
-		}
-		if r.ToPort != 0 && hasPorts(tup.Proto) {
-			dport = r.ToPort
-		}
-		f.traceDNAT(r, netip.AddrPortFrom(netip.AddrFrom16(f.meta.Dst6), f.meta.T.Dport), netip.AddrPortFrom(netip.AddrFrom16(dst), dport))
-		rewrite6(ip, tup.Proto, l4, true, dst, dport, f.Partial)
-		f.meta.Dst6, f.meta.T.Dport = dst, dport
-		f.meta.State |= stateDNAT
-		f.dnat = true
-	}
-	return accept
+	return t.prerouting(f, ip, c, d, found)
 }
 
 // Postrouting6 is Postrouting for an IPv6 packet; outAddr is the egress
 // port's IPv6 address, for masquerade.
 func (t *Tracker) Postrouting6(f *Flow, ip packet.IPv6, out string, outAddr [16]byte) Verdict {
-	f.meta.Out = out
-	if v := t.Rules.filterVerdict(Postrouting, &f.meta, f.Rec); v.Action != Accept {
-		return v
-	}
-	switch {
-	case f.related:
-		if f.conn.nat != 0 {
-			relatedOut6(ip, f.upper6(ip), f.conn, f.dir)
-		}
-		return accept
-	case f.conn != nil:
-		if f.conn.nat != 0 {
-			tg := f.conn.target6(f.dir)
-			rewrite6(ip, tg.Proto, f.upper6(ip), false, tg.Src, tg.Sport, f.Partial)
-		}
-		return accept
-	case !f.tracked:
-		return accept
-	}
-	cur := Tuple6{Src: f.meta.Src6, Dst: f.meta.Dst6, Sport: f.meta.T.Sport, Dport: f.meta.T.Dport, Proto: f.meta.T.Proto}
-	c := newConn6(f.orig6)
-	r := t.snatRule(f)
-	src, sport := sourceNAT(r, cur.Src, outAddr, r.target6(), f.meta.T)
-	if src != cur.Src || sport != cur.Sport {
-		c.nat |= natSrc
-	}
-	c.six.reply = Tuple6{Src: cur.Dst, Dst: src, Sport: cur.Dport, Dport: sport, Proto: cur.Proto}
-	c.reply = c.six.reply.ports()
-	l4 := f.upper6(ip)
-	if v := t.commit(f, c, l4); v.Action != Accept {
-		return v
-	}
-	if c.nat&natSrc != 0 {
-		rewrite6(ip, cur.Proto, l4, false, c.six.reply.Dst, c.six.reply.Dport, f.Partial)
-	}
-	return accept
+	return t.postrouting(f, ip, out, nil, &outAddr)
 }
 
 // upper6 is the upper-layer header of the packet prerouting tracked,
@@ -133,7 +57,7 @@ func (f *Flow) upper6(ip packet.IPv6) []byte {
 // its sender knows.
 func (t *Tracker) Output6(ip packet.IPv6, out string) Verdict {
 	var tup Tuple6
-	l4, _, _, ok := tup.read6(ip)
+	l4, _, _, ok := read6(&tup, ip)
 	m := Meta{T: tup.ports(), Out: out, Size: len(ip), State: StateNew, V6: true, Src6: tup.Src, Dst6: tup.Dst}
 	if !ok && tup.Proto == packet.ProtoICMPv6 {
 		if _, it, _, ok := quoted6(l4); ok {
@@ -217,17 +141,14 @@ func (t *Tracker) relatedIn6(f *Flow, ip packet.IPv6, l4 []byte) bool {
 	}
 	rev := it.Reverse()
 	c, d, found := t.Table.Lookup6(&rev)
-	if !found {
-		return false
+	if !f.relate(c, d, found) || c.nat == 0 {
+		return found
 	}
-	f.conn, f.dir, f.related, f.tracked = c, d, true, true
-	if c.nat != 0 {
-		tg := c.target6(d)
-		ip.SetDst(tg.Dst)
-		rewrite6(inner, it.Proto, inner[il4:], false, tg.Dst, tg.Dport, false)
-		packet.ICMPv6(l4).SetChecksum(ip.Src(), ip.Dst())
-		f.meta.Dst6 = tg.Dst
-	}
+	tg := c.target6(d)
+	ip.SetDst(tg.Dst)
+	rewrite6(inner, it.Proto, inner[il4:], false, tg.Dst, tg.Dport, false)
+	packet.ICMPv6(l4).SetChecksum(ip.Src(), ip.Dst())
+	f.meta.Dst6 = tg.Dst
 	return true
 }
 

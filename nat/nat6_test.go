@@ -21,10 +21,10 @@ func TestNAT66MasqueradeTCP(t *testing.T) {
 	g := newRig6(t)
 	cli, srv, masq := ap(web6, 40000), ap(remote6, 443), ap(uplink6, 40000)
 	out := func(flags int) {
-		requireFlow6(t, g.forward6("front", UplinkName, tcp6Pkt(t, cli, srv, flags, "")), masq, srv)
+		requireFlow6(t, g.forward6("front", UplinkName, tcpPkt(t, cli, srv, flags, "")), masq, srv)
 	}
 	in := func(flags int) {
-		requireFlow6(t, g.forward6(UplinkName, "front", tcp6Pkt(t, srv, masq, flags, "")), srv, cli)
+		requireFlow6(t, g.forward6(UplinkName, "front", tcpPkt(t, srv, masq, flags, "")), srv, cli)
 	}
 	out(fSYN)
 	require.Equal(t, "SYN_SENT", g.entry(cli).State)
@@ -44,24 +44,24 @@ func TestNAT66MasqueradeTCP(t *testing.T) {
 // UDP and ICMPv6 echo are masqueraded too; the echo reply comes back.
 func TestNAT66MasqueradeUDPAndEcho(t *testing.T) {
 	g := newRig6(t)
-	requireFlow6(t, g.forward6("front", UplinkName, udp6Pkt(t, ap(web6, 5000), ap(remote6, 53), "q")), ap(uplink6, 5000), ap(remote6, 53))
-	requireFlow6(t, g.forward6(UplinkName, "front", udp6Pkt(t, ap(remote6, 53), ap(uplink6, 5000), "a")), ap(remote6, 53), ap(web6, 5000))
+	requireFlow6(t, g.forward6("front", UplinkName, udpPkt(t, ap(web6, 5000), ap(remote6, 53), "q")), ap(uplink6, 5000), ap(remote6, 53))
+	requireFlow6(t, g.forward6(UplinkName, "front", udpPkt(t, ap(remote6, 53), ap(uplink6, 5000), "a")), ap(remote6, 53), ap(web6, 5000))
 	require.Equal(t, "ipv6", g.entry(ap(web6, 5000)).Family)
 
-	requireFlow6(t, g.forward6("front", UplinkName, ping6(t, web6, remote6, 77, 1, false)), ap(uplink6, 77), ap(remote6, 77))
-	requireFlow6(t, g.forward6(UplinkName, "front", ping6(t, remote6, uplink6, 77, 1, true)), ap(remote6, 77), ap(web6, 77))
+	requireFlow6(t, g.forward6("front", UplinkName, ping(t, web6, remote6, 77, 1, false)), ap(uplink6, 77), ap(remote6, 77))
+	requireFlow6(t, g.forward6(UplinkName, "front", ping(t, remote6, uplink6, 77, 1, true)), ap(remote6, 77), ap(web6, 77))
 	e := g.entry(ap(web6, 77))
 	require.Equal(t, "icmpv6", e.Proto)
 	require.True(t, e.Replied)
 
 	// two endpoints with the same echo id: the second gets another id
-	requireFlow6(t, g.forward6("front", UplinkName, ping6(t, web26, remote6, 77, 1, false)), ap(uplink6, g.entry(ap(web26, 77)).Reply.Dport), ap(remote6, g.entry(ap(web26, 77)).Reply.Dport))
+	requireFlow6(t, g.forward6("front", UplinkName, ping(t, web26, remote6, 77, 1, false)), ap(uplink6, g.entry(ap(web26, 77)).Reply.Dport), ap(remote6, g.entry(ap(web26, 77)).Reply.Dport))
 	require.NotEqual(t, uint16(77), g.entry(ap(web26, 77)).Reply.Dport)
-	out := g.forward6(UplinkName, "front", ping6(t, remote6, uplink6, g.entry(ap(web26, 77)).Reply.Dport, 1, true))
+	out := g.forward6(UplinkName, "front", ping(t, remote6, uplink6, g.entry(ap(web26, 77)).Reply.Dport, 1, true))
 	requireFlow6(t, out, ap(remote6, 77), ap(web26, 77))
 
 	// an echo reply nobody asked for is INVALID: dropped at forward
-	r := g.pass6(UplinkName, ping6(t, remote6, web6, 99, 1, true))
+	r := g.pass(UplinkName, ping(t, remote6, web6, 99, 1, true))
 	require.Equal(t, Drop, r.v.Action)
 	require.Equal(t, stats.CtInvalid, r.v.Reason)
 }
@@ -70,7 +70,7 @@ func TestNAT66MasqueradeUDPAndEcho(t *testing.T) {
 // host reaches its endpoints by their addresses and they leave as they are.
 func TestNAT66NoMasqueradeForRoutedSubnet(t *testing.T) {
 	g := newRig6(t)
-	ip := g.forward6("back", UplinkName, udp6Pkt(t, ap(db6, 5000), ap(remote6, 53), "q"))
+	ip := g.forward6("back", UplinkName, udpPkt(t, ap(db6, 5000), ap(remote6, 53), "q"))
 	requireFlow6(t, ip, ap(db6, 5000), ap(remote6, 53))
 	require.False(t, g.entry(ap(db6, 5000)).SNAT)
 }
@@ -81,9 +81,9 @@ func TestNAT66NoMasqueradeForRoutedSubnet(t *testing.T) {
 func TestNAT66PublishedPort(t *testing.T) {
 	g := newRig6(t)
 	for _, cli := range []netip.AddrPort{ap(host6, 3000), ap(remote6, 3001)} {
-		ip := g.forward6(UplinkName, "front", tcp6Pkt(t, cli, ap(uplink6, 8080), fSYN, ""))
+		ip := g.forward6(UplinkName, "front", tcpPkt(t, cli, ap(uplink6, 8080), fSYN, ""))
 		requireFlow6(t, ip, cli, ap(web6, 80))
-		ip = g.forward6("front", UplinkName, tcp6Pkt(t, ap(web6, 80), cli, fSYN|fACK, ""))
+		ip = g.forward6("front", UplinkName, tcpPkt(t, ap(web6, 80), cli, fSYN|fACK, ""))
 		requireFlow6(t, ip, ap(uplink6, 8080), cli)
 		e := g.entry(cli)
 		require.True(t, e.DNAT)
@@ -91,9 +91,9 @@ func TestNAT66PublishedPort(t *testing.T) {
 		require.Equal(t, "SYN_RECV", e.State)
 	}
 	// UDP too
-	requireFlow6(t, g.forward6(UplinkName, "front", udp6Pkt(t, ap(host6, 4000), ap(uplink6, 5353), "q")), ap(host6, 4000), ap(web6, 53))
+	requireFlow6(t, g.forward6(UplinkName, "front", udpPkt(t, ap(host6, 4000), ap(uplink6, 5353), "q")), ap(host6, 4000), ap(web6, 53))
 	// an unpublished port of the uplink address6 is the router's own
-	require.Equal(t, "", g.pass6(UplinkName, tcp6Pkt(t, ap(host6, 3000), ap(uplink6, 9999), fSYN, "")).out)
+	require.Equal(t, "", g.pass(UplinkName, tcpPkt(t, ap(host6, 3000), ap(uplink6, 9999), fSYN, "")).out)
 }
 
 // Hairpin: an endpoint reaching a published port at the uplink's address6
@@ -101,15 +101,15 @@ func TestNAT66PublishedPort(t *testing.T) {
 // gateway6 as the client, as with Docker's hairpin masquerade.
 func TestNAT66Hairpin(t *testing.T) {
 	g := newRig6(t)
-	ip := g.forward6("front", "front", tcp6Pkt(t, ap(web26, 5555), ap(uplink6, 8080), fSYN, ""))
+	ip := g.forward6("front", "front", tcpPkt(t, ap(web26, 5555), ap(uplink6, 8080), fSYN, ""))
 	requireFlow6(t, ip, ap(front6GW, 5555), ap(web6, 80))
-	ip = g.forward6("front", "front", tcp6Pkt(t, ap(web6, 80), ap(front6GW, 5555), fSYN|fACK, ""))
+	ip = g.forward6("front", "front", tcpPkt(t, ap(web6, 80), ap(front6GW, 5555), fSYN|fACK, ""))
 	requireFlow6(t, ip, ap(uplink6, 8080), ap(web26, 5555))
 	e := g.entry(ap(web26, 5555))
 	require.True(t, e.SNAT)
 	require.True(t, e.DNAT)
 	// and from another isolated network: published ports are accepted before isolation drops
-	ip = g.forward6("back", "front", tcp6Pkt(t, ap(db6, 5556), ap(uplink6, 8080), fSYN, ""))
+	ip = g.forward6("back", "front", tcpPkt(t, ap(db6, 5556), ap(uplink6, 8080), fSYN, ""))
 	requireFlow6(t, ip, ap(db6, 5556), ap(web6, 80))
 }
 
@@ -122,18 +122,18 @@ func TestNAT66Isolation(t *testing.T) {
 		in  string
 		pkt []byte
 	}{
-		{"front", tcp6Pkt(t, ap(web6, 1), ap(db6, 5432), fSYN, "")},
-		{"back", ping6(t, db6, web6, 1, 1, false)},
-		{"secure", udp6Pkt(t, ap(vault6, 1), ap(remote6, 53), "q")},
-		{UplinkName, tcp6Pkt(t, ap(remote6, 1), ap(vault6, 22), fSYN, "")},
-		{"secure", tcp6Pkt(t, ap(vault6, 1), ap(web6, 80), fSYN, "")},
+		{"front", tcpPkt(t, ap(web6, 1), ap(db6, 5432), fSYN, "")},
+		{"back", ping(t, db6, web6, 1, 1, false)},
+		{"secure", udpPkt(t, ap(vault6, 1), ap(remote6, 53), "q")},
+		{UplinkName, tcpPkt(t, ap(remote6, 1), ap(vault6, 22), fSYN, "")},
+		{"secure", tcpPkt(t, ap(vault6, 1), ap(web6, 80), fSYN, "")},
 	} {
-		r := g.pass6(tc.in, tc.pkt)
+		r := g.pass(tc.in, tc.pkt)
 		require.Equal(t, Drop, r.v.Action, "from %s", tc.in)
 		require.Equal(t, stats.Isolated, r.v.Reason)
 	}
 	// an internal network does not reach the published port through the uplink address6 either
-	r := g.pass6("secure", tcp6Pkt(t, ap(vault6, 1), ap(uplink6, 8080), fSYN, ""))
+	r := g.pass("secure", tcpPkt(t, ap(vault6, 1), ap(uplink6, 8080), fSYN, ""))
 	require.Equal(t, "", r.out, "not translated: the router's own address")
 	require.Zero(t, g.tr.Table.Len(), "no connection made")
 
@@ -143,7 +143,7 @@ func TestNAT66Isolation(t *testing.T) {
 			p.Networks[i].Isolate = false
 		}
 	})
-	requireFlow6(t, open.forward6("front", "back", tcp6Pkt(t, ap(web6, 1), ap(db6, 5432), fSYN, "")), ap(web6, 1), ap(db6, 5432))
+	requireFlow6(t, open.forward6("front", "back", tcpPkt(t, ap(web6, 1), ap(db6, 5432), fSYN, "")), ap(web6, 1), ap(db6, 5432))
 }
 
 // ICMPv6 errors about a translated connection are RELATED: one coming
@@ -154,7 +154,7 @@ func TestNAT66Isolation(t *testing.T) {
 // quoted TCP/UDP) verifies.
 func TestNAT66RelatedErrors(t *testing.T) {
 	g := newRig6(t)
-	sent := g.forward6("front", UplinkName, tcp6Pkt(t, ap(web6, 40000), ap(remote6, 443), fSYN, ""))
+	sent := g.forward6("front", UplinkName, tcpPkt(t, ap(web6, 40000), ap(remote6, 443), fSYN, ""))
 	router := netip.MustParseAddr("2001:db8:1::1")
 	ptb := icmp6Error(t, router, uplink6, layers.ICMPv6TypePacketTooBig, 0, 1280, sent)
 	ip := g.forward6(UplinkName, "front", ptb)
@@ -164,7 +164,7 @@ func TestNAT66RelatedErrors(t *testing.T) {
 	requireFlow6(t, d.icmp.Payload[4:], ap(web6, 40000), ap(remote6, 443))
 
 	// port unreachable from web about a datagram the host sent to a published port
-	q := g.forward6(UplinkName, "front", udp6Pkt(t, ap(host6, 4000), ap(uplink6, 5353), "q"))
+	q := g.forward6(UplinkName, "front", udpPkt(t, ap(host6, 4000), ap(uplink6, 5353), "q"))
 	unreach := icmp6Error(t, web6, host6, layers.ICMPv6TypeDestinationUnreachable, layers.ICMPv6CodePortUnreachable, 0, q)
 	ip = g.forward6("front", UplinkName, unreach)
 	d = decodeIP6(t, ip)
@@ -172,8 +172,8 @@ func TestNAT66RelatedErrors(t *testing.T) {
 	requireFlow6(t, d.icmp.Payload[4:], ap(host6, 4000), ap(uplink6, 5353))
 
 	// an error quoting nothing tracked is INVALID: dropped at forward
-	stray := icmp6Error(t, router, web6, layers.ICMPv6TypeDestinationUnreachable, 0, 0, udp6Pkt(t, ap(web6, 1), ap(remote6, 2), "x"))
-	r := g.pass6(UplinkName, stray)
+	stray := icmp6Error(t, router, web6, layers.ICMPv6TypeDestinationUnreachable, 0, 0, udpPkt(t, ap(web6, 1), ap(remote6, 2), "x"))
+	r := g.pass(UplinkName, stray)
 	require.Equal(t, stats.CtInvalid, r.v.Reason)
 }
 
@@ -181,7 +181,7 @@ func TestNAT66RelatedErrors(t *testing.T) {
 // prerouting translated is translated back to what its sender knows.
 func TestNAT66OutputError(t *testing.T) {
 	g := newRig6(t)
-	syn := g.forward6(UplinkName, "front", tcp6Pkt(t, ap(host6, 3000), ap(uplink6, 8080), fSYN, ""))
+	syn := g.forward6(UplinkName, "front", tcpPkt(t, ap(host6, 3000), ap(uplink6, 8080), fSYN, ""))
 	requireFlow6(t, syn, ap(host6, 3000), ap(web6, 80))
 	// the router cannot send it on (its MTU): packet too big back to the host
 	msg := icmp6Error(t, uplink6, host6, layers.ICMPv6TypePacketTooBig, 0, 1280, syn)
@@ -203,22 +203,22 @@ func TestRulesIPv6Prefixes(t *testing.T) {
 			{Hook: "forward", Action: "drop", Proto: "icmpv6", Line: 14},
 		}
 	})
-	r := g.pass6("front", tcp6Pkt(t, ap(web6, 1), ap(remote6, 443), fSYN, ""))
+	r := g.pass("front", tcpPkt(t, ap(web6, 1), ap(remote6, 443), fSYN, ""))
 	require.Equal(t, Drop, r.v.Action)
 	require.EqualValues(t, 1, g.row("rule line 10").Packets)
-	require.Equal(t, Reject, g.pass6("front", tcp6Pkt(t, ap(web26, 1), netip.AddrPortFrom(netip.MustParseAddr("2001:db8:7::1"), 443), fSYN, "")).v.Action)
+	require.Equal(t, Reject, g.pass("front", tcpPkt(t, ap(web26, 1), netip.AddrPortFrom(netip.MustParseAddr("2001:db8:7::1"), 443), fSYN, "")).v.Action)
 	// the IPv4 rule does not see IPv6
-	g.forward6("front", UplinkName, udp6Pkt(t, ap(web6, 1), netip.AddrPortFrom(netip.MustParseAddr("2001:db8:7::1"), 53), "q"))
+	g.forward6("front", UplinkName, udpPkt(t, ap(web6, 1), netip.AddrPortFrom(netip.MustParseAddr("2001:db8:7::1"), 53), "q"))
 	require.Zero(t, g.row("rule line 12").Packets)
 	// and the IPv6 ones do not see IPv4
 	g.forward("front", UplinkName, tcpPkt(t, ap(web2Addr, 1), ap(remoteAddr, 443), fSYN, ""))
 	require.EqualValues(t, 1, g.row("rule line 11").Packets, "the IPv6 packet only")
 	require.Equal(t, Drop, g.pass("front", udpPkt(t, ap(webAddr, 1), ap(remoteAddr, 53), "q")).v.Action)
 	// a rule naming no address is of both families
-	require.Equal(t, Drop, g.pass6("front", udp6Pkt(t, ap(web6, 1), netip.AddrPortFrom(netip.MustParseAddr("2001:db8:7::1"), 6000), "q")).v.Action)
+	require.Equal(t, Drop, g.pass("front", udpPkt(t, ap(web6, 1), netip.AddrPortFrom(netip.MustParseAddr("2001:db8:7::1"), 6000), "q")).v.Action)
 	require.Equal(t, Drop, g.pass("front", udpPkt(t, ap(webAddr, 1), netip.AddrPortFrom(netip.MustParseAddr("203.0.113.1"), 6000), "q")).v.Action)
 	require.EqualValues(t, 2, g.row("rule line 13").Packets)
-	require.Equal(t, Drop, g.pass6("front", ping6(t, web6, netip.MustParseAddr("2001:db8:7::1"), 1, 1, false)).v.Action)
+	require.Equal(t, Drop, g.pass("front", ping(t, web6, netip.MustParseAddr("2001:db8:7::1"), 1, 1, false)).v.Action)
 	g.forward("front", UplinkName, ping(t, webAddr, remoteAddr, 1, 1, false))
 }
 
@@ -245,7 +245,7 @@ func fragments6(pkt []byte, id uint32, cut ...int) [][]byte {
 func TestNAT66Fragments(t *testing.T) {
 	g := newRig6(t)
 	payload := strings.Repeat("0123456789abcdef", 6)
-	atomic := fragments6(udp6Pkt(t, ap(web6, 5000), ap(remote6, 53), payload), 0x1234)
+	atomic := fragments6(udpPkt(t, ap(web6, 5000), ap(remote6, 53), payload), 0x1234)
 	require.Len(t, atomic, 1)
 	ip := g.forward6("front", UplinkName, atomic[0])
 	_, isFrag := ip.Fragment()
@@ -259,8 +259,8 @@ func TestNAT66Fragments(t *testing.T) {
 	requireChecksums6(t, whole)
 	requireFlow6(t, whole, ap(uplink6, 5000), ap(remote6, 53))
 
-	later := fragments6(udp6Pkt(t, ap(web6, 5001), ap(remote6, 53), payload), 7, 32)[1]
-	r := g.pass6("front", later)
+	later := fragments6(udpPkt(t, ap(web6, 5001), ap(remote6, 53), payload), 7, 32)[1]
+	r := g.pass("front", later)
 	require.Equal(t, Drop, r.v.Action)
 	require.Equal(t, stats.CtInvalid, r.v.Reason)
 }
@@ -269,8 +269,8 @@ func TestNAT66Fragments(t *testing.T) {
 // after IPv4, and name their family.
 func TestEntriesIPv6(t *testing.T) {
 	g := newRig6(t)
-	g.forward6("front", UplinkName, udp6Pkt(t, ap(web6, 5000), ap(remote6, 53), "q"))
-	g.forward6("front", UplinkName, ping6(t, web26, remote6, 9, 1, false))
+	g.forward6("front", UplinkName, udpPkt(t, ap(web6, 5000), ap(remote6, 53), "q"))
+	g.forward6("front", UplinkName, ping(t, web26, remote6, 9, 1, false))
 	g.forward("front", UplinkName, udpPkt(t, ap(webAddr, 5000), ap(remoteAddr, 53), "q"))
 	es := g.tr.Table.Entries()
 	require.Len(t, es, 3)
@@ -300,14 +300,14 @@ func TestNAT66UserRules(t *testing.T) {
 			{Hook: "prerouting", Action: "dnat", In: UplinkName, Proto: "tcp", Dport: rule.Ports{2222, 2222}, To: "[fd00:20::10]:22", Line: 21},
 		}
 	})
-	ip := g.forward6("front", UplinkName, udp6Pkt(t, ap(web26, 5000), ap(remote6, 53), "q"))
+	ip := g.forward6("front", UplinkName, udpPkt(t, ap(web26, 5000), ap(remote6, 53), "q"))
 	requireFlow6(t, ip, ap(netip.MustParseAddr("fd00:ff::99"), 4000), ap(remote6, 53))
-	requireFlow6(t, g.forward6(UplinkName, "front", udp6Pkt(t, ap(remote6, 53), ap(netip.MustParseAddr("fd00:ff::99"), 4000), "a")),
+	requireFlow6(t, g.forward6(UplinkName, "front", udpPkt(t, ap(remote6, 53), ap(netip.MustParseAddr("fd00:ff::99"), 4000), "a")),
 		ap(remote6, 53), ap(web26, 5000))
 	require.EqualValues(t, 1, g.row("rule line 20").Packets)
 	require.Zero(t, g.row("masquerade6 front").Packets, "the user's rule came first")
 
-	ip = g.forward6(UplinkName, "front", tcp6Pkt(t, ap(host6, 3000), ap(uplink6, 2222), fSYN, ""))
+	ip = g.forward6(UplinkName, "front", tcpPkt(t, ap(host6, 3000), ap(uplink6, 2222), fSYN, ""))
 	requireFlow6(t, ip, ap(host6, 3000), ap(web6, 22))
 	// the IPv4 side has no such rule: IPv4 to 2222 stays the router's
 	require.Equal(t, "", g.pass(UplinkName, tcpPkt(t, ap(hostAddr, 3000), ap(uplinkAddr, 2222), fSYN, "")).out)

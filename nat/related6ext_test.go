@@ -50,19 +50,19 @@ func requireQuotedUDP6(t *testing.T, msg []byte, src, dst netip.AddrPort) {
 func TestNAT66RelatedErrorsQuotingExtensionHeaders(t *testing.T) {
 	g := newRig6(t)
 	for _, proto := range []uint8{packet.ProtoDstOpts6, packet.ProtoHopByHop} {
-		sent := g.forward6("front", UplinkName, withExt6(udp6Pkt(t, ap(web6, 40000+uint16(proto)), ap(remote6, 53), "query"), proto))
+		sent := g.forward6("front", UplinkName, withExt6(udpPkt(t, ap(web6, 40000+uint16(proto)), ap(remote6, 53), "query"), proto))
 		require.Equal(t, uplink6.As16(), sent.Src(), "masqueraded")
 		router := netip.MustParseAddr("2001:db8:1::1")
 		msg := icmp6Error(t, router, uplink6, layers.ICMPv6TypeDestinationUnreachable, layers.ICMPv6CodeAddressUnreachable, 0, sent)
-		r := g.pass6(UplinkName, msg)
+		r := g.pass(UplinkName, msg)
 		require.Equal(t, accept, r.v, "RELATED, not INVALID")
 		require.Equal(t, "front", r.out)
-		require.Equal(t, web6.As16(), r.ip.Dst())
+		require.Equal(t, web6.As16(), packet.IPv6(r.ip).Dst())
 		requireQuotedUDP6(t, r.ip, ap(web6, 40000+uint16(proto)), ap(remote6, 53))
 	}
 
 	// the router's own error (Output6) about a packet DNATed to a published port
-	q := g.forward6(UplinkName, "front", withExt6(udp6Pkt(t, ap(host6, 4000), ap(uplink6, 5353), "q"), packet.ProtoHopByHop))
+	q := g.forward6(UplinkName, "front", withExt6(udpPkt(t, ap(host6, 4000), ap(uplink6, 5353), "q"), packet.ProtoHopByHop))
 	msg := icmp6Error(t, uplink6, host6, layers.ICMPv6TypePacketTooBig, 0, 1280, q)
 	require.Equal(t, accept, g.tr.Output6(packet.IPv6(msg), UplinkName))
 	requireQuotedUDP6(t, msg, ap(host6, 4000), ap(uplink6, 5353))

@@ -16,9 +16,9 @@ func pending(rec *trace.Recorder, k key, t6 *Tuple6) (*Conn, Dir, bool) {
 	switch {
 	case !ok || (t6 != nil) != (c.six != nil):
 		return nil, 0, false
-	case t6 != nil && *t6 == c.six.orig, t6 == nil && k == c.orig.key():
+	case t6 != nil && *t6 == c.six.orig, t6 == nil && k == key4(c.orig):
 		return c, Original, true
-	case t6 != nil && *t6 == c.six.reply, t6 == nil && k == c.reply.key():
+	case t6 != nil && *t6 == c.six.reply, t6 == nil && k == key4(c.reply):
 		return c, Reply, true
 	}
 	return nil, 0, false

@@ -2,28 +2,47 @@ package nat
 
 import (
 	"fmt"
-	"net/netip"
 
+	"github.com/uswitch-dev/uswitch/neigh"
 	"github.com/uswitch-dev/uswitch/packet"
 )
 
-// Tuple is one direction of a connection. For ICMP echo both ports hold the
-// echo identifier, so a tuple and its reverse carry it alike.
-type Tuple struct {
-	Src, Dst     [4]byte
+// tuple is one direction of a connection between addresses A: Tuple for
+// IPv4, Tuple6 for IPv6. For ICMP echo (and ICMPv6 echo) both ports hold
+// the echo identifier, so a tuple and its reverse carry it alike. What
+// reads or keys a tuple on the hot path is a function of one family
+// (read4, read6, key4, key6): generic, it would go through a dictionary.
+type tuple[A neigh.Addr] struct {
+	Src, Dst     A
 	Sport, Dport uint16
 	Proto        uint8
 }
 
+type (
+	// Tuple is one direction of an IPv4 connection.
+	Tuple = tuple[[4]byte]
+	// Tuple6 is one direction of an IPv6 connection.
+	Tuple6 = tuple[[16]byte]
+)
+
 // Reverse is the tuple of the opposite direction.
-func (t Tuple) Reverse() Tuple {
-	return Tuple{Src: t.Dst, Dst: t.Src, Sport: t.Dport, Dport: t.Sport, Proto: t.Proto}
+func (t tuple[A]) Reverse() tuple[A] {
+	return tuple[A]{Src: t.Dst, Dst: t.Src, Sport: t.Dport, Dport: t.Sport, Proto: t.Proto}
 }
 
-func (t Tuple) String() string {
-	return fmt.Sprintf("%s src=%s dst=%s sport=%d dport=%d", protoName(t.Proto),
-		netip.AddrFrom4(t.Src), netip.AddrFrom4(t.Dst), t.Sport, t.Dport)
+func (t tuple[A]) String() string {
+	return fmt.Sprintf("%s src=%s dst=%s sport=%d dport=%d", protoName(t.Proto), neigh.AddrOf(t.Src), neigh.AddrOf(t.Dst), t.Sport, t.Dport)
 }
+
+// view is t for listings.
+func (t *tuple[A]) view() TupleView {
+	return TupleView{Src: neigh.AddrOf(t.Src), Dst: neigh.AddrOf(t.Dst), Sport: t.Sport, Dport: t.Dport}
+}
+
+// ports is t without its addresses: what the Tuple fields of an IPv6
+// connection hold, so that what depends on the protocol and ports alone
+// (timeouts, states, rules' port matches) reads them as for IPv4.
+func (t *tuple[A]) ports() Tuple { return Tuple{Sport: t.Sport, Dport: t.Dport, Proto: t.Proto} }
 
 func protoName(p uint8) string {
 	switch p {
@@ -44,11 +63,11 @@ func keyOf(ip packet.IPv4, t *Tuple) key {
 	return key{addrs: ip.AddrPair(), rest: uint64(t.Sport)<<24 | uint64(t.Dport)<<8 | uint64(t.Proto)}
 }
 
-// read sets t to the tuple of an IPv4 packet whose header is valid. It
+// read4 sets t to the tuple of an IPv4 packet whose header is valid. It
 // reports false for what cannot be tracked: a non-first fragment, a TCP or
 // UDP packet too short for its ports, and ICMP that is not an echo (errors
 // are handled as related; other types are not tracked).
-func (t *Tuple) read(ip packet.IPv4) bool {
+func read4(t *Tuple, ip packet.IPv4) bool {
 	*t = Tuple{Src: ip.Src(), Dst: ip.Dst(), Proto: ip.Protocol()}
 	if ip.FragmentOffset() != 0 {
 		return false
@@ -74,20 +93,6 @@ func (t *Tuple) read(ip packet.IPv4) bool {
 // hasPorts reports whether proto's tuples hold ports that NAT may change
 // (ICMP echo holds its identifier in both instead).
 func hasPorts(proto uint8) bool { return proto == packet.ProtoTCP || proto == packet.ProtoUDP }
-
-// rewriteDst gives ip (a full packet, header valid) the destination of t:
-// address and port (the echo id for ICMP), with every checksum adjusted.
-// partial says the transport checksum is a partial one (see rewrite).
-func rewriteDst(ip packet.IPv4, t Tuple, partial bool) {
-	ip = ip[:ip.TotalLen()]
-	rewrite(ip, ip[ip.HeaderLen():], true, t.Dst, t.Dport, partial)
-}
-
-// rewriteSrc gives ip the source address and port of t.
-func rewriteSrc(ip packet.IPv4, t Tuple, partial bool) {
-	ip = ip[:ip.TotalLen()]
-	rewrite(ip, ip[ip.HeaderLen():], false, t.Src, t.Sport, partial)
-}
 
 // rewrite sets the destination (dst) or source address of the IP header
 // and port of the transport header l4 that follows it (the id of an ICMP

@@ -1,41 +1,15 @@
 package nat
 
 import (
-	"fmt"
-	"net/netip"
-
 	"github.com/uswitch-dev/uswitch/packet"
 )
 
-// Tuple6 is one direction of an IPv6 connection. For ICMPv6 echo both
-// ports hold the echo identifier, as in Tuple.
-type Tuple6 struct {
-	Src, Dst     [16]byte
-	Sport, Dport uint16
-	Proto        uint8
-}
-
-// Reverse is the tuple of the opposite direction.
-func (t Tuple6) Reverse() Tuple6 {
-	return Tuple6{Src: t.Dst, Dst: t.Src, Sport: t.Dport, Dport: t.Sport, Proto: t.Proto}
-}
-
-func (t Tuple6) String() string {
-	return fmt.Sprintf("%s src=%s dst=%s sport=%d dport=%d", protoName(t.Proto),
-		netip.AddrFrom16(t.Src), netip.AddrFrom16(t.Dst), t.Sport, t.Dport)
-}
-
-// ports is t without its addresses: what the Tuple fields of an IPv6
-// connection hold, so that what depends on the protocol and ports alone
-// (timeouts, states, rules' port matches) reads them as for IPv4.
-func (t *Tuple6) ports() Tuple { return Tuple{Sport: t.Sport, Dport: t.Dport, Proto: t.Proto} }
-
-// key is t's key in a table whose IPv6 fold is keyed by seed: the four
+// key6 is t's key in a table whose IPv6 fold is keyed by seed: the four
 // 64-bit words of the addresses, each keyed and multiplied by its own odd
 // constant (in parallel: a bijection of each word), folded by xor. Without
 // the seed nobody can aim many tuples at one key; equal folds of
 // different tuples are told apart by comparing the tuples (shard.get).
-func (t *Tuple6) key(seed uint64) key {
+func key6(t *Tuple6, seed uint64) key {
 	sh, sl := packet.Words6(t.Src)
 	dh, dl := packet.Words6(t.Dst)
 	h := (sh^seed)*0x9e3779b97f4a7c15 ^ (sl+seed)*0xbf58476d1ce4e5b9 ^
@@ -46,9 +20,9 @@ func (t *Tuple6) key(seed uint64) key {
 // keys are c's two keys in t: original, reply.
 func (t *Table) keys(c *Conn) [2]key {
 	if c.six != nil {
-		return [2]key{c.six.orig.key(t.seed6), c.six.reply.key(t.seed6)}
+		return [2]key{key6(&c.six.orig, t.seed6), key6(&c.six.reply, t.seed6)}
 	}
-	return [2]key{c.orig.key(), c.reply.key()}
+	return [2]key{key4(c.orig), key4(c.reply)}
 }
 
 // setTargets sets what target (and target6) return from c's tuples.
@@ -69,7 +43,7 @@ func (c *Conn) setTargets() {
 // not an echo (errors are handled as related; neighbour discovery and
 // the rest are not tracked). A first fragment is tracked by the
 // transport header it holds.
-func (t *Tuple6) read6(ip packet.IPv6) (l4 []byte, off int, frag packet.IPv6Fragment, ok bool) {
+func read6(t *Tuple6, ip packet.IPv6) (l4 []byte, off int, frag packet.IPv6Fragment, ok bool) {
 	// field by field: a literal is built on the stack and copied in
 	// overlapping 16-byte moves that stall on its own stores
 	t.Src, t.Dst = ip.Src(), ip.Dst()

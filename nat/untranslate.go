@@ -12,7 +12,7 @@ import "github.com/uswitch-dev/uswitch/packet"
 // partial one (see rewrite).
 func (t *Tracker) Untranslate(ip packet.IPv4, partial bool) {
 	var tup Tuple
-	if !tup.read(ip) {
+	if !read4(&tup, ip) {
 		return
 	}
 	c, d, found := t.Table.Lookup(tup.Reverse())
@@ -37,7 +37,7 @@ func (t *Tracker) Untranslate(ip packet.IPv4, partial bool) {
 // Untranslate6 is Untranslate for an IPv6 packet.
 func (t *Tracker) Untranslate6(ip packet.IPv6, partial bool) {
 	var tup Tuple6
-	l4, _, _, ok := tup.read6(ip)
+	l4, _, _, ok := read6(&tup, ip)
 	if !ok {
 		return
 	}

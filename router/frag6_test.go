@@ -30,20 +30,6 @@ func natRig6(t *testing.T, mtuBack int) *rig {
 	return g
 }
 
-// bigUDP6 is an IPv6 UDP datagram of n payload bytes from src to dst in a
-// frame to dmac, built with gopacket.
-func bigUDP6(t testing.TB, smac, dmac packet.MAC, src, dst netip.AddrPort, n int) []byte {
-	eth := &layers.Ethernet{SrcMAC: hw(smac), DstMAC: hw(dmac), EthernetType: layers.EthernetTypeIPv6}
-	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
-	udp := &layers.UDP{SrcPort: layers.UDPPort(src.Port()), DstPort: layers.UDPPort(dst.Port())}
-	_ = udp.SetNetworkLayerForChecksum(ip)
-	pl := make([]byte, n)
-	for i := range pl {
-		pl[i] = byte(i*13 + 1)
-	}
-	return append([]byte(nil), serialize(t, eth, ip, udp, gopacket.Payload(pl))...)
-}
-
 // split6 fragments a frame's IPv6 datagram (ID id) into fragments of at
 // most size bytes, as a sending host does.
 func split6(frame []byte, id uint32, size int) [][]byte {
@@ -118,7 +104,7 @@ func TestFragments6TranslatedWhole(t *testing.T) {
 		g := natRig6(t, 1500)
 		cli := netip.AddrPortFrom(web6, 40000)
 		srv := netip.AddrPortFrom(host6, 9000)
-		orig := bigUDP6(t, webMAC, gwMAC("gw/front"), cli, srv, n)
+		orig := bigUDP(t, webMAC, gwMAC("gw/front"), cli, srv, n)
 		for _, f := range split6(orig, 0x10, 1500) {
 			g.ports["gw/front"].Input(f, packet.Offload{})
 		}
@@ -127,7 +113,7 @@ func TestFragments6TranslatedWhole(t *testing.T) {
 		require.True(t, bytes.Equal(decodeUDPPayload(orig), u.Payload), "the payload arrives intact")
 
 		// the reply, fragmented at 1280 and sent last first, comes back to web at 1280
-		reply := bigUDP6(t, hostMAC, gwMAC("uplink"), srv, netip.AddrPortFrom(addr6["uplink"].Addr(), 40000), n)
+		reply := bigUDP(t, hostMAC, gwMAC("uplink"), srv, netip.AddrPortFrom(addr6["uplink"].Addr(), 40000), n)
 		fs := split6(reply, 0x20, 1280)
 		fs = append([][]byte{fs[len(fs)-1]}, fs[:len(fs)-1]...)
 		for _, f := range fs {
@@ -138,7 +124,7 @@ func TestFragments6TranslatedWhole(t *testing.T) {
 		require.Len(t, u.Payload, n)
 
 		// to the published port from the host side
-		pub := bigUDP6(t, hostMAC, gwMAC("uplink"), netip.AddrPortFrom(host6, 41000), netip.AddrPortFrom(addr6["uplink"].Addr(), 5353), n)
+		pub := bigUDP(t, hostMAC, gwMAC("uplink"), netip.AddrPortFrom(host6, 41000), netip.AddrPortFrom(addr6["uplink"].Addr(), 5353), n)
 		for _, f := range split6(pub, 0x30, 1400) {
 			g.ports["uplink"].Input(f, packet.Offload{})
 		}
@@ -158,7 +144,7 @@ func TestFragments6TranslatedWhole(t *testing.T) {
 // datagram, counted.
 func TestFragments6TooBigAtomicOverlap(t *testing.T) {
 	g := natRig6(t, 1280)
-	orig := bigUDP6(t, webMAC, gwMAC("gw/front"), netip.AddrPortFrom(web6, 4000), netip.AddrPortFrom(db6, 5000), 3000)
+	orig := bigUDP(t, webMAC, gwMAC("gw/front"), netip.AddrPortFrom(web6, 4000), netip.AddrPortFrom(db6, 5000), 3000)
 	for _, f := range split6(orig, 1, 1500) {
 		g.ports["gw/front"].Input(f, packet.Offload{})
 	}
@@ -177,7 +163,7 @@ func TestFragments6TooBigAtomicOverlap(t *testing.T) {
 	require.Len(t, u.Payload, 3000)
 
 	// an atomic fragment (offset 0, no more): not held, forwarded as it is
-	small := bigUDP6(t, webMAC, gwMAC("gw/front"), netip.AddrPortFrom(web6, 4001), netip.AddrPortFrom(db6, 5000), 100)
+	small := bigUDP(t, webMAC, gwMAC("gw/front"), netip.AddrPortFrom(web6, 4001), netip.AddrPortFrom(db6, 5000), 100)
 	atomic := split6(small, 3, 1500)
 	require.Len(t, atomic, 1)
 	before := g.r.Defrag().Reassembled.Load()

@@ -29,11 +29,10 @@ func natRig(t *testing.T) *rig {
 	return g
 }
 
-// bigUDP is a UDP datagram of n payload bytes from src to dst in a frame
-// to dmac.
+// bigUDP is a UDP datagram of either family (by the addresses) of n
+// payload bytes from src to dst in a frame to dmac.
 func bigUDP(t testing.TB, smac, dmac packet.MAC, src, dst netip.AddrPort, n int) []byte {
-	eth := &layers.Ethernet{SrcMAC: hw(smac), DstMAC: hw(dmac), EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Id: 4321, Protocol: layers.IPProtocolUDP, SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
+	eth, ip := ipOf(smac, dmac, src.Addr(), dst.Addr(), layers.IPProtocolUDP)
 	udp := &layers.UDP{SrcPort: layers.UDPPort(src.Port()), DstPort: layers.UDPPort(dst.Port())}
 	_ = udp.SetNetworkLayerForChecksum(ip)
 	pl := make([]byte, n)
@@ -41,6 +40,23 @@ func bigUDP(t testing.TB, smac, dmac packet.MAC, src, dst netip.AddrPort, n int)
 		pl[i] = byte(i*13 + 1)
 	}
 	return append([]byte(nil), serialize(t, eth, ip, udp, gopacket.Payload(pl))...)
+}
+
+// ipLayer is an IPv4 or IPv6 header to build a packet with.
+type ipLayer interface {
+	gopacket.NetworkLayer
+	gopacket.SerializableLayer
+}
+
+// ipOf are the Ethernet header from smac to dmac and the IP header from
+// src to dst (TTL or hop limit 64) of a packet of their family.
+func ipOf(smac, dmac packet.MAC, src, dst netip.Addr, proto layers.IPProtocol) (*layers.Ethernet, ipLayer) {
+	eth := &layers.Ethernet{SrcMAC: hw(smac), DstMAC: hw(dmac), EthernetType: layers.EthernetTypeIPv4}
+	if src.Is6() {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		return eth, &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	}
+	return eth, &layers.IPv4{Version: 4, TTL: 64, Id: 4321, Protocol: proto, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
 }
 
 // splitFrame fragments a frame's datagram as a sending host with a 1500

@@ -145,6 +145,15 @@ func (p *Port) input6(frame []byte, off packet.Offload, rec *trace.Recorder) {
 // fragMax is, for a datagram reassembled from fragments, the largest
 // fragment's length: it leaves as fragments that large again (packet too
 // big when the egress MTU is smaller); 0 for any other packet.
+//
+// route6 is kept a twin of route, the same hooks in the same order: what
+// they share is in helpers (local, deny, sendVia), and what is left is
+// each family's own on the hottest path (martian checks on the header's
+// words, the table lookup, TTL or hop limit, the MTU check, the errors).
+// One function over a type parameter would reach those through the
+// dictionary of one GC shape (packet.IPv4 and packet.IPv6 are both
+// []byte): an indirect call a step, a frame, on a path tuned to the
+// nanosecond (see docs/architecture.md, make bench).
 func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder, fragMax int) {
 	ip := packet.IPv6(frame[packet.EthernetHeaderLen:])
 	// the addresses as words straight from the header: no 16-byte copies
@@ -157,19 +166,13 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder, fra
 	r := p.r
 	fl := nat.Flow{Partial: off.NeedsCsum(), Rec: rec}
 	if v := r.ct.Prerouting6(&fl, ip, p.iface); v.Action != nat.Accept {
-		r.deny6(p, frame, off, v, rec)
+		r.deny(p, frame, off, v, rec)
 		return
 	}
 	d0 := d
 	d = dstBits(ip)
 	if r.isLocalBits(d) || d == p.ll128 {
-		if v := r.ct.Filter(&fl, nat.Input, ""); v.Action != nat.Accept {
-			r.deny6(p, frame, off, v, rec)
-			return
-		}
-		if p.act(rec, trace.Local, "to the router's own address: the host stage (ICMPv6 echo)") {
-			r.localWire(p, frame, off)
-		}
+		r.local(p, &fl, frame, off, rec)
 		return
 	}
 	if d.linkLocal() || s.linkLocal() {
@@ -197,7 +200,7 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder, fra
 		return
 	}
 	if v := r.ct.Filter(&fl, nat.Forward, out.iface); v.Action != nat.Accept {
-		r.deny6(p, frame, off, v, rec)
+		r.deny(p, frame, off, v, rec)
 		return
 	}
 	if len(ip) > out.MTU && wireLen6(ip, off, fragMax) > out.MTU {
@@ -205,7 +208,7 @@ func (p *Port) route6(frame []byte, off packet.Offload, rec *trace.Recorder, fra
 		return
 	}
 	if v := r.ct.Postrouting6(&fl, ip, out.iface, out.ip6); v.Action != nat.Accept {
-		r.deny6(p, frame, off, v, rec)
+		r.deny(p, frame, off, v, rec)
 		return
 	}
 	if !bridged {
@@ -245,15 +248,6 @@ func wireLen6(ip packet.IPv6, off packet.Offload, fragMax int) int {
 		}
 	}
 	return min(len(ip), hdr+int(off.GSOSize))
-}
-
-// deny6 counts a packet a hook refused and, for reject, answers it with
-// ICMPv6 port unreachable, as ip6tables' REJECT does by default.
-func (r *Router) deny6(p *Port, frame []byte, off packet.Offload, v nat.Verdict, rec *trace.Recorder) {
-	p.drop(v.Reason, rec)
-	if v.Action == nat.Reject && act(rec, trace.Send, "router", "rejects: answers with ICMPv6 port unreachable") {
-		r.icmpError6(frame, off, packet.ICMPv6DstUnreach, packet.ICMPv6CodePortUnrch, 0)
-	}
 }
 
 func (r *Router) isLocal6(ip [16]byte) bool { return r.isLocalBits(bits128(ip)) }

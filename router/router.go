@@ -359,13 +359,7 @@ func (p *Port) route(frame []byte, off packet.Offload, rec *trace.Recorder) {
 	dst0 := dst
 	dst = ip.Dst()
 	if r.isLocal(dst) {
-		if v := r.ct.Filter(&fl, nat.Input, ""); v.Action != nat.Accept {
-			r.deny(p, frame, off, v, rec)
-			return
-		}
-		if p.act(rec, trace.Local, "to the router's own address: the host stage (ICMP echo, DNS, the host's ports)") {
-			r.localWire(p, frame, off)
-		}
+		r.local(p, &fl, frame, off, rec)
 		return
 	}
 	if dst == [4]byte{255, 255, 255, 255} || dst[0] >= 224 || r.isDirectedBroadcast(dst) {
@@ -429,20 +423,38 @@ func wireLen(ip packet.IPv4, off packet.Offload) int {
 	return min(n, hdr+int(off.GSOSize))
 }
 
-// deny counts a packet a hook refused and, for reject, answers it: a TCP
-// reset, or ICMP port unreachable for anything else.
-func (r *Router) deny(p *Port, frame []byte, off packet.Offload, v nat.Verdict, rec *trace.Recorder) {
-	p.drop(v.Reason, rec)
-	if v.Action != nat.Reject || !act(rec, trace.Send, "router", "rejects: answers with a TCP reset or ICMP port unreachable") {
+// local takes a packet of either family for one of the router's own
+// addresses, prerouting done, through the input hook to the host stage.
+func (r *Router) local(p *Port, fl *nat.Flow, frame []byte, off packet.Offload, rec *trace.Recorder) {
+	if v := r.ct.Filter(fl, nat.Input, ""); v.Action != nat.Accept {
+		r.deny(p, frame, off, v, rec)
 		return
 	}
-	if packet.IPv4(frame[packet.EthernetHeaderLen:]).Protocol() == packet.ProtoTCP {
+	if p.act(rec, trace.Local, "to the router's own address: the host stage (ICMP echo, TCP reset, port unreachable, DNS, the host's ports)") {
+		r.localWire(p, frame, off)
+	}
+}
+
+// deny counts a packet of either family a hook refused and, for reject,
+// answers it: IPv4 TCP with a reset, the rest of IPv4 with ICMP port
+// unreachable, IPv6 with ICMPv6 port unreachable, as ip6tables' REJECT
+// does by default.
+func (r *Router) deny(p *Port, frame []byte, off packet.Offload, v nat.Verdict, rec *trace.Recorder) {
+	p.drop(v.Reason, rec)
+	switch {
+	case v.Action != nat.Reject:
+	case frame[packet.EthernetHeaderLen]>>4 == 6:
+		if act(rec, trace.Send, "router", "rejects: answers with ICMPv6 port unreachable") {
+			r.icmpError6(frame, off, packet.ICMPv6DstUnreach, packet.ICMPv6CodePortUnrch, 0)
+		}
+	case !act(rec, trace.Send, "router", "rejects: answers with a TCP reset or ICMP port unreachable"):
+	case packet.IPv4(frame[packet.EthernetHeaderLen:]).Protocol() == packet.ProtoTCP:
 		if r.host != nil {
 			r.host.Reset(frame)
 		}
-		return
+	default:
+		r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)
 	}
-	r.icmpError(frame, off, packet.ICMPUnreachable, packet.ICMPCodePortUnreach, 0)
 }
 
 // sendVia sends an IP frame out of p to next hop nh, resolving nh's MAC

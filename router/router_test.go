@@ -420,14 +420,9 @@ func TestLocalUDPAndTCP(t *testing.T) {
 // tcpTo is a TCP segment from (smac, src) to dst by way of dmac, IPv4 or
 // IPv6 by the addresses.
 func tcpTo(t testing.TB, smac, dmac packet.MAC, src, dst netip.Addr, seg layers.TCP) []byte {
-	eth := &layers.Ethernet{SrcMAC: hw(smac), DstMAC: hw(dmac), EthernetType: layers.EthernetTypeIPv4}
-	var ip gopacket.NetworkLayer = &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
-	if src.Is6() {
-		eth.EthernetType = layers.EthernetTypeIPv6
-		ip = &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
-	}
+	eth, ip := ipOf(smac, dmac, src, dst, layers.IPProtocolTCP)
 	_ = seg.SetNetworkLayerForChecksum(ip)
-	return serialize(t, eth, ip.(gopacket.SerializableLayer), &seg)
+	return serialize(t, eth, ip, &seg)
 }
 
 // withDstOpts6 puts an empty destination options header (a PadN) between

@@ -305,7 +305,7 @@ func (r *msgReader) result(b []byte) (n int, off packet.Offload, ok bool, err er
 		return min(r.n, len(b)), packet.Offload{}, true, nil
 	}
 	if r.n < packet.VnetHdrLen {
-		return 0, packet.Offload{}, false, fmt.Errorf("short read: %d bytes, no vnet header", r.n)
+		return 0, packet.Offload{}, false, shortVnet(r.n)
 	}
 	return min(r.n-packet.VnetHdrLen, len(b)), packet.DecodeVnetHdr(r.hdr[:]), true, nil
 }

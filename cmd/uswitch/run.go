@@ -99,12 +99,13 @@ func cmdDown(args []string) error {
 // cmdRun builds the plan's topology, forwards until SIGINT/SIGTERM, then
 // removes everything it made.
 func cmdRun(args []string) error {
-	fs := newFlagSet("run", "[--config FILE] [--control PATH] [--busy-poll=true|false] [--poll-threads N] [--cpu-latency] [--veth-ring=true|false] [--veth-qdisc-bypass] [--log-level debug|info|warn|error] [--log-format text|json] [--cpuprofile FILE]")
+	fs := newFlagSet("run", "[--config FILE] [--control PATH] [--busy-poll=true|false] [--poll-threads N] [--io-uring] [--cpu-latency] [--veth-ring=true|false] [--veth-qdisc-bypass] [--log-level debug|info|warn|error] [--log-format text|json] [--cpuprofile FILE]")
 	cfg := fs.String("config", "", "the net.toml to run (default: the embedded default topology)")
 	sock := fs.String("control", "", "control socket path (default /run/uswitch/<name>.sock)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
 	busyPoll := fs.Bool("busy-poll", true, "serve TAP (offload = true) and veth ports from one thread that busy-polls them at SCHED_IDLE priority while frames flow (a CPU kept awake then; idle it sleeps); --busy-poll=false: a reader goroutine per port. Given, it overrides [defaults] busy_poll")
 	pollThreads := fs.Int("poll-threads", 1, "busy-poll threads: each reads its queue of every TAP with vnet headers (multi-queue TAPs, a flow kept on one thread), veths are read by the first; 0: one per CPU this process may run on, at most 4")
+	ioUring := fs.Bool("io-uring", false, "busy-poll threads read TAPs through an io_uring each (multishot reads, one io_uring_enter per turn for every waiting frame) instead of a readv per frame; needs Linux 6.7, else they read with epoll")
 	cpuLatency := fs.Bool("cpu-latency", false, "while the busy-poll thread spins, hold a CPU latency request of 0 (/dev/cpu_dma_latency): idle CPUs of the whole machine poll instead of sleeping. Given, it overrides [defaults] cpu_latency")
 	vethRing := fs.Bool("veth-ring", true, "read veth ports through a receive ring shared with the kernel (PACKET_RX_RING, 512 KiB a port) instead of one recvmsg per frame")
 	vethBypass := fs.Bool("veth-qdisc-bypass", false, "send to veth ports past their queueing discipline (PACKET_QDISC_BYPASS)")
@@ -185,7 +186,7 @@ func cmdRun(args []string) error {
 		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + threads)
 	}
 	veth := topo.Options{VethRing: *vethRing, VethQdiscBypass: *vethBypass}
-	return run(ctx, plan, *cfg, *sock, threads, veth, notify, log)
+	return run(ctx, plan, *cfg, *sock, threads, *ioUring, veth, notify, log)
 }
 
 // logLevels are the values of run's --log-level.
@@ -209,7 +210,7 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 // SIGHUP applies the file at cfg again (`uswitch apply`).
 //
 // veth's VethRing and VethQdiscBypass say how veth ports are opened.
-func run(ctx context.Context, plan *config.Plan, cfg, sock string, pollThreads int, veth topo.Options, notify *notifier, log *slog.Logger) (err error) {
+func run(ctx context.Context, plan *config.Plan, cfg, sock string, pollThreads int, ioUring bool, veth topo.Options, notify *notifier, log *slog.Logger) (err error) {
 	opt := topo.Options{StateDir: stateDir, Polled: plan.Defaults.BusyPoll, Queues: pollThreads, VethRing: veth.VethRing, VethQdiscBypass: veth.VethQdiscBypass}
 	unlock, err := topo.Lock(plan.Name, opt)
 	if err != nil {
@@ -244,7 +245,7 @@ func run(ctx context.Context, plan *config.Plan, cfg, sock string, pollThreads i
 
 	clk := clock.NewCoarse(10 * time.Millisecond)
 	defer clk.Stop()
-	dp, err := datapath.NewWithOptions(plan, clk, log, datapath.Options{BusyPoll: plan.Defaults.BusyPoll, CPULatency: plan.Defaults.CPULatency, PollThreads: pollThreads})
+	dp, err := datapath.NewWithOptions(plan, clk, log, datapath.Options{BusyPoll: plan.Defaults.BusyPoll, CPULatency: plan.Defaults.CPULatency, PollThreads: pollThreads, IOUring: ioUring})
 	if err != nil {
 		return err
 	}
