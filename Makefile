@@ -80,8 +80,9 @@ bench:
 # missing); writes bench/RESULTS.md with uswitch's CPU time per Gbit and
 # per million datagrams and CPU profiles of the TCP and UDP measures. SECS
 # seconds per iperf3 test; PROFILE=0 without the profiles; EXTRA=1 adds the
-# reader-goroutine and plain instances; LINK=veth, ONLY, NOTE,
-# HALTPOLL_NS: see bench/net.sh. About 12 minutes on 2 cores.
+# reader-goroutine and plain instances; XFLAGS="--poll-threads 2" adds the
+# default instance with those flags; USW_ARGS, LINK=veth, ONLY, NOTE,
+# HALTPOLL_NS: see bench/net.sh. About 13 minutes on 2 cores.
 SECS    ?= 4
 RUNS    ?= 5
 PROFILE ?= 1

@@ -61,6 +61,38 @@ lan_pair 10.66.0.0/24 "$LINK" >>"$work/cfg.toml"
 usw_run "$@"
 ip netns exec "$P-a" ping -c 2 -i 0.2 -W 2 -q 10.66.0.3 >/dev/null
 
+# tcpstat FILE: the TCP counters (/proc/net/netstat TcpExt, /proc/net/snmp
+# Tcp) of a's and b's namespaces and both eth0s' drops, as JSON, to FILE.
+tcpstat() {
+	local ns
+	{
+		for ns in a b; do
+			echo "$ns"
+			ip netns exec "$P-$ns" cat /proc/net/netstat /proc/net/snmp
+			ip -n "$P-$ns" -s -o link show eth0
+		done
+	} | python3 -c '
+import json, sys
+out, ns, hdr = {}, None, {}
+for line in sys.stdin:
+    f = line.split()
+    if f and f[0] in ("a", "b") and len(f) == 1:
+        ns = f[0]
+        out[ns] = {}
+        continue
+    if f and f[0].endswith(":") and not f[1].lstrip("-").isdigit():
+        hdr[f[0]] = f[1:]
+    elif f and f[0] in ("TcpExt:", "Tcp:") and f[0] in hdr:
+        out[ns].update({f"{f[0][:-1]}.{k}": int(v) for k, v in zip(hdr[f[0]], f[1:])})
+    elif "eth0" in line and "RX:" in line:
+        x = line.split("\\")
+        rx = x[3].split()
+        tx = x[5].split()
+        out[ns]["eth0.rx_dropped"] = int(rx[3])
+        out[ns]["eth0.tx_dropped"] = int(tx[3])
+print(json.dumps(out))' >"$1"
+}
+
 metrics() {
 	curl -s --unix-socket "$work/s.sock" http://uswitch/metrics |
 		awk '/^uswitch_busy_poll_(sleeps|lifts)_total/ { printf "%s=%s ", $1, $2 }'
@@ -118,10 +150,12 @@ for run in $(seq "$RUNS"); do
 			taskset -p -c "${t:-$cpus}" "$POLL_TID" >/dev/null
 		fi
 		before=$(metrics)
+		tcpstat "$work/tcp-before.json"
 		poll=()
 		[ -n "$POLL_TID" ] && poll=("poll:$PID/$POLL_TID")
 		iperf_run "$s" "$r" "${poll[@]}"
 		after=$(metrics)
+		tcpstat "$work/tcp-after.json"
 		python3 - "$work" "$run" "$place" "$before" "$after" "$(cut -d' ' -f1 /proc/loadavg)" <<'PY' | tee -a "$work/runs.jsonl" >/dev/null
 import json, sys
 work, run, place, before, after, load = sys.argv[1:]
@@ -140,6 +174,9 @@ for r in d["threads"]:
         rec["usw_cpu_s"] += r["cpu_s"]
     else:
         rec["threads"][r["label"]] = r
+tb, ta = json.load(open(work + "/tcp-before.json")), json.load(open(work + "/tcp-after.json"))
+rec["tcp"] = {f"{ns}.{k}": v - tb[ns].get(k, 0) for ns in ta for k, v in ta[ns].items()
+              if v - tb[ns].get(k, 0) and not k.startswith(("Tcp.InSegs", "Tcp.OutSegs", "Tcp.CurrEstab", "TcpExt.TCPHPAcks", "TcpExt.TCPPureAcks", "TcpExt.TCPHPHits", "TcpExt.TCPOrigDataSent", "TcpExt.TCPDelivered", "TcpExt.DelayedACKs", "Tcp.ActiveOpens", "Tcp.PassiveOpens", "TcpExt.TCPAutoCorking", "TcpExt.TCPRcvCoalesce", "TcpExt.TCPBacklogCoalesce", "TcpExt.TW", "Tcp.EstabResets", "TcpExt.TCPTimeWaitOverflow", "TcpExt.TCPACKSkipped", "TcpExt.TCPWantZeroWindowAdv", "TcpExt.TCPToZeroWindowAdv", "TcpExt.TCPFromZeroWindowAdv", "TcpExt.TCPOrigDataSent"))}
 print(json.dumps(rec))
 PY
 		python3 - "$work/runs.jsonl" <<'PY' >&2
@@ -150,12 +187,14 @@ def where(t):
     cpus = " ".join(f"{c}:{100 * k // n}%" for c, k in sorted(t["cpus"].items()))
     idle = 100 * t["policies"].get("5", 0) // n
     run = 100 * t["states"].get("R", 0) // n
-    return f"[{cpus} R{run}%{' idle' + str(idle) + '%' if t['label'] == 'poll' else ''} {t['cpu_s']:.2f}s]"
+    sched = f" wait {t['wait_s']:.2f}s pre {t['preempted']}" if "wait_s" in t else ""
+    return f"[{cpus} R{run}%{' idle' + str(idle) + '%' if t['label'] == 'poll' else ''} {t['cpu_s']:.2f}s{sched}]"
 th = "  ".join(f"{k} {where(t)}" for k, t in sorted(r["threads"].items()))
 top = sorted(r["joint"].items(), key=lambda kv: -kv[1])[:3]
 n = sum(r["joint"].values()) or 1
 j = ", ".join(f"{k} {100 * v // n}%" for k, v in top)
-print(f"run {r['run']:2d} {r['place']:>10s} {r['gbit']:6.2f} Gbit/s retr {r['retr']} usw {r['usw_cpu_s']:.2f}s lifts {r['lifts']:.0f} sleeps {r['sleeps']:.0f}  {th}  | {j}")
+tcp = " ".join(f"{k}={v}" for k, v in sorted(r.get("tcp", {}).items()))
+print(f"run {r['run']:2d} {r['place']:>10s} {r['gbit']:6.2f} Gbit/s retr {r['retr']} usw {r['usw_cpu_s']:.2f}s lifts {r['lifts']:.0f} sleeps {r['sleeps']:.0f}  {th}  | {j}  | {tcp}")
 PY
 		sleep 0.2
 	done

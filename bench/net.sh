@@ -54,7 +54,10 @@
 # service, if any, is not used or touched. OVS=0 leaves it out.
 #
 # Knobs: RUNS (default 5), SECS (seconds per iperf3 test, default 4),
-# PROFILE (1/0), BIN, OVS (1/0), EXTRA (0/1, above), LINK (tap, the
+# PROFILE (1/0), BIN, OVS (1/0), EXTRA (0/1, above), USW_ARGS (more
+# `uswitch run` flags for every uswitch instance, e.g. "--io-uring"),
+# XFLAGS (adds a setup "uswitch XFLAGS": the default instance with these
+# run flags as well, e.g. XFLAGS="--poll-threads 2"), LINK (tap, the
 # default, or veth: the uswitch instances' endpoints are veth pairs,
 # uswitch reading its side with a packet socket, instead of TAPs), ONLY (a
 # space-separated list of measure keys to run, e.g. "tcp1 flood"; the
@@ -110,8 +113,9 @@ SETUPS="k"
 [ "$OVS" = 1 ] && SETUPS+=" v"
 SETUPS+=" p l"
 [ "$EXTRA" = 1 ] && SETUPS+=" o u"
-declare -A NAME=([k]=kernel [v]="Open vSwitch" [p]=uswitch [l]="uswitch + latency" [o]="uswitch readers" [u]="uswitch plain")
-declare -A INST=([p]=${P}p [l]=${P}l [o]=${P}o [u]=${P}u) # uswitch instance names
+[ -n "${XFLAGS:-}" ] && SETUPS+=" x"
+declare -A NAME=([k]=kernel [v]="Open vSwitch" [p]=uswitch [l]="uswitch + latency" [o]="uswitch readers" [u]="uswitch plain" [x]="uswitch ${XFLAGS:-}")
+declare -A INST=([p]=${P}p [l]=${P}l [o]=${P}o [u]=${P}u [x]=${P}x) # uswitch instance names
 declare -A UPID=()                                         # setup -> pid whose CPU time counts
 OVSDB_PID=""
 VSWITCHD_PID=""
@@ -126,7 +130,7 @@ cleanup() {
 	trap '' INT TERM
 	[ -n "$HALTPOLL_OLD" ] && echo "$HALTPOLL_OLD" >"$HALTPOLL"
 	local s
-	for s in p l o u; do
+	for s in p l o u x; do
 		[ -n "${UPID[$s]:-}" ] && stop_pid "${UPID[$s]}"
 		UPID[$s]=""
 	done
@@ -135,7 +139,7 @@ cleanup() {
 	VSWITCHD_PID="" OVSDB_PID=""
 	for f in "$work"/iperf-*.pid; do [ -e "$f" ] && kill_iperf_server "$f"; done
 	for ns in $KERNEL_NS $OVS_NS; do ip netns del "$ns" 2>/dev/null; done
-	for s in p l o u; do
+	for s in p l o u x; do
 		[ -f "$work/${INST[$s]}.toml" ] || continue
 		"$BIN" down --config "$work/${INST[$s]}.toml" >/dev/null 2>&1 || log "uswitch down ${INST[$s]} failed"
 		# A clean exit removes its lock file, one that was killed does not;
@@ -292,19 +296,20 @@ TOML
 }
 # busy-poll (p): 10.87 L2, 10.85 routed, 10.83 masquerade;
 # busy-poll + latency (l): 10.81, 10.79, 10.77;
-# readers (o): 10.93, 10.91, 10.89; plain (u): 10.98, 10.96, 10.94.
+# readers (o): 10.93, 10.91, 10.89; plain (u): 10.98, 10.96, 10.94;
+# XFLAGS (x): 10.71, 10.69, 10.67.
 # Kernel: 10.99, 10.97, 10.95; Open vSwitch: 10.75 (L2).
-declare -A NET=([p]=87 [l]=81 [o]=93 [u]=98)
-declare -A OFFLOAD=([p]=true [l]=true [o]=true [u]=false)
+declare -A NET=([p]=87 [l]=81 [o]=93 [u]=98 [x]=71)
+declare -A OFFLOAD=([p]=true [l]=true [o]=true [u]=false [x]=true)
 declare -A FLAGS=([p]="--busy-poll --cpu-latency=false" [l]="--busy-poll --cpu-latency"
-	[o]="--busy-poll=false" [u]="--busy-poll=false")
+	[o]="--busy-poll=false" [u]="--busy-poll=false" [x]="--busy-poll --cpu-latency=false ${XFLAGS:-}")
 
 # usw_start SETUP: starts its instance in the background; sets UPID.
 usw_start() {
 	local s=$1 name=${INST[$1]}
 	usw_config "$name" "$P-$s" "${OFFLOAD[$s]}" "${NET[$s]}" >"$work/$name.toml"
 	# shellcheck disable=SC2086 # FLAGS split on purpose
-	"$BIN" run --config "$work/$name.toml" --control "$work/$name.sock" ${FLAGS[$s]} \
+	"$BIN" run --config "$work/$name.toml" --control "$work/$name.sock" ${FLAGS[$s]} ${USW_ARGS:-} \
 		>"$work/$name.out" 2>"$work/$name.err" &
 	UPID[$s]=$!
 }
@@ -331,7 +336,7 @@ L2A[k]=$P-ka L2B[k]=$P-kb L2C[k]=$P-kc L2D[k]=$P-kd L2IPB[k]=10.99.0.3 L2IPD[k]=
 RTC[k]=$P-kra RTS[k]=$P-krb RTIP[k]=10.97.2.2 NATC[k]=$P-kna NATS[k]=$P-knh NATIP[k]=10.95.9.2
 L2A[v]=$P-va L2B[v]=$P-vb L2C[v]=$P-vc L2D[v]=$P-vd L2IPB[v]=10.75.0.3 L2IPD[v]=10.75.0.5
 RTC[v]=- RTS[v]=- RTIP[v]=- NATC[v]=- NATS[v]=- NATIP[v]=-
-for s in p l o u; do
+for s in p l o u x; do
 	n=${NET[$s]}
 	L2A[$s]=$P-$s-a L2B[$s]=$P-$s-b L2C[$s]=$P-$s-c L2D[$s]=$P-$s-d L2IPB[$s]=10.$n.0.3 L2IPD[$s]=10.$n.0.5
 	RTC[$s]=$P-$s-ra RTS[$s]=$P-$s-rb RTIP[$s]=10.$((n - 2)).2.2
@@ -495,6 +500,7 @@ m() {
 # moment after its turn: its thread keeps spinning for 10 ms after the last
 # frame, which would otherwise overlap the next figure.
 start=$(date +%s)
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$work/rows"
 read -ra order <<<"$SETUPS"
 for run in $(seq "$RUNS"); do
@@ -522,9 +528,9 @@ for s in $SETUPS; do setup_args+=("$s=${NAME[$s]}"); done
 {
 	echo "# bench/net.sh results"
 	echo
-	printf '%s, %s, %d cores, kernel %s, RUNS=%s, SECS=%s, LINK=%s, git %s (binary %s); %d s of measures, load average %s at the end\n' \
+	printf '%s, %s, %d cores, kernel %s, RUNS=%s, SECS=%s, LINK=%s, git %s (binary %s); %d s of measures, load average %s at the start, %s at the end\n' \
 		"$(date -u +%FT%TZ)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
-		"$(nproc)" "$(uname -r)" "$RUNS" "$SECS" "$LINK" "$rev" "${binver:-unknown}" "$elapsed" "$(cut -d' ' -f1-3 /proc/loadavg)"
+		"$(nproc)" "$(uname -r)" "$RUNS" "$SECS" "$LINK" "$rev" "${binver:-unknown}" "$elapsed" "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
 	if [ -r "$HALTPOLL" ]; then
 		echo
 		if [ -n "${HALTPOLL_NS:-}" ]; then
@@ -543,6 +549,12 @@ for s in $SETUPS; do setup_args+=("$s=${NAME[$s]}"); done
 	echo "uswitch runs with offload = true and the busy-poll thread (the default; endpoints link = \"$LINK\"),"
 	echo "uswitch + latency the same with \`--cpu-latency\` (while its thread spins, /dev/cpu_dma_latency"
 	echo "holds 0 µs: the machine's idle CPUs poll instead of halting)."
+	if [ -n "${USW_ARGS:-}" ]; then
+		echo "Every uswitch instance also ran with \`$USW_ARGS\`."
+	fi
+	if [ -n "${XFLAGS:-}" ]; then
+		echo "uswitch $XFLAGS: the default instance with \`$XFLAGS\` as well."
+	fi
 	if [ "$EXTRA" = 1 ]; then
 		echo "uswitch readers: \`--busy-poll=false\` (a reader goroutine per port); uswitch plain: offload = false"
 		echo "and --busy-poll=false."

@@ -3,8 +3,10 @@
 on the command line every INTERVAL seconds until SIGTERM or SIGINT, then
 prints one JSON object: per thread, its samples' CPUs (field 39,
 processor), scheduling policies (field 41: 0 normal, 5 SCHED_IDLE) and
-states (R running or runnable, S sleeping), and the CPU time it used
-(utime + stime, fields 14 and 15) over the sampling.
+states (R running or runnable, S sleeping), and over the sampling the CPU
+time it used (utime + stime, fields 14 and 15), its time on a CPU and
+waiting on a run queue (/proc/PID/task/TID/schedstat: run_s, wait_s) and
+the times it was preempted (nonvoluntary_ctxt_switches).
 
     tasks.py INTERVAL LABEL:PID[/TID]...
 
@@ -39,6 +41,18 @@ def stat(pid, tid):
     }
 
 
+def sched(pid, tid):
+    """(on-CPU s, run-queue wait s, involuntary switches) of a thread."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            run, wait, _ = f.read().split()
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            inv = next(int(l.split()[1]) for l in f if l.startswith("nonvoluntary_ctxt_switches"))
+    except (OSError, ValueError, StopIteration):
+        return None
+    return (int(run) / 1e9, int(wait) / 1e9, inv)
+
+
 def main():
     interval = float(sys.argv[1])
     procs = [a.split(":", 1) for a in sys.argv[2:]]
@@ -68,6 +82,10 @@ def main():
                     "cpus": {}, "policies": {}, "states": {}, "running_cpus": {}, "samples": 0,
                 })
                 r["samples"] += 1
+                sc = sched(pid, tid)
+                if sc:
+                    r.setdefault("first_sched", sc)
+                    r["last_sched"] = sc
                 r["last_ticks"] = st["cpu_ticks"]
                 c = str(st["processor"])
                 r["cpus"][c] = r["cpus"].get(c, 0) + 1
@@ -85,6 +103,9 @@ def main():
     out = []
     for r in threads.values():
         r["cpu_s"] = (r.pop("last_ticks") - r.pop("first_ticks")) / TICK
+        a, b = r.pop("first_sched", None), r.pop("last_sched", None)
+        if a and b:
+            r["run_s"], r["wait_s"], r["preempted"] = b[0] - a[0], b[1] - a[1], b[2] - a[2]
         out.append(r)
     print(json.dumps({"seconds": time.monotonic() - t0, "threads": out, "joint": joint}))
 
