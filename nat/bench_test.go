@@ -285,7 +285,7 @@ func TestEstablishedFlow6AllocatesNothing(t *testing.T) {
 		}
 	})
 	require.Zero(t, allocs, "allocations per packet pair")
-	requireFlow6(t, buf, ap(remote6, 443), ap(web6, 40000))
+	requireFlow(t, buf, ap(remote6, 443), ap(web6, 40000))
 	requireChecksums6(t, buf)
 }
 

@@ -169,12 +169,3 @@ func requireChecksums6(t testing.TB, b []byte) {
 		requireChecksums6(t, d.icmp.Payload[4:])
 	}
 }
-
-// requireFlow6 checks an IPv6 packet's addresses and ports (the echo id
-// for ICMPv6).
-func requireFlow6(t testing.TB, b []byte, src, dst netip.AddrPort) {
-	t.Helper()
-	s, d := decodeIP6(t, b).ends()
-	require.Equal(t, src, s, "source")
-	require.Equal(t, dst, d, "destination")
-}

@@ -319,31 +319,25 @@ func decodeIP(t testing.TB, b []byte) decoded {
 	return d
 }
 
-func (d decoded) src() netip.AddrPort {
-	a, _ := netip.AddrFromSlice(d.ip.SrcIP.To4())
-	switch {
-	case d.tcp != nil:
-		return ap(a, uint16(d.tcp.SrcPort))
-	case d.udp != nil:
-		return ap(a, uint16(d.udp.SrcPort))
-	case d.icmp != nil:
-		return ap(a, d.icmp.Id)
-	}
-	return ap(a, 0)
-}
-
-func (d decoded) dst() netip.AddrPort {
+// ends are the packet's source and destination: addresses and ports (the
+// echo id for ICMP).
+func (d decoded) ends() (src, dst netip.AddrPort) {
+	s, _ := netip.AddrFromSlice(d.ip.SrcIP.To4())
 	a, _ := netip.AddrFromSlice(d.ip.DstIP.To4())
 	switch {
 	case d.tcp != nil:
-		return ap(a, uint16(d.tcp.DstPort))
+		return ap(s, uint16(d.tcp.SrcPort)), ap(a, uint16(d.tcp.DstPort))
 	case d.udp != nil:
-		return ap(a, uint16(d.udp.DstPort))
+		return ap(s, uint16(d.udp.SrcPort)), ap(a, uint16(d.udp.DstPort))
 	case d.icmp != nil:
-		return ap(a, d.icmp.Id)
+		return ap(s, d.icmp.Id), ap(a, d.icmp.Id)
 	}
-	return ap(a, 0)
+	return ap(s, 0), ap(a, 0)
 }
+
+func (d decoded) src() netip.AddrPort { s, _ := d.ends(); return s }
+
+func (d decoded) dst() netip.AddrPort { _, a := d.ends(); return a }
 
 // requireChecksums verifies every checksum of an IPv4 packet by having
 // gopacket recompute it: the IP header, TCP or UDP over the pseudo header
@@ -406,12 +400,18 @@ func requireUDPSum(t testing.TB, ip *layers.IPv4, u *layers.UDP) {
 	require.Equal(t, want, u.Checksum, "UDP checksum")
 }
 
-// requireFlow checks a packet's addresses and ports (the echo id for ICMP).
+// requireFlow checks the addresses and ports (the echo id for ICMP and
+// ICMPv6) of a packet of either family.
 func requireFlow(t testing.TB, b []byte, src, dst netip.AddrPort) {
 	t.Helper()
-	d := decodeIP(t, b)
-	require.Equal(t, src, d.src(), "source")
-	require.Equal(t, dst, d.dst(), "destination")
+	var s, d netip.AddrPort
+	if b[0]>>4 == 6 {
+		s, d = decodeIP6(t, b).ends()
+	} else {
+		s, d = decodeIP(t, b).ends()
+	}
+	require.Equal(t, src, s, "source")
+	require.Equal(t, dst, d, "destination")
 }
 
 // entry returns the one connection whose original tuple has this source.

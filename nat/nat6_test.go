@@ -21,10 +21,10 @@ func TestNAT66MasqueradeTCP(t *testing.T) {
 	g := newRig6(t)
 	cli, srv, masq := ap(web6, 40000), ap(remote6, 443), ap(uplink6, 40000)
 	out := func(flags int) {
-		requireFlow6(t, g.forward6("front", UplinkName, tcpPkt(t, cli, srv, flags, "")), masq, srv)
+		requireFlow(t, g.forward6("front", UplinkName, tcpPkt(t, cli, srv, flags, "")), masq, srv)
 	}
 	in := func(flags int) {
-		requireFlow6(t, g.forward6(UplinkName, "front", tcpPkt(t, srv, masq, flags, "")), srv, cli)
+		requireFlow(t, g.forward6(UplinkName, "front", tcpPkt(t, srv, masq, flags, "")), srv, cli)
 	}
 	out(fSYN)
 	require.Equal(t, "SYN_SENT", g.entry(cli).State)
@@ -44,21 +44,21 @@ func TestNAT66MasqueradeTCP(t *testing.T) {
 // UDP and ICMPv6 echo are masqueraded too; the echo reply comes back.
 func TestNAT66MasqueradeUDPAndEcho(t *testing.T) {
 	g := newRig6(t)
-	requireFlow6(t, g.forward6("front", UplinkName, udpPkt(t, ap(web6, 5000), ap(remote6, 53), "q")), ap(uplink6, 5000), ap(remote6, 53))
-	requireFlow6(t, g.forward6(UplinkName, "front", udpPkt(t, ap(remote6, 53), ap(uplink6, 5000), "a")), ap(remote6, 53), ap(web6, 5000))
+	requireFlow(t, g.forward6("front", UplinkName, udpPkt(t, ap(web6, 5000), ap(remote6, 53), "q")), ap(uplink6, 5000), ap(remote6, 53))
+	requireFlow(t, g.forward6(UplinkName, "front", udpPkt(t, ap(remote6, 53), ap(uplink6, 5000), "a")), ap(remote6, 53), ap(web6, 5000))
 	require.Equal(t, "ipv6", g.entry(ap(web6, 5000)).Family)
 
-	requireFlow6(t, g.forward6("front", UplinkName, ping(t, web6, remote6, 77, 1, false)), ap(uplink6, 77), ap(remote6, 77))
-	requireFlow6(t, g.forward6(UplinkName, "front", ping(t, remote6, uplink6, 77, 1, true)), ap(remote6, 77), ap(web6, 77))
+	requireFlow(t, g.forward6("front", UplinkName, ping(t, web6, remote6, 77, 1, false)), ap(uplink6, 77), ap(remote6, 77))
+	requireFlow(t, g.forward6(UplinkName, "front", ping(t, remote6, uplink6, 77, 1, true)), ap(remote6, 77), ap(web6, 77))
 	e := g.entry(ap(web6, 77))
 	require.Equal(t, "icmpv6", e.Proto)
 	require.True(t, e.Replied)
 
 	// two endpoints with the same echo id: the second gets another id
-	requireFlow6(t, g.forward6("front", UplinkName, ping(t, web26, remote6, 77, 1, false)), ap(uplink6, g.entry(ap(web26, 77)).Reply.Dport), ap(remote6, g.entry(ap(web26, 77)).Reply.Dport))
+	requireFlow(t, g.forward6("front", UplinkName, ping(t, web26, remote6, 77, 1, false)), ap(uplink6, g.entry(ap(web26, 77)).Reply.Dport), ap(remote6, g.entry(ap(web26, 77)).Reply.Dport))
 	require.NotEqual(t, uint16(77), g.entry(ap(web26, 77)).Reply.Dport)
 	out := g.forward6(UplinkName, "front", ping(t, remote6, uplink6, g.entry(ap(web26, 77)).Reply.Dport, 1, true))
-	requireFlow6(t, out, ap(remote6, 77), ap(web26, 77))
+	requireFlow(t, out, ap(remote6, 77), ap(web26, 77))
 
 	// an echo reply nobody asked for is INVALID: dropped at forward
 	r := g.pass(UplinkName, ping(t, remote6, web6, 99, 1, true))
@@ -71,7 +71,7 @@ func TestNAT66MasqueradeUDPAndEcho(t *testing.T) {
 func TestNAT66NoMasqueradeForRoutedSubnet(t *testing.T) {
 	g := newRig6(t)
 	ip := g.forward6("back", UplinkName, udpPkt(t, ap(db6, 5000), ap(remote6, 53), "q"))
-	requireFlow6(t, ip, ap(db6, 5000), ap(remote6, 53))
+	requireFlow(t, ip, ap(db6, 5000), ap(remote6, 53))
 	require.False(t, g.entry(ap(db6, 5000)).SNAT)
 }
 
@@ -82,16 +82,16 @@ func TestNAT66PublishedPort(t *testing.T) {
 	g := newRig6(t)
 	for _, cli := range []netip.AddrPort{ap(host6, 3000), ap(remote6, 3001)} {
 		ip := g.forward6(UplinkName, "front", tcpPkt(t, cli, ap(uplink6, 8080), fSYN, ""))
-		requireFlow6(t, ip, cli, ap(web6, 80))
+		requireFlow(t, ip, cli, ap(web6, 80))
 		ip = g.forward6("front", UplinkName, tcpPkt(t, ap(web6, 80), cli, fSYN|fACK, ""))
-		requireFlow6(t, ip, ap(uplink6, 8080), cli)
+		requireFlow(t, ip, ap(uplink6, 8080), cli)
 		e := g.entry(cli)
 		require.True(t, e.DNAT)
 		require.False(t, e.SNAT)
 		require.Equal(t, "SYN_RECV", e.State)
 	}
 	// UDP too
-	requireFlow6(t, g.forward6(UplinkName, "front", udpPkt(t, ap(host6, 4000), ap(uplink6, 5353), "q")), ap(host6, 4000), ap(web6, 53))
+	requireFlow(t, g.forward6(UplinkName, "front", udpPkt(t, ap(host6, 4000), ap(uplink6, 5353), "q")), ap(host6, 4000), ap(web6, 53))
 	// an unpublished port of the uplink address6 is the router's own
 	require.Equal(t, "", g.pass(UplinkName, tcpPkt(t, ap(host6, 3000), ap(uplink6, 9999), fSYN, "")).out)
 }
@@ -102,15 +102,15 @@ func TestNAT66PublishedPort(t *testing.T) {
 func TestNAT66Hairpin(t *testing.T) {
 	g := newRig6(t)
 	ip := g.forward6("front", "front", tcpPkt(t, ap(web26, 5555), ap(uplink6, 8080), fSYN, ""))
-	requireFlow6(t, ip, ap(front6GW, 5555), ap(web6, 80))
+	requireFlow(t, ip, ap(front6GW, 5555), ap(web6, 80))
 	ip = g.forward6("front", "front", tcpPkt(t, ap(web6, 80), ap(front6GW, 5555), fSYN|fACK, ""))
-	requireFlow6(t, ip, ap(uplink6, 8080), ap(web26, 5555))
+	requireFlow(t, ip, ap(uplink6, 8080), ap(web26, 5555))
 	e := g.entry(ap(web26, 5555))
 	require.True(t, e.SNAT)
 	require.True(t, e.DNAT)
 	// and from another isolated network: published ports are accepted before isolation drops
 	ip = g.forward6("back", "front", tcpPkt(t, ap(db6, 5556), ap(uplink6, 8080), fSYN, ""))
-	requireFlow6(t, ip, ap(db6, 5556), ap(web6, 80))
+	requireFlow(t, ip, ap(db6, 5556), ap(web6, 80))
 }
 
 // Isolation and internal hold for IPv6 as for IPv4: no forwarding between
@@ -143,7 +143,7 @@ func TestNAT66Isolation(t *testing.T) {
 			p.Networks[i].Isolate = false
 		}
 	})
-	requireFlow6(t, open.forward6("front", "back", tcpPkt(t, ap(web6, 1), ap(db6, 5432), fSYN, "")), ap(web6, 1), ap(db6, 5432))
+	requireFlow(t, open.forward6("front", "back", tcpPkt(t, ap(web6, 1), ap(db6, 5432), fSYN, "")), ap(web6, 1), ap(db6, 5432))
 }
 
 // ICMPv6 errors about a translated connection are RELATED: one coming
@@ -161,7 +161,7 @@ func TestNAT66RelatedErrors(t *testing.T) {
 	d := decodeIP6(t, ip)
 	require.Equal(t, web6.AsSlice(), []byte(d.ip.DstIP.To16()), "to the endpoint")
 	require.Equal(t, router.AsSlice(), []byte(d.ip.SrcIP.To16()), "from the router that sent it")
-	requireFlow6(t, d.icmp.Payload[4:], ap(web6, 40000), ap(remote6, 443))
+	requireFlow(t, d.icmp.Payload[4:], ap(web6, 40000), ap(remote6, 443))
 
 	// port unreachable from web about a datagram the host sent to a published port
 	q := g.forward6(UplinkName, "front", udpPkt(t, ap(host6, 4000), ap(uplink6, 5353), "q"))
@@ -169,7 +169,7 @@ func TestNAT66RelatedErrors(t *testing.T) {
 	ip = g.forward6("front", UplinkName, unreach)
 	d = decodeIP6(t, ip)
 	require.Equal(t, uplink6.AsSlice(), []byte(d.ip.SrcIP.To16()), "from the published address")
-	requireFlow6(t, d.icmp.Payload[4:], ap(host6, 4000), ap(uplink6, 5353))
+	requireFlow(t, d.icmp.Payload[4:], ap(host6, 4000), ap(uplink6, 5353))
 
 	// an error quoting nothing tracked is INVALID: dropped at forward
 	stray := icmp6Error(t, router, web6, layers.ICMPv6TypeDestinationUnreachable, 0, 0, udpPkt(t, ap(web6, 1), ap(remote6, 2), "x"))
@@ -182,13 +182,13 @@ func TestNAT66RelatedErrors(t *testing.T) {
 func TestNAT66OutputError(t *testing.T) {
 	g := newRig6(t)
 	syn := g.forward6(UplinkName, "front", tcpPkt(t, ap(host6, 3000), ap(uplink6, 8080), fSYN, ""))
-	requireFlow6(t, syn, ap(host6, 3000), ap(web6, 80))
+	requireFlow(t, syn, ap(host6, 3000), ap(web6, 80))
 	// the router cannot send it on (its MTU): packet too big back to the host
 	msg := icmp6Error(t, uplink6, host6, layers.ICMPv6TypePacketTooBig, 0, 1280, syn)
 	require.Equal(t, accept, g.tr.Output6(packet.IPv6(msg), UplinkName))
 	requireChecksums6(t, msg)
 	d := decodeIP6(t, msg)
-	requireFlow6(t, d.icmp.Payload[4:], ap(host6, 3000), ap(uplink6, 8080))
+	requireFlow(t, d.icmp.Payload[4:], ap(host6, 3000), ap(uplink6, 8080))
 }
 
 // [[rule]] src and dst take IPv6 prefixes; a rule of one family is not
@@ -257,7 +257,7 @@ func TestNAT66Fragments(t *testing.T) {
 	whole[6] = packet.ProtoUDP
 	packet.IPv6(whole).SetPayloadLen(uint16(len(whole) - packet.IPv6HeaderLen))
 	requireChecksums6(t, whole)
-	requireFlow6(t, whole, ap(uplink6, 5000), ap(remote6, 53))
+	requireFlow(t, whole, ap(uplink6, 5000), ap(remote6, 53))
 
 	later := fragments6(udpPkt(t, ap(web6, 5001), ap(remote6, 53), payload), 7, 32)[1]
 	r := g.pass("front", later)
@@ -301,14 +301,14 @@ func TestNAT66UserRules(t *testing.T) {
 		}
 	})
 	ip := g.forward6("front", UplinkName, udpPkt(t, ap(web26, 5000), ap(remote6, 53), "q"))
-	requireFlow6(t, ip, ap(netip.MustParseAddr("fd00:ff::99"), 4000), ap(remote6, 53))
-	requireFlow6(t, g.forward6(UplinkName, "front", udpPkt(t, ap(remote6, 53), ap(netip.MustParseAddr("fd00:ff::99"), 4000), "a")),
+	requireFlow(t, ip, ap(netip.MustParseAddr("fd00:ff::99"), 4000), ap(remote6, 53))
+	requireFlow(t, g.forward6(UplinkName, "front", udpPkt(t, ap(remote6, 53), ap(netip.MustParseAddr("fd00:ff::99"), 4000), "a")),
 		ap(remote6, 53), ap(web26, 5000))
 	require.EqualValues(t, 1, g.row("rule line 20").Packets)
 	require.Zero(t, g.row("masquerade6 front").Packets, "the user's rule came first")
 
 	ip = g.forward6(UplinkName, "front", tcpPkt(t, ap(host6, 3000), ap(uplink6, 2222), fSYN, ""))
-	requireFlow6(t, ip, ap(host6, 3000), ap(web6, 22))
+	requireFlow(t, ip, ap(host6, 3000), ap(web6, 22))
 	// the IPv4 side has no such rule: IPv4 to 2222 stays the router's
 	require.Equal(t, "", g.pass(UplinkName, tcpPkt(t, ap(hostAddr, 3000), ap(uplinkAddr, 2222), fSYN, "")).out)
 }
