@@ -442,6 +442,13 @@ func testVnetTAPOffloads(t *testing.T, polled bool) {
 	}
 	t.Cleanup(func() { tp.Close() })
 	mac := net.HardwareAddr{0x02, 0x42, 10, 98, 0, 2}
+	// No IPv6 on the TAP: its DAD, MLD and router solicitations would
+	// come at any time, where the test wants nothing but its replies.
+	if err := nsthread.In(ns, func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0)
+	}); err != nil {
+		t.Fatalf("disable IPv6 on %s: %v", name, err)
+	}
 	l := configure(t, h, name, mac, "10.98.0.2/24")
 	if err := h.NeighAdd(&netlink.Neigh{LinkIndex: l.Attrs().Index, State: netlink.NUD_PERMANENT,
 		IP: net.ParseIP("10.98.0.99"), HardwareAddr: fakeMAC}); err != nil {
