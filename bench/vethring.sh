@@ -7,8 +7,9 @@
 #   tcp    iperf3 TCP, 1 stream, SECS seconds (default 5), a to b: Gbit/s and
 #          uswitch's CPU seconds (utime+stime of its process) per Gbit;
 #   udp    iperf3 UDP 64-byte datagrams, -b 0, SECS seconds: offered and
-#          delivered kpps, and what a's port read (the rest of what a's eth0
-#          sent was lost between the veth and uswitch);
+#          delivered kpps, what a's port read (the rest of what a's eth0
+#          sent was lost between the veth and uswitch) and uswitch's CPU
+#          µs per frame it read;
 #   ping   ping -A -c 2000 a to b: average and mdev round trip in µs;
 #   idle   uswitch's CPU seconds over 3 s without traffic;
 #   rss    uswitch's resident memory (VmRSS) after the runs, in KiB.
@@ -106,17 +107,19 @@ PY
 	if [[ " $ONLY " == *" udp "* ]]; then
 		server
 		local r0 t0 r1 t1
-		r0=$(rx_a) t0=$(tx_eth0)
+		r0=$(rx_a) t0=$(tx_eth0) c0=$(cpu)
 		client -u -l 64 -b 0
-		r1=$(rx_a) t1=$(tx_eth0)
-		out+=$(python3 - "$work/iperf.json" "$r0" "$r1" "$t0" "$t1" <<'PY'
+		c1=$(cpu) r1=$(rx_a) t1=$(tx_eth0)
+		out+=$(python3 - "$work/iperf.json" "$r0" "$r1" "$t0" "$t1" "$c0" "$c1" "$tck" <<'PY'
 import json, sys
 e = json.load(open(sys.argv[1]))["end"]
 s, r = e["sum"], e["sum_received"]
 read, sent = int(sys.argv[3]) - int(sys.argv[2]), int(sys.argv[5]) - int(sys.argv[4])
+cpu = (float(sys.argv[7]) - float(sys.argv[6])) / float(sys.argv[8])
 secs = r["seconds"]
 print(f" udp64 offered {s['packets'] / secs / 1e3:.1f} kpps, uswitch read {read / secs / 1e3:.1f} kpps "
-      f"(lost before it {100 * (sent - read) / max(sent, 1):.1f}%), delivered {(r['packets'] - r['lost_packets']) / secs / 1e3:.1f} kpps;", end="")
+      f"(lost before it {100 * (sent - read) / max(sent, 1):.1f}%), {1e6 * cpu / max(read, 1):.2f} cpu-µs/frame, "
+      f"delivered {(r['packets'] - r['lost_packets']) / secs / 1e3:.1f} kpps;", end="")
 PY
 )
 	fi

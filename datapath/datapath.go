@@ -645,13 +645,42 @@ func (d *Datapath) Ports() []PortInfo {
 	if d.uplink != nil {
 		sws = append(slices.Clone(sws), d.uplink.sw)
 	}
+	rings := d.ringDrops()
 	var out []PortInfo
 	for _, sw := range sws {
 		for _, p := range sw.Ports() {
-			out = append(out, PortInfo{Name: p.Name, Network: sw.Name(), Snapshot: p.Stats.Snapshot()})
+			pi := PortInfo{Name: p.Name, Network: sw.Name(), Snapshot: p.Stats.Snapshot()}
+			if st, ok := rings[p.Name]; ok {
+				addDrop(pi.Drops, stats.RingTruncated, st.Truncated)
+				addDrop(pi.Drops, stats.RingMalformed, st.Malformed)
+			}
+			out = append(out, pi)
 		}
 	}
 	return out
+}
+
+// ringDrops returns the counters of the ports read through a receive ring
+// (veths), by port: the entries the ring dropped before the datapath saw
+// them.
+func (d *Datapath) ringDrops() map[string]tap.RingStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rings := map[string]tap.RingStats{}
+	for _, r := range d.readers {
+		if p, ok := r.dev.(*tap.Packet); ok {
+			if st, ok := p.RingStats(); ok {
+				rings[r.name] = st
+			}
+		}
+	}
+	return rings
+}
+
+func addDrop(drops map[string]uint64, r stats.Reason, n uint64) {
+	if n > 0 {
+		drops[r.String()] += n
+	}
 }
 
 // compileRules is the rule set nat evaluates for plan: Docker's policy

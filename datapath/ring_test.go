@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 
 	"github.com/uswitch-dev/uswitch/clock"
 	"github.com/uswitch-dev/uswitch/packet"
+	"github.com/uswitch-dev/uswitch/tap"
+	"github.com/uswitch-dev/uswitch/uring"
 )
 
 // vnetSockPort is a sockPort whose reads return a vnet header before the
@@ -21,6 +24,21 @@ import (
 type vnetSockPort struct{ *sockPort }
 
 func (vnetSockPort) VnetReads() {}
+
+// TryReadFrame splits the vnet header off, as a TAP's read does, for the
+// loops that read with epoll.
+func (s vnetSockPort) TryReadFrame(b []byte) (int, packet.Offload, bool, error) {
+	var raw [2048]byte
+	n, _, ok, err := s.sockPort.TryReadFrame(raw[:])
+	if err != nil || !ok {
+		return 0, packet.Offload{}, ok, err
+	}
+	frame, off, err := tap.VnetFrame(raw[:n])
+	if err != nil {
+		return 0, packet.Offload{}, false, err
+	}
+	return copy(b, frame), off, true, nil
+}
 
 // send writes frame into the port behind a vnet header of off.
 func (s vnetSockPort) send(t testing.TB, frame []byte, off packet.Offload) {
@@ -151,4 +169,23 @@ func TestRingCloseStops(t *testing.T) {
 	}
 	_, err := unix.Write(web.peer, []byte("x"))
 	require.True(t, errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET), "the port's socket is closed: %v", err)
+}
+
+// TestRingSetupFails: a loop whose ring cannot be set up logs it and
+// serves its ports with epoll, those attached before its thread started
+// and after.
+func TestRingSetupFails(t *testing.T) {
+	require.NoError(t, ringSupport())
+	orig := newLoopRing
+	newLoopRing = func() (*uring.Ring, error) { return nil, errors.New("refused") }
+	t.Cleanup(func() { newLoopRing = orig })
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	_, web, web2 := ringTopo(t, slog.New(slog.NewTextHandler(logs, nil)))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "io_uring setup failed") }, 2*time.Second, time.Millisecond)
+	buf := make([]byte, 2048)
+	for i := range uint32(10) {
+		f := seqFrame(t, i)
+		web.send(t, f, packet.Offload{})
+		require.Equal(t, f, web2.recv(t, buf))
+	}
 }

@@ -495,6 +495,10 @@ func FuzzPortInput6(f *testing.F) {
 	f.Add(echo6(f, webMAC, gwMAC("gw/front"), web6, addr6["gw/front"].Addr(), layers.ICMPv6TypeEchoRequest))
 	f.Add(ns6(f, webMAC, web6, addr6["gw/front"].Addr(), 255))
 	f.Add(na6(f, webMAC, gwMAC("gw/front"), web6, addr6["gw/front"].Addr()))
+	// TCP to a closed port of the router's: the host stage's reset
+	syn := tcpTo(f, webMAC, gwMAC("gw/front"), web6, addr6["uplink"].Addr(), layers.TCP{SrcPort: 40000, DstPort: 22, Seq: 1, SYN: true})
+	f.Add(syn)
+	f.Add(withDstOpts6(syn))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		g := newRig6(t, 1280)
 		g.learn6(t, "gw/back", db6, dbMAC)

@@ -53,6 +53,8 @@ const (
 	SpoofedND                    // port security: neighbour discovery for an address or a MAC not the endpoint's
 	BadND                        // a neighbour solicitation or advertisement RFC 4861 says to drop (hop limit not 255, bad options)
 	PacketTooBig                 // an IPv6 packet larger than the egress MTU (answered with packet too big; routers do not fragment IPv6)
+	RingTruncated                // a frame a veth's receive ring holds cut short: too large for its slot, and the socket too full for the whole
+	RingMalformed                // a veth's receive ring slot whose header does not add up
 	numReasons
 )
 
@@ -95,6 +97,8 @@ var reasonNames = [numReasons]string{
 	SpoofedND:      "spoofed-nd",
 	BadND:          "bad-nd",
 	PacketTooBig:   "packet-too-big",
+	RingTruncated:  "ring-truncated",
+	RingMalformed:  "ring-malformed",
 }
 
 func (r Reason) String() string { return reasonNames[r] }

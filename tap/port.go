@@ -53,11 +53,12 @@ type Lender interface {
 }
 
 // TryBorrow reads dev's next frame without blocking: lent in place when dev
-// is a Lender, else read into buf. A caller hands it back with Return
-// before the next read.
+// is a Packet (the Lender there is), else read into buf. A caller hands it
+// back with Return before the next read. (A concrete type check: cheaper
+// per frame than asking every TAP queue for an interface.)
 func TryBorrow(dev Polled, buf []byte) ([]byte, packet.Offload, bool, error) {
-	if l, ok := dev.(Lender); ok {
-		return l.TryBorrowFrame(buf)
+	if p, ok := dev.(*Packet); ok {
+		return p.TryBorrowFrame(buf)
 	}
 	n, off, ok, err := dev.TryReadFrame(buf)
 	return buf[:n], off, ok, err
@@ -65,10 +66,12 @@ func TryBorrow(dev Polled, buf []byte) ([]byte, packet.Offload, bool, error) {
 
 // Return hands back the frame TryBorrow lent from dev, if it lent one.
 func Return(dev Polled) {
-	if l, ok := dev.(Lender); ok {
-		l.Release()
+	if p, ok := dev.(*Packet); ok {
+		p.Release()
 	}
 }
+
+var _ Lender = (*Packet)(nil)
 
 // MultiQueue is a Polled port with a descriptor per queue (a multi-queue
 // TAP): each of Queues is served by its own poll loop, queue i by loop i,

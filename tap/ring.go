@@ -30,6 +30,9 @@ const (
 	ringBlock = 4096 // bytes per block: one page, so the kernel needs no larger allocation
 	// RingSlots is how many frames a veth port's receive ring holds.
 	RingSlots = 256
+	// ringCopyBuf is the receive buffer for the frames that do not fit
+	// a slot (the kernel counts it doubled: skb overhead).
+	ringCopyBuf = 2 << 20
 	// RingBytes is the memory a veth port's receive ring takes (kernel
 	// pages mapped into uswitch).
 	RingBytes = RingSlots * ringSlot
@@ -75,6 +78,12 @@ func setupRxRing(fd int, vnet bool) (*rxRing, error) {
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_COPY_THRESH, 1); err != nil {
 		return nil, fmt.Errorf("PACKET_COPY_THRESH: %w", err)
+	}
+	// The frames too large for a slot wait on the socket's queue, up to
+	// its receive buffer: room for a burst of super-frames (64 KiB each),
+	// used only while they wait. Root may go past net.core.rmem_max.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, ringCopyBuf); err != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, ringCopyBuf)
 	}
 	req := unix.TpacketReq{
 		Block_size: ringBlock,

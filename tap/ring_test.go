@@ -187,3 +187,37 @@ func FuzzRxRing(f *testing.F) {
 		}
 	})
 }
+
+// polledFake is a Polled port that is not a Packet: one frame waiting.
+type polledFake struct{ frame []byte }
+
+func (f *polledFake) ReadFrame(b []byte) (int, packet.Offload, error) {
+	return copy(b, f.frame), packet.Offload{}, nil
+}
+func (f *polledFake) WriteFrame(b []byte, off packet.Offload) error { return nil }
+func (f *polledFake) Close() error                                  { return nil }
+func (f *polledFake) Fd() int                                       { return -1 }
+func (f *polledFake) TryReadFrame(b []byte) (int, packet.Offload, bool, error) {
+	if f.frame == nil {
+		return 0, packet.Offload{}, false, nil
+	}
+	n := copy(b, f.frame)
+	f.frame = nil
+	return n, packet.Offload{}, true, nil
+}
+
+// TestTryBorrowCopies: a port that does not lend reads into the buffer
+// given, and Return does nothing.
+func TestTryBorrowCopies(t *testing.T) {
+	want := testFrame(60)
+	dev := &polledFake{frame: want}
+	buf := make([]byte, MaxFrame)
+	f, _, ok, err := TryBorrow(dev, buf)
+	if !ok || err != nil || !bytes.Equal(f, want) || &f[0] != &buf[0] {
+		t.Fatalf("TryBorrow: ok %v err %v, %d bytes", ok, err, len(f))
+	}
+	Return(dev)
+	if _, _, ok, _ := TryBorrow(dev, buf); ok {
+		t.Fatal("a second frame from an empty port")
+	}
+}

@@ -38,7 +38,7 @@ var prefix = fmt.Sprintf("ustp%d", os.Getpid()%1000)
 
 // newNetns creates an anonymous network namespace that lives until the
 // test ends.
-func newNetns(t *testing.T) netns.NsHandle {
+func newNetns(t testing.TB) netns.NsHandle {
 	t.Helper()
 	var h netns.NsHandle
 	err := nsthread.Switched(func() error { return unix.Unshare(unix.CLONE_NEWNET) }, func() (err error) {
@@ -52,7 +52,7 @@ func newNetns(t *testing.T) netns.NsHandle {
 	return h
 }
 
-func handleAt(t *testing.T, ns netns.NsHandle) *netlink.Handle {
+func handleAt(t testing.TB, ns netns.NsHandle) *netlink.Handle {
 	t.Helper()
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
@@ -63,7 +63,7 @@ func handleAt(t *testing.T, ns netns.NsHandle) *netlink.Handle {
 }
 
 // configure gives link a MAC and an address and brings it up.
-func configure(t *testing.T, h *netlink.Handle, name string, mac net.HardwareAddr, cidr string) netlink.Link {
+func configure(t testing.TB, h *netlink.Handle, name string, mac net.HardwareAddr, cidr string) netlink.Link {
 	t.Helper()
 	l, err := h.LinkByName(name)
 	if err != nil {
@@ -272,7 +272,7 @@ func vethInNetns(t *testing.T, ns netns.NsHandle, h *netlink.Handle, disable boo
 }
 
 // vethWith is vethInNetns with the packet socket opened with opt.
-func vethWith(t *testing.T, ns netns.NsHandle, h *netlink.Handle, disable bool, opt PacketOptions) (*Packet, string, net.HardwareAddr) {
+func vethWith(t testing.TB, ns netns.NsHandle, h *netlink.Handle, disable bool, opt PacketOptions) (*Packet, string, net.HardwareAddr) {
 	t.Helper()
 	host, peer := prefix+"h", prefix+"p"
 	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}, PeerName: peer}); err != nil {
@@ -442,6 +442,13 @@ func testVnetTAPOffloads(t *testing.T, polled bool) {
 	}
 	t.Cleanup(func() { tp.Close() })
 	mac := net.HardwareAddr{0x02, 0x42, 10, 98, 0, 2}
+	// No IPv6 on the TAP: its DAD, MLD and router solicitations would
+	// come at any time, where the test wants nothing but its replies.
+	if err := nsthread.In(ns, func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0)
+	}); err != nil {
+		t.Fatalf("disable IPv6 on %s: %v", name, err)
+	}
 	l := configure(t, h, name, mac, "10.98.0.2/24")
 	if err := h.NeighAdd(&netlink.Neigh{LinkIndex: l.Attrs().Index, State: netlink.NUD_PERMANENT,
 		IP: net.ParseIP("10.98.0.99"), HardwareAddr: fakeMAC}); err != nil {
