@@ -668,7 +668,7 @@ func (d *Datapath) ringDrops() map[string]tap.RingStats {
 	defer d.mu.Unlock()
 	rings := map[string]tap.RingStats{}
 	for _, r := range d.readers {
-		if p, ok := r.dev.(*tap.Packet); ok {
+		if p, ok := r.dev.(interface{ RingStats() (tap.RingStats, bool) }); ok {
 			if st, ok := p.RingStats(); ok {
 				rings[r.name] = st
 			}

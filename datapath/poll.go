@@ -65,8 +65,11 @@ const (
 //     queue of that number, so a flow's frames, both ways, stay on the
 //     loop that carried its first ones: one flow is served in order by one
 //     thread, different flows by different threads.
-//   - A single-queue port (a veth's packet socket, a TAP left by an older
-//     single-queue run) is served by loop 0.
+//   - A veth's host end with PollThreads > 1 is a group of packet sockets
+//     (tap.PacketQueues, PACKET_FANOUT_HASH), socket i read by loop i: the
+//     kernel hands each direction of a flow to one socket by its hash.
+//   - A single-queue port (a TAP left by an older single-queue run, a
+//     packet socket without a fanout group) is served by loop 0.
 //   - A loop without frames keeps spinning while another loop has had
 //     frames within spinIdle: its CPU then does not halt while traffic
 //     flows, so an endpoint that a write wakes on it runs at once (as with

@@ -228,20 +228,20 @@ func TestPollThreadsRestartInPlace(t *testing.T) {
 }
 
 // TestPollThreadsLive: with two threads, a TAP attached while running gets
-// a queue on each, a veth stays on the first, and a TAP whose namespace is
-// deleted from outside leaves both threads, which go on carrying the
-// others.
+// a queue on each, a veth a packet socket on each (a fanout group), and a
+// TAP whose namespace is deleted from outside leaves both threads, which
+// go on carrying the others.
 func TestPollThreadsLive(t *testing.T) {
 	needRoot(t)
 	name := prefix("mll")
 	in := start(t, name, writeConfig(t, liveConfig(name)), "--poll-threads", "2")
 	mc := controlClient(name)
-	// a's TAP and the uplink's on both, b's veth on the first.
-	require.Equal(t, [2]float64{3, 2}, loopMetrics(t, mc, "queues"))
+	// a's TAP, the uplink's and b's veth on both.
+	require.Equal(t, [2]float64{3, 3}, loopMetrics(t, mc, "queues"))
 	ctr := name + "-ctr"
 	testNetns(t, ctr)
 	att := attach(t, in, ctr, "feedfacecafe0002", "tap")
-	require.Equal(t, [2]float64{4, 3}, loopMetrics(t, mc, "queues"))
+	require.Equal(t, [2]float64{4, 4}, loopMetrics(t, mc, "queues"))
 	echoServer(t, name+"-a", "0.0.0.0:7")
 	tcpEcho(t, ctr, "10.91.0.2:7")
 	echoServer(t, ctr, "0.0.0.0:7")
@@ -251,7 +251,7 @@ func TestPollThreadsLive(t *testing.T) {
 	// a's namespace deleted from outside: its TAP is let go of.
 	out, err := exec.Command("ip", "netns", "del", name+"-a").CombinedOutput()
 	require.NoError(t, err, string(out))
-	require.Eventually(t, func() bool { return loopMetrics(t, mc, "queues") == [2]float64{3, 2} }, 10*time.Second, 20*time.Millisecond,
+	require.Eventually(t, func() bool { return loopMetrics(t, mc, "queues") == [2]float64{3, 3} }, 10*time.Second, 20*time.Millisecond,
 		"the gone namespace's TAP still read: %v", loopMetrics(t, mc, "queues"))
 	tcpEcho(t, name+"-b", ipOf(att)+":7")
 	tcpEcho(t, ctr, "10.253.0.1:7") // through the uplink, masqueraded

@@ -762,3 +762,100 @@ func TestVnetTAPQueuesReattach(t *testing.T) {
 		}
 	}
 }
+
+// TestPacketQueuesFanout: a veth's host end opened with two queues is two
+// packet sockets in a PACKET_FANOUT_HASH group: every frame the namespace
+// sends is read once, all the frames of a flow by the same socket, and
+// different flows by both.
+func TestPacketQueuesFanout(t *testing.T) {
+	needRoot(t)
+	ns := newNetns(t)
+	h := handleAt(t, ns)
+	single, peer, _ := vethWith(t, ns, h, true, PacketOptions{Polled: true})
+	single.Close() // not in the group: it would read every frame too
+	host := prefix + "h"
+	hl, err := h.LinkByName(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var port Port
+	if err := nsthread.In(ns, func() (err error) {
+		port, err = OpenPacketQueues(host, hl.Attrs().Index, PacketOptions{Polled: true}, 2)
+		return
+	}); err != nil {
+		t.Fatalf("OpenPacketQueues: %v", err)
+	}
+	defer port.Close()
+	mq, ok := port.(*PacketQueues)
+	if !ok || len(mq.Queues()) != 2 {
+		t.Fatalf("%T, want *PacketQueues with 2 queues", port)
+	}
+	pl, err := h.LinkByName(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.NeighAdd(&netlink.Neigh{LinkIndex: pl.Attrs().Index, State: netlink.NUD_PERMANENT, IP: net.ParseIP("10.99.1.9"), HardwareAddr: fakeMAC}); err != nil {
+		t.Fatalf("neighbour: %v", err)
+	}
+	const flows, each = 32, 5
+	err = nsthread.In(ns, func() error {
+		for i := range flows {
+			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP("10.99.1.2"), Port: 41000 + i}, &net.UDPAddr{IP: net.ParseIP("10.99.1.9"), Port: 9})
+			if err != nil {
+				return err
+			}
+			for range each {
+				if _, err := c.Write([]byte("fanout")); err != nil {
+					c.Close()
+					return err
+				}
+			}
+			c.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	// Which socket read each flow's datagrams.
+	queueOf := map[uint16]map[int]int{}
+	got := 0
+	buf := make([]byte, MaxFrame)
+	deadline := time.Now().Add(5 * time.Second)
+	for got < flows*each && time.Now().Before(deadline) {
+		for i, q := range mq.Queues() {
+			n, _, ok, err := q.TryReadFrame(buf)
+			if err != nil {
+				t.Fatalf("queue %d: %v", i, err)
+			}
+			if !ok {
+				continue
+			}
+			p := gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.Default)
+			u, isUDP := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+			if !isUDP || u.DstPort != 9 {
+				continue
+			}
+			if queueOf[uint16(u.SrcPort)] == nil {
+				queueOf[uint16(u.SrcPort)] = map[int]int{}
+			}
+			queueOf[uint16(u.SrcPort)][i]++
+			got++
+		}
+	}
+	if got != flows*each {
+		t.Fatalf("read %d datagrams, want %d", got, flows*each)
+	}
+	used := map[int]bool{}
+	for sport, qs := range queueOf {
+		if len(qs) != 1 {
+			t.Fatalf("flow from port %d read by sockets %v", sport, qs)
+		}
+		for q := range qs {
+			used[q] = true
+		}
+	}
+	if len(used) != 2 {
+		t.Fatalf("%d flows all read by one socket", flows)
+	}
+}

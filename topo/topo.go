@@ -55,7 +55,7 @@ type PortDev struct {
 	Ifname   string   // interface name inside the namespace: "eth0"
 	Link     string   // config.LinkTAP or config.LinkVeth
 	HostLink string   // veth only: the host end the AF_PACKET socket reads
-	Dev      tap.Port // *tap.TAP, *tap.VnetTAP or *tap.Packet
+	Dev      tap.Port // *tap.TAP, *tap.VnetTAP, *tap.Packet or *tap.PacketQueues
 }
 
 // Plan returns the plan the topology runs: the config's, with what a
@@ -748,11 +748,12 @@ func (t *Topology) addVeth(p *config.Plan, ns netns.NsHandle, h *netlink.Handle,
 	return nil
 }
 
-// openPacket opens the packet socket of a veth port's host end.
-func (t *Topology) openPacket(host string, ifindex int, offload bool) (*tap.Packet, error) {
+// openPacket opens the packet socket of a veth port's host end: polled,
+// with Options.Queues > 1, a fanout group of that many (tap.PacketQueues).
+func (t *Topology) openPacket(host string, ifindex int, offload bool) (tap.Port, error) {
 	opt := t.veth
 	opt.Vnet, opt.Polled = offload, t.polled
-	return tap.OpenPacketWith(host, ifindex, opt)
+	return tap.OpenPacketQueues(host, ifindex, opt, t.queues)
 }
 
 // configureIface gives the link ifc.Name in h's namespace its MAC, MTU and
