@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -224,4 +225,34 @@ func TestPollThreadsRestartInPlace(t *testing.T) {
 	require.NoError(t, in.stop())
 	restarts(start(t, name, cfg, "--poll-threads", "2"),
 		restart{"2", [2]float64{4, 4}}, restart{"1", [2]float64{}}, restart{"2", [2]float64{4, 4}})
+}
+
+// TestPollThreadsLive: with two threads, a TAP attached while running gets
+// a queue on each, a veth stays on the first, and a TAP whose namespace is
+// deleted from outside leaves both threads, which go on carrying the
+// others.
+func TestPollThreadsLive(t *testing.T) {
+	needRoot(t)
+	name := prefix("mll")
+	in := start(t, name, writeConfig(t, liveConfig(name)), "--poll-threads", "2")
+	mc := controlClient(name)
+	// a's TAP and the uplink's on both, b's veth on the first.
+	require.Equal(t, [2]float64{3, 2}, loopMetrics(t, mc, "queues"))
+	ctr := name + "-ctr"
+	testNetns(t, ctr)
+	att := attach(t, in, ctr, "feedfacecafe0002", "tap")
+	require.Equal(t, [2]float64{4, 3}, loopMetrics(t, mc, "queues"))
+	echoServer(t, name+"-a", "0.0.0.0:7")
+	tcpEcho(t, ctr, "10.91.0.2:7")
+	echoServer(t, ctr, "0.0.0.0:7")
+	tcpEcho(t, name+"-b", ipOf(att)+":7")
+	echoServer(t, name+"-host", "0.0.0.0:7")
+
+	// a's namespace deleted from outside: its TAP is let go of.
+	out, err := exec.Command("ip", "netns", "del", name+"-a").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Eventually(t, func() bool { return loopMetrics(t, mc, "queues") == [2]float64{3, 2} }, 10*time.Second, 20*time.Millisecond,
+		"the gone namespace's TAP still read: %v", loopMetrics(t, mc, "queues"))
+	tcpEcho(t, name+"-b", ipOf(att)+":7")
+	tcpEcho(t, ctr, "10.253.0.1:7") // through the uplink, masqueraded
 }
