@@ -52,14 +52,7 @@ cleanup() {
 }
 on_exit
 
-cat >"$work/cfg.toml" <<TOML
-name = "$P"
-[defaults]
-offload = true
-TOML
-lan_pair 10.66.0.0/24 "$LINK" >>"$work/cfg.toml"
-usw_run "$@"
-ip netns exec "$P-a" ping -c 2 -i 0.2 -W 2 -q 10.66.0.3 >/dev/null
+usw_lan 10.66.0.0/24 "$LINK" "$@"
 
 # tcpstat FILE: the TCP counters (/proc/net/netstat TcpExt, /proc/net/snmp
 # Tcp) of a's and b's namespaces and both eth0s' drops, as JSON, to FILE.

@@ -104,6 +104,18 @@ lan_pair() {
 	done
 }
 
+# usw_lan SUBNET LINK [ARGS...]: one instance with offloads on, network
+# "lan" on SUBNET with endpoints $P-a (.2) and $P-b (.3) (link LINK, empty
+# for TAPs), started with `uswitch run ARGS` and checked with two pings.
+usw_lan() {
+	local subnet=$1 link=$2
+	shift 2
+	printf 'name = "%s"\n[defaults]\noffload = true\n' "$P" >"$work/cfg.toml"
+	lan_pair "$subnet" "$link" >>"$work/cfg.toml"
+	usw_run "$@"
+	ip netns exec "$P-a" ping -c 2 -i 0.2 -W 2 -q "${subnet%.0/*}.3" >/dev/null
+}
+
 # on_exit: runs the script's cleanup function on exit, whichever way the
 # script ends (an interrupt or SIGTERM exits through it too).
 on_exit() {

@@ -46,14 +46,7 @@ cleanup() {
 }
 on_exit
 
-cat >"$work/cfg.toml" <<TOML
-name = "$P"
-[defaults]
-offload = true
-TOML
-lan_pair 10.68.0.0/24 "$LINK" >>"$work/cfg.toml"
-usw_run "$@"
-ip netns exec "$P-a" ping -c 2 -i 0.2 -W 2 -q 10.68.0.3 >/dev/null
+usw_lan 10.68.0.0/24 "$LINK" "$@"
 
 # snap FILE: the counters, as JSON.
 snap() {

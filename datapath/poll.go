@@ -43,8 +43,15 @@ import (
 //     It is a machine-wide power setting, so it is off unless asked for.
 //   - A thread at SCHED_IDLE gets next to no CPU while other threads keep
 //     every CPU busy. A watchdog goroutine sees the loop stop turning
-//     (starveAfter) and lifts the thread to normal priority; the thread
-//     goes back to SCHED_IDLE once it has caught up (an empty poll).
+//     (starveAfter) and lifts the thread to normal priority, where it
+//     stays until traffic stops (it sleeps): a thread that went back to
+//     SCHED_IDLE at its next empty poll was starved again and again by the
+//     endpoints it carries for, and each stall of 2 ms or more fired the
+//     TCP sender's loss probe into a spurious retransmission and a cut of
+//     its window (bench/RESULTS-bimodal.md: TCP 1 stream 12.1-13.8 Gbit/s
+//     with 2-9 lifts a run, 13.3-15.4 with the lift kept, quiet machine,
+//     alternating runs). Without a starvation, as in a ping -A, nothing
+//     changes: the thread spins at SCHED_IDLE.
 const (
 	spinIdle    = 10 * time.Millisecond
 	starveAfter = 2 * time.Millisecond
@@ -118,6 +125,7 @@ type loop struct {
 	iter     atomic.Uint64 // turns of the loop
 	spinning atomic.Bool   // the thread is in its spinning phase
 	normal   atomic.Bool   // it runs at normal priority (woken, or lifted by the watchdog)
+	lifted   atomic.Bool   // lifted by the watchdog: normal priority until the loop sleeps
 	tid      atomic.Int32
 
 	sleeps, lifts, frames atomic.Uint64 // BusyPollStats
@@ -367,7 +375,7 @@ func (l *loop) run() {
 		n, busy, err := l.wait(ev[:], !spinning)
 		if spinning {
 			if !busy {
-				if l.normal.Load() && l.normal.CompareAndSwap(true, false) {
+				if !l.lifted.Load() && l.normal.Load() && l.normal.CompareAndSwap(true, false) {
 					_ = setPolicy(0, unix.SCHED_IDLE) // caught up: idle time only from here
 					lat.hold()
 					select {
@@ -378,6 +386,7 @@ func (l *loop) run() {
 				empty++
 				if empty >= spinEmpty && time.Since(last) >= spinIdle && !p.othersActive(l) {
 					l.spinning.Store(false)
+					l.lifted.Store(false)
 					l.sleeps.Add(1)
 					lat.release()
 					_ = setPolicy(0, unix.SCHED_NORMAL) // for the next wake
@@ -501,7 +510,7 @@ func (l *loop) read(pp *polledPort, buf []byte) (bool, error) {
 
 // watch is the loop's watchdog: while the thread spins, a loop that has
 // not turned for starveAfter means that other threads keep it off every
-// CPU, so it is lifted to normal priority until it catches up.
+// CPU, so it is lifted to normal priority until it next sleeps.
 func (l *loop) watch() {
 	p := l.p
 	defer p.d.wg.Done()
@@ -522,6 +531,7 @@ func (l *loop) watch() {
 						p.d.log.Warn("busy poll: cannot lift the starved thread to normal priority", "loop", l.id, "err", err)
 					}
 				} else {
+					l.lifted.Store(true)
 					l.lifts.Add(1)
 				}
 			}

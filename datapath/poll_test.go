@@ -261,36 +261,76 @@ func TestBusyPollSleepsWhenIdle(t *testing.T) {
 // priority: the SCHED_IDLE thread would get next to nothing, so the
 // watchdog lifts it and the frames still go through. A lift is counted
 // only when the thread's policy did change, which takes root (without it,
-// leaving SCHED_IDLE is refused).
+// leaving SCHED_IDLE is refused). The lift then holds while frames come,
+// through the empty polls between them, and ends when the thread sleeps.
 func TestBusyPollWatchdogLifts(t *testing.T) {
 	testenv.NeedRoot(t)
 	dp, web, web2 := pollTopo(t)
 	buf := make([]byte, 2048)
 	web.send(t, seqFrame(t, 0))
 	web2.recv(t, buf)
+	l := dp.poller.loops[0]
+	policy := func() uint32 {
+		attr, err := unix.SchedGetAttr(int(l.tid.Load()), 0)
+		require.NoError(t, err)
+		return attr.Policy
+	}
+	stats := func() BusyPollStats { s, _ := dp.BusyPoll(); return s }
 
 	burners := runtime.NumCPU() + 1
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + burners))
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for range burners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runtime.LockOSThread() // a thread of its own for the kernel to schedule
-			for !stop.Load() {
-			}
-		}()
+	seq := uint32(1)
+	// starve runs burners until the watchdog lifts the thread.
+	starve := func() {
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		for range burners {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runtime.LockOSThread() // a thread of its own for the kernel to schedule
+				for !stop.Load() {
+				}
+			}()
+		}
+		defer func() { stop.Store(true); wg.Wait() }()
+		lifts := stats().Lifts
+		deadline := time.Now().Add(5 * time.Second)
+		for ; stats().Lifts == lifts; seq++ {
+			web.send(t, seqFrame(t, seq))
+			web2.recv(t, buf)
+			require.True(t, time.Now().Before(deadline), "the watchdog never lifted the starved thread")
+		}
 	}
-	defer func() { stop.Store(true); wg.Wait() }()
-	deadline := time.Now().Add(5 * time.Second)
-	for i := uint32(1); ; i++ {
-		web.send(t, seqFrame(t, i))
-		web2.recv(t, buf)
-		if s, _ := dp.BusyPoll(); s.Lifts > 0 {
+	for attempt := 0; ; attempt++ {
+		starve()
+		slept := stats().Sleeps
+		if !l.lifted.Load() { // it slept since the lift (the test was starved too): again
+			require.Less(t, attempt, 10, "the thread slept after every lift")
+			continue
+		}
+		for range 20 {
+			web.send(t, seqFrame(t, seq))
+			web2.recv(t, buf)
+			seq++
+			time.Sleep(200 * time.Microsecond)
+		}
+		if stats().Sleeps == slept {
+			require.Equal(t, uint32(unix.SCHED_NORMAL), policy(), "the lifted thread went back to SCHED_IDLE while frames came")
 			break
 		}
-		require.True(t, time.Now().Before(deadline), "the watchdog never lifted the starved thread")
+		require.Less(t, attempt, 10, "the thread slept between frames 200 µs apart")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for l.spinning.Load() {
+		require.True(t, time.Now().Before(deadline), "the thread never slept")
+		time.Sleep(time.Millisecond)
+	}
+	web.send(t, seqFrame(t, seq))
+	web2.recv(t, buf)
+	for policy() != unix.SCHED_IDLE {
+		require.True(t, time.Now().Before(deadline), "after a sleep the thread stayed at normal priority")
+		time.Sleep(time.Millisecond)
 	}
 }
 
