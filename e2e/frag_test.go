@@ -59,6 +59,33 @@ func udpSocketOf(t *testing.T, network, ns, addr string) *net.UDPConn {
 	return c
 }
 
+// bigRoundTrips sends datagrams of 6000 and 60000 bytes (fragmented on
+// the way) from cli to to: srv must get each intact from src (any port
+// when src's port is 0), and its answer, as large, must reach cli intact
+// from to. seed tells the patterns of one exchange from another's.
+func bigRoundTrips(t *testing.T, cli, srv *net.UDPConn, to, src netip.AddrPort, seed byte) {
+	t.Helper()
+	for i, n := range []int{6000, 60000} {
+		msg := pattern(n, seed+byte(i))
+		_, err := cli.WriteToUDPAddrPort(msg, to)
+		require.NoError(t, err)
+		got, from := readFrom(t, srv)
+		require.True(t, bytes.Equal(msg, got), "%d bytes arrive intact", n)
+		if src.Port() == 0 {
+			require.Equal(t, src.Addr(), from.Addr(), "the server sees the source")
+		} else {
+			require.Equal(t, src, from, "the server sees the source")
+		}
+
+		reply := pattern(n, seed+byte(i)+100)
+		_, err = srv.WriteToUDPAddrPort(reply, from)
+		require.NoError(t, err)
+		got, from = readFrom(t, cli)
+		require.True(t, bytes.Equal(reply, got), "%d bytes of reply arrive intact", n)
+		require.Equal(t, to, from, "the answer comes from the address the client sent to")
+	}
+}
+
 // sniffIPv4 opens an AF_PACKET socket in a namespace that receives every
 // IPv4 packet of every interface there (without its Ethernet header).
 func sniffIPv4(t *testing.T, ns string) int {
@@ -143,42 +170,13 @@ func TestFragmentedUDPThroughNAT(t *testing.T) {
 	t.Run("masquerade", func(t *testing.T) {
 		srv := udpSocket(t, host, "10.254.95.1:9000")
 		cli := udpSocket(t, ep, "0.0.0.0:40000")
-		for i, n := range []int{6000, 60000} {
-			msg := pattern(n, byte(i))
-			_, err := cli.WriteToUDPAddrPort(msg, netip.AddrPortFrom(hostAddr, 9000))
-			require.NoError(t, err)
-			got, from := readFrom(t, srv)
-			require.True(t, bytes.Equal(msg, got), "%d bytes arrive intact", n)
-			require.Equal(t, uplink, from.Addr(), "masqueraded")
-
-			// the answer, as large, comes back through the connection
-			reply := pattern(n, byte(i)+100)
-			_, err = srv.WriteToUDPAddrPort(reply, from)
-			require.NoError(t, err)
-			got, from = readFrom(t, cli)
-			require.True(t, bytes.Equal(reply, got), "%d bytes of reply arrive intact", n)
-			require.Equal(t, netip.AddrPortFrom(hostAddr, 9000), from)
-		}
+		bigRoundTrips(t, cli, srv, netip.AddrPortFrom(hostAddr, 9000), netip.AddrPortFrom(uplink, 0), 0) // masqueraded
 	})
 
 	t.Run("published port", func(t *testing.T) {
 		srv := udpSocket(t, ep, "0.0.0.0:53")
 		cli := udpSocket(t, host, "10.254.95.1:41000")
-		for i, n := range []int{6000, 60000} {
-			msg := pattern(n, byte(i)+7)
-			_, err := cli.WriteToUDPAddrPort(msg, netip.AddrPortFrom(uplink, 5353))
-			require.NoError(t, err)
-			got, from := readFrom(t, srv)
-			require.True(t, bytes.Equal(msg, got), "%d bytes arrive intact", n)
-			require.Equal(t, netip.AddrPortFrom(hostAddr, 41000), from, "DNAT keeps the client's address")
-
-			reply := pattern(n, byte(i)+9)
-			_, err = srv.WriteToUDPAddrPort(reply, from)
-			require.NoError(t, err)
-			got, from = readFrom(t, cli)
-			require.True(t, bytes.Equal(reply, got), "%d bytes of reply arrive intact", n)
-			require.Equal(t, netip.AddrPortFrom(uplink, 5353), from, "the answer comes from the published address")
-		}
+		bigRoundTrips(t, cli, srv, netip.AddrPortFrom(uplink, 5353), netip.AddrPortFrom(hostAddr, 41000), 7) // DNAT keeps the client's address
 	})
 
 	// What the host side saw: fragments, all with public addresses.
