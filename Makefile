@@ -14,7 +14,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 CNIDIR  ?= /opt/cni/bin
 CNI_BIN ?= bin/uswitch-cni
 
-.PHONY: build run test cni-tools chromium test-unit bench bench-net bench-bimodal bench-udploss bench-scale fuzz vet clean install uninstall
+.PHONY: build run test cni-tools chromium test-unit bench bench-net bench-bimodal bench-udploss bench-pingwake bench-scale fuzz vet clean install uninstall
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/uswitch
@@ -102,6 +102,13 @@ bench-bimodal: build
 bench-udploss: build
 	./bench/udploss.sh
 	LINK=veth ./bench/udploss.sh
+
+# Where a ping -A through uswitch spends its time: the kernel bridge and
+# uswitch in turn, the pinger and the busy-poll thread on the same CPU,
+# on different ones, or free (needs root): see bench/pingwake.sh and
+# bench/RESULTS-limits.md.
+bench-pingwake: build
+	./bench/pingwake.sh
 
 # The switch path with a 1 M-station FDB end to end, the kernel bridge and
 # uswitch side by side (needs root; a few minutes, most of it learning the

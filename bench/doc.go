@@ -20,7 +20,10 @@
 // (RESULTS-bimodal.md). udploss.sh (`make bench-udploss`) follows 64-byte UDP
 // datagrams through one instance and reads the counters along the path
 // (the sender's TAP ring, uswitch's ports, the receiving socket) to show
-// where they are lost (RESULTS-udploss.md). scale.sh (`make
+// where they are lost (RESULTS-udploss.md). pingwake.sh (`make
+// bench-pingwake`) times ping -A through the kernel bridge and uswitch with
+// the pinger and the busy-poll thread placed on the CPUs in turn
+// (RESULTS-limits.md). scale.sh (`make
 // bench-scale`) measures the switch path end to end with a million
 // stations learned, the kernel bridge beside uswitch (RESULTS-scale.md),
 // with frames from blast (bench/blast). lib.sh holds the shell helpers the
