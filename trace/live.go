@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,19 +16,28 @@ import (
 )
 
 // Filter is a small frame filter in the spirit of tcpdump's simplest
-// expressions: terms joined by "and", each one of `host IP`, `net CIDR`,
-// `port N` (TCP or UDP, either side), `proto tcp|udp|icmp|arp` or the bare
-// protocol name. The zero Filter matches every frame.
+// expressions: terms joined by "and", each one of `host IP`, `net CIDR`
+// (IPv4 or IPv6: it matches frames of that family), `port N` (TCP or UDP,
+// either side, IPv4 or IPv6), `proto tcp|udp|icmp|icmp6|arp` or the bare
+// protocol name, or `ip` / `ip6` (the family). As in tcpdump, `tcp` and
+// `udp` match both families, `icmp` is ICMP for IPv4 only and `icmp6` is
+// ICMPv6. IPv6's extension headers (hop-by-hop, routing, destination
+// options, fragment) are walked to the TCP, UDP or ICMPv6 header. A
+// fragment after the first has its protocol but no ports (on either
+// family). The zero Filter matches every frame.
 type Filter struct {
 	terms []term
 }
 
 type term struct {
-	kind  string // host, net, port, proto
+	kind  string // host (host and net), port, proto, family
 	pfx   netip.Prefix
 	port  uint16
-	proto string
+	proto string // the protocol (proto) or the family: ip, ip6 (family)
 }
+
+// protos are the protocol names of `proto P` and the bare terms.
+var protos = []string{"tcp", "udp", "icmp", "icmp6", "arp"}
 
 // ParseFilter parses an expression; "" matches everything.
 func ParseFilter(expr string) (Filter, error) {
@@ -42,12 +52,15 @@ func ParseFilter(expr string) (Filter, error) {
 			continue
 		}
 		switch w {
-		case "tcp", "udp", "icmp", "arp":
+		case "tcp", "udp", "icmp", "icmp6", "arp":
 			f.terms = append(f.terms, term{kind: "proto", proto: w})
+			continue
+		case "ip", "ip6":
+			f.terms = append(f.terms, term{kind: "family", proto: w})
 			continue
 		case "host", "net", "port", "proto":
 		default:
-			return f, fmt.Errorf("filter %q: unknown term %q (want host, net, port, proto, tcp, udp, icmp, arp, and)", expr, w)
+			return f, fmt.Errorf("filter %q: unknown term %q (want host, net, port, proto, tcp, udp, icmp, icmp6, arp, ip, ip6, and)", expr, w)
 		}
 		if i+1 >= len(words) {
 			return f, fmt.Errorf("filter %q: %s needs a value", expr, w)
@@ -58,16 +71,16 @@ func ParseFilter(expr string) (Filter, error) {
 		switch w {
 		case "host":
 			a, err := netip.ParseAddr(v)
-			if err != nil || !a.Is4() {
-				return f, fmt.Errorf("filter %q: host %q: not an IPv4 address", expr, v)
+			if err != nil || a.Zone() != "" {
+				return f, fmt.Errorf("filter %q: host %q: not an IPv4 or IPv6 address", expr, v)
 			}
-			t.pfx = netip.PrefixFrom(a, 32)
+			t.kind, t.pfx = "host", netip.PrefixFrom(a, a.BitLen())
 		case "net":
 			p, err := netip.ParsePrefix(v)
-			if err != nil || !p.Addr().Is4() {
-				return f, fmt.Errorf("filter %q: net %q: not an IPv4 prefix", expr, v)
+			if err != nil {
+				return f, fmt.Errorf("filter %q: net %q: not an IPv4 or IPv6 prefix", expr, v)
 			}
-			t.pfx = p.Masked()
+			t.kind, t.pfx = "host", p.Masked()
 		case "port":
 			n, err := strconv.ParseUint(v, 10, 16)
 			if err != nil {
@@ -75,10 +88,8 @@ func ParseFilter(expr string) (Filter, error) {
 			}
 			t.port = uint16(n)
 		case "proto":
-			switch v {
-			case "tcp", "udp", "icmp", "arp":
-			default:
-				return f, fmt.Errorf("filter %q: proto %q: want tcp, udp, icmp or arp", expr, v)
+			if !slices.Contains(protos, v) {
+				return f, fmt.Errorf("filter %q: proto %q: want one of %s", expr, v, strings.Join(protos, ", "))
 			}
 			t.proto = v
 		}
@@ -96,52 +107,87 @@ func (f Filter) Match(frame []byte) bool {
 	if !e.Valid() {
 		return false
 	}
-	var src, dst [4]byte
-	var proto string
-	var sport, dport uint16
-	hasPorts := false
+	var src, dst netip.Addr
+	var family, proto string
+	var l4 []byte // the TCP or UDP header, when the frame has it
 	switch e.EtherType() {
 	case packet.EtherTypeARP:
 		a := packet.ARP(e.Payload())
 		if !a.Valid() {
 			return false
 		}
-		proto, src, dst = "arp", a.SenderIP(), a.TargetIP()
+		family, proto = "arp", "arp"
+		src, dst = netip.AddrFrom4(a.SenderIP()), netip.AddrFrom4(a.TargetIP())
 	case packet.EtherTypeIPv4:
 		ip := packet.IPv4(e.Payload())
 		if !ip.Valid() {
 			return false
 		}
-		src, dst = ip.Src(), ip.Dst()
-		switch ip.Protocol() {
-		case packet.ProtoTCP:
-			proto = "tcp"
-		case packet.ProtoUDP:
-			proto = "udp"
-		case packet.ProtoICMP:
-			proto = "icmp"
+		family = "ip"
+		src, dst = netip.AddrFrom4(ip.Src()), netip.AddrFrom4(ip.Dst())
+		proto = protoName(ip.Protocol(), packet.ProtoICMP, "icmp")
+		if ip.FragmentOffset() == 0 {
+			l4 = ip.Payload()
 		}
-		if pt := packet.Ports(ip.Payload()); (proto == "tcp" || proto == "udp") && pt.Valid() && !ip.IsFragment() {
-			sport, dport, hasPorts = pt.Src(), pt.Dst(), true
+	case packet.EtherTypeIPv6:
+		ip := packet.IPv6(e.Payload())
+		if !ip.LenValid() {
+			return false
+		}
+		family = "ip6"
+		src, dst = netip.AddrFrom16(ip.Src()), netip.AddrFrom16(ip.Dst())
+		next, off, ok := ip.Upper()
+		switch {
+		case !ok: // extension headers cut short: the addresses only
+		case next == packet.ProtoFragment6: // not the first fragment: no ports
+			if fh, ok := ip.Fragment(); ok {
+				proto = protoName(fh.NextHeader(), packet.ProtoICMPv6, "icmp6")
+			}
+		default:
+			proto = protoName(next, packet.ProtoICMPv6, "icmp6")
+			l4 = ip[off : packet.IPv6HeaderLen+int(ip.PayloadLen())]
 		}
 	default:
 		return false
 	}
+	var sport, dport uint16
+	pt := packet.Ports(l4)
+	hasPorts := (proto == "tcp" || proto == "udp") && pt.Valid()
+	if hasPorts {
+		sport, dport = pt.Src(), pt.Dst()
+	}
 	for _, t := range f.terms {
 		var ok bool
 		switch t.kind {
-		case "host", "net":
-			ok = t.pfx.Contains(netip.AddrFrom4(src)) || t.pfx.Contains(netip.AddrFrom4(dst))
+		case "host":
+			ok = t.pfx.Contains(src) || t.pfx.Contains(dst)
 		case "port":
 			ok = hasPorts && (sport == t.port || dport == t.port)
 		case "proto":
 			ok = proto == t.proto
+		case "family":
+			ok = family == t.proto
 		}
 		if !ok {
 			return false
 		}
 	}
 	return true
+}
+
+// protoName is the filter's name of an IP protocol number: tcp, udp, or
+// icmpName for icmp (ICMP's number on IPv4, ICMPv6's on IPv6); "" for
+// any other.
+func protoName(p, icmp uint8, icmpName string) string {
+	switch p {
+	case packet.ProtoTCP:
+		return "tcp"
+	case packet.ProtoUDP:
+		return "udp"
+	case icmp:
+		return icmpName
+	}
+	return ""
 }
 
 // Event is one real frame followed through the datapath.

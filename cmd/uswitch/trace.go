@@ -45,7 +45,7 @@ func traceCmd(ctx context.Context, args []string, w io.Writer) error {
 	reply := fs.Bool("reply", false, "trace the answer of the connection the packet makes, too")
 	live := fs.Bool("live", false, "follow the real frames that enter --port (or --network, or any) and match --match, as they pass")
 	network := fs.String("network", "", "with --live: only frames entering network `N` (uplink: the uplink)")
-	match := fs.String("match", "", "with --live: a filter `EXPR`: host IP, net CIDR, port N, proto P, tcp, udp, icmp, arp, joined by and")
+	match := fs.String("match", "", "with --live: a filter `EXPR`: host IP, net CIDR (IPv4 or IPv6), port N, proto P, tcp, udp, icmp, icmp6, arp, ip, ip6, joined by and")
 	count := fs.Uint("c", 0, "with --live: stop after `N` frames (0: until interrupted)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
