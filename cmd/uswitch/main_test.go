@@ -126,6 +126,7 @@ func TestUsageMistakes(t *testing.T) {
 		{[]string{"capture", "--control", none, "--config", cfg, "-w", "-"}, "--control and --config both name an instance"},
 		{[]string{"endpoint", "rm", "web", "--control", none, "--config", cfg}, "--control and --config both name an instance"},
 		{[]string{"top", "-d", "0", "--control", none}, "-d 0: the interval is at least 0.1 seconds"},
+		{[]string{"top", "-n", "-1", "--control", none}, "-n -1: want a positive number of refreshes"},
 		{[]string{"ui", "--listen", "0.0.0.0:9900", "--control", none}, `--listen "0.0.0.0:9900": the page is served on loopback only`},
 		{[]string{"ui", "--listen", "nonsense", "--control", none}, `--listen "nonsense"`},
 		// A missing --config would fail (exit 1) if the check came after

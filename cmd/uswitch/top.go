@@ -59,6 +59,9 @@ func top(ctx context.Context, args []string, w io.Writer) error {
 	if *interval < 0.1 {
 		return flagError(fs, fmt.Errorf("-d %v: the interval is at least 0.1 seconds", *interval))
 	}
+	if *count < 0 {
+		return flagError(fs, fmt.Errorf("-n %d: want a positive number of refreshes (0: until interrupted)", *count))
+	}
 	c, err := f.client()
 	if err != nil {
 		return err
