@@ -16,14 +16,14 @@ func cmdApply(args []string) error { return apply(context.Background(), args, os
 // apply is `uswitch apply --config FILE`: POST /v1/apply with the file, to
 // the instance the file names (or --control's), and print what changed.
 func apply(ctx context.Context, args []string, w io.Writer) error {
-	fs := newFlagSet("apply", "--config FILE [--control PATH] [-o table|json]")
+	fs := newFlagSet("apply", applySynopsis)
 	var f inspectFlags
 	f.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if f.config == "" {
-		return errors.New("apply: --config FILE is required")
+		return flagError(fs, errors.New("--config FILE is required"))
 	}
 	data, err := os.ReadFile(f.config)
 	if err != nil {

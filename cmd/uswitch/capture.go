@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -15,7 +14,6 @@ import (
 	"syscall"
 
 	"github.com/uswitch-dev/uswitch/capture"
-	"github.com/uswitch-dev/uswitch/control"
 )
 
 func cmdCapture(args []string) error {
@@ -29,10 +27,9 @@ func cmdCapture(args []string) error {
 // ctx (SIGINT, SIGTERM: not an error) or the end of the instance, then
 // reports on stderr how many frames it wrote, as tcpdump does.
 func capturePcap(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("capture", "[--port P] [--network N] [-c COUNT] -w FILE|- [--control PATH | --config FILE]")
+	fs := newFlagSet("capture", captureSynopsis)
 	var f inspectFlags
-	fs.StringVar(&f.control, "control", "", "control socket `PATH` of the instance (default: from --config, or the only one in "+control.RunDir+")")
-	fs.StringVar(&f.config, "config", "", "config `FILE` of the instance; its socket is "+control.RunDir+"/NAME.sock")
+	f.registerInstance(fs)
 	port := fs.String("port", "", "capture only port `P` (both directions), e.g. web, web/eth1, gw/front, uplink")
 	network := fs.String("network", "", "capture only the ports of network `N`")
 	count := fs.Int("c", 0, "exit after `COUNT` frames (0: until interrupted)")
@@ -91,14 +88,6 @@ func capturePcap(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 	return err
-}
-
-// flagError reports a command-line mistake found after parsing, like the
-// flag set reports its own.
-func flagError(fs *flag.FlagSet, err error) error {
-	fmt.Fprintf(fs.Output(), "%s: %v\n", fs.Name(), err)
-	fs.Usage()
-	return usageError{err}
 }
 
 // captureScope describes what a capture listens on, for its first line.

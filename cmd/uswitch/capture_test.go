@@ -84,7 +84,7 @@ func TestCaptureCommandStdoutInterrupted(t *testing.T) {
 
 func TestCaptureCommandErrors(t *testing.T) {
 	in := startInstance(t)
-	// The flag set prints usage errors to the process's stderr.
+	// A usage mistake: exit 2, its message and usage on stderr.
 	code, _, _ := runCLI(t, "capture", "--control", in.sock)
 	require.Equal(t, 2, code)
 	err := capturePcap(context.Background(), []string{"--control", in.sock}, io.Discard, io.Discard)

@@ -20,7 +20,7 @@ func cmdConntrack(args []string) error {
 // conntrack is `uswitch conntrack`: the connection table, one connection a
 // line like `conntrack -L`, and on stderr how many were shown.
 func conntrack(ctx context.Context, args []string, w, stderr io.Writer) error {
-	fs := newFlagSet("conntrack", "[--family ipv4|ipv6] [--proto tcp|udp|icmp|icmpv6] [--src IP] [--dst IP] [--sport N] [--dport N] [--state S] [-o table|json] [--control PATH | --config FILE]")
+	fs := newFlagSet("conntrack", conntrackSynopsis)
 	var f inspectFlags
 	f.register(fs)
 	// Filters, applied by the server, like conntrack -L's -f, -p, -s, -d,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -43,12 +44,24 @@ func endpointCmd(ctx context.Context, args []string, w io.Writer) error {
 	case "ls":
 		var list []live.EndpointInfo
 		return inspect(ctx, "endpoint ls", "/v1/endpoints", rest, w, &list, func() *table { return endpointsTable(list) })
-	case "-h", "-help", "--help":
-		fmt.Fprintln(w, "usage: uswitch endpoint add NAME --network N [--ip IP] [--mac MAC] [--link tap|veth] [--alias A]... [--publish SPEC]...\n       uswitch endpoint rm NAME\n       uswitch endpoint ls [-o json]")
-		return nil
 	}
-	fmt.Fprintln(os.Stderr, "usage: uswitch endpoint add|rm|ls ...")
-	return usageError{fmt.Errorf("endpoint: unknown subcommand %q", sub)}
+	return subcommandUsage("endpoint", sub, endpointAddSynopsis)
+}
+
+// subcommandUsage is `uswitch CMD -h` (help, exit 0) or an unknown
+// subcommand of CMD (a usage mistake, exit 2), for endpoint and network.
+func subcommandUsage(cmd, sub, addSynopsis string) error {
+	text := fmt.Sprintf("usage: uswitch %[1]s add %[2]s\n       uswitch %[1]s rm %[3]s\n       uswitch %[1]s ls %[4]s\n",
+		cmd, addSynopsis, removeSynopsis, inspectSynopsis)
+	switch sub {
+	case "-h", "-help", "--help":
+		return helpError{text}
+	}
+	err := fmt.Errorf("unknown subcommand %q (want add, rm or ls)", sub)
+	if sub == "" {
+		err = errors.New("want a subcommand: add, rm or ls")
+	}
+	return usageError{err, fmt.Sprintf("uswitch %s: %v\n%s", cmd, err, text)}
 }
 
 // nameAndFlags parses `NAME [flags]` or `[flags] NAME` and returns NAME.
@@ -57,28 +70,22 @@ func nameAndFlags(fs *flag.FlagSet, args []string) (string, error) {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return "", err
-		}
-		return "", usageError{err}
+	if err := parseArgs(fs, args); err != nil {
+		return "", err
 	}
 	rest := fs.Args()
 	if name == "" && len(rest) > 0 {
 		name, rest = rest[0], rest[1:]
 	}
 	if name == "" || len(rest) > 0 {
-		err := fmt.Errorf("want one NAME")
-		fmt.Fprintf(fs.Output(), "%s: %v\n", fs.Name(), err)
-		fs.Usage()
-		return "", usageError{err}
+		return "", flagError(fs, errors.New("want one NAME"))
 	}
 	return name, nil
 }
 
 // endpointAdd is `uswitch endpoint add`: POST /v1/endpoints.
 func endpointAdd(ctx context.Context, args []string, w io.Writer) error {
-	fs := newFlagSet("endpoint add", "NAME --network N [--ip IP] [--ip6 IP6] [--mac MAC] [--link tap|veth] [--alias A]... [--publish SPEC]... [-o json]")
+	fs := newFlagSet("endpoint add", endpointAddSynopsis)
 	var f inspectFlags
 	f.register(fs)
 	network := fs.String("network", "", "the `NETWORK` to attach it to")
@@ -129,7 +136,7 @@ func post(ctx context.Context, f *inspectFlags, path string, fields map[string]a
 
 // changeRemove is `uswitch endpoint rm NAME` and `uswitch network rm NAME`.
 func changeRemove(ctx context.Context, cmd, prefix string, args []string) error {
-	fs := newFlagSet(cmd, "NAME [--control PATH | --config FILE]")
+	fs := newFlagSet(cmd, removeSynopsis)
 	var f inspectFlags
 	f.register(fs)
 	name, err := nameAndFlags(fs, args)
@@ -195,18 +202,14 @@ func networkCmd(ctx context.Context, args []string, w io.Writer) error {
 	case "ls":
 		var list []live.NetworkInfo
 		return inspect(ctx, "network ls", "/v1/networks", rest, w, &list, func() *table { return networksTable(list) })
-	case "-h", "-help", "--help":
-		fmt.Fprintln(w, "usage: uswitch network add NAME --subnet S [--gateway G] [--subnet6 S6] [--gateway6 G6] [--isolate=false] [--internal] [--masquerade=false] [--masquerade6=true|false] [--dns=false] [--mtu N]\n       uswitch network rm NAME\n       uswitch network ls [-o json]")
-		return nil
 	}
-	fmt.Fprintln(os.Stderr, "usage: uswitch network add|rm|ls ...")
-	return usageError{fmt.Errorf("network: unknown subcommand %q", sub)}
+	return subcommandUsage("network", sub, networkAddSynopsis)
 }
 
 // networkAdd is `uswitch network add`: POST /v1/networks. Only the flags
 // given are sent; the others keep the defaults of [[network]].
 func networkAdd(ctx context.Context, args []string, w io.Writer) error {
-	fs := newFlagSet("network add", "NAME --subnet S [--gateway G] [--subnet6 S6] [--gateway6 G6] [--isolate=false] [--internal] [--masquerade=false] [--masquerade6=true|false] [--dns=false] [--mtu N] [-o json]")
+	fs := newFlagSet("network add", networkAddSynopsis)
 	var f inspectFlags
 	f.register(fs)
 	subnet := fs.String("subnet", "", "its `SUBNET`, like 172.21.0.0/24")

@@ -33,29 +33,44 @@ type inspectFlags struct {
 	control string
 	config  string
 	output  outputFormat
+	fs      *flag.FlagSet // where they are registered, for flagError
 }
 
+// register registers --control, --config and -o on fs.
 func (f *inspectFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.control, "control", "", "control socket `PATH` of the instance (default: from --config, or the only one in "+control.RunDir+")")
-	fs.StringVar(&f.config, "config", "", "config `FILE` of the instance; its socket is "+control.RunDir+"/NAME.sock")
+	f.registerInstance(fs)
 	outputFlag(fs, &f.output)
 }
 
-// client returns a client of the instance the flags name.
+// registerInstance registers --control and --config on fs.
+func (f *inspectFlags) registerInstance(fs *flag.FlagSet) {
+	f.fs = fs
+	fs.StringVar(&f.control, "control", "", "control socket `PATH` of the instance (default: from --config, or the only one in "+control.RunDir+")")
+	fs.StringVar(&f.config, "config", "", "config `FILE` of the instance; its socket is "+control.RunDir+"/NAME.sock")
+}
+
+// client returns a client of the instance the flags name. --control with
+// --config is a usage mistake.
 func (f *inspectFlags) client() (*control.Client, error) {
 	path, err := resolveSocket(control.RunDir, f.control, f.config)
+	if errors.Is(err, errBothInstances) {
+		return nil, flagError(f.fs, err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return control.NewClient(path), nil
 }
 
+// errBothInstances is --control given with --config.
+var errBothInstances = errors.New("--control and --config both name an instance: give one")
+
 // resolveSocket picks the control socket: --control as given; else the
 // socket of the instance named in --config; else the only *.sock in dir.
 func resolveSocket(dir, controlPath, configFile string) (string, error) {
 	switch {
 	case controlPath != "" && configFile != "":
-		return "", errors.New("--control and --config both name an instance: give one")
+		return "", errBothInstances
 	case controlPath != "":
 		return controlPath, nil
 	case configFile != "":
@@ -118,6 +133,9 @@ func fdb(ctx context.Context, args []string, w io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *watch && (*port != "" || *mac != "") {
+		return flagError(fs, errors.New("--port and --mac do not apply to --watch"))
+	}
 	c, err := f.client()
 	if err != nil {
 		return err
@@ -127,9 +145,6 @@ func fdb(ctx context.Context, args []string, w io.Writer) error {
 		q.Set("network", *network)
 	}
 	if *watch {
-		if *port != "" || *mac != "" {
-			return errors.New("fdb: --port and --mac do not apply to --watch")
-		}
 		q.Set("watch", "1")
 		return watchFDB(ctx, c, "/v1/fdb?"+q.Encode(), w, f.output)
 	}
@@ -145,8 +160,6 @@ func fdb(ctx context.Context, args []string, w io.Writer) error {
 	}
 	return listFDB(ctx, c, path, w, f.output, *network == "")
 }
-
-const fdbSynopsis = "[--network N] [--port P] [--mac MAC] [--watch] [-o table|json] [--control PATH | --config FILE]"
 
 // listTimeout bounds a listing that streams: a million FDB rows take
 // seconds, not requestTimeout's moments.
@@ -372,7 +385,7 @@ func ports(ctx context.Context, args []string, w io.Writer) error {
 // inspect is the whole of a simple inspection command: the common flags,
 // one GET of path into v, and v rendered as tbl's table or as JSON.
 func inspect(ctx context.Context, name, path string, args []string, w io.Writer, v any, tbl func() *table) error {
-	fs := newFlagSet(name, "[-o table|json] [--control PATH | --config FILE]")
+	fs := newFlagSet(name, inspectSynopsis)
 	var f inspectFlags
 	f.register(fs)
 	if err := parseFlags(fs, args); err != nil {

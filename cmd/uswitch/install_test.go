@@ -44,6 +44,7 @@ func TestMakeInstall(t *testing.T) {
 	require.Equal(t, "notify", lines["Type"])
 	require.Equal(t, "main", lines["NotifyAccess"])
 	require.Equal(t, "on-failure", lines["Restart"])
+	require.Equal(t, "/bin/kill -HUP $MAINPID", lines["ExecReload"], "systemctl reload applies the file again (SIGHUP)")
 	for k, v := range lines {
 		require.NotContains(t, v, " down", "%s runs uswitch down", k)
 	}

@@ -40,11 +40,12 @@ func TestDispatchUsage(t *testing.T) {
 	require.Empty(t, out)
 	require.True(t, strings.HasPrefix(errOut, "usage: uswitch <command> [flags]\n"))
 
-	code, out, _ = runCLI(t, "help")
+	code, out, errOut = runCLI(t, "help")
 	require.Equal(t, 0, code)
+	require.Empty(t, errOut)
 	for _, c := range commands {
-		synopsis := strings.TrimSpace(c.name + " " + c.args)
-		require.Regexp(t, "(?m)^  "+regexp.QuoteMeta(synopsis)+"   +"+regexp.QuoteMeta(c.summary)+"$", out)
+		require.Regexp(t, "(?m)^  "+regexp.QuoteMeta(c.name)+"( |$)", out)
+		require.Regexp(t, "(?m)^        "+regexp.QuoteMeta(c.summary)+"$", out)
 	}
 	require.Contains(t, out, "  help [COMMAND]")
 
@@ -53,41 +54,99 @@ func TestDispatchUsage(t *testing.T) {
 	require.Equal(t, out, out2)
 }
 
-func TestDispatchUnknown(t *testing.T) {
-	code, out, errOut := runCLI(t, "frobnicate")
-	require.Equal(t, 2, code)
-	require.Empty(t, out)
-	require.True(t, strings.HasPrefix(errOut, "uswitch: unknown command \"frobnicate\"\n\nusage: uswitch"))
+// TestHelpWidth: no line of the overview is wider than 100 columns.
+func TestHelpWidth(t *testing.T) {
+	_, out, _ := runCLI(t, "help")
+	for _, l := range strings.Split(out, "\n") {
+		require.LessOrEqual(t, len(l), helpWidth, "%q", l)
+	}
 }
 
-func TestDispatchFlagErrors(t *testing.T) {
-	for _, args := range [][]string{
-		{"fdb", "--bogus"},
-		{"fdb", "extra"},
-		{"ports", "-o", "yaml"},
-		{"version", "x"},
-		{"conntrack", "--proto"},
-		{"conntrack", "-o", "xml"},
-		{"rules", "extra"},
-		{"check", "-o", "yaml"},
-		{"check", "extra"},
-		{"down", "extra"},
-		{"run", "--log-level", "verbose"},
-		{"run", "--log-format", "xml"},
-		{"run", "extra"},
-	} {
-		code, _, errOut := runCLI(t, args...)
-		require.Equal(t, 2, code, "%v", args)
-		require.Empty(t, errOut, "the flag set prints usage errors itself")
+// TestHelpSynopses: the overview's synopsis of each command names every
+// flag its flag set has, and asked-for help goes to stdout with exit 0.
+func TestHelpSynopses(t *testing.T) {
+	flagRE := regexp.MustCompile(`(?m)^  -([\w-]+)`)
+	for _, c := range commands {
+		forms := [][]string{{c.name}}
+		if c.name == "endpoint" || c.name == "network" {
+			forms = [][]string{{c.name, "add"}, {c.name, "rm"}, {c.name, "ls"}}
+		}
+		for _, form := range forms {
+			code, out, errOut := runCLI(t, append(form, "-h")...)
+			require.Equal(t, 0, code, "%v", form)
+			require.Empty(t, errOut, "%v", form)
+			require.True(t, strings.HasPrefix(out, "usage: uswitch "+strings.Join(form, " ")), "%v: %q", form, out)
+			for _, m := range flagRE.FindAllStringSubmatch(out, -1) {
+				require.Regexp(t, `(^|[\[ |])--?`+regexp.QuoteMeta(m[1])+`([ =\]]|$)`, c.args,
+					"the synopsis of %s lacks -%s", c.name, m[1])
+			}
+		}
 	}
-	code, _, _ := runCLI(t, "help", "fdb")
-	require.Equal(t, 0, code)
-	code, _, _ = runCLI(t, "ports", "-h")
-	require.Equal(t, 0, code)
-	code, _, _ = runCLI(t, "help", "conntrack")
-	require.Equal(t, 0, code)
-	code, _, _ = runCLI(t, "rules", "-h")
-	require.Equal(t, 0, code)
+	for _, args := range [][]string{{"help", "fdb"}, {"fdb", "-h"}, {"fdb", "--help"}, {"help", "endpoint"}, {"endpoint", "-h"}, {"help", "trace"}} {
+		code, out, errOut := runCLI(t, args...)
+		require.Equal(t, 0, code, "%v", args)
+		require.Empty(t, errOut, "%v", args)
+		require.True(t, strings.HasPrefix(out, "usage: uswitch "+args[len(args)-1]+" ") || strings.HasPrefix(out, "usage: uswitch "+args[0]+" "), "%v: %q", args, out)
+	}
+	_, out, _ := runCLI(t, "help", "fdb")
+	require.Contains(t, out, "  -watch\n")
+	_, out, _ = runCLI(t, "help", "endpoint")
+	require.Contains(t, out, "[--ip6 IP6]")
+}
+
+// TestUsageMistakes: a command-line mistake, found by the flag set or by a
+// check after it, prints its message and the command's usage on stderr,
+// nothing on stdout, and exits 2 before the command does anything.
+func TestUsageMistakes(t *testing.T) {
+	none := filepath.Join(t.TempDir(), "none.sock") // a mistake is reported before any connection
+	cfg := filepath.Join(t.TempDir(), "missing.toml")
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"fdb", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"fdb", "extra"}, `unexpected argument "extra"`},
+		{[]string{"ports", "-o", "yaml"}, `unknown output format "yaml" (want table or json)`},
+		{[]string{"version", "x"}, `unexpected argument "x"`},
+		{[]string{"conntrack", "--proto"}, "flag needs an argument: -proto"},
+		{[]string{"conntrack", "-o", "xml"}, `unknown output format "xml"`},
+		{[]string{"rules", "extra"}, `unexpected argument "extra"`},
+		{[]string{"check", "-o", "yaml"}, `unknown output format "yaml"`},
+		{[]string{"check", "extra"}, `unexpected argument "extra"`},
+		{[]string{"down", "extra"}, `unexpected argument "extra"`},
+		{[]string{"run", "--log-level", "verbose"}, `unknown log level "verbose"`},
+		{[]string{"run", "--log-format", "xml"}, `unknown log format "xml"`},
+		{[]string{"run", "extra"}, `unexpected argument "extra"`},
+		{[]string{"trace", "--control", none}, "--port and --dst (or --frame) are required"},
+		{[]string{"trace", "--port", "web", "--control", none}, "--port and --dst (or --frame) are required"},
+		{[]string{"apply", "--control", none}, "--config FILE is required"},
+		{[]string{"ports", "--control", none, "--config", cfg}, "--control and --config both name an instance: give one"},
+		{[]string{"fdb", "--control", none, "--config", cfg}, "--control and --config both name an instance"},
+		{[]string{"top", "--control", none, "--config", cfg}, "--control and --config both name an instance"},
+		{[]string{"capture", "--control", none, "--config", cfg, "-w", "-"}, "--control and --config both name an instance"},
+		{[]string{"endpoint", "rm", "web", "--control", none, "--config", cfg}, "--control and --config both name an instance"},
+		{[]string{"top", "-d", "0", "--control", none}, "-d 0: the interval is at least 0.1 seconds"},
+		{[]string{"top", "-n", "-1", "--control", none}, "-n -1: want a positive number of refreshes"},
+		{[]string{"ui", "--listen", "0.0.0.0:9900", "--control", none}, `--listen "0.0.0.0:9900": the page is served on loopback only`},
+		{[]string{"ui", "--listen", "nonsense", "--control", none}, `--listen "nonsense"`},
+		// A missing --config would fail (exit 1) if the check came after
+		// loading the plan.
+		{[]string{"run", "--config", cfg, "--poll-threads", "-1"}, "--poll-threads -1: want 0 (one per CPU) or more"},
+		{[]string{"fdb", "--watch", "--port", "x", "--control", none}, "--port and --mac do not apply to --watch"},
+		{[]string{"fdb", "--watch", "--mac", "02:00:00:00:00:01", "--control", none}, "--port and --mac do not apply to --watch"},
+		{[]string{"capture", "--control", none}, "-w FILE|- is required"},
+		{[]string{"capture", "--control", none, "-c", "-3", "-w", "-"}, "-c -3: want a positive number of frames"},
+		{[]string{"endpoint", "bogus"}, `unknown subcommand "bogus"`},
+		{[]string{"network"}, "want a subcommand: add, rm or ls"},
+		{[]string{"endpoint", "rm", "--control", none}, "want one NAME"},
+	} {
+		code, out, errOut := runCLI(t, tc.args...)
+		require.Equal(t, 2, code, "%v: %s", tc.args, errOut)
+		require.Empty(t, out, "%v", tc.args)
+		require.Contains(t, errOut, tc.msg, "%v", tc.args)
+		require.Contains(t, errOut, "usage: uswitch "+tc.args[0], "%v", tc.args)
+		require.NotContains(t, errOut, "uswitch: ", "%v: a usage mistake is not reported as a runtime error", tc.args)
+	}
 }
 
 func TestDispatchNoInstance(t *testing.T) {

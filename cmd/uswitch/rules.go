@@ -17,7 +17,7 @@ func cmdRules(args []string) error { return rules(context.Background(), args, os
 // rules is `uswitch rules`: the compiled rule set per hook with its
 // counters, like `iptables -L -v -n`.
 func rules(ctx context.Context, args []string, w io.Writer) error {
-	fs := newFlagSet("rules", "[-x] [-o table|json] [--control PATH | --config FILE]")
+	fs := newFlagSet("rules", rulesSynopsis)
 	var f inspectFlags
 	f.register(fs)
 	exact := fs.Bool("x", false, "exact packet and byte counts, not rounded to K, M, G (like iptables -x)")

@@ -46,7 +46,7 @@ func cmdCheck(args []string) error { return check(args, os.Stdout) }
 // check is `uswitch check`: it validates a config and prints the resolved
 // plan to w.
 func check(args []string, w io.Writer) error {
-	fs := newFlagSet("check", "[--config FILE] [-o table|json]")
+	fs := newFlagSet("check", checkSynopsis)
 	cfg := fs.String("config", "", "the net.toml to check (default: the embedded default topology)")
 	var out outputFormat
 	outputFlag(fs, &out)
@@ -68,7 +68,7 @@ func check(args []string, w io.Writer) error {
 
 // cmdDown removes what a crashed run of the config's instance left behind.
 func cmdDown(args []string) error {
-	fs := newFlagSet("down", "[--config FILE]")
+	fs := newFlagSet("down", downSynopsis)
 	cfg := fs.String("config", "", "the net.toml of the instance (default: the embedded default topology)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -99,7 +99,7 @@ func cmdDown(args []string) error {
 // cmdRun builds the plan's topology, forwards until SIGINT/SIGTERM, then
 // removes everything it made.
 func cmdRun(args []string) error {
-	fs := newFlagSet("run", "[--config FILE] [--control PATH] [--busy-poll=true|false] [--poll-threads N] [--io-uring] [--cpu-latency] [--veth-ring=true|false] [--veth-qdisc-bypass] [--log-level debug|info|warn|error] [--log-format text|json] [--cpuprofile FILE]")
+	fs := newFlagSet("run", runSynopsis)
 	cfg := fs.String("config", "", "the net.toml to run (default: the embedded default topology)")
 	sock := fs.String("control", "", "control socket path (default /run/uswitch/<name>.sock)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
@@ -129,6 +129,9 @@ func cmdRun(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *pollThreads < 0 {
+		return flagError(fs, fmt.Errorf("--poll-threads %d: want 0 (one per CPU) or more", *pollThreads))
+	}
 	log := newLogger(os.Stderr, format, level)
 	plan, err := loadPlan(*cfg, os.Stdout)
 	if err != nil {
@@ -142,9 +145,6 @@ func cmdRun(args []string) error {
 			plan.Defaults.CPULatency = *cpuLatency
 		}
 	})
-	if *pollThreads < 0 {
-		return fmt.Errorf("run: --poll-threads %d: want 0 (one per CPU) or more", *pollThreads)
-	}
 	if err := needRoot("run"); err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/uswitch-dev/uswitch/datapath"
 )
 
-const topSynopsis = "[-d SECONDS] [-n COUNT] [-b] [--control PATH | --config FILE]"
+const topSynopsis = "[-d SECONDS] [-n COUNT] [-b] " + instanceSynopsis
 
 func cmdTop(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -49,8 +49,7 @@ type topRate struct {
 func top(ctx context.Context, args []string, w io.Writer) error {
 	fs := newFlagSet("top", topSynopsis)
 	var f inspectFlags
-	fs.StringVar(&f.control, "control", "", "control socket `PATH` of the instance (default: from --config, or the only one in "+control.RunDir+")")
-	fs.StringVar(&f.config, "config", "", "config `FILE` of the instance; its socket is "+control.RunDir+"/NAME.sock")
+	f.registerInstance(fs)
 	interval := fs.Float64("d", 1, "refresh every `SECONDS`")
 	count := fs.Int("n", 0, "stop after `COUNT` refreshes (0: until interrupted)")
 	batch := fs.Bool("b", false, "batch mode: print each refresh after the last instead of redrawing the terminal")
@@ -58,7 +57,10 @@ func top(ctx context.Context, args []string, w io.Writer) error {
 		return err
 	}
 	if *interval < 0.1 {
-		return fmt.Errorf("top: -d %v: the interval is at least 0.1 seconds", *interval)
+		return flagError(fs, fmt.Errorf("-d %v: the interval is at least 0.1 seconds", *interval))
+	}
+	if *count < 0 {
+		return flagError(fs, fmt.Errorf("-n %d: want a positive number of refreshes (0: until interrupted)", *count))
 	}
 	c, err := f.client()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -17,7 +18,7 @@ import (
 	"github.com/uswitch-dev/uswitch/trace"
 )
 
-const traceSynopsis = "--port P --dst IP [--src IP] [--proto tcp|udp|icmp] [--sport N] [--dport N] [--flags syn|ack] [--len N] [--ttl N] [--frame HEX] [--reply] | --live [--port P] [--network N] [--match EXPR] [-c N]  [-o table|json] [--control PATH | --config FILE]"
+const traceSynopsis = "--port P --dst IP [--src IP] [--proto tcp|udp|icmp] [--sport N] [--dport N] [--flags syn|ack] [--len N] [--ttl N] [--frame HEX] [--reply] " + inspectSynopsis + " | --live [--port P] [--network N] [--match EXPR] [-c N] " + inspectSynopsis
 
 func cmdTrace(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -67,7 +68,7 @@ func traceCmd(ctx context.Context, args []string, w io.Writer) error {
 		return followTrace(ctx, c, "/v1/trace?"+q.Encode(), w, f.output)
 	}
 	if *port == "" || *dst == "" && *frame == "" {
-		return fmt.Errorf("trace: --port and --dst (or --frame) are required")
+		return flagError(fs, errors.New("--port and --dst (or --frame) are required"))
 	}
 	q := url.Values{"port": {*port}}
 	for k, v := range map[string]string{"dst": *dst, "src": *src, "proto": *proto, "flags": *flags, "frame": *frame} {

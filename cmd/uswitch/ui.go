@@ -15,7 +15,7 @@ import (
 	"github.com/uswitch-dev/uswitch/ui"
 )
 
-const uiSynopsis = "[--listen 127.0.0.1:9900] [--control PATH | --config FILE]"
+const uiSynopsis = "[--listen 127.0.0.1:9900] " + instanceSynopsis
 
 func cmdUI(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -29,17 +29,17 @@ func cmdUI(args []string) error {
 func serveUI(ctx context.Context, args []string, ready func(addr string)) error {
 	fs := newFlagSet("ui", uiSynopsis)
 	var f inspectFlags
-	f.register(fs)
+	f.registerInstance(fs)
 	listen := fs.String("listen", "127.0.0.1:9900", "loopback `ADDR:PORT` to serve the page on")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	host, _, err := net.SplitHostPort(*listen)
 	if err != nil {
-		return fmt.Errorf("ui: --listen %q: %w", *listen, err)
+		return flagError(fs, fmt.Errorf("--listen %q: %w", *listen, err))
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("ui: --listen %q: the page is served on loopback only (127.0.0.1, ::1, localhost)", *listen)
+		return flagError(fs, fmt.Errorf("--listen %q: the page is served on loopback only (127.0.0.1, ::1, localhost)", *listen))
 	}
 	c, err := f.client()
 	if err != nil {
