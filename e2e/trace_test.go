@@ -105,8 +105,9 @@ func tryDial(t *testing.T, ns, addr string, timeout time.Duration) error {
 	return err
 }
 
-// traceLiveConfig: front with f and back with b, not isolated, both
-// masqueraded to an uplink whose host side is a namespace uswitch makes.
+// traceLiveConfig: front with f and back with b, dual-stack, not isolated,
+// both masqueraded to an uplink whose host side is a namespace uswitch
+// makes.
 func traceLiveConfig(name string) string {
 	return fmt.Sprintf(`
 name = %[1]q
@@ -119,25 +120,29 @@ netns = "%[1]s-host"
 [[network]]
 name = "front"
 subnet = "10.85.0.0/24"
+subnet6 = "fd00:85::/64"
 isolate = false
 
 [[network]]
 name = "back"
 subnet = "10.86.0.0/24"
+subnet6 = "fd00:86::/64"
 isolate = false
 
 [[endpoint]]
 name = "%[1]s-f"
 network = "front"
+ip6 = "fd00:85::10"
 
 [[endpoint]]
 name = "%[1]s-b"
 network = "back"
+ip6 = "fd00:86::20"
 `, name)
 }
 
 // followLive runs `uswitch trace --live ARGS -o json` and pings dst from ns
-// (one echo at a time, with the harness's Go ICMP probe) until the live
+// (one echo at a time, with the harness's Go ICMP or ICMPv6 probe) until the live
 // trace has printed want events or 30 s passed; it returns the events.
 func followLive(t *testing.T, in *instance, ns, dst string, want int, args ...string) []trace.Event {
 	t.Helper()
@@ -172,7 +177,11 @@ func followLive(t *testing.T, in *instance, ns, dst string, want int, args ...st
 			}
 			got = append(got, ev)
 		case <-time.After(200 * time.Millisecond):
-			mustEcho(t, ns, dst, echoOpts{count: 1, wait: time.Second})
+			if strings.Contains(dst, ":") {
+				echo6(t, ns, dst, 1)
+			} else {
+				mustEcho(t, ns, dst, echoOpts{count: 1, wait: time.Second})
+			}
 		case <-deadline:
 			t.Fatalf("trace --live printed %d of %d events in 30 s: %s", len(got), want, stderr.String())
 		}
@@ -214,6 +223,28 @@ func TestTraceLive(t *testing.T) {
 			}
 		}
 		require.True(t, request && reply, "requests and replies both followed")
+	})
+
+	// IPv6 as IPv4 (SPEC §6): the icmp6, ip6 and host terms select the
+	// echoes; the neighbour discovery that icmp6 also matches is skipped
+	t.Run("ipv6 two networks", func(t *testing.T) {
+		require.Equal(t, 2, echo6(t, f, "fd00:86::20", 2), "ping6 before following")
+		evs := followLive(t, in, f, "fd00:86::20", 6, "--match", "ip6 and icmp6 and host fd00:86::20")
+		var request, reply bool
+		for _, ev := range evs {
+			switch {
+			case ev.Port == f && ev.Network == "front" && hasStep(ev, trace.Egress, "fd00:85::10 > fd00:86::20 icmp6 type 128"):
+				require.Equal(t, []string{"back/" + b}, ev.Verdict.Ports, "%+v", ev.Steps)
+				require.True(t, hasStep(ev, trace.FDB, "is on port "+b), "%+v", ev.Steps)
+				request = true
+			case ev.Port == b && ev.Network == "back" && hasStep(ev, trace.Egress, "fd00:86::20 > fd00:85::10 icmp6 type 129"):
+				require.Equal(t, []string{"front/" + f}, ev.Verdict.Ports, "%+v", ev.Steps)
+				reply = true
+			case ev.Port != f && ev.Port != b:
+				t.Fatalf("an event from %s/%s", ev.Network, ev.Port)
+			}
+		}
+		require.True(t, request && reply, "requests and replies both followed: %+v", evs)
 	})
 
 	t.Run("masquerade", func(t *testing.T) {
