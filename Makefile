@@ -123,7 +123,7 @@ bench-scale: build
 # ("Failing input written to ...") or any other error fails.
 FUZZTIME ?= 20s
 FUZZ_TARGETS := switch:FuzzInput router:FuzzPortInput router:FuzzPortInput6 packet:FuzzViews packet:FuzzTransport packet:FuzzSum packet:FuzzIPv6Ext packet:FuzzIPv6 \
-	config:FuzzParse nat:FuzzHooks nat:FuzzHooks6 datapath:FuzzDatapath datapath:FuzzDatapathOffload gso:FuzzSegment defrag:FuzzReassemble defrag:FuzzReassemble6 host:FuzzDeliver tap:FuzzRxRing
+	config:FuzzParse nat:FuzzHooks nat:FuzzHooks6 datapath:FuzzDatapath datapath:FuzzDatapathOffload gso:FuzzSegment defrag:FuzzReassemble defrag:FuzzReassemble6 host:FuzzDeliver tap:FuzzRxRing trace:FuzzMatch uring:FuzzCompletion
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
