@@ -61,3 +61,56 @@ func TestMakeInstall(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	require.Contains(t, string(out), `"supportedVersions"`)
 }
+
+// TestMakeFuzzListsEveryTarget checks that `make fuzz` (which CI runs)
+// runs every fuzz target of the repository and names none that is gone:
+// FUZZ_TARGETS in the Makefile against the Fuzz functions of every
+// package's tests.
+func TestMakeFuzzListsEveryTarget(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	require.NoError(t, err)
+	text := strings.ReplaceAll(string(mk), "\\\n", " ")
+	listed := map[string]bool{}
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, "FUZZ_TARGETS :="); ok {
+			for _, t := range strings.Fields(rest) {
+				listed[t] = true
+			}
+		}
+	}
+	require.NotEmpty(t, listed, "no FUZZ_TARGETS := line in the Makefile")
+	found := map[string]bool{}
+	err = filepath.WalkDir("../..", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && path != "../.." {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		pkg, err := filepath.Rel("../..", filepath.Dir(path))
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(src), "\n") {
+			if name, ok := strings.CutPrefix(line, "func Fuzz"); ok {
+				name, _, _ = strings.Cut(name, "(")
+				found[filepath.ToSlash(pkg)+":Fuzz"+name] = true
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	for target := range found {
+		require.True(t, listed[target], "fuzz target %s is not in the Makefile's FUZZ_TARGETS: `make fuzz` (CI) does not run it", target)
+	}
+	for target := range listed {
+		require.True(t, found[target], "FUZZ_TARGETS names %s, which no test file defines", target)
+	}
+}
