@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 )
 
 // Write prints the resolved plan for people, in aligned columns: the
@@ -18,7 +17,7 @@ func (p *Plan) Write(w io.Writer) error {
 	d := p.Defaults
 	fmt.Fprintf(tw, "name\t%s\n", p.Name)
 	fmt.Fprintf(tw, "defaults\tfdb_ageing=%s fdb_max=%d conntrack_max=%d publish_range=%d-%d port_security=%t offload=%t busy_poll=%t cpu_latency=%t\n",
-		time.Duration(d.FDBAgeing), d.FDBMax, d.ConntrackMax, d.PublishRange[0], d.PublishRange[1], d.PortSecurity, d.Offload, d.BusyPoll, d.CPULatency)
+		d.FDBAgeing, d.FDBMax, d.ConntrackMax, d.PublishRange[0], d.PublishRange[1], d.PortSecurity, d.Offload, d.BusyPoll, d.CPULatency)
 	if u := p.Uplink; u != nil {
 		fmt.Fprintf(tw, "uplink\taddress=%s host_device=%s host_address=%s netns=%s routes=%t userland_proxy=%t",
 			u.Address, u.HostDevice, u.HostAddress, dash(u.Netns), u.Routes, u.UserlandProxy)

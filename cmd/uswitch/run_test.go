@@ -29,7 +29,7 @@ func TestCheckJSON(t *testing.T) {
 
 	b.Reset()
 	require.NoError(t, check(nil, &b))
-	require.Contains(t, b.String(), "fdb_ageing=5m0s ")
+	require.Contains(t, b.String(), "fdb_ageing=300s ")
 	require.Contains(t, b.String(), "busy_poll=true cpu_latency=false")
 }
 
