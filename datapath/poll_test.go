@@ -334,19 +334,26 @@ func TestBusyPollWatchdogLifts(t *testing.T) {
 	}
 }
 
-func TestBusyPollCloseStopsTheThread(t *testing.T) {
-	dp, web, web2 := pollTopo(t)
-	buf := make([]byte, 2048)
-	web.send(t, seqFrame(t, 1))
-	web2.recv(t, buf)
+// closeWithin closes dp and fails the test when Close errs or has not
+// returned within d (why: what that would mean).
+func closeWithin(t *testing.T, dp *Datapath, d time.Duration, why string) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- dp.Close() }()
 	select {
 	case err := <-done:
 		require.NoError(t, err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not return: the busy-poll thread or its watchdog did not stop")
+	case <-time.After(d):
+		t.Fatal("Close did not return: " + why)
 	}
+}
+
+func TestBusyPollCloseStopsTheThread(t *testing.T) {
+	dp, web, web2 := pollTopo(t)
+	buf := make([]byte, 2048)
+	web.send(t, seqFrame(t, 1))
+	web2.recv(t, buf)
+	closeWithin(t, dp, 5*time.Second, "the busy-poll thread or its watchdog did not stop")
 	// The devices are closed: nothing is forwarded any more.
 	_, err := peerIO(unix.Write, web.peer, seqFrame(t, 2))
 	require.Error(t, err)

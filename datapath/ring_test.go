@@ -159,14 +159,7 @@ func TestRingCloseStops(t *testing.T) {
 	require.NoError(t, ringSupport())
 	dp, web, _ := ringTopo(t, slog.New(slog.DiscardHandler))
 	web.send(t, seqFrame(t, 1), packet.Offload{})
-	done := make(chan error)
-	go func() { done <- dp.Close() }()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not return")
-	}
+	closeWithin(t, dp, 10*time.Second, "the loops with armed ring reads did not stop")
 	_, err := unix.Write(web.peer, []byte("x"))
 	require.True(t, errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET), "the port's socket is closed: %v", err)
 }

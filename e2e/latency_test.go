@@ -10,19 +10,27 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// holdsCPULatency reports whether process pid has /dev/cpu_dma_latency
-// open: the busy-poll thread's CPU latency request.
-func holdsCPULatency(t *testing.T, pid int) bool {
+// fdsTo counts the descriptors of process pid that point at target (as
+// /proc/PID/fd's links read: a path, or "anon_inode:[io_uring]").
+func fdsTo(t *testing.T, pid int, target string) int {
 	t.Helper()
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	require.NoError(t, err)
+	n := 0
 	for _, e := range ents {
-		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && l == "/dev/cpu_dma_latency" {
-			return true
+		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && l == target {
+			n++
 		}
 	}
-	return false
+	return n
+}
+
+// holdsCPULatency reports whether process pid has /dev/cpu_dma_latency
+// open: the busy-poll thread's CPU latency request.
+func holdsCPULatency(t *testing.T, pid int) bool {
+	t.Helper()
+	return fdsTo(t, pid, "/dev/cpu_dma_latency") > 0
 }
 
 // TestCPULatencyOptIn runs TCP through the busy-poll thread of a real

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,16 +13,7 @@ import (
 // ioUrings counts the io_uring descriptors process pid holds.
 func ioUrings(t *testing.T, pid int) int {
 	t.Helper()
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	n := 0
-	for _, e := range ents {
-		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && l == "anon_inode:[io_uring]" {
-			n++
-		}
-	}
-	return n
+	return fdsTo(t, pid, "anon_inode:[io_uring]")
 }
 
 // apply applies cfg to the running instance.

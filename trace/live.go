@@ -51,10 +51,11 @@ func ParseFilter(expr string) (Filter, error) {
 			}
 			continue
 		}
-		switch w {
-		case "tcp", "udp", "icmp", "icmp6", "arp":
+		if slices.Contains(protos, w) {
 			f.terms = append(f.terms, term{kind: "proto", proto: w})
 			continue
+		}
+		switch w {
 		case "ip", "ip6":
 			f.terms = append(f.terms, term{kind: "family", proto: w})
 			continue
